@@ -1,0 +1,77 @@
+//! Test-only mote driven by `test=` on the command line; the integration
+//! tests (`cargo xtask test`) check what it prints and how it ends.
+//!
+//! - `test=panic`: panics (the report and a crash are expected).
+//! - `test=pagefault`: reads an unmapped address (an exception report naming
+//!   CR2 and a crash are expected).
+//! - `test=longline len=N`: prints one line of N characters, then powers off.
+#![no_std]
+#![no_main]
+
+use core::fmt;
+
+mote::main!(main);
+
+/// Far above the identity-mapped first 4 GiB.
+const UNMAPPED: u64 = 0x40_0000_0000;
+
+const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+
+#[derive(Debug)]
+enum Error {
+    MissingTest,
+    UnknownTest(&'static str),
+    BadLength(&'static str),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::MissingTest => f.write_str("no test= on the command line"),
+            Error::UnknownTest(t) => write!(f, "unknown test {t:?}"),
+            Error::BadLength(v) => write!(f, "len={v:?} is not a number"),
+        }
+    }
+}
+
+fn main() -> Result<(), Error> {
+    let cmdline = mote::cmdline();
+    match cmdline.get("test").ok_or(Error::MissingTest)? {
+        "panic" => panic!("deliberate panic from selftest"),
+        "pagefault" => {
+            // SAFETY: deliberately unsound: the read must fault.
+            let value = unsafe { core::ptr::read_volatile(UNMAPPED as *const u64) };
+            mote::println!("read {value:#x} from an unmapped address?!");
+            Ok(())
+        }
+        "longline" => {
+            let len = match cmdline.get_parsed::<usize>("len") {
+                None => 10_240,
+                Some(Ok(len)) => len,
+                Some(Err(v)) => return Err(Error::BadLength(v)),
+            };
+            long_line(len);
+            mote::println!("longline done");
+            Ok(())
+        }
+        other => Err(Error::UnknownTest(other)),
+    }
+}
+
+/// Prints `LONGLINE ` and `len` characters cycling through [`ALPHABET`] as
+/// one line, in pieces, without the heap.
+fn long_line(len: usize) {
+    let mut chunk = [0u8; 360];
+    for (i, b) in chunk.iter_mut().enumerate() {
+        *b = ALPHABET[i % ALPHABET.len()];
+    }
+    mote::print!("LONGLINE ");
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        // The chunk length is a multiple of 36, so every piece starts at '0'.
+        mote::print!("{}", core::str::from_utf8(&chunk[..n]).unwrap_or_default());
+        left -= n;
+    }
+    mote::println!();
+}

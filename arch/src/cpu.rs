@@ -1,0 +1,48 @@
+//! Small CPU helpers.
+
+/// Stops this CPU for good: interrupts off, then `hlt` forever.
+pub fn halt_forever() -> ! {
+    loop {
+        x86_64::instructions::interrupts::disable();
+        x86_64::instructions::hlt();
+    }
+}
+
+/// The frame-pointer chain starting at `rbp`: each frame holds the caller's
+/// `rbp` at `[rbp]` and the return address at `[rbp + 8]`.
+///
+/// Images are built with `-C force-frame-pointers=yes`; the chain ends at the
+/// zero `rbp` the boot code sets. Walking stops at a null, misaligned or
+/// non-increasing frame pointer, so a corrupted stack ends the walk instead
+/// of faulting, and after `max` frames.
+pub fn backtrace(mut rbp: u64, max: usize, mut each: impl FnMut(u64)) {
+    for _ in 0..max {
+        if rbp == 0 || rbp % 8 != 0 || rbp < 0x1000 || rbp >= 1 << 32 {
+            return;
+        }
+        // SAFETY: rbp is non-null, aligned and inside the identity-mapped
+        // first 4 GiB, so reading two words from it cannot fault; a bogus
+        // chain yields bogus addresses, never memory unsafety.
+        let (next, ret) = unsafe {
+            let p = rbp as *const u64;
+            (p.read_volatile(), p.add(1).read_volatile())
+        };
+        if ret == 0 {
+            return;
+        }
+        each(ret);
+        if next <= rbp {
+            return;
+        }
+        rbp = next;
+    }
+}
+
+/// Reads the current frame pointer.
+#[inline(always)]
+pub fn frame_pointer() -> u64 {
+    let rbp: u64;
+    // SAFETY: reads a register; no memory is touched.
+    unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags)) };
+    rbp
+}

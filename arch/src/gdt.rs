@@ -1,0 +1,52 @@
+//! The long-mode GDT and TSS.
+//!
+//! The boot code's GDT only gets us into long mode; this one adds a TSS so
+//! that double faults and NMIs run on their own stack (IST 1) and can still
+//! report when the kernel stack has overflowed.
+
+use spin::Once;
+use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
+use x86_64::instructions::tables::load_tss;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::tss::TaskStateSegment;
+use x86_64::VirtAddr;
+
+/// IST slot (1-based in the IDT, 0-based in the TSS) for fatal exceptions.
+pub const FATAL_IST: u16 = 1;
+
+const FATAL_STACK_SIZE: usize = 16 * 1024;
+
+#[repr(align(16))]
+struct Stack(#[allow(dead_code)] [u8; FATAL_STACK_SIZE]);
+
+static mut FATAL_STACK: Stack = Stack([0; FATAL_STACK_SIZE]);
+
+static TSS: Once<TaskStateSegment> = Once::new();
+static GDT: Once<(GlobalDescriptorTable, SegmentSelector, SegmentSelector, SegmentSelector)> =
+    Once::new();
+
+pub(crate) fn init() {
+    let tss = TSS.call_once(|| {
+        let mut tss = TaskStateSegment::new();
+        let bottom = VirtAddr::from_ptr(core::ptr::addr_of!(FATAL_STACK));
+        tss.interrupt_stack_table[usize::from(FATAL_IST - 1)] = bottom + FATAL_STACK_SIZE as u64;
+        tss
+    });
+    let (gdt, code, data, tss_sel) = GDT.call_once(|| {
+        let mut gdt = GlobalDescriptorTable::new();
+        let code = gdt.append(Descriptor::kernel_code_segment());
+        let data = gdt.append(Descriptor::kernel_data_segment());
+        let tss_sel = gdt.append(Descriptor::tss_segment(tss));
+        (gdt, code, data, tss_sel)
+    });
+    gdt.load();
+    // SAFETY: the selectors index the GDT just loaded, which lives in a
+    // static, and describe flat 64-bit code and data segments.
+    unsafe {
+        CS::set_reg(*code);
+        DS::set_reg(*data);
+        ES::set_reg(*data);
+        SS::set_reg(*data);
+        load_tss(*tss_sel);
+    }
+}

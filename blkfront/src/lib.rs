@@ -1,0 +1,2 @@
+//! Xen PV block frontend. Arrives with issue #7.
+#![no_std]

@@ -1,0 +1,65 @@
+//! Crash reports: panics and CPU exceptions print what happened and a
+//! backtrace of return addresses, wait for the console to drain, and crash
+//! the domain (xl reports `crash` and applies `on_crash`).
+
+use crate::console::{flush, print_fatal};
+use core::panic::PanicInfo;
+use core::sync::atomic::{AtomicBool, Ordering};
+use mote_arch::cpu;
+use mote_arch::exception::Report;
+use mote_xen::sched::{shutdown, ShutdownReason};
+
+/// Frames printed at most.
+const MAX_FRAMES: usize = 32;
+
+static CRASHING: AtomicBool = AtomicBool::new(false);
+
+/// Guards against a crash inside the crash path: the second one goes
+/// straight to the hypervisor.
+fn enter() {
+    if CRASHING.swap(true, Ordering::SeqCst) {
+        print_fatal(format_args!("mote: crashed while reporting a crash\n"));
+        shutdown(ShutdownReason::Crash);
+    }
+}
+
+fn print_backtrace(rbp: u64) {
+    print_fatal(format_args!("backtrace:\n"));
+    let mut n = 0;
+    cpu::backtrace(rbp, MAX_FRAMES, |ret| {
+        print_fatal(format_args!("  #{n:<2} {ret:#018x}\n"));
+        n += 1;
+    });
+}
+
+fn finish() -> ! {
+    flush();
+    shutdown(ShutdownReason::Crash)
+}
+
+#[panic_handler]
+fn panic(info: &PanicInfo<'_>) -> ! {
+    enter();
+    match info.location() {
+        Some(l) => print_fatal(format_args!(
+            "PANIC at {}:{}:{}: {}\n",
+            l.file(),
+            l.line(),
+            l.column(),
+            info.message()
+        )),
+        None => print_fatal(format_args!("PANIC: {}\n", info.message())),
+    }
+    print_backtrace(cpu::frame_pointer());
+    finish()
+}
+
+/// Installed as the CPU exception handler.
+pub(crate) fn exception(report: &Report<'_>) -> ! {
+    enter();
+    print_fatal(format_args!("{report}"));
+    // The faulting instruction first, then its callers.
+    print_fatal(format_args!("  at {:#018x}\n", report.frame.rip));
+    print_backtrace(report.frame.rbp);
+    finish()
+}

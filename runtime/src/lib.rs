@@ -1,0 +1,88 @@
+//! The mote runtime: everything between the PVH entry and an app's `main`.
+//!
+//! It brings up the CPU tables and Xen, the console, the heap (from the
+//! memory map Xen hands over), logging through the `log` facade, and the
+//! command line (`extra=` in the xl config), then calls the app's `main`
+//! (named with [`main!`]) and powers the domain off when it returns. A panic
+//! or CPU exception prints a report and crashes the domain, which `xl`
+//! reports as a crash.
+//!
+//! ```ignore
+//! #![no_std]
+//! #![no_main]
+//! mote::main!(main);
+//! fn main() {
+//!     mote::println!("Hello, {}!", mote::cmdline().get("name").unwrap_or("world"));
+//! }
+//! ```
+#![cfg_attr(not(test), no_std)]
+
+pub mod cmdline;
+pub mod memory;
+
+#[cfg(target_os = "none")]
+mod console;
+#[cfg(target_os = "none")]
+mod crash;
+#[cfg(target_os = "none")]
+mod heap;
+#[cfg(target_os = "none")]
+mod logger;
+#[cfg(target_os = "none")]
+mod start;
+
+#[cfg(target_os = "none")]
+pub use console::{_print, flush};
+#[cfg(target_os = "none")]
+pub use start::{boot_info, cmdline, BootInfo};
+
+pub use log;
+
+/// What an app's `main` may return: `()`, or a `Result` whose error is
+/// logged before the domain ends as crashed.
+pub trait Exit {
+    /// Whether the app succeeded; reports the error if not.
+    fn succeeded(self) -> bool;
+}
+
+impl Exit for () {
+    fn succeeded(self) -> bool {
+        true
+    }
+}
+
+impl<E: core::fmt::Display> Exit for Result<(), E> {
+    fn succeeded(self) -> bool {
+        match self {
+            Ok(()) => true,
+            Err(e) => {
+                log::error!("main returned an error: {e}");
+                false
+            }
+        }
+    }
+}
+
+/// Names the app's entry point: `mote::main!(main);`.
+#[macro_export]
+macro_rules! main {
+    ($main:path) => {
+        #[export_name = "__mote_app_main"]
+        fn __mote_app_main() -> bool {
+            $crate::Exit::succeeded($main())
+        }
+    };
+}
+
+/// Prints to the console.
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::_print(::core::format_args!($($arg)*)) };
+}
+
+/// Prints to the console, with a newline.
+#[macro_export]
+macro_rules! println {
+    () => { $crate::print!("\n") };
+    ($($arg:tt)*) => { $crate::_print(::core::format_args!("{}\n", ::core::format_args!($($arg)*))) };
+}

@@ -1,0 +1,114 @@
+//! From the PVH entry to the app's `main`.
+
+use crate::cmdline::{self, Cmdline};
+use crate::memory::MemoryMap;
+use core::fmt::Write;
+use mote_arch::boot::{image_range, StartInfoReader};
+use mote_arch::debugcon::DebugCon;
+use mote_xen::console::Console;
+use mote_xen::hypercall::Xen;
+use mote_xen::sched::{shutdown, ShutdownReason};
+use spin::Once;
+
+/// What the runtime learned while booting.
+#[derive(Debug)]
+pub struct BootInfo {
+    pub xen: Xen,
+    /// The command line, truncated to [`cmdline::MAX_LEN`] bytes.
+    pub cmdline: heapless::String<{ cmdline::MAX_LEN }>,
+    pub memory: MemoryMap,
+    /// Physical `[start, end)` of the loaded image.
+    pub image: (u64, u64),
+    /// Bytes given to the heap, and in how many spans.
+    pub heap_bytes: u64,
+    pub heap_spans: usize,
+}
+
+static BOOT: Once<BootInfo> = Once::new();
+
+/// What the runtime learned while booting.
+pub fn boot_info() -> &'static BootInfo {
+    BOOT.get().expect("boot info is set before main runs")
+}
+
+/// The parsed command line.
+pub fn cmdline() -> Cmdline<'static> {
+    Cmdline::new(&boot_info().cmdline)
+}
+
+extern "Rust" {
+    /// Defined by `mote::main!`.
+    fn __mote_app_main() -> bool;
+}
+
+/// Boot failures before the console exists: reported on port 0xE9.
+fn early_fatal(args: core::fmt::Arguments<'_>) -> ! {
+    let _ = writeln!(DebugCon, "mote: {args}");
+    shutdown(ShutdownReason::Crash)
+}
+
+/// Called by the boot code in long mode with the `hvm_start_info` address.
+#[no_mangle]
+extern "C" fn mote_start(start_info_paddr: u32) -> ! {
+    mote_arch::init();
+    mote_arch::exception::set_fatal_handler(crate::crash::exception);
+
+    let xen = match mote_xen::hypercall::init() {
+        Ok(xen) => xen,
+        // Without Xen there is no shutdown either: report and stop the CPU.
+        Err(e) => {
+            let _ = writeln!(DebugCon, "mote: {e}");
+            mote_arch::cpu::halt_forever()
+        }
+    };
+    match Console::from_hvm_params() {
+        Ok(console) => crate::console::install(console),
+        Err(e) => {
+            let _ = writeln!(DebugCon, "mote: no PV console ({e}); using port 0xE9");
+        }
+    }
+
+    // Copy what Xen handed over before the heap may reuse its memory.
+    // SAFETY: the boot code checked the magic at this address, and the
+    // first 4 GiB are identity-mapped.
+    let Some(start_info) = (unsafe { StartInfoReader::from_paddr_identity(start_info_paddr) }) else {
+        early_fatal(format_args!("bad hvm_start_info at {start_info_paddr:#x}"))
+    };
+    let memory = MemoryMap::new(start_info.memmap().iter().map(|e| (e.addr, e.size, e.ty)));
+    let mut line = heapless::String::new();
+    let raw = start_info.cmdline().map(|c| c.to_bytes()).unwrap_or_default();
+    let raw = core::str::from_utf8(raw).unwrap_or("");
+    let truncated = raw.len() > cmdline::MAX_LEN;
+    for c in raw.chars() {
+        if line.push(c).is_err() {
+            break;
+        }
+    }
+
+    let image = image_range();
+    let (heap_bytes, heap_spans) = crate::heap::init(&memory, image.1);
+    let info = BOOT.call_once(|| BootInfo {
+        xen,
+        cmdline: line,
+        memory,
+        image,
+        heap_bytes,
+        heap_spans,
+    });
+    crate::logger::init(cmdline().get("log"));
+    if truncated {
+        log::warn!("command line longer than {} bytes was truncated", cmdline::MAX_LEN);
+    }
+    if info.memory.dropped() > 0 {
+        log::warn!("{} memory map entries beyond the first {} were ignored", info.memory.dropped(), crate::memory::MAX_REGIONS);
+    }
+    if heap_bytes == 0 {
+        log::warn!("no free RAM for the heap: allocations will fail");
+    }
+    log::debug!("{}; image {:#x}-{:#x}; heap {} KiB", info.xen, image.0, image.1, heap_bytes / 1024);
+
+    // SAFETY: `mote::main!` defines this symbol with this signature.
+    let ok = unsafe { __mote_app_main() };
+    crate::console::flush();
+    shutdown(if ok { ShutdownReason::Poweroff } else { ShutdownReason::Crash })
+}

@@ -1,0 +1,35 @@
+//! HVM parameters (`hvm/hvm_op.h`, `hvm/params.h`): how a PVH guest learns
+//! where Xen put its console and xenstore rings.
+
+use crate::hypercall::op_with;
+use crate::XenError;
+
+const HVMOP_GET_PARAM: u32 = 1;
+/// `DOMID_SELF` from `xen.h`.
+const DOMID_SELF: u16 = 0x7FF0;
+
+/// `struct xen_hvm_param` from `hvm/hvm_op.h`.
+#[repr(C)]
+struct HvmParam {
+    domid: u16,
+    index: u32,
+    value: u64,
+}
+
+/// An HVM parameter index (`hvm/params.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Param {
+    StorePfn = 1,
+    StoreEvtchn = 2,
+    ConsolePfn = 17,
+    ConsoleEvtchn = 18,
+}
+
+/// Reads one of this domain's HVM parameters.
+pub fn get(param: Param) -> Result<u64, XenError> {
+    let mut arg = HvmParam { domid: DOMID_SELF, index: param as u32, value: 0 };
+    // SAFETY: HVMOP_get_param takes a `struct xen_hvm_param`.
+    unsafe { op_with(xen_sys::__HYPERVISOR_hvm_op, HVMOP_GET_PARAM, &mut arg)? };
+    Ok(arg.value)
+}
