@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs (as root, Debian 12) what the harness needs on the host; quiet when all is present.
+# Xen itself is never installed here: ci/fetch-xen.sh only downloads and unpacks its packages.
+set -euo pipefail
+
+packages=(
+    qemu-system-x86 # the emulated machine (TCG)
+    busybox-static  # dom0's shell and tools
+    bash util-linux # bash and flock for Xen's hotplug scripts in dom0
+    cpio kmod       # the initramfs archive; depmod and modprobe --show-depends
+    xz-utils        # extracting vmlinux from the kernel's bzImage
+    grep mawk findutils coreutils
+    libc-bin        # ldd, ldconfig
+    libgcc-s1 libext2fs2 libuuid1 libzstd1 zlib1g liblzma5 libncurses6 libtinfo6 # xl's libraries
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+    if ! dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed'; then
+        missing+=("$pkg")
+    fi
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+    exit 0
+fi
+
+echo "install-host-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

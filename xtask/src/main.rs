@@ -1,0 +1,224 @@
+//! `cargo xtask`: builds mote images and runs them under Xen in an emulated machine.
+//!
+//! ```text
+//! cargo xtask build <app> [--debug]
+//! cargo xtask run <app> [--debug] [--timeout SECS] [-- <guest command line>…]
+//! cargo xtask xl <xl arguments>…
+//! cargo xtask test [--integration-only] [CASE-FILTER]
+//! ```
+//!
+//! Modules: `build` (image + xl config), `assets` (Xen, dom0 kernel and initramfs), `harness`
+//! (the QEMU machine), `agent` (client of dom0's agent), `guest` (one guest run in dom0),
+//! `tests` (the test command and its integration cases).
+
+mod agent;
+mod assets;
+mod build;
+mod guest;
+mod harness;
+mod tests;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+const USAGE: &str = "\
+usage:
+  cargo xtask build <app> [--debug]
+      build apps/<app> into target/mote/<app>.elf (stripped), <app>.debug.elf and <app>.cfg
+  cargo xtask run <app> [--debug] [--timeout SECS] [-- <args>…]
+      build, boot Xen + dom0 in QEMU, run the app with <args> as its command line,
+      stream its console; exit 0 when it powers off
+  cargo xtask xl <args>…
+      run `xl <args>` in the dom0 of the harness a running `cargo xtask run` started
+  cargo xtask test [--integration-only] [FILTER]
+      host packages, host unit tests, then the integration cases (whose name contains FILTER)
+      under Xen";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match dispatch(&args) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("xtask: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(args: &[String]) -> Result<ExitCode, String> {
+    let Some((command, rest)) = args.split_first() else {
+        eprintln!("{USAGE}");
+        return Ok(ExitCode::from(2));
+    };
+    match command.as_str() {
+        "build" => {
+            let (app, debug, _, guest_args) = parse_app_args(rest, false)?;
+            if !guest_args.is_empty() {
+                return Err("`build` takes no guest arguments".into());
+            }
+            build::build(&app, debug)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        "run" => {
+            let (app, debug, timeout, guest_args) = parse_app_args(rest, true)?;
+            cmd_run(&app, debug, timeout, &guest_args)
+        }
+        "xl" => cmd_xl(rest),
+        "test" => {
+            let mut opts = tests::TestOptions { integration_only: false, filter: None };
+            for arg in rest {
+                match arg.as_str() {
+                    "--integration-only" => opts.integration_only = true,
+                    a if a.starts_with('-') => return Err(format!("unknown option {a:?}\n{USAGE}")),
+                    a if opts.filter.is_none() => opts.filter = Some(a.to_owned()),
+                    a => return Err(format!("unexpected argument {a:?}\n{USAGE}")),
+                }
+            }
+            Ok(if tests::run(&opts)? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        "help" | "-h" | "--help" => {
+            println!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(format!("unknown command {other:?}\n{USAGE}")),
+    }
+}
+
+/// Parses `<app> [--debug] [--timeout SECS] [-- args…]`.
+fn parse_app_args(args: &[String], allow_timeout: bool) -> Result<(String, bool, Option<Duration>, Vec<String>), String> {
+    let mut app = None;
+    let mut debug = false;
+    let mut timeout = None;
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--" => break,
+            "--debug" => debug = true,
+            "--timeout" if allow_timeout => {
+                let secs = iter.next().ok_or("--timeout needs a number of seconds")?;
+                let secs: u64 = secs.parse().map_err(|_| format!("--timeout: bad number of seconds {secs:?}"))?;
+                timeout = Some(Duration::from_secs(secs));
+            }
+            a if a.starts_with('-') => return Err(format!("unknown option {a:?}\n{USAGE}")),
+            a if app.is_none() => app = Some(a.to_owned()),
+            a => return Err(format!("unexpected argument {a:?} (guest arguments go after `--`)\n{USAGE}")),
+        }
+    }
+    let app = app.ok_or_else(|| format!("which app?\n{USAGE}"))?;
+    Ok((app, debug, timeout, iter.cloned().collect()))
+}
+
+/// `cargo xtask run`.
+fn cmd_run(app: &str, debug: bool, timeout: Option<Duration>, guest_args: &[String]) -> Result<ExitCode, String> {
+    guest::extra_value(guest_args)?;
+    let image = build::build(app, debug)?;
+    assets::install_host_deps()?;
+    let assets = assets::ensure()?;
+    let harness = harness::Harness::boot(&assets)?;
+    let agent = harness.agent();
+    guest::upload(&agent, &image)?;
+    let opts = guest::Options { timeout, echo: true, clock: harness.started() };
+    let mut stdout = std::io::stdout();
+    let run = guest::run(&agent, &image, guest_args, &opts, &mut |line| {
+        let _ = writeln!(stdout, "{line}");
+        let _ = stdout.flush();
+    });
+    drop(harness);
+    match run.result {
+        Ok(guest::Reason::Poweroff) => {
+            println!("mote: {app} powered off");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(reason) => {
+            println!("mote: {app} {}", reason.verb());
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            println!("mote: {app} failed: {e}");
+            eprintln!("mote: serial log of the harness: {}", harness::log_file().display());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `cargo xtask xl`.
+fn cmd_xl(args: &[String]) -> Result<ExitCode, String> {
+    let port_file = harness::port_file();
+    let port: u16 = match std::fs::read_to_string(&port_file) {
+        Ok(text) => text.trim().parse().map_err(|_| format!("{} holds no port number", port_file.display()))?,
+        Err(_) => return Err("no harness is running (start one with `cargo xtask run <app>`)".into()),
+    };
+    let agent = agent::Agent::new(port);
+    agent.ping().map_err(|e| {
+        format!("{} names port {port}, but no harness answers there (stale file?): {e}", port_file.display())
+    })?;
+    let command: Vec<String> = args.iter().map(|a| agent::sh_quote(a)).collect();
+    let (tx, events) = std::sync::mpsc::channel();
+    let _exec = agent.spawn(&format!("exec xl {} 2>&1", command.join(" ")), (), tx)?;
+    let mut stdout = std::io::stdout();
+    for (_, event) in events {
+        match event {
+            agent::Event::Output(chunk) => {
+                let _ = stdout.write_all(&chunk);
+                let _ = stdout.flush();
+            }
+            agent::Event::Exit(status) => return Ok(ExitCode::from(status.clamp(0, 255) as u8)),
+            agent::Event::Failed(message) => return Err(format!("xl: {message}")),
+        }
+    }
+    Err("xl: the agent stream ended unexpectedly".into())
+}
+
+/// The workspace root (xtask's parent).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// Cargo's target directory.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
+    }
+}
+
+/// `target/mote`, where images, configs and harness files go.
+pub fn mote_dir() -> PathBuf {
+    target_dir().join("mote")
+}
+
+/// Runs `command` with inherited stdio; an error unless it exits with status 0.
+pub fn run_status(command: &mut Command) -> Result<(), String> {
+    let shown = format!("{} {}", command.get_program().to_string_lossy(), command.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
+    let status = command.status().map_err(|e| format!("cannot run `{shown}`: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{shown}` failed ({status})"))
+    }
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn app_args() {
+        let (app, debug, timeout, rest) = parse_app_args(&strings(&["hello", "--debug", "--", "a=b", "--x"]), true).unwrap();
+        assert_eq!((app.as_str(), debug, timeout), ("hello", true, None));
+        assert_eq!(rest, ["a=b", "--x"]);
+        let (_, _, timeout, rest) = parse_app_args(&strings(&["hello", "--timeout", "30"]), true).unwrap();
+        assert_eq!(timeout, Some(Duration::from_secs(30)));
+        assert!(rest.is_empty());
+        assert!(parse_app_args(&strings(&["hello", "extra"]), true).is_err());
+        assert!(parse_app_args(&strings(&["--debug"]), true).is_err());
+        assert!(parse_app_args(&strings(&["hello", "--timeout", "1"]), false).is_err());
+    }
+}

@@ -1,0 +1,405 @@
+//! `cargo xtask test`: host unit tests, then integration cases run under real Xen in one
+//! harness. The cases are the table in [`cases`].
+
+use crate::assets;
+use crate::build::{self, Image};
+use crate::guest::{self, Reason};
+use crate::harness::{self, Harness};
+use crate::{run_status, workspace_root};
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A case that has not ended by then fails (and its domain is destroyed).
+const CASE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Console lines shown with a failure.
+const EXCERPT_LINES: usize = 40;
+/// Longest console line shown in full in an excerpt.
+const EXCERPT_WIDTH: usize = 300;
+/// The host-buildable crates outside the workspace's default members, tested too.
+const EXTRA_HOST_PACKAGES: &[&str] = &["mote-agent"];
+
+/// One check of a case's console text.
+pub enum Check {
+    /// The console contains this text somewhere.
+    Contains(&'static str),
+    /// The console has a line exactly equal to this.
+    Line(&'static str),
+    /// A named check in code; gets the console and the image (for its configuration).
+    Custom(&'static str, fn(&str, &Image) -> Result<(), String>),
+}
+
+/// An integration case: boot `app` with `args`, expect `reason` and every check to pass.
+pub struct Case {
+    pub name: &'static str,
+    pub app: &'static str,
+    pub args: &'static [&'static str],
+    pub reason: Reason,
+    pub checks: Vec<Check>,
+}
+
+/// The integration cases, in the order they run.
+pub fn cases() -> Vec<Case> {
+    use Check::*;
+    vec![
+        Case {
+            name: "hello_boots",
+            app: "hello",
+            args: &["greeting=hi", "mode=test"],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("Hello, world!"),
+                Line("cmdline: greeting=hi mode=test"),
+                Custom("memory map lists sane RAM", check_memory_map),
+                Custom("heap: <N> bytes with N > 0", check_heap),
+            ],
+        },
+        Case {
+            name: "panic_is_reported",
+            app: "selftest",
+            args: &["test=panic"],
+            reason: Reason::Crash,
+            checks: vec![Contains("PANIC"), Contains("deliberate panic"), Contains("apps/selftest/src/main.rs")],
+        },
+        Case {
+            name: "page_fault_is_reported",
+            app: "selftest",
+            args: &["test=pagefault"],
+            reason: Reason::Crash,
+            checks: vec![
+                Contains("EXCEPTION: page fault (#PF, vector 14)"),
+                Contains("CR2=0x0000004000000000"),
+                Contains("RIP="),
+                Contains("RSP="),
+            ],
+        },
+        Case {
+            name: "long_line_arrives_whole",
+            app: "selftest",
+            args: &["test=longline", "len=10240"],
+            reason: Reason::Poweroff,
+            checks: vec![Custom("LONGLINE of 10240 characters", check_long_line), Line("longline done")],
+        },
+    ]
+}
+
+/// A line `memory map:` followed by `  [0xSTART-0xEND] TYPE` lines, of which the `RAM` ones add
+/// up to between 2 MiB and the configured memory.
+fn check_memory_map(console: &str, image: &Image) -> Result<(), String> {
+    let mut lines = console.lines().skip_while(|l| !l.starts_with("memory map:"));
+    lines.next().ok_or("no line starting with `memory map:`")?;
+    let entries: Vec<(u64, u64, &str)> = lines.map_while(parse_map_entry).collect();
+    let ram: Vec<_> = entries.iter().filter(|(_, _, kind)| kind.starts_with("RAM")).collect();
+    if ram.is_empty() {
+        return Err(format!("no `  [0x…-0x…] RAM` entry after `memory map:` ({} other entries)", entries.len()));
+    }
+    // END may be inclusive or exclusive: allow a byte per entry.
+    let total: u64 = ram.iter().map(|(start, end, _)| end - start).sum();
+    let configured = u64::from(image.meta.memory_mib) << 20;
+    let slack = ram.len() as u64;
+    if total < 2 << 20 || total > configured + slack {
+        return Err(format!(
+            "RAM in the memory map adds up to {total} bytes ({:.2} MiB); expected between 2 MiB and the configured {} MiB",
+            total as f64 / (1 << 20) as f64,
+            image.meta.memory_mib
+        ));
+    }
+    Ok(())
+}
+
+/// Parses `  [0xSTART-0xEND] TYPE…`.
+fn parse_map_entry(line: &str) -> Option<(u64, u64, &str)> {
+    let rest = line.strip_prefix("  [0x")?;
+    let (start, rest) = rest.split_once("-0x")?;
+    let (end, kind) = rest.split_once("] ")?;
+    let start = u64::from_str_radix(start, 16).ok()?;
+    let end = u64::from_str_radix(end, 16).ok()?;
+    (end >= start).then_some((start, end, kind.trim()))
+}
+
+/// A line `heap: <N> bytes` with N > 0 (more may follow: `heap: 4096 bytes in 1 spans`).
+fn check_heap(console: &str, _: &Image) -> Result<(), String> {
+    let line = console.lines().find(|l| l.starts_with("heap: ")).ok_or("no line starting with `heap: `")?;
+    let n = line
+        .strip_prefix("heap: ")
+        .and_then(|r| r.split_once(" bytes").filter(|(_, rest)| rest.is_empty() || rest.starts_with(' ')))
+        .and_then(|(n, _)| n.parse::<u64>().ok())
+        .ok_or_else(|| format!("{line:?} is not `heap: <N> bytes`"))?;
+    if n == 0 {
+        return Err("heap is 0 bytes".into());
+    }
+    Ok(())
+}
+
+/// The line the selftest prints for `test=longline len=N`.
+pub fn long_line(len: usize) -> String {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut line = String::from("LONGLINE ");
+    line.extend((0..len).map(|i| ALPHABET[i % ALPHABET.len()] as char));
+    line
+}
+
+fn check_long_line(console: &str, _: &Image) -> Result<(), String> {
+    let expected = long_line(10240);
+    if console.lines().any(|l| l == expected) {
+        return Ok(());
+    }
+    let found: Vec<&str> = console.lines().filter(|l| l.starts_with("LONGLINE")).collect();
+    if found.is_empty() {
+        return Err("no line starting with `LONGLINE`".into());
+    }
+    let details: Vec<String> = found
+        .iter()
+        .map(|l| {
+            let at = l.bytes().zip(expected.bytes()).position(|(a, b)| a != b).unwrap_or(l.len().min(expected.len()));
+            let payload = l.len().saturating_sub("LONGLINE ".len());
+            format!("a LONGLINE line with {payload} characters after `LONGLINE ` (expected 10240) first differs at column {at}")
+        })
+        .collect();
+    Err(details.join("; "))
+}
+
+/// Runs the checks of `case` against a finished run; the reasons for failure.
+fn judge(case: &Case, image: &Image, run: &guest::GuestRun) -> Vec<String> {
+    let mut problems = Vec::new();
+    match &run.result {
+        Ok(reason) if *reason == case.reason => {}
+        Ok(reason) => problems.push(format!("expected the guest to end with {:?}, but it {}", case.reason, reason.verb())),
+        Err(e) => problems.push(e.clone()),
+    }
+    for check in &case.checks {
+        let outcome = match check {
+            Check::Contains(text) => {
+                if run.console.contains(text) { Ok(()) } else { Err(format!("console does not contain {text:?}")) }
+            }
+            Check::Line(text) => {
+                if run.console.lines().any(|l| l == *text) { Ok(()) } else { Err(format!("console has no line {text:?}")) }
+            }
+            Check::Custom(what, f) => f(&run.console, image).map_err(|e| format!("{what}: {e}")),
+        };
+        if let Err(e) = outcome {
+            problems.push(e);
+        }
+    }
+    problems
+}
+
+/// The last lines of `console`, long lines shortened, indented.
+fn excerpt(console: &str) -> String {
+    if console.is_empty() {
+        return "    (no console output)".into();
+    }
+    let lines: Vec<&str> = console.lines().collect();
+    let mut out = String::new();
+    if lines.len() > EXCERPT_LINES {
+        out.push_str(&format!("    … ({} earlier lines)\n", lines.len() - EXCERPT_LINES));
+    }
+    for line in &lines[lines.len().saturating_sub(EXCERPT_LINES)..] {
+        if line.chars().count() > EXCERPT_WIDTH {
+            let head: String = line.chars().take(EXCERPT_WIDTH).collect();
+            out.push_str(&format!("    | {head}… ({} characters)\n", line.chars().count()));
+        } else {
+            out.push_str(&format!("    | {line}\n"));
+        }
+    }
+    out.trim_end().to_owned()
+}
+
+/// Options of `cargo xtask test`.
+pub struct TestOptions {
+    /// Skip the host packages and unit tests (steps a and b).
+    pub integration_only: bool,
+    /// Run only the cases whose name contains this.
+    pub filter: Option<String>,
+}
+
+/// `cargo xtask test`; returns whether everything passed.
+pub fn run(opts: &TestOptions) -> Result<bool, String> {
+    let mut ok = true;
+    if !opts.integration_only {
+        eprintln!("==> host packages");
+        assets::install_host_deps()?;
+        eprintln!("==> host unit tests");
+        ok &= unit_tests();
+    }
+    eprintln!("==> integration tests under Xen");
+    let cases: Vec<Case> = cases()
+        .into_iter()
+        .filter(|c| opts.filter.as_deref().is_none_or(|f| c.name.contains(f)))
+        .collect();
+    let (passed, failed) = integration(&cases);
+    println!("integration: {passed} passed, {failed} failed");
+    Ok(ok && failed == 0)
+}
+
+/// Host unit tests: the default members, then the other host crates.
+fn unit_tests() -> bool {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut ok = true;
+    let mut runs = vec![vec!["test".to_owned()]];
+    for package in EXTRA_HOST_PACKAGES {
+        runs.push(vec!["test".into(), "-p".into(), (*package).into()]);
+    }
+    for args in runs {
+        if let Err(e) = run_status(Command::new(&cargo).current_dir(workspace_root()).args(&args)) {
+            eprintln!("unit tests: cargo {}: {e}", args.join(" "));
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// Builds the images, boots one harness, runs `cases`; returns (passed, failed).
+fn integration(cases: &[Case]) -> (usize, usize) {
+    let fail_all = |why: &str| {
+        for case in cases {
+            println!("test {} ... FAILED\n    {}", case.name, why.replace('\n', "\n    "));
+        }
+        (0, cases.len())
+    };
+    if cases.is_empty() {
+        return (0, 0);
+    }
+    let mut images: BTreeMap<&str, Result<Image, String>> = BTreeMap::new();
+    for case in cases {
+        images.entry(case.app).or_insert_with(|| build::build(case.app, false));
+    }
+    let assets = match assets::ensure() {
+        Ok(a) => a,
+        Err(e) => return fail_all(&format!("harness assets: {e}")),
+    };
+    let mut harness = match Harness::boot(&assets) {
+        Ok(h) => h,
+        Err(e) => return fail_all(&format!("harness did not start: {e}")),
+    };
+    let agent = harness.agent();
+    for (app, image) in images.iter_mut() {
+        if let Ok(img) = image {
+            if let Err(e) = guest::upload(&agent, img) {
+                *image = Err(format!("uploading {app} to dom0: {e}"));
+            }
+        }
+    }
+
+    let (mut passed, mut failed) = (0, 0);
+    for case in cases {
+        let started = Instant::now();
+        let problems_and_console = match &images[case.app] {
+            Err(e) => (vec![format!("image {}: {e}", case.app)], String::new()),
+            Ok(image) => match harness.check_alive() {
+                Err(e) => (vec![e], String::new()),
+                Ok(()) => {
+                    let args: Vec<String> = case.args.iter().map(|s| s.to_string()).collect();
+                    let opts = guest::Options { timeout: Some(CASE_TIMEOUT), echo: false, clock: Instant::now() };
+                    let run = guest::run(&agent, image, &args, &opts, &mut |_| {});
+                    (judge(case, image, &run), run.console)
+                }
+            },
+        };
+        let (problems, console) = problems_and_console;
+        let secs = started.elapsed().as_secs_f64();
+        if problems.is_empty() {
+            passed += 1;
+            println!("test {} ... ok ({secs:.1}s)", case.name);
+        } else {
+            failed += 1;
+            println!("test {} ... FAILED ({secs:.1}s)", case.name);
+            for problem in problems {
+                println!("    {}", problem.replace('\n', "\n    "));
+            }
+            println!("    console ({} {}):\n{}", case.app, case.args.join(" "), excerpt(&console));
+        }
+    }
+    if failed > 0 {
+        println!("serial log of the harness: {}", harness::log_file().display());
+    }
+    drop(harness);
+    (passed, failed)
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+    use crate::build::AppMeta;
+
+    fn image(memory_mib: u32) -> Image {
+        Image {
+            app: "hello".into(),
+            meta: AppMeta { memory_mib, network: false },
+            elf: "/x.elf".into(),
+            debug_elf: "/x.debug.elf".into(),
+            cfg: "/x.cfg".into(),
+        }
+    }
+
+    #[test]
+    fn case_names_are_unique() {
+        let cases = cases();
+        let mut names: Vec<_> = cases.iter().map(|c| c.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), cases.len());
+    }
+
+    #[test]
+    fn memory_map_check() {
+        let real = "memory map: 5 entries\n  [0x0000000000000000-0x00000000003fffff] RAM (4096 KiB)\n  [0x00000000feff8000-0x00000000feffffff] reserved (32 KiB)\n";
+        assert_eq!(check_memory_map(real, &image(4)), Ok(()));
+        let good = "boot\nmemory map:\n  [0x0000000000000000-0x000000000009f000] RAM\n  [0x0000000000100000-0x0000000000400000] RAM\n  [0x00000000fc000000-0x00000000fc009000] reserved\nheap: 4096 bytes\n";
+        assert_eq!(check_memory_map(good, &image(4)), Ok(()));
+        // Too much RAM for 4 MiB.
+        let big = "memory map:\n  [0x0-0x1000000] RAM\n";
+        assert!(check_memory_map(big, &image(4)).is_err());
+        assert_eq!(check_memory_map(big, &image(16)), Ok(()));
+        // Too little, none, no header.
+        assert!(check_memory_map("memory map:\n  [0x0-0x1000] RAM\n", &image(4)).is_err());
+        assert!(check_memory_map("memory map:\n  [0x0-0x400000] reserved\n", &image(4)).is_err());
+        assert!(check_memory_map("  [0x0-0x400000] RAM\n", &image(4)).is_err());
+        // Entries must follow the header directly.
+        assert!(check_memory_map("memory map:\nother\n  [0x0-0x300000] RAM\n", &image(4)).is_err());
+    }
+
+    #[test]
+    fn heap_check() {
+        assert_eq!(check_heap("x\nheap: 1048576 bytes\n", &image(4)), Ok(()));
+        assert_eq!(check_heap("heap: 2985984 bytes in 1 spans\n", &image(4)), Ok(()));
+        assert!(check_heap("heap: 12 bytesx\n", &image(4)).is_err());
+        assert!(check_heap("heap: 0 bytes\n", &image(4)).is_err());
+        assert!(check_heap("heap: many bytes\n", &image(4)).is_err());
+        assert!(check_heap("no heap\n", &image(4)).is_err());
+    }
+
+    #[test]
+    fn long_line_check() {
+        assert_eq!(&long_line(40)[..], "LONGLINE 0123456789abcdefghijklmnopqrstuvwxyz0123");
+        let good = format!("start\n{}\nlongline done\n", long_line(10240));
+        assert_eq!(check_long_line(&good, &image(4)), Ok(()));
+        let mut cut = long_line(10240);
+        cut.truncate(4000);
+        let err = check_long_line(&format!("{cut}\n"), &image(4)).unwrap_err();
+        assert!(err.contains("3991 characters after"), "{err}");
+        assert!(check_long_line("nothing\n", &image(4)).is_err());
+    }
+
+    #[test]
+    fn judge_reports_reason_and_checks() {
+        let case = &cases()[1];
+        let run = guest::GuestRun { result: Ok(Reason::Poweroff), console: "PANIC: deliberate panic\n".into() };
+        let problems = judge(case, &image(4), &run);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        let run = guest::GuestRun {
+            result: Ok(Reason::Crash),
+            console: "PANIC at apps/selftest/src/main.rs:10:5: deliberate panic\n".into(),
+        };
+        assert!(judge(case, &image(4), &run).is_empty());
+    }
+
+    #[test]
+    fn excerpt_shortens() {
+        let console = format!("{}\nshort\n", "x".repeat(1000));
+        let e = excerpt(&console);
+        assert!(e.contains("(1000 characters)"));
+        assert!(e.contains("    | short"));
+        assert_eq!(excerpt(""), "    (no console output)");
+    }
+}
