@@ -23,7 +23,9 @@ pub fn cache_dir() -> Result<PathBuf, String> {
     let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir),
         None => {
-            let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).ok_or("neither XDG_CACHE_HOME nor HOME is set")?;
+            let home = std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .ok_or("neither XDG_CACHE_HOME nor HOME is set")?;
             PathBuf::from(home).join(".cache")
         }
     };
@@ -34,7 +36,10 @@ pub fn cache_dir() -> Result<PathBuf, String> {
 fn ci_script(name: &str) -> Result<PathBuf, String> {
     let path = workspace_root().join("ci").join(name);
     if !path.is_file() {
-        return Err(format!("{} is missing (the harness scripts live in ci/)", path.display()));
+        return Err(format!(
+            "{} is missing (the harness scripts live in ci/)",
+            path.display()
+        ));
     }
     Ok(path)
 }
@@ -42,7 +47,8 @@ fn ci_script(name: &str) -> Result<PathBuf, String> {
 /// Runs `ci/install-host-deps.sh` (idempotent).
 pub fn install_host_deps() -> Result<(), String> {
     let script = ci_script("install-host-deps.sh")?;
-    run_status(Command::new("bash").arg(&script)).map_err(|e| format!("installing host packages: {e}"))
+    run_status(Command::new("bash").arg(&script))
+        .map_err(|e| format!("installing host packages: {e}"))
 }
 
 /// Fetches Xen and the dom0 kernel, builds the agent and the dom0 initramfs (if its inputs
@@ -50,30 +56,54 @@ pub fn install_host_deps() -> Result<(), String> {
 pub fn ensure() -> Result<Assets, String> {
     let cache = cache_dir()?;
     fs::create_dir_all(&cache).map_err(|e| format!("create {}: {e}", cache.display()))?;
-    run_status(Command::new("bash").arg(ci_script("fetch-xen.sh")?).arg(&cache))
-        .map_err(|e| format!("fetching Xen and the dom0 kernel: {e}"))?;
+    run_status(
+        Command::new("bash")
+            .arg(ci_script("fetch-xen.sh")?)
+            .arg(&cache),
+    )
+    .map_err(|e| format!("fetching Xen and the dom0 kernel: {e}"))?;
     let xen = cache.join("xen");
     let dom0_kernel = ["vmlinux", "vmlinuz"]
         .iter()
         .map(|name| cache.join(name))
         .find(|p| p.is_file())
-        .ok_or_else(|| format!("ci/fetch-xen.sh left no vmlinux or vmlinuz in {}", cache.display()))?;
+        .ok_or_else(|| {
+            format!(
+                "ci/fetch-xen.sh left no vmlinux or vmlinuz in {}",
+                cache.display()
+            )
+        })?;
     if !xen.is_file() {
-        return Err(format!("ci/fetch-xen.sh left no xen in {}", cache.display()));
+        return Err(format!(
+            "ci/fetch-xen.sh left no xen in {}",
+            cache.display()
+        ));
     }
     let agent = build_agent()?;
     let dom0_initrd = dom0_initrd(&cache, &agent, &dom0_kernel)?;
-    Ok(Assets { xen, dom0_kernel, dom0_initrd })
+    Ok(Assets {
+        xen,
+        dom0_kernel,
+        dom0_initrd,
+    })
 }
 
 /// Builds `mote-agent` for the host and returns the binary.
 fn build_agent() -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    run_status(Command::new(cargo).current_dir(workspace_root()).args(["build", "--release", "-p", "mote-agent"]))
-        .map_err(|e| format!("building mote-agent: {e}"))?;
+    run_status(Command::new(cargo).current_dir(workspace_root()).args([
+        "build",
+        "--release",
+        "-p",
+        "mote-agent",
+    ]))
+    .map_err(|e| format!("building mote-agent: {e}"))?;
     let agent = target_dir().join("release").join("mote-agent");
     if !agent.is_file() {
-        return Err(format!("cargo built mote-agent but {} is missing", agent.display()));
+        return Err(format!(
+            "cargo built mote-agent but {} is missing",
+            agent.display()
+        ));
     }
     Ok(agent)
 }
@@ -89,7 +119,11 @@ fn dom0_initrd(cache: &Path, agent: &Path, kernel: &Path) -> Result<PathBuf, Str
     // modification times stand for their (large) contents.
     for path in [kernel.to_path_buf(), cache.join("fetched.stamp")] {
         let meta = fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).unwrap_or_default();
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .unwrap_or_default();
         hash.write(format!("{} {} {}\n", path.display(), meta.len(), mtime.as_nanos()).as_bytes());
     }
     for input in &inputs {
@@ -105,12 +139,22 @@ fn dom0_initrd(cache: &Path, agent: &Path, kernel: &Path) -> Result<PathBuf, Str
         return Ok(out);
     }
     let partial = cache.join(format!("dom0-{:016x}.cpio.partial", hash.finish()));
-    run_status(Command::new("bash").arg(&script).arg(cache).arg(agent).arg(&partial))
-        .map_err(|e| format!("building the dom0 initramfs: {e}"))?;
+    run_status(
+        Command::new("bash")
+            .arg(&script)
+            .arg(cache)
+            .arg(agent)
+            .arg(&partial),
+    )
+    .map_err(|e| format!("building the dom0 initramfs: {e}"))?;
     if !partial.is_file() {
-        return Err(format!("ci/build-dom0.sh succeeded but did not write {}", partial.display()));
+        return Err(format!(
+            "ci/build-dom0.sh succeeded but did not write {}",
+            partial.display()
+        ));
     }
-    fs::rename(&partial, &out).map_err(|e| format!("rename {} to {}: {e}", partial.display(), out.display()))?;
+    fs::rename(&partial, &out)
+        .map_err(|e| format!("rename {} to {}: {e}", partial.display(), out.display()))?;
     // Older initramfs builds are useless now.
     if let Ok(entries) = fs::read_dir(cache) {
         for entry in entries.flatten() {

@@ -22,7 +22,10 @@ pub struct AppMeta {
 
 impl Default for AppMeta {
     fn default() -> Self {
-        AppMeta { memory_mib: DEFAULT_MEMORY_MIB, network: false }
+        AppMeta {
+            memory_mib: DEFAULT_MEMORY_MIB,
+            network: false,
+        }
     }
 }
 
@@ -61,23 +64,37 @@ pub fn parse_meta(manifest: &str) -> Result<AppMeta, String> {
         let (key, value) = line
             .split_once('=')
             .map(|(k, v)| (k.trim(), v.trim()))
-            .ok_or_else(|| format!("line {}: expected `key = value` in [package.metadata.mote]: {raw:?}", number + 1))?;
+            .ok_or_else(|| {
+                format!(
+                    "line {}: expected `key = value` in [package.metadata.mote]: {raw:?}",
+                    number + 1
+                )
+            })?;
         match key {
             "memory" => {
-                meta.memory_mib = value
-                    .parse()
-                    .ok()
-                    .filter(|m| *m > 0)
-                    .ok_or_else(|| format!("line {}: memory must be a positive number of MiB, not {value:?}", number + 1))?
+                meta.memory_mib = value.parse().ok().filter(|m| *m > 0).ok_or_else(|| {
+                    format!(
+                        "line {}: memory must be a positive number of MiB, not {value:?}",
+                        number + 1
+                    )
+                })?
             }
             "network" => {
                 meta.network = match value {
                     "true" => true,
                     "false" => false,
-                    _ => return Err(format!("line {}: network must be true or false, not {value:?}", number + 1)),
+                    _ => {
+                        return Err(format!(
+                            "line {}: network must be true or false, not {value:?}",
+                            number + 1
+                        ))
+                    }
                 }
             }
-            _ => return Err(format!("line {}: unknown key {key:?} in [package.metadata.mote] (known: memory, network)", number + 1)),
+            _ => return Err(format!(
+                "line {}: unknown key {key:?} in [package.metadata.mote] (known: memory, network)",
+                number + 1
+            )),
         }
     }
     Ok(meta)
@@ -109,12 +126,16 @@ pub fn xl_cfg(app: &str, kernel: &str, meta: &AppMeta) -> String {
 
 /// Reads the app's metadata; fails with a clear message when `apps/<app>` is not an app.
 pub fn app_meta(app: &str) -> Result<AppMeta, String> {
-    let valid = !app.is_empty() && app.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let valid = !app.is_empty()
+        && app
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !valid {
         return Err(format!("bad app name {app:?}"));
     }
     let manifest = workspace_root().join("apps").join(app).join("Cargo.toml");
-    let text = fs::read_to_string(&manifest).map_err(|e| format!("no app {app:?}: cannot read {}: {e}", manifest.display()))?;
+    let text = fs::read_to_string(&manifest)
+        .map_err(|e| format!("no app {app:?}: cannot read {}: {e}", manifest.display()))?;
     parse_meta(&text).map_err(|e| format!("{}: {e}", manifest.display()))
 }
 
@@ -122,7 +143,9 @@ pub fn app_meta(app: &str) -> Result<AppMeta, String> {
 pub fn build(app: &str, debug: bool) -> Result<Image, String> {
     let meta = app_meta(app)?;
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cargo.current_dir(workspace_root()).args(["build", "-p", app, "--target", TARGET]);
+    cargo
+        .current_dir(workspace_root())
+        .args(["build", "-p", app, "--target", TARGET]);
     if !debug {
         cargo.arg("--release");
     }
@@ -139,14 +162,27 @@ pub fn build(app: &str, debug: bool) -> Result<Image, String> {
         debug_elf: out.join(format!("{app}.debug.elf")),
         cfg: out.join(format!("{app}.cfg")),
     };
-    fs::copy(&built, &image.debug_elf)
-        .map_err(|e| format!("copy {} to {}: {e}", built.display(), image.debug_elf.display()))?;
-    run_status(Command::new("objcopy").arg("--strip-all").arg(&image.debug_elf).arg(&image.elf))
-        .map_err(|e| format!("stripping {app}: {e}"))?;
+    fs::copy(&built, &image.debug_elf).map_err(|e| {
+        format!(
+            "copy {} to {}: {e}",
+            built.display(),
+            image.debug_elf.display()
+        )
+    })?;
+    run_status(
+        Command::new("objcopy")
+            .arg("--strip-all")
+            .arg(&image.debug_elf)
+            .arg(&image.elf),
+    )
+    .map_err(|e| format!("stripping {app}: {e}"))?;
     let kernel = path_str(&image.elf)?;
-    fs::write(&image.cfg, xl_cfg(app, kernel, &meta)).map_err(|e| format!("write {}: {e}", image.cfg.display()))?;
+    fs::write(&image.cfg, xl_cfg(app, kernel, &meta))
+        .map_err(|e| format!("write {}: {e}", image.cfg.display()))?;
 
-    let size = fs::metadata(&image.elf).map_err(|e| format!("{}: {e}", image.elf.display()))?.len();
+    let size = fs::metadata(&image.elf)
+        .map_err(|e| format!("{}: {e}", image.elf.display()))?
+        .len();
     let debug_size = fs::metadata(&image.debug_elf).map(|m| m.len()).unwrap_or(0);
     eprintln!(
         "mote: {app}: {} ({size} bytes, {:.1} KiB; unstripped {:.1} KiB), config {}",
@@ -159,9 +195,13 @@ pub fn build(app: &str, debug: bool) -> Result<Image, String> {
 }
 
 fn path_str(path: &Path) -> Result<&str, String> {
-    let s = path.to_str().ok_or_else(|| format!("path is not UTF-8: {}", path.display()))?;
+    let s = path
+        .to_str()
+        .ok_or_else(|| format!("path is not UTF-8: {}", path.display()))?;
     if s.contains('"') {
-        return Err(format!("path cannot go into an xl config (it has a double quote): {s}"));
+        return Err(format!(
+            "path cannot go into an xl config (it has a double quote): {s}"
+        ));
     }
     Ok(s)
 }
@@ -173,7 +213,13 @@ mod tests {
     #[test]
     fn meta_defaults_without_table() {
         let manifest = "[package]\nname = \"hello\"\n\n[dependencies]\nmote.workspace = true\n";
-        assert_eq!(parse_meta(manifest).unwrap(), AppMeta { memory_mib: 4, network: false });
+        assert_eq!(
+            parse_meta(manifest).unwrap(),
+            AppMeta {
+                memory_mib: 4,
+                network: false
+            }
+        );
     }
 
     #[test]
@@ -181,7 +227,13 @@ mod tests {
         let manifest = "[package]\nname = \"web\"\nmemory = \"not ours\"\n\n\
                         [package.metadata.mote]\nmemory = 32 # MiB\nnetwork = true\n\n\
                         [dependencies]\nnetwork = 3\n";
-        assert_eq!(parse_meta(manifest).unwrap(), AppMeta { memory_mib: 32, network: true });
+        assert_eq!(
+            parse_meta(manifest).unwrap(),
+            AppMeta {
+                memory_mib: 32,
+                network: true
+            }
+        );
     }
 
     #[test]
@@ -213,10 +265,24 @@ mod tests {
 
     #[test]
     fn cfg_with_network() {
-        let cfg = xl_cfg("web", "/k.elf", &AppMeta { memory_mib: 16, network: true });
+        let cfg = xl_cfg(
+            "web",
+            "/k.elf",
+            &AppMeta {
+                memory_mib: 16,
+                network: true,
+            },
+        );
         assert!(cfg.contains("memory = 16\n"));
         assert!(cfg.contains("vif = [ \"bridge=xenbr0\" ]\n"));
-        let big = xl_cfg("big", "/k.elf", &AppMeta { memory_mib: 512, network: false });
+        let big = xl_cfg(
+            "big",
+            "/k.elf",
+            &AppMeta {
+                memory_mib: 512,
+                network: false,
+            },
+        );
         assert!(!big.contains("shadow_memory"));
     }
 }

@@ -67,16 +67,25 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
         }
         "xl" => cmd_xl(rest),
         "test" => {
-            let mut opts = tests::TestOptions { integration_only: false, filter: None };
+            let mut opts = tests::TestOptions {
+                integration_only: false,
+                filter: None,
+            };
             for arg in rest {
                 match arg.as_str() {
                     "--integration-only" => opts.integration_only = true,
-                    a if a.starts_with('-') => return Err(format!("unknown option {a:?}\n{USAGE}")),
+                    a if a.starts_with('-') => {
+                        return Err(format!("unknown option {a:?}\n{USAGE}"))
+                    }
                     a if opts.filter.is_none() => opts.filter = Some(a.to_owned()),
                     a => return Err(format!("unexpected argument {a:?}\n{USAGE}")),
                 }
             }
-            Ok(if tests::run(&opts)? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if tests::run(&opts)? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
@@ -87,7 +96,10 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
 }
 
 /// Parses `<app> [--debug] [--timeout SECS] [-- args…]`.
-fn parse_app_args(args: &[String], allow_timeout: bool) -> Result<(String, bool, Option<Duration>, Vec<String>), String> {
+fn parse_app_args(
+    args: &[String],
+    allow_timeout: bool,
+) -> Result<(String, bool, Option<Duration>, Vec<String>), String> {
     let mut app = None;
     let mut debug = false;
     let mut timeout = None;
@@ -98,12 +110,18 @@ fn parse_app_args(args: &[String], allow_timeout: bool) -> Result<(String, bool,
             "--debug" => debug = true,
             "--timeout" if allow_timeout => {
                 let secs = iter.next().ok_or("--timeout needs a number of seconds")?;
-                let secs: u64 = secs.parse().map_err(|_| format!("--timeout: bad number of seconds {secs:?}"))?;
+                let secs: u64 = secs
+                    .parse()
+                    .map_err(|_| format!("--timeout: bad number of seconds {secs:?}"))?;
                 timeout = Some(Duration::from_secs(secs));
             }
             a if a.starts_with('-') => return Err(format!("unknown option {a:?}\n{USAGE}")),
             a if app.is_none() => app = Some(a.to_owned()),
-            a => return Err(format!("unexpected argument {a:?} (guest arguments go after `--`)\n{USAGE}")),
+            a => {
+                return Err(format!(
+                    "unexpected argument {a:?} (guest arguments go after `--`)\n{USAGE}"
+                ))
+            }
         }
     }
     let app = app.ok_or_else(|| format!("which app?\n{USAGE}"))?;
@@ -111,7 +129,12 @@ fn parse_app_args(args: &[String], allow_timeout: bool) -> Result<(String, bool,
 }
 
 /// `cargo xtask run`.
-fn cmd_run(app: &str, debug: bool, timeout: Option<Duration>, guest_args: &[String]) -> Result<ExitCode, String> {
+fn cmd_run(
+    app: &str,
+    debug: bool,
+    timeout: Option<Duration>,
+    guest_args: &[String],
+) -> Result<ExitCode, String> {
     guest::extra_value(guest_args)?;
     let image = build::build(app, debug)?;
     assets::install_host_deps()?;
@@ -119,7 +142,11 @@ fn cmd_run(app: &str, debug: bool, timeout: Option<Duration>, guest_args: &[Stri
     let harness = harness::Harness::boot(&assets)?;
     let agent = harness.agent();
     guest::upload(&agent, &image)?;
-    let opts = guest::Options { timeout, echo: true, clock: harness.started() };
+    let opts = guest::Options {
+        timeout,
+        echo: true,
+        clock: harness.started(),
+    };
     let mut stdout = std::io::stdout();
     let run = guest::run(&agent, &image, guest_args, &opts, &mut |line| {
         let _ = writeln!(stdout, "{line}");
@@ -137,7 +164,10 @@ fn cmd_run(app: &str, debug: bool, timeout: Option<Duration>, guest_args: &[Stri
         }
         Err(e) => {
             println!("mote: {app} failed: {e}");
-            eprintln!("mote: serial log of the harness: {}", harness::log_file().display());
+            eprintln!(
+                "mote: serial log of the harness: {}",
+                harness::log_file().display()
+            );
             Ok(ExitCode::FAILURE)
         }
     }
@@ -147,12 +177,20 @@ fn cmd_run(app: &str, debug: bool, timeout: Option<Duration>, guest_args: &[Stri
 fn cmd_xl(args: &[String]) -> Result<ExitCode, String> {
     let port_file = harness::port_file();
     let port: u16 = match std::fs::read_to_string(&port_file) {
-        Ok(text) => text.trim().parse().map_err(|_| format!("{} holds no port number", port_file.display()))?,
-        Err(_) => return Err("no harness is running (start one with `cargo xtask run <app>`)".into()),
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| format!("{} holds no port number", port_file.display()))?,
+        Err(_) => {
+            return Err("no harness is running (start one with `cargo xtask run <app>`)".into())
+        }
     };
     let agent = agent::Agent::new(port);
     agent.ping().map_err(|e| {
-        format!("{} names port {port}, but no harness answers there (stale file?): {e}", port_file.display())
+        format!(
+            "{} names port {port}, but no harness answers there (stale file?): {e}",
+            port_file.display()
+        )
     })?;
     let command: Vec<String> = args.iter().map(|a| agent::sh_quote(a)).collect();
     let (tx, events) = std::sync::mpsc::channel();
@@ -192,8 +230,18 @@ pub fn mote_dir() -> PathBuf {
 
 /// Runs `command` with inherited stdio; an error unless it exits with status 0.
 pub fn run_status(command: &mut Command) -> Result<(), String> {
-    let shown = format!("{} {}", command.get_program().to_string_lossy(), command.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
-    let status = command.status().map_err(|e| format!("cannot run `{shown}`: {e}"))?;
+    let shown = format!(
+        "{} {}",
+        command.get_program().to_string_lossy(),
+        command
+            .get_args()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -211,10 +259,12 @@ mod cli_tests {
 
     #[test]
     fn app_args() {
-        let (app, debug, timeout, rest) = parse_app_args(&strings(&["hello", "--debug", "--", "a=b", "--x"]), true).unwrap();
+        let (app, debug, timeout, rest) =
+            parse_app_args(&strings(&["hello", "--debug", "--", "a=b", "--x"]), true).unwrap();
         assert_eq!((app.as_str(), debug, timeout), ("hello", true, None));
         assert_eq!(rest, ["a=b", "--x"]);
-        let (_, _, timeout, rest) = parse_app_args(&strings(&["hello", "--timeout", "30"]), true).unwrap();
+        let (_, _, timeout, rest) =
+            parse_app_args(&strings(&["hello", "--timeout", "30"]), true).unwrap();
         assert_eq!(timeout, Some(Duration::from_secs(30)));
         assert!(rest.is_empty());
         assert!(parse_app_args(&strings(&["hello", "extra"]), true).is_err());
