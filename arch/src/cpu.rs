@@ -8,6 +8,27 @@ pub fn halt_forever() -> ! {
     }
 }
 
+/// Enables interrupts (the kernel runs with them on once its handlers are in).
+pub fn enable_interrupts() {
+    x86_64::instructions::interrupts::enable();
+}
+
+/// Sleeps until the next interrupt, unless `ready()` already reports work.
+///
+/// `ready` runs with interrupts off, so an interrupt cannot slip in between
+/// the check and the sleep unnoticed: `sti; hlt` keeps interrupts blocked for
+/// one more instruction, so one that arrives after the check wakes the `hlt`.
+/// Under Xen, `hlt` blocks the vCPU in the hypervisor (`SCHEDOP_block`) until
+/// an event or timer is due: idle costs no CPU time.
+pub fn idle_unless(ready: impl FnOnce() -> bool) {
+    x86_64::instructions::interrupts::disable();
+    if ready() {
+        x86_64::instructions::interrupts::enable();
+    } else {
+        x86_64::instructions::interrupts::enable_and_hlt();
+    }
+}
+
 /// The frame-pointer chain starting at `rbp`: each frame holds the caller's
 /// `rbp` at `[rbp]` and the return address at `[rbp + 8]`.
 ///

@@ -1,13 +1,16 @@
-//! The interrupt descriptor table and the entry stubs for the 32 CPU
-//! exceptions.
+//! The interrupt descriptor table and its entry stubs: the 32 CPU
+//! exceptions and one external interrupt vector.
 //!
 //! Every stub pushes a uniform frame (error code, vector, the 15 general
-//! registers; see [`ExceptionFrame`]) and calls
-//! [`crate::exception::dispatch`]. Double faults, NMIs and machine checks run
-//! on the IST stack, so a kernel stack overflow is still reported.
+//! registers; see [`ExceptionFrame`]) and calls `mote_arch_exception`.
+//! Exceptions go to [`crate::exception::dispatch`]; [`EXTERNAL_VECTOR`] goes
+//! to the handler set with [`set_external_handler`] and returns. Double
+//! faults, NMIs and machine checks run on the IST stack, so a kernel stack
+//! overflow is still reported.
 
 use crate::exception::ExceptionFrame;
 use crate::gdt::FATAL_IST;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use spin::Once;
 use x86_64::instructions::segmentation::{Segment, CS};
 use x86_64::instructions::tables::lidt;
@@ -60,8 +63,22 @@ fn ist_for(vector: usize) -> u16 {
 /// Stubs are 16 bytes apart, starting at `mote_isr_base`.
 const STUB_STRIDE: u64 = 16;
 
+/// The one vector for interrupts from outside the CPU (the hypervisor's
+/// event upcall); above the exceptions and the legacy PIC range.
+pub const EXTERNAL_VECTOR: u8 = 0xF0;
+
 extern "C" {
     static mote_isr_base: u8;
+    static mote_isr_external: u8;
+}
+
+/// The external interrupt handler, as a `fn()` address (0: none).
+static EXTERNAL_HANDLER: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets what runs, with interrupts disabled, when [`EXTERNAL_VECTOR`] fires.
+/// It must not block or take locks the interrupted code may hold.
+pub fn set_external_handler(handler: fn()) {
+    EXTERNAL_HANDLER.store(handler as usize, Ordering::Release);
 }
 
 pub(crate) fn init() {
@@ -71,6 +88,8 @@ pub(crate) fn init() {
         for (vector, gate) in gates.iter_mut().enumerate().take(32) {
             *gate = Gate::new(base + vector as u64 * STUB_STRIDE, ist_for(vector));
         }
+        let external = core::ptr::addr_of!(mote_isr_external) as u64;
+        gates[usize::from(EXTERNAL_VECTOR)] = Gate::new(external, 0);
         Idt(gates)
     });
     let pointer = DescriptorTablePointer {
@@ -85,6 +104,15 @@ pub(crate) fn init() {
 /// Called by the stubs with the saved state.
 #[no_mangle]
 extern "C" fn mote_arch_exception(frame: &mut ExceptionFrame) {
+    if frame.vector == u64::from(EXTERNAL_VECTOR) {
+        let handler = EXTERNAL_HANDLER.load(Ordering::Acquire);
+        if handler != 0 {
+            // SAFETY: only `set_external_handler` stores here, from a `fn()`.
+            let handler: fn() = unsafe { core::mem::transmute(handler) };
+            handler();
+        }
+        return;
+    }
     crate::exception::dispatch(frame);
 }
 
@@ -106,6 +134,13 @@ mote_isr_base:
     jmp mote_isr_common
     .set mote_isr_vector, mote_isr_vector + 1
     .endr
+
+    .balign 16
+    .globl mote_isr_external
+mote_isr_external:
+    pushq $0
+    pushq ${external}
+    jmp mote_isr_common
 
 mote_isr_common:
     pushq %rax
@@ -144,5 +179,6 @@ mote_isr_common:
     addq $16, %rsp
     iretq
     "#,
+    external = const EXTERNAL_VECTOR,
     options(att_syntax)
 );

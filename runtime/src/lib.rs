@@ -25,6 +25,8 @@ mod console;
 #[cfg(target_os = "none")]
 mod crash;
 #[cfg(target_os = "none")]
+pub mod events;
+#[cfg(target_os = "none")]
 mod heap;
 #[cfg(target_os = "none")]
 mod logger;
@@ -33,6 +35,8 @@ mod start;
 
 #[cfg(target_os = "none")]
 pub use console::{_print, flush};
+#[cfg(target_os = "none")]
+pub use events::{sleep, wallclock, Instant};
 #[cfg(target_os = "none")]
 pub use start::{boot_info, cmdline, BootInfo};
 

@@ -61,6 +61,9 @@ extern "C" fn mote_start(start_info_paddr: u32) -> ! {
             mote_arch::cpu::halt_forever()
         }
     };
+    if let Err(e) = crate::events::init() {
+        early_fatal(format_args!("event channels and clock: {e}"));
+    }
     match Console::from_hvm_params() {
         Ok(console) => crate::console::install(console),
         Err(e) => {

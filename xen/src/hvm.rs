@@ -4,6 +4,7 @@
 use crate::hypercall::op_with;
 use crate::XenError;
 
+const HVMOP_SET_PARAM: u32 = 0;
 const HVMOP_GET_PARAM: u32 = 1;
 /// `DOMID_SELF` from `xen.h`.
 const DOMID_SELF: u16 = 0x7FF0;
@@ -20,6 +21,7 @@ struct HvmParam {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Param {
+    CallbackIrq = 0,
     StorePfn = 1,
     StoreEvtchn = 2,
     ConsolePfn = 17,
@@ -32,4 +34,21 @@ pub fn get(param: Param) -> Result<u64, XenError> {
     // SAFETY: HVMOP_get_param takes a `struct xen_hvm_param`.
     unsafe { op_with(xen_sys::__HYPERVISOR_hvm_op, HVMOP_GET_PARAM, &mut arg)? };
     Ok(arg.value)
+}
+
+/// Sets one of this domain's HVM parameters.
+pub fn set(param: Param, value: u64) -> Result<(), XenError> {
+    let mut arg = HvmParam { domid: DOMID_SELF, index: param as u32, value };
+    // SAFETY: HVMOP_set_param takes a `struct xen_hvm_param`.
+    unsafe { op_with(xen_sys::__HYPERVISOR_hvm_op, HVMOP_SET_PARAM, &mut arg)? };
+    Ok(())
+}
+
+/// `HVM_PARAM_CALLBACK_TYPE_VECTOR`, in bits 63:56 of the parameter.
+const CALLBACK_TYPE_VECTOR: u64 = 2 << 56;
+
+/// Has Xen raise `vector` on vCPU 0 for event-channel upcalls. Xen keeps
+/// raising it while `evtchn_upcall_pending` is set; no APIC EOI is needed.
+pub fn set_callback_vector(vector: u8) -> Result<(), XenError> {
+    set(Param::CallbackIrq, CALLBACK_TYPE_VECTOR | u64::from(vector))
 }

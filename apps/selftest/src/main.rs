@@ -5,10 +5,16 @@
 //! - `test=pagefault`: reads an unmapped address (an exception report naming
 //!   CR2 and a crash are expected).
 //! - `test=longline len=N`: prints one line of N characters, then powers off.
+//! - `test=sleep ms=N`: sleeps N ms (default 1000) and prints the time the PV
+//!   clock measured and the wall clock before and after.
+//! - `test=idle secs=N`: sleeps N s (default 15) so the host can check that
+//!   an idle mote uses no CPU time.
 #![no_std]
 #![no_main]
 
 use core::fmt;
+use core::time::Duration;
+use mote::Instant;
 
 mote::main!(main);
 
@@ -21,7 +27,7 @@ const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 enum Error {
     MissingTest,
     UnknownTest(&'static str),
-    BadLength(&'static str),
+    BadNumber(&'static str, &'static str),
 }
 
 impl fmt::Display for Error {
@@ -29,7 +35,7 @@ impl fmt::Display for Error {
         match self {
             Error::MissingTest => f.write_str("no test= on the command line"),
             Error::UnknownTest(t) => write!(f, "unknown test {t:?}"),
-            Error::BadLength(v) => write!(f, "len={v:?} is not a number"),
+            Error::BadNumber(key, v) => write!(f, "{key}={v:?} is not a number"),
         }
     }
 }
@@ -45,16 +51,38 @@ fn main() -> Result<(), Error> {
             Ok(())
         }
         "longline" => {
-            let len = match cmdline.get_parsed::<usize>("len") {
-                None => 10_240,
-                Some(Ok(len)) => len,
-                Some(Err(v)) => return Err(Error::BadLength(v)),
-            };
-            long_line(len);
+            long_line(number("len", 10_240)? as usize);
             mote::println!("longline done");
             Ok(())
         }
+        "sleep" => {
+            let ms = number("ms", 1000)?;
+            let (sec, nsec) = mote::wallclock();
+            mote::println!("sleep: {ms} ms from wallclock {sec}.{nsec:09}");
+            let start = Instant::now();
+            mote::sleep(Duration::from_millis(ms));
+            let slept = start.elapsed();
+            let (sec, nsec) = mote::wallclock();
+            mote::println!("sleep: slept {} ns, wallclock {sec}.{nsec:09}", slept.as_nanos());
+            Ok(())
+        }
+        "idle" => {
+            let secs = number("secs", 15)?;
+            mote::println!("idle: sleeping {secs} s");
+            mote::sleep(Duration::from_secs(secs));
+            mote::println!("idle: done");
+            Ok(())
+        }
         other => Err(Error::UnknownTest(other)),
+    }
+}
+
+/// The command line's `key` as a number, or `default` when absent.
+fn number(key: &'static str, default: u64) -> Result<u64, Error> {
+    match mote::cmdline().get_parsed::<u64>(key) {
+        None => Ok(default),
+        Some(Ok(n)) => Ok(n),
+        Some(Err(v)) => Err(Error::BadNumber(key, v)),
     }
 }
 
