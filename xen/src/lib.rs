@@ -2,15 +2,23 @@
 //!
 //! One protocol per module: [`hypercall`] finds Xen and installs the
 //! hypercall page, [`hvm`] reads HVM parameters, [`console`] drives the PV
-//! console ring, [`sched`] yields and shuts the domain down. Structures mirror
-//! Xen's public headers, named in each module.
+//! console ring, [`sched`] yields and shuts the domain down, [`memory`] maps
+//! Xen's pages into ours, [`gnttab`] shares our pages with backends.
+//! Structures mirror Xen's public headers, named in each module; identifiers
+//! shared between them are in [`types`].
 #![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
 
 pub mod console;
 pub mod error;
 pub mod event;
+pub mod gnttab;
 pub mod hvm;
 pub mod hypercall;
+pub mod memory;
 pub mod sched;
+pub mod types;
 
 pub use error::XenError;
+pub use types::{DomId, Gfn};
