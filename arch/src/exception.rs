@@ -81,11 +81,7 @@ impl fmt::Display for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = self.frame;
         let (name, mnemonic) = name(r.vector);
-        writeln!(
-            f,
-            "EXCEPTION: {name} ({mnemonic}, vector {}), error code {:#x}",
-            r.vector, r.error_code
-        )?;
+        writeln!(f, "EXCEPTION: {name} ({mnemonic}, vector {}), error code {:#x}", r.vector, r.error_code)?;
         if r.vector == 14 {
             writeln!(f, "  page fault: {}", PageFaultCause(r.error_code))?;
         }

@@ -22,8 +22,7 @@ struct Stack(#[allow(dead_code)] [u8; FATAL_STACK_SIZE]);
 static mut FATAL_STACK: Stack = Stack([0; FATAL_STACK_SIZE]);
 
 static TSS: Once<TaskStateSegment> = Once::new();
-static GDT: Once<(GlobalDescriptorTable, SegmentSelector, SegmentSelector, SegmentSelector)> =
-    Once::new();
+static GDT: Once<(GlobalDescriptorTable, SegmentSelector, SegmentSelector, SegmentSelector)> = Once::new();
 
 pub(crate) fn init() {
     let tss = TSS.call_once(|| {

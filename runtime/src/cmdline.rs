@@ -86,10 +86,7 @@ mod tests {
     fn splits_keys_values_and_flags() {
         let c = Cmdline::new("  greeting=hi mode=test  verbose len=10240 ");
         let args: Vec<_> = c.args().collect();
-        assert_eq!(
-            args,
-            [("greeting", "hi"), ("mode", "test"), ("verbose", ""), ("len", "10240")]
-        );
+        assert_eq!(args, [("greeting", "hi"), ("mode", "test"), ("verbose", ""), ("len", "10240")]);
         assert_eq!(c.get("mode"), Some("test"));
         assert_eq!(c.get("verbose"), Some(""));
         assert_eq!(c.get("missing"), None);

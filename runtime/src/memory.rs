@@ -131,11 +131,7 @@ mod tests {
 
     /// What xl gives a 4 MiB PVH guest: low RAM, RAM from 1 MiB, a reserved hole.
     fn xl_like() -> MemoryMap {
-        MemoryMap::new([
-            (0, 0xA0000, 1),
-            (0x10_0000, 0x30_0000, 1),
-            (0xFC00_0000, 0x100_0000, 2),
-        ])
+        MemoryMap::new([(0, 0xA0000, 1), (0x10_0000, 0x30_0000, 1), (0xFC00_0000, 0x100_0000, 2)])
     }
 
     #[test]

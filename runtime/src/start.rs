@@ -90,20 +90,17 @@ extern "C" fn mote_start(start_info_paddr: u32) -> ! {
 
     let image = image_range();
     let (heap_bytes, heap_spans) = crate::heap::init(&memory, image.1);
-    let info = BOOT.call_once(|| BootInfo {
-        xen,
-        cmdline: line,
-        memory,
-        image,
-        heap_bytes,
-        heap_spans,
-    });
+    let info = BOOT.call_once(|| BootInfo { xen, cmdline: line, memory, image, heap_bytes, heap_spans });
     crate::logger::init(cmdline().get("log"));
     if truncated {
         log::warn!("command line longer than {} bytes was truncated", cmdline::MAX_LEN);
     }
     if info.memory.dropped() > 0 {
-        log::warn!("{} memory map entries beyond the first {} were ignored", info.memory.dropped(), crate::memory::MAX_REGIONS);
+        log::warn!(
+            "{} memory map entries beyond the first {} were ignored",
+            info.memory.dropped(),
+            crate::memory::MAX_REGIONS
+        );
     }
     if heap_bytes == 0 {
         log::warn!("no free RAM for the heap: allocations will fail");

@@ -10,7 +10,7 @@
 
 use crate::hypercall::op_with;
 use crate::shared_info::{SharedInfo, EVTCHN_WORDS};
-use crate::XenError;
+use crate::{DomId, XenError};
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -40,14 +40,6 @@ impl fmt::Display for Port {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "port {}", self.0)
     }
-}
-
-/// A domain id (`domid_t`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct DomId(pub u16);
-
-impl DomId {
-    pub const SELF: DomId = DomId(0x7FF0);
 }
 
 /// Virtual interrupts (`VIRQ_*` in `xen.h`).

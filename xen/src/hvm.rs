@@ -2,12 +2,11 @@
 //! where Xen put its console and xenstore rings.
 
 use crate::hypercall::op_with;
+use crate::types::DomId;
 use crate::XenError;
 
 const HVMOP_SET_PARAM: u32 = 0;
 const HVMOP_GET_PARAM: u32 = 1;
-/// `DOMID_SELF` from `xen.h`.
-const DOMID_SELF: u16 = 0x7FF0;
 
 /// `struct xen_hvm_param` from `hvm/hvm_op.h`.
 #[repr(C)]
@@ -30,7 +29,7 @@ pub enum Param {
 
 /// Reads one of this domain's HVM parameters.
 pub fn get(param: Param) -> Result<u64, XenError> {
-    let mut arg = HvmParam { domid: DOMID_SELF, index: param as u32, value: 0 };
+    let mut arg = HvmParam { domid: DomId::SELF.0, index: param as u32, value: 0 };
     // SAFETY: HVMOP_get_param takes a `struct xen_hvm_param`.
     unsafe { op_with(xen_sys::__HYPERVISOR_hvm_op, HVMOP_GET_PARAM, &mut arg)? };
     Ok(arg.value)
@@ -38,7 +37,7 @@ pub fn get(param: Param) -> Result<u64, XenError> {
 
 /// Sets one of this domain's HVM parameters.
 pub fn set(param: Param, value: u64) -> Result<(), XenError> {
-    let mut arg = HvmParam { domid: DOMID_SELF, index: param as u32, value };
+    let mut arg = HvmParam { domid: DomId::SELF.0, index: param as u32, value };
     // SAFETY: HVMOP_set_param takes a `struct xen_hvm_param`.
     unsafe { op_with(xen_sys::__HYPERVISOR_hvm_op, HVMOP_SET_PARAM, &mut arg)? };
     Ok(())

@@ -2,21 +2,27 @@
 //!
 //! One protocol per module: [`hypercall`] finds Xen and installs the
 //! hypercall page, [`hvm`] reads and sets HVM parameters, [`memory`] maps
-//! Xen pages into our address space, [`shared_info`] is the page Xen shares
-//! with us, [`event`] binds and demultiplexes event channels, [`time`] reads
-//! the PV clock and sets one-shot timers, [`console`] drives the PV console
-//! ring, [`sched`] yields and shuts the domain down. Structures mirror
-//! Xen's public headers, named in each module.
+//! Xen's pages into ours, [`shared_info`] is the page Xen shares with us,
+//! [`event`] binds and demultiplexes event channels, [`time`] reads the PV
+//! clock and sets one-shot timers, [`gnttab`] shares our pages with backends,
+//! [`console`] drives the PV console ring, [`sched`] yields and shuts the
+//! domain down. Structures mirror Xen's public headers, named in each module;
+//! identifiers shared between them are in [`types`].
 #![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
 
 pub mod console;
 pub mod error;
 pub mod event;
+pub mod gnttab;
 pub mod hvm;
 pub mod hypercall;
 pub mod memory;
 pub mod sched;
 pub mod shared_info;
 pub mod time;
+pub mod types;
 
 pub use error::XenError;
+pub use types::{DomId, Gfn};

@@ -4,7 +4,7 @@
 //! Xen writes it at any time, so every field is an atomic.
 
 use crate::memory::{add_to_physmap, MapSpace};
-use crate::XenError;
+use crate::{Gfn, XenError};
 use core::mem::offset_of;
 use core::sync::atomic::{AtomicI8, AtomicU32, AtomicU64, AtomicU8};
 
@@ -76,7 +76,7 @@ static mut SHARED_INFO_PAGE: Page = Page([0; 4096]);
 /// Maps the shared info page over a static page of ours. Call once.
 pub fn map() -> Result<&'static SharedInfo, XenError> {
     let addr = core::ptr::addr_of!(SHARED_INFO_PAGE) as u64;
-    add_to_physmap(MapSpace::SharedInfo, 0, addr >> 12)?;
+    add_to_physmap(MapSpace::SharedInfo, 0, Gfn::containing(addr))?;
     // SAFETY: Xen now backs this identity-mapped, page-aligned static with
     // the shared info page; it is only accessed through atomics from here on.
     Ok(unsafe { &*(addr as *const SharedInfo) })

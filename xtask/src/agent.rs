@@ -47,10 +47,7 @@ pub fn read_frame(input: &mut impl Read) -> io::Result<Option<Frame>> {
     input.read_exact(&mut len)?;
     let len = u32::from_be_bytes(len);
     if len > MAX_PAYLOAD {
-        return Err(bad_data(format!(
-            "frame of {len} bytes (tag {:?}): stream out of step",
-            tag[0] as char
-        )));
+        return Err(bad_data(format!("frame of {len} bytes (tag {:?}): stream out of step", tag[0] as char)));
     }
     let mut payload = vec![0; len as usize];
     input.read_exact(&mut payload)?;
@@ -58,10 +55,8 @@ pub fn read_frame(input: &mut impl Read) -> io::Result<Option<Frame>> {
     match tag[0] {
         TAG_OUTPUT => Ok(Some(Frame::Output(payload))),
         TAG_EXIT => {
-            let status = text()
-                .trim()
-                .parse()
-                .map_err(|_| bad_data(format!("bad exit status {:?}", text())))?;
+            let status =
+                text().trim().parse().map_err(|_| bad_data(format!("bad exit status {:?}", text())))?;
             Ok(Some(Frame::Exit(status)))
         }
         TAG_ERROR => Ok(Some(Frame::Error(text()))),
@@ -116,9 +111,7 @@ pub struct Agent {
 
 impl Agent {
     pub fn new(port: u16) -> Agent {
-        Agent {
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
+        Agent { addr: SocketAddr::from(([127, 0, 0, 1], port)) }
     }
 
     fn connect(&self) -> Result<TcpStream, String> {
@@ -141,17 +134,13 @@ impl Agent {
         stream
             .write_all(format!("EXEC {command}\n").as_bytes())
             .map_err(|e| format!("sending EXEC to the agent: {e}"))?;
-        let mut reader = stream
-            .try_clone()
-            .map_err(|e| format!("clone socket: {e}"))?;
+        let mut reader = stream.try_clone().map_err(|e| format!("clone socket: {e}"))?;
         thread::spawn(move || loop {
             let event = match read_frame(&mut reader) {
                 Ok(Some(Frame::Output(chunk))) => Event::Output(chunk),
                 Ok(Some(Frame::Exit(status))) => Event::Exit(status),
                 Ok(Some(Frame::Error(message))) => Event::Failed(format!("agent error: {message}")),
-                Ok(None) => {
-                    Event::Failed("agent closed the connection without an exit status".into())
-                }
+                Ok(None) => Event::Failed("agent closed the connection without an exit status".into()),
                 Err(e) => Event::Failed(format!("reading from the agent: {e}")),
             };
             let last = !matches!(event, Event::Output(_));
@@ -178,10 +167,7 @@ impl Agent {
                 }
                 Ok(Event::Failed(message)) => return Err(format!("dom0 `{command}`: {message}")),
                 Err(RecvTimeoutError::Timeout) => {
-                    return Err(format!(
-                        "dom0 `{command}` did not finish within {}s",
-                        timeout.as_secs()
-                    ))
+                    return Err(format!("dom0 `{command}` did not finish within {}s", timeout.as_secs()))
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(format!("dom0 `{command}`: reader thread ended"))
@@ -194,10 +180,9 @@ impl Agent {
     pub fn run_ok(&self, command: &str, timeout: Duration) -> Result<String, String> {
         match self.run(command, timeout)? {
             (0, output) => Ok(output),
-            (status, output) => Err(format!(
-                "dom0 `{command}` exited with status {status}: {}",
-                output.trim_end()
-            )),
+            (status, output) => {
+                Err(format!("dom0 `{command}` exited with status {status}: {}", output.trim_end()))
+            }
         }
     }
 
@@ -209,18 +194,14 @@ impl Agent {
             .and_then(|_| stream.set_write_timeout(Some(timeout)))
             .map_err(|e| e.to_string())?;
         let context = |e: io::Error| format!("PUT {path}: {e}");
-        stream
-            .write_all(format!("PUT {path} {} {mode:o}\n", data.len()).as_bytes())
-            .map_err(context)?;
+        stream.write_all(format!("PUT {path} {} {mode:o}\n", data.len()).as_bytes()).map_err(context)?;
         stream.write_all(data).map_err(context)?;
         match read_frame(&mut stream).map_err(context)? {
             Some(Frame::Exit(0)) => Ok(()),
             Some(Frame::Exit(status)) => Err(format!("PUT {path}: status {status}")),
             Some(Frame::Error(message)) => Err(format!("PUT {path}: agent error: {message}")),
             Some(Frame::Output(_)) => Err(format!("PUT {path}: unexpected output frame")),
-            None => Err(format!(
-                "PUT {path}: agent closed the connection without an answer"
-            )),
+            None => Err(format!("PUT {path}: agent closed the connection without an answer")),
         }
     }
 
@@ -247,14 +228,8 @@ mod tests {
         bytes.extend(frame(b'o', b""));
         bytes.extend(frame(b'x', b"3"));
         let mut input = &bytes[..];
-        assert_eq!(
-            read_frame(&mut input).unwrap(),
-            Some(Frame::Output(b"hello\n".to_vec()))
-        );
-        assert_eq!(
-            read_frame(&mut input).unwrap(),
-            Some(Frame::Output(Vec::new()))
-        );
+        assert_eq!(read_frame(&mut input).unwrap(), Some(Frame::Output(b"hello\n".to_vec())));
+        assert_eq!(read_frame(&mut input).unwrap(), Some(Frame::Output(Vec::new())));
         assert_eq!(read_frame(&mut input).unwrap(), Some(Frame::Exit(3)));
         assert_eq!(read_frame(&mut input).unwrap(), None);
     }
@@ -262,10 +237,7 @@ mod tests {
     #[test]
     fn decodes_errors_and_signal_statuses() {
         let mut input = &frame(b'e', b"bad request")[..];
-        assert_eq!(
-            read_frame(&mut input).unwrap(),
-            Some(Frame::Error("bad request".into()))
-        );
+        assert_eq!(read_frame(&mut input).unwrap(), Some(Frame::Error("bad request".into())));
         let mut input = &frame(b'x', b"143")[..];
         assert_eq!(read_frame(&mut input).unwrap(), Some(Frame::Exit(143)));
     }

@@ -36,10 +36,7 @@ pub fn cache_dir() -> Result<PathBuf, String> {
 fn ci_script(name: &str) -> Result<PathBuf, String> {
     let path = workspace_root().join("ci").join(name);
     if !path.is_file() {
-        return Err(format!(
-            "{} is missing (the harness scripts live in ci/)",
-            path.display()
-        ));
+        return Err(format!("{} is missing (the harness scripts live in ci/)", path.display()));
     }
     Ok(path)
 }
@@ -47,8 +44,7 @@ fn ci_script(name: &str) -> Result<PathBuf, String> {
 /// Runs `ci/install-host-deps.sh` (idempotent).
 pub fn install_host_deps() -> Result<(), String> {
     let script = ci_script("install-host-deps.sh")?;
-    run_status(Command::new("bash").arg(&script))
-        .map_err(|e| format!("installing host packages: {e}"))
+    run_status(Command::new("bash").arg(&script)).map_err(|e| format!("installing host packages: {e}"))
 }
 
 /// Fetches Xen and the dom0 kernel, builds the agent and the dom0 initramfs (if its inputs
@@ -56,36 +52,20 @@ pub fn install_host_deps() -> Result<(), String> {
 pub fn ensure() -> Result<Assets, String> {
     let cache = cache_dir()?;
     fs::create_dir_all(&cache).map_err(|e| format!("create {}: {e}", cache.display()))?;
-    run_status(
-        Command::new("bash")
-            .arg(ci_script("fetch-xen.sh")?)
-            .arg(&cache),
-    )
-    .map_err(|e| format!("fetching Xen and the dom0 kernel: {e}"))?;
+    run_status(Command::new("bash").arg(ci_script("fetch-xen.sh")?).arg(&cache))
+        .map_err(|e| format!("fetching Xen and the dom0 kernel: {e}"))?;
     let xen = cache.join("xen");
     let dom0_kernel = ["vmlinux", "vmlinuz"]
         .iter()
         .map(|name| cache.join(name))
         .find(|p| p.is_file())
-        .ok_or_else(|| {
-            format!(
-                "ci/fetch-xen.sh left no vmlinux or vmlinuz in {}",
-                cache.display()
-            )
-        })?;
+        .ok_or_else(|| format!("ci/fetch-xen.sh left no vmlinux or vmlinuz in {}", cache.display()))?;
     if !xen.is_file() {
-        return Err(format!(
-            "ci/fetch-xen.sh left no xen in {}",
-            cache.display()
-        ));
+        return Err(format!("ci/fetch-xen.sh left no xen in {}", cache.display()));
     }
     let agent = build_agent()?;
     let dom0_initrd = dom0_initrd(&cache, &agent, &dom0_kernel)?;
-    Ok(Assets {
-        xen,
-        dom0_kernel,
-        dom0_initrd,
-    })
+    Ok(Assets { xen, dom0_kernel, dom0_initrd })
 }
 
 /// Builds `mote-agent` for the host and returns the binary.
@@ -100,10 +80,7 @@ fn build_agent() -> Result<PathBuf, String> {
     .map_err(|e| format!("building mote-agent: {e}"))?;
     let agent = target_dir().join("release").join("mote-agent");
     if !agent.is_file() {
-        return Err(format!(
-            "cargo built mote-agent but {} is missing",
-            agent.display()
-        ));
+        return Err(format!("cargo built mote-agent but {} is missing", agent.display()));
     }
     Ok(agent)
 }
@@ -139,19 +116,10 @@ fn dom0_initrd(cache: &Path, agent: &Path, kernel: &Path) -> Result<PathBuf, Str
         return Ok(out);
     }
     let partial = cache.join(format!("dom0-{:016x}.cpio.partial", hash.finish()));
-    run_status(
-        Command::new("bash")
-            .arg(&script)
-            .arg(cache)
-            .arg(agent)
-            .arg(&partial),
-    )
-    .map_err(|e| format!("building the dom0 initramfs: {e}"))?;
+    run_status(Command::new("bash").arg(&script).arg(cache).arg(agent).arg(&partial))
+        .map_err(|e| format!("building the dom0 initramfs: {e}"))?;
     if !partial.is_file() {
-        return Err(format!(
-            "ci/build-dom0.sh succeeded but did not write {}",
-            partial.display()
-        ));
+        return Err(format!("ci/build-dom0.sh succeeded but did not write {}", partial.display()));
     }
     fs::rename(&partial, &out)
         .map_err(|e| format!("rename {} to {}: {e}", partial.display(), out.display()))?;

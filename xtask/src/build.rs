@@ -22,10 +22,7 @@ pub struct AppMeta {
 
 impl Default for AppMeta {
     fn default() -> Self {
-        AppMeta {
-            memory_mib: DEFAULT_MEMORY_MIB,
-            network: false,
-        }
+        AppMeta { memory_mib: DEFAULT_MEMORY_MIB, network: false }
     }
 }
 
@@ -61,22 +58,13 @@ pub fn parse_meta(manifest: &str) -> Result<AppMeta, String> {
         if !in_table || line.is_empty() {
             continue;
         }
-        let (key, value) = line
-            .split_once('=')
-            .map(|(k, v)| (k.trim(), v.trim()))
-            .ok_or_else(|| {
-                format!(
-                    "line {}: expected `key = value` in [package.metadata.mote]: {raw:?}",
-                    number + 1
-                )
-            })?;
+        let (key, value) = line.split_once('=').map(|(k, v)| (k.trim(), v.trim())).ok_or_else(|| {
+            format!("line {}: expected `key = value` in [package.metadata.mote]: {raw:?}", number + 1)
+        })?;
         match key {
             "memory" => {
                 meta.memory_mib = value.parse().ok().filter(|m| *m > 0).ok_or_else(|| {
-                    format!(
-                        "line {}: memory must be a positive number of MiB, not {value:?}",
-                        number + 1
-                    )
+                    format!("line {}: memory must be a positive number of MiB, not {value:?}", number + 1)
                 })?
             }
             "network" => {
@@ -91,10 +79,12 @@ pub fn parse_meta(manifest: &str) -> Result<AppMeta, String> {
                     }
                 }
             }
-            _ => return Err(format!(
-                "line {}: unknown key {key:?} in [package.metadata.mote] (known: memory, network)",
-                number + 1
-            )),
+            _ => {
+                return Err(format!(
+                    "line {}: unknown key {key:?} in [package.metadata.mote] (known: memory, network)",
+                    number + 1
+                ))
+            }
         }
     }
     Ok(meta)
@@ -126,10 +116,7 @@ pub fn xl_cfg(app: &str, kernel: &str, meta: &AppMeta) -> String {
 
 /// Reads the app's metadata; fails with a clear message when `apps/<app>` is not an app.
 pub fn app_meta(app: &str) -> Result<AppMeta, String> {
-    let valid = !app.is_empty()
-        && app
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let valid = !app.is_empty() && app.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !valid {
         return Err(format!("bad app name {app:?}"));
     }
@@ -143,9 +130,7 @@ pub fn app_meta(app: &str) -> Result<AppMeta, String> {
 pub fn build(app: &str, debug: bool) -> Result<Image, String> {
     let meta = app_meta(app)?;
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cargo
-        .current_dir(workspace_root())
-        .args(["build", "-p", app, "--target", TARGET]);
+    cargo.current_dir(workspace_root()).args(["build", "-p", app, "--target", TARGET]);
     if !debug {
         cargo.arg("--release");
     }
@@ -162,27 +147,15 @@ pub fn build(app: &str, debug: bool) -> Result<Image, String> {
         debug_elf: out.join(format!("{app}.debug.elf")),
         cfg: out.join(format!("{app}.cfg")),
     };
-    fs::copy(&built, &image.debug_elf).map_err(|e| {
-        format!(
-            "copy {} to {}: {e}",
-            built.display(),
-            image.debug_elf.display()
-        )
-    })?;
-    run_status(
-        Command::new("objcopy")
-            .arg("--strip-all")
-            .arg(&image.debug_elf)
-            .arg(&image.elf),
-    )
-    .map_err(|e| format!("stripping {app}: {e}"))?;
+    fs::copy(&built, &image.debug_elf)
+        .map_err(|e| format!("copy {} to {}: {e}", built.display(), image.debug_elf.display()))?;
+    run_status(Command::new("objcopy").arg("--strip-all").arg(&image.debug_elf).arg(&image.elf))
+        .map_err(|e| format!("stripping {app}: {e}"))?;
     let kernel = path_str(&image.elf)?;
     fs::write(&image.cfg, xl_cfg(app, kernel, &meta))
         .map_err(|e| format!("write {}: {e}", image.cfg.display()))?;
 
-    let size = fs::metadata(&image.elf)
-        .map_err(|e| format!("{}: {e}", image.elf.display()))?
-        .len();
+    let size = fs::metadata(&image.elf).map_err(|e| format!("{}: {e}", image.elf.display()))?.len();
     let debug_size = fs::metadata(&image.debug_elf).map(|m| m.len()).unwrap_or(0);
     eprintln!(
         "mote: {app}: {} ({size} bytes, {:.1} KiB; unstripped {:.1} KiB), config {}",
@@ -195,13 +168,9 @@ pub fn build(app: &str, debug: bool) -> Result<Image, String> {
 }
 
 fn path_str(path: &Path) -> Result<&str, String> {
-    let s = path
-        .to_str()
-        .ok_or_else(|| format!("path is not UTF-8: {}", path.display()))?;
+    let s = path.to_str().ok_or_else(|| format!("path is not UTF-8: {}", path.display()))?;
     if s.contains('"') {
-        return Err(format!(
-            "path cannot go into an xl config (it has a double quote): {s}"
-        ));
+        return Err(format!("path cannot go into an xl config (it has a double quote): {s}"));
     }
     Ok(s)
 }
@@ -213,13 +182,7 @@ mod tests {
     #[test]
     fn meta_defaults_without_table() {
         let manifest = "[package]\nname = \"hello\"\n\n[dependencies]\nmote.workspace = true\n";
-        assert_eq!(
-            parse_meta(manifest).unwrap(),
-            AppMeta {
-                memory_mib: 4,
-                network: false
-            }
-        );
+        assert_eq!(parse_meta(manifest).unwrap(), AppMeta { memory_mib: 4, network: false });
     }
 
     #[test]
@@ -227,13 +190,7 @@ mod tests {
         let manifest = "[package]\nname = \"web\"\nmemory = \"not ours\"\n\n\
                         [package.metadata.mote]\nmemory = 32 # MiB\nnetwork = true\n\n\
                         [dependencies]\nnetwork = 3\n";
-        assert_eq!(
-            parse_meta(manifest).unwrap(),
-            AppMeta {
-                memory_mib: 32,
-                network: true
-            }
-        );
+        assert_eq!(parse_meta(manifest).unwrap(), AppMeta { memory_mib: 32, network: true });
     }
 
     #[test]
@@ -265,24 +222,10 @@ mod tests {
 
     #[test]
     fn cfg_with_network() {
-        let cfg = xl_cfg(
-            "web",
-            "/k.elf",
-            &AppMeta {
-                memory_mib: 16,
-                network: true,
-            },
-        );
+        let cfg = xl_cfg("web", "/k.elf", &AppMeta { memory_mib: 16, network: true });
         assert!(cfg.contains("memory = 16\n"));
         assert!(cfg.contains("vif = [ \"bridge=xenbr0\" ]\n"));
-        let big = xl_cfg(
-            "big",
-            "/k.elf",
-            &AppMeta {
-                memory_mib: 512,
-                network: false,
-            },
-        );
+        let big = xl_cfg("big", "/k.elf", &AppMeta { memory_mib: 512, network: false });
         assert!(!big.contains("shadow_memory"));
     }
 }

@@ -71,10 +71,7 @@ pub fn parse_xl_line(line: &str) -> Option<XlReport> {
     let domid = domid.parse().ok()?;
     if let Some(code) = rest.strip_prefix("has shut down, reason code ") {
         let code = code.split_whitespace().next()?.parse().ok()?;
-        return Some(XlReport::Shutdown {
-            domid,
-            reason: Reason::from_code(code),
-        });
+        return Some(XlReport::Shutdown { domid, reason: Reason::from_code(code) });
     }
     if rest.starts_with("has been destroyed") {
         return Some(XlReport::Destroyed { domid });
@@ -111,17 +108,11 @@ pub fn extra_value(args: &[String]) -> Result<String, String> {
 
 /// Copies `image` and a config for it into dom0's `/mote/images/`.
 pub fn upload(agent: &Agent, image: &Image) -> Result<(), String> {
-    let elf =
-        std::fs::read(&image.elf).map_err(|e| format!("read {}: {e}", image.elf.display()))?;
+    let elf = std::fs::read(&image.elf).map_err(|e| format!("read {}: {e}", image.elf.display()))?;
     let kernel = format!("{IMAGE_DIR}/{}.elf", image.app);
     agent.put(&kernel, &elf, 0o755, COMMAND_TIMEOUT)?;
     let cfg = xl_cfg(&image.app, &kernel, &image.meta);
-    agent.put(
-        &format!("{IMAGE_DIR}/{}.cfg", image.app),
-        cfg.as_bytes(),
-        0o644,
-        COMMAND_TIMEOUT,
-    )
+    agent.put(&format!("{IMAGE_DIR}/{}.cfg", image.app), cfg.as_bytes(), 0o644, COMMAND_TIMEOUT)
 }
 
 /// Where a streamed event came from.
@@ -175,10 +166,7 @@ pub fn run(
     let mut console = Console::default();
     let result = run_inner(agent, image, args, opts, &mut console, on_line);
     console.emit_rest(on_line);
-    GuestRun {
-        result,
-        console: console.text(),
-    }
+    GuestRun { result, console: console.text() }
 }
 
 fn run_inner(
@@ -215,10 +203,7 @@ fn run_inner(
         Source::Console,
         tx.clone(),
     )?;
-    let mut xl_command = format!(
-        "xl create -F {}",
-        sh_quote(&format!("{IMAGE_DIR}/{name}.cfg"))
-    );
+    let mut xl_command = format!("xl create -F {}", sh_quote(&format!("{IMAGE_DIR}/{name}.cfg")));
     if !args.is_empty() {
         xl_command.push(' ');
         xl_command.push_str(&sh_quote(&format!("extra=\"{extra}\"")));
@@ -233,9 +218,8 @@ fn run_inner(
     let mut tail_ended = None;
     let mut first_output = true;
     let xl_status = loop {
-        let wait = deadline.map_or(Duration::from_secs(3600), |d| {
-            d.saturating_duration_since(Instant::now())
-        });
+        let wait =
+            deadline.map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(Instant::now()));
         match events.recv_timeout(wait) {
             Ok((Source::Console, Event::Output(chunk))) => {
                 if first_output {
@@ -258,11 +242,7 @@ fn run_inner(
                         eprintln!("xl: {line}");
                     }
                     if let Some(report) = parse_xl_line(&line) {
-                        if let XlReport::Shutdown {
-                            reason: Reason::Reboot,
-                            ..
-                        } = report
-                        {
+                        if let XlReport::Shutdown { reason: Reason::Reboot, .. } = report {
                             progress(&format!("guest {name} rebooting"));
                         }
                         reports.push(report);
@@ -273,9 +253,7 @@ fn run_inner(
             }
             Ok((Source::Xl, Event::Exit(status))) => break status,
             Ok((Source::Xl, Event::Failed(message))) => {
-                return Err(format!(
-                    "lost the `xl create` stream: {message}\n{xl_output}"
-                ));
+                return Err(format!("lost the `xl create` stream: {message}\n{xl_output}"));
             }
             Err(RecvTimeoutError::Timeout) => {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -297,9 +275,7 @@ fn run_inner(
                     ));
                 }
             }
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err("event streams ended unexpectedly".into())
-            }
+            Err(RecvTimeoutError::Disconnected) => return Err("event streams ended unexpectedly".into()),
         }
     };
     progress(&format!("guest {name} gone"));
@@ -313,9 +289,7 @@ fn run_inner(
     // The last report counts: a reboot is followed by the next run's end.
     match reports.last() {
         Some(XlReport::Shutdown { reason, .. }) => Ok(*reason),
-        Some(XlReport::Destroyed { domid }) => {
-            Err(format!("domain {domid} was destroyed from outside"))
-        }
+        Some(XlReport::Destroyed { domid }) => Err(format!("domain {domid} was destroyed from outside")),
         None => Err(format!(
             "`xl create` exited with status {xl_status} without reporting a shutdown:\n{}",
             xl_output.trim_end()
@@ -338,19 +312,14 @@ fn drain(
     while Instant::now() < limit {
         // Take what the stream has for a moment.
         let until = Instant::now() + Duration::from_millis(300);
-        while let Ok((source, event)) =
-            events.recv_timeout(until.saturating_duration_since(Instant::now()))
-        {
+        while let Ok((source, event)) = events.recv_timeout(until.saturating_duration_since(Instant::now())) {
             if let (Source::Console, Event::Output(chunk)) = (source, event) {
                 console.bytes.extend_from_slice(&chunk);
                 console.emit_lines(on_line);
             }
         }
         let size = agent
-            .run(
-                &format!("wc -c < {} 2>/dev/null || echo 0", sh_quote(log)),
-                Duration::from_secs(10),
-            )
+            .run(&format!("wc -c < {} 2>/dev/null || echo 0", sh_quote(log)), Duration::from_secs(10))
             .ok()
             .and_then(|(_, out)| out.trim().parse::<usize>().ok());
         let Some(size) = size else { break };
@@ -376,36 +345,21 @@ mod tests {
     fn parses_shutdown_reports() {
         assert_eq!(
             parse_xl_line("Domain 1 has shut down, reason code 0 0x0"),
-            Some(XlReport::Shutdown {
-                domid: 1,
-                reason: Reason::Poweroff
-            })
+            Some(XlReport::Shutdown { domid: 1, reason: Reason::Poweroff })
         );
         assert_eq!(
             parse_xl_line("Domain 12 has shut down, reason code 3 0x3"),
-            Some(XlReport::Shutdown {
-                domid: 12,
-                reason: Reason::Crash
-            })
+            Some(XlReport::Shutdown { domid: 12, reason: Reason::Crash })
         );
         assert_eq!(
             parse_xl_line("xl: Domain 2 has shut down, reason code 1 0x1"),
-            Some(XlReport::Shutdown {
-                domid: 2,
-                reason: Reason::Reboot
-            })
+            Some(XlReport::Shutdown { domid: 2, reason: Reason::Reboot })
         );
         assert_eq!(
             parse_xl_line("Domain 7 has shut down, reason code 9 0x9"),
-            Some(XlReport::Shutdown {
-                domid: 7,
-                reason: Reason::Other(9)
-            })
+            Some(XlReport::Shutdown { domid: 7, reason: Reason::Other(9) })
         );
-        assert_eq!(
-            parse_xl_line("Domain 4 has been destroyed."),
-            Some(XlReport::Destroyed { domid: 4 })
-        );
+        assert_eq!(parse_xl_line("Domain 4 has been destroyed."), Some(XlReport::Destroyed { domid: 4 }));
     }
 
     #[test]
@@ -433,10 +387,7 @@ mod tests {
 
     #[test]
     fn extra_joins_and_rejects_quotes() {
-        assert_eq!(
-            extra_value(&["a=b".into(), "mode=test".into()]).unwrap(),
-            "a=b mode=test"
-        );
+        assert_eq!(extra_value(&["a=b".into(), "mode=test".into()]).unwrap(), "a=b mode=test");
         assert_eq!(extra_value(&[]).unwrap(), "");
         assert!(extra_value(&["a=\"b\"".into()]).is_err());
         assert!(extra_value(&["a\\b".into()]).is_err());

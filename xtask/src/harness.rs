@@ -57,10 +57,7 @@ fn teardown_global() {
 
 /// Removes the port file if it still names `port` (another harness may have replaced it).
 fn remove_port_file(path: &Path, port: u16) {
-    if fs::read_to_string(path)
-        .map(|s| s.trim() == port.to_string())
-        .unwrap_or(false)
-    {
+    if fs::read_to_string(path).map(|s| s.trim() == port.to_string()).unwrap_or(false) {
         let _ = fs::remove_file(path);
     }
 }
@@ -115,11 +112,9 @@ impl Harness {
             }
         }
         let port = free_port()?;
-        fs::create_dir_all(mote_dir())
-            .map_err(|e| format!("create {}: {e}", mote_dir().display()))?;
+        fs::create_dir_all(mote_dir()).map_err(|e| format!("create {}: {e}", mote_dir().display()))?;
         let log_path = log_file();
-        let log =
-            File::create(&log_path).map_err(|e| format!("create {}: {e}", log_path.display()))?;
+        let log = File::create(&log_path).map_err(|e| format!("create {}: {e}", log_path.display()))?;
         let log = Arc::new(Mutex::new(log));
 
         let mut qemu = Command::new("qemu-system-x86_64");
@@ -135,21 +130,10 @@ impl Harness {
             "-m",
             "1024",
         ])
-        .args([
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-serial",
-            "stdio",
-            "-no-reboot",
-        ])
+        .args(["-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"])
         .arg("-kernel")
         .arg(&assets.xen)
-        .args([
-            "-append",
-            "console=com1 com1=115200,8n1 dom0_mem=256M,max:256M guest_loglvl=all",
-        ])
+        .args(["-append", "console=com1 com1=115200,8n1 dom0_mem=256M,max:256M guest_loglvl=all"])
         .arg("-initrd")
         .arg(format!(
             "{} console=hvc0 earlyprintk=xen quiet,{}",
@@ -157,9 +141,7 @@ impl Harness {
             assets.dom0_initrd.display()
         ))
         .arg("-netdev")
-        .arg(format!(
-            "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:7000"
-        ))
+        .arg(format!("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:7000"))
         .args(["-device", "e1000,netdev=n0"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -181,9 +163,7 @@ impl Harness {
             });
         }
         let mut child = qemu.spawn().map_err(|e| {
-            format!(
-                "cannot start qemu-system-x86_64: {e} (run ci/install-host-deps.sh to install it)"
-            )
+            format!("cannot start qemu-system-x86_64: {e} (run ci/install-host-deps.sh to install it)")
         })?;
         QEMU_PID.store(child.id() as i32, Ordering::SeqCst);
         let started = Instant::now();
@@ -195,12 +175,7 @@ impl Harness {
         thread::spawn(move || read_serial(stdout, log2, tx));
         thread::spawn(move || copy_lines(stderr, log, "qemu: "));
 
-        let mut harness = Harness {
-            child,
-            port,
-            started,
-            serial,
-        };
+        let mut harness = Harness { child, port, started, serial };
         harness.wait_ready()?;
         fs::write(port_file(), format!("{port}\n"))
             .map_err(|e| format!("write {}: {e}", port_file().display()))?;
@@ -227,10 +202,7 @@ impl Harness {
     pub fn check_alive(&mut self) -> Result<(), String> {
         match self.child.try_wait() {
             Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(format!(
-                "QEMU exited ({status}); see {}",
-                log_file().display()
-            )),
+            Ok(Some(status)) => Err(format!("QEMU exited ({status}); see {}", log_file().display())),
             Err(e) => Err(format!("cannot check on QEMU: {e}")),
         }
     }
@@ -255,10 +227,7 @@ impl Harness {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    format!(
-                        "dom0 did not report `mote-dom0: ready` within {}s",
-                        READY_TIMEOUT.as_secs()
-                    )
+                    format!("dom0 did not report `mote-dom0: ready` within {}s", READY_TIMEOUT.as_secs())
                 }
             };
             return Err(failure_with_log(&failure));
@@ -295,25 +264,16 @@ impl Drop for Harness {
 /// `message`, then where the serial log is and its last lines.
 pub fn failure_with_log(message: &str) -> String {
     let path = log_file();
-    let text = fs::read(&path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
+    let text = fs::read(&path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
-    format!(
-        "{message}\n--- last lines of {} ---\n{tail}\n--- end of log ---",
-        path.display()
-    )
+    format!("{message}\n--- last lines of {} ---\n{tail}\n--- end of log ---", path.display())
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.
 fn free_port() -> Result<u16, String> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot find a free port: {e}"))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| format!("cannot find a free port: {e}"))
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot find a free port: {e}"))?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| format!("cannot find a free port: {e}"))
 }
 
 /// Copies the serial output to the log and reports the markers we wait for.
@@ -339,8 +299,7 @@ fn read_serial(stdout: impl Read, log: Arc<Mutex<File>>, tx: Sender<Serial>) {
         } else if text.contains("mote-dom0: ready") {
             Some(Serial::Dom0Ready)
         } else {
-            text.find("mote-dom0: FAILED")
-                .map(|at| Serial::Dom0Failed(text[at..].to_owned()))
+            text.find("mote-dom0: FAILED").map(|at| Serial::Dom0Failed(text[at..].to_owned()))
         };
         if let Some(event) = event {
             // The receiver is gone once the harness is up; the log goes on.

@@ -67,25 +67,16 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
         }
         "xl" => cmd_xl(rest),
         "test" => {
-            let mut opts = tests::TestOptions {
-                integration_only: false,
-                filter: None,
-            };
+            let mut opts = tests::TestOptions { integration_only: false, filter: None };
             for arg in rest {
                 match arg.as_str() {
                     "--integration-only" => opts.integration_only = true,
-                    a if a.starts_with('-') => {
-                        return Err(format!("unknown option {a:?}\n{USAGE}"))
-                    }
+                    a if a.starts_with('-') => return Err(format!("unknown option {a:?}\n{USAGE}")),
                     a if opts.filter.is_none() => opts.filter = Some(a.to_owned()),
                     a => return Err(format!("unexpected argument {a:?}\n{USAGE}")),
                 }
             }
-            Ok(if tests::run(&opts)? {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(if tests::run(&opts)? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
@@ -110,18 +101,13 @@ fn parse_app_args(
             "--debug" => debug = true,
             "--timeout" if allow_timeout => {
                 let secs = iter.next().ok_or("--timeout needs a number of seconds")?;
-                let secs: u64 = secs
-                    .parse()
-                    .map_err(|_| format!("--timeout: bad number of seconds {secs:?}"))?;
+                let secs: u64 =
+                    secs.parse().map_err(|_| format!("--timeout: bad number of seconds {secs:?}"))?;
                 timeout = Some(Duration::from_secs(secs));
             }
             a if a.starts_with('-') => return Err(format!("unknown option {a:?}\n{USAGE}")),
             a if app.is_none() => app = Some(a.to_owned()),
-            a => {
-                return Err(format!(
-                    "unexpected argument {a:?} (guest arguments go after `--`)\n{USAGE}"
-                ))
-            }
+            a => return Err(format!("unexpected argument {a:?} (guest arguments go after `--`)\n{USAGE}")),
         }
     }
     let app = app.ok_or_else(|| format!("which app?\n{USAGE}"))?;
@@ -142,11 +128,7 @@ fn cmd_run(
     let harness = harness::Harness::boot(&assets)?;
     let agent = harness.agent();
     guest::upload(&agent, &image)?;
-    let opts = guest::Options {
-        timeout,
-        echo: true,
-        clock: harness.started(),
-    };
+    let opts = guest::Options { timeout, echo: true, clock: harness.started() };
     let mut stdout = std::io::stdout();
     let run = guest::run(&agent, &image, guest_args, &opts, &mut |line| {
         let _ = writeln!(stdout, "{line}");
@@ -164,10 +146,7 @@ fn cmd_run(
         }
         Err(e) => {
             println!("mote: {app} failed: {e}");
-            eprintln!(
-                "mote: serial log of the harness: {}",
-                harness::log_file().display()
-            );
+            eprintln!("mote: serial log of the harness: {}", harness::log_file().display());
             Ok(ExitCode::FAILURE)
         }
     }
@@ -177,20 +156,14 @@ fn cmd_run(
 fn cmd_xl(args: &[String]) -> Result<ExitCode, String> {
     let port_file = harness::port_file();
     let port: u16 = match std::fs::read_to_string(&port_file) {
-        Ok(text) => text
-            .trim()
-            .parse()
-            .map_err(|_| format!("{} holds no port number", port_file.display()))?,
-        Err(_) => {
-            return Err("no harness is running (start one with `cargo xtask run <app>`)".into())
+        Ok(text) => {
+            text.trim().parse().map_err(|_| format!("{} holds no port number", port_file.display()))?
         }
+        Err(_) => return Err("no harness is running (start one with `cargo xtask run <app>`)".into()),
     };
     let agent = agent::Agent::new(port);
     agent.ping().map_err(|e| {
-        format!(
-            "{} names port {port}, but no harness answers there (stale file?): {e}",
-            port_file.display()
-        )
+        format!("{} names port {port}, but no harness answers there (stale file?): {e}", port_file.display())
     })?;
     let command: Vec<String> = args.iter().map(|a| agent::sh_quote(a)).collect();
     let (tx, events) = std::sync::mpsc::channel();
@@ -233,15 +206,9 @@ pub fn run_status(command: &mut Command) -> Result<(), String> {
     let shown = format!(
         "{} {}",
         command.get_program().to_string_lossy(),
-        command
-            .get_args()
-            .map(|a| a.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join(" ")
+        command.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
     );
-    let status = command
-        .status()
-        .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
+    let status = command.status().map_err(|e| format!("cannot run `{shown}`: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -263,8 +230,7 @@ mod cli_tests {
             parse_app_args(&strings(&["hello", "--debug", "--", "a=b", "--x"]), true).unwrap();
         assert_eq!((app.as_str(), debug, timeout), ("hello", true, None));
         assert_eq!(rest, ["a=b", "--x"]);
-        let (_, _, timeout, rest) =
-            parse_app_args(&strings(&["hello", "--timeout", "30"]), true).unwrap();
+        let (_, _, timeout, rest) = parse_app_args(&strings(&["hello", "--timeout", "30"]), true).unwrap();
         assert_eq!(timeout, Some(Duration::from_secs(30)));
         assert!(rest.is_empty());
         assert!(parse_app_args(&strings(&["hello", "extra"]), true).is_err());

@@ -83,10 +83,7 @@ pub fn cases() -> Vec<Case> {
             app: "selftest",
             args: &["test=longline", "len=10240"],
             reason: Reason::Poweroff,
-            checks: vec![
-                Custom("LONGLINE of 10240 characters", check_long_line),
-                Line("longline done"),
-            ],
+            checks: vec![Custom("LONGLINE of 10240 characters", check_long_line), Line("longline done")],
         },
     ]
 }
@@ -94,15 +91,10 @@ pub fn cases() -> Vec<Case> {
 /// A line `memory map:` followed by `  [0xSTART-0xEND] TYPE` lines, of which the `RAM` ones add
 /// up to between 2 MiB and the configured memory.
 fn check_memory_map(console: &str, image: &Image) -> Result<(), String> {
-    let mut lines = console
-        .lines()
-        .skip_while(|l| !l.starts_with("memory map:"));
+    let mut lines = console.lines().skip_while(|l| !l.starts_with("memory map:"));
     lines.next().ok_or("no line starting with `memory map:`")?;
     let entries: Vec<(u64, u64, &str)> = lines.map_while(parse_map_entry).collect();
-    let ram: Vec<_> = entries
-        .iter()
-        .filter(|(_, _, kind)| kind.starts_with("RAM"))
-        .collect();
+    let ram: Vec<_> = entries.iter().filter(|(_, _, kind)| kind.starts_with("RAM")).collect();
     if ram.is_empty() {
         return Err(format!(
             "no `  [0x…-0x…] RAM` entry after `memory map:` ({} other entries)",
@@ -135,16 +127,10 @@ fn parse_map_entry(line: &str) -> Option<(u64, u64, &str)> {
 
 /// A line `heap: <N> bytes` with N > 0 (more may follow: `heap: 4096 bytes in 1 spans`).
 fn check_heap(console: &str, _: &Image) -> Result<(), String> {
-    let line = console
-        .lines()
-        .find(|l| l.starts_with("heap: "))
-        .ok_or("no line starting with `heap: `")?;
+    let line = console.lines().find(|l| l.starts_with("heap: ")).ok_or("no line starting with `heap: `")?;
     let n = line
         .strip_prefix("heap: ")
-        .and_then(|r| {
-            r.split_once(" bytes")
-                .filter(|(_, rest)| rest.is_empty() || rest.starts_with(' '))
-        })
+        .and_then(|r| r.split_once(" bytes").filter(|(_, rest)| rest.is_empty() || rest.starts_with(' ')))
         .and_then(|(n, _)| n.parse::<u64>().ok())
         .ok_or_else(|| format!("{line:?} is not `heap: <N> bytes`"))?;
     if n == 0 {
@@ -166,10 +152,7 @@ fn check_long_line(console: &str, _: &Image) -> Result<(), String> {
     if console.lines().any(|l| l == expected) {
         return Ok(());
     }
-    let found: Vec<&str> = console
-        .lines()
-        .filter(|l| l.starts_with("LONGLINE"))
-        .collect();
+    let found: Vec<&str> = console.lines().filter(|l| l.starts_with("LONGLINE")).collect();
     if found.is_empty() {
         return Err("no line starting with `LONGLINE`".into());
     }
@@ -229,18 +212,12 @@ fn excerpt(console: &str) -> String {
     let lines: Vec<&str> = console.lines().collect();
     let mut out = String::new();
     if lines.len() > EXCERPT_LINES {
-        out.push_str(&format!(
-            "    … ({} earlier lines)\n",
-            lines.len() - EXCERPT_LINES
-        ));
+        out.push_str(&format!("    … ({} earlier lines)\n", lines.len() - EXCERPT_LINES));
     }
     for line in &lines[lines.len().saturating_sub(EXCERPT_LINES)..] {
         if line.chars().count() > EXCERPT_WIDTH {
             let head: String = line.chars().take(EXCERPT_WIDTH).collect();
-            out.push_str(&format!(
-                "    | {head}… ({} characters)\n",
-                line.chars().count()
-            ));
+            out.push_str(&format!("    | {head}… ({} characters)\n", line.chars().count()));
         } else {
             out.push_str(&format!("    | {line}\n"));
         }
@@ -266,10 +243,8 @@ pub fn run(opts: &TestOptions) -> Result<bool, String> {
         ok &= unit_tests();
     }
     eprintln!("==> integration tests under Xen");
-    let cases: Vec<Case> = cases()
-        .into_iter()
-        .filter(|c| opts.filter.as_deref().is_none_or(|f| c.name.contains(f)))
-        .collect();
+    let cases: Vec<Case> =
+        cases().into_iter().filter(|c| opts.filter.as_deref().is_none_or(|f| c.name.contains(f))).collect();
     let (passed, failed) = integration(&cases);
     println!("integration: {passed} passed, {failed} failed");
     Ok(ok && failed == 0)
@@ -290,11 +265,7 @@ fn unit_tests() -> bool {
         args.push("--exclude".into());
         args.push(package);
     }
-    match run_status(
-        Command::new(&cargo)
-            .current_dir(workspace_root())
-            .args(&args),
-    ) {
+    match run_status(Command::new(&cargo).current_dir(workspace_root()).args(&args)) {
         Ok(()) => true,
         Err(e) => {
             eprintln!("unit tests: {e}");
@@ -322,11 +293,7 @@ fn target_only_packages() -> Result<Vec<String>, String> {
 fn integration(cases: &[Case]) -> (usize, usize) {
     let fail_all = |why: &str| {
         for case in cases {
-            println!(
-                "test {} ... FAILED\n    {}",
-                case.name,
-                why.replace('\n', "\n    ")
-            );
+            println!("test {} ... FAILED\n    {}", case.name, why.replace('\n', "\n    "));
         }
         (0, cases.len())
     };
@@ -335,9 +302,7 @@ fn integration(cases: &[Case]) -> (usize, usize) {
     }
     let mut images: BTreeMap<&str, Result<Image, String>> = BTreeMap::new();
     for case in cases {
-        images
-            .entry(case.app)
-            .or_insert_with(|| build::build(case.app, false));
+        images.entry(case.app).or_insert_with(|| build::build(case.app, false));
     }
     let assets = match assets::ensure() {
         Ok(a) => a,
@@ -365,11 +330,8 @@ fn integration(cases: &[Case]) -> (usize, usize) {
                 Err(e) => (vec![e], String::new()),
                 Ok(()) => {
                     let args: Vec<String> = case.args.iter().map(|s| s.to_string()).collect();
-                    let opts = guest::Options {
-                        timeout: Some(CASE_TIMEOUT),
-                        echo: false,
-                        clock: Instant::now(),
-                    };
+                    let opts =
+                        guest::Options { timeout: Some(CASE_TIMEOUT), echo: false, clock: Instant::now() };
                     let run = guest::run(&agent, image, &args, &opts, &mut |_| {});
                     (judge(case, image, &run), run.console)
                 }
@@ -386,19 +348,11 @@ fn integration(cases: &[Case]) -> (usize, usize) {
             for problem in problems {
                 println!("    {}", problem.replace('\n', "\n    "));
             }
-            println!(
-                "    console ({} {}):\n{}",
-                case.app,
-                case.args.join(" "),
-                excerpt(&console)
-            );
+            println!("    console ({} {}):\n{}", case.app, case.args.join(" "), excerpt(&console));
         }
     }
     if failed > 0 {
-        println!(
-            "serial log of the harness: {}",
-            harness::log_file().display()
-        );
+        println!("serial log of the harness: {}", harness::log_file().display());
     }
     drop(harness);
     (passed, failed)
@@ -412,10 +366,7 @@ mod unit {
     fn image(memory_mib: u32) -> Image {
         Image {
             app: "hello".into(),
-            meta: AppMeta {
-                memory_mib,
-                network: false,
-            },
+            meta: AppMeta { memory_mib, network: false },
             elf: "/x.elf".into(),
             debug_elf: "/x.debug.elf".into(),
             cfg: "/x.cfg".into(),
@@ -452,10 +403,7 @@ mod unit {
     #[test]
     fn heap_check() {
         assert_eq!(check_heap("x\nheap: 1048576 bytes\n", &image(4)), Ok(()));
-        assert_eq!(
-            check_heap("heap: 2985984 bytes in 1 spans\n", &image(4)),
-            Ok(())
-        );
+        assert_eq!(check_heap("heap: 2985984 bytes in 1 spans\n", &image(4)), Ok(()));
         assert!(check_heap("heap: 12 bytesx\n", &image(4)).is_err());
         assert!(check_heap("heap: 0 bytes\n", &image(4)).is_err());
         assert!(check_heap("heap: many bytes\n", &image(4)).is_err());
@@ -464,10 +412,7 @@ mod unit {
 
     #[test]
     fn long_line_check() {
-        assert_eq!(
-            &long_line(40)[..],
-            "LONGLINE 0123456789abcdefghijklmnopqrstuvwxyz0123"
-        );
+        assert_eq!(&long_line(40)[..], "LONGLINE 0123456789abcdefghijklmnopqrstuvwxyz0123");
         let good = format!("start\n{}\nlongline done\n", long_line(10240));
         assert_eq!(check_long_line(&good, &image(4)), Ok(()));
         let mut cut = long_line(10240);
@@ -480,10 +425,8 @@ mod unit {
     #[test]
     fn judge_reports_reason_and_checks() {
         let case = &cases()[1];
-        let run = guest::GuestRun {
-            result: Ok(Reason::Poweroff),
-            console: "PANIC: deliberate panic\n".into(),
-        };
+        let run =
+            guest::GuestRun { result: Ok(Reason::Poweroff), console: "PANIC: deliberate panic\n".into() };
         let problems = judge(case, &image(4), &run);
         assert_eq!(problems.len(), 2, "{problems:?}");
         let run = guest::GuestRun {

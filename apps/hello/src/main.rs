@@ -14,6 +14,11 @@ fn main() {
     for region in boot.memory.regions() {
         mote::println!("  {region}");
     }
-    mote::println!("image: {:#x}-{:#x} ({} KiB)", boot.image.0, boot.image.1, (boot.image.1 - boot.image.0) / 1024);
+    mote::println!(
+        "image: {:#x}-{:#x} ({} KiB)",
+        boot.image.0,
+        boot.image.1,
+        (boot.image.1 - boot.image.0) / 1024
+    );
     mote::println!("heap: {} bytes in {} spans", boot.heap_bytes, boot.heap_spans);
 }
