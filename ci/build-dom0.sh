@@ -65,8 +65,7 @@ done
 cp -a "$root/usr/lib/xen-4.17" "$stage/usr/lib/"
 rm -rf "$stage/usr/lib/xen-4.17/lib/python"
 cp -a "$root/usr/lib/x86_64-linux-gnu" "$stage/usr/lib/"
-cp -a "$root"/usr/bin/xenstore-{chmod,exists,list,ls,read,rm,watch,write} "$stage/usr/bin/"
-cp -a "$root/usr/bin/xenstore" "$stage/usr/bin/"
+cp -a "$root"/usr/bin/xenstore{,-chmod,-exists,-list,-ls,-read,-rm,-watch,-write} "$stage/usr/bin/"
 cp -a "$root/etc/xen" "$stage/etc/"
 # The Debian names in /usr/sbin are wrappers that pick a Xen version: link straight to 4.17.
 for tool in xl xenstored xenconsoled xenstore-control; do

@@ -46,19 +46,25 @@ if [[ -z $kernel_pkg ]]; then
 fi
 packages+=("$kernel_pkg")
 
+# Each download goes to a scratch folder first: an interrupted one leaves no truncated .deb.
 mkdir -p "$cache/debs"
+partial=$cache/debs/partial
 for pkg in "${packages[@]}"; do
     if compgen -G "$cache/debs/${pkg}_*.deb" >/dev/null; then
         continue
     fi
     echo "fetch-xen: downloading $pkg"
+    rm -rf "$partial"
+    mkdir -p "$partial"
     # Runs as root: without this apt warns that its _apt sandbox user cannot write here.
-    if ! (cd "$cache/debs" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >/dev/null); then
-        echo "fetch-xen: cannot download the package $pkg" >&2
+    if ! (cd "$partial" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >/dev/null); then
+        echo "fetch-xen: cannot download the package $pkg (stale package lists? try apt-get update)" >&2
         exit 1
     fi
-    (cd "$cache/debs" && sha256sum "${pkg}"_*.deb)
+    (cd "$partial" && sha256sum "${pkg}"_*.deb)
+    mv "$partial/${pkg}"_*.deb "$cache/debs/"
 done
+rm -rf "$partial"
 
 # Unpack into a fresh tree, so that a run interrupted earlier leaves nothing stale behind.
 echo "fetch-xen: unpacking into $cache/root"

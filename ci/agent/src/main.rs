@@ -113,8 +113,7 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
     if let Some(args) = line.strip_prefix("PUT ") {
         // Split from the right so that the path may contain spaces.
         let mut fields = args.rsplitn(3, ' ');
-        let (Some(mode), Some(len), Some(path)) = (fields.next(), fields.next(), fields.next())
-        else {
+        let (Some(mode), Some(len), Some(path)) = (fields.next(), fields.next(), fields.next()) else {
             return Err(format!("PUT needs <path> <length> <mode>: {line:?}"));
         };
         let len = len.parse().map_err(|_| format!("bad PUT length {len:?}"))?;
@@ -159,8 +158,8 @@ fn read_request(reader: &mut impl BufRead) -> Result<Request, AgentError> {
     if line.pop() != Some(b'\n') {
         return Err(AgentError::Message("request line missing or too long".into()));
     }
-    let line = String::from_utf8(line)
-        .map_err(|_| AgentError::Message("request line is not UTF-8".into()))?;
+    let line =
+        String::from_utf8(line).map_err(|_| AgentError::Message("request line is not UTF-8".into()))?;
     Ok(parse_request(&line)?)
 }
 
@@ -202,7 +201,11 @@ enum Event {
 
 /// Runs `command`, streaming its output to `client`; `socket` is the client's side, watched for
 /// end-of-file.
-fn exec(command: &str, socket: impl Read + Send + 'static, client: &mut impl Write) -> Result<(), AgentError> {
+fn exec(
+    command: &str,
+    socket: impl Read + Send + 'static,
+    client: &mut impl Write,
+) -> Result<(), AgentError> {
     let (mut output, output_writer) = io::pipe()?;
     let mut child = Command::new("/bin/sh")
         .arg("-c")
