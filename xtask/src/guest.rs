@@ -3,6 +3,7 @@
 
 use crate::agent::{sh_quote, Agent, Event};
 use crate::build::{xl_cfg, Image};
+use crate::symbolize::Symbolizer;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -147,10 +148,6 @@ impl Console {
             self.emitted = self.bytes.len();
         }
     }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.bytes).replace('\r', "")
-    }
 }
 
 /// Runs `image` (uploaded before with [`upload`]) with `args` on its command line, until the
@@ -163,10 +160,18 @@ pub fn run(
     opts: &Options,
     on_line: &mut dyn FnMut(&str),
 ) -> GuestRun {
+    let symbols = Symbolizer::new(&image.debug_elf, &crate::workspace_root());
+    let mut lines = Vec::new();
+    // Crash reports come out symbolized, both on the way out and in the text tests check.
+    let mut annotate = |line: &str| {
+        let line = symbols.annotate(line);
+        on_line(&line);
+        lines.push(line);
+    };
     let mut console = Console::default();
-    let result = run_inner(agent, image, args, opts, &mut console, on_line);
-    console.emit_rest(on_line);
-    GuestRun { result, console: console.text() }
+    let result = run_inner(agent, image, args, opts, &mut console, &mut annotate);
+    console.emit_rest(&mut annotate);
+    GuestRun { result, console: lines.join("\n") }
 }
 
 fn run_inner(
@@ -197,12 +202,9 @@ fn run_inner(
     )?;
 
     let (tx, events) = mpsc::channel();
-    // xenconsoled creates the log when it sees the domain: -F follows it into existence.
-    let tail = agent.spawn(
-        &format!("exec tail -n +1 -F {} 2>/dev/null", sh_quote(&log)),
-        Source::Console,
-        tx.clone(),
-    )?;
+    // xenconsoled creates the log when it sees the domain; `follow` waits for it to exist.
+    let tail =
+        agent.spawn(&format!("exec /mote/agent follow {}", sh_quote(&log)), Source::Console, tx.clone())?;
     let mut xl_command = format!("xl create -F {}", sh_quote(&format!("{IMAGE_DIR}/{name}.cfg")));
     if !args.is_empty() {
         xl_command.push(' ');
@@ -230,7 +232,7 @@ fn run_inner(
                 console.emit_lines(on_line);
             }
             Ok((Source::Console, Event::Exit(status))) => {
-                tail_ended = Some(format!("tail exited with status {status}"))
+                tail_ended = Some(format!("`agent follow` exited with status {status}"))
             }
             Ok((Source::Console, Event::Failed(message))) => tail_ended = Some(message),
             Ok((Source::Xl, Event::Output(chunk))) => {
@@ -403,6 +405,5 @@ mod tests {
         console.bytes.extend_from_slice(b"o\r\nthree");
         console.emit_rest(&mut |l| lines.push(l.to_owned()));
         assert_eq!(lines, ["one", "two", "three"]);
-        assert_eq!(console.text(), "one\ntwo\nthree");
     }
 }

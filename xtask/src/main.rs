@@ -16,6 +16,7 @@ mod assets;
 mod build;
 mod guest;
 mod harness;
+mod symbolize;
 mod tests;
 
 use std::io::Write;

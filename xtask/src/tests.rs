@@ -1,6 +1,7 @@
 //! `cargo xtask test`: host unit tests, then integration cases run under real Xen in one
 //! harness. The cases are the table in [`cases`].
 
+use crate::agent::Agent;
 use crate::assets;
 use crate::build::{self, Image};
 use crate::guest::{self, Reason};
@@ -8,6 +9,8 @@ use crate::harness::{self, Harness};
 use crate::{run_status, workspace_root};
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::sync::mpsc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 /// A case that has not ended by then fails (and its domain is destroyed).
@@ -37,6 +40,51 @@ pub struct Case {
     pub args: &'static [&'static str],
     pub reason: Reason,
     pub checks: Vec<Check>,
+    /// Acts on the running guest from dom0 (`xl shutdown`, `xenstore-write`, …) and checks
+    /// what it sees; `None` lets the guest run on its own.
+    pub driver: Option<fn(&mut Driver) -> Result<(), String>>,
+}
+
+/// What a case's driver works with: the guest's console as it arrives, and dom0.
+pub struct Driver {
+    pub agent: Agent,
+    /// The domain's name (the app's).
+    pub name: &'static str,
+    lines: mpsc::Receiver<String>,
+}
+
+/// How long a driver waits for one console line or dom0 command.
+const DRIVER_WAIT: Duration = Duration::from_secs(30);
+
+impl Driver {
+    /// Waits for the next console line containing `text` (lines before it are skipped);
+    /// returns the line.
+    pub fn wait_line(&mut self, text: &str) -> Result<String, String> {
+        let deadline = Instant::now() + DRIVER_WAIT;
+        loop {
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.contains(text) => return Ok(line),
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(format!("no console line containing {text:?} within {DRIVER_WAIT:?}"))
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(format!("the guest ended before printing {text:?}"))
+                }
+            }
+        }
+    }
+
+    /// Runs a shell command in dom0; its output, or an error naming it when it fails.
+    pub fn dom0(&self, command: &str) -> Result<String, String> {
+        self.agent.run_ok(command, DRIVER_WAIT)
+    }
+
+    /// The guest's domain id, from `xl domid`.
+    pub fn domid(&self) -> Result<u32, String> {
+        let out = self.dom0(&format!("xl domid {}", self.name))?;
+        out.trim().parse().map_err(|_| format!("`xl domid {}` printed {out:?}", self.name))
+    }
 }
 
 /// The integration cases, in the order they run.
@@ -54,6 +102,7 @@ pub fn cases() -> Vec<Case> {
                 Custom("memory map lists sane RAM", check_memory_map),
                 Custom("heap: <N> bytes with N > 0", check_heap),
             ],
+            driver: None,
         },
         Case {
             name: "panic_is_reported",
@@ -64,7 +113,10 @@ pub fn cases() -> Vec<Case> {
                 Contains("PANIC"),
                 Contains("deliberate panic"),
                 Contains("apps/selftest/src/main.rs"),
+                // Symbolized by xtask from the unstripped image: the panicking function by name.
+                Contains("selftest::main at apps/selftest/src/main.rs"),
             ],
+            driver: None,
         },
         Case {
             name: "page_fault_is_reported",
@@ -76,7 +128,9 @@ pub fn cases() -> Vec<Case> {
                 Contains("CR2=0x0000004000000000"),
                 Contains("RIP="),
                 Contains("RSP="),
+                Contains("selftest::main at apps/selftest/src/main.rs"),
             ],
+            driver: None,
         },
         Case {
             name: "long_line_arrives_whole",
@@ -84,6 +138,7 @@ pub fn cases() -> Vec<Case> {
             args: &["test=longline", "len=10240"],
             reason: Reason::Poweroff,
             checks: vec![Custom("LONGLINE of 10240 characters", check_long_line), Line("longline done")],
+            driver: None,
         },
     ]
 }
@@ -165,6 +220,38 @@ fn check_long_line(console: &str, _: &Image) -> Result<(), String> {
         })
         .collect();
     Err(details.join("; "))
+}
+
+/// Runs `case`'s guest to its end, with its driver (if any) acting alongside; a driver that
+/// fails has the domain destroyed rather than waiting for the case's timeout.
+fn run_case(
+    case: &Case,
+    agent: &Agent,
+    image: &Image,
+    args: &[String],
+    opts: &guest::Options,
+) -> (guest::GuestRun, Result<(), String>) {
+    let Some(drive) = case.driver else {
+        return (guest::run(agent, image, args, opts, &mut |_| {}), Ok(()));
+    };
+    let (tx, lines) = mpsc::channel();
+    thread::scope(|scope| {
+        let guest = scope.spawn(move || {
+            guest::run(agent, image, args, opts, &mut |line| {
+                let _ = tx.send(line.to_owned());
+            })
+        });
+        let mut driver = Driver { agent: *agent, name: case.app, lines };
+        let driven = drive(&mut driver);
+        if driven.is_err() {
+            let _ = agent.run(&format!("xl destroy {}", case.app), DRIVER_WAIT);
+        }
+        let run = guest.join().unwrap_or_else(|_| guest::GuestRun {
+            result: Err("the guest runner panicked".into()),
+            console: String::new(),
+        });
+        (run, driven)
+    })
 }
 
 /// Runs the checks of `case` against a finished run; the reasons for failure.
@@ -332,8 +419,12 @@ fn integration(cases: &[Case]) -> (usize, usize) {
                     let args: Vec<String> = case.args.iter().map(|s| s.to_string()).collect();
                     let opts =
                         guest::Options { timeout: Some(CASE_TIMEOUT), echo: false, clock: Instant::now() };
-                    let run = guest::run(&agent, image, &args, &opts, &mut |_| {});
-                    (judge(case, image, &run), run.console)
+                    let (run, driven) = run_case(case, &agent, image, &args, &opts);
+                    let mut problems = judge(case, image, &run);
+                    if let Err(e) = driven {
+                        problems.insert(0, format!("driver: {e}"));
+                    }
+                    (problems, run.console)
                 }
             },
         };

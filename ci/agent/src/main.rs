@@ -45,10 +45,17 @@ pub const TAG_EXIT: u8 = b'x';
 pub const TAG_ERROR: u8 = b'e';
 
 fn main() {
-    let port = match std::env::args().nth(1) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [cmd, path] = args.as_slice() {
+        if cmd == "follow" {
+            follow(Path::new(path), &mut io::stdout().lock(), FOLLOW_POLL);
+            return;
+        }
+    }
+    let port = match args.first() {
         None => DEFAULT_PORT,
         Some(arg) => arg.parse().unwrap_or_else(|_| {
-            eprintln!("mote-agent: bad port {arg:?}; usage: mote-agent [PORT]");
+            eprintln!("mote-agent: bad port {arg:?}; usage: mote-agent [PORT] | mote-agent follow FILE");
             std::process::exit(2);
         }),
     };
@@ -58,6 +65,43 @@ fn main() {
     });
     eprintln!("mote-agent: listening on port {port}");
     serve(listener);
+}
+
+/// How often `follow` looks for new bytes: often enough that a guest's
+/// console reaches the host as it is written (busybox `tail -F` checks once a
+/// second), rarely enough to cost dom0 nothing.
+const FOLLOW_POLL: Duration = Duration::from_millis(20);
+
+/// `mote-agent follow FILE`: copies FILE to `out` from the start, then keeps
+/// copying what is appended; waits for FILE to exist. Runs until killed (the
+/// agent kills it when the client disconnects) or `out` fails.
+fn follow(path: &Path, out: &mut impl Write, poll: Duration) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut file = loop {
+        match std::fs::File::open(path) {
+            Ok(f) => break f,
+            Err(_) => thread::sleep(poll),
+        }
+    };
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => {
+                if out.flush().is_err() {
+                    return;
+                }
+                thread::sleep(poll);
+            }
+            Ok(n) => {
+                if out.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                eprintln!("mote-agent follow: {}: {e}", path.display());
+                return;
+            }
+        }
+    }
 }
 
 /// Accepts connections forever, one thread each.
@@ -323,6 +367,46 @@ fn put(path: &Path, len: u64, mode: u32, input: &mut impl Read) -> Result<(), Ag
 
 #[cfg(test)]
 mod tests {
+    /// Collects what `follow` writes; fails once `limit` bytes arrived so that `follow` ends.
+    struct Collect {
+        got: Vec<u8>,
+        limit: usize,
+    }
+
+    impl Write for Collect {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.got.extend_from_slice(b);
+            if self.got.len() >= self.limit {
+                return Err(io::Error::other("enough"));
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn follow_waits_for_the_file_and_copies_appended_bytes() {
+        let dir = std::env::temp_dir().join(format!("mote-agent-follow-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("guest.log");
+        let writer_path = path.clone();
+        let writer = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(50));
+            fs::write(&writer_path, b"first\n").unwrap();
+            thread::sleep(Duration::from_millis(50));
+            let mut f = fs::OpenOptions::new().append(true).open(&writer_path).unwrap();
+            f.write_all(b"second\n").unwrap();
+        });
+        let mut out = Collect { got: Vec::new(), limit: 13 };
+        follow(&path, &mut out, Duration::from_millis(5));
+        writer.join().unwrap();
+        assert_eq!(out.got, b"first\nsecond\n");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
     use super::*;
     use std::net::SocketAddr;
     use std::time::Instant;
