@@ -5,8 +5,9 @@
 //! - `test=pagefault`: reads an unmapped address (an exception report naming
 //!   CR2 and a crash are expected).
 //! - `test=longline len=N`: prints one line of N characters, then powers off.
-//! - `test=sleep ms=N`: sleeps N ms (default 1000) and prints the time the PV
-//!   clock measured and the wall clock before and after.
+//! - `test=sleep ms=N count=C`: sleeps N ms (default 1000) C times (default 1)
+//!   and prints the longest and shortest sleep the PV clock measured, and the
+//!   wall clock before and after.
 //! - `test=idle secs=N`: sleeps N s (default 15) so the host can check that
 //!   an idle mote uses no CPU time.
 #![no_std]
@@ -57,13 +58,19 @@ fn main() -> Result<(), Error> {
         }
         "sleep" => {
             let ms = number("ms", 1000)?;
+            let count = number("count", 1)?;
             let (sec, nsec) = mote::wallclock();
-            mote::println!("sleep: {ms} ms from wallclock {sec}.{nsec:09}");
-            let start = Instant::now();
-            mote::sleep(Duration::from_millis(ms));
-            let slept = start.elapsed();
+            mote::println!("sleep: {count} x {ms} ms from wallclock {sec}.{nsec:09}");
+            let (mut min, mut max) = (u128::MAX, 0);
+            for _ in 0..count {
+                let start = Instant::now();
+                mote::sleep(Duration::from_millis(ms));
+                let slept = start.elapsed().as_nanos();
+                min = min.min(slept);
+                max = max.max(slept);
+            }
             let (sec, nsec) = mote::wallclock();
-            mote::println!("sleep: slept {} ns, wallclock {sec}.{nsec:09}", slept.as_nanos());
+            mote::println!("sleep: slept {max} ns (shortest {min} ns), wallclock {sec}.{nsec:09}");
             Ok(())
         }
         "idle" => {
