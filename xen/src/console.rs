@@ -7,37 +7,30 @@
 //! bytes: when the ring is full the writer waits for the backend.
 
 use crate::event::{self, Port};
-use crate::hvm;
-use crate::XenError;
-use core::cell::UnsafeCell;
-use core::fmt;
-use core::sync::atomic::{AtomicU32, Ordering};
+use crate::hvm::{self, RingPageError};
+use crate::ring::{Producer, RingCorrupt, SharedBytes};
+use core::sync::atomic::AtomicU32;
 
 const IN_SIZE: usize = 1024;
-const OUT_SIZE: u32 = 2048;
+const OUT_SIZE: usize = 2048;
 
 /// `struct xencons_interface`.
 #[repr(C)]
 pub struct Interface {
-    input: UnsafeCell<[u8; IN_SIZE]>,
-    output: UnsafeCell<[u8; OUT_SIZE as usize]>,
+    input: SharedBytes<IN_SIZE>,
+    output: SharedBytes<OUT_SIZE>,
     in_cons: AtomicU32,
     in_prod: AtomicU32,
     out_cons: AtomicU32,
     out_prod: AtomicU32,
 }
 
-// SAFETY: the page is shared memory by design; every access goes through
-// atomics (indices) or volatile writes to bytes the backend does not read
-// until `out_prod` is published.
-unsafe impl Sync for Interface {}
-
 impl Interface {
     /// A blank interface, as Xen hands it over (host tests use it too).
     pub const fn new() -> Self {
         Interface {
-            input: UnsafeCell::new([0; IN_SIZE]),
-            output: UnsafeCell::new([0; OUT_SIZE as usize]),
+            input: SharedBytes::new(),
+            output: SharedBytes::new(),
             in_cons: AtomicU32::new(0),
             in_prod: AtomicU32::new(0),
             out_cons: AtomicU32::new(0),
@@ -52,57 +45,25 @@ impl Default for Interface {
     }
 }
 
-/// The backend broke the ring's invariant: more bytes in flight than fit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RingCorrupt {
-    pub cons: u32,
-    pub prod: u32,
-}
-
-impl fmt::Display for RingCorrupt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "console ring corrupt: out_cons={:#x} out_prod={:#x}", self.cons, self.prod)
-    }
-}
-
 /// The producer side of the output ring.
 pub struct OutputRing<'a> {
-    intf: &'a Interface,
-    prod: u32,
+    ring: Producer<'a, OUT_SIZE>,
 }
 
 impl<'a> OutputRing<'a> {
     /// Takes over the output ring, continuing after what is already there.
     pub fn new(intf: &'a Interface) -> Self {
-        let prod = intf.out_prod.load(Ordering::Relaxed);
-        OutputRing { intf, prod }
+        OutputRing { ring: Producer::new(&intf.output, &intf.out_cons, &intf.out_prod) }
     }
 
     /// Bytes written but not yet consumed by the backend.
     pub fn pending(&self) -> Result<u32, RingCorrupt> {
-        let cons = self.intf.out_cons.load(Ordering::Acquire);
-        let used = self.prod.wrapping_sub(cons);
-        if used > OUT_SIZE {
-            return Err(RingCorrupt { cons, prod: self.prod });
-        }
-        Ok(used)
+        self.ring.pending()
     }
 
     /// Copies as much of `bytes` as fits and publishes it; returns how much.
     pub fn write_some(&mut self, bytes: &[u8]) -> Result<usize, RingCorrupt> {
-        let free = (OUT_SIZE - self.pending()?) as usize;
-        let n = free.min(bytes.len());
-        let out = self.intf.output.get().cast::<u8>();
-        for (i, &b) in bytes[..n].iter().enumerate() {
-            let idx = self.prod.wrapping_add(i as u32) & (OUT_SIZE - 1);
-            // SAFETY: idx < OUT_SIZE, and slots between prod and cons + size
-            // are ours until out_prod is published below.
-            unsafe { out.add(idx as usize).write_volatile(b) };
-        }
-        self.prod = self.prod.wrapping_add(n as u32);
-        // Release: the bytes above are visible before the new index.
-        self.intf.out_prod.store(self.prod, Ordering::Release);
-        Ok(n)
+        self.ring.write_some(bytes)
     }
 
     /// Writes all of `bytes`, translating "\n" to "\r\n" for terminals,
@@ -135,39 +96,18 @@ pub struct Console {
     port: Port,
 }
 
-/// Why the console could not be set up.
-#[derive(Debug, Clone, Copy)]
-pub enum ConsoleError {
-    Param(XenError),
-    /// The ring's frame lies outside the identity-mapped first 4 GiB.
-    Unmapped(u64),
-}
-
-impl fmt::Display for ConsoleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConsoleError::Param(e) => write!(f, "reading console HVM params: {e}"),
-            ConsoleError::Unmapped(pfn) => write!(f, "console ring pfn {pfn:#x} is not mapped"),
-        }
-    }
-}
-
 /// Yields while waiting for the backend; bounds [`Console::flush`].
 const FLUSH_MAX_YIELDS: u32 = 1_000_000;
 
 impl Console {
     /// Finds the console Xen set up for this domain (`HVM_PARAM_CONSOLE_*`).
-    pub fn from_hvm_params() -> Result<Console, ConsoleError> {
-        let pfn = hvm::get(hvm::Param::ConsolePfn).map_err(ConsoleError::Param)?;
-        let port = hvm::get(hvm::Param::ConsoleEvtchn).map_err(ConsoleError::Param)?;
-        if pfn == 0 || pfn >= 1 << 20 {
-            return Err(ConsoleError::Unmapped(pfn));
-        }
-        // SAFETY: Xen gave us this frame as the console page; it lies in the
-        // identity-mapped first 4 GiB (checked above), is never freed, and is
-        // only accessed through `Interface`'s atomics and volatile writes.
-        let intf: &'static Interface = unsafe { &*((pfn << 12) as *const Interface) };
-        Ok(Console { ring: OutputRing::new(intf), port: Port(port as u32) })
+    pub fn from_hvm_params() -> Result<Console, RingPageError> {
+        let page = hvm::ring_page(hvm::Param::ConsolePfn, hvm::Param::ConsoleEvtchn)?;
+        // SAFETY: Xen gave us this mapped frame as the console page; it is
+        // never freed and only accessed through `Interface`'s atomics and
+        // volatile accesses.
+        let intf: &'static Interface = unsafe { &*(page.addr as *const Interface) };
+        Ok(Console { ring: OutputRing::new(intf), port: page.port })
     }
 
     /// Writes all of `bytes`, waiting for xenconsoled when the ring is full.
@@ -199,17 +139,15 @@ impl Console {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ring::Consumer;
+    use core::sync::atomic::Ordering;
 
     /// Plays xenconsoled: consumes everything pending into `sink`.
     fn drain(intf: &Interface, sink: &mut Vec<u8>) {
-        let prod = intf.out_prod.load(Ordering::Acquire);
-        let mut cons = intf.out_cons.load(Ordering::Relaxed);
-        let out = unsafe { &*intf.output.get() };
-        while cons != prod {
-            sink.push(out[(cons & (OUT_SIZE - 1)) as usize]);
-            cons = cons.wrapping_add(1);
-        }
-        intf.out_cons.store(cons, Ordering::Release);
+        let mut backend = Consumer::new(&intf.output, &intf.out_cons, &intf.out_prod);
+        let mut buf = [0; OUT_SIZE];
+        let n = backend.read_some(&mut buf).unwrap();
+        sink.extend_from_slice(&buf[..n]);
     }
 
     #[test]
@@ -227,7 +165,7 @@ mod tests {
         drain(&intf, &mut got);
         assert_eq!(got, text);
         // Full after each 2048 bytes but the last batch.
-        assert_eq!(waits, 10_240 / OUT_SIZE as usize - 1);
+        assert_eq!(waits, 10_240 / OUT_SIZE - 1);
     }
 
     #[test]

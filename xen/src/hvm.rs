@@ -1,9 +1,11 @@
 //! HVM parameters (`hvm/hvm_op.h`, `hvm/params.h`): how a PVH guest learns
 //! where Xen put its console and xenstore rings.
 
+use crate::event::Port;
 use crate::hypercall::op_with;
 use crate::types::DomId;
 use crate::XenError;
+use core::fmt;
 
 const HVMOP_SET_PARAM: u32 = 0;
 const HVMOP_GET_PARAM: u32 = 1;
@@ -50,4 +52,40 @@ const CALLBACK_TYPE_VECTOR: u64 = 2 << 56;
 /// raising it while `evtchn_upcall_pending` is set; no APIC EOI is needed.
 pub fn set_callback_vector(vector: u8) -> Result<(), XenError> {
     set(Param::CallbackIrq, CALLBACK_TYPE_VECTOR | u64::from(vector))
+}
+
+/// A page Xen shares between this domain and a backend, found through HVM
+/// parameters, and the event channel that goes with it.
+#[derive(Debug, Clone, Copy)]
+pub struct RingPage {
+    /// The page's address: frames below 4 GiB are identity-mapped.
+    pub addr: usize,
+    pub port: Port,
+}
+
+/// Why a ring page could not be found.
+#[derive(Debug, Clone, Copy)]
+pub enum RingPageError {
+    Param(Param, XenError),
+    /// The page's frame lies outside the identity-mapped first 4 GiB.
+    Unmapped(Param, u64),
+}
+
+impl fmt::Display for RingPageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RingPageError::Param(p, e) => write!(f, "reading HVM param {p:?}: {e}"),
+            RingPageError::Unmapped(p, pfn) => write!(f, "{p:?} {pfn:#x} is not mapped"),
+        }
+    }
+}
+
+/// Reads the frame and event-channel parameters of a shared ring page.
+pub fn ring_page(pfn: Param, port: Param) -> Result<RingPage, RingPageError> {
+    let frame = get(pfn).map_err(|e| RingPageError::Param(pfn, e))?;
+    let evtchn = get(port).map_err(|e| RingPageError::Param(port, e))?;
+    if frame == 0 || frame >= 1 << 20 {
+        return Err(RingPageError::Unmapped(pfn, frame));
+    }
+    Ok(RingPage { addr: (frame << 12) as usize, port: Port(evtchn as u32) })
 }

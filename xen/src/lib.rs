@@ -5,9 +5,10 @@
 //! Xen's pages into ours, [`shared_info`] is the page Xen shares with us,
 //! [`event`] binds and demultiplexes event channels, [`time`] reads the PV
 //! clock and sets one-shot timers, [`gnttab`] shares our pages with backends,
-//! [`console`] drives the PV console ring, [`sched`] yields and shuts the
-//! domain down. Structures mirror Xen's public headers, named in each module;
-//! identifiers shared between them are in [`types`].
+//! [`ring`] is the byte ring shared with backends, [`console`] drives the PV
+//! console ring, [`xenstore`] talks to xenstored, [`sched`] yields and shuts
+//! the domain down. Structures mirror Xen's public headers, named in each
+//! module; identifiers shared between them are in [`types`].
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -19,10 +20,12 @@ pub mod gnttab;
 pub mod hvm;
 pub mod hypercall;
 pub mod memory;
+pub mod ring;
 pub mod sched;
 pub mod shared_info;
 pub mod time;
 pub mod types;
+pub mod xenstore;
 
 pub use error::XenError;
 pub use types::{DomId, Gfn};
