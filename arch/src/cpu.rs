@@ -38,7 +38,7 @@ pub fn idle_unless(ready: impl FnOnce() -> bool) {
 /// of faulting, and after `max` frames.
 pub fn backtrace(mut rbp: u64, max: usize, mut each: impl FnMut(u64)) {
     for _ in 0..max {
-        if rbp == 0 || rbp % 8 != 0 || rbp < 0x1000 || rbp >= 1 << 32 {
+        if !rbp.is_multiple_of(8) || !(0x1000..1 << 32).contains(&rbp) {
             return;
         }
         // SAFETY: rbp is non-null, aligned and inside the identity-mapped

@@ -44,6 +44,10 @@ impl Instant {
         Instant(CLOCK.get().map_or(0, Clock::now_ns))
     }
 
+    pub(crate) fn from_nanos(ns: u64) -> Instant {
+        Instant(ns)
+    }
+
     pub fn as_nanos(self) -> u64 {
         self.0
     }
@@ -76,28 +80,37 @@ pub enum Wake {
 }
 
 /// Blocks until `port` fires (taking its event) or `deadline` passes;
-/// with neither, until any interrupt.
+/// with neither, until any interrupt. Every wake-up also runs the runtime's
+/// background work (a shutdown request arriving through xenstore).
 pub fn block(port: Option<Port>, deadline: Option<Instant>) -> Wake {
     let timer = TIMER_PORT.get().copied();
+    let store = crate::xenstore::port().filter(|&s| Some(s) != port);
     loop {
         if let Some(t) = timer {
             DEMUX.take(t);
         }
+        if let Some(s) = store {
+            DEMUX.take(s);
+        }
+        crate::lifecycle::poll();
         if port.is_some_and(|p| DEMUX.take(p)) {
             return Wake::Event;
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Wake::Deadline;
         }
-        if let Some(d) = deadline {
-            if let Err(e) = time::set_singleshot_timer(d.0) {
+        let wake_at = match (deadline, crate::lifecycle::force_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(at) = wake_at {
+            if let Err(e) = time::set_singleshot_timer(at.0) {
                 log::error!("arming the one-shot timer failed: {e}");
             }
         }
         mote_arch::cpu::idle_unless(|| {
-            port.is_some_and(|p| DEMUX.is_fired(p))
-                || timer.is_some_and(|t| DEMUX.is_fired(t))
-                || deadline.is_some_and(|d| Instant::now() >= d)
+            [port, timer, store].into_iter().flatten().any(|p| DEMUX.is_fired(p))
+                || wake_at.is_some_and(|d| Instant::now() >= d)
         });
         if port.is_none() && deadline.is_none() {
             return Wake::Event;

@@ -17,6 +17,8 @@
 //! ```
 #![cfg_attr(not(test), no_std)]
 
+extern crate alloc;
+
 pub mod cmdline;
 pub mod memory;
 
@@ -29,14 +31,20 @@ pub mod events;
 #[cfg(target_os = "none")]
 mod heap;
 #[cfg(target_os = "none")]
+pub mod lifecycle;
+#[cfg(target_os = "none")]
 mod logger;
 #[cfg(target_os = "none")]
 mod start;
+#[cfg(target_os = "none")]
+pub mod xenstore;
 
 #[cfg(target_os = "none")]
 pub use console::{_print, flush};
 #[cfg(target_os = "none")]
 pub use events::{sleep, wallclock, Instant};
+#[cfg(target_os = "none")]
+pub use lifecycle::{wait_for_shutdown, Request as ShutdownRequest};
 #[cfg(target_os = "none")]
 pub use start::{boot_info, cmdline, BootInfo};
 

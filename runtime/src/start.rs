@@ -106,9 +106,41 @@ extern "C" fn mote_start(start_info_paddr: u32) -> ! {
         log::warn!("no free RAM for the heap: allocations will fail");
     }
     log::debug!("{}; image {:#x}-{:#x}; heap {} KiB", info.xen, image.0, image.1, heap_bytes / 1024);
+    connect_xenstore();
 
     // SAFETY: `mote::main!` defines this symbol with this signature.
     let ok = unsafe { __mote_app_main() };
+    let reason = match (ok, crate::lifecycle::requested()) {
+        (false, _) => ShutdownReason::Crash,
+        (true, Some(request)) => request.reason(),
+        (true, None) => ShutdownReason::Poweroff,
+    };
     crate::console::flush();
-    shutdown(if ok { ShutdownReason::Poweroff } else { ShutdownReason::Crash })
+    shutdown(reason)
+}
+
+/// Connects to xenstore, learns who we are, and starts listening for
+/// shutdown requests. A domain without xenstore still runs, without them.
+fn connect_xenstore() {
+    if let Err(e) = crate::xenstore::init() {
+        log::error!("no xenstore ({e}): xl shutdown/reboot will not reach this domain");
+        return;
+    }
+    let grace = match cmdline().get_parsed::<u64>("shutdown_grace_ms") {
+        None => crate::lifecycle::GRACE,
+        Some(Ok(ms)) => core::time::Duration::from_millis(ms),
+        Some(Err(v)) => {
+            log::warn!("shutdown_grace_ms={v:?} is not a number; using {:?}", crate::lifecycle::GRACE);
+            crate::lifecycle::GRACE
+        }
+    };
+    let result = crate::xenstore::with(|xs| {
+        let domid = xs.domid()?;
+        let name = xs.name()?;
+        log::info!("domain {} ({name}) on {}", domid.0, boot_info().xen);
+        crate::lifecycle::init(xs, grace)
+    });
+    if let Some(Err(e)) = result {
+        log::error!("xenstore: {e}; xl shutdown/reboot will not reach this domain");
+    }
 }

@@ -42,8 +42,11 @@ pub struct Case {
     pub checks: Vec<Check>,
     /// Acts on the running guest from dom0 (`xl shutdown`, `xenstore-write`, …) and checks
     /// what it sees; `None` lets the guest run on its own.
-    pub driver: Option<fn(&mut Driver) -> Result<(), String>>,
+    pub driver: Option<DriverFn>,
 }
+
+/// A case's driver; an `Err` fails the case and destroys the domain.
+pub type DriverFn = fn(&mut Driver) -> Result<(), String>;
 
 /// What a case's driver works with: the guest's console as it arrives, and dom0.
 pub struct Driver {
@@ -140,7 +143,183 @@ pub fn cases() -> Vec<Case> {
             checks: vec![Custom("LONGLINE of 10240 characters", check_long_line), Line("longline done")],
             driver: None,
         },
+        Case {
+            name: "xenstore_identity_write_and_watch",
+            app: "selftest",
+            args: &["test=xenstore"],
+            reason: Reason::Poweroff,
+            checks: vec![Line("xenstore: dom0 wrote ping-from-dom0")],
+            driver: Some(drive_xenstore),
+        },
+        Case {
+            name: "timer_sleep_matches_dom0_clock",
+            app: "selftest",
+            args: &["test=timer"],
+            reason: Reason::Poweroff,
+            checks: vec![Custom("the guest's PV clock measured 1 s", check_guest_sleep)],
+            driver: Some(drive_timer),
+        },
+        Case {
+            name: "xl_shutdown_powers_off",
+            app: "selftest",
+            args: &["test=wait"],
+            reason: Reason::Poweroff,
+            checks: vec![Line("wait: Poweroff requested")],
+            driver: Some(drive_shutdown),
+        },
+        Case {
+            name: "xl_reboot_restarts",
+            app: "selftest",
+            args: &["test=wait"],
+            reason: Reason::Poweroff,
+            checks: vec![Line("wait: Reboot requested"), Line("wait: Poweroff requested")],
+            driver: Some(drive_reboot),
+        },
+        Case {
+            name: "idle_guest_does_not_spin",
+            app: "selftest",
+            args: &["test=idle", "secs=14"],
+            reason: Reason::Poweroff,
+            checks: vec![Line("idle: done")],
+            driver: Some(drive_idle),
+        },
     ]
+}
+
+/// How long `xl shutdown` may take to end a guest that is waiting for it.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
+/// Tolerance of the dom0-timed 1 s sleep: TCG and dom0's scheduling add jitter, and
+/// `/proc/uptime` counts in 10 ms steps.
+const DOM0_SLEEP_TOLERANCE: f64 = 0.15;
+/// CPU seconds an idle guest may use over [`IDLE_WINDOW`] (xl shows tenths).
+const IDLE_CPU_LIMIT: f64 = 0.1;
+const IDLE_WINDOW: Duration = Duration::from_secs(10);
+
+/// The guest names itself as xl does; dom0 reads what it wrote; dom0's write wakes its watch.
+fn drive_xenstore(d: &mut Driver) -> Result<(), String> {
+    let line = d.wait_line("xenstore: domid=")?;
+    let domid = d.domid()?;
+    let expected = format!("xenstore: domid={domid} name={}", d.name);
+    if line != expected {
+        return Err(format!("guest said {line:?}, xl says {expected:?}"));
+    }
+    d.wait_line("xenstore: watching data/from-dom0")?;
+    let home = format!("/local/domain/{domid}");
+    let value = d.dom0(&format!("xenstore-read {home}/data/from-guest"))?;
+    if value.trim() != "written by selftest" {
+        return Err(format!("dom0 read {value:?} from data/from-guest"));
+    }
+    d.dom0(&format!("xenstore-write {home}/data/from-dom0 ping-from-dom0"))?;
+    d.wait_line("xenstore: dom0 wrote")?;
+    Ok(())
+}
+
+/// dom0 timestamps the guest's `start` and `end` writes around its 1 s sleep with its own
+/// clock; the interval must be 1 s within [`DOM0_SLEEP_TOLERANCE`].
+fn drive_timer(d: &mut Driver) -> Result<(), String> {
+    d.wait_line("xenstore: watching data/go")?;
+    let home = format!("/local/domain/{}", d.domid()?);
+    let (tx, events) = mpsc::channel();
+    // The watch fires once when set, then on `start` and on `end`; `read` is a shell builtin,
+    // so no process start delays the timestamp.
+    let _watch = d.agent.spawn(
+        &format!(
+            "xenstore-watch -n 3 {home}/data/timer | while read -r path; do read -r up idle </proc/uptime; echo \"$up\"; done"
+        ),
+        (),
+        tx,
+    )?;
+    let mut stamps = Vec::new();
+    let mut text = String::new();
+    let deadline = Instant::now() + DRIVER_WAIT;
+    while stamps.len() < 3 {
+        match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(((), crate::agent::Event::Output(chunk))) => {
+                text.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(nl) = text.find('\n') {
+                    let line: String = text.drain(..=nl).collect();
+                    let t: f64 = line.trim().parse().map_err(|_| format!("dom0 printed {line:?}"))?;
+                    stamps.push(t);
+                    if stamps.len() == 1 {
+                        d.dom0(&format!("xenstore-write {home}/data/go 1"))?;
+                    }
+                }
+            }
+            Ok(((), crate::agent::Event::Exit(status))) => {
+                return Err(format!("xenstore-watch ended (status {status}) after {} events", stamps.len()))
+            }
+            Ok(((), crate::agent::Event::Failed(e))) => return Err(e),
+            Err(_) => return Err(format!("dom0 saw {} of 3 watch events in {DRIVER_WAIT:?}", stamps.len())),
+        }
+    }
+    let interval = stamps[2] - stamps[1];
+    if (interval - 1.0).abs() > DOM0_SLEEP_TOLERANCE {
+        return Err(format!("dom0 timed the guest's 1 s sleep as {interval:.3} s"));
+    }
+    println!("    dom0 timed the 1 s sleep as {interval:.3} s");
+    Ok(())
+}
+
+/// `timer: slept N ns` with N within a millisecond above 1 s (never below).
+fn check_guest_sleep(console: &str, _: &Image) -> Result<(), String> {
+    let line = console.lines().find(|l| l.starts_with("timer: slept ")).ok_or("no `timer: slept` line")?;
+    let ns: u64 = line
+        .trim_start_matches("timer: slept ")
+        .trim_end_matches(" ns")
+        .parse()
+        .map_err(|_| format!("cannot read {line:?}"))?;
+    if !(1_000_000_000..1_020_000_000).contains(&ns) {
+        return Err(format!("the guest measured its 1 s sleep as {ns} ns"));
+    }
+    Ok(())
+}
+
+/// `xl shutdown` ends the waiting guest, as poweroff, within [`SHUTDOWN_LIMIT`].
+fn drive_shutdown(d: &mut Driver) -> Result<(), String> {
+    d.wait_line("wait: waiting for shutdown")?;
+    let started = Instant::now();
+    d.dom0(&format!("xl shutdown -w {}", d.name))?;
+    let took = started.elapsed();
+    if took > SHUTDOWN_LIMIT {
+        return Err(format!("`xl shutdown -w` took {took:?}"));
+    }
+    Ok(())
+}
+
+/// `xl reboot` brings the guest back (it boots and waits again), then `xl shutdown` ends it.
+fn drive_reboot(d: &mut Driver) -> Result<(), String> {
+    d.wait_line("wait: waiting for shutdown")?;
+    let first = d.domid()?;
+    d.dom0(&format!("xl reboot {}", d.name))?;
+    d.wait_line("wait: Reboot requested")?;
+    d.wait_line("wait: waiting for shutdown")?;
+    let second = d.domid()?;
+    if second == first {
+        return Err(format!("still domain {first} after the reboot"));
+    }
+    d.dom0(&format!("xl shutdown -w {}", d.name))?;
+    Ok(())
+}
+
+/// The guest's CPU time in `xl list` barely moves while it sleeps.
+fn drive_idle(d: &mut Driver) -> Result<(), String> {
+    d.wait_line("idle: sleeping")?;
+    let cpu = |d: &Driver| -> Result<f64, String> {
+        let out = d.dom0(&format!("xl list {}", d.name))?;
+        let row = out.lines().last().unwrap_or_default();
+        row.split_whitespace()
+            .nth(5)
+            .and_then(|t| t.parse().ok())
+            .ok_or(format!("cannot read `xl list`: {out:?}"))
+    };
+    let before = cpu(d)?;
+    thread::sleep(IDLE_WINDOW);
+    let used = cpu(d)? - before;
+    if used > IDLE_CPU_LIMIT {
+        return Err(format!("the idle guest used {used:.1} s of CPU in {IDLE_WINDOW:?}"));
+    }
+    println!("    idle guest used {used:.1} s of CPU in {IDLE_WINDOW:?}");
+    Ok(())
 }
 
 /// A line `memory map:` followed by `  [0xSTART-0xEND] TYPE` lines, of which the `RAM` ones add

@@ -10,12 +10,30 @@
 //!   wall clock before and after.
 //! - `test=idle secs=N`: sleeps N s (default 15) so the host can check that
 //!   an idle mote uses no CPU time.
+//! - `test=xenstore`: prints its domid and name from xenstore, writes
+//!   `data/from-guest`, then waits on a watch until dom0 writes
+//!   `data/from-dom0`, and prints that value.
+//! - `test=timer`: waits until dom0 writes `data/go`, then writes
+//!   `data/timer` = `start`, sleeps 1 s, writes `end`; dom0 times the two
+//!   writes with its own clock.
+//! - `test=wait`: waits for `xl shutdown` or `xl reboot`, says which, and
+//!   returns (the runtime then ends the domain as asked).
 #![no_std]
 #![no_main]
 
 use core::fmt;
 use core::time::Duration;
+extern crate alloc;
+
+use alloc::string::String;
+use mote::xenstore::{Errno, Store, Xenstore, XsError};
 use mote::Instant;
+
+impl From<XsError> for Error {
+    fn from(e: XsError) -> Self {
+        Error::Xenstore(e)
+    }
+}
 
 mote::main!(main);
 
@@ -26,6 +44,8 @@ const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 
 #[derive(Debug)]
 enum Error {
+    Xenstore(XsError),
+    NoXenstore,
     MissingTest,
     UnknownTest(&'static str),
     BadNumber(&'static str, &'static str),
@@ -34,6 +54,8 @@ enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Error::Xenstore(e) => write!(f, "xenstore: {e}"),
+            Error::NoXenstore => f.write_str("this domain has no xenstore connection"),
             Error::MissingTest => f.write_str("no test= on the command line"),
             Error::UnknownTest(t) => write!(f, "unknown test {t:?}"),
             Error::BadNumber(key, v) => write!(f, "{key}={v:?} is not a number"),
@@ -80,7 +102,57 @@ fn main() -> Result<(), Error> {
             mote::println!("idle: done");
             Ok(())
         }
+        "xenstore" => xenstore(|xs| {
+            let domid = xs.domid()?;
+            let name = xs.name()?;
+            mote::println!("xenstore: domid={} name={name}", domid.0);
+            xs.write("data/from-guest", b"written by selftest")?;
+            mote::println!("xenstore: wrote data/from-guest");
+            let value = wait_for_value(xs, "data/from-dom0")?;
+            mote::println!("xenstore: dom0 wrote {value}");
+            Ok(())
+        }),
+        "timer" => xenstore(|xs| {
+            mote::println!("timer: waiting for dom0");
+            wait_for_value(xs, "data/go")?;
+            let start = Instant::now();
+            xs.write("data/timer", b"start")?;
+            mote::sleep(Duration::from_secs(1));
+            let slept = start.elapsed();
+            xs.write("data/timer", b"end")?;
+            mote::println!("timer: slept {} ns", slept.as_nanos());
+            Ok(())
+        }),
+        "wait" => {
+            mote::println!("wait: waiting for shutdown");
+            let request = mote::wait_for_shutdown();
+            mote::println!("wait: {request:?} requested");
+            Ok(())
+        }
         other => Err(Error::UnknownTest(other)),
+    }
+}
+
+/// Runs `f` with the xenstore client.
+fn xenstore(f: impl FnOnce(&mut Xenstore) -> Result<(), Error>) -> Result<(), Error> {
+    mote::xenstore::with(f).ok_or(Error::NoXenstore)?
+}
+
+/// Watches `path` until it holds a non-empty value; returns the value.
+fn wait_for_value(xs: &mut Xenstore, path: &str) -> Result<String, Error> {
+    let watch = xs.watch(path, path)?;
+    mote::println!("xenstore: watching {path}");
+    loop {
+        // The first event comes at once; later ones when the node changes.
+        xs.wait_event(watch)?;
+        match xs.read_string(path) {
+            Ok(v) if !v.is_empty() => {
+                xs.unwatch(watch)?;
+                return Ok(v);
+            }
+            Ok(_) | Err(XsError::Xen(Errno::NoEnt)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

@@ -1,0 +1,51 @@
+//! The domain's xenstore connection, shared by the runtime (lifecycle) and
+//! apps ([`with`]).
+
+use crate::events;
+use alloc::boxed::Box;
+use mote_xen::event::{self, Port};
+use mote_xen::xenstore::{Client, Interface, RingTransport};
+use spin::{Mutex, Once};
+
+pub use mote_xen::xenstore::{Errno, Permission, Store, WatchId, XsError};
+
+/// How the ring transport notifies xenstored and waits for it.
+type Hook = Box<dyn FnMut() + Send>;
+
+/// The xenstore client type apps get in [`with`].
+pub type Xenstore = Client<RingTransport<'static, Hook, Hook>>;
+
+static STORE: Mutex<Option<Xenstore>> = Mutex::new(None);
+static PORT: Once<Port> = Once::new();
+
+/// Connects to xenstored through the ring Xen set up (`HVM_PARAM_STORE_*`).
+pub(crate) fn init() -> Result<(), mote_xen::hvm::RingPageError> {
+    let (page, port) = Interface::from_hvm_params()?;
+    PORT.call_once(|| port);
+    let notify: Hook = Box::new(move || {
+        if let Err(e) = event::send(port) {
+            log::error!("notifying xenstored on {port}: {e}");
+        }
+    });
+    // Replies and watch events raise the store port: sleep until it fires.
+    let wait: Hook = Box::new(move || events::wait_for(port));
+    *STORE.lock() = Some(Client::new(RingTransport::new(page, notify, wait)));
+    Ok(())
+}
+
+/// The store's event-channel port, once connected.
+pub(crate) fn port() -> Option<Port> {
+    PORT.get().copied()
+}
+
+/// Runs `f` with the xenstore client; `None` when the domain has no
+/// xenstore connection. Calls from inside `f` to `with` would deadlock.
+pub fn with<R>(f: impl FnOnce(&mut Xenstore) -> R) -> Option<R> {
+    STORE.lock().as_mut().map(f)
+}
+
+/// Like [`with`], but gives up at once when the client is busy (the
+/// runtime's background work must not wait on an app's request).
+pub(crate) fn try_with<R>(f: impl FnOnce(&mut Xenstore) -> R) -> Option<R> {
+    STORE.try_lock()?.as_mut().map(f)
+}
