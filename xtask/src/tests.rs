@@ -698,10 +698,13 @@ mod unit {
         let run =
             guest::GuestRun { result: Ok(Reason::Poweroff), console: "PANIC: deliberate panic\n".into() };
         let problems = judge(case, &image(4), &run);
-        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(problems.len(), 3, "{problems:?}");
         let run = guest::GuestRun {
             result: Ok(Reason::Crash),
-            console: "PANIC at apps/selftest/src/main.rs:10:5: deliberate panic\n".into(),
+            console: "PANIC at apps/selftest/src/main.rs:10:5: deliberate panic\nbacktrace:\n  \
+                      #0  0x1009f2 __mote_app_main at runtime/src/lib.rs:76\n        \
+                      inlined selftest::main at apps/selftest/src/main.rs:10\n"
+                .into(),
         };
         assert!(judge(case, &image(4), &run).is_empty());
     }
