@@ -19,6 +19,7 @@ pub mod event;
 pub mod gnttab;
 pub mod hvm;
 pub mod hypercall;
+pub mod io_ring;
 pub mod memory;
 pub mod ring;
 pub mod sched;
