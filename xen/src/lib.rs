@@ -5,7 +5,8 @@
 //! Xen's pages into ours, [`shared_info`] is the page Xen shares with us,
 //! [`event`] binds and demultiplexes event channels, [`time`] reads the PV
 //! clock and sets one-shot timers, [`gnttab`] shares our pages with backends,
-//! [`ring`] is the byte ring shared with backends, [`console`] drives the PV
+//! [`ring`] is the byte ring shared with backends, [`io_ring`] the
+//! request/response ring of PV devices, [`console`] drives the PV
 //! console ring, [`xenstore`] talks to xenstored, [`sched`] yields and shuts
 //! the domain down. Structures mirror Xen's public headers, named in each
 //! module; identifiers shared between them are in [`types`].
