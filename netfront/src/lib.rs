@@ -1,2 +1,15 @@
-//! Xen PV network frontend, exposed as a `smoltcp` device. Arrives with issue #4.
-#![no_std]
+//! Xen PV network frontend (`io/netif.h`).
+//!
+//! Split like the rest of mote: [`wire`] mirrors the ring entries of
+//! `netif.h`; [`tx`] and [`rx`] keep the books of which request ids are out
+//! with the backend and validate every response against them, on the host
+//! too. The backend is untrusted: a response naming an id we did not post,
+//! posting twice, or describing bytes outside its page is rejected with an
+//! error, never followed.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod rx;
+pub mod tx;
+pub mod wire;

@@ -1,0 +1,130 @@
+//! Transmit bookkeeping: which tx ids (each naming one pre-granted buffer)
+//! are with the backend, and checking its responses against them.
+
+use crate::wire::{TxResponse, NETIF_RSP_DROPPED, NETIF_RSP_ERROR, NETIF_RSP_OKAY};
+use alloc::vec::Vec;
+use core::fmt;
+
+/// A tx response that does not match what we posted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxError {
+    /// The id is out of range or was not posted.
+    UnknownId(u16),
+    /// A status no version of the protocol defines.
+    BadStatus { id: u16, status: i16 },
+}
+
+impl fmt::Display for TxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TxError::UnknownId(id) => write!(f, "tx response for id {id}, which is not outstanding"),
+            TxError::BadStatus { id, status } => write!(f, "tx response {id} has unknown status {status}"),
+        }
+    }
+}
+
+/// What became of a sent frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxOutcome {
+    Sent,
+    /// The backend dropped it (e.g. its queue was full).
+    Dropped,
+    /// The backend found the request malformed.
+    Error,
+}
+
+/// Ids `0..n`, each free or outstanding.
+pub struct TxIds {
+    free: Vec<u16>,
+    outstanding: Vec<bool>,
+}
+
+impl TxIds {
+    pub fn new(n: u16) -> Self {
+        TxIds { free: (0..n).rev().collect(), outstanding: alloc::vec![false; usize::from(n)] }
+    }
+
+    /// Takes a free id for a frame about to be posted.
+    pub fn take(&mut self) -> Option<u16> {
+        let id = self.free.pop()?;
+        self.outstanding[usize::from(id)] = true;
+        Some(id)
+    }
+
+    /// Gives back an id taken but never posted.
+    pub fn untake(&mut self, id: u16) {
+        if let Some(slot) = self.outstanding.get_mut(usize::from(id)) {
+            if *slot {
+                *slot = false;
+                self.free.push(id);
+            }
+        }
+    }
+
+    pub fn free_count(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Checks a response and frees its id.
+    pub fn complete(&mut self, rsp: TxResponse) -> Result<TxOutcome, TxError> {
+        let slot = self
+            .outstanding
+            .get_mut(usize::from(rsp.id))
+            .filter(|s| **s)
+            .ok_or(TxError::UnknownId(rsp.id))?;
+        let outcome = match rsp.status {
+            NETIF_RSP_OKAY => TxOutcome::Sent,
+            NETIF_RSP_DROPPED => TxOutcome::Dropped,
+            NETIF_RSP_ERROR => TxOutcome::Error,
+            // NETIF_RSP_NULL answers an extra-info slot, which we never post.
+            _ => return Err(TxError::BadStatus { id: rsp.id, status: rsp.status }),
+        };
+        *slot = false;
+        self.free.push(rsp.id);
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::NETIF_RSP_NULL;
+
+    #[test]
+    fn ids_cycle_through_the_backend() {
+        let mut ids = TxIds::new(4);
+        let taken: Vec<u16> = core::iter::from_fn(|| ids.take()).collect();
+        assert_eq!(taken, [0, 1, 2, 3]);
+        assert_eq!(ids.take(), None);
+        assert_eq!(ids.complete(TxResponse { id: 2, status: NETIF_RSP_OKAY }), Ok(TxOutcome::Sent));
+        assert_eq!(ids.complete(TxResponse { id: 0, status: NETIF_RSP_DROPPED }), Ok(TxOutcome::Dropped));
+        assert_eq!(ids.free_count(), 2);
+        assert!(ids.take().is_some() && ids.take().is_some());
+    }
+
+    #[test]
+    fn hostile_responses_are_rejected_and_change_nothing() {
+        let mut ids = TxIds::new(4);
+        let id = ids.take().unwrap();
+        // Never posted, out of range, or answered twice.
+        assert_eq!(ids.complete(TxResponse { id: 3, status: 0 }), Err(TxError::UnknownId(3)));
+        assert_eq!(ids.complete(TxResponse { id: 999, status: 0 }), Err(TxError::UnknownId(999)));
+        assert_eq!(ids.complete(TxResponse { id, status: 7 }), Err(TxError::BadStatus { id, status: 7 }));
+        assert_eq!(
+            ids.complete(TxResponse { id, status: NETIF_RSP_NULL }),
+            Err(TxError::BadStatus { id, status: 1 })
+        );
+        assert_eq!(ids.free_count(), 3);
+        assert_eq!(ids.complete(TxResponse { id, status: 0 }), Ok(TxOutcome::Sent));
+        assert_eq!(ids.complete(TxResponse { id, status: 0 }), Err(TxError::UnknownId(id)));
+    }
+
+    #[test]
+    fn untake_returns_an_unposted_id_once() {
+        let mut ids = TxIds::new(2);
+        let id = ids.take().unwrap();
+        ids.untake(id);
+        ids.untake(id);
+        assert_eq!(ids.free_count(), 2);
+    }
+}

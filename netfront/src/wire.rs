@@ -1,0 +1,83 @@
+//! The netif ring entries (`io/netif.h`), laid out as in the header.
+
+use mote_xen::io_ring::{ring_size, RingEntry};
+
+/// `struct netif_tx_request`: one frame (or fragment) for the backend to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct TxRequest {
+    pub gref: u32,
+    pub offset: u16,
+    pub flags: u16,
+    pub id: u16,
+    pub size: u16,
+}
+
+/// `struct netif_tx_response`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct TxResponse {
+    pub id: u16,
+    pub status: i16,
+}
+
+/// `struct netif_rx_request`: a granted page the backend may copy a frame into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct RxRequest {
+    pub id: u16,
+    pub pad: u16,
+    pub gref: u32,
+}
+
+/// `struct netif_rx_response`: `status` is the frame's length, or an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct RxResponse {
+    pub id: u16,
+    pub offset: u16,
+    pub flags: u16,
+    pub status: i16,
+}
+
+// SAFETY: all four are `#[repr(C)]` structs of integers, valid for any bytes.
+unsafe impl RingEntry for TxRequest {}
+// SAFETY: as above.
+unsafe impl RingEntry for TxResponse {}
+// SAFETY: as above.
+unsafe impl RingEntry for RxRequest {}
+// SAFETY: as above.
+unsafe impl RingEntry for RxResponse {}
+
+/// `NETTXF_*`: the frame's checksum is not filled in (`csum_blank`) /
+/// already verified (`data_validated`); more fragments follow; an extra-info
+/// slot follows.
+pub const NETTXF_CSUM_BLANK: u16 = 1 << 0;
+pub const NETTXF_DATA_VALIDATED: u16 = 1 << 1;
+pub const NETTXF_MORE_DATA: u16 = 1 << 2;
+pub const NETTXF_EXTRA_INFO: u16 = 1 << 3;
+
+/// `NETRXF_*`, the same meanings for received frames, plus a GSO prefix.
+pub const NETRXF_DATA_VALIDATED: u16 = 1 << 0;
+pub const NETRXF_CSUM_BLANK: u16 = 1 << 1;
+pub const NETRXF_MORE_DATA: u16 = 1 << 2;
+pub const NETRXF_EXTRA_INFO: u16 = 1 << 3;
+pub const NETRXF_GSO_PREFIX: u16 = 1 << 4;
+
+/// `NETIF_RSP_*`.
+pub const NETIF_RSP_DROPPED: i16 = -2;
+pub const NETIF_RSP_ERROR: i16 = -1;
+pub const NETIF_RSP_OKAY: i16 = 0;
+pub const NETIF_RSP_NULL: i16 = 1;
+
+/// Slots in the tx and rx rings (256 each with one page per ring).
+pub const TX_RING_SIZE: u32 = ring_size::<TxRequest, TxResponse>();
+pub const RX_RING_SIZE: u32 = ring_size::<RxRequest, RxResponse>();
+
+const _: () = {
+    assert!(core::mem::size_of::<TxRequest>() == 12);
+    assert!(core::mem::size_of::<TxResponse>() == 4);
+    assert!(core::mem::size_of::<RxRequest>() == 8);
+    assert!(core::mem::size_of::<RxResponse>() == 8);
+    assert!(TX_RING_SIZE == 256 && RX_RING_SIZE == 256);
+};
