@@ -1,0 +1,301 @@
+//! The tx and rx rings with their buffers: the data path of a vif.
+//!
+//! Every buffer is granted to the backend once, when the queues are built,
+//! so sending and receiving never touch the grant table: a frame to send is
+//! copied into a free pre-granted tx slot (two per page), and a received
+//! frame is copied out of its rx page before anything parses it, then the
+//! page goes straight back to the backend.
+
+use crate::rx::{RxError, RxSlots, BUFFER_SIZE};
+use crate::tx::{TxError, TxIds, TxOutcome};
+use crate::wire::{RxRequest, RxResponse, TxRequest, TxResponse};
+use alloc::vec::Vec;
+use core::fmt;
+use mote_xen::gnttab::GrantRef;
+use mote_xen::io_ring::{FrontRing, RingError};
+
+/// Bytes of one tx slot: room for a full Ethernet frame (1514 bytes).
+pub const TX_SLOT_SIZE: usize = 2048;
+/// Largest frame we send: no scatter-gather, one slot.
+pub const MAX_FRAME: usize = 1514;
+
+/// A page shared with the backend: where it is, and its grant.
+#[derive(Debug, Clone, Copy)]
+pub struct GrantedPage {
+    pub addr: *mut u8,
+    pub gref: GrantRef,
+}
+
+/// Problems on the data path; the queue stays usable after each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueError {
+    Ring(RingError),
+    Tx(TxError),
+    Rx(RxError),
+}
+
+impl fmt::Display for QueueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueueError::Ring(e) => write!(f, "netif ring: {e}"),
+            QueueError::Tx(e) => write!(f, "netif: {e}"),
+            QueueError::Rx(e) => write!(f, "netif: {e}"),
+        }
+    }
+}
+
+/// Counters, for logs and benchmarks.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub tx_frames: u64,
+    pub tx_dropped: u64,
+    pub rx_frames: u64,
+    pub rx_errors: u64,
+}
+
+/// One queue pair.
+pub struct Queues {
+    tx: FrontRing<'static, TxRequest, TxResponse>,
+    rx: FrontRing<'static, RxRequest, RxResponse>,
+    tx_ids: TxIds,
+    /// Slot `id` is half `id / 2` of page `tx_pages[id / 2]`.
+    tx_pages: Vec<GrantedPage>,
+    rx_slots: RxSlots,
+    rx_pages: Vec<GrantedPage>,
+    pub stats: Stats,
+}
+
+// SAFETY: the pages behind the raw pointers belong to the queues alone (and
+// the backend); the queues move between contexts as a whole.
+unsafe impl Send for Queues {}
+
+impl Queues {
+    /// Takes the rings and the granted buffers, and posts every rx buffer.
+    pub fn new(
+        tx: FrontRing<'static, TxRequest, TxResponse>,
+        rx: FrontRing<'static, RxRequest, RxResponse>,
+        tx_pages: Vec<GrantedPage>,
+        rx_pages: Vec<GrantedPage>,
+    ) -> Self {
+        let tx_slots = (tx_pages.len() * (BUFFER_SIZE / TX_SLOT_SIZE)).min(tx.size() as usize);
+        let rx_count = rx_pages.len().min(rx.size() as usize);
+        let mut queues = Queues {
+            tx,
+            rx,
+            tx_ids: TxIds::new(tx_slots as u16),
+            tx_pages,
+            rx_slots: RxSlots::new(rx_count as u16),
+            rx_pages,
+            stats: Stats::default(),
+        };
+        for id in 0..rx_count as u16 {
+            queues.post_rx(id);
+        }
+        queues
+    }
+
+    fn post_rx(&mut self, id: u16) {
+        let gref = self.rx_pages[usize::from(id)].gref;
+        if self.rx.push(RxRequest { id, pad: 0, gref: gref.0 }).is_ok() {
+            self.rx_slots.post(id);
+        }
+    }
+
+    /// Publishes posted requests on both rings; true if the backend must
+    /// be notified.
+    pub fn publish(&mut self) -> bool {
+        let tx = self.tx.publish();
+        let rx = self.rx.publish();
+        tx || rx
+    }
+
+    /// Whether a frame can be queued for sending now.
+    pub fn can_send(&self) -> bool {
+        self.tx_ids.free_count() > 0 && self.tx.free_requests() > 0
+    }
+
+    /// Copies `frame` into a free slot and queues it (published by
+    /// [`Queues::publish`]). `false` if no slot is free or it is too long.
+    pub fn send(&mut self, frame: &[u8]) -> bool {
+        if frame.len() > MAX_FRAME || !self.can_send() {
+            return false;
+        }
+        let Some(id) = self.tx_ids.take() else { return false };
+        let page = self.tx_pages[usize::from(id) / 2];
+        let offset = (usize::from(id) % 2) * TX_SLOT_SIZE;
+        // SAFETY: the slot lies within its page, is not with the backend
+        // (its id was free), and the page stays allocated while we live.
+        unsafe { core::ptr::copy_nonoverlapping(frame.as_ptr(), page.addr.add(offset), frame.len()) };
+        let req =
+            TxRequest { gref: page.gref.0, offset: offset as u16, flags: 0, id, size: frame.len() as u16 };
+        if self.tx.push(req).is_err() {
+            self.tx_ids.untake(id);
+            return false;
+        }
+        self.stats.tx_frames += 1;
+        true
+    }
+
+    /// Takes tx responses, freeing their slots.
+    pub fn reap_tx(&mut self) -> Result<(), QueueError> {
+        while let Some(rsp) = self.tx.pop_response().map_err(QueueError::Ring)? {
+            match self.tx_ids.complete(rsp).map_err(QueueError::Tx)? {
+                TxOutcome::Sent => {}
+                TxOutcome::Dropped | TxOutcome::Error => self.stats.tx_dropped += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// The next received frame, copied into `out` (cleared first); its
+    /// buffer is posted again. `Ok(false)`: nothing received. A bad response
+    /// is an error, and its buffer (if it was ours) is posted again too.
+    pub fn recv(&mut self, out: &mut Vec<u8>) -> Result<bool, QueueError> {
+        let Some(rsp) = self.rx.pop_response().map_err(QueueError::Ring)? else { return Ok(false) };
+        let result = self.rx_slots.complete(rsp);
+        let id = match result {
+            Ok(f) => f.id,
+            Err(RxError::UnknownId(_)) => {
+                self.stats.rx_errors += 1;
+                return Err(QueueError::Rx(result.unwrap_err()));
+            }
+            Err(
+                RxError::Backend { id, .. }
+                | RxError::OutOfBounds { id, .. }
+                | RxError::Unnegotiated { id, .. },
+            ) => id,
+        };
+        if let Ok(frame) = result {
+            let page = self.rx_pages[usize::from(id)];
+            out.clear();
+            // SAFETY: `complete` checked offset + len <= the page size; the
+            // page is ours until we post it again below.
+            out.extend_from_slice(unsafe {
+                core::slice::from_raw_parts(page.addr.add(frame.offset), frame.len)
+            });
+            self.stats.rx_frames += 1;
+        } else {
+            self.stats.rx_errors += 1;
+        }
+        self.post_rx(id);
+        result.map(|_| true).map_err(QueueError::Rx)
+    }
+
+    /// Asks for an event on the next rx or tx response; true if one is
+    /// already there (check again instead of sleeping).
+    pub fn arm_events(&mut self) -> Result<bool, QueueError> {
+        let rx = self.rx.final_check_for_responses().map_err(QueueError::Ring)?;
+        let tx = self.tx.final_check_for_responses().map_err(QueueError::Ring)?;
+        Ok(rx || tx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::NETIF_RSP_OKAY;
+    use core::sync::atomic::{AtomicU32, Ordering};
+
+    #[repr(C, align(4096))]
+    struct Page([u8; 4096]);
+
+    fn page() -> *mut u8 {
+        Box::leak(Box::new(Page([0; 4096]))).0.as_mut_ptr()
+    }
+
+    /// A ring page seen from the backend: indices and entries.
+    struct Back {
+        base: *mut u8,
+        req_cons: u32,
+        rsp_prod: u32,
+    }
+
+    impl Back {
+        fn index(&self, i: usize) -> &AtomicU32 {
+            unsafe { &*(self.base.add(i * 4) as *const AtomicU32) }
+        }
+        fn requests<T: Copy>(&mut self, entry: usize) -> Vec<T> {
+            let prod = self.index(0).load(Ordering::Acquire);
+            let mut out = Vec::new();
+            while self.req_cons != prod {
+                let slot = unsafe { self.base.add(64 + (self.req_cons as usize % 256) * entry) };
+                out.push(unsafe { slot.cast::<T>().read_unaligned() });
+                self.req_cons += 1;
+            }
+            out
+        }
+        fn respond<T: Copy>(&mut self, entry: usize, rsp: T) {
+            let slot = unsafe { self.base.add(64 + (self.rsp_prod as usize % 256) * entry) };
+            unsafe { slot.cast::<T>().write_unaligned(rsp) };
+            self.rsp_prod += 1;
+            self.index(2).store(self.rsp_prod, Ordering::Release);
+        }
+    }
+
+    fn queues(tx_pages: usize, rx_pages: usize) -> (Queues, Back, Back, Vec<GrantedPage>, Vec<GrantedPage>) {
+        let (txp, rxp) = (page(), page());
+        let tx = unsafe { FrontRing::init(txp) };
+        let rx = unsafe { FrontRing::init(rxp) };
+        let txb: Vec<_> =
+            (0..tx_pages).map(|i| GrantedPage { addr: page(), gref: GrantRef(100 + i as u32) }).collect();
+        let rxb: Vec<_> =
+            (0..rx_pages).map(|i| GrantedPage { addr: page(), gref: GrantRef(200 + i as u32) }).collect();
+        let q = Queues::new(tx, rx, txb.clone(), rxb.clone());
+        (
+            q,
+            Back { base: txp, req_cons: 0, rsp_prod: 0 },
+            Back { base: rxp, req_cons: 0, rsp_prod: 0 },
+            txb,
+            rxb,
+        )
+    }
+
+    #[test]
+    fn frames_are_sent_from_granted_slots_and_slots_come_back() {
+        let (mut q, mut back, _, txb, _) = queues(2, 1);
+        let frames: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 60 + usize::from(i)]).collect();
+        let sent = frames.iter().take_while(|f| q.send(f)).count();
+        assert_eq!(sent, 4, "two pages hold four slots");
+        q.publish();
+        let reqs: Vec<TxRequest> = back.requests(12);
+        for (req, frame) in reqs.iter().zip(&frames) {
+            let page = txb.iter().find(|p| p.gref.0 == req.gref).unwrap();
+            let bytes = unsafe {
+                core::slice::from_raw_parts(page.addr.add(usize::from(req.offset)), usize::from(req.size))
+            };
+            assert_eq!(bytes, &frame[..]);
+            back.respond(12, TxResponse { id: req.id, status: NETIF_RSP_OKAY });
+        }
+        q.reap_tx().unwrap();
+        assert!(q.send(&frames[4]));
+        // A second response for an id already answered is refused.
+        back.respond(12, TxResponse { id: reqs[0].id, status: NETIF_RSP_OKAY });
+        assert!(matches!(q.reap_tx(), Err(QueueError::Tx(TxError::UnknownId(_)))));
+    }
+
+    #[test]
+    fn received_frames_are_copied_out_and_buffers_reposted() {
+        let (mut q, _, mut back, _, rxb) = queues(1, 4);
+        q.publish();
+        let posted: Vec<RxRequest> = back.requests(8);
+        assert_eq!(posted.len(), 4);
+        let req = posted[2];
+        let page = rxb.iter().find(|p| p.gref.0 == req.gref).unwrap();
+        unsafe { core::ptr::copy_nonoverlapping(b"hello frame".as_ptr(), page.addr.add(10), 11) };
+        back.respond(8, RxResponse { id: req.id, offset: 10, flags: 0, status: 11 });
+        let mut out = Vec::new();
+        assert_eq!(q.recv(&mut out), Ok(true));
+        assert_eq!(out, b"hello frame");
+        assert_eq!(q.recv(&mut out), Ok(false));
+        q.publish();
+        let reposted: Vec<RxRequest> = back.requests(8);
+        assert_eq!(reposted, [req]);
+        // Hostile: bytes past the page end; the buffer is reposted, nothing copied.
+        back.respond(8, RxResponse { id: req.id, offset: 4000, flags: 0, status: 200 });
+        out.clear();
+        assert!(matches!(q.recv(&mut out), Err(QueueError::Rx(RxError::OutOfBounds { .. }))));
+        assert!(out.is_empty());
+        assert_eq!(q.stats.rx_frames, 1);
+        assert_eq!(q.stats.rx_errors, 1);
+    }
+}
