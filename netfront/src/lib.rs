@@ -10,6 +10,7 @@
 
 extern crate alloc;
 
+pub mod device;
 pub mod queues;
 pub mod rx;
 pub mod tx;
