@@ -1,11 +1,11 @@
 //! The mote runtime: everything between the PVH entry and an app's `main`.
 //!
 //! It brings up the CPU tables and Xen, the console, the heap (from the
-//! memory map Xen hands over), logging through the `log` facade, and the
-//! command line (`extra=` in the xl config), then calls the app's `main`
-//! (named with [`main!`]) and powers the domain off when it returns. A panic
-//! or CPU exception prints a report and crashes the domain, which `xl`
-//! reports as a crash.
+//! memory map Xen hands over), logging through the `log` facade, the grant
+//! table, xenstore and the command line (`extra=` in the xl config), then
+//! calls the app's `main` (named with [`main!`]) and powers the domain off
+//! when it returns. A panic or CPU exception prints a report and crashes the
+//! domain, which `xl` reports as a crash.
 //!
 //! ```ignore
 //! #![no_std]
@@ -28,6 +28,8 @@ mod console;
 mod crash;
 #[cfg(target_os = "none")]
 pub mod events;
+#[cfg(target_os = "none")]
+pub mod grants;
 #[cfg(target_os = "none")]
 mod heap;
 #[cfg(target_os = "none")]

@@ -106,6 +106,10 @@ extern "C" fn mote_start(start_info_paddr: u32) -> ! {
         log::warn!("no free RAM for the heap: allocations will fail");
     }
     log::debug!("{}; image {:#x}-{:#x}; heap {} KiB", info.xen, image.0, image.1, heap_bytes / 1024);
+    match crate::grants::init() {
+        Ok(frames) => log::debug!("grant table: {frames} frames"),
+        Err(e) => log::error!("no grant table ({e}): pages cannot be shared with other domains"),
+    }
     connect_xenstore();
 
     // SAFETY: `mote::main!` defines this symbol with this signature.

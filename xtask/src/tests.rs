@@ -1,7 +1,7 @@
 //! `cargo xtask test`: host unit tests, then integration cases run under real Xen in one
 //! harness. The cases are the table in [`cases`].
 
-use crate::agent::Agent;
+use crate::agent::{sh_quote, Agent, Event, Exec};
 use crate::assets;
 use crate::build::{self, Image};
 use crate::guest::{self, Reason};
@@ -176,6 +176,20 @@ pub fn cases() -> Vec<Case> {
             driver: Some(drive_reboot),
         },
         Case {
+            name: "grant_mapped_by_dom0_cannot_be_ended",
+            app: "selftest",
+            args: &["test=grant"],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Line("grant: rw dom0 wrote \"written by dom0\""),
+                Line("grant: rw end_access while mapped: in use (ok)"),
+                Line("grant: rw ended"),
+                Line("grant: ro end_access while mapped: in use (ok)"),
+                Line("grant: ro ended"),
+            ],
+            driver: Some(drive_grant),
+        },
+        Case {
             name: "idle_guest_does_not_spin",
             app: "selftest",
             args: &["test=idle", "secs=14"],
@@ -234,7 +248,7 @@ fn drive_timer(d: &mut Driver) -> Result<(), String> {
     let deadline = Instant::now() + DRIVER_WAIT;
     while stamps.len() < 3 {
         match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(((), crate::agent::Event::Output(chunk))) => {
+            Ok(((), Event::Output(chunk))) => {
                 text.push_str(&String::from_utf8_lossy(&chunk));
                 while let Some(nl) = text.find('\n') {
                     let line: String = text.drain(..=nl).collect();
@@ -245,10 +259,10 @@ fn drive_timer(d: &mut Driver) -> Result<(), String> {
                     }
                 }
             }
-            Ok(((), crate::agent::Event::Exit(status))) => {
+            Ok(((), Event::Exit(status))) => {
                 return Err(format!("xenstore-watch ended (status {status}) after {} events", stamps.len()))
             }
-            Ok(((), crate::agent::Event::Failed(e))) => return Err(e),
+            Ok(((), Event::Failed(e))) => return Err(e),
             Err(_) => return Err(format!("dom0 saw {} of 3 watch events in {DRIVER_WAIT:?}", stamps.len())),
         }
     }
@@ -320,6 +334,111 @@ fn drive_idle(d: &mut Driver) -> Result<(), String> {
     }
     println!("    idle guest used {used:.1} s of CPU in {IDLE_WINDOW:?}");
     Ok(())
+}
+
+/// What dom0 writes into the page the guest grants read-write.
+const DOM0_GRANT_TEXT: &str = "written by dom0";
+
+/// dom0 maps the page the guest grants, read-write then read-only, with `mote-agent gnt-map`
+/// and reads the guest's text; the guest must fail to end each grant while the mapping is held
+/// and succeed once it is released. A read-only grant must not map writable.
+fn drive_grant(d: &mut Driver) -> Result<(), String> {
+    for (label, write) in [("rw", Some(DOM0_GRANT_TEXT)), ("ro", None)] {
+        let line = d.wait_line(&format!("grant: {label} ref="))?;
+        let gref: u32 = line
+            .rsplit_once("ref=")
+            .and_then(|(_, r)| r.parse().ok())
+            .ok_or_else(|| format!("cannot read the reference in {line:?}"))?;
+        let domid = d.domid()?;
+        let map = format!("exec /mote/agent gnt-map {domid} {gref}");
+        if write.is_none() {
+            let (status, out) = d.agent.run(&format!("{map} --write x --hold 1"), DRIVER_WAIT)?;
+            if status == 0 || out.contains("gnt-map: wrote") {
+                return Err(format!("dom0 mapped the read-only grant {gref} writable: {}", out.trim_end()));
+            }
+            println!("    dom0 could not map the read-only grant writable: {}", out.trim_end());
+        }
+        let options = write.map(|text| format!(" --write {}", sh_quote(text))).unwrap_or_default();
+        let mut mapping = Dom0Command::start(&d.agent, &format!("{map}{options}"))?;
+        let read = mapping.wait_line("gnt-map: read ")?;
+        let expected = format!("gnt-map: read \"mote grant {label} test\"");
+        if read != expected {
+            return Err(format!("dom0 printed {read:?}, expected {expected:?}"));
+        }
+        let holding = mapping.wait_line("gnt-map: holding (pid ")?;
+        let pid: u32 = holding
+            .trim_start_matches("gnt-map: holding (pid ")
+            .trim_end_matches(')')
+            .parse()
+            .map_err(|_| format!("cannot read the pid in {holding:?}"))?;
+        d.dom0(&format!("xenstore-write /local/domain/{domid}/data/grant-{label}-mapped 1"))?;
+        d.wait_line(&format!("grant: {label} end_access while mapped: in use (ok)"))?;
+        d.dom0(&format!("kill -TERM {pid}"))?;
+        mapping.wait_line("gnt-map: unmapped")?;
+        match mapping.wait_exit()? {
+            0 => {}
+            status => return Err(format!("gnt-map exited with status {status}")),
+        }
+        d.wait_line(&format!("grant: {label} ended"))?;
+    }
+    Ok(())
+}
+
+/// A dom0 command running alongside the guest, its output read line by line. Dropping it kills
+/// the command.
+struct Dom0Command {
+    _exec: Exec,
+    events: mpsc::Receiver<((), Event)>,
+    /// Output not yet returned as a line.
+    pending: String,
+}
+
+impl Dom0Command {
+    fn start(agent: &Agent, command: &str) -> Result<Dom0Command, String> {
+        let (tx, events) = mpsc::channel();
+        let exec = agent.spawn(command, (), tx)?;
+        Ok(Dom0Command { _exec: exec, events, pending: String::new() })
+    }
+
+    /// The next output event, within [`DRIVER_WAIT`].
+    fn next(&mut self) -> Result<Event, String> {
+        self.events.recv_timeout(DRIVER_WAIT).map(|((), e)| e).map_err(|_| {
+            format!("dom0 command silent for {DRIVER_WAIT:?}; pending output {:?}", self.pending)
+        })
+    }
+
+    /// Waits for the next output line containing `text` (lines before it are skipped).
+    fn wait_line(&mut self, text: &str) -> Result<String, String> {
+        loop {
+            while let Some(nl) = self.pending.find('\n') {
+                let line: String = self.pending.drain(..=nl).collect();
+                if line.contains(text) {
+                    return Ok(line.trim_end().to_owned());
+                }
+            }
+            match self.next()? {
+                Event::Output(chunk) => self.pending.push_str(&String::from_utf8_lossy(&chunk)),
+                Event::Exit(status) => {
+                    return Err(format!(
+                        "dom0 command exited ({status}) before printing {text:?}: {:?}",
+                        self.pending
+                    ))
+                }
+                Event::Failed(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits for the command to end; its exit status.
+    fn wait_exit(&mut self) -> Result<i32, String> {
+        loop {
+            match self.next()? {
+                Event::Output(chunk) => self.pending.push_str(&String::from_utf8_lossy(&chunk)),
+                Event::Exit(status) => return Ok(status),
+                Event::Failed(e) => return Err(e),
+            }
+        }
+    }
 }
 
 /// A line `memory map:` followed by `  [0xSTART-0xEND] TYPE` lines, of which the `RAM` ones add

@@ -18,6 +18,11 @@
 //!   writes with its own clock.
 //! - `test=wait`: waits for `xl shutdown` or `xl reboot`, says which, and
 //!   returns (the runtime then ends the domain as asked).
+//! - `test=grant`: grants dom0 a page holding a text, read-write then
+//!   read-only. For each it prints `grant: rw ref=N` (or `ro`), waits until
+//!   dom0 has mapped the page and writes `data/grant-rw-mapped` (or `-ro-`),
+//!   prints what dom0 wrote into a read-write page, checks that ending the
+//!   grant fails while it is mapped, then retries until dom0 unmaps it.
 #![no_std]
 #![no_main]
 
@@ -25,7 +30,9 @@ use core::fmt;
 use core::time::Duration;
 extern crate alloc;
 
+use alloc::format;
 use alloc::string::String;
+use mote::grants::{Access, DomId, GrantError, GrantRef, Page};
 use mote::xenstore::{Errno, Store, Xenstore, XsError};
 use mote::Instant;
 
@@ -42,6 +49,11 @@ const UNMAPPED: u64 = 0x40_0000_0000;
 
 const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 
+/// How long `test=grant` waits for dom0 to unmap a page.
+const UNMAP_WAIT: Duration = Duration::from_secs(20);
+/// Pause between attempts to end a grant dom0 still has mapped.
+const END_RETRY: Duration = Duration::from_millis(100);
+
 #[derive(Debug)]
 enum Error {
     Xenstore(XsError),
@@ -49,6 +61,15 @@ enum Error {
     MissingTest,
     UnknownTest(&'static str),
     BadNumber(&'static str, &'static str),
+    NoGrantTable,
+    Grant(GrantError),
+    EndedWhileMapped(GrantRef),
+}
+
+impl From<GrantError> for Error {
+    fn from(e: GrantError) -> Self {
+        Error::Grant(e)
+    }
 }
 
 impl fmt::Display for Error {
@@ -59,6 +80,9 @@ impl fmt::Display for Error {
             Error::MissingTest => f.write_str("no test= on the command line"),
             Error::UnknownTest(t) => write!(f, "unknown test {t:?}"),
             Error::BadNumber(key, v) => write!(f, "{key}={v:?} is not a number"),
+            Error::NoGrantTable => f.write_str("this domain has no grant table"),
+            Error::Grant(e) => write!(f, "grant table: {e}"),
+            Error::EndedWhileMapped(r) => write!(f, "{r} was ended while dom0 had it mapped"),
         }
     }
 }
@@ -129,8 +153,57 @@ fn main() -> Result<(), Error> {
             mote::println!("wait: {request:?} requested");
             Ok(())
         }
+        "grant" => xenstore(|xs| {
+            let page = Page::alloc();
+            share_with_dom0(xs, page, Access::ReadWrite, "mote grant rw test")?;
+            share_with_dom0(xs, page, Access::ReadOnly, "mote grant ro test")
+        }),
         other => Err(Error::UnknownTest(other)),
     }
+}
+
+/// Grants `page`, holding `text`, to dom0; once dom0 says it has mapped it,
+/// ending the grant must fail until dom0 unmaps it.
+fn share_with_dom0(xs: &mut Xenstore, page: &Page, access: Access, text: &str) -> Result<(), Error> {
+    let label = match access {
+        Access::ReadWrite => "rw",
+        Access::ReadOnly => "ro",
+    };
+    page.write(0, text.as_bytes());
+    page.write(text.len(), &[0]);
+    let r = grants(|gt| gt.grant_access(DomId(0), page.gfn(), access))?;
+    mote::println!("grant: {label} ref={}", r.0);
+    wait_for_value(xs, &format!("data/grant-{label}-mapped"))?;
+    if access == Access::ReadWrite {
+        let mut head = [0u8; 64];
+        page.read(0, &mut head);
+        let end = head.iter().position(|&b| b == 0).unwrap_or(head.len());
+        mote::println!("grant: rw dom0 wrote {:?}", String::from_utf8_lossy(&head[..end]));
+    }
+    match grants(|gt| gt.end_access(r)) {
+        Err(Error::Grant(GrantError::InUse(_))) => {
+            mote::println!("grant: {label} end_access while mapped: in use (ok)")
+        }
+        Ok(()) => return Err(Error::EndedWhileMapped(r)),
+        Err(e) => return Err(e),
+    }
+    let start = Instant::now();
+    loop {
+        match grants(|gt| gt.end_access(r)) {
+            Ok(()) => break,
+            Err(Error::Grant(GrantError::InUse(_))) if start.elapsed() < UNMAP_WAIT => mote::sleep(END_RETRY),
+            Err(e) => return Err(e),
+        }
+    }
+    mote::println!("grant: {label} ended");
+    Ok(())
+}
+
+/// Runs `f` with the grant table.
+fn grants<T>(
+    f: impl FnOnce(&mut mote::grants::GrantTable<'static>) -> Result<T, GrantError>,
+) -> Result<T, Error> {
+    Ok(mote::grants::with(f).ok_or(Error::NoGrantTable)??)
 }
 
 /// Runs `f` with the xenstore client.

@@ -13,7 +13,10 @@
 //! Replies are frames: a tag byte, a big-endian `u32` length, the payload. `e` reports a failure
 //! of the agent itself (bad request, spawn or I/O error).
 //!
-//! Usage: `mote-agent [PORT]` (default 7000, listening on 0.0.0.0).
+//! Usage: `mote-agent [PORT]` (default 7000, listening on 0.0.0.0). Two subcommands serve
+//! tests in dom0: `mote-agent follow FILE` (below) and `mote-agent gnt-map …` ([`gnt`]).
+
+mod gnt;
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -52,10 +55,13 @@ fn main() {
             return;
         }
     }
+    if args.first().is_some_and(|cmd| cmd == "gnt-map") {
+        std::process::exit(gnt::main(&args[1..]));
+    }
     let port = match args.first() {
         None => DEFAULT_PORT,
         Some(arg) => arg.parse().unwrap_or_else(|_| {
-            eprintln!("mote-agent: bad port {arg:?}; usage: mote-agent [PORT] | mote-agent follow FILE");
+            eprintln!("mote-agent: bad port {arg:?}; usage: mote-agent [PORT] | mote-agent follow FILE | mote-agent gnt-map …");
             std::process::exit(2);
         }),
     };
