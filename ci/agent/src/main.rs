@@ -14,8 +14,10 @@
 //! of the agent itself (bad request, spawn or I/O error).
 //!
 //! Usage: `mote-agent [PORT]` (default 7000, listening on 0.0.0.0). Two subcommands serve
-//! tests in dom0: `mote-agent follow FILE` (below) and `mote-agent gnt-map …` ([`gnt`]).
+//! tests in dom0: `mote-agent follow FILE` (below), `mote-agent gnt-map …` ([`gnt`]) and
+//! `mote-agent forward …` ([`forward`]).
 
+mod forward;
 mod gnt;
 
 use std::fs;
@@ -58,10 +60,13 @@ fn main() {
     if args.first().is_some_and(|cmd| cmd == "gnt-map") {
         std::process::exit(gnt::main(&args[1..]));
     }
+    if args.first().is_some_and(|cmd| cmd == "forward") {
+        std::process::exit(forward::main(&args[1..]));
+    }
     let port = match args.first() {
         None => DEFAULT_PORT,
         Some(arg) => arg.parse().unwrap_or_else(|_| {
-            eprintln!("mote-agent: bad port {arg:?}; usage: mote-agent [PORT] | mote-agent follow FILE | mote-agent gnt-map …");
+            eprintln!("mote-agent: bad port {arg:?}; usage: mote-agent [PORT] | mote-agent follow FILE | mote-agent gnt-map … | mote-agent forward …");
             std::process::exit(2);
         }),
     };
