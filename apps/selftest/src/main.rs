@@ -18,6 +18,10 @@
 //!   writes with its own clock.
 //! - `test=wait`: waits for `xl shutdown` or `xl reboot`, says which, and
 //!   returns (the runtime then ends the domain as asked).
+//! - `test=xenbus` (with a vif): opens `device/vif/0`, prints its backend,
+//!   switches to Initialising and waits for netback's InitWait, then waits
+//!   until dom0 writes `data/xenbus-close`, closes the device, and waits
+//!   until dom0 writes `data/xenbus-done` (dom0 checks the states meanwhile).
 #![no_std]
 #![no_main]
 
@@ -26,6 +30,7 @@ use core::time::Duration;
 extern crate alloc;
 
 use alloc::string::String;
+use mote::xenbus::{Frontend, XenbusError, XenbusState};
 use mote::xenstore::{Errno, Store, Xenstore, XsError};
 use mote::Instant;
 
@@ -42,9 +47,16 @@ const UNMAPPED: u64 = 0x40_0000_0000;
 
 const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 
+impl From<XenbusError> for Error {
+    fn from(e: XenbusError) -> Self {
+        Error::Xenbus(e)
+    }
+}
+
 #[derive(Debug)]
 enum Error {
     Xenstore(XsError),
+    Xenbus(XenbusError),
     NoXenstore,
     MissingTest,
     UnknownTest(&'static str),
@@ -55,6 +67,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Xenstore(e) => write!(f, "xenstore: {e}"),
+            Error::Xenbus(e) => e.fmt(f),
             Error::NoXenstore => f.write_str("this domain has no xenstore connection"),
             Error::MissingTest => f.write_str("no test= on the command line"),
             Error::UnknownTest(t) => write!(f, "unknown test {t:?}"),
@@ -129,6 +142,19 @@ fn main() -> Result<(), Error> {
             mote::println!("wait: {request:?} requested");
             Ok(())
         }
+        "xenbus" => xenstore(|xs| {
+            let mut vif = Frontend::open(xs, "device/vif/0")?;
+            mote::println!("xenbus: backend {} id {}", vif.backend(), vif.backend_id().0);
+            vif.switch(xs, XenbusState::Initialising)?;
+            mote::println!("xenbus: frontend Initialising");
+            let state = vif.wait_backend(xs, |s| s == XenbusState::InitWait)?;
+            mote::println!("xenbus: backend {state:?}");
+            wait_for_value(xs, "data/xenbus-close")?;
+            let state = vif.close(xs)?;
+            mote::println!("xenbus: frontend Closed, backend {state:?}");
+            wait_for_value(xs, "data/xenbus-done")?;
+            Ok(())
+        }),
         other => Err(Error::UnknownTest(other)),
     }
 }
