@@ -189,6 +189,7 @@ pub fn cases() -> Vec<Case> {
             name: "grant_mapped_by_dom0_cannot_be_ended",
             app: "selftest",
             args: &["test=grant"],
+            xl: &[],
             reason: Reason::Poweroff,
             checks: vec![
                 Line("grant: rw dom0 wrote \"written by dom0\""),
