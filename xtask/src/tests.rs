@@ -263,7 +263,7 @@ fn drive_timer(d: &mut Driver) -> Result<(), String> {
     // so no process start delays the timestamp.
     let _watch = d.agent.spawn(
         &format!(
-            "xenstore-watch -n 3 {home}/data/timer | while read -r path; do read -r up idle </proc/uptime; echo \"$up\"; done"
+            "xenstore-watch -n 3 {home}/data/timer | while read -r path; do read -r up idle </proc/uptime; echo \"$up $(xenstore-read $path 2>/dev/null)\"; done"
         ),
         (),
         tx,
@@ -277,7 +277,20 @@ fn drive_timer(d: &mut Driver) -> Result<(), String> {
                 text.push_str(&String::from_utf8_lossy(&chunk));
                 while let Some(nl) = text.find('\n') {
                     let line: String = text.drain(..=nl).collect();
-                    let t: f64 = line.trim().parse().map_err(|_| format!("dom0 printed {line:?}"))?;
+                    let mut fields = line.split_whitespace();
+                    let t: f64 = fields
+                        .next()
+                        .and_then(|t| t.parse().ok())
+                        .ok_or_else(|| format!("dom0 printed {line:?}"))?;
+                    let value = fields.next().unwrap_or("");
+                    // Event 1 is the watch being set (no value yet); then `start`, then `end`.
+                    let expected = ["", "start", "end"][stamps.len()];
+                    if value != expected {
+                        return Err(format!(
+                            "watch event {} saw {value:?}, expected {expected:?}",
+                            stamps.len() + 1
+                        ));
+                    }
                     stamps.push(t);
                     if stamps.len() == 1 {
                         d.dom0(&format!("xenstore-write {home}/data/go 1"))?;
@@ -291,6 +304,7 @@ fn drive_timer(d: &mut Driver) -> Result<(), String> {
             Err(_) => return Err(format!("dom0 saw {} of 3 watch events in {DRIVER_WAIT:?}", stamps.len())),
         }
     }
+    d.dom0(&format!("xenstore-write {home}/data/timer-read 1"))?;
     let interval = stamps[2] - stamps[1];
     if (interval - 1.0).abs() > DOM0_SLEEP_TOLERANCE {
         return Err(format!("dom0 timed the guest's 1 s sleep as {interval:.3} s"));

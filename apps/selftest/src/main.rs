@@ -15,7 +15,7 @@
 //!   `data/from-dom0`, and prints that value.
 //! - `test=timer`: waits until dom0 writes `data/go`, then writes
 //!   `data/timer` = `start`, sleeps 1 s, writes `end`; dom0 times the two
-//!   writes with its own clock.
+//!   writes with its own clock, and writes `data/timer-read` when done.
 //! - `test=wait`: waits for `xl shutdown` or `xl reboot`, says which, and
 //!   returns (the runtime then ends the domain as asked).
 //! - `test=grant`: grants dom0 a page holding a text, read-write then
@@ -157,6 +157,8 @@ fn main() -> Result<(), Error> {
             let slept = start.elapsed();
             xs.write("data/timer", b"end")?;
             mote::println!("timer: slept {} ns", slept.as_nanos());
+            // Stay until dom0 has read `end`: the domain's nodes go with it.
+            wait_for_value(xs, "data/timer-read")?;
             Ok(())
         }),
         "wait" => {
