@@ -47,6 +47,9 @@ pub use console::{_print, flush};
 pub use events::{sleep, wallclock, Instant};
 #[cfg(target_os = "none")]
 pub use lifecycle::{wait_for_shutdown, Request as ShutdownRequest};
+/// The xenbus handshake of PV device frontends, over [`xenstore::with`]'s client.
+#[cfg(target_os = "none")]
+pub use mote_xen::xenbus;
 #[cfg(target_os = "none")]
 pub use start::{boot_info, cmdline, BootInfo};
 

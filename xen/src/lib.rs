@@ -7,7 +7,8 @@
 //! clock and sets one-shot timers, [`gnttab`] shares our pages with backends,
 //! [`ring`] is the byte ring shared with backends, [`io_ring`] the
 //! request/response ring of PV devices, [`console`] drives the PV
-//! console ring, [`xenstore`] talks to xenstored, [`sched`] yields and shuts
+//! console ring, [`xenstore`] talks to xenstored, [`xenbus`] walks a PV
+//! device frontend through its handshake, [`sched`] yields and shuts
 //! the domain down. Structures mirror Xen's public headers, named in each
 //! module; identifiers shared between them are in [`types`].
 #![cfg_attr(not(test), no_std)]
@@ -27,6 +28,7 @@ pub mod sched;
 pub mod shared_info;
 pub mod time;
 pub mod types;
+pub mod xenbus;
 pub mod xenstore;
 
 pub use error::XenError;

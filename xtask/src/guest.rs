@@ -95,6 +95,9 @@ pub struct Options {
     pub echo: bool,
     /// Start of the harness, for the times in progress lines.
     pub clock: Instant,
+    /// Overrides of the config, `key=value` as in an xl config (e.g. `vif=["bridge=xenbr0"]`),
+    /// passed to `xl create` after the config file.
+    pub xl: Vec<String>,
 }
 
 /// Checks that `args` can go into `extra="…"` of an xl config.
@@ -206,6 +209,10 @@ fn run_inner(
     let tail =
         agent.spawn(&format!("exec /mote/agent follow {}", sh_quote(&log)), Source::Console, tx.clone())?;
     let mut xl_command = format!("xl create -F {}", sh_quote(&format!("{IMAGE_DIR}/{name}.cfg")));
+    for setting in &opts.xl {
+        xl_command.push(' ');
+        xl_command.push_str(&sh_quote(setting));
+    }
     if !args.is_empty() {
         xl_command.push(' ');
         xl_command.push_str(&sh_quote(&format!("extra=\"{extra}\"")));

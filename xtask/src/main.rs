@@ -129,7 +129,7 @@ fn cmd_run(
     let harness = harness::Harness::boot(&assets)?;
     let agent = harness.agent();
     guest::upload(&agent, &image)?;
-    let opts = guest::Options { timeout, echo: true, clock: harness.started() };
+    let opts = guest::Options { timeout, echo: true, clock: harness.started(), xl: Vec::new() };
     let mut stdout = std::io::stdout();
     let run = guest::run(&agent, &image, guest_args, &opts, &mut |line| {
         let _ = writeln!(stdout, "{line}");

@@ -38,6 +38,8 @@ pub struct Case {
     pub name: &'static str,
     pub app: &'static str,
     pub args: &'static [&'static str],
+    /// Overrides of the app's xl config for this case (`key=value`, e.g. a `vif`).
+    pub xl: &'static [&'static str],
     pub reason: Reason,
     pub checks: Vec<Check>,
     /// Acts on the running guest from dom0 (`xl shutdown`, `xenstore-write`, …) and checks
@@ -98,6 +100,7 @@ pub fn cases() -> Vec<Case> {
             name: "hello_boots",
             app: "hello",
             args: &["greeting=hi", "mode=test"],
+            xl: &[],
             reason: Reason::Poweroff,
             checks: vec![
                 Contains("Hello, world!"),
@@ -111,6 +114,7 @@ pub fn cases() -> Vec<Case> {
             name: "panic_is_reported",
             app: "selftest",
             args: &["test=panic"],
+            xl: &[],
             reason: Reason::Crash,
             checks: vec![
                 Contains("PANIC"),
@@ -125,6 +129,7 @@ pub fn cases() -> Vec<Case> {
             name: "page_fault_is_reported",
             app: "selftest",
             args: &["test=pagefault"],
+            xl: &[],
             reason: Reason::Crash,
             checks: vec![
                 Contains("EXCEPTION: page fault (#PF, vector 14)"),
@@ -139,6 +144,7 @@ pub fn cases() -> Vec<Case> {
             name: "long_line_arrives_whole",
             app: "selftest",
             args: &["test=longline", "len=10240"],
+            xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Custom("LONGLINE of 10240 characters", check_long_line), Line("longline done")],
             driver: None,
@@ -147,6 +153,7 @@ pub fn cases() -> Vec<Case> {
             name: "xenstore_identity_write_and_watch",
             app: "selftest",
             args: &["test=xenstore"],
+            xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("xenstore: dom0 wrote ping-from-dom0")],
             driver: Some(drive_xenstore),
@@ -155,6 +162,7 @@ pub fn cases() -> Vec<Case> {
             name: "timer_sleep_matches_dom0_clock",
             app: "selftest",
             args: &["test=timer"],
+            xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Custom("the guest's PV clock measured 1 s", check_guest_sleep)],
             driver: Some(drive_timer),
@@ -163,6 +171,7 @@ pub fn cases() -> Vec<Case> {
             name: "xl_shutdown_powers_off",
             app: "selftest",
             args: &["test=wait"],
+            xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("wait: Poweroff requested")],
             driver: Some(drive_shutdown),
@@ -171,6 +180,7 @@ pub fn cases() -> Vec<Case> {
             name: "xl_reboot_restarts",
             app: "selftest",
             args: &["test=wait"],
+            xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("wait: Reboot requested"), Line("wait: Poweroff requested")],
             driver: Some(drive_reboot),
@@ -179,6 +189,7 @@ pub fn cases() -> Vec<Case> {
             name: "grant_mapped_by_dom0_cannot_be_ended",
             app: "selftest",
             args: &["test=grant"],
+            xl: &[],
             reason: Reason::Poweroff,
             checks: vec![
                 Line("grant: rw dom0 wrote \"written by dom0\""),
@@ -193,9 +204,23 @@ pub fn cases() -> Vec<Case> {
             name: "idle_guest_does_not_spin",
             app: "selftest",
             args: &["test=idle", "secs=14"],
+            xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("idle: done")],
             driver: Some(drive_idle),
+        },
+        Case {
+            name: "xenbus_handshake_with_netback",
+            app: "selftest",
+            args: &["test=xenbus"],
+            xl: &[r#"vif=["bridge=xenbr0"]"#],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Line("xenbus: frontend Initialising"),
+                Line("xenbus: backend InitWait"),
+                Line("xenbus: frontend Closed, backend Closed"),
+            ],
+            driver: Some(drive_xenbus),
         },
     ]
 }
@@ -238,7 +263,7 @@ fn drive_timer(d: &mut Driver) -> Result<(), String> {
     // so no process start delays the timestamp.
     let _watch = d.agent.spawn(
         &format!(
-            "xenstore-watch -n 3 {home}/data/timer | while read -r path; do read -r up idle </proc/uptime; echo \"$up\"; done"
+            "xenstore-watch -n 3 {home}/data/timer | while read -r path; do read -r up idle </proc/uptime; echo \"$up $(xenstore-read $path 2>/dev/null)\"; done"
         ),
         (),
         tx,
@@ -252,7 +277,20 @@ fn drive_timer(d: &mut Driver) -> Result<(), String> {
                 text.push_str(&String::from_utf8_lossy(&chunk));
                 while let Some(nl) = text.find('\n') {
                     let line: String = text.drain(..=nl).collect();
-                    let t: f64 = line.trim().parse().map_err(|_| format!("dom0 printed {line:?}"))?;
+                    let mut fields = line.split_whitespace();
+                    let t: f64 = fields
+                        .next()
+                        .and_then(|t| t.parse().ok())
+                        .ok_or_else(|| format!("dom0 printed {line:?}"))?;
+                    let value = fields.next().unwrap_or("");
+                    // Event 1 is the watch being set (no value yet); then `start`, then `end`.
+                    let expected = ["", "start", "end"][stamps.len()];
+                    if value != expected {
+                        return Err(format!(
+                            "watch event {} saw {value:?}, expected {expected:?}",
+                            stamps.len() + 1
+                        ));
+                    }
                     stamps.push(t);
                     if stamps.len() == 1 {
                         d.dom0(&format!("xenstore-write {home}/data/go 1"))?;
@@ -266,6 +304,7 @@ fn drive_timer(d: &mut Driver) -> Result<(), String> {
             Err(_) => return Err(format!("dom0 saw {} of 3 watch events in {DRIVER_WAIT:?}", stamps.len())),
         }
     }
+    d.dom0(&format!("xenstore-write {home}/data/timer-read 1"))?;
     let interval = stamps[2] - stamps[1];
     if (interval - 1.0).abs() > DOM0_SLEEP_TOLERANCE {
         return Err(format!("dom0 timed the guest's 1 s sleep as {interval:.3} s"));
@@ -312,6 +351,36 @@ fn drive_reboot(d: &mut Driver) -> Result<(), String> {
         return Err(format!("still domain {first} after the reboot"));
     }
     d.dom0(&format!("xl shutdown -w {}", d.name))?;
+    Ok(())
+}
+
+/// The guest names netback's directory for its vif; dom0 reads both ends' states
+/// (`io/xenbus.h` numbers) at InitWait and after the close.
+fn drive_xenbus(d: &mut Driver) -> Result<(), String> {
+    let line = d.wait_line("xenbus: backend /")?;
+    let domid = d.domid()?;
+    let backend = format!("/local/domain/0/backend/vif/{domid}/0");
+    if line != format!("xenbus: backend {backend} id 0") {
+        return Err(format!("guest said {line:?}; the backend is {backend} in domain 0"));
+    }
+    let home = format!("/local/domain/{domid}");
+    let states = |d: &Driver| -> Result<(String, String), String> {
+        let front = d.dom0(&format!("xenstore-read {home}/device/vif/0/state"))?;
+        let back = d.dom0(&format!("xenstore-read {backend}/state"))?;
+        Ok((front.trim().to_owned(), back.trim().to_owned()))
+    };
+    d.wait_line("xenbus: backend InitWait")?;
+    let (front, back) = states(d)?;
+    if (front.as_str(), back.as_str()) != ("1", "2") {
+        return Err(format!("at InitWait dom0 reads frontend state {front:?}, backend {back:?}"));
+    }
+    d.dom0(&format!("xenstore-write {home}/data/xenbus-close 1"))?;
+    d.wait_line("xenbus: frontend Closed")?;
+    let (front, back) = states(d)?;
+    if (front.as_str(), back.as_str()) != ("6", "6") {
+        return Err(format!("after the close dom0 reads frontend state {front:?}, backend {back:?}"));
+    }
+    d.dom0(&format!("xenstore-write {home}/data/xenbus-done 1"))?;
     Ok(())
 }
 
@@ -715,8 +784,12 @@ fn integration(cases: &[Case]) -> (usize, usize) {
                 Err(e) => (vec![e], String::new()),
                 Ok(()) => {
                     let args: Vec<String> = case.args.iter().map(|s| s.to_string()).collect();
-                    let opts =
-                        guest::Options { timeout: Some(CASE_TIMEOUT), echo: false, clock: Instant::now() };
+                    let opts = guest::Options {
+                        timeout: Some(CASE_TIMEOUT),
+                        echo: false,
+                        clock: Instant::now(),
+                        xl: case.xl.iter().map(|s| s.to_string()).collect(),
+                    };
                     let (run, driven) = run_case(case, &agent, image, &args, &opts);
                     let mut problems = judge(case, image, &run);
                     if let Err(e) = driven {

@@ -15,7 +15,7 @@
 //!   `data/from-dom0`, and prints that value.
 //! - `test=timer`: waits until dom0 writes `data/go`, then writes
 //!   `data/timer` = `start`, sleeps 1 s, writes `end`; dom0 times the two
-//!   writes with its own clock.
+//!   writes with its own clock, and writes `data/timer-read` when done.
 //! - `test=wait`: waits for `xl shutdown` or `xl reboot`, says which, and
 //!   returns (the runtime then ends the domain as asked).
 //! - `test=grant`: grants dom0 a page holding a text, read-write then
@@ -23,6 +23,10 @@
 //!   dom0 has mapped the page and writes `data/grant-rw-mapped` (or `-ro-`),
 //!   prints what dom0 wrote into a read-write page, checks that ending the
 //!   grant fails while it is mapped, then retries until dom0 unmaps it.
+//! - `test=xenbus` (with a vif): opens `device/vif/0`, prints its backend,
+//!   switches to Initialising and waits for netback's InitWait, then waits
+//!   until dom0 writes `data/xenbus-close`, closes the device, and waits
+//!   until dom0 writes `data/xenbus-done` (dom0 checks the states meanwhile).
 #![no_std]
 #![no_main]
 
@@ -33,6 +37,7 @@ extern crate alloc;
 use alloc::format;
 use alloc::string::String;
 use mote::grants::{Access, DomId, GrantError, GrantRef, Page};
+use mote::xenbus::{Frontend, XenbusError, XenbusState};
 use mote::xenstore::{Errno, Store, Xenstore, XsError};
 use mote::Instant;
 
@@ -53,10 +58,16 @@ const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 const UNMAP_WAIT: Duration = Duration::from_secs(20);
 /// Pause between attempts to end a grant dom0 still has mapped.
 const END_RETRY: Duration = Duration::from_millis(100);
+impl From<XenbusError> for Error {
+    fn from(e: XenbusError) -> Self {
+        Error::Xenbus(e)
+    }
+}
 
 #[derive(Debug)]
 enum Error {
     Xenstore(XsError),
+    Xenbus(XenbusError),
     NoXenstore,
     MissingTest,
     UnknownTest(&'static str),
@@ -76,6 +87,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Xenstore(e) => write!(f, "xenstore: {e}"),
+            Error::Xenbus(e) => e.fmt(f),
             Error::NoXenstore => f.write_str("this domain has no xenstore connection"),
             Error::MissingTest => f.write_str("no test= on the command line"),
             Error::UnknownTest(t) => write!(f, "unknown test {t:?}"),
@@ -145,6 +157,8 @@ fn main() -> Result<(), Error> {
             let slept = start.elapsed();
             xs.write("data/timer", b"end")?;
             mote::println!("timer: slept {} ns", slept.as_nanos());
+            // Stay until dom0 has read `end`: the domain's nodes go with it.
+            wait_for_value(xs, "data/timer-read")?;
             Ok(())
         }),
         "wait" => {
@@ -157,6 +171,19 @@ fn main() -> Result<(), Error> {
             let page = Page::alloc();
             share_with_dom0(xs, page, Access::ReadWrite, "mote grant rw test")?;
             share_with_dom0(xs, page, Access::ReadOnly, "mote grant ro test")
+        }),
+        "xenbus" => xenstore(|xs| {
+            let mut vif = Frontend::open(xs, "device/vif/0")?;
+            mote::println!("xenbus: backend {} id {}", vif.backend(), vif.backend_id().0);
+            vif.switch(xs, XenbusState::Initialising)?;
+            mote::println!("xenbus: frontend Initialising");
+            let state = vif.wait_backend(xs, |s| s == XenbusState::InitWait)?;
+            mote::println!("xenbus: backend {state:?}");
+            wait_for_value(xs, "data/xenbus-close")?;
+            let state = vif.close(xs)?;
+            mote::println!("xenbus: frontend Closed, backend {state:?}");
+            wait_for_value(xs, "data/xenbus-done")?;
+            Ok(())
         }),
         other => Err(Error::UnknownTest(other)),
     }

@@ -1,13 +1,18 @@
 //! A small xenstored for host tests: it talks through a real
 //! `xenstore_domain_interface`, as domain 7 named "guest" sees it, and can
 //! be told to split its traffic, reorder replies, fail commits or send
-//! arbitrary bytes.
+//! arbitrary bytes. A [`Peer`] can play another domain (a backend) that
+//! reacts to what the guest writes.
 
-use super::ring::{Interface, RING_SIZE};
+use super::ring::{Interface, RingTransport, RING_SIZE};
 use super::wire::{Access, Decoder, Header, Message, MsgType, Permission, TxId};
+use super::Client;
 use crate::ring::{Consumer, Producer};
 use crate::DomId;
+use core::cell::RefCell;
+use core::sync::atomic::Ordering;
 use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
 
 pub const GUEST: DomId = DomId(7);
 const HOME: &str = "/local/domain/7";
@@ -19,6 +24,29 @@ struct Node {
 }
 
 type Tree = BTreeMap<String, Node>;
+
+/// Another domain: told of each node that changed (the store already
+/// updated), it answers with the nodes it writes, as dom0, at the next step.
+pub type Peer = Box<dyn FnMut(&FakeXenstored, &str) -> Vec<(String, String)>>;
+
+pub type Fake = Rc<RefCell<FakeXenstored>>;
+pub type Hook = Box<dyn FnMut()>;
+pub type TestClient = Client<RingTransport<'static, Hook, Hook>>;
+
+/// A client and the xenstored it talks to, over a page whose indices all
+/// start at `start`. Waiting lets xenstored take one step.
+pub fn connect(start: u32) -> (TestClient, Fake, &'static Interface) {
+    let intf: &'static Interface = Box::leak(Box::new(Interface::new()));
+    for idx in [&intf.req_cons, &intf.req_prod, &intf.rsp_cons, &intf.rsp_prod] {
+        idx.store(start, Ordering::Relaxed);
+    }
+    let fake = Rc::new(RefCell::new(FakeXenstored::new(intf)));
+    let server = fake.clone();
+    let wait: Hook = Box::new(move || server.borrow_mut().step());
+    let notify: Hook = Box::new(|| {});
+    let client = Client::new(RingTransport::new(intf, notify, wait));
+    (client, fake, intf)
+}
 
 pub struct FakeXenstored {
     rx: Consumer<'static, RING_SIZE>,
@@ -37,6 +65,9 @@ pub struct FakeXenstored {
     pub garble: Option<Vec<u8>>,
     /// Transactions started, to count retries.
     pub started: u32,
+    pub peer: Option<Peer>,
+    /// The peer's answers, written at the next step.
+    answers: Vec<(String, String)>,
     tree: Tree,
     txs: BTreeMap<u32, Tree>,
     watches: Vec<(String, String)>,
@@ -106,6 +137,8 @@ impl FakeXenstored {
             conflicts: 0,
             garble: None,
             started: 0,
+            peer: None,
+            answers: Vec::new(),
             tree,
             txs: BTreeMap::new(),
             watches: Vec::new(),
@@ -118,10 +151,45 @@ impl FakeXenstored {
         self.outbox.extend(bytes);
     }
 
+    /// Writes `value` at `path` as dom0 would for a backend: new nodes are
+    /// dom0's, readable by the guest. Fires watches and tells the peer.
+    pub fn put(&mut self, path: &str, value: &str) {
+        let theirs = vec![
+            Permission { domid: DomId(0), access: Access::None },
+            Permission { domid: GUEST, access: Access::Read },
+        ];
+        let mut at = path;
+        while !self.tree.contains_key(at) {
+            self.tree.insert(at.into(), Node { value: Vec::new(), perms: theirs.clone() });
+            at = parent(at);
+        }
+        self.tree.get_mut(path).unwrap().value = value.into();
+        self.fire(path);
+    }
+
+    /// Removes `path` and its children as dom0 would. Fires watches.
+    pub fn remove(&mut self, path: &str) {
+        self.tree.retain(|k, _| !is_child(k, path));
+        self.fire(path);
+    }
+
+    /// The value at absolute `path`, if the node exists.
+    pub fn value(&self, path: &str) -> Option<&[u8]> {
+        self.tree.get(path).map(|n| &n.value[..])
+    }
+
+    /// How many watches the guest has registered.
+    pub fn watch_count(&self) -> usize {
+        self.watches.len()
+    }
+
     /// One round of work: take requests, answer them, fill the reply ring.
     pub fn step(&mut self) {
         self.steps += 1;
         assert!(self.steps < 100_000, "the client waits for something that never comes");
+        for (path, value) in std::mem::take(&mut self.answers) {
+            self.put(&path, &value);
+        }
         let mut buf = vec![0; self.chunk];
         let n = self.rx.read_some(&mut buf).expect("the client corrupted the request ring");
         self.inbox.push(&buf[..n]);
@@ -163,6 +231,10 @@ impl FakeXenstored {
             let shown = if wpath.starts_with('/') { changed } else { &changed[HOME.len() + 1..] };
             self.event(shown, &token);
         }
+        let Some(mut peer) = self.peer.take() else { return };
+        let answers = peer(self, changed);
+        self.answers.extend(answers);
+        self.peer = Some(peer);
     }
 
     fn handle(&mut self, msg: Message) {

@@ -1,33 +1,11 @@
 //! The client against the fake xenstored, through a real shared page.
 
-use super::fake::{message, FakeXenstored, GUEST};
-use super::ring::{Interface, RingTransport};
+use super::fake::{connect, message, GUEST};
 use super::wire::{Access, MsgType, Permission, Request, TxId, WatchEvent, PAYLOAD_MAX};
-use super::{Client, Errno, ProtocolError, Store, TransportError, XsError, TX_ATTEMPTS};
+use super::{Errno, ProtocolError, Store, TransportError, XsError, TX_ATTEMPTS};
 use crate::ring::RingCorrupt;
 use crate::DomId;
-use core::cell::RefCell;
 use core::sync::atomic::Ordering;
-use std::rc::Rc;
-
-type Fake = Rc<RefCell<FakeXenstored>>;
-type Hook = Box<dyn FnMut()>;
-type TestClient = Client<RingTransport<'static, Hook, Hook>>;
-
-/// A client and the xenstored it talks to, over a page whose indices all
-/// start at `start`. Waiting lets xenstored take one step.
-fn connect(start: u32) -> (TestClient, Fake, &'static Interface) {
-    let intf: &'static Interface = Box::leak(Box::new(Interface::new()));
-    for idx in [&intf.req_cons, &intf.req_prod, &intf.rsp_cons, &intf.rsp_prod] {
-        idx.store(start, Ordering::Relaxed);
-    }
-    let fake = Rc::new(RefCell::new(FakeXenstored::new(intf)));
-    let server = fake.clone();
-    let wait: Hook = Box::new(move || server.borrow_mut().step());
-    let notify: Hook = Box::new(|| {});
-    let client = Client::new(RingTransport::new(intf, notify, wait));
-    (client, fake, intf)
-}
 
 fn event(path: &str, token: &str) -> WatchEvent {
     WatchEvent { path: path.into(), token: token.into() }
