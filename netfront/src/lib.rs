@@ -1,6 +1,7 @@
 //! Xen PV network frontend (`io/netif.h`).
 //!
-//! Split like the rest of mote: [`wire`] mirrors the ring entries of
+//! [`connect::connect`] brings a vif up through xenbus and returns a
+//! [`device::Netfront`], a `smoltcp` device. Split like the rest of mote: [`wire`] mirrors the ring entries of
 //! `netif.h`; [`tx`] and [`rx`] keep the books of which request ids are out
 //! with the backend and validate every response against them, on the host
 //! too. The backend is untrusted: a response naming an id we did not post,
@@ -10,6 +11,7 @@
 
 extern crate alloc;
 
+pub mod connect;
 pub mod device;
 pub mod queues;
 pub mod rx;

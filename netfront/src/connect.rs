@@ -1,0 +1,193 @@
+//! Bringing a vif up: the xenbus handshake with netback (`io/netif.h`'s
+//! "feature negotiation" keys), the shared rings and the pre-granted
+//! buffers.
+//!
+//! We ask for the simplest data path that performs: rx by copy
+//! (`request-rx-copy`), no scatter-gather or GSO (every frame fits one
+//! buffer), checksums done by us (`feature-no-csum-offload`), one queue.
+
+use crate::device::Netfront;
+use crate::queues::{GrantedPage, Queues};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::alloc::Layout;
+use core::fmt;
+use mote_xen::event::{self, Port};
+use mote_xen::gnttab::{Access, GrantError, GrantTable};
+use mote_xen::io_ring::{FrontRing, PAGE_SIZE};
+use mote_xen::xenbus::{Frontend, XenbusError, XenbusState};
+use mote_xen::xenstore::{Client, Store, Transport, XsError};
+use mote_xen::{DomId, Gfn, XenError};
+
+/// How much memory the data path gets.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Receive buffers (one page each) kept with the backend.
+    pub rx_buffers: u16,
+    /// Transmit pages, two frame slots each.
+    pub tx_pages: u16,
+}
+
+impl Default for Config {
+    /// 64 rx pages and 32 tx pages: 384 KiB, enough to keep a 1 Gbit/s
+    /// backend busy without costing a small guest much of its memory.
+    fn default() -> Self {
+        Config { rx_buffers: 64, tx_pages: 32 }
+    }
+}
+
+/// Why a vif could not be brought up.
+#[derive(Debug)]
+pub enum ConnectError {
+    Xenbus(XenbusError),
+    Xenstore(XsError),
+    Grant(GrantError),
+    EventChannel(XenError),
+    /// The toolstack's `mac` node is not six hex bytes.
+    BadMac(String),
+    /// Netback cannot copy into our buffers (`feature-rx-copy`).
+    NoRxCopy,
+    NoMemory,
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Xenbus(e) => write!(f, "xenbus: {e}"),
+            ConnectError::Xenstore(e) => write!(f, "xenstore: {e}"),
+            ConnectError::Grant(e) => write!(f, "granting buffers: {e}"),
+            ConnectError::EventChannel(e) => write!(f, "event channel: {e}"),
+            ConnectError::BadMac(m) => write!(f, "bad mac address {m:?}"),
+            ConnectError::NoRxCopy => f.write_str("the backend does not offer feature-rx-copy"),
+            ConnectError::NoMemory => f.write_str("out of memory for rings and buffers"),
+        }
+    }
+}
+
+impl From<XenbusError> for ConnectError {
+    fn from(e: XenbusError) -> Self {
+        ConnectError::Xenbus(e)
+    }
+}
+
+impl From<XsError> for ConnectError {
+    fn from(e: XsError) -> Self {
+        ConnectError::Xenstore(e)
+    }
+}
+
+impl From<GrantError> for ConnectError {
+    fn from(e: GrantError) -> Self {
+        ConnectError::Grant(e)
+    }
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.trim().split(':');
+    for byte in &mut mac {
+        let part = parts.next()?;
+        if part.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// Pages for rings and buffers, page-aligned from the heap. They are never
+/// freed: once granted, a page must not go back to the heap while the
+/// backend may still map it.
+fn alloc_pages(n: usize) -> Result<Vec<*mut u8>, ConnectError> {
+    let layout = Layout::from_size_align(PAGE_SIZE * n, PAGE_SIZE).map_err(|_| ConnectError::NoMemory)?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    // SAFETY: the layout has a non-zero size.
+    let base = unsafe { alloc::alloc::alloc_zeroed(layout) };
+    if base.is_null() {
+        return Err(ConnectError::NoMemory);
+    }
+    // SAFETY: every offset stays inside the allocation just made.
+    Ok((0..n).map(|i| unsafe { base.add(i * PAGE_SIZE) }).collect())
+}
+
+fn grant(
+    grants: &mut GrantTable<'_>,
+    domid: DomId,
+    addr: *mut u8,
+    access: Access,
+) -> Result<GrantedPage, ConnectError> {
+    // Identity mapping: a page's address is its guest-physical address.
+    let gref = grants.grant_access(domid, Gfn::containing(addr as u64), access)?;
+    Ok(GrantedPage { addr, gref })
+}
+
+/// Brings up vif `index` (`device/vif/<index>`) and returns it Connected.
+pub fn connect<T: Transport>(
+    xs: &mut Client<T>,
+    grants: &mut GrantTable<'_>,
+    index: u32,
+    config: Config,
+) -> Result<Netfront, ConnectError> {
+    let path = format!("device/vif/{index}");
+    let mut vif = Frontend::open(xs, &path)?;
+    let mac_text = xs.read_string(&format!("{path}/mac"))?;
+    let mac = parse_mac(&mac_text).ok_or(ConnectError::BadMac(mac_text))?;
+    vif.switch(xs, XenbusState::Initialising)?;
+    vif.wait_backend(xs, |s| s == XenbusState::InitWait)?;
+    if xs.read_string(&format!("{}/feature-rx-copy", vif.backend())).ok().as_deref() != Some("1") {
+        return Err(ConnectError::NoRxCopy);
+    }
+    let backend = vif.backend_id();
+
+    let pages = alloc_pages(2 + usize::from(config.tx_pages) + usize::from(config.rx_buffers))?;
+    let (rings, buffers) = pages.split_at(2);
+    let (tx_buf, rx_buf) = buffers.split_at(usize::from(config.tx_pages));
+    // SAFETY: each ring page is fresh, page-aligned, ours alone (and the
+    // backend's once granted) and never freed.
+    let (tx, rx) = unsafe { (FrontRing::init(rings[0]), FrontRing::init(rings[1])) };
+    let tx_ring = grant(grants, backend, rings[0], Access::ReadWrite)?;
+    let rx_ring = grant(grants, backend, rings[1], Access::ReadWrite)?;
+    let tx_pages =
+        tx_buf.iter().map(|&p| grant(grants, backend, p, Access::ReadOnly)).collect::<Result<Vec<_>, _>>()?;
+    let rx_pages = rx_buf
+        .iter()
+        .map(|&p| grant(grants, backend, p, Access::ReadWrite))
+        .collect::<Result<Vec<_>, _>>()?;
+    let port: Port = event::alloc_unbound(backend).map_err(ConnectError::EventChannel)?;
+    event::unmask(port).map_err(ConnectError::EventChannel)?;
+    let mut queues = Queues::new(tx, rx, tx_pages, rx_pages);
+    // The posted rx buffers are in the ring before netback connects to it.
+    queues.publish();
+
+    vif.publish(xs, XenbusState::Connected, |keys| {
+        keys.write("tx-ring-ref", &format!("{}", tx_ring.gref.0))?;
+        keys.write("rx-ring-ref", &format!("{}", rx_ring.gref.0))?;
+        keys.write("event-channel", &format!("{}", port.0))?;
+        keys.write("request-rx-copy", "1")?;
+        keys.write("feature-rx-notify", "1")?;
+        keys.write("feature-sg", "0")?;
+        keys.write("feature-gso-tcpv4", "0")?;
+        keys.write("feature-no-csum-offload", "1")
+    })?;
+    vif.wait_backend(xs, |s| s == XenbusState::Connected)?;
+    event::send(port).map_err(ConnectError::EventChannel)?;
+    Ok(Netfront::new(queues, port, mac))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_parse_strictly() {
+        assert_eq!(parse_mac("00:16:3e:5a:01:ff"), Some([0x00, 0x16, 0x3e, 0x5a, 0x01, 0xff]));
+        assert_eq!(parse_mac(" 00:16:3E:5A:01:FF\n"), Some([0x00, 0x16, 0x3e, 0x5a, 0x01, 0xff]));
+        for bad in ["", "00:16:3e:5a:01", "00:16:3e:5a:01:ff:00", "0:16:3e:5a:01:ff", "zz:16:3e:5a:01:ff"] {
+            assert_eq!(parse_mac(bad), None, "{bad:?}");
+        }
+    }
+}
