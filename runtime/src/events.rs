@@ -5,6 +5,7 @@
 //! deadline, then halts until an interrupt (see
 //! [`mote_arch::cpu::idle_unless`]): an idle mote uses no CPU.
 
+pub use crate::time::Instant;
 use core::time::Duration;
 use mote_xen::event::{self, Demux, Port, Virq};
 use mote_xen::shared_info::{self, SharedInfo};
@@ -35,34 +36,14 @@ pub(crate) fn init() -> Result<(), XenError> {
     Ok(())
 }
 
-/// A point in time: nanoseconds since the domain booted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Instant(u64);
-
 impl Instant {
+    /// Now, from the PV clock.
     pub fn now() -> Instant {
-        Instant(CLOCK.get().map_or(0, Clock::now_ns))
-    }
-
-    pub(crate) fn from_nanos(ns: u64) -> Instant {
-        Instant(ns)
-    }
-
-    pub fn as_nanos(self) -> u64 {
-        self.0
-    }
-
-    /// Time from `earlier` to `self` (zero if `earlier` is later).
-    pub fn duration_since(self, earlier: Instant) -> Duration {
-        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+        Instant::from_nanos(CLOCK.get().map_or(0, Clock::now_ns))
     }
 
     pub fn elapsed(self) -> Duration {
         Instant::now().duration_since(self)
-    }
-
-    pub fn checked_add(self, d: Duration) -> Option<Instant> {
-        u64::try_from(d.as_nanos()).ok().and_then(|ns| self.0.checked_add(ns)).map(Instant)
     }
 }
 
@@ -83,8 +64,14 @@ pub enum Wake {
 /// with neither, until any interrupt. Every wake-up also runs the runtime's
 /// background work (a shutdown request arriving through xenstore).
 pub fn block(port: Option<Port>, deadline: Option<Instant>) -> Wake {
+    block_any(port.as_slice(), deadline)
+}
+
+/// [`block`] for several ports: returns when any of them fires, taking the
+/// events of all that did.
+pub fn block_any(ports: &[Port], deadline: Option<Instant>) -> Wake {
     let timer = TIMER_PORT.get().copied();
-    let store = crate::xenstore::port().filter(|&s| Some(s) != port);
+    let store = crate::xenstore::port().filter(|s| !ports.contains(s));
     loop {
         if let Some(t) = timer {
             DEMUX.take(t);
@@ -93,7 +80,7 @@ pub fn block(port: Option<Port>, deadline: Option<Instant>) -> Wake {
             DEMUX.take(s);
         }
         crate::lifecycle::poll();
-        if port.is_some_and(|p| DEMUX.take(p)) {
+        if ports.iter().fold(false, |fired, &p| DEMUX.take(p) | fired) {
             return Wake::Event;
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -104,15 +91,15 @@ pub fn block(port: Option<Port>, deadline: Option<Instant>) -> Wake {
             (a, b) => a.or(b),
         };
         if let Some(at) = wake_at {
-            if let Err(e) = time::set_singleshot_timer(at.0) {
+            if let Err(e) = time::set_singleshot_timer(at.as_nanos()) {
                 log::error!("arming the one-shot timer failed: {e}");
             }
         }
         mote_arch::cpu::idle_unless(|| {
-            [port, timer, store].into_iter().flatten().any(|p| DEMUX.is_fired(p))
+            ports.iter().chain(&timer).chain(&store).any(|&p| DEMUX.is_fired(p))
                 || wake_at.is_some_and(|d| Instant::now() >= d)
         });
-        if port.is_none() && deadline.is_none() {
+        if ports.is_empty() && deadline.is_none() {
             return Wake::Event;
         }
     }

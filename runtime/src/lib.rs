@@ -7,6 +7,11 @@
 //! when it returns. A panic or CPU exception prints a report and crashes the
 //! domain, which `xl` reports as a crash.
 //!
+//! Async code runs on the runtime's [`executor`] (`block_on`, [`spawn`],
+//! the timers in [`time`]); [`net`] is a smoltcp network stack with async
+//! sockets, driven by the same executor. Both also run on the host, where
+//! their tests use a fake clock and an in-memory wire.
+//!
 //! ```ignore
 //! #![no_std]
 //! #![no_main]
@@ -15,12 +20,18 @@
 //!     mote::println!("Hello, {}!", mote::cmdline().get("name").unwrap_or("world"));
 //! }
 //! ```
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(target_os = "none", no_std)]
 
 extern crate alloc;
 
 pub mod cmdline;
+pub mod executor;
 pub mod memory;
+pub mod net;
+pub mod time;
+
+#[cfg(test)]
+mod testing;
 
 #[cfg(target_os = "none")]
 mod console;
@@ -44,7 +55,9 @@ pub mod xenstore;
 #[cfg(target_os = "none")]
 pub use console::{_print, flush};
 #[cfg(target_os = "none")]
-pub use events::{sleep, wallclock, Instant};
+pub use events::{sleep, wallclock};
+#[cfg(target_os = "none")]
+pub use executor::xen::block_on;
 #[cfg(target_os = "none")]
 pub use lifecycle::{wait_for_shutdown, Request as ShutdownRequest};
 /// The xenbus handshake of PV device frontends, over [`xenstore::with`]'s client.
@@ -53,7 +66,9 @@ pub use mote_xen::xenbus;
 #[cfg(target_os = "none")]
 pub use start::{boot_info, cmdline, BootInfo};
 
+pub use executor::spawn;
 pub use log;
+pub use time::Instant;
 
 /// What an app's `main` may return: `()`, or a `Result` whose error is
 /// logged before the domain ends as crashed.

@@ -168,6 +168,17 @@ pub fn cases() -> Vec<Case> {
             driver: Some(drive_timer),
         },
         Case {
+            name: "async_tasks_wake_on_timers_in_order",
+            app: "selftest",
+            args: &["test=async"],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Line("async: timeout fired: true"),
+                Contains("async: woke in order [100, 200, 300] within"),
+            ],
+            driver: None,
+        },
+        Case {
             name: "xl_shutdown_powers_off",
             app: "selftest",
             args: &["test=wait"],

@@ -1,0 +1,353 @@
+//! A small single-threaded executor: async apps, timers and the network
+//! stack on one vCPU.
+//!
+//! Tasks are boxed futures ([`spawn`]). A waker only puts its task's id on
+//! the ready queue; interrupts never get here (they only record events in
+//! the runtime's demultiplexer). Each turn of the run loop polls the tasks
+//! that were ready when the turn began, fires due timers, and polls the
+//! [`Driver`]s (a network stack's interface). When that leaves nothing
+//! ready, the loop asks the [`Platform`] to sleep until the earliest
+//! deadline — a timer, or a driver's own — or an external event. In the
+//! kernel the platform is `xen::Xen`: the PV clock, and blocking in the
+//! hypervisor; host tests use a fake clock.
+
+#[cfg(target_os = "none")]
+pub mod xen;
+
+use crate::time::Instant;
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::rc::{Rc, Weak};
+use alloc::sync::Arc;
+use alloc::task::Wake;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+use core::fmt;
+use core::future::Future;
+use core::pin::{pin, Pin};
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::task::{Context, Poll, Waker};
+
+/// What the executor needs from the machine: a clock, and a way to sleep.
+pub trait Platform {
+    fn now(&self) -> Instant;
+
+    /// Sleeps until `deadline` passes or an external event arrives (with no
+    /// deadline, until an event). Returning early is allowed.
+    fn idle(&mut self, deadline: Option<Instant>);
+}
+
+/// Work the run loop does on every turn, outside any task.
+pub trait Driver {
+    /// Does what is due at `now`, waking the tasks it concerns; returns when
+    /// it must run again at the latest (`None`: only after an event or a
+    /// task's turn).
+    fn poll(&mut self, now: Instant) -> Option<Instant>;
+}
+
+type TaskId = u64;
+type BoxFuture = Pin<Box<dyn Future<Output = ()>>>;
+
+/// The future passed to [`Executor::block_on`]; spawned tasks count from 1.
+const MAIN: TaskId = 0;
+
+/// Ids of woken tasks, in the order they woke.
+#[derive(Default)]
+struct ReadyQueue(spin::Mutex<VecDeque<TaskId>>);
+
+impl ReadyQueue {
+    fn push(&self, id: TaskId) {
+        self.0.lock().push_back(id);
+    }
+
+    fn pop(&self) -> Option<TaskId> {
+        self.0.lock().pop_front()
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.lock().is_empty()
+    }
+}
+
+/// A task's waker: queues the task once until it is polled again.
+struct TaskWaker {
+    id: TaskId,
+    queued: AtomicBool,
+    ready: Arc<ReadyQueue>,
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            self.ready.push(self.id);
+        }
+    }
+}
+
+impl TaskWaker {
+    fn new(id: TaskId, ready: &Arc<ReadyQueue>) -> (Arc<TaskWaker>, Waker) {
+        let state = Arc::new(TaskWaker { id, queued: AtomicBool::new(false), ready: ready.clone() });
+        (state.clone(), Waker::from(state))
+    }
+
+    /// Polls the task's future once. Clears the queued mark first, so that
+    /// a wake during the poll queues the task again.
+    fn poll<F: Future + ?Sized>(&self, future: Pin<&mut F>, waker: &Waker) -> Poll<F::Output> {
+        self.queued.store(false, Ordering::Release);
+        future.poll(&mut Context::from_waker(waker))
+    }
+}
+
+struct Task {
+    future: BoxFuture,
+    state: Arc<TaskWaker>,
+    waker: Waker,
+}
+
+/// What tasks reach while the executor runs them: its clock, timers, new
+/// tasks and drivers.
+struct Shared {
+    platform: RefCell<Box<dyn Platform>>,
+    timers: RefCell<BTreeMap<(Instant, u64), Waker>>,
+    next_timer: Cell<u64>,
+    spawned: RefCell<Vec<BoxFuture>>,
+    drivers: RefCell<Vec<Box<dyn Driver>>>,
+}
+
+impl Shared {
+    fn now(&self) -> Instant {
+        self.platform.borrow().now()
+    }
+
+    /// Wakes the timers due at `now`, earliest first; returns the next
+    /// deadline.
+    fn fire_timers(&self, now: Instant) -> Option<Instant> {
+        let mut timers = self.timers.borrow_mut();
+        while let Some(entry) = timers.first_entry() {
+            if entry.key().0 > now {
+                return Some(entry.key().0);
+            }
+            entry.remove().wake();
+        }
+        None
+    }
+}
+
+/// Runs futures to completion; see the module documentation.
+pub struct Executor {
+    tasks: BTreeMap<TaskId, Task>,
+    next_task: TaskId,
+    ready: Arc<ReadyQueue>,
+    shared: Rc<Shared>,
+}
+
+impl Executor {
+    pub fn new(platform: impl Platform + 'static) -> Executor {
+        Executor {
+            tasks: BTreeMap::new(),
+            next_task: MAIN + 1,
+            ready: Arc::default(),
+            shared: Rc::new(Shared {
+                platform: RefCell::new(Box::new(platform)),
+                timers: RefCell::default(),
+                next_timer: Cell::new(0),
+                spawned: RefCell::default(),
+                drivers: RefCell::default(),
+            }),
+        }
+    }
+
+    /// Runs `future`, the tasks it [`spawn`]s and the drivers until
+    /// `future` completes. Tasks still pending then stay with the executor
+    /// (a later `block_on` runs them on; dropping the executor drops them).
+    ///
+    /// # Panics
+    /// When called from inside another `block_on`.
+    pub fn block_on<F: Future>(&mut self, future: F) -> F::Output {
+        let _current = Current::enter(&self.shared);
+        let (main, main_waker) = TaskWaker::new(MAIN, &self.ready);
+        let mut future = pin!(future);
+        main_waker.wake_by_ref();
+        loop {
+            for _ in 0..self.ready.len() {
+                match self.ready.pop() {
+                    Some(MAIN) => {
+                        if let Poll::Ready(output) = main.poll(future.as_mut(), &main_waker) {
+                            return output;
+                        }
+                    }
+                    Some(id) => {
+                        let Some(task) = self.tasks.get_mut(&id) else { continue };
+                        if task.state.poll(task.future.as_mut(), &task.waker).is_ready() {
+                            self.tasks.remove(&id);
+                        }
+                    }
+                    None => break,
+                }
+            }
+            self.adopt_spawned();
+            self.tend();
+        }
+    }
+
+    /// Takes the tasks spawned since the last look, ready to run.
+    fn adopt_spawned(&mut self) {
+        let spawned = core::mem::take(&mut *self.shared.spawned.borrow_mut());
+        for future in spawned {
+            let id = self.next_task;
+            self.next_task += 1;
+            let (state, waker) = TaskWaker::new(id, &self.ready);
+            waker.wake_by_ref();
+            self.tasks.insert(id, Task { future, state, waker });
+        }
+    }
+
+    /// Fires due timers and polls the drivers; sleeps if that left no task
+    /// ready and no deadline passed.
+    fn tend(&self) {
+        let now = self.shared.now();
+        let mut next = self.shared.fire_timers(now);
+        for driver in self.shared.drivers.borrow_mut().iter_mut() {
+            next = earliest(next, driver.poll(now));
+        }
+        if self.ready.is_empty() && next.is_none_or(|d| d > now) {
+            self.shared.platform.borrow_mut().idle(next);
+        }
+    }
+}
+
+/// The earlier of two optional deadlines.
+pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Starts `future` as a task of the running executor; it runs on its own
+/// (nothing waits for it unless it says so, through a socket or a shared cell).
+///
+/// # Panics
+/// Outside [`Executor::block_on`].
+pub fn spawn(future: impl Future<Output = ()> + 'static) {
+    current().spawned.borrow_mut().push(Box::pin(future));
+}
+
+/// Adds a driver that the running executor polls on every turn, for as long
+/// as the executor lives.
+///
+/// # Panics
+/// Outside [`Executor::block_on`].
+pub fn add_driver(driver: impl Driver + 'static) {
+    current().drivers.borrow_mut().push(Box::new(driver));
+}
+
+/// The running executor's clock.
+pub(crate) fn now() -> Instant {
+    current().now()
+}
+
+/// A timer registered with the running executor; deregistered on drop.
+pub(crate) struct TimerEntry {
+    shared: Weak<Shared>,
+    key: (Instant, u64),
+}
+
+impl TimerEntry {
+    pub(crate) fn new(deadline: Instant, waker: Waker) -> TimerEntry {
+        let shared = current();
+        let seq = shared.next_timer.get();
+        shared.next_timer.set(seq.wrapping_add(1));
+        let key = (deadline, seq);
+        shared.timers.borrow_mut().insert(key, waker);
+        TimerEntry { shared: Rc::downgrade(&shared), key }
+    }
+
+    /// Makes `waker` the one woken at the deadline.
+    pub(crate) fn set_waker(&self, waker: &Waker) {
+        if let Some(shared) = self.shared.upgrade() {
+            let mut timers = shared.timers.borrow_mut();
+            match timers.get_mut(&self.key) {
+                Some(w) => w.clone_from(waker),
+                None => {
+                    timers.insert(self.key, waker.clone());
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TimerEntry {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.timers.borrow_mut().remove(&self.key);
+        }
+    }
+}
+
+impl fmt::Debug for TimerEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimerEntry").field("deadline", &self.key.0).finish()
+    }
+}
+
+type Slot = RefCell<Option<Rc<Shared>>>;
+
+// The executor inside `block_on` on this CPU (on the host: this thread).
+#[cfg(not(target_os = "none"))]
+std::thread_local! {
+    static CURRENT: Slot = const { RefCell::new(None) };
+}
+
+#[cfg(target_os = "none")]
+static CURRENT: OneCpu<Slot> = OneCpu(RefCell::new(None));
+
+#[cfg(target_os = "none")]
+struct OneCpu<T>(T);
+
+// SAFETY: a mote runs on one vCPU without threads, and interrupt handlers
+// never reach the executor, so the slot is only ever used from one context.
+#[cfg(target_os = "none")]
+unsafe impl<T> Sync for OneCpu<T> {}
+
+fn with_slot<R>(f: impl FnOnce(&Slot) -> R) -> R {
+    #[cfg(not(target_os = "none"))]
+    return CURRENT.with(f);
+    #[cfg(target_os = "none")]
+    return f(&CURRENT.0);
+}
+
+fn current() -> Rc<Shared> {
+    with_slot(|slot| slot.borrow().clone()).expect("no executor is running (use it inside block_on)")
+}
+
+/// Marks an executor as running until dropped.
+struct Current;
+
+impl Current {
+    fn enter(shared: &Rc<Shared>) -> Current {
+        with_slot(|slot| {
+            let mut slot = slot.borrow_mut();
+            assert!(slot.is_none(), "block_on called inside block_on");
+            *slot = Some(shared.clone());
+        });
+        Current
+    }
+}
+
+impl Drop for Current {
+    fn drop(&mut self) {
+        with_slot(|slot| slot.borrow_mut().take());
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,218 @@
+//! The network configuration, from the kernel command line (xl's `extra=`):
+//!
+//! | key | value | default |
+//! |---|---|---|
+//! | `ip=` | `dhcp`, or a static IPv4 address with its prefix length: `10.0.0.2/24` | `dhcp` |
+//! | `gw=` | the IPv4 default gateway, inside the static `ip=` subnet | none |
+//! | `ip6=` | a static IPv6 address with its prefix length: `2001:db8::2/64` | none |
+//! | `gw6=` | the IPv6 default gateway, inside the `ip6=` prefix or link-local | none |
+
+use crate::cmdline::Cmdline;
+use alloc::string::{String, ToString};
+use core::fmt;
+use core::net::{Ipv4Addr, Ipv6Addr};
+use smoltcp::wire::{IpAddress, IpCidr, Ipv4Cidr, Ipv6Cidr};
+
+/// How the stack gets its addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Config {
+    pub ipv4: Ipv4Config,
+    /// A static IPv6 address, if any.
+    pub ipv6: Option<Ipv6Config>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Ipv4Config {
+    /// Ask a DHCP server (the address, gateway and their changes).
+    #[default]
+    Dhcp,
+    Static {
+        address: Ipv4Cidr,
+        gateway: Option<Ipv4Addr>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ipv6Config {
+    pub address: Ipv6Cidr,
+    pub gateway: Option<Ipv6Addr>,
+}
+
+/// A command-line network argument that cannot be used; its message names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `key=value` does not parse as what `key` takes.
+    Malformed { key: &'static str, value: String, expected: &'static str },
+    /// A gateway without the static address it belongs with.
+    GatewayWithoutAddress { key: &'static str, needs: &'static str },
+    /// A gateway that is not on the address's link.
+    GatewayOffLink { key: &'static str, gateway: IpAddress, subnet: IpCidr },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Malformed { key, value, expected } => {
+                write!(f, "bad {key}={value}: expected {expected}")
+            }
+            ConfigError::GatewayWithoutAddress { key, needs } => {
+                write!(f, "{key}= needs a static {needs}= as well")
+            }
+            ConfigError::GatewayOffLink { key, gateway, subnet } => {
+                write!(f, "bad {key}={gateway}: not inside {subnet}")
+            }
+        }
+    }
+}
+
+const IP_EXPECTED: &str = "dhcp or an IPv4 address with prefix length, like ip=10.0.0.2/24";
+const GW_EXPECTED: &str = "an IPv4 address, like gw=10.0.0.1";
+const IP6_EXPECTED: &str = "an IPv6 address with prefix length, like ip6=2001:db8::2/64";
+const GW6_EXPECTED: &str = "an IPv6 address, like gw6=2001:db8::1";
+
+impl Config {
+    /// Reads `ip=`, `gw=`, `ip6=` and `gw6=`; without them, DHCPv4 only.
+    pub fn from_cmdline(cmdline: &Cmdline<'_>) -> Result<Config, ConfigError> {
+        let ipv4 = match cmdline.get("ip") {
+            None | Some("dhcp") => {
+                if cmdline.get("gw").is_some() {
+                    return Err(ConfigError::GatewayWithoutAddress { key: "gw", needs: "ip" });
+                }
+                Ipv4Config::Dhcp
+            }
+            Some(value) => {
+                let address = parse_ipv4_cidr(value).ok_or_else(|| malformed("ip", value, IP_EXPECTED))?;
+                let gateway = cmdline.get("gw").map(|gw| parse_gateway_v4(gw, address)).transpose()?;
+                Ipv4Config::Static { address, gateway }
+            }
+        };
+        let ipv6 = match cmdline.get("ip6") {
+            None => {
+                if cmdline.get("gw6").is_some() {
+                    return Err(ConfigError::GatewayWithoutAddress { key: "gw6", needs: "ip6" });
+                }
+                None
+            }
+            Some(value) => {
+                let address = parse_ipv6_cidr(value).ok_or_else(|| malformed("ip6", value, IP6_EXPECTED))?;
+                let gateway = cmdline.get("gw6").map(|gw| parse_gateway_v6(gw, address)).transpose()?;
+                Some(Ipv6Config { address, gateway })
+            }
+        };
+        Ok(Config { ipv4, ipv6 })
+    }
+}
+
+fn malformed(key: &'static str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError::Malformed { key, value: value.to_string(), expected }
+}
+
+/// `A.B.C.D/NN`: a unicast address and a prefix of 1 to 32 bits.
+fn parse_ipv4_cidr(value: &str) -> Option<Ipv4Cidr> {
+    let (addr, len) = value.split_once('/')?;
+    let addr: Ipv4Addr = addr.parse().ok()?;
+    let len: u8 = len.parse().ok()?;
+    let unicast = !(addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast());
+    (unicast && (1..=32).contains(&len)).then(|| Ipv4Cidr::new(addr, len))
+}
+
+/// `ADDR/NN`: a unicast address and a prefix of 1 to 128 bits.
+fn parse_ipv6_cidr(value: &str) -> Option<Ipv6Cidr> {
+    let (addr, len) = value.split_once('/')?;
+    let addr: Ipv6Addr = addr.parse().ok()?;
+    let len: u8 = len.parse().ok()?;
+    let unicast = !(addr.is_unspecified() || addr.is_multicast());
+    (unicast && (1..=128).contains(&len)).then(|| Ipv6Cidr::new(addr, len))
+}
+
+fn parse_gateway_v4(value: &str, subnet: Ipv4Cidr) -> Result<Ipv4Addr, ConfigError> {
+    let gateway: Ipv4Addr = value.parse().map_err(|_| malformed("gw", value, GW_EXPECTED))?;
+    if !subnet.contains_addr(&gateway) {
+        let (gateway, subnet) = (gateway.into(), subnet.into());
+        return Err(ConfigError::GatewayOffLink { key: "gw", gateway, subnet });
+    }
+    Ok(gateway)
+}
+
+fn parse_gateway_v6(value: &str, prefix: Ipv6Cidr) -> Result<Ipv6Addr, ConfigError> {
+    let gateway: Ipv6Addr = value.parse().map_err(|_| malformed("gw6", value, GW6_EXPECTED))?;
+    if !(prefix.contains_addr(&gateway) || gateway.is_unicast_link_local()) {
+        let (gateway, subnet) = (gateway.into(), prefix.into());
+        return Err(ConfigError::GatewayOffLink { key: "gw6", gateway, subnet });
+    }
+    Ok(gateway)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Config, ConfigError> {
+        Config::from_cmdline(&Cmdline::new(line))
+    }
+
+    fn message(line: &str) -> String {
+        parse(line).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn dhcp_by_default_and_on_request() {
+        assert_eq!(parse("name=x").unwrap(), Config { ipv4: Ipv4Config::Dhcp, ipv6: None });
+        assert_eq!(parse("ip=dhcp").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn static_ipv4_with_and_without_gateway() {
+        let address = Ipv4Cidr::new(Ipv4Addr::new(10, 0, 0, 2), 24);
+        let gateway = Some(Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(
+            parse("ip=10.0.0.2/24 gw=10.0.0.1").unwrap().ipv4,
+            Ipv4Config::Static { address, gateway }
+        );
+        assert_eq!(parse("ip=10.0.0.2/24").unwrap().ipv4, Ipv4Config::Static { address, gateway: None });
+    }
+
+    #[test]
+    fn static_ipv6_next_to_dhcp() {
+        let config = parse("ip6=2001:db8::2/64 gw6=fe80::1").unwrap();
+        assert_eq!(config.ipv4, Ipv4Config::Dhcp);
+        let address = Ipv6Cidr::new("2001:db8::2".parse().unwrap(), 64);
+        assert_eq!(config.ipv6, Some(Ipv6Config { address, gateway: Some("fe80::1".parse().unwrap()) }));
+        let config = parse("ip6=2001:db8::2/64 gw6=2001:db8::1").unwrap();
+        assert_eq!(config.ipv6.unwrap().gateway, Some("2001:db8::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn malformed_values_name_the_argument() {
+        for line in
+            ["ip=10.0.0.300/24", "ip=10.0.0.2", "ip=10.0.0.2/33", "ip=10.0.0.2/0", "ip=224.0.0.1/4", "ip="]
+        {
+            let e = message(line);
+            assert!(e.starts_with(&alloc::format!("bad {line}: expected dhcp or an IPv4")), "{line}: {e}");
+        }
+        assert_eq!(
+            message("ip=10.0.0.2/24 gw=router"),
+            "bad gw=router: expected an IPv4 address, like gw=10.0.0.1"
+        );
+        assert!(message("ip6=2001:db8::2").starts_with("bad ip6=2001:db8::2: expected an IPv6 address"));
+        assert!(message("ip6=ff02::1/64").starts_with("bad ip6=ff02::1/64: expected"));
+        assert!(message("ip6=::2/64 gw6=x").starts_with("bad gw6=x: expected an IPv6 address"));
+    }
+
+    #[test]
+    fn gateways_need_their_address_on_the_same_link() {
+        assert_eq!(message("gw=10.0.0.1"), "gw= needs a static ip= as well");
+        assert_eq!(message("ip=dhcp gw=10.0.0.1"), "gw= needs a static ip= as well");
+        assert_eq!(message("gw6=fe80::1"), "gw6= needs a static ip6= as well");
+        assert_eq!(message("ip=10.0.0.2/24 gw=10.0.1.1"), "bad gw=10.0.1.1: not inside 10.0.0.2/24");
+        assert_eq!(
+            message("ip6=2001:db8::2/64 gw6=2001:db9::1"),
+            "bad gw6=2001:db9::1: not inside 2001:db8::2/64"
+        );
+    }
+
+    #[test]
+    fn later_arguments_win() {
+        assert_eq!(parse("ip=10.0.0.2/24 ip=dhcp").unwrap().ipv4, Ipv4Config::Dhcp);
+    }
+}

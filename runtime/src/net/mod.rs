@@ -1,0 +1,63 @@
+//! Networking: smoltcp over any [`smoltcp::phy::Device`] (netfront in the
+//! kernel, an in-memory wire in the host tests), with async sockets.
+//!
+//! A [`Stack`] owns the interface and its sockets and is a driver of the
+//! running executor: every turn of the run loop polls the interface, and the
+//! loop sleeps no longer than the interface asks. Sockets are handles into
+//! the stack; their futures register smoltcp's wakers and are woken when the
+//! interface moves data or changes a connection's state.
+//!
+//! ```ignore
+//! let stack = Stack::new(device, mac, &Config::from_cmdline(&mote::cmdline())?);
+//! let listener = TcpListener::bind(&stack, 7)?;
+//! loop {
+//!     let stream = listener.accept().await;
+//!     mote::spawn(async move { /* stream.read(..).await, stream.write_all(..).await */ });
+//! }
+//! ```
+
+mod config;
+mod stack;
+mod tcp;
+mod udp;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{Config, ConfigError, Ipv4Config, Ipv6Config};
+pub use smoltcp;
+pub use stack::Stack;
+pub use tcp::{TcpListener, TcpOptions, TcpStream};
+pub use udp::UdpSocket;
+
+use core::fmt;
+
+/// Why a socket operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// The peer reset the connection, or it timed out.
+    ConnectionReset,
+    /// The peer refused the connection.
+    ConnectionRefused,
+    /// This side closed the connection for writing.
+    Closed,
+    /// No local address or route reaches the destination.
+    Unaddressable,
+    /// Another socket already has this port.
+    AddrInUse,
+    /// A datagram larger than the socket's buffer.
+    TooLarge,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Error::ConnectionReset => "connection reset",
+            Error::ConnectionRefused => "connection refused",
+            Error::Closed => "connection closed for writing",
+            Error::Unaddressable => "no address or route for the destination",
+            Error::AddrInUse => "port already in use",
+            Error::TooLarge => "datagram larger than the socket buffer",
+        })
+    }
+}

@@ -1,0 +1,266 @@
+//! The interface, its sockets, addresses from the configuration or DHCP,
+//! and the driver that polls them on every turn of the executor.
+
+use super::config::{Config, Ipv4Config, Ipv6Config};
+use super::tcp::Backlog;
+use crate::executor::{self, Driver};
+use crate::time::Instant;
+use alloc::collections::BTreeMap;
+use alloc::rc::Rc;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::future::poll_fn;
+use core::net::Ipv4Addr;
+use core::task::{Poll, Waker};
+use core::time::Duration;
+use smoltcp::iface::{self, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet};
+use smoltcp::phy::Device;
+use smoltcp::socket::{dhcpv4, Socket};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
+
+/// Frames taken from the device per turn of the run loop, so that a flood
+/// cannot starve the tasks.
+const INGRESS_BUDGET: usize = 64;
+
+/// Dynamic ports (RFC 6335), for connections and sockets bound to port 0.
+const EPHEMERAL_FIRST: u16 = 49152;
+
+/// A network stack: an interface with its addresses and sockets. Cheap to
+/// clone (a handle); sockets keep it alive.
+#[derive(Clone)]
+pub struct Stack {
+    pub(super) inner: Rc<RefCell<Inner>>,
+}
+
+pub(super) struct Inner {
+    pub(super) iface: Interface,
+    pub(super) sockets: SocketSet<'static>,
+    /// Listening TCP ports, by listener id.
+    pub(super) listeners: BTreeMap<u64, Backlog>,
+    next_listener: u64,
+    /// Sockets of dropped TCP streams, removed once the connection is over,
+    /// with the time they get reset if it takes too long.
+    pub(super) closing: Vec<(SocketHandle, Option<Instant>)>,
+    next_port: u16,
+    dhcp: Option<SocketHandle>,
+    /// Tasks waiting for an IPv4 address.
+    ipv4_waiters: Vec<Waker>,
+}
+
+impl Stack {
+    /// Brings up an interface on `device` with hardware address `mac`,
+    /// configured by `config` (DHCP runs inside the stack), and makes it a
+    /// driver of the running executor. Logs the addresses once they are set.
+    ///
+    /// # Panics
+    /// Outside [`executor::Executor::block_on`].
+    pub fn new<D: Device + 'static>(mut device: D, mac: [u8; 6], config: &Config) -> Stack {
+        let now = executor::now();
+        let random_seed = seed(now, mac);
+        let mut iface_config = iface::Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+        iface_config.random_seed = random_seed;
+        let iface = Interface::new(iface_config, &mut device, smoltcp_instant(now));
+        let range = u64::from(u16::MAX - EPHEMERAL_FIRST) + 1;
+        let mut inner = Inner {
+            iface,
+            sockets: SocketSet::new(Vec::new()),
+            listeners: BTreeMap::new(),
+            next_listener: 0,
+            closing: Vec::new(),
+            next_port: EPHEMERAL_FIRST + (random_seed % range) as u16,
+            dhcp: None,
+            ipv4_waiters: Vec::new(),
+        };
+        match config.ipv4 {
+            Ipv4Config::Dhcp => {
+                log::info!("net: asking for an IPv4 address by DHCP");
+                inner.dhcp = Some(inner.sockets.add(dhcpv4::Socket::new()));
+            }
+            Ipv4Config::Static { address, gateway } => {
+                inner.set_ipv4(Some(address), gateway);
+                log::info!("net: {address} (static){}", via(gateway));
+            }
+        }
+        if let Some(Ipv6Config { address, gateway }) = config.ipv6 {
+            inner.add_address(address.into());
+            if let Some(gw) = gateway {
+                inner.iface.routes_mut().add_default_ipv6_route(gw).expect("a route table has room for two");
+            }
+            log::info!("net: {address} (static){}", via(gateway));
+        }
+        let inner = Rc::new(RefCell::new(inner));
+        executor::add_driver(StackDriver { inner: inner.clone(), device });
+        Stack { inner }
+    }
+
+    /// The IPv4 address, once configured.
+    pub fn ipv4(&self) -> Option<Ipv4Cidr> {
+        self.inner.borrow().ipv4()
+    }
+
+    /// Waits until the stack has an IPv4 address (at once when static).
+    pub async fn wait_ipv4(&self) -> Ipv4Cidr {
+        poll_fn(|cx| {
+            let mut inner = self.inner.borrow_mut();
+            match inner.ipv4() {
+                Some(cidr) => Poll::Ready(cidr),
+                None => {
+                    inner.ipv4_waiters.retain(|w| !w.will_wake(cx.waker()));
+                    inner.ipv4_waiters.push(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// Runs `f` on the stack's state; never across an `.await`.
+    pub(super) fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        f(&mut self.inner.borrow_mut())
+    }
+}
+
+fn via<A: core::fmt::Display>(gateway: Option<A>) -> alloc::string::String {
+    match gateway {
+        Some(gw) => alloc::format!(", gateway {gw}"),
+        None => alloc::string::String::from(", no gateway"),
+    }
+}
+
+impl Inner {
+    fn ipv4(&self) -> Option<Ipv4Cidr> {
+        self.iface.ip_addrs().iter().find_map(|cidr| match cidr {
+            IpCidr::Ipv4(v4) => Some(*v4),
+            IpCidr::Ipv6(_) => None,
+        })
+    }
+
+    fn add_address(&mut self, cidr: IpCidr) {
+        self.iface.update_ip_addrs(|addrs| {
+            if addrs.push(cidr).is_err() {
+                log::error!("net: no room for address {cidr}");
+            }
+        });
+    }
+
+    /// Replaces the IPv4 address and default route.
+    fn set_ipv4(&mut self, address: Option<Ipv4Cidr>, gateway: Option<Ipv4Addr>) {
+        self.iface.update_ip_addrs(|addrs| addrs.retain(|a| !matches!(a, IpCidr::Ipv4(_))));
+        self.iface.routes_mut().remove_default_ipv4_route();
+        if let Some(address) = address {
+            self.add_address(address.into());
+            if let Some(gw) = gateway {
+                self.iface.routes_mut().add_default_ipv4_route(gw).expect("a route table has room for two");
+            }
+            self.ipv4_waiters.drain(..).for_each(Waker::wake);
+        }
+    }
+
+    /// Applies what the DHCP client learned since the last look.
+    fn update_dhcp(&mut self) {
+        let Some(handle) = self.dhcp else { return };
+        let lease = match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
+            None => return,
+            Some(dhcpv4::Event::Configured(c)) => Some((c.address, c.router)),
+            Some(dhcpv4::Event::Deconfigured) => None,
+        };
+        match lease {
+            Some((address, router)) => {
+                self.set_ipv4(Some(address), router);
+                log::info!("net: {address} via DHCP{}", via(router));
+            }
+            None => {
+                if let Some(address) = self.ipv4() {
+                    log::warn!("net: DHCP lease on {address} lost; asking again");
+                }
+                self.set_ipv4(None, None);
+            }
+        }
+    }
+
+    /// One turn: frames in (a bounded number), frames out, then the
+    /// bookkeeping. Returns when to run again at the latest.
+    fn poll(&mut self, device: &mut impl Device, now: Instant) -> Option<Instant> {
+        let at = smoltcp_instant(now);
+        self.iface.poll_maintenance(at);
+        let mut taken = 0;
+        while taken < INGRESS_BUDGET
+            && self.iface.poll_ingress_single(at, device, &mut self.sockets) != PollIngressSingleResult::None
+        {
+            taken += 1;
+            self.tend_listeners();
+        }
+        while self.iface.poll_egress(at, device, &mut self.sockets) == PollResult::SocketStateChanged {}
+        self.update_dhcp();
+        let reap_at = self.reap_closed(now);
+        if taken == INGRESS_BUDGET {
+            return Some(now);
+        }
+        let poll_at = self.iface.poll_delay(at, &self.sockets).map(|d| now.saturating_add(Duration::from(d)));
+        executor::earliest(poll_at, reap_at)
+    }
+
+    /// A free port from the dynamic range, if any is left.
+    pub(super) fn ephemeral_port(&mut self) -> Option<u16> {
+        for _ in EPHEMERAL_FIRST..=u16::MAX {
+            let port = self.next_port;
+            self.next_port = self.next_port.checked_add(1).unwrap_or(EPHEMERAL_FIRST);
+            if !self.port_in_use(port) {
+                return Some(port);
+            }
+        }
+        None
+    }
+
+    /// Whether a UDP socket is bound to `port`.
+    pub(super) fn udp_bound(&self, port: u16) -> bool {
+        self.sockets.iter().any(|(_, socket)| matches!(socket, Socket::Udp(s) if s.endpoint().port == port))
+    }
+
+    /// Whether any socket uses `port` locally.
+    fn port_in_use(&self, port: u16) -> bool {
+        self.udp_bound(port)
+            || self.sockets.iter().any(|(_, socket)| match socket {
+                Socket::Tcp(s) => {
+                    s.listen_endpoint().port == port || s.local_endpoint().is_some_and(|e| e.port == port)
+                }
+                _ => false,
+            })
+    }
+
+    pub(super) fn add_listener(&mut self, backlog: Backlog) -> u64 {
+        let id = self.next_listener;
+        self.next_listener += 1;
+        self.listeners.insert(id, backlog);
+        id
+    }
+}
+
+/// The executor's side of a stack: the device, and the interface to poll.
+struct StackDriver<D> {
+    inner: Rc<RefCell<Inner>>,
+    device: D,
+}
+
+impl<D: Device> Driver for StackDriver<D> {
+    fn poll(&mut self, now: Instant) -> Option<Instant> {
+        self.inner.borrow_mut().poll(&mut self.device, now)
+    }
+}
+
+pub(super) fn smoltcp_instant(now: Instant) -> smoltcp::time::Instant {
+    smoltcp::time::Instant::from_micros(i64::try_from(now.as_nanos() / 1000).unwrap_or(i64::MAX))
+}
+
+/// Seeds smoltcp's generator (initial sequence numbers, DHCP transaction
+/// ids) from the hardware address and the boot-relative time: distinct per
+/// interface and per boot, though not secret.
+fn seed(now: Instant, mac: [u8; 6]) -> u64 {
+    let mut bytes = [0; 8];
+    bytes[2..].copy_from_slice(&mac);
+    let x = u64::from_be_bytes(bytes) ^ now.as_nanos().rotate_left(24);
+    // splitmix64's finaliser.
+    let x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}

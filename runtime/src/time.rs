@@ -1,0 +1,120 @@
+//! Time: [`Instant`] (nanoseconds since boot, from the PV clock in the
+//! kernel) and the async timers of the executor: [`sleep`], [`sleep_until`],
+//! [`timeout`].
+//!
+//! The timers run on the executor's clock ([`crate::executor::Platform`]),
+//! so they must be used inside [`crate::executor::Executor::block_on`]. A
+//! task waiting on a timer costs nothing: when no task is ready, the
+//! executor sleeps until the earliest deadline.
+
+use crate::executor::{self, TimerEntry};
+use core::fmt;
+use core::future::{poll_fn, Future};
+use core::pin::{pin, Pin};
+use core::task::{Context, Poll};
+use core::time::Duration;
+
+/// A point in time: nanoseconds since the domain booted (the default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Instant(u64);
+
+impl Instant {
+    /// The last representable instant, some 584 years after boot.
+    pub const MAX: Instant = Instant(u64::MAX);
+
+    pub const fn from_nanos(ns: u64) -> Instant {
+        Instant(ns)
+    }
+
+    pub fn as_nanos(self) -> u64 {
+        self.0
+    }
+
+    /// Time from `earlier` to `self` (zero if `earlier` is later).
+    pub fn duration_since(self, earlier: Instant) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+
+    pub fn checked_add(self, d: Duration) -> Option<Instant> {
+        u64::try_from(d.as_nanos()).ok().and_then(|ns| self.0.checked_add(ns)).map(Instant)
+    }
+
+    /// `self + d`, or [`Instant::MAX`] if that is beyond the clock's range.
+    pub fn saturating_add(self, d: Duration) -> Instant {
+        self.checked_add(d).unwrap_or(Instant::MAX)
+    }
+}
+
+/// The executor's clock.
+///
+/// # Panics
+/// Outside [`crate::executor::Executor::block_on`].
+pub fn now() -> Instant {
+    executor::now()
+}
+
+/// Waits for `duration`.
+///
+/// # Panics
+/// Outside [`crate::executor::Executor::block_on`].
+pub fn sleep(duration: Duration) -> Sleep {
+    sleep_until(now().saturating_add(duration))
+}
+
+/// Waits until `deadline`.
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep { deadline, entry: None }
+}
+
+/// The future of [`sleep`] and [`sleep_until`].
+#[derive(Debug)]
+pub struct Sleep {
+    deadline: Instant,
+    entry: Option<TimerEntry>,
+}
+
+impl Sleep {
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if now() >= self.deadline {
+            self.entry = None;
+            return Poll::Ready(());
+        }
+        match &self.entry {
+            Some(entry) => entry.set_waker(cx.waker()),
+            None => self.entry = Some(TimerEntry::new(self.deadline, cx.waker().clone())),
+        }
+        Poll::Pending
+    }
+}
+
+/// [`timeout`]'s error: the time ran out first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed;
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("timed out")
+    }
+}
+
+/// Runs `future` for at most `duration` (counted from the first poll);
+/// `Err(Elapsed)` if it did not finish in time (it is then dropped).
+pub async fn timeout<F: Future>(duration: Duration, future: F) -> Result<F::Output, Elapsed> {
+    let mut future = pin!(future);
+    let mut sleep = sleep(duration);
+    poll_fn(|cx| {
+        if let Poll::Ready(output) = future.as_mut().poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        Pin::new(&mut sleep).poll(cx).map(|()| Err(Elapsed))
+    })
+    .await
+}
