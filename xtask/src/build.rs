@@ -18,12 +18,55 @@ pub struct AppMeta {
     pub memory_mib: u32,
     /// Whether the guest gets a network interface (`network = true`).
     pub network: bool,
+    /// Guest ports `cargo xtask run` makes reachable on 127.0.0.1
+    /// (`forward = ["tcp:7007:7", "udp:7007:7"]`: protocol, host port, guest port).
+    pub forward: Vec<Forward>,
 }
 
 impl Default for AppMeta {
     fn default() -> Self {
-        AppMeta { memory_mib: DEFAULT_MEMORY_MIB, network: false }
+        AppMeta { memory_mib: DEFAULT_MEMORY_MIB, network: false, forward: Vec::new() }
     }
+}
+
+/// One forwarded port: 127.0.0.1:`host` on the host, the same port in dom0, `guest` in the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    pub udp: bool,
+    pub host: u16,
+    pub guest: u16,
+}
+
+impl Forward {
+    /// Parses `tcp:HOST:GUEST` or `udp:HOST:GUEST`.
+    pub fn parse(text: &str) -> Option<Forward> {
+        let mut parts = text.split(':');
+        let udp = match parts.next()? {
+            "tcp" => false,
+            "udp" => true,
+            _ => return None,
+        };
+        let host = parts.next()?.parse().ok().filter(|p| *p != 0)?;
+        let guest = parts.next()?.parse().ok().filter(|p| *p != 0)?;
+        parts.next().is_none().then_some(Forward { udp, host, guest })
+    }
+
+    pub fn proto(&self) -> &'static str {
+        if self.udp {
+            "udp"
+        } else {
+            "tcp"
+        }
+    }
+}
+
+/// Parses a one-line array of strings: `["a", "b"]`.
+fn parse_string_array(value: &str) -> Option<Vec<&str>> {
+    let inner = value.strip_prefix('[')?.strip_suffix(']')?.trim();
+    if inner.is_empty() {
+        return Some(Vec::new());
+    }
+    inner.split(',').map(|item| item.trim().strip_prefix('"')?.strip_suffix('"')).collect()
 }
 
 /// A built image and where its pieces are.
@@ -45,6 +88,7 @@ pub struct Image {
 /// [package.metadata.mote]
 /// memory = 16      # MiB
 /// network = true
+/// forward = ["tcp:7007:7"]
 /// ```
 pub fn parse_meta(manifest: &str) -> Result<AppMeta, String> {
     let mut meta = AppMeta::default();
@@ -79,12 +123,20 @@ pub fn parse_meta(manifest: &str) -> Result<AppMeta, String> {
                     }
                 }
             }
-            _ => {
-                return Err(format!(
-                    "line {}: unknown key {key:?} in [package.metadata.mote] (known: memory, network)",
-                    number + 1
-                ))
+            "forward" => {
+                meta.forward = parse_string_array(value)
+                    .and_then(|items| items.into_iter().map(Forward::parse).collect::<Option<Vec<_>>>())
+                    .ok_or_else(|| {
+                        format!(
+                            "line {}: forward must be like [\"tcp:7007:7\", \"udp:7007:7\"], not {value:?}",
+                            number + 1
+                        )
+                    })?
             }
+            _ => return Err(format!(
+                "line {}: unknown key {key:?} in [package.metadata.mote] (known: memory, network, forward)",
+                number + 1
+            )),
         }
     }
     Ok(meta)
@@ -182,7 +234,7 @@ mod tests {
     #[test]
     fn meta_defaults_without_table() {
         let manifest = "[package]\nname = \"hello\"\n\n[dependencies]\nmote.workspace = true\n";
-        assert_eq!(parse_meta(manifest).unwrap(), AppMeta { memory_mib: 4, network: false });
+        assert_eq!(parse_meta(manifest).unwrap(), AppMeta { memory_mib: 4, ..AppMeta::default() });
     }
 
     #[test]
@@ -190,7 +242,10 @@ mod tests {
         let manifest = "[package]\nname = \"web\"\nmemory = \"not ours\"\n\n\
                         [package.metadata.mote]\nmemory = 32 # MiB\nnetwork = true\n\n\
                         [dependencies]\nnetwork = 3\n";
-        assert_eq!(parse_meta(manifest).unwrap(), AppMeta { memory_mib: 32, network: true });
+        assert_eq!(
+            parse_meta(manifest).unwrap(),
+            AppMeta { memory_mib: 32, network: true, ..AppMeta::default() }
+        );
     }
 
     #[test]
@@ -199,6 +254,19 @@ mod tests {
         assert!(parse_meta("[package.metadata.mote]\nmemory = \"8\"\n").is_err());
         assert!(parse_meta("[package.metadata.mote]\nnetwork = yes\n").is_err());
         assert!(parse_meta("[package.metadata.mote]\nmemroy = 8\n").is_err());
+    }
+
+    #[test]
+    fn forwards_parse() {
+        let meta =
+            parse_meta("[package.metadata.mote]\nforward = [\"tcp:7007:7\", \"udp:7007:7\"]\n").unwrap();
+        assert_eq!(
+            meta.forward,
+            [Forward { udp: false, host: 7007, guest: 7 }, Forward { udp: true, host: 7007, guest: 7 }]
+        );
+        for bad in ["[\"sctp:1:2\"]", "[\"tcp:0:7\"]", "[\"tcp:1\"]", "\"tcp:1:2\"", "[tcp:1:2]"] {
+            assert!(parse_meta(&format!("[package.metadata.mote]\nforward = {bad}\n")).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -222,10 +290,10 @@ mod tests {
 
     #[test]
     fn cfg_with_network() {
-        let cfg = xl_cfg("web", "/k.elf", &AppMeta { memory_mib: 16, network: true });
+        let cfg = xl_cfg("web", "/k.elf", &AppMeta { memory_mib: 16, network: true, ..AppMeta::default() });
         assert!(cfg.contains("memory = 16\n"));
         assert!(cfg.contains("vif = [ \"bridge=xenbr0\" ]\n"));
-        let big = xl_cfg("big", "/k.elf", &AppMeta { memory_mib: 512, network: false });
+        let big = xl_cfg("big", "/k.elf", &AppMeta { memory_mib: 512, ..AppMeta::default() });
         assert!(!big.contains("shadow_memory"));
     }
 }

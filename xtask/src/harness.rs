@@ -5,6 +5,7 @@
 
 use crate::agent::Agent;
 use crate::assets::Assets;
+use crate::build::Forward;
 use crate::mote_dir;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -33,6 +34,16 @@ static PORT_FILE: Mutex<Option<(PathBuf, u16)>> = Mutex::new(None);
 /// The path of the file that tells `cargo xtask xl` where the running harness is.
 pub fn port_file() -> PathBuf {
     mote_dir().join("harness.port")
+}
+
+/// QEMU's user network for dom0: `restrict=on` keeps every packet inside this machine; the
+/// agent's port and the app's forwards are reachable from 127.0.0.1 only.
+fn netdev(agent_port: u16, forwards: &[Forward]) -> String {
+    let mut netdev = format!("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{agent_port}-:7000");
+    for f in forwards {
+        netdev.push_str(&format!(",hostfwd={}:127.0.0.1:{}-:{}", f.proto(), f.host, f.host));
+    }
+    netdev
 }
 
 /// The path of the serial log of the last harness.
@@ -101,7 +112,8 @@ impl Harness {
     /// Boots QEMU with `assets`, waits for dom0's agent and records the port in
     /// `target/mote/harness.port`. Must be called from the main thread: PR_SET_PDEATHSIG fires
     /// when the thread that spawned QEMU ends.
-    pub fn boot(assets: &Assets) -> Result<Harness, String> {
+    /// `forwards` become QEMU port forwards from 127.0.0.1 to the same ports in dom0.
+    pub fn boot(assets: &Assets, forwards: &[Forward]) -> Result<Harness, String> {
         install_teardown_hooks();
         for path in [&assets.dom0_kernel, &assets.dom0_initrd] {
             let s = path.to_string_lossy();
@@ -141,7 +153,7 @@ impl Harness {
             assets.dom0_initrd.display()
         ))
         .arg("-netdev")
-        .arg(format!("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:7000"))
+        .arg(netdev(port, forwards))
         .args(["-device", "e1000,netdev=n0"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

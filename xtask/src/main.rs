@@ -126,15 +126,31 @@ fn cmd_run(
     let image = build::build(app, debug)?;
     assets::install_host_deps()?;
     let assets = assets::ensure()?;
-    let harness = harness::Harness::boot(&assets)?;
+    let harness = harness::Harness::boot(&assets, &image.meta.forward)?;
     let agent = harness.agent();
     guest::upload(&agent, &image)?;
     let opts = guest::Options { timeout, echo: true, clock: harness.started(), xl: Vec::new() };
     let mut stdout = std::io::stdout();
+    let mut relays = Vec::new();
     let run = guest::run(&agent, &image, guest_args, &opts, &mut |line| {
         let _ = writeln!(stdout, "{line}");
         let _ = stdout.flush();
+        // Once the guest says its address, dom0 relays the forwarded ports to it.
+        if let Some(ip) = guest_ipv4(line).filter(|_| relays.is_empty()) {
+            for f in &image.meta.forward {
+                let command = format!("exec /mote/agent forward {} {} {ip}:{}", f.proto(), f.host, f.guest);
+                let (tx, _) = std::sync::mpsc::channel();
+                match agent.spawn(&command, (), tx) {
+                    Ok(relay) => {
+                        eprintln!("mote: 127.0.0.1:{}/{} -> {app} {ip}:{}", f.host, f.proto(), f.guest);
+                        relays.push(relay);
+                    }
+                    Err(e) => eprintln!("mote: cannot forward port {}/{}: {e}", f.host, f.proto()),
+                }
+            }
+        }
     });
+    drop(relays);
     drop(harness);
     match run.result {
         Ok(guest::Reason::Poweroff) => {
@@ -151,6 +167,12 @@ fn cmd_run(
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// The guest's IPv4 address from the runtime's `net: A.B.C.D/N …` log line.
+fn guest_ipv4(line: &str) -> Option<std::net::Ipv4Addr> {
+    let rest = &line[line.find("net: ")? + 5..];
+    rest.split('/').next()?.parse().ok()
 }
 
 /// `cargo xtask xl`.
@@ -223,6 +245,16 @@ mod cli_tests {
 
     fn strings(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn guest_address_is_read_from_the_net_line() {
+        assert_eq!(
+            guest_ipv4("[INFO  mote::net] net: 10.0.0.100/24 via DHCP, gateway 10.0.0.1"),
+            Some([10, 0, 0, 100].into())
+        );
+        assert_eq!(guest_ipv4("net: up"), None);
+        assert_eq!(guest_ipv4("Hello, world!"), None);
     }
 
     #[test]

@@ -773,7 +773,7 @@ fn integration(cases: &[Case]) -> (usize, usize) {
         Ok(a) => a,
         Err(e) => return fail_all(&format!("harness assets: {e}")),
     };
-    let mut harness = match Harness::boot(&assets) {
+    let mut harness = match Harness::boot(&assets, &[]) {
         Ok(h) => h,
         Err(e) => return fail_all(&format!("harness did not start: {e}")),
     };
@@ -839,7 +839,7 @@ mod unit {
     fn image(memory_mib: u32) -> Image {
         Image {
             app: "hello".into(),
-            meta: AppMeta { memory_mib, network: false },
+            meta: AppMeta { memory_mib, ..AppMeta::default() },
             elf: "/x.elf".into(),
             debug_elf: "/x.debug.elf".into(),
             cfg: "/x.cfg".into(),

@@ -1,0 +1,241 @@
+//! Clients that check an echo service from dom0:
+//! `mote-agent tcp-check ADDR BYTES [CONNECTIONS]` sends BYTES of a
+//! pseudo-random stream over each of CONNECTIONS concurrent connections and
+//! checks that exactly the same bytes come back; `mote-agent udp-check ADDR
+//! COUNT` sends COUNT numbered datagrams and checks each reply. Both print
+//! what they measured and exit non-zero on any mismatch or timeout.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// No single read may take longer: a stalled echo fails the check.
+const STALL: Duration = Duration::from_secs(30);
+
+/// The test stream: xorshift64* bytes, so both directions can be checked
+/// without keeping the data; any split of the stream gives the same bytes.
+struct Stream {
+    state: u64,
+    word: [u8; 8],
+    used: usize,
+}
+
+impl Stream {
+    fn new(seed: u64) -> Self {
+        Stream { state: seed | 1, word: [0; 8], used: 8 }
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            if self.used == 8 {
+                self.state ^= self.state >> 12;
+                self.state ^= self.state << 25;
+                self.state ^= self.state >> 27;
+                self.word = self.state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes();
+                self.used = 0;
+            }
+            *b = self.word[self.used];
+            self.used += 1;
+        }
+    }
+}
+
+/// FNV-1a over everything seen, to print a digest of each direction.
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+}
+
+/// One connection: writes `bytes` from seed `seed` while a reader checks the
+/// echo; returns the digest of what was sent (= what came back).
+fn tcp_one(addr: SocketAddr, bytes: u64, seed: u64) -> io::Result<u64> {
+    let stream = TcpStream::connect_timeout(&addr, STALL)?;
+    stream.set_read_timeout(Some(STALL))?;
+    stream.set_write_timeout(Some(STALL))?;
+    let mut writer = stream.try_clone()?;
+    let sender = thread::spawn(move || -> io::Result<u64> {
+        let mut gen = Stream::new(seed);
+        let mut digest = Fnv::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            gen.fill(&mut buf[..n]);
+            digest.update(&buf[..n]);
+            writer.write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+        writer.shutdown(Shutdown::Write)?;
+        Ok(digest.0)
+    });
+    let mut reader = stream;
+    let mut expect = Stream::new(seed);
+    let mut digest = Fnv::new();
+    let (mut buf, mut want) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+    let mut got = 0u64;
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        expect.fill(&mut want[..n]);
+        if buf[..n] != want[..n] {
+            let at = buf[..n].iter().zip(&want[..n]).position(|(a, b)| a != b).unwrap_or(0);
+            return Err(io::Error::other(format!("echo differs at byte {}", got + at as u64)));
+        }
+        digest.update(&buf[..n]);
+        got += n as u64;
+    }
+    let sent = sender.join().map_err(|_| io::Error::other("sender panicked"))??;
+    if got != bytes {
+        return Err(io::Error::other(format!("{got} of {bytes} bytes came back")));
+    }
+    if digest.0 != sent {
+        return Err(io::Error::other("digests differ"));
+    }
+    Ok(sent)
+}
+
+fn tcp(addr: SocketAddr, bytes: u64, conns: u64) -> Result<String, String> {
+    let started = Instant::now();
+    let workers: Vec<_> =
+        (0..conns).map(|i| thread::spawn(move || tcp_one(addr, bytes, 0x5eed + i))).collect();
+    let mut digests = Vec::new();
+    let mut errors = Vec::new();
+    for (i, w) in workers.into_iter().enumerate() {
+        match w.join() {
+            Ok(Ok(d)) => digests.push(d),
+            Ok(Err(e)) => errors.push(format!("connection {i}: {e}")),
+            Err(_) => errors.push(format!("connection {i}: panicked")),
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if !errors.is_empty() {
+        return Err(format!("{} of {conns} connections failed: {}", errors.len(), errors.join("; ")));
+    }
+    let total = bytes * conns;
+    Ok(format!(
+        "tcp-check: {conns} connection(s) x {bytes} bytes echoed byte for byte in {secs:.2} s ({:.2} MB/s); fnv64 of stream 0 {:016x} sent and received",
+        total as f64 / secs / 1e6,
+        digests.first().copied().unwrap_or_default()
+    ))
+}
+
+fn udp(addr: SocketAddr, count: u32) -> Result<String, String> {
+    let bind = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+    let socket = UdpSocket::bind(bind).map_err(|e| e.to_string())?;
+    socket.connect(addr).map_err(|e| e.to_string())?;
+    socket.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    let mut rtts = Vec::new();
+    let mut buf = [0u8; 2048];
+    for i in 0..count {
+        let msg = format!("mote udp-check datagram {i}");
+        let sent = Instant::now();
+        socket.send(msg.as_bytes()).map_err(|e| format!("send {i}: {e}"))?;
+        let n = socket.recv(&mut buf).map_err(|e| format!("no reply to datagram {i}: {e}"))?;
+        if &buf[..n] != msg.as_bytes() {
+            return Err(format!("reply to datagram {i} was {:?}", String::from_utf8_lossy(&buf[..n])));
+        }
+        rtts.push(sent.elapsed().as_secs_f64() * 1e3);
+    }
+    rtts.sort_by(f64::total_cmp);
+    let median = rtts.get(rtts.len() / 2).copied().unwrap_or_default();
+    Ok(format!("udp-check: {count} datagrams echoed; round trip median {median:.2} ms"))
+}
+
+/// `tcp-check` / `udp-check`; the exit status.
+pub fn main(cmd: &str, args: &[String]) -> i32 {
+    let parsed = match (cmd, args) {
+        ("tcp-check", [addr, bytes]) | ("tcp-check", [addr, bytes, _]) => {
+            let conns = args.get(2).map_or(Ok(1), |c| c.parse());
+            match (addr.parse(), bytes.parse(), conns) {
+                (Ok(a), Ok(b), Ok(c)) if c > 0 => Ok(tcp(a, b, c)),
+                _ => Err(()),
+            }
+        }
+        ("udp-check", [addr, count]) => match (addr.parse(), count.parse()) {
+            (Ok(a), Ok(c)) => Ok(udp(a, c)),
+            _ => Err(()),
+        },
+        _ => Err(()),
+    };
+    match parsed {
+        Err(()) => {
+            eprintln!("usage: mote-agent tcp-check IP:PORT BYTES [CONNECTIONS] | mote-agent udp-check IP:PORT COUNT");
+            2
+        }
+        Ok(Ok(report)) => {
+            println!("{report}");
+            0
+        }
+        Ok(Err(e)) => {
+            eprintln!("{cmd}: {e}");
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn echo_server() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        thread::spawn(move || {
+            for s in l.incoming() {
+                let mut s = s.unwrap();
+                thread::spawn(move || {
+                    let mut r = s.try_clone().unwrap();
+                    io::copy(&mut r, &mut s).unwrap();
+                    s.shutdown(Shutdown::Write).unwrap();
+                });
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn tcp_check_passes_on_an_echo_and_fails_on_a_corrupter() {
+        let addr = echo_server();
+        assert!(tcp(addr, 300_000, 8).unwrap().contains("8 connection(s) x 300000 bytes"));
+        // A server that changes one byte.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let bad = l.local_addr().unwrap();
+        thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut data = Vec::new();
+            s.read_to_end(&mut data).unwrap();
+            data[1000] ^= 1;
+            s.write_all(&data).unwrap();
+        });
+        let err = tcp(bad, 5000, 1).unwrap_err();
+        assert!(err.contains("differs at byte 1000"), "{err}");
+    }
+
+    #[test]
+    fn udp_check_passes_on_an_echo() {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = s.local_addr().unwrap();
+        thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            loop {
+                let (n, from) = s.recv_from(&mut buf).unwrap();
+                s.send_to(&buf[..n], from).unwrap();
+            }
+        });
+        assert!(udp(addr, 20).unwrap().starts_with("udp-check: 20 datagrams echoed"));
+        assert_eq!(main("udp-check", &["nonsense".into(), "1".into()]), 2);
+    }
+}
