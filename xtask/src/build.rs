@@ -133,10 +133,12 @@ pub fn parse_meta(manifest: &str) -> Result<AppMeta, String> {
                         )
                     })?
             }
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "line {}: unknown key {key:?} in [package.metadata.mote] (known: memory, network, forward)",
                 number + 1
-            )),
+            ))
+            }
         }
     }
     Ok(meta)

@@ -171,6 +171,7 @@ pub fn cases() -> Vec<Case> {
             name: "async_tasks_wake_on_timers_in_order",
             app: "selftest",
             args: &["test=async"],
+            xl: &[],
             reason: Reason::Poweroff,
             checks: vec![
                 Line("async: timeout fired: true"),
