@@ -58,6 +58,8 @@ pub fn wallclock() -> (u64, u32) {
 pub enum Wake {
     Event,
     Deadline,
+    /// A shutdown request arrived (and woke whoever awaits it).
+    Shutdown,
 }
 
 /// Blocks until `port` fires (taking its event) or `deadline` passes;
@@ -79,7 +81,9 @@ pub fn block_any(ports: &[Port], deadline: Option<Instant>) -> Wake {
         if let Some(s) = store {
             DEMUX.take(s);
         }
-        crate::lifecycle::poll();
+        if crate::lifecycle::poll() {
+            return Wake::Shutdown;
+        }
         if ports.iter().fold(false, |fired, &p| DEMUX.take(p) | fired) {
             return Wake::Event;
         }
@@ -107,7 +111,7 @@ pub fn block_any(ports: &[Port], deadline: Option<Instant>) -> Wake {
 
 /// Waits until `port` fires.
 pub fn wait_for(port: Port) {
-    block(Some(port), None);
+    while block(Some(port), None) != Wake::Event {}
 }
 
 /// Sleeps for `duration`, halted in the hypervisor meanwhile.
@@ -116,5 +120,5 @@ pub fn sleep(duration: Duration) {
     if deadline.is_none() {
         log::warn!("sleep of {duration:?} is beyond the clock's range; sleeping until woken");
     }
-    block(None, deadline);
+    while block(None, deadline) == Wake::Shutdown {}
 }

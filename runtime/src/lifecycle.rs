@@ -70,7 +70,24 @@ pub fn requested() -> Option<Request> {
     }
 }
 
-/// Sleeps until the toolstack asks the domain to shut down.
+/// Wakes the task awaiting [`shutdown_requested`] when a request comes.
+static WAITER: spin::Mutex<Option<core::task::Waker>> = spin::Mutex::new(None);
+
+/// Resolves when the toolstack asks the domain to shut down: the async
+/// form of [`wait_for_shutdown`], for apps running on the executor.
+pub async fn shutdown_requested() -> Request {
+    core::future::poll_fn(|cx| match requested() {
+        Some(request) => core::task::Poll::Ready(request),
+        None => {
+            *WAITER.lock() = Some(cx.waker().clone());
+            core::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Sleeps until the toolstack asks the domain to shut down; blocks the
+/// executor, so async apps use [`shutdown_requested`].
 pub fn wait_for_shutdown() -> Request {
     loop {
         // Look at xenstore after every wake-up: the store event that woke us may have been
@@ -85,7 +102,8 @@ pub fn wait_for_shutdown() -> Request {
 
 /// Background work, run whenever the runtime wakes: takes a new request
 /// from xenstore, and ends the domain once a request's grace has run out.
-pub(crate) fn poll() {
+/// True when a request arrived just now (a task may have been woken).
+pub(crate) fn poll() -> bool {
     let force_at = FORCE_AT.load(Ordering::SeqCst);
     if force_at != 0 && Instant::now().as_nanos() >= force_at {
         if let Some(request) = requested() {
@@ -94,18 +112,25 @@ pub(crate) fn poll() {
             shutdown(request.reason());
         }
     }
-    let Some(&watch) = WATCH.get() else { return };
+    let Some(&watch) = WATCH.get() else { return false };
     // Busy means an app is using xenstore; its next wake-up retries.
-    let Some(result) = xenstore::try_with(|xs| take_request(xs, watch)) else { return };
+    let Some(result) = xenstore::try_with(|xs| take_request(xs, watch)) else { return false };
     match result {
-        Ok(None) => {}
+        Ok(None) => false,
         Ok(Some(request)) => {
             log::info!("the toolstack asked for {request:?}");
             REQUESTED.store(request as u8 + 1, Ordering::SeqCst);
+            if let Some(waker) = WAITER.lock().take() {
+                waker.wake();
+            }
             let grace = GRACE_NS.get().copied().unwrap_or(0);
             FORCE_AT.store(Instant::now().as_nanos().saturating_add(grace).max(1), Ordering::SeqCst);
+            true
         }
-        Err(e) => log::error!("reading control/shutdown: {e}"),
+        Err(e) => {
+            log::error!("reading control/shutdown: {e}");
+            false
+        }
     }
 }
 

@@ -82,6 +82,8 @@ pub(crate) struct End {
     tx: Queue,
 }
 
+impl crate::net::Nic for End {}
+
 impl Device for End {
     type RxToken<'a> = RxToken;
     type TxToken<'a> = TxToken;

@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// A case that has not ended by then fails (and its domain is destroyed).
-const CASE_TIMEOUT: Duration = Duration::from_secs(60);
+const CASE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Console lines shown with a failure.
 const EXCERPT_LINES: usize = 40;
 /// Longest console line shown in full in an excerpt.
@@ -234,7 +234,108 @@ pub fn cases() -> Vec<Case> {
             ],
             driver: Some(drive_xenbus),
         },
+        Case {
+            name: "net_dhcp_ping_and_udp_echo",
+            app: "echo",
+            args: &[],
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Contains("via DHCP, gateway 10.0.0.1"), Line("echo: Poweroff requested, stopping")],
+            driver: Some(drive_dhcp_echo),
+        },
+        Case {
+            name: "net_static_ipv4_and_ipv6",
+            app: "echo",
+            args: &["ip=10.0.0.2/24", "gw=10.0.0.1", "ip6=fd00::2/64"],
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("net: 10.0.0.2/24 (static), gateway 10.0.0.1"),
+                Contains("net: fd00::2/64 (static)"),
+            ],
+            driver: Some(drive_static_echo),
+        },
+        Case {
+            name: "tcp_echo_50mb_byte_for_byte",
+            app: "echo",
+            args: &["ip=10.0.0.3/24"],
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Line("echo: Poweroff requested, stopping")],
+            driver: Some(drive_bulk_echo),
+        },
+        Case {
+            name: "tcp_200_concurrent_connections",
+            app: "echo",
+            args: &["ip=10.0.0.4/24"],
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Line("echo: Poweroff requested, stopping")],
+            driver: Some(drive_many_connections),
+        },
     ]
+}
+
+/// Longest a dom0 network check may take (the 50 MB echo takes ~20–45 s under TCG).
+const NET_CHECK_LIMIT: Duration = Duration::from_secs(100);
+
+/// The address in `echo: serving on A.B.C.D …`.
+fn echo_address(d: &mut Driver) -> Result<String, String> {
+    let line = d.wait_line("echo: serving on ")?;
+    line.split_whitespace().nth(3).map(str::to_owned).ok_or_else(|| format!("no address in {line:?}"))
+}
+
+/// Runs a dom0 check and shows its report under the case.
+fn dom0_check(d: &Driver, command: &str) -> Result<(), String> {
+    let out = d.agent.run_ok(command, NET_CHECK_LIMIT)?;
+    for line in out.lines().filter(|l| l.contains("-check:") || l.contains("packets transmitted")) {
+        println!("    {}", line.trim());
+    }
+    Ok(())
+}
+
+fn shut_down(d: &Driver) -> Result<(), String> {
+    d.dom0(&format!("xl shutdown -w {}", d.name)).map(drop)
+}
+
+/// The guest leases an address from dom0's DHCP server, answers ping and echoes UDP.
+fn drive_dhcp_echo(d: &mut Driver) -> Result<(), String> {
+    let ip = echo_address(d)?;
+    let last: u8 =
+        ip.strip_prefix("10.0.0.").and_then(|n| n.parse().ok()).ok_or(format!("{ip} is not on xenbr0"))?;
+    if !(100..=199).contains(&last) {
+        return Err(format!("{ip} is outside dom0's DHCP range 10.0.0.100-199"));
+    }
+    dom0_check(d, &format!("ping -c 3 -W 5 {ip}"))?;
+    dom0_check(d, &format!("/mote/agent udp-check {ip}:7 20"))?;
+    shut_down(d)
+}
+
+/// Static IPv4 and IPv6 from the command line: ping, ping6, UDP and TCP echo over IPv6.
+fn drive_static_echo(d: &mut Driver) -> Result<(), String> {
+    let ip = echo_address(d)?;
+    if ip != "10.0.0.2" {
+        return Err(format!("serving on {ip}, not the static 10.0.0.2"));
+    }
+    dom0_check(d, "ping -c 3 -W 5 10.0.0.2")?;
+    dom0_check(d, "ping6 -c 3 -W 5 fd00::2")?;
+    dom0_check(d, "/mote/agent udp-check [fd00::2]:7 10")?;
+    dom0_check(d, "/mote/agent tcp-check [fd00::2]:7 100000")?;
+    shut_down(d)
+}
+
+/// 50 MB through TCP echo come back byte for byte.
+fn drive_bulk_echo(d: &mut Driver) -> Result<(), String> {
+    let ip = echo_address(d)?;
+    dom0_check(d, &format!("/mote/agent tcp-check {ip}:7 52428800"))?;
+    shut_down(d)
+}
+
+/// 200 connections open at once are all echoed.
+fn drive_many_connections(d: &mut Driver) -> Result<(), String> {
+    let ip = echo_address(d)?;
+    dom0_check(d, &format!("/mote/agent tcp-check {ip}:7 2000 200"))?;
+    shut_down(d)
 }
 
 /// How long `xl shutdown` may take to end a guest that is waiting for it.

@@ -20,15 +20,19 @@ mod config;
 mod stack;
 mod tcp;
 mod udp;
+#[cfg(target_os = "none")]
+mod xen;
 
 #[cfg(test)]
 mod tests;
 
 pub use config::{Config, ConfigError, Ipv4Config, Ipv6Config};
 pub use smoltcp;
-pub use stack::Stack;
+pub use stack::{Nic, Stack};
 pub use tcp::{TcpListener, TcpOptions, TcpStream};
 pub use udp::UdpSocket;
+#[cfg(target_os = "none")]
+pub use xen::{up, up_with, UpError};
 
 use core::fmt;
 

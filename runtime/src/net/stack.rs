@@ -25,6 +25,17 @@ const INGRESS_BUDGET: usize = 64;
 /// Dynamic ports (RFC 6335), for connections and sockets bound to port 0.
 const EPHEMERAL_FIRST: u16 = 49152;
 
+/// A network device as the stack needs it: a smoltcp device that can ask
+/// for a wake-up before the executor sleeps.
+pub trait Nic: Device {
+    /// Arms the device's event for the next frame or completion; true if
+    /// work is already waiting (the stack then polls again instead of
+    /// sleeping). Devices that need no arming keep the default.
+    fn arm_wakeup(&mut self) -> bool {
+        false
+    }
+}
+
 /// A network stack: an interface with its addresses and sockets. Cheap to
 /// clone (a handle); sockets keep it alive.
 #[derive(Clone)]
@@ -54,7 +65,7 @@ impl Stack {
     ///
     /// # Panics
     /// Outside [`executor::Executor::block_on`].
-    pub fn new<D: Device + 'static>(mut device: D, mac: [u8; 6], config: &Config) -> Stack {
+    pub fn new<D: Nic + 'static>(mut device: D, mac: [u8; 6], config: &Config) -> Stack {
         let now = executor::now();
         let random_seed = seed(now, mac);
         let mut iface_config = iface::Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
@@ -242,9 +253,13 @@ struct StackDriver<D> {
     device: D,
 }
 
-impl<D: Device> Driver for StackDriver<D> {
+impl<D: Nic> Driver for StackDriver<D> {
     fn poll(&mut self, now: Instant) -> Option<Instant> {
-        self.inner.borrow_mut().poll(&mut self.device, now)
+        let next = self.inner.borrow_mut().poll(&mut self.device, now);
+        if self.device.arm_wakeup() {
+            return Some(now);
+        }
+        next
     }
 }
 
