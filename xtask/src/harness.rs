@@ -5,7 +5,6 @@
 
 use crate::agent::Agent;
 use crate::assets::Assets;
-use crate::build::Forward;
 use crate::mote_dir;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -38,10 +37,10 @@ pub fn port_file() -> PathBuf {
 
 /// QEMU's user network for dom0: `restrict=on` keeps every packet inside this machine; the
 /// agent's port and the app's forwards are reachable from 127.0.0.1 only.
-fn netdev(agent_port: u16, forwards: &[Forward]) -> String {
+fn netdev(agent_port: u16, tcp_ports: &[u16]) -> String {
     let mut netdev = format!("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{agent_port}-:7000");
-    for f in forwards {
-        netdev.push_str(&format!(",hostfwd={}:127.0.0.1:{}-:{}", f.proto(), f.host, f.host));
+    for port in tcp_ports {
+        netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{port}-:{port}"));
     }
     netdev
 }
@@ -112,8 +111,8 @@ impl Harness {
     /// Boots QEMU with `assets`, waits for dom0's agent and records the port in
     /// `target/mote/harness.port`. Must be called from the main thread: PR_SET_PDEATHSIG fires
     /// when the thread that spawned QEMU ends.
-    /// `forwards` become QEMU port forwards from 127.0.0.1 to the same ports in dom0.
-    pub fn boot(assets: &Assets, forwards: &[Forward]) -> Result<Harness, String> {
+    /// `tcp_ports` are forwarded from 127.0.0.1 to the same TCP ports in dom0.
+    pub fn boot(assets: &Assets, tcp_ports: &[u16]) -> Result<Harness, String> {
         install_teardown_hooks();
         for path in [&assets.dom0_kernel, &assets.dom0_initrd] {
             let s = path.to_string_lossy();
@@ -153,7 +152,7 @@ impl Harness {
             assets.dom0_initrd.display()
         ))
         .arg("-netdev")
-        .arg(netdev(port, forwards))
+        .arg(netdev(port, tcp_ports))
         .args(["-device", "e1000,netdev=n0"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -283,7 +282,7 @@ pub fn failure_with_log(message: &str) -> String {
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> Result<u16, String> {
+pub fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot find a free port: {e}"))?;
     listener.local_addr().map(|a| a.port()).map_err(|e| format!("cannot find a free port: {e}"))
 }

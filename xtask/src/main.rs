@@ -14,6 +14,7 @@
 mod agent;
 mod assets;
 mod build;
+mod forward;
 mod guest;
 mod harness;
 mod symbolize;
@@ -126,7 +127,8 @@ fn cmd_run(
     let image = build::build(app, debug)?;
     assets::install_host_deps()?;
     let assets = assets::ensure()?;
-    let harness = harness::Harness::boot(&assets, &image.meta.forward)?;
+    let mut forwards = forward::plan(&image.meta.forward)?;
+    let harness = harness::Harness::boot(&assets, &forward::tcp_ports(&forwards))?;
     let agent = harness.agent();
     guest::upload(&agent, &image)?;
     let opts = guest::Options { timeout, echo: true, clock: harness.started(), xl: Vec::new() };
@@ -135,19 +137,9 @@ fn cmd_run(
     let run = guest::run(&agent, &image, guest_args, &opts, &mut |line| {
         let _ = writeln!(stdout, "{line}");
         let _ = stdout.flush();
-        // Once the guest says its address, dom0 relays the forwarded ports to it.
+        // Once the guest says its address, the forwarded ports lead to it.
         if let Some(ip) = guest_ipv4(line).filter(|_| relays.is_empty()) {
-            for f in &image.meta.forward {
-                let command = format!("exec /mote/agent forward {} {} {ip}:{}", f.proto(), f.host, f.guest);
-                let (tx, _) = std::sync::mpsc::channel();
-                match agent.spawn(&command, (), tx) {
-                    Ok(relay) => {
-                        eprintln!("mote: 127.0.0.1:{}/{} -> {app} {ip}:{}", f.host, f.proto(), f.guest);
-                        relays.push(relay);
-                    }
-                    Err(e) => eprintln!("mote: cannot forward port {}/{}: {e}", f.host, f.proto()),
-                }
-            }
+            relays = forward::start(&agent, &mut forwards, app, ip);
         }
     });
     drop(relays);

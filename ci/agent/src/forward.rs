@@ -1,17 +1,22 @@
-//! `mote-agent forward tcp|udp PORT TARGET`: relays connections (TCP) or
-//! datagrams (UDP) arriving on dom0's PORT to TARGET (`ip:port`, a guest on
-//! xenbr0). With QEMU's `hostfwd` from 127.0.0.1 to the same dom0 port, a
-//! guest service is reachable from the host's loopback. Runs until killed.
+//! `mote-agent forward tcp|udp-over-tcp PORT TARGET`: relays what reaches
+//! dom0's TCP PORT to TARGET (`ip:port`, a guest on xenbr0), so that with
+//! QEMU's `hostfwd` from 127.0.0.1 a guest service is reachable from the
+//! host's loopback. Runs until killed.
+//!
+//! `tcp` relays connections. `udp-over-tcp` carries datagrams: QEMU's
+//! restricted user network does not return UDP replies to the host, so
+//! `cargo xtask run` receives the host's datagrams itself and sends them
+//! through a TCP connection, each as a big-endian `u16` length and the bytes;
+//! here every connection gets its own UDP socket towards TARGET, and replies
+//! go back the same way.
 
-use std::collections::HashMap;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::{Arc, Mutex};
 use std::thread;
 
 /// Parses the arguments and runs the relay; the process's exit status.
 pub fn main(args: &[String]) -> i32 {
-    let usage = "usage: mote-agent forward tcp|udp PORT TARGET_IP:PORT";
+    let usage = "usage: mote-agent forward tcp|udp-over-tcp PORT TARGET_IP:PORT";
     let [proto, port, target] = args else {
         eprintln!("{usage}");
         return 2;
@@ -22,7 +27,7 @@ pub fn main(args: &[String]) -> i32 {
     };
     let result = match proto.as_str() {
         "tcp" => tcp(port, target),
-        "udp" => udp(port, target),
+        "udp-over-tcp" => udp_over_tcp(port, target),
         _ => {
             eprintln!("mote-agent forward: unknown protocol {proto:?}; {usage}");
             return 2;
@@ -68,45 +73,67 @@ fn relay_tcp(client: TcpStream, target: SocketAddr) -> io::Result<()> {
     Ok(())
 }
 
-/// One upstream socket per client address, so replies find their way back.
-fn udp(port: u16, target: SocketAddr) -> io::Result<()> {
-    let socket = Arc::new(UdpSocket::bind(("0.0.0.0", port))?);
-    println!("forward: udp {port} -> {target}");
-    let upstreams: Mutex<HashMap<SocketAddr, Arc<UdpSocket>>> = Mutex::new(HashMap::new());
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let (n, client) = socket.recv_from(&mut buf)?;
-        let upstream = {
-            let mut map = upstreams.lock().unwrap_or_else(|p| p.into_inner());
-            match map.get(&client) {
-                Some(u) => Arc::clone(u),
-                None => {
-                    let u = Arc::new(UdpSocket::bind(("0.0.0.0", 0))?);
-                    u.connect(target)?;
-                    let (back, down) = (Arc::clone(&u), Arc::clone(&socket));
-                    thread::spawn(move || {
-                        let mut buf = vec![0u8; 65536];
-                        while let Ok(n) = back.recv(&mut buf) {
-                            if down.send_to(&buf[..n], client).is_err() {
-                                return;
-                            }
-                        }
-                    });
-                    map.insert(client, Arc::clone(&u));
-                    u
-                }
+fn udp_over_tcp(port: u16, target: SocketAddr) -> io::Result<()> {
+    let listener = TcpListener::bind(("0.0.0.0", port))?;
+    println!("forward: udp-over-tcp {port} -> {target}");
+    for client in listener.incoming() {
+        let client = client?;
+        thread::spawn(move || {
+            if let Err(e) = relay_datagrams(client, target) {
+                eprintln!("forward: udp to {target}: {e}");
             }
-        };
-        if let Err(e) = upstream.send(&buf[..n]) {
-            eprintln!("forward: udp to {target}: {e}");
-        }
+        });
     }
+    Ok(())
+}
+
+/// Reads one framed datagram; `None` at a clean end of the stream.
+pub fn read_datagram(stream: &mut impl Read, buf: &mut [u8; 65535]) -> io::Result<Option<usize>> {
+    let mut len = [0u8; 2];
+    match stream.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = usize::from(u16::from_be_bytes(len));
+    stream.read_exact(&mut buf[..len])?;
+    Ok(Some(len))
+}
+
+/// Writes one framed datagram.
+pub fn write_datagram(stream: &mut impl Write, datagram: &[u8]) -> io::Result<()> {
+    let len = u16::try_from(datagram.len()).map_err(|_| io::Error::other("datagram over 64 KiB"))?;
+    let mut frame = Vec::with_capacity(2 + datagram.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(datagram);
+    stream.write_all(&frame)
+}
+
+/// Datagrams from `client` go to `target` from a socket of their own; its
+/// replies go back framed, until `client` closes.
+fn relay_datagrams(client: TcpStream, target: SocketAddr) -> io::Result<()> {
+    let socket = UdpSocket::bind(if target.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" })?;
+    socket.connect(target)?;
+    let (replies, mut back) = (socket.try_clone()?, client.try_clone()?);
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 65535];
+        while let Ok(n) = replies.recv(&mut buf) {
+            if write_datagram(&mut back, &buf[..n]).is_err() {
+                return;
+            }
+        }
+    });
+    let mut client = client;
+    let mut buf = Box::new([0u8; 65535]);
+    while let Some(n) = read_datagram(&mut client, &mut buf)? {
+        socket.send(&buf[..n])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Write};
     use std::time::Duration;
 
     fn free_port() -> u16 {
@@ -136,7 +163,7 @@ mod tests {
     }
 
     #[test]
-    fn udp_replies_return_to_their_sender() {
+    fn datagrams_cross_the_tunnel_and_replies_return() {
         let echo = UdpSocket::bind("127.0.0.1:0").unwrap();
         let target = echo.local_addr().unwrap();
         thread::spawn(move || {
@@ -147,14 +174,17 @@ mod tests {
             }
         });
         let port = free_port();
-        thread::spawn(move || udp(port, target));
+        thread::spawn(move || udp_over_tcp(port, target));
         thread::sleep(Duration::from_millis(100));
-        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        c.send_to(b"ping", ("127.0.0.1", port)).unwrap();
-        let mut buf = [0u8; 16];
-        let n = c.recv(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"ping");
+        let mut buf = Box::new([0u8; 65535]);
+        for msg in [&b"ping"[..], &[7u8; 1400][..], b""] {
+            write_datagram(&mut c, msg).unwrap();
+            let n = read_datagram(&mut c, &mut buf).unwrap().unwrap();
+            assert_eq!(&buf[..n], msg);
+        }
+        c.shutdown(Shutdown::Write).unwrap();
     }
 
     #[test]

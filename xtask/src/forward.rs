@@ -1,0 +1,165 @@
+//! What `cargo xtask run` does for an app's `forward = [...]`: TCP ports are
+//! plain QEMU port forwards to dom0, where the agent relays them to the
+//! guest; UDP goes through a TCP tunnel (QEMU's restricted user network does
+//! not return UDP replies to the host): this side receives datagrams on
+//! 127.0.0.1 and frames them into a TCP connection per client, the agent's
+//! `forward udp-over-tcp` unframes them towards the guest.
+
+use crate::agent::{Agent, Exec};
+use crate::build::Forward;
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// One forward, with what carries it.
+pub struct Plan {
+    forward: Forward,
+    /// The TCP port forwarded from the host to dom0 (for UDP: the tunnel's).
+    tcp_port: u16,
+    /// For UDP: the host socket that receives the datagrams, bound up front
+    /// so that a busy port is an error before the harness boots.
+    udp: Option<UdpSocket>,
+}
+
+/// Prepares `forwards`: the TCP ports the harness must forward, and sockets.
+pub fn plan(forwards: &[Forward]) -> Result<Vec<Plan>, String> {
+    forwards
+        .iter()
+        .map(|&forward| {
+            if !forward.udp {
+                return Ok(Plan { forward, tcp_port: forward.host, udp: None });
+            }
+            let udp = UdpSocket::bind(("127.0.0.1", forward.host))
+                .map_err(|e| format!("cannot listen on 127.0.0.1:{}/udp: {e}", forward.host))?;
+            Ok(Plan { forward, tcp_port: crate::harness::free_port()?, udp: Some(udp) })
+        })
+        .collect()
+}
+
+/// The TCP ports the harness forwards to dom0 for `plans`.
+pub fn tcp_ports(plans: &[Plan]) -> Vec<u16> {
+    plans.iter().map(|p| p.tcp_port).collect()
+}
+
+/// Starts the relays to the guest at `ip`; they run until the returned
+/// handles are dropped (the dom0 side) or the process ends (the host side).
+pub fn start(agent: &Agent, plans: &mut [Plan], app: &str, ip: Ipv4Addr) -> Vec<Exec> {
+    let mut relays = Vec::new();
+    for plan in plans {
+        let f = plan.forward;
+        let mode = if f.udp { "udp-over-tcp" } else { "tcp" };
+        let command = format!("exec /mote/agent forward {mode} {} {ip}:{}", plan.tcp_port, f.guest);
+        let (tx, _) = mpsc::channel();
+        match agent.spawn(&command, (), tx) {
+            Ok(relay) => relays.push(relay),
+            Err(e) => {
+                eprintln!("mote: cannot forward port {}/{}: {e}", f.host, f.proto());
+                continue;
+            }
+        }
+        if let Some(udp) = plan.udp.take() {
+            let tunnel = plan.tcp_port;
+            thread::spawn(move || {
+                if let Err(e) = tunnel_datagrams(udp, tunnel) {
+                    eprintln!("mote: udp forward {}: {e}", f.host);
+                }
+            });
+        }
+        eprintln!("mote: 127.0.0.1:{}/{} -> {app} {ip}:{}", f.host, f.proto(), f.guest);
+    }
+    relays
+}
+
+/// Each client address gets its own tunnel connection; replies come back
+/// to it.
+fn tunnel_datagrams(udp: UdpSocket, tunnel: u16) -> io::Result<()> {
+    let udp = Arc::new(udp);
+    let tunnels: Mutex<HashMap<SocketAddr, TcpStream>> = Mutex::new(HashMap::new());
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let (n, client) = udp.recv_from(&mut buf)?;
+        let mut map = tunnels.lock().unwrap_or_else(|p| p.into_inner());
+        if !map.contains_key(&client) {
+            let stream = connect(tunnel)?;
+            let (back, mut replies) = (Arc::clone(&udp), stream.try_clone()?);
+            thread::spawn(move || {
+                let mut buf = vec![0u8; 65535];
+                while let Ok(Some(n)) = read_datagram(&mut replies, &mut buf) {
+                    if back.send_to(&buf[..n], client).is_err() {
+                        return;
+                    }
+                }
+            });
+            map.insert(client, stream);
+        }
+        if let Some(stream) = map.get_mut(&client) {
+            write_datagram(stream, &buf[..n])?;
+        }
+    }
+}
+
+/// Connects to the tunnel, giving the agent's relay a moment to listen.
+fn connect(port: u16) -> io::Result<TcpStream> {
+    let mut last = None;
+    for _ in 0..50 {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no connection")))
+}
+
+/// The tunnel's framing: a big-endian `u16` length, then the datagram.
+fn write_datagram(stream: &mut impl Write, datagram: &[u8]) -> io::Result<()> {
+    let len = u16::try_from(datagram.len()).map_err(|_| io::Error::other("datagram over 64 KiB"))?;
+    let mut frame = Vec::with_capacity(2 + datagram.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(datagram);
+    stream.write_all(&frame)
+}
+
+fn read_datagram(stream: &mut impl Read, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    let mut len = [0u8; 2];
+    if stream.read_exact(&mut len).is_err() {
+        return Ok(None);
+    }
+    let len = usize::from(u16::from_be_bytes(len));
+    stream.read_exact(&mut buf[..len])?;
+    Ok(Some(len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn datagrams_are_framed_through_the_tunnel_and_replies_come_back() {
+        // Plays the agent: a tunnel endpoint that answers each datagram reversed.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let tunnel = listener.local_addr().unwrap().port();
+        thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = vec![0u8; 65535];
+            while let Ok(Some(n)) = read_datagram(&mut s, &mut buf) {
+                buf[..n].reverse();
+                write_datagram(&mut s, &buf[..n]).unwrap();
+            }
+        });
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = udp.local_addr().unwrap();
+        thread::spawn(move || tunnel_datagrams(udp, tunnel));
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        client.send_to(b"abc", addr).unwrap();
+        let mut buf = [0u8; 16];
+        let n = client.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"cba");
+    }
+}
