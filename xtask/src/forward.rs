@@ -7,7 +7,7 @@
 
 use crate::agent::{Agent, Exec};
 use crate::build::Forward;
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::mpsc;
@@ -83,22 +83,23 @@ fn tunnel_datagrams(udp: UdpSocket, tunnel: u16) -> io::Result<()> {
     loop {
         let (n, client) = udp.recv_from(&mut buf)?;
         let mut map = tunnels.lock().unwrap_or_else(|p| p.into_inner());
-        if !map.contains_key(&client) {
-            let stream = connect(tunnel)?;
-            let (back, mut replies) = (Arc::clone(&udp), stream.try_clone()?);
-            thread::spawn(move || {
-                let mut buf = vec![0u8; 65535];
-                while let Ok(Some(n)) = read_datagram(&mut replies, &mut buf) {
-                    if back.send_to(&buf[..n], client).is_err() {
-                        return;
+        let stream = match map.entry(client) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let stream = connect(tunnel)?;
+                let (back, mut replies) = (Arc::clone(&udp), stream.try_clone()?);
+                thread::spawn(move || {
+                    let mut buf = vec![0u8; 65535];
+                    while let Ok(Some(n)) = read_datagram(&mut replies, &mut buf) {
+                        if back.send_to(&buf[..n], client).is_err() {
+                            return;
+                        }
                     }
-                }
-            });
-            map.insert(client, stream);
-        }
-        if let Some(stream) = map.get_mut(&client) {
-            write_datagram(stream, &buf[..n])?;
-        }
+                });
+                e.insert(stream)
+            }
+        };
+        write_datagram(stream, &buf[..n])?;
     }
 }
 
