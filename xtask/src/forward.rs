@@ -5,7 +5,7 @@
 //! 127.0.0.1 and frames them into a TCP connection per client, the agent's
 //! `forward udp-over-tcp` unframes them towards the guest.
 
-use crate::agent::{Agent, Exec};
+use crate::agent::{Agent, Event, Exec};
 use crate::build::Forward;
 use std::collections::hash_map::{Entry, HashMap};
 use std::io::{self, Read, Write};
@@ -14,6 +14,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
+
+/// How long a dom0 relay may take to listen.
+const RELAY_START: Duration = Duration::from_secs(10);
 
 /// One forward, with what carries it.
 pub struct Plan {
@@ -53,8 +56,17 @@ pub fn start(agent: &Agent, plans: &mut [Plan], app: &str, ip: Ipv4Addr) -> Vec<
         let f = plan.forward;
         let mode = if f.udp { "udp-over-tcp" } else { "tcp" };
         let command = format!("exec /mote/agent forward {mode} {} {ip}:{}", plan.tcp_port, f.guest);
-        let (tx, _) = mpsc::channel();
-        match agent.spawn(&command, (), tx) {
+        let (tx, events) = mpsc::channel();
+        let started = agent.spawn(&command, (), tx).and_then(|relay| {
+            // The relay prints a line once it listens: only then may traffic come.
+            match events.recv_timeout(RELAY_START) {
+                Ok(((), Event::Output(_))) => Ok(relay),
+                Ok(((), Event::Exit(status))) => Err(format!("the dom0 relay exited with status {status}")),
+                Ok(((), Event::Failed(e))) => Err(e),
+                Err(_) => Err(format!("the dom0 relay did not start within {RELAY_START:?}")),
+            }
+        });
+        match started {
             Ok(relay) => relays.push(relay),
             Err(e) => {
                 eprintln!("mote: cannot forward port {}/{}: {e}", f.host, f.proto());

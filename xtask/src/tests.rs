@@ -4,6 +4,7 @@
 use crate::agent::{sh_quote, Agent, Event, Exec};
 use crate::assets;
 use crate::build::{self, Image};
+use crate::forward;
 use crate::guest::{self, Reason};
 use crate::harness::{self, Harness};
 use crate::{run_status, workspace_root};
@@ -56,6 +57,9 @@ pub struct Driver {
     /// The domain's name (the app's).
     pub name: &'static str,
     lines: mpsc::Receiver<String>,
+    /// The app's forwarded ports, for the first case of that app that runs (so a case that
+    /// uses them comes first among its app's cases).
+    pub forwards: Vec<forward::Plan>,
 }
 
 /// How long a driver waits for one console line or dom0 command.
@@ -235,6 +239,15 @@ pub fn cases() -> Vec<Case> {
             driver: Some(drive_xenbus),
         },
         Case {
+            name: "forwards_reach_echo_from_host_loopback",
+            app: "echo",
+            args: &[],
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Line("echo: Poweroff requested, stopping")],
+            driver: Some(drive_forwards),
+        },
+        Case {
             name: "net_dhcp_ping_and_udp_echo",
             app: "echo",
             args: &[],
@@ -328,6 +341,41 @@ fn drive_static_echo(d: &mut Driver) -> Result<(), String> {
 fn drive_bulk_echo(d: &mut Driver) -> Result<(), String> {
     let ip = echo_address(d)?;
     dom0_check(d, &format!("/mote/agent tcp-check {ip}:7 52428800"))?;
+    shut_down(d)
+}
+
+/// What `cargo xtask run echo` offers: the echo ports on 127.0.0.1:7007, TCP and UDP, from
+/// the host through QEMU and dom0.
+fn drive_forwards(d: &mut Driver) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let ip: std::net::Ipv4Addr = echo_address(d)?.parse().map_err(|e| format!("echo address: {e}"))?;
+    let relays = forward::start(&d.agent, &mut d.forwards, d.name, ip);
+    if relays.len() != 2 {
+        return Err(format!("{} of 2 forwards started", relays.len()));
+    }
+    let fail = |what: &str, e: std::io::Error| format!("{what} 127.0.0.1:7007: {e}");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| fail("udp bind for", e))?;
+    udp.set_read_timeout(Some(DRIVER_WAIT)).map_err(|e| fail("udp", e))?;
+    for i in 0..3 {
+        let msg = format!("datagram {i} from the host");
+        udp.send_to(msg.as_bytes(), "127.0.0.1:7007").map_err(|e| fail("udp send to", e))?;
+        let mut buf = [0u8; 256];
+        let n = udp.recv(&mut buf).map_err(|e| fail("udp reply from", e))?;
+        if &buf[..n] != msg.as_bytes() {
+            return Err(format!("udp echo returned {:?}", String::from_utf8_lossy(&buf[..n])));
+        }
+    }
+    let mut tcp = std::net::TcpStream::connect("127.0.0.1:7007").map_err(|e| fail("tcp connect to", e))?;
+    tcp.set_read_timeout(Some(DRIVER_WAIT)).map_err(|e| fail("tcp", e))?;
+    let msg = b"a line from the host\n";
+    tcp.write_all(msg).map_err(|e| fail("tcp write to", e))?;
+    let mut back = vec![0u8; msg.len()];
+    tcp.read_exact(&mut back).map_err(|e| fail("tcp read from", e))?;
+    if back != msg {
+        return Err(format!("tcp echo returned {:?}", String::from_utf8_lossy(&back)));
+    }
+    println!("    127.0.0.1:7007 echoed 3 UDP datagrams and a TCP line");
+    drop(relays);
     shut_down(d)
 }
 
@@ -710,6 +758,7 @@ fn run_case(
     image: &Image,
     args: &[String],
     opts: &guest::Options,
+    forwards: Vec<forward::Plan>,
 ) -> (guest::GuestRun, Result<(), String>) {
     let Some(drive) = case.driver else {
         return (guest::run(agent, image, args, opts, &mut |_| {}), Ok(()));
@@ -721,7 +770,7 @@ fn run_case(
                 let _ = tx.send(line.to_owned());
             })
         });
-        let mut driver = Driver { agent: *agent, name: case.app, lines };
+        let mut driver = Driver { agent: *agent, name: case.app, lines, forwards };
         let driven = drive(&mut driver);
         if driven.is_err() {
             let _ = agent.run(&format!("xl destroy {}", case.app), DRIVER_WAIT);
@@ -875,7 +924,20 @@ fn integration(cases: &[Case]) -> (usize, usize) {
         Ok(a) => a,
         Err(e) => return fail_all(&format!("harness assets: {e}")),
     };
-    let mut harness = match Harness::boot(&assets, &[]) {
+    // Apps' `forward = [...]` ports, so that a case can reach its guest from 127.0.0.1.
+    let mut forwards: BTreeMap<&str, Vec<forward::Plan>> = BTreeMap::new();
+    for (app, image) in images.iter_mut() {
+        if let Ok(img) = image {
+            match forward::plan(&img.meta.forward) {
+                Ok(plans) => {
+                    forwards.insert(app, plans);
+                }
+                Err(e) => *image = Err(format!("forwarded ports of {app}: {e}")),
+            }
+        }
+    }
+    let tcp_ports: Vec<u16> = forwards.values().flat_map(|plans| forward::tcp_ports(plans)).collect();
+    let mut harness = match Harness::boot(&assets, &tcp_ports) {
         Ok(h) => h,
         Err(e) => return fail_all(&format!("harness did not start: {e}")),
     };
@@ -903,7 +965,8 @@ fn integration(cases: &[Case]) -> (usize, usize) {
                         clock: Instant::now(),
                         xl: case.xl.iter().map(|s| s.to_string()).collect(),
                     };
-                    let (run, driven) = run_case(case, &agent, image, &args, &opts);
+                    let plans = forwards.get_mut(case.app).map(std::mem::take).unwrap_or_default();
+                    let (run, driven) = run_case(case, &agent, image, &args, &opts, plans);
                     let mut problems = judge(case, image, &run);
                     if let Err(e) = driven {
                         problems.insert(0, format!("driver: {e}"));
