@@ -278,6 +278,15 @@ pub fn cases() -> Vec<Case> {
             driver: Some(drive_bulk_echo),
         },
         Case {
+            name: "two_vifs_serve_both_addresses",
+            app: "echo",
+            args: &["ip=10.0.0.5/24", "vif1.ip=10.0.0.6/24"],
+            xl: &[r#"vif=["bridge=xenbr0","bridge=xenbr0"]"#],
+            reason: Reason::Poweroff,
+            checks: vec![Contains("net: vif 1 connected"), Line("echo: Poweroff requested, stopping")],
+            driver: Some(drive_two_vifs),
+        },
+        Case {
             name: "tcp_200_concurrent_connections",
             app: "echo",
             args: &["ip=10.0.0.4/24"],
@@ -376,6 +385,21 @@ fn drive_forwards(d: &mut Driver) -> Result<(), String> {
     }
     println!("    127.0.0.1:7007 echoed 3 UDP datagrams and a TCP line");
     drop(relays);
+    shut_down(d)
+}
+
+/// Each vif has its own stack and address, and both serve.
+fn drive_two_vifs(d: &mut Driver) -> Result<(), String> {
+    let mut addresses = [echo_address(d)?, echo_address(d)?];
+    addresses.sort();
+    if addresses != ["10.0.0.5", "10.0.0.6"] {
+        return Err(format!("serving on {addresses:?}, not 10.0.0.5 and 10.0.0.6"));
+    }
+    for ip in addresses {
+        dom0_check(d, &format!("ping -c 2 -W 5 {ip}"))?;
+        dom0_check(d, &format!("/mote/agent udp-check {ip}:7 5"))?;
+        dom0_check(d, &format!("/mote/agent tcp-check {ip}:7 100000"))?;
+    }
     shut_down(d)
 }
 

@@ -6,6 +6,8 @@
 //! | `gw=` | the IPv4 default gateway, inside the static `ip=` subnet | none |
 //! | `ip6=` | a static IPv6 address with its prefix length: `2001:db8::2/64` | none |
 //! | `gw6=` | the IPv6 default gateway, inside the `ip6=` prefix or link-local | none |
+//!
+//! These configure vif 0; vif N takes the same keys prefixed `vifN.` (`vif1.ip=10.0.1.2/24`).
 
 use crate::cmdline::Cmdline;
 use alloc::string::{String, ToString};
@@ -103,6 +105,22 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The configuration of vif `index`: the plain keys for vif 0, the keys
+    /// prefixed `vif<index>.` for the others.
+    pub fn for_vif(cmdline: &Cmdline<'_>, index: u32) -> Result<Config, ConfigError> {
+        if index == 0 {
+            return Config::from_cmdline(cmdline);
+        }
+        let prefix = alloc::format!("vif{index}.");
+        let own: alloc::vec::Vec<String> = cmdline
+            .args()
+            .filter_map(|(k, v)| k.strip_prefix(prefix.as_str()).map(|k| alloc::format!("{k}={v}")))
+            .collect();
+        Config::from_cmdline(&Cmdline::new(&own.join(" ")))
+    }
+}
+
 fn malformed(key: &'static str, value: &str, expected: &'static str) -> ConfigError {
     ConfigError::Malformed { key, value: value.to_string(), expected }
 }
@@ -145,6 +163,22 @@ fn parse_gateway_v6(value: &str, prefix: Ipv6Cidr) -> Result<Ipv6Addr, ConfigErr
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn other_vifs_take_prefixed_keys() {
+        let line = Cmdline::new("ip=10.0.0.2/24 vif1.ip=10.0.1.2/24 vif1.gw=10.0.1.1 vif2.ip=dhcp");
+        assert_eq!(Config::for_vif(&line, 0).unwrap().ipv4, Config::from_cmdline(&line).unwrap().ipv4);
+        match Config::for_vif(&line, 1).unwrap().ipv4 {
+            Ipv4Config::Static { address, gateway } => {
+                assert_eq!(address.to_string(), "10.0.1.2/24");
+                assert_eq!(gateway, Some(Ipv4Addr::new(10, 0, 1, 1)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(Config::for_vif(&line, 2).unwrap().ipv4, Ipv4Config::Dhcp);
+        assert_eq!(Config::for_vif(&line, 3).unwrap(), Config::default());
+        assert!(Config::for_vif(&Cmdline::new("vif1.ip=nonsense"), 1).is_err());
+    }
+
     use super::*;
 
     fn parse(line: &str) -> Result<Config, ConfigError> {

@@ -32,7 +32,7 @@ pub use stack::{Nic, Stack};
 pub use tcp::{TcpListener, TcpOptions, TcpStream};
 pub use udp::UdpSocket;
 #[cfg(target_os = "none")]
-pub use xen::{up, up_with, UpError};
+pub use xen::{up, up_all, up_vif, UpError};
 
 use core::fmt;
 

@@ -1,6 +1,7 @@
 //! Networking on Xen: the domain's vif (netfront) under the stack.
 
 use super::{Config, ConfigError, Nic, Stack};
+use crate::xenstore::Store;
 use core::fmt;
 use mote_netfront::connect::{self, ConnectError};
 use mote_netfront::device::Netfront;
@@ -14,18 +15,22 @@ impl Nic for Netfront {
 /// Why the network could not come up.
 #[derive(Debug)]
 pub enum UpError {
-    Config(ConfigError),
+    /// A bad network argument for vif `.0`.
+    Config(u32, ConfigError),
     /// The domain has no xenstore connection or no grant table.
     NoXen(&'static str),
-    Vif(ConnectError),
+    Vif(u32, ConnectError),
+    /// The domain has no vif (`vif = [...]` in the xl config).
+    NoVif,
 }
 
 impl fmt::Display for UpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UpError::Config(e) => write!(f, "network configuration: {e}"),
+            UpError::Config(vif, e) => write!(f, "network configuration of vif {vif}: {e}"),
             UpError::NoXen(what) => write!(f, "no {what}: cannot bring up the vif"),
-            UpError::Vif(e) => write!(f, "vif 0: {e}"),
+            UpError::Vif(vif, e) => write!(f, "vif {vif}: {e}"),
+            UpError::NoVif => f.write_str("the domain has no vif (add vif = [...] to its xl config)"),
         }
     }
 }
@@ -35,21 +40,43 @@ impl fmt::Display for UpError {
 /// [`crate::block_on`]; with DHCP, `stack.wait_ipv4().await` waits for the
 /// lease.
 pub fn up() -> Result<Stack, UpError> {
-    let config = Config::from_cmdline(&crate::cmdline()).map_err(UpError::Config)?;
-    up_with(&config)
+    let config = Config::for_vif(&crate::cmdline(), 0).map_err(|e| UpError::Config(0, e))?;
+    up_vif(0, &config)
 }
 
-/// [`up`] with an explicit configuration.
-pub fn up_with(config: &Config) -> Result<Stack, UpError> {
+/// Brings up every vif the domain has, each with its own stack and
+/// configuration (`vifN.ip=` … for vif N; see [`Config::for_vif`]).
+pub fn up_all() -> Result<alloc::vec::Vec<Stack>, UpError> {
+    let mut indexes: alloc::vec::Vec<u32> = crate::xenstore::with(|xs| xs.directory("device/vif"))
+        .ok_or(UpError::NoXen("xenstore"))?
+        .map_err(|_| UpError::NoVif)?
+        .iter()
+        .filter_map(|name| name.parse().ok())
+        .collect();
+    indexes.sort_unstable();
+    if indexes.is_empty() {
+        return Err(UpError::NoVif);
+    }
+    indexes
+        .into_iter()
+        .map(|index| {
+            let config = Config::for_vif(&crate::cmdline(), index).map_err(|e| UpError::Config(index, e))?;
+            up_vif(index, &config)
+        })
+        .collect()
+}
+
+/// Brings up vif `index` (`device/vif/<index>`) with `config`.
+pub fn up_vif(index: u32, config: &Config) -> Result<Stack, UpError> {
     let netfront = crate::xenstore::with(|xs| {
-        crate::grants::with(|gt| connect::connect(xs, gt, 0, connect::Config::default()))
+        crate::grants::with(|gt| connect::connect(xs, gt, index, connect::Config::default()))
             .ok_or(UpError::NoXen("grant table"))
     })
     .ok_or(UpError::NoXen("xenstore"))??
-    .map_err(UpError::Vif)?;
+    .map_err(|e| UpError::Vif(index, e))?;
     let mac = netfront.mac();
     log::info!(
-        "net: vif 0 connected, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        "net: vif {index} connected, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
         mac[0],
         mac[1],
         mac[2],
