@@ -36,6 +36,11 @@ impl Connection {
         self.input.is_empty()
     }
 
+    /// Bytes held for requests not answered yet: below [`MAX_HEAD`] plus one read.
+    pub fn buffered(&self) -> usize {
+        self.input.len()
+    }
+
     /// A response said `Connection: close`: send it, then close.
     pub fn is_closed(&self) -> bool {
         self.closed

@@ -5,7 +5,8 @@
 use core::fmt;
 
 const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] =
+    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /// Seconds since 1970-01-01T00:00:00Z, shown as IMF-fixdate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,10 +37,12 @@ impl HttpDate {
         let (weekday, rest) = rest.split_once(", ")?;
         let mut fields = rest.split(' ');
         let day = number(fields.next()?, 2)?;
-        let month = MONTHS.iter().position(|m| Some(*m) == fields.next())? as u64 + 1;
+        let month = fields.next()?;
+        let month = MONTHS.iter().position(|m| *m == month)? as u64 + 1;
         let year = number(fields.next()?, 4)?;
         let mut time = fields.next()?.split(':');
-        let (hour, minute, second) = (number(time.next()?, 2)?, number(time.next()?, 2)?, number(time.next()?, 2)?);
+        let (hour, minute, second) =
+            (number(time.next()?, 2)?, number(time.next()?, 2)?, number(time.next()?, 2)?);
         if fields.next().is_some() || time.next().is_some() || year < 1970 {
             return None;
         }
@@ -59,7 +62,7 @@ fn number(text: &str, digits: usize) -> Option<u64> {
 }
 
 fn is_leap(year: u64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
 }
 
 fn days_in_month(year: u64, month: u64) -> u64 {

@@ -69,7 +69,9 @@ fn strip_authority(target: &str) -> Option<&str> {
     let Some(scheme_end) = target.find("://") else {
         return Some(target);
     };
-    if !target[..scheme_end].eq_ignore_ascii_case("http") && !target[..scheme_end].eq_ignore_ascii_case("https") {
+    if !target[..scheme_end].eq_ignore_ascii_case("http")
+        && !target[..scheme_end].eq_ignore_ascii_case("https")
+    {
         return None;
     }
     let rest = &target[scheme_end + 3..];

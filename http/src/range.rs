@@ -21,7 +21,8 @@ pub fn evaluate(value: &[u8], len: u64) -> Ranged {
         return Ranged::Whole;
     };
     let value = value.trim();
-    let Some(spec) = value.get(..6).filter(|unit| unit.eq_ignore_ascii_case("bytes=")).map(|_| &value[6..]) else {
+    let Some(spec) = value.get(..6).filter(|unit| unit.eq_ignore_ascii_case("bytes=")).map(|_| &value[6..])
+    else {
         return Ranged::Whole;
     };
     let Some((first, last)) = spec.trim().split_once('-') else {

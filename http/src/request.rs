@@ -55,7 +55,8 @@ impl<'r> Request<'r> {
 pub fn respond<'s, S: Site>(parsed: &httparse::Request<'_, '_>, site: &'s S, now: u64) -> Response<'s> {
     let method = parsed.method.unwrap_or("");
     let version_1_0 = parsed.version == Some(0);
-    let mut request = Request { head_only: method == "HEAD", version_1_0, close: false, fields: parsed.headers };
+    let mut request =
+        Request { head_only: method == "HEAD", version_1_0, close: false, fields: parsed.headers };
     request.close = if version_1_0 {
         !request.list("Connection").any(|t| t.eq_ignore_ascii_case(b"keep-alive"))
     } else {
@@ -89,7 +90,8 @@ pub fn respond<'s, S: Site>(parsed: &httparse::Request<'_, '_>, site: &'s S, now
     match site.lookup(&target.path) {
         Entry::Directory if !target.trailing_slash => redirect(&request, &target, now),
         Entry::Directory => {
-            let index = if target.path == "/" { String::from("/index.html") } else { target.path + "/index.html" };
+            let index =
+                if target.path == "/" { String::from("/index.html") } else { target.path + "/index.html" };
             match site.lookup(&index) {
                 Entry::File(file) => serve(&request, &index, file, now),
                 _ => request.error(Status::NotFound, now, false),
@@ -147,7 +149,10 @@ fn serve<'s>(request: &Request<'_>, path: &str, file: File<'s>, now: u64) -> Res
     let not_modified = if request.value("If-None-Match").is_some() {
         request.list("If-None-Match").any(|tag| tag == b"*" || weak_eq(tag, file.etag.as_bytes()))
     } else {
-        request.value("If-Modified-Since").and_then(HttpDate::parse).is_some_and(|since| file.modified <= since.0)
+        request
+            .value("If-Modified-Since")
+            .and_then(HttpDate::parse)
+            .is_some_and(|since| file.modified <= since.0)
     };
     let ranged = match request.value("Range") {
         _ if not_modified || request.head_only => Ranged::Whole,
@@ -181,7 +186,12 @@ fn serve<'s>(request: &Request<'_>, path: &str, file: File<'s>, now: u64) -> Res
     };
     head.field("Accept-Ranges", "bytes");
     let head = head.finish(request.close, request.version_1_0 && !request.close);
-    Response { status, head, body: if request.head_only { &file.body[..0] } else { body }, close: request.close }
+    Response {
+        status,
+        head,
+        body: if request.head_only { &file.body[..0] } else { body },
+        close: request.close,
+    }
 }
 
 /// `If-Range` (RFC 9110 §13.1.5): absent, or the file's strong ETag, or its exact date.

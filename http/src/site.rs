@@ -79,7 +79,8 @@ impl Site for StaticSite {
 
 /// A strong entity tag for `body`: its length and 64-bit FNV-1a hash, quoted.
 pub fn etag(body: &[u8]) -> String {
-    let hash = body.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let hash =
+        body.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     format!("\"{:x}-{hash:016x}\"", body.len())
 }
 
