@@ -433,7 +433,7 @@ fn drive_web_site(d: &mut Driver) -> Result<(), String> {
     let part = String::from_utf8_lossy(&sample[1000..1100]);
     curl_expect(
         d,
-        &format!("-r 1000-1099 -w '\n%{{http_code}}' {url}/docs/sample.txt"),
+        &format!("-r 1000-1099 -w '\\n%{{http_code}}' {url}/docs/sample.txt"),
         &format!("{part}\n206"),
     )?;
     curl_expect(
@@ -446,7 +446,7 @@ fn drive_web_site(d: &mut Driver) -> Result<(), String> {
     let urls = ["/", "/missing", "/style.css", "/docs/http.html"].map(|t| format!("{url}{t}")).join(" ");
     curl_expect(
         d,
-        &format!("-w '%{{http_code}} %{{num_connects}}\n' -o /dev/null -o /dev/null -o /dev/null -o /dev/null {urls}"),
+        &format!("-w '%{{http_code}} %{{num_connects}}\\n' -o /dev/null -o /dev/null -o /dev/null -o /dev/null {urls}"),
         "200 1\n404 0\n200 0\n200 0",
     )?;
     shut_down(d)
