@@ -389,7 +389,8 @@ fn curl_expect(d: &Driver, args: &str, expected: &str) -> Result<(), String> {
 }
 
 /// curl from dom0 against the web app: pages byte for byte, 404, HEAD, a redirect, 304 with
-/// If-None-Match, a byte range, and several requests on one kept-alive connection.
+/// If-None-Match, a byte range, a slowloris client cut off, and several requests on one
+/// kept-alive connection.
 fn drive_web_site(d: &mut Driver) -> Result<(), String> {
     let ip = web_address(d)?;
     let url = format!("http://{ip}");
@@ -441,6 +442,18 @@ fn drive_web_site(d: &mut Driver) -> Result<(), String> {
         &format!("-o /dev/null -w '%{{http_code}}' -r {}- {url}/docs/sample.txt", sample.len()),
         "416",
     )?;
+
+    // Slowloris: a header line every 2 s would take 26 s; the header-read timeout (10 s) ends it.
+    let trickle = "printf 'GET / HTTP/1.1\\r\\n'; for i in 1 2 3 4 5 6 7 8; do sleep 2; printf 'X-A: b\\r\\n'; done; sleep 10";
+    let out =
+        d.dom0(&format!("start=$(date +%s); ({trickle}) | nc {ip} 80; echo $(($(date +%s) - start))"))?;
+    let held: u64 = out.trim().parse().map_err(|_| format!("slowloris check printed {out:?}"))?;
+    if !(9..=16).contains(&held) {
+        return Err(format!(
+            "a slowloris client was held {held} s, not cut off after the 10 s header timeout"
+        ));
+    }
+    println!("    slowloris client (a header line every 2 s) cut off after {held} s");
 
     // num_connects is 0 for a request that reused the connection.
     let urls = ["/", "/missing", "/style.css", "/docs/http.html"].map(|t| format!("{url}{t}")).join(" ");
