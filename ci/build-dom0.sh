@@ -10,8 +10,9 @@
 #   /usr/bin/xenstore-*       xenstore-utils
 #   /etc/xen                  xl.conf and the hotplug scripts
 #   /lib/modules/<version>    the Xen backend, bridge, loop and e1000 modules, with modules.dep
-#   busybox applets, bash and flock (the hotplug scripts need them), and every library `ldd`
-#   lists for the binaries, plus libgcc_s.so.1 (xl aborts without it; ldd does not list it).
+#   busybox applets, bash and flock (the hotplug scripts need them), curl (the web cases'
+#   client), and every library `ldd` lists for the binaries (libcurl and all it links), plus
+#   libgcc_s.so.1 (xl aborts without it; ldd does not list it).
 # Nothing is put under /mote/images: the host appends a second archive with the guest images.
 set -euo pipefail
 
@@ -57,7 +58,7 @@ cp /bin/busybox "$stage/usr/bin/busybox"
 for applet in $(/bin/busybox --list-full); do
     [[ -e $stage/$applet || -L $stage/$applet ]] || ln -s /usr/bin/busybox "$stage/$applet"
 done
-for tool in bash flock; do
+for tool in bash flock curl; do
     cp --remove-destination "$(command -v "$tool")" "$stage/usr/bin/$tool"
 done
 
@@ -109,6 +110,8 @@ while read -r lib; do
     [[ -e $stage$dest ]] || cp -L "$lib" "$stage$dest"
 done <<<"$libs"
 [[ -e $stage/usr/lib/x86_64-linux-gnu/libgcc_s.so.1 ]] || die "libgcc_s.so.1 not found (package libgcc-s1)"
+# curl links some thirty libraries: run it inside the tree to prove that none is missing.
+chroot "$stage" /usr/bin/curl --version >/dev/null || die "curl does not run in dom0's tree: a library is missing"
 
 # Kernel modules with their dependencies, and a modules.dep for busybox's modprobe.
 depmod -b "$root" "$kver"

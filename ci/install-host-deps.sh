@@ -7,6 +7,7 @@ packages=(
     qemu-system-x86 # the emulated machine (TCG)
     busybox-static  # dom0's shell and tools
     bash util-linux # bash and flock for Xen's hotplug scripts in dom0
+    curl            # dom0's HTTP client (copied with libcurl and its libraries)
     cpio kmod       # the initramfs archive; depmod and modprobe --show-depends
     xz-utils        # extracting vmlinux from the kernel's bzImage
     grep mawk findutils coreutils
