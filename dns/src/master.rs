@@ -1,7 +1,8 @@
 //! Zone master files (RFC 1035 §5): `$ORIGIN`, `$TTL` (RFC 2308 §4), `@`,
 //! relative names, parentheses, comments, quoted strings, `\X` and `\DDD`
 //! escapes, and RFC 3597 `TYPEnnn`/`\#` for any type. The first record
-//! must be the SOA; its owner is the zone's origin. Errors name the file,
+//! must be the SOA; its owner is the zone's origin, and the initial
+//! `$ORIGIN` for the names after it unless the file sets one. Errors name the file,
 //! the line and the problem.
 
 use crate::name::Name;
@@ -21,6 +22,8 @@ pub struct MasterError {
     pub line: usize,
     pub problem: String,
 }
+
+impl core::error::Error for MasterError {}
 
 impl fmt::Display for MasterError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -129,7 +132,9 @@ fn unescape(text: &str) -> Result<Vec<u8>, String> {
         match b.get(i + 1..i + 4) {
             Some(d) if d.iter().all(u8::is_ascii_digit) => {
                 let v = d.iter().fold(0u32, |v, c| v * 10 + u32::from(c - b'0'));
-                out.push(u8::try_from(v).map_err(|_| format!("escape \\{} is above 255", &text[i + 1..i + 4]))?);
+                out.push(
+                    u8::try_from(v).map_err(|_| format!("escape \\{} is above 255", &text[i + 1..i + 4]))?,
+                );
                 i += 4;
             }
             _ => {
@@ -169,7 +174,8 @@ fn parse_name(text: &str, origin: &Name) -> Result<Name, String> {
     if !absolute {
         labels.push(unescape(&text[start..])?);
     }
-    let name = Name::from_labels(labels.iter().map(Vec::as_slice)).map_err(|e| format!("bad name {text:?}: {e}"))?;
+    let name =
+        Name::from_labels(labels.iter().map(Vec::as_slice)).map_err(|e| format!("bad name {text:?}: {e}"))?;
     if absolute {
         Ok(name)
     } else {
@@ -221,10 +227,13 @@ fn parse_type(text: &str) -> Option<u16> {
 
 fn parse_class(text: &str) -> Option<u16> {
     let upper = text.to_ascii_uppercase();
-    if upper == "IN" {
-        return Some(CLASS_IN);
+    match upper.as_str() {
+        "IN" => Some(CLASS_IN),
+        "CS" => Some(2),
+        "CH" => Some(3),
+        "HS" => Some(4),
+        _ => upper.strip_prefix("CLASS")?.parse().ok(),
     }
-    upper.strip_prefix("CLASS")?.parse().ok()
 }
 
 fn number<T: core::str::FromStr>(token: Option<&Token<'_>>, what: &str) -> Result<T, String> {
@@ -260,12 +269,14 @@ fn parse_rdata(rtype: u16, tokens: &[Token<'_>], origin: &Name) -> Result<RData,
     let data = match rtype {
         types::A => {
             expect(1)?;
-            let a: Ipv4Addr = tokens[0].text.parse().map_err(|_| format!("bad IPv4 address {:?}", tokens[0].text))?;
+            let a: Ipv4Addr =
+                tokens[0].text.parse().map_err(|_| format!("bad IPv4 address {:?}", tokens[0].text))?;
             RData::Opaque(a.octets().to_vec())
         }
         types::AAAA => {
             expect(1)?;
-            let a: Ipv6Addr = tokens[0].text.parse().map_err(|_| format!("bad IPv6 address {:?}", tokens[0].text))?;
+            let a: Ipv6Addr =
+                tokens[0].text.parse().map_err(|_| format!("bad IPv6 address {:?}", tokens[0].text))?;
             RData::Opaque(a.octets().to_vec())
         }
         types::NS | types::CNAME | types::PTR => {
@@ -274,7 +285,10 @@ fn parse_rdata(rtype: u16, tokens: &[Token<'_>], origin: &Name) -> Result<RData,
         }
         types::MX => {
             expect(2)?;
-            RData::Mx { preference: number(tokens.first(), "preference")?, exchange: name_at(tokens, 1, "exchange", origin)? }
+            RData::Mx {
+                preference: number(tokens.first(), "preference")?,
+                exchange: name_at(tokens, 1, "exchange", origin)?,
+            }
         }
         types::SRV => {
             expect(4)?;
@@ -317,7 +331,10 @@ fn parse_rdata(rtype: u16, tokens: &[Token<'_>], origin: &Name) -> Result<RData,
             let flags: u8 = number(tokens.first(), "CAA flags")?;
             let tag = tokens[1].text.as_bytes();
             if tag.is_empty() || tag.len() > 15 || !tag.iter().all(u8::is_ascii_alphanumeric) {
-                return Err(format!("bad CAA tag {:?} (RFC 8659 §4.1: 1 to 15 letters and digits)", tokens[1].text));
+                return Err(format!(
+                    "bad CAA tag {:?} (RFC 8659 §4.1: 1 to 15 letters and digits)",
+                    tokens[1].text
+                ));
             }
             let mut wire = alloc::vec![flags, tag.len() as u8];
             wire.extend_from_slice(tag);
@@ -333,7 +350,7 @@ fn parse_rdata(rtype: u16, tokens: &[Token<'_>], origin: &Name) -> Result<RData,
 fn parse_generic(rtype: u16, tokens: &[Token<'_>]) -> Result<RData, String> {
     let len: usize = number(tokens.first(), "\\# length")?;
     let hex: String = tokens[1..].iter().map(|t| t.text).collect();
-    if hex.len() % 2 != 0 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+    if !hex.len().is_multiple_of(2) || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
         return Err(format!("bad \\# hex data {hex:?}"));
     }
     let bytes: Vec<u8> =
@@ -344,7 +361,8 @@ fn parse_generic(rtype: u16, tokens: &[Token<'_>]) -> Result<RData, String> {
     if rtype == types::OPT {
         return Err(String::from("OPT is not a zone record type (RFC 6891 §6.1.1)"));
     }
-    RData::parse(rtype, &mut Reader::new(&bytes, 0), len).map_err(|_| format!("\\# data is not valid for type {rtype}"))
+    RData::parse(rtype, &mut Reader::new(&bytes, 0), len)
+        .map_err(|_| format!("\\# data is not valid for type {rtype}"))
 }
 
 /// Loads one zone from master-file text; `file` names it in errors.
@@ -352,6 +370,7 @@ pub fn parse(file: &str, text: &str) -> Result<Zone, MasterError> {
     let fail = |line: usize, problem: String| MasterError { file: String::from(file), line, problem };
     let entries = entries(text).map_err(|(line, p)| fail(line, p))?;
     let mut origin = Name::root();
+    let mut origin_given = false;
     let mut default_ttl: Option<u32> = None;
     let mut last_ttl: Option<u32> = None;
     let mut owner: Option<Name> = None;
@@ -366,6 +385,7 @@ pub fn parse(file: &str, text: &str) -> Result<Zone, MasterError> {
             "$ORIGIN" if !t[0].quoted && !entry.blank_owner => {
                 let text = t.get(1).ok_or_else(|| at(String::from("$ORIGIN needs a name")))?.text;
                 origin = parse_name(text, &origin).map_err(at)?;
+                origin_given = true;
                 continue;
             }
             "$TTL" if !t[0].quoted && !entry.blank_owner => {
@@ -383,7 +403,9 @@ pub fn parse(file: &str, text: &str) -> Result<Zone, MasterError> {
             owner = Some(parse_name(t[0].text, &origin).map_err(at)?);
             i = 1;
         }
-        let owner = owner.clone().ok_or_else(|| at(String::from("no owner name (the first record starts with a blank)")))?;
+        let owner = owner
+            .clone()
+            .ok_or_else(|| at(String::from("no owner name (the first record starts with a blank)")))?;
         let mut ttl = None;
         let mut class_seen = false;
         let rtype = loop {
@@ -402,19 +424,28 @@ pub fn parse(file: &str, text: &str) -> Result<Zone, MasterError> {
                 return Err(at(format!("unknown type {:?}", token.text)));
             }
         };
-        let rdata = parse_rdata(rtype, &t[i..], &origin).map_err(|p| at(format!("{}: {p}", type_name(rtype))))?;
+        let rdata =
+            parse_rdata(rtype, &t[i..], &origin).map_err(|p| at(format!("{}: {p}", type_name(rtype))))?;
         let zone = match &mut zone {
             Some(z) => z,
-            None if rtype == types::SOA => zone.insert(Zone::new(owner.clone())),
+            None if rtype == types::SOA => {
+                // Without $ORIGIN, names after the SOA are relative to the zone (as named.conf's zone name would make them).
+                if !origin_given {
+                    origin = owner.clone();
+                }
+                zone.insert(Zone::new(owner.clone()))
+            }
             None => return Err(at(String::from("the first record must be the zone's SOA"))),
         };
         let soa_minimum = match &rdata {
             RData::Soa { minimum, .. } => Some(*minimum),
             _ => None,
         };
-        let ttl = ttl.or(default_ttl).or(last_ttl).or(soa_minimum).ok_or_else(|| {
-            at(String::from("no TTL: give one or set $TTL"))
-        })?;
+        let ttl = ttl
+            .or(default_ttl)
+            .or(last_ttl)
+            .or(soa_minimum)
+            .ok_or_else(|| at(String::from("no TTL: give one or set $TTL")))?;
         last_ttl = Some(ttl);
         zone.add(owner, rtype, ttl, rdata).map_err(|e| at(format!("{e}")))?;
     }
@@ -424,7 +455,11 @@ pub fn parse(file: &str, text: &str) -> Result<Zone, MasterError> {
 }
 
 fn type_name(rtype: u16) -> String {
-    MNEMONICS.iter().find(|(_, t)| *t == rtype).map(|(m, _)| String::from(*m)).unwrap_or_else(|| format!("TYPE{rtype}"))
+    MNEMONICS
+        .iter()
+        .find(|(_, t)| *t == rtype)
+        .map(|(m, _)| String::from(*m))
+        .unwrap_or_else(|| format!("TYPE{rtype}"))
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@ pub enum NameError {
     NameTooLong,
 }
 
+impl core::error::Error for NameError {}
+
 impl fmt::Display for NameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -90,7 +92,8 @@ impl Name {
 
     /// Whether `self` is `other` or below it.
     pub fn is_subdomain_of(&self, other: &Name) -> bool {
-        self.0.len() >= other.0.len() && self.ancestor(self.label_count().wrapping_sub(other.label_count())) == *other
+        self.0.len() >= other.0.len()
+            && self.ancestor(self.label_count().wrapping_sub(other.label_count())) == *other
     }
 
     /// The ancestor `n` labels up (`self` for 0); the root if `n` is too large.

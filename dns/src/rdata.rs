@@ -47,10 +47,26 @@ pub const MNEMONICS: &[(&str, u16)] = &[
 pub enum RData {
     /// NS, CNAME, PTR: one name, compressible.
     Name(Name),
-    Mx { preference: u16, exchange: Name },
-    Soa { mname: Name, rname: Name, serial: u32, refresh: u32, retry: u32, expire: u32, minimum: u32 },
+    Mx {
+        preference: u16,
+        exchange: Name,
+    },
+    Soa {
+        mname: Name,
+        rname: Name,
+        serial: u32,
+        refresh: u32,
+        retry: u32,
+        expire: u32,
+        minimum: u32,
+    },
     /// The target is never compressed (RFC 2782).
-    Srv { priority: u16, weight: u16, port: u16, target: Name },
+    Srv {
+        priority: u16,
+        weight: u16,
+        port: u16,
+        target: Name,
+    },
     /// Every other type, A, AAAA, TXT and CAA included: the wire bytes.
     Opaque(Vec<u8>),
 }
@@ -72,7 +88,9 @@ impl RData {
                 expire: r.u32()?,
                 minimum: r.u32()?,
             },
-            types::SRV => RData::Srv { priority: r.u16()?, weight: r.u16()?, port: r.u16()?, target: r.name()? },
+            types::SRV => {
+                RData::Srv { priority: r.u16()?, weight: r.u16()?, port: r.u16()?, target: r.name()? }
+            }
             types::A if len != 4 => return Err(WireError::Truncated),
             types::AAAA if len != 16 => return Err(WireError::Truncated),
             _ => RData::Opaque(r.bytes(len)?.to_vec()),
@@ -126,7 +144,10 @@ mod tests {
     #[test]
     fn fixed_sizes_are_checked() {
         assert!(RData::parse(types::A, &mut Reader::new(&[1, 2, 3], 0), 3).is_err());
-        assert_eq!(RData::parse(types::A, &mut Reader::new(&[1, 2, 3, 4], 0), 4), Ok(RData::Opaque([1, 2, 3, 4].to_vec())));
+        assert_eq!(
+            RData::parse(types::A, &mut Reader::new(&[1, 2, 3, 4], 0), 4),
+            Ok(RData::Opaque([1, 2, 3, 4].to_vec()))
+        );
         // An MX whose name ends before its rdata length does.
         assert!(RData::parse(types::MX, &mut Reader::new(&[0, 1, 0, 9], 0), 4).is_err());
     }

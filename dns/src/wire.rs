@@ -279,7 +279,10 @@ mod tests {
     fn header_needs_12_bytes() {
         assert!(Packet::new_checked(&[0u8; 11][..]).is_err());
         let p = Packet::new_checked(&[0x12, 0x34, 0x29, 0x00, 0, 1, 0, 2, 0, 3, 0, 4][..]).unwrap();
-        assert_eq!((p.id(), p.opcode(), p.qdcount(), p.ancount(), p.nscount(), p.arcount()), (0x1234, 5, 1, 2, 3, 4));
+        assert_eq!(
+            (p.id(), p.opcode(), p.qdcount(), p.ancount(), p.nscount(), p.arcount()),
+            (0x1234, 5, 1, 2, 3, 4)
+        );
     }
 
     #[test]

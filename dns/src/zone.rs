@@ -40,6 +40,8 @@ pub enum ZoneError {
     DuplicateZone(Name),
 }
 
+impl core::error::Error for ZoneError {}
+
 impl fmt::Display for ZoneError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -128,7 +130,10 @@ impl Catalog {
         for (i, zone) in zones.iter().enumerate() {
             zone.validate().map_err(|e| (alloc::format!("{}", zone.origin), e))?;
             if zones[..i].iter().any(|z| z.origin == zone.origin) {
-                return Err((alloc::format!("{}", zone.origin), ZoneError::DuplicateZone(zone.origin.clone())));
+                return Err((
+                    alloc::format!("{}", zone.origin),
+                    ZoneError::DuplicateZone(zone.origin.clone()),
+                ));
             }
         }
         Ok(Catalog { zones })

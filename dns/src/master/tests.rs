@@ -80,7 +80,9 @@ fn errors_name_file_line_and_problem() {
     assert_eq!(error(&[soa, "a.other. A 1.2.3.4"].concat()), "bad.zone:2: a.other. is outside the zone");
     assert_eq!(error(&[soa, "$INCLUDE x"].concat()), "bad.zone:2: unsupported directive $INCLUDE");
     assert_eq!(error("example. IN SOA . . 1 2 3 4 5\nx TXT y\n$TTL 1q"), "bad.zone:3: bad TTL \"1q\"");
-    assert!(error(&[soa, "x CNAME a\nx A 1.2.3.4"].concat()).starts_with("bad.zone:3: x.example. has a CNAME"));
+    assert!(
+        error(&[soa, "x CNAME a\nx A 1.2.3.4"].concat()).starts_with("bad.zone:3: x.example. has a CNAME")
+    );
     assert!(error(&[soa, "x TXT \"", &"a".repeat(256), "\""].concat()).contains("longer than 255"));
     assert!(error(&[soa, "x TYPE9 \\# 2 00"].concat()).contains("says 2 octets"));
     assert_eq!(error(""), "bad.zone:1: no records");

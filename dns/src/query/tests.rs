@@ -86,7 +86,8 @@ fn decode(reply: &[u8]) -> Decoded {
         (0..n)
             .map(|_| {
                 let owner = r.name().unwrap();
-                let (rtype, _class, ttl, len) = (r.u16().unwrap(), r.u16().unwrap(), r.u32().unwrap(), r.u16().unwrap());
+                let (rtype, _class, ttl, len) =
+                    (r.u16().unwrap(), r.u16().unwrap(), r.u32().unwrap(), r.u16().unwrap());
                 if rtype == types::OPT {
                     *rcode |= ((ttl >> 24) as u16) << 4;
                     r.bytes(len.into()).unwrap();
@@ -214,14 +215,18 @@ fn any_gets_one_rrset() {
 
 #[test]
 fn edns_is_echoed_with_our_payload_size() {
-    let d = decode(&respond(&catalog(), &query("www.example.com", types::A, Some((4096, 0))), Transport::Udp).unwrap());
+    let d = decode(
+        &respond(&catalog(), &query("www.example.com", types::A, Some((4096, 0))), Transport::Udp).unwrap(),
+    );
     assert_eq!(d.rcode, rcode::NOERROR);
     assert_eq!(d.additional, ["OPT 1232 0x0"]);
 }
 
 #[test]
 fn unknown_edns_version_is_badvers() {
-    let d = decode(&respond(&catalog(), &query("www.example.com", types::A, Some((4096, 1))), Transport::Udp).unwrap());
+    let d = decode(
+        &respond(&catalog(), &query("www.example.com", types::A, Some((4096, 1))), Transport::Udp).unwrap(),
+    );
     assert_eq!(d.rcode, rcode::BADVERS);
     assert!(d.answer.is_empty());
     assert_eq!(d.additional, ["OPT 1232 0x1000000"]);
@@ -234,7 +239,8 @@ fn malformed_opt_is_formerr() {
     bad_option[len - 2..].copy_from_slice(&[0, 4]);
     bad_option.extend_from_slice(&[0, 10, 0, 9]);
     let mut two_opts = query("www.example.com", types::A, Some((4096, 0)));
-    two_opts.extend_from_slice(&two_opts[two_opts.len() - 11..].to_vec());
+    let opt = two_opts[two_opts.len() - 11..].to_vec();
+    two_opts.extend_from_slice(&opt);
     two_opts[11] = 2;
     let mut not_root = query("www.example.com", types::A, None);
     not_root[11] = 1;
@@ -258,7 +264,8 @@ fn truncation_sets_tc() {
     let tcp = decode(&respond(&cat, &query("big.example.com", types::TXT, None), Transport::Tcp).unwrap());
     assert_eq!((tcp.flags & flags::TC, tcp.answer.len()), (0, 1));
     // A small answer with EDNS and a tiny advertised size still gets 512.
-    let small = decode(&respond(&cat, &query("www.example.com", types::A, Some((100, 0))), Transport::Udp).unwrap());
+    let small =
+        decode(&respond(&cat, &query("www.example.com", types::A, Some((100, 0))), Transport::Udp).unwrap());
     assert_eq!((small.flags & flags::TC, small.answer.len()), (0, 1));
 }
 
