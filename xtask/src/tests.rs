@@ -420,8 +420,9 @@ fn dig(d: &Driver, ip: &str, transport: &str, check: &DigCheck) -> Result<(), St
     if !out.contains(&format!("status: {}", check.status)) {
         return fail(format!("status is not {}", check.status));
     }
-    let flags = lines.iter().find(|l| l.starts_with(";; flags:")).map(String::as_str).unwrap_or("");
-    let aa = flags.split(';').next().is_some_and(|f| f.split_whitespace().any(|w| w == "aa"));
+    // ";; flags: qr aa; QUERY: 1, …"
+    let flags = lines.iter().find_map(|l| l.strip_prefix(";; flags:")).and_then(|f| f.split(';').next());
+    let aa = flags.is_some_and(|f| f.split_whitespace().any(|w| w == "aa"));
     if aa != check.authoritative {
         return fail(format!("AA is {}", if aa { "set" } else { "clear" }));
     }
