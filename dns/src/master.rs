@@ -88,6 +88,9 @@ fn entries(text: &str) -> Result<Vec<Entry<'_>>, (usize, String)> {
                         }
                         j += if bytes[j] == b'\\' { 2 } else { 1 };
                     }
+                    while !text.is_char_boundary(j.min(bytes.len())) {
+                        j += 1;
+                    }
                     if j >= bytes.len() {
                         return Err((start_line, String::from("quoted string without its closing '\"'")));
                     }
@@ -97,7 +100,10 @@ fn entries(text: &str) -> Result<Vec<Entry<'_>>, (usize, String)> {
                     while j < bytes.len() && !b" \t\r\n;()\"".contains(&bytes[j]) {
                         j += if bytes[j] == b'\\' { 2 } else { 1 };
                     }
-                    let j = j.min(bytes.len());
+                    let mut j = j.min(bytes.len());
+                    while !text.is_char_boundary(j) {
+                        j += 1;
+                    }
                     (Token { text: &text[i..j], quoted: false }, j)
                 };
                 let entry = current.get_or_insert_with(|| Entry {

@@ -56,6 +56,14 @@ impl Name {
         Ok(Name(wire))
     }
 
+    /// A name from wire-form labels a reader has checked: each label 1 to 63
+    /// octets (the length octet's top bits clear), a root label last, 255
+    /// octets at most.
+    pub(crate) fn from_wire(wire: Vec<u8>) -> Name {
+        debug_assert!(wire.len() <= MAX_NAME && wire.last() == Some(&0));
+        Name(wire)
+    }
+
     /// The name in uncompressed wire form.
     pub fn wire(&self) -> &[u8] {
         &self.0

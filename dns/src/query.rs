@@ -76,7 +76,7 @@ pub fn respond(catalog: &Catalog, query: &[u8], transport: Transport) -> Option<
 /// record or OPT that does not parse (RFC 6891 §6.1.1: one OPT, owned by the root).
 fn parse(packet: &Packet<&[u8]>) -> Result<(Question, Option<Edns>), WireError> {
     if packet.qdcount() != 1 || packet.ancount() != 0 {
-        return Err(WireError::Truncated);
+        return Err(WireError::Malformed);
     }
     let mut r = Reader::new(packet.bytes(), HEADER_LEN);
     let question = Question::parse(&mut r)?;
@@ -88,7 +88,7 @@ fn parse(packet: &Packet<&[u8]>) -> Result<(Question, Option<Edns>), WireError> 
         if rtype == types::OPT {
             let additional = i >= u32::from(packet.nscount());
             if !additional || edns.is_some() || !owner.is_root() {
-                return Err(WireError::BadLabel);
+                return Err(WireError::Malformed);
             }
             edns = Some(Edns::parse(class, ttl, rdata)?);
         }

@@ -91,12 +91,12 @@ impl RData {
             types::SRV => {
                 RData::Srv { priority: r.u16()?, weight: r.u16()?, port: r.u16()?, target: r.name()? }
             }
-            types::A if len != 4 => return Err(WireError::Truncated),
-            types::AAAA if len != 16 => return Err(WireError::Truncated),
+            types::A if len != 4 => return Err(WireError::BadRdata),
+            types::AAAA if len != 16 => return Err(WireError::BadRdata),
             _ => RData::Opaque(r.bytes(len)?.to_vec()),
         };
         if r.at != end {
-            return Err(WireError::Truncated);
+            return Err(WireError::BadRdata);
         }
         Ok(data)
     }

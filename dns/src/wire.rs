@@ -18,6 +18,10 @@ pub enum WireError {
     BadLabel,
     /// A name longer than 255 octets.
     NameTooLong,
+    /// Record data whose length does not match its type's fields.
+    BadRdata,
+    /// Well-formed fields that make no valid message (RFC 1035 §4.1).
+    Malformed,
 }
 
 /// Header flags (RFC 1035 §4.1.1, RFC 4035 §3.2 for AD/CD).
@@ -142,24 +146,7 @@ impl<'a> Reader<'a> {
             }
         }
         self.at = resume.unwrap_or(at);
-        let labels = Name::from_labels(LabelSlices(&wire)).map_err(|_| WireError::NameTooLong)?;
-        Ok(labels)
-    }
-}
-
-/// Labels of wire bytes already checked to be well formed.
-struct LabelSlices<'a>(&'a [u8]);
-
-impl<'a> Iterator for LabelSlices<'a> {
-    type Item = &'a [u8];
-    fn next(&mut self) -> Option<&'a [u8]> {
-        let len = *self.0.first()? as usize;
-        if len == 0 {
-            return None;
-        }
-        let label = &self.0[1..1 + len];
-        self.0 = &self.0[1 + len..];
-        Some(label)
+        Ok(Name::from_wire(wire))
     }
 }
 

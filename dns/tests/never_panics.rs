@@ -1,7 +1,8 @@
 //! Property test of the query path: valid queries, mutated byte by byte, and
 //! random bytes never make `respond` panic or hang, and every reply is a
 //! well-formed header with the query's ID within the transport's size limit.
-//! (A `cargo fuzz` target is the next step; this runs with `cargo test`.)
+//! The zone parser likewise never panics on mutated master files. (`cargo fuzz` targets are
+//! the next step; these run with `cargo test`.)
 
 use mote_dns::query::MAX_UDP_PAYLOAD;
 use mote_dns::{master, respond, Catalog, Transport};
@@ -118,5 +119,29 @@ fn mutated_and_random_queries_never_panic() {
     for _ in 0..50_000 {
         let q: Vec<u8> = (0..2 + rng.below(600)).map(|_| rng.byte()).collect();
         check(&catalog, &q);
+    }
+}
+
+#[test]
+fn mutated_zone_files_never_panic() {
+    let mut rng = Rng(0x0123_4567_89ab_cdef);
+    let specials = b" \t\n;()\"\\.@$#*0123456789";
+    for _ in 0..20_000 {
+        let mut text = ZONE.as_bytes().to_vec();
+        for _ in 0..1 + rng.below(8) {
+            let at = rng.below(text.len());
+            match rng.below(3) {
+                0 => text[at] = specials[rng.below(specials.len())],
+                1 => text.insert(at, rng.byte()),
+                _ => {
+                    text.remove(at);
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&text);
+        if let Ok(zone) = master::parse("fuzz.zone", &text) {
+            let catalog = Catalog::new(vec![zone]).unwrap();
+            check(&catalog, &query("www.example.com", 1, true));
+        }
     }
 }

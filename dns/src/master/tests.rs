@@ -86,6 +86,10 @@ fn errors_name_file_line_and_problem() {
     assert!(error(&[soa, "x TXT \"", &"a".repeat(256), "\""].concat()).contains("longer than 255"));
     assert!(error(&[soa, "x TYPE9 \\# 2 00"].concat()).contains("says 2 octets"));
     assert_eq!(error(""), "bad.zone:1: no records");
+    assert!(
+        error(&[soa, "x TXT a\\é \"b\\é"].concat()).starts_with("bad.zone:2: quoted string"),
+        "escaped UTF-8"
+    );
 }
 
 #[test]
