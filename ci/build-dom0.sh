@@ -10,6 +10,8 @@
 #   /usr/bin/xenstore-*       xenstore-utils
 #   /etc/xen                  xl.conf and the hotplug scripts
 #   /lib/modules/<version>    the Xen backend, bridge, loop and e1000 modules, with modules.dep
+#   /usr/bin/dig              bind9-dnsutils' dig, for the DNS cases (with /etc/resolv.conf, which
+#                             dig reads at start even when given @server)
 #   busybox applets, bash and flock (the hotplug scripts need them), curl (the web cases'
 #   client), and every library `ldd` lists for the binaries (libcurl and all it links), plus
 #   libgcc_s.so.1 (xl aborts without it; ldd does not list it).
@@ -58,7 +60,7 @@ cp /bin/busybox "$stage/usr/bin/busybox"
 for applet in $(/bin/busybox --list-full); do
     [[ -e $stage/$applet || -L $stage/$applet ]] || ln -s /usr/bin/busybox "$stage/$applet"
 done
-for tool in bash flock curl; do
+for tool in bash flock curl dig; do
     cp --remove-destination "$(command -v "$tool")" "$stage/usr/bin/$tool"
 done
 
@@ -77,6 +79,7 @@ cp "$agent" "$stage/mote/agent"
 install -m 0755 "$here/dom0/init" "$stage/init"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$stage/etc/passwd"
 printf 'root:x:0:\n' >"$stage/etc/group"
+printf 'nameserver 127.0.0.1\n' >"$stage/etc/resolv.conf"
 
 # Every library the ELF executables and libraries need, found the way ldd finds them (Xen's
 # from the unpacked packages first), copied to the same path. libgcc_s is loaded by dlopen.

@@ -12,6 +12,7 @@ packages=(
     xz-utils        # extracting vmlinux from the kernel's bzImage
     grep mawk findutils coreutils
     libc-bin        # ldd, ldconfig
+    bind9-dnsutils  # dig, copied into dom0 for the DNS cases
     libgcc-s1 libext2fs2 libuuid1 libzstd1 zlib1g liblzma5 libncurses6 libtinfo6 # xl's libraries
 )
 

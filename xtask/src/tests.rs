@@ -304,6 +304,18 @@ pub fn cases() -> Vec<Case> {
             checks: vec![Contains("via DHCP, gateway 10.0.0.1"), Line("web: Poweroff requested, stopping")],
             driver: Some(drive_web_site),
         },
+        Case {
+            name: "dns_answers_from_dom0",
+            app: "dns",
+            args: &[],
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("(udp/53 tcp/53): example.com."),
+                Line("dns: Poweroff requested, stopping"),
+            ],
+            driver: Some(drive_dns),
+        },
     ]
 }
 
@@ -534,6 +546,112 @@ fn drive_web_site(d: &mut Driver) -> Result<(), String> {
         &format!("-w '%{{http_code}} %{{num_connects}}\\n' -o /dev/null -o /dev/null -o /dev/null -o /dev/null {urls}"),
         "200 1\n404 0\n200 0\n200 0",
     )?;
+    shut_down(d)
+}
+
+/// One `dig` query from dom0 and what its output must show: the status, whether AA is set,
+/// and records (whitespace-normalised, as dig prints them).
+struct DigCheck {
+    args: &'static str,
+    status: &'static str,
+    authoritative: bool,
+    records: &'static [&'static str],
+}
+
+/// Queries against apps/dns/zones/example.com.zone, each over UDP and over TCP.
+const DIG_CHECKS: &[DigCheck] = &[
+    DigCheck {
+        args: "www.example.com A",
+        status: "NOERROR",
+        authoritative: true,
+        records: &["www.example.com. 3600 IN A 192.0.2.80"],
+    },
+    DigCheck {
+        args: "WwW.ExAmPlE.cOm AAAA",
+        status: "NOERROR",
+        authoritative: true,
+        records: &["WwW.ExAmPlE.cOm. 3600 IN AAAA 2001:db8::80"],
+    },
+    DigCheck {
+        args: "nope.example.com A",
+        status: "NXDOMAIN",
+        authoritative: true,
+        records: &["example.com. 300 IN SOA ns1.example.com. hostmaster.example.com. 2024060101 7200 3600 1209600 300"],
+    },
+    DigCheck {
+        args: "blog.example.com A",
+        status: "NOERROR",
+        authoritative: true,
+        records: &[
+            "blog.example.com. 3600 IN CNAME web.example.com.",
+            "web.example.com. 3600 IN CNAME www.example.com.",
+            "www.example.com. 3600 IN A 192.0.2.80",
+        ],
+    },
+    DigCheck {
+        args: "host.lab.example.com A",
+        status: "NOERROR",
+        authoritative: false,
+        records: &["lab.example.com. 3600 IN NS ns.lab.example.com.", "ns.lab.example.com. 3600 IN A 192.0.2.53"],
+    },
+    DigCheck {
+        args: "www.example.com TXT",
+        status: "NOERROR",
+        authoritative: true,
+        records: &["www.example.com. 3600 IN TXT \"mote says hello\" \"from a unikernel\""],
+    },
+    DigCheck {
+        args: "alice.users.example.com TXT",
+        status: "NOERROR",
+        authoritative: true,
+        records: &["alice.users.example.com. 3600 IN TXT \"a wildcard answer\""],
+    },
+    DigCheck { args: "www.example.org A", status: "REFUSED", authoritative: false, records: &[] },
+];
+
+/// Runs `dig @ip +norec <args>` in dom0 and checks its output against `check`.
+fn dig(d: &Driver, ip: &str, transport: &str, check: &DigCheck) -> Result<(), String> {
+    let command = format!("dig @{ip} +norec +time=5 +tries=2 {transport} {}", check.args);
+    let out = d.dom0(&command)?;
+    let lines: Vec<String> =
+        out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    let fail = |what: String| Err(format!("`{command}`: {what}; dig printed:\n{out}"));
+    if !out.contains(&format!("status: {}", check.status)) {
+        return fail(format!("status is not {}", check.status));
+    }
+    // ";; flags: qr aa; QUERY: 1, …"
+    let flags = lines.iter().find_map(|l| l.strip_prefix(";; flags:")).and_then(|f| f.split(';').next());
+    let aa = flags.is_some_and(|f| f.split_whitespace().any(|w| w == "aa"));
+    if aa != check.authoritative {
+        return fail(format!("AA is {}", if aa { "set" } else { "clear" }));
+    }
+    for record in check.records {
+        if !lines.iter().any(|l| l == record) {
+            return fail(format!("no record {record:?}"));
+        }
+    }
+    println!("    dig {transport} {}: {} ok", check.args, check.status);
+    Ok(())
+}
+
+/// dig from dom0 over UDP and TCP: answers, CNAME chain, NXDOMAIN, referral, TXT, wildcard,
+/// REFUSED; then several queries over one TCP connection.
+fn drive_dns(d: &mut Driver) -> Result<(), String> {
+    let line = d.wait_line("dns: serving on ")?;
+    let ip = line.split_whitespace().nth(3).ok_or_else(|| format!("no address in {line:?}"))?.to_owned();
+    for check in DIG_CHECKS {
+        dig(d, &ip, "+notcp", check)?;
+        dig(d, &ip, "+tcp", check)?;
+    }
+    let command = format!(
+        "dig @{ip} +norec +tcp +keepopen +short www.example.com A web.example.com CNAME mail.example.com A"
+    );
+    let out = d.dom0(&command)?;
+    let answers: Vec<&str> = out.lines().collect();
+    if answers != ["192.0.2.80", "www.example.com.", "192.0.2.25"] {
+        return Err(format!("`{command}` printed {out:?}"));
+    }
+    println!("    dig +tcp +keepopen: 3 queries on one connection ok");
     shut_down(d)
 }
 
