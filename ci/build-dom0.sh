@@ -10,8 +10,11 @@
 #   /usr/bin/xenstore-*       xenstore-utils
 #   /etc/xen                  xl.conf and the hotplug scripts
 #   /lib/modules/<version>    the Xen backend, bridge, loop and e1000 modules, with modules.dep
-#   busybox applets, bash and flock (the hotplug scripts need them), and every library `ldd`
-#   lists for the binaries, plus libgcc_s.so.1 (xl aborts without it; ldd does not list it).
+#   /usr/bin/dig              bind9-dnsutils' dig, for the DNS cases (with /etc/resolv.conf, which
+#                             dig reads at start even when given @server)
+#   busybox applets, bash and flock (the hotplug scripts need them), curl (the web cases'
+#   client), and every library `ldd` lists for the binaries (libcurl and all it links), plus
+#   libgcc_s.so.1 (xl aborts without it; ldd does not list it).
 # Nothing is put under /mote/images: the host appends a second archive with the guest images.
 set -euo pipefail
 
@@ -57,7 +60,7 @@ cp /bin/busybox "$stage/usr/bin/busybox"
 for applet in $(/bin/busybox --list-full); do
     [[ -e $stage/$applet || -L $stage/$applet ]] || ln -s /usr/bin/busybox "$stage/$applet"
 done
-for tool in bash flock; do
+for tool in bash flock curl dig; do
     cp --remove-destination "$(command -v "$tool")" "$stage/usr/bin/$tool"
 done
 
@@ -76,6 +79,7 @@ cp "$agent" "$stage/mote/agent"
 install -m 0755 "$here/dom0/init" "$stage/init"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$stage/etc/passwd"
 printf 'root:x:0:\n' >"$stage/etc/group"
+printf 'nameserver 127.0.0.1\n' >"$stage/etc/resolv.conf"
 
 # Every library the ELF executables and libraries need, found the way ldd finds them (Xen's
 # from the unpacked packages first), copied to the same path. libgcc_s is loaded by dlopen.
@@ -109,6 +113,8 @@ while read -r lib; do
     [[ -e $stage$dest ]] || cp -L "$lib" "$stage$dest"
 done <<<"$libs"
 [[ -e $stage/usr/lib/x86_64-linux-gnu/libgcc_s.so.1 ]] || die "libgcc_s.so.1 not found (package libgcc-s1)"
+# curl links some thirty libraries: run it inside the tree to prove that none is missing.
+chroot "$stage" /usr/bin/curl --version >/dev/null || die "curl does not run in dom0's tree: a library is missing"
 
 # Kernel modules with their dependencies, and a modules.dep for busybox's modprobe.
 depmod -b "$root" "$kver"

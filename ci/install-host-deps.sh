@@ -7,10 +7,12 @@ packages=(
     qemu-system-x86 # the emulated machine (TCG)
     busybox-static  # dom0's shell and tools
     bash util-linux # bash and flock for Xen's hotplug scripts in dom0
+    curl            # dom0's HTTP client (copied with libcurl and its libraries)
     cpio kmod       # the initramfs archive; depmod and modprobe --show-depends
     xz-utils        # extracting vmlinux from the kernel's bzImage
     grep mawk findutils coreutils
     libc-bin        # ldd, ldconfig
+    bind9-dnsutils  # dig, copied into dom0 for the DNS cases
     libgcc-s1 libext2fs2 libuuid1 libzstd1 zlib1g liblzma5 libncurses6 libtinfo6 # xl's libraries
 )
 

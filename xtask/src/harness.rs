@@ -144,7 +144,9 @@ impl Harness {
         .args(["-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"])
         .arg("-kernel")
         .arg(&assets.xen)
-        .args(["-append", "console=com1 com1=115200,8n1 dom0_mem=256M,max:256M guest_loglvl=all"])
+        // dom0 holds its initramfs twice while unpacking it (about 80 MB with dig's libraries,
+        // 31 MB of them ICU data): 256 MB was too little.
+        .args(["-append", "console=com1 com1=115200,8n1 dom0_mem=384M,max:384M guest_loglvl=all"])
         .arg("-initrd")
         .arg(format!(
             "{} console=hvc0 earlyprintk=xen quiet,{}",

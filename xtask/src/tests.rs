@@ -295,6 +295,27 @@ pub fn cases() -> Vec<Case> {
             checks: vec![Line("echo: Poweroff requested, stopping")],
             driver: Some(drive_many_connections),
         },
+        Case {
+            name: "web_serves_site_to_curl",
+            app: "web",
+            args: &[],
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Contains("via DHCP, gateway 10.0.0.1"), Line("web: Poweroff requested, stopping")],
+            driver: Some(drive_web_site),
+        },
+        Case {
+            name: "dns_answers_from_dom0",
+            app: "dns",
+            args: &[],
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("(udp/53 tcp/53): example.com."),
+                Line("dns: Poweroff requested, stopping"),
+            ],
+            driver: Some(drive_dns),
+        },
     ]
 }
 
@@ -407,6 +428,230 @@ fn drive_two_vifs(d: &mut Driver) -> Result<(), String> {
 fn drive_many_connections(d: &mut Driver) -> Result<(), String> {
     let ip = echo_address(d)?;
     dom0_check(d, &format!("/mote/agent tcp-check {ip}:7 2000 200"))?;
+    shut_down(d)
+}
+
+/// The address in `web: serving N files on http://A.B.C.D/`.
+fn web_address(d: &mut Driver) -> Result<String, String> {
+    let line = d.wait_line("web: serving ")?;
+    line.split("http://")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix('/'))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no address in {line:?}"))
+}
+
+/// A file of the web app's embedded site, as the host has it.
+fn site_file(path: &str) -> Result<Vec<u8>, String> {
+    let file = workspace_root().join("apps/web/site").join(path);
+    std::fs::read(&file).map_err(|e| format!("read {}: {e}", file.display()))
+}
+
+/// The SHA-256 of `data` in hex, by the host's `sha256sum`.
+fn host_sha256(data: &[u8]) -> Result<String, String> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("sha256sum: {e}"))?;
+    child.stdin.take().expect("piped").write_all(data).map_err(|e| format!("sha256sum: {e}"))?;
+    let out = child.wait_with_output().map_err(|e| format!("sha256sum: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace().next().map(str::to_owned).ok_or_else(|| format!("sha256sum printed {text:?}"))
+}
+
+/// Runs curl in dom0 and checks its output, shown under the case.
+fn curl_expect(d: &Driver, args: &str, expected: &str) -> Result<(), String> {
+    let out = d.dom0(&format!("curl -s {args}"))?;
+    if out.trim_end() != expected {
+        return Err(format!("`curl -s {args}` printed {out:?}, expected {expected:?}"));
+    }
+    println!("    curl {args}: {}", expected.replace('\n', " | "));
+    Ok(())
+}
+
+/// curl from dom0 against the web app: pages byte for byte, 404, HEAD, a redirect, 304 with
+/// If-None-Match, a byte range, a slowloris client cut off, and several requests on one
+/// kept-alive connection.
+fn drive_web_site(d: &mut Driver) -> Result<(), String> {
+    let ip = web_address(d)?;
+    let url = format!("http://{ip}");
+    for (target, file) in
+        [("/", "index.html"), ("/docs/sample.txt", "docs/sample.txt"), ("/img/mote.svg", "img/mote.svg")]
+    {
+        let hash = host_sha256(&site_file(file)?)?;
+        curl_expect(d, &format!("-f {url}{target} | sha256sum"), &format!("{hash}  -"))?;
+    }
+    curl_expect(d, &format!("-o /dev/null -w '%{{http_code}}' {url}/missing.html"), "404")?;
+    curl_expect(d, &format!("--path-as-is -o /dev/null -w '%{{http_code}}' {url}/../etc/passwd"), "400")?;
+    curl_expect(
+        d,
+        &format!("-o /dev/null -w '%{{http_code}} %{{redirect_url}}' {url}/docs"),
+        &format!("301 {url}/docs/"),
+    )?;
+
+    let sample = site_file("docs/sample.txt")?;
+    let head = d.dom0(&format!("curl -sI {url}/docs/sample.txt"))?;
+    let field = |name: &str| {
+        head.lines()
+            .find_map(|l| {
+                l.split_once(": ").filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim())
+            })
+            .ok_or_else(|| format!("HEAD response without {name}: {head:?}"))
+    };
+    if !head.starts_with("HTTP/1.1 200 OK") || field("Content-Length")? != sample.len().to_string() {
+        return Err(format!("HEAD /docs/sample.txt answered {head:?}"));
+    }
+    if field("Content-Type")? != "text/plain; charset=utf-8" {
+        return Err(format!("HEAD /docs/sample.txt answered {head:?}"));
+    }
+    println!("    curl -sI {url}/docs/sample.txt: 200, Content-Length {}", sample.len());
+    let etag = field("ETag")?;
+    curl_expect(
+        d,
+        &format!("-o /dev/null -w '%{{http_code}}' -H 'If-None-Match: {etag}' {url}/docs/sample.txt"),
+        "304",
+    )?;
+
+    let part = String::from_utf8_lossy(&sample[1000..1100]);
+    curl_expect(
+        d,
+        &format!("-r 1000-1099 -w '\\n%{{http_code}}' {url}/docs/sample.txt"),
+        &format!("{part}\n206"),
+    )?;
+    curl_expect(
+        d,
+        &format!("-o /dev/null -w '%{{http_code}}' -r {}- {url}/docs/sample.txt", sample.len()),
+        "416",
+    )?;
+
+    // Slowloris: a header line every 2 s would take 26 s; the header-read timeout (10 s) ends it.
+    let trickle = "printf 'GET / HTTP/1.1\\r\\n'; for i in 1 2 3 4 5 6 7 8; do sleep 2; printf 'X-A: b\\r\\n'; done; sleep 10";
+    let out =
+        d.dom0(&format!("start=$(date +%s); ({trickle}) | nc {ip} 80; echo $(($(date +%s) - start))"))?;
+    let held: u64 = out.trim().parse().map_err(|_| format!("slowloris check printed {out:?}"))?;
+    if !(9..=16).contains(&held) {
+        return Err(format!(
+            "a slowloris client was held {held} s, not cut off after the 10 s header timeout"
+        ));
+    }
+    println!("    slowloris client (a header line every 2 s) cut off after {held} s");
+
+    // num_connects is 0 for a request that reused the connection.
+    let urls = ["/", "/missing", "/style.css", "/docs/http.html"].map(|t| format!("{url}{t}")).join(" ");
+    curl_expect(
+        d,
+        &format!("-w '%{{http_code}} %{{num_connects}}\\n' -o /dev/null -o /dev/null -o /dev/null -o /dev/null {urls}"),
+        "200 1\n404 0\n200 0\n200 0",
+    )?;
+    shut_down(d)
+}
+
+/// One `dig` query from dom0 and what its output must show: the status, whether AA is set,
+/// and records (whitespace-normalised, as dig prints them).
+struct DigCheck {
+    args: &'static str,
+    status: &'static str,
+    authoritative: bool,
+    records: &'static [&'static str],
+}
+
+/// Queries against apps/dns/zones/example.com.zone, each over UDP and over TCP.
+const DIG_CHECKS: &[DigCheck] = &[
+    DigCheck {
+        args: "www.example.com A",
+        status: "NOERROR",
+        authoritative: true,
+        records: &["www.example.com. 3600 IN A 192.0.2.80"],
+    },
+    DigCheck {
+        args: "WwW.ExAmPlE.cOm AAAA",
+        status: "NOERROR",
+        authoritative: true,
+        records: &["WwW.ExAmPlE.cOm. 3600 IN AAAA 2001:db8::80"],
+    },
+    DigCheck {
+        args: "nope.example.com A",
+        status: "NXDOMAIN",
+        authoritative: true,
+        records: &["example.com. 300 IN SOA ns1.example.com. hostmaster.example.com. 2024060101 7200 3600 1209600 300"],
+    },
+    DigCheck {
+        args: "blog.example.com A",
+        status: "NOERROR",
+        authoritative: true,
+        records: &[
+            "blog.example.com. 3600 IN CNAME web.example.com.",
+            "web.example.com. 3600 IN CNAME www.example.com.",
+            "www.example.com. 3600 IN A 192.0.2.80",
+        ],
+    },
+    DigCheck {
+        args: "host.lab.example.com A",
+        status: "NOERROR",
+        authoritative: false,
+        records: &["lab.example.com. 3600 IN NS ns.lab.example.com.", "ns.lab.example.com. 3600 IN A 192.0.2.53"],
+    },
+    DigCheck {
+        args: "www.example.com TXT",
+        status: "NOERROR",
+        authoritative: true,
+        records: &["www.example.com. 3600 IN TXT \"mote says hello\" \"from a unikernel\""],
+    },
+    DigCheck {
+        args: "alice.users.example.com TXT",
+        status: "NOERROR",
+        authoritative: true,
+        records: &["alice.users.example.com. 3600 IN TXT \"a wildcard answer\""],
+    },
+    DigCheck { args: "www.example.org A", status: "REFUSED", authoritative: false, records: &[] },
+];
+
+/// Runs `dig @ip +norec <args>` in dom0 and checks its output against `check`.
+fn dig(d: &Driver, ip: &str, transport: &str, check: &DigCheck) -> Result<(), String> {
+    let command = format!("dig @{ip} +norec +time=5 +tries=2 {transport} {}", check.args);
+    let out = d.dom0(&command)?;
+    let lines: Vec<String> =
+        out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    let fail = |what: String| Err(format!("`{command}`: {what}; dig printed:\n{out}"));
+    if !out.contains(&format!("status: {}", check.status)) {
+        return fail(format!("status is not {}", check.status));
+    }
+    // ";; flags: qr aa; QUERY: 1, …"
+    let flags = lines.iter().find_map(|l| l.strip_prefix(";; flags:")).and_then(|f| f.split(';').next());
+    let aa = flags.is_some_and(|f| f.split_whitespace().any(|w| w == "aa"));
+    if aa != check.authoritative {
+        return fail(format!("AA is {}", if aa { "set" } else { "clear" }));
+    }
+    for record in check.records {
+        if !lines.iter().any(|l| l == record) {
+            return fail(format!("no record {record:?}"));
+        }
+    }
+    println!("    dig {transport} {}: {} ok", check.args, check.status);
+    Ok(())
+}
+
+/// dig from dom0 over UDP and TCP: answers, CNAME chain, NXDOMAIN, referral, TXT, wildcard,
+/// REFUSED; then several queries over one TCP connection.
+fn drive_dns(d: &mut Driver) -> Result<(), String> {
+    let line = d.wait_line("dns: serving on ")?;
+    let ip = line.split_whitespace().nth(3).ok_or_else(|| format!("no address in {line:?}"))?.to_owned();
+    for check in DIG_CHECKS {
+        dig(d, &ip, "+notcp", check)?;
+        dig(d, &ip, "+tcp", check)?;
+    }
+    let command = format!(
+        "dig @{ip} +norec +tcp +keepopen +short www.example.com A web.example.com CNAME mail.example.com A"
+    );
+    let out = d.dom0(&command)?;
+    let answers: Vec<&str> = out.lines().collect();
+    if answers != ["192.0.2.80", "www.example.com.", "192.0.2.25"] {
+        return Err(format!("`{command}` printed {out:?}"));
+    }
+    println!("    dig +tcp +keepopen: 3 queries on one connection ok");
     shut_down(d)
 }
 

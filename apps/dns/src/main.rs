@@ -1,0 +1,118 @@
+//! An authoritative DNS server: the zones in `zones/`, embedded at build
+//! time, answered over UDP and TCP (RFC 7766) on port 53 by `mote-dns`.
+//! A zone that does not load stops the server before it serves anything.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::time::Duration;
+use mote::net::{Stack, TcpListener, TcpOptions, TcpStream, UdpSocket};
+use mote_dns::{master, respond, Catalog, Transport};
+
+mote::main!(main);
+
+const PORT: u16 = 53;
+/// The zones served: (file name for errors, master-file text).
+const ZONES: &[(&str, &str)] = &[("zones/example.com.zone", include_str!("../zones/example.com.zone"))];
+/// A TCP connection with no complete query for this long is closed (RFC 7766 §6.2.3).
+const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Largest UDP query read; longer ones are cut (and then answered FORMERR).
+const UDP_QUERY_MAX: usize = 4096;
+
+fn main() -> Result<(), String> {
+    let catalog = load()?;
+    mote::block_on(async move {
+        let stack = mote::net::up().map_err(|e| format!("{e}"))?;
+        let address = stack.wait_ipv4().await;
+        serve_udp(&stack, catalog)?;
+        serve_tcp(&stack, catalog)?;
+        let origins: Vec<String> = catalog.zones().iter().map(|z| format!("{}", z.origin())).collect();
+        mote::println!("dns: serving on {} (udp/53 tcp/53): {}", address.address(), origins.join(" "));
+        let request = mote::lifecycle::shutdown_requested().await;
+        mote::println!("dns: {request:?} requested, stopping");
+        Ok(())
+    })
+}
+
+/// Parses every zone; the catalog lives as long as the server.
+fn load() -> Result<&'static Catalog, String> {
+    let mut zones = vec![];
+    for (file, text) in ZONES {
+        zones.push(master::parse(file, text).map_err(|e| format!("{e}"))?);
+    }
+    let catalog = Catalog::new(zones).map_err(|(zone, e)| format!("zone {zone}: {e}"))?;
+    Ok(Box::leak(Box::new(catalog)))
+}
+
+fn serve_udp(stack: &Stack, catalog: &'static Catalog) -> Result<(), String> {
+    let socket = UdpSocket::bind(stack, PORT).map_err(|e| format!("udp/{PORT}: {e}"))?;
+    mote::spawn(async move {
+        let mut buf = vec![0u8; UDP_QUERY_MAX];
+        loop {
+            let (n, from) = socket.recv_from(&mut buf).await;
+            if let Some(reply) = respond(catalog, &buf[..n], Transport::Udp) {
+                if let Err(e) = socket.send_to(&reply, from).await {
+                    mote::log::debug!("dns: udp reply to {from}: {e}");
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+fn serve_tcp(stack: &Stack, catalog: &'static Catalog) -> Result<(), String> {
+    // Queries are small and replies are written as room frees up, so small
+    // windows do; 32 pending connections bound what a SYN burst takes.
+    let options = TcpOptions { rx_buffer: 2048, tx_buffer: 4096, backlog: 32 };
+    let listener = TcpListener::bind_with(stack, PORT, options).map_err(|e| format!("tcp/{PORT}: {e}"))?;
+    mote::spawn(async move {
+        loop {
+            let stream = listener.accept().await;
+            mote::spawn(connection(stream, catalog));
+        }
+    });
+    Ok(())
+}
+
+/// RFC 7766 §8: each message is preceded by its length in two octets; the
+/// queries of a connection are answered in order until the client closes
+/// it or takes too long to send the next one (§6.2.3).
+async fn connection(stream: TcpStream, catalog: &'static Catalog) {
+    let mut query = vec![];
+    while let Ok(true) = mote::time::timeout(TCP_IDLE, read_message(&stream, &mut query)).await {
+        let Some(reply) = respond(catalog, &query, Transport::Tcp) else { continue };
+        let framed = [&(reply.len() as u16).to_be_bytes()[..], &reply].concat();
+        if stream.write_all(&framed).await.is_err() {
+            break;
+        }
+    }
+    stream.close();
+}
+
+/// Reads one length-prefixed message into `buf`; false when the connection ends first.
+async fn read_message(stream: &TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut len = [0u8; 2];
+    if !read_exact(stream, &mut len).await {
+        return false;
+    }
+    buf.resize(usize::from(u16::from_be_bytes(len)), 0);
+    read_exact(stream, buf).await
+}
+
+/// Fills `buf`; false when the connection ends first.
+async fn read_exact(stream: &TcpStream, buf: &mut [u8]) -> bool {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match stream.read(&mut buf[filled..]).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => filled += n,
+        }
+    }
+    true
+}

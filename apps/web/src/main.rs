@@ -1,0 +1,106 @@
+//! A static web server: HTTP/1.1 on port 80 for the site embedded at build time (`site/`),
+//! answered by `mote-http`. Slow or silent clients are cut off by a header-read and an idle
+//! timeout, and connections beyond a limit are refused with 503. Serves until `xl shutdown`.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::rc::Rc;
+use core::cell::Cell;
+use core::time::Duration;
+use mote::net::{TcpListener, TcpOptions, TcpStream, UpError};
+use mote::time::timeout;
+use mote::Instant;
+use mote_http::{Connection, Response, StaticSite};
+
+mote::main!(main);
+
+mod site {
+    include!(concat!(env!("OUT_DIR"), "/site.rs"));
+}
+
+const PORT: u16 = 80;
+/// Connections served at once; more are answered 503 and closed.
+const MAX_CONNECTIONS: usize = 64;
+/// A request head must arrive in full within this time of its first byte (slowloris).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection with no request under way is closed after this long.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Sending one response may take this long (a client that stops reading is cut off).
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn main() -> Result<(), UpError> {
+    let site = StaticSite::new(site::FILES);
+    mote::block_on(async move {
+        let stack = mote::net::up()?;
+        let address = stack.wait_ipv4().await;
+        // Small windows: pages are small, and a full house of connections fits in a few MiB.
+        let options = TcpOptions { rx_buffer: 4096, tx_buffer: 16 * 1024, backlog: 16 };
+        let listener = TcpListener::bind_with(&stack, PORT, options).expect("port 80 is free at start");
+        let active = Rc::new(Cell::new(0usize));
+        mote::spawn(async move {
+            loop {
+                let stream = listener.accept().await;
+                if active.get() >= MAX_CONNECTIONS {
+                    mote::spawn(refuse(stream));
+                    continue;
+                }
+                active.set(active.get() + 1);
+                let active = active.clone();
+                mote::spawn(async move {
+                    serve(&stream, &site).await;
+                    active.set(active.get() - 1);
+                });
+            }
+        });
+        mote::println!("web: serving {} files on http://{}/", site.files().len(), address.address());
+        let request = mote::lifecycle::shutdown_requested().await;
+        mote::println!("web: {request:?} requested, stopping");
+        Ok(())
+    })
+}
+
+/// Seconds since the Unix epoch, for `Date`.
+fn now() -> u64 {
+    mote::wallclock().0
+}
+
+/// Answers requests on one connection until either side closes it or a timeout ends it;
+/// the caller drops the stream, which closes it.
+async fn serve(stream: &TcpStream, site: &StaticSite) {
+    let mut conn = Connection::new();
+    let mut buf = [0u8; 2048];
+    let mut head_started = Instant::now();
+    loop {
+        while let Some(response) = conn.next_response(site, now()) {
+            if !matches!(timeout(SEND_TIMEOUT, send(stream, &response)).await, Ok(true)) {
+                return;
+            }
+        }
+        if conn.is_closed() {
+            return;
+        }
+        let limit =
+            if conn.is_idle() { IDLE_TIMEOUT } else { HEADER_TIMEOUT.saturating_sub(head_started.elapsed()) };
+        match timeout(limit, stream.read(&mut buf)).await {
+            Ok(Ok(n @ 1..)) => {
+                if conn.is_idle() {
+                    head_started = Instant::now();
+                }
+                conn.feed(&buf[..n]);
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Queues a response's head and body; `false` if the connection failed.
+async fn send(stream: &TcpStream, response: &Response<'_>) -> bool {
+    stream.write_all(&response.head).await.is_ok() && stream.write_all(response.body).await.is_ok()
+}
+
+/// Tells a client over the limit to come back later.
+async fn refuse(stream: TcpStream) {
+    let _ = timeout(SEND_TIMEOUT, stream.write_all(&mote_http::refusal(now()))).await;
+}

@@ -1,0 +1,28 @@
+//! Sans-IO authoritative DNS: the message codec ([`wire`]), zone master files
+//! ([`master`]), zone data ([`zone`]) and the query engine ([`query`]).
+//!
+//! ```
+//! use mote_dns::{master, respond, Catalog, Transport};
+//!
+//! let zone = master::parse("example.zone", "example. 3600 IN SOA ns hostmaster 1 2 3 4 5\nwww A 192.0.2.1")?;
+//! let catalog = Catalog::new(vec![zone]).map_err(|(zone, e)| format!("{zone}: {e}"))?;
+//! let request = [0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'w', b'w', b'w', 7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0, 0, 1, 0, 1];
+//! let reply = respond(&catalog, &request, Transport::Udp).expect("a query gets a reply");
+//! assert_eq!(reply[3] & 0xf, 0); // NOERROR
+//! assert_eq!(reply[7], 1); // one answer
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![no_std]
+
+extern crate alloc;
+
+pub mod master;
+pub mod name;
+pub mod query;
+pub mod rdata;
+pub mod wire;
+pub mod zone;
+
+pub use name::Name;
+pub use query::{respond, Transport};
+pub use zone::{Catalog, Zone};

@@ -1,0 +1,192 @@
+//! Answering a query (RFC 1034 §4.3.2) from a [`Catalog`]: validation of
+//! the request, EDNS(0) (RFC 6891), resolution in [`resolve`], and the
+//! reply's size limit with TC (RFC 1035 §4.2.1, RFC 2181 §9).
+
+mod edns;
+mod resolve;
+
+use crate::rdata::{types, CLASS_IN};
+use crate::wire::{flags, Packet, Question, Reader, WireError, Writer, HEADER_LEN};
+use crate::zone::Catalog;
+use alloc::vec::Vec;
+use edns::Edns;
+use resolve::{Answer, Rr};
+
+/// Response codes (RFC 1035 §4.1.1, RFC 6891 §9 for BADVERS).
+pub mod rcode {
+    pub const NOERROR: u16 = 0;
+    pub const FORMERR: u16 = 1;
+    pub const NXDOMAIN: u16 = 3;
+    pub const NOTIMP: u16 = 4;
+    pub const REFUSED: u16 = 5;
+    pub const BADVERS: u16 = 16;
+}
+
+/// What the query came over; it sets the reply's size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Largest UDP reply we send whatever the client offers: the DNS flag day
+/// 2020 value, which avoids IP fragmentation.
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
+/// The limit without EDNS (RFC 1035 §4.2.1).
+const CLASSIC_UDP_PAYLOAD: usize = 512;
+
+/// The reply to `query`, or `None` for what must not be answered: a
+/// message too short for a header, or a response (QR set).
+pub fn respond(catalog: &Catalog, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
+    let packet = Packet::new_checked(query).ok()?;
+    if packet.flags() & flags::QR != 0 {
+        return None;
+    }
+    let reply = Reply::new(&packet);
+    if packet.opcode() != 0 {
+        return Some(reply.bare(rcode::NOTIMP));
+    }
+    let Ok((question, edns)) = parse(&packet) else {
+        return Some(reply.bare(rcode::FORMERR));
+    };
+    let limit = match (transport, &edns) {
+        (Transport::Tcp, _) => usize::from(u16::MAX),
+        (Transport::Udp, None) => CLASSIC_UDP_PAYLOAD,
+        (Transport::Udp, Some(e)) => usize::from(e.payload.clamp(512, MAX_UDP_PAYLOAD)),
+    };
+    let reply = Reply { edns, limit, ..reply };
+    if reply.edns.as_ref().is_some_and(|e| e.version != 0) {
+        return Some(reply.finish(&question, rcode::BADVERS, &Answer::default()));
+    }
+    let answer = match (question.qclass, question.qtype) {
+        (CLASS_IN, types::OPT) => return Some(reply.finish(&question, rcode::FORMERR, &Answer::default())),
+        (CLASS_IN, types::MAILA | types::MAILB) => Answer::rcode(rcode::NOTIMP),
+        (CLASS_IN, types::AXFR | types::IXFR) => Answer::rcode(rcode::REFUSED),
+        (CLASS_IN, _) => match catalog.find(&question.name) {
+            Some(zone) => resolve::resolve(zone, &question.name, question.qtype),
+            None => Answer::rcode(rcode::REFUSED),
+        },
+        _ => Answer::rcode(rcode::REFUSED),
+    };
+    Some(reply.finish(&question, answer.rcode, &answer))
+}
+
+/// The one question and the OPT record of a query, or why it is malformed
+/// (FORMERR): not exactly one question, answer records in a query, or a
+/// record or OPT that does not parse (RFC 6891 §6.1.1: one OPT, owned by the root).
+fn parse(packet: &Packet<&[u8]>) -> Result<(Question, Option<Edns>), WireError> {
+    if packet.qdcount() != 1 || packet.ancount() != 0 {
+        return Err(WireError::Malformed);
+    }
+    let mut r = Reader::new(packet.bytes(), HEADER_LEN);
+    let question = Question::parse(&mut r)?;
+    let mut edns = None;
+    for i in 0..u32::from(packet.nscount()) + u32::from(packet.arcount()) {
+        let owner = r.name()?;
+        let (rtype, class, ttl, len) = (r.u16()?, r.u16()?, r.u32()?, usize::from(r.u16()?));
+        let rdata = r.bytes(len)?;
+        if rtype == types::OPT {
+            let additional = i >= u32::from(packet.nscount());
+            if !additional || edns.is_some() || !owner.is_root() {
+                return Err(WireError::Malformed);
+            }
+            edns = Some(Edns::parse(class, ttl, rdata)?);
+        }
+    }
+    Ok((question, edns))
+}
+
+/// The parts of the reply known before resolution.
+struct Reply {
+    id: u16,
+    /// Opcode, RD and CD as the query had them (RFC 1035 §4.1.1, RFC 4035 §3.1.6).
+    echoed_flags: u16,
+    edns: Option<Edns>,
+    limit: usize,
+}
+
+impl Reply {
+    fn new(packet: &Packet<&[u8]>) -> Reply {
+        let echoed_flags = packet.flags() & (0xf << flags::OPCODE_SHIFT | flags::RD | flags::CD);
+        Reply { id: packet.id(), echoed_flags, edns: None, limit: CLASSIC_UDP_PAYLOAD }
+    }
+
+    fn header(&self, w: &mut Writer, rcode: u16) {
+        w.u16(self.id);
+        w.u16(flags::QR | self.echoed_flags | (rcode & 0xf));
+        w.bytes(&[0; 8]);
+    }
+
+    /// A header alone, for a query whose question cannot be trusted.
+    fn bare(&self, rcode: u16) -> Vec<u8> {
+        let mut w = Writer::new();
+        self.header(&mut w, rcode);
+        w.finish()
+    }
+
+    /// The full reply: question, sections as far as they fit, OPT.
+    fn finish(&self, question: &Question, rcode: u16, answer: &Answer<'_>) -> Vec<u8> {
+        let mut w = Writer::new();
+        self.header(&mut w, rcode);
+        w.name(&question.name);
+        w.u16(question.qtype);
+        w.u16(question.qclass);
+        w.set_u16(4, 1);
+        let room = self.limit - if self.edns.is_some() { edns::OPT_LEN } else { 0 };
+        let mut truncated = false;
+        let mut counts = [0u16; 3];
+        // RRsets go in whole or not at all; one missing from the answer or
+        // authority section sets TC, one missing from the additional does not.
+        let sections = [&answer.answer, &answer.authority, &answer.additional];
+        'sections: for (i, section) in sections.into_iter().enumerate() {
+            for rr in section {
+                let before = w.len();
+                let n = emit(&mut w, rr);
+                if w.len() <= room {
+                    counts[i] += n;
+                    continue;
+                }
+                w.truncate(before);
+                if i < 2 {
+                    truncated = true;
+                    break 'sections;
+                }
+            }
+        }
+        let mut header_flags = flags::QR | self.echoed_flags | (rcode & 0xf);
+        if answer.authoritative {
+            header_flags |= flags::AA;
+        }
+        if truncated {
+            header_flags |= flags::TC;
+        }
+        w.set_u16(2, header_flags);
+        if let Some(edns) = &self.edns {
+            edns.emit(&mut w, rcode);
+            counts[2] += 1;
+        }
+        for (i, count) in counts.into_iter().enumerate() {
+            w.set_u16(6 + 2 * i, count);
+        }
+        w.finish()
+    }
+}
+
+/// Writes an RRset; returns its number of records.
+fn emit(w: &mut Writer, rr: &Rr<'_>) -> u16 {
+    for rdata in rr.rdatas {
+        w.name(&rr.owner);
+        w.u16(rr.rtype);
+        w.u16(CLASS_IN);
+        w.u32(rr.ttl);
+        let len_at = w.len();
+        w.u16(0);
+        rdata.emit(w);
+        let len = w.len() - len_at - 2;
+        w.set_u16(len_at, len as u16);
+    }
+    rr.rdatas.len() as u16
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,151 @@
+//! RFC 1034 §4.3.2 inside one zone: exact matches, CNAME chains, referrals
+//! at delegations, wildcards (RFC 4592), and negative answers with the SOA
+//! (RFC 2308).
+
+use super::rcode;
+use crate::name::Name;
+use crate::rdata::{types, RData};
+use crate::zone::{Node, RRset, Zone};
+use alloc::vec::Vec;
+
+/// Longest CNAME chain followed (a loop ends sooner: a name is never visited twice).
+const MAX_CHAIN: usize = 8;
+
+/// An RRset as it goes into a reply.
+#[derive(Debug)]
+pub struct Rr<'z> {
+    pub owner: Name,
+    pub rtype: u16,
+    pub ttl: u32,
+    pub rdatas: &'z [RData],
+}
+
+impl<'z> Rr<'z> {
+    fn new(owner: Name, set: &'z RRset) -> Rr<'z> {
+        Rr { owner, rtype: set.rtype, ttl: set.ttl, rdatas: &set.rdatas }
+    }
+}
+
+/// The outcome of resolution: the reply's rcode, AA and sections.
+#[derive(Debug, Default)]
+pub struct Answer<'z> {
+    pub rcode: u16,
+    pub authoritative: bool,
+    pub answer: Vec<Rr<'z>>,
+    pub authority: Vec<Rr<'z>>,
+    pub additional: Vec<Rr<'z>>,
+}
+
+impl Answer<'_> {
+    /// An answer that is only an rcode.
+    pub fn rcode(rcode: u16) -> Answer<'static> {
+        Answer { rcode, ..Answer::default() }
+    }
+}
+
+/// Where a name leads in the zone.
+enum Found<'z> {
+    /// The node answering for the name (itself, or the wildcard that covers it).
+    Node(&'z Node),
+    /// A delegation at or above the name: the node holding the NS RRset.
+    Cut(&'z Node),
+    /// No such name (RFC 4592 §4.1: no closest-encloser wildcard either).
+    Missing,
+}
+
+/// Answers `qtype` at `qname`, which is in `zone`.
+pub fn resolve<'z>(zone: &'z Zone, qname: &Name, qtype: u16) -> Answer<'z> {
+    let mut answer = Answer { authoritative: true, ..Answer::default() };
+    let mut name = qname.clone();
+    for _ in 0..MAX_CHAIN {
+        let node = match find(zone, &name) {
+            Found::Cut(cut) => {
+                referral(zone, cut, &mut answer);
+                return answer;
+            }
+            Found::Missing => {
+                answer.rcode = rcode::NXDOMAIN;
+                negative(zone, &mut answer);
+                return answer;
+            }
+            Found::Node(node) => node,
+        };
+        // RFC 8482 §4.2: ANY gets one RRset, not all of them.
+        let wanted = if qtype == types::ANY { node.rrsets.first() } else { node.rrset(qtype) };
+        if let Some(set) = wanted {
+            answer.answer.push(Rr::new(name, set));
+            additional(zone, set, &mut answer);
+            return answer;
+        }
+        let Some(cname) = node.rrset(types::CNAME) else {
+            negative(zone, &mut answer);
+            return answer;
+        };
+        answer.answer.push(Rr::new(name, cname));
+        let Some(RData::Name(target)) = cname.rdatas.first() else {
+            return answer;
+        };
+        let seen = answer.answer.iter().any(|rr| rr.owner == *target);
+        if seen || !target.is_subdomain_of(zone.origin()) {
+            return answer;
+        }
+        name = target.clone();
+    }
+    answer
+}
+
+/// Walks down from the apex to `name`, stopping at a zone cut.
+fn find<'z>(zone: &'z Zone, name: &Name) -> Found<'z> {
+    let Some(mut closest) = zone.apex() else {
+        return Found::Missing;
+    };
+    let below = name.label_count() - zone.origin().label_count();
+    for up in (0..below).rev() {
+        match zone.node(&name.ancestor(up)) {
+            Some(node) if node.rrset(types::NS).is_some() => return Found::Cut(node),
+            Some(node) => closest = node,
+            None => {
+                let wildcard = closest.name.prepend(b"*").ok().and_then(|w| zone.node(&w));
+                return wildcard.map_or(Found::Missing, Found::Node);
+            }
+        }
+    }
+    Found::Node(closest)
+}
+
+/// A referral (RFC 1034 §4.3.2 step 3b): AA clear unless the answer
+/// section already has our data, the cut's NS RRset, and glue.
+fn referral<'z>(zone: &'z Zone, cut: &'z Node, answer: &mut Answer<'z>) {
+    let Some(ns) = cut.rrset(types::NS) else { return };
+    answer.authoritative = !answer.answer.is_empty();
+    answer.authority.push(Rr::new(cut.name.clone(), ns));
+    additional(zone, ns, answer);
+}
+
+/// NXDOMAIN or NODATA: the SOA in the authority section, its TTL the
+/// lesser of its own and its MINIMUM (RFC 2308 §3).
+fn negative<'z>(zone: &'z Zone, answer: &mut Answer<'z>) {
+    let Some(soa) = zone.soa() else { return };
+    let minimum = match soa.rdatas.first() {
+        Some(RData::Soa { minimum, .. }) => *minimum,
+        _ => soa.ttl,
+    };
+    let mut rr = Rr::new(zone.origin().clone(), soa);
+    rr.ttl = rr.ttl.min(minimum);
+    answer.authority.push(rr);
+}
+
+/// Addresses of the names an NS, MX or SRV RRset points to, when the zone
+/// has them (glue below a cut included).
+fn additional<'z>(zone: &'z Zone, set: &'z RRset, answer: &mut Answer<'z>) {
+    for target in set.rdatas.iter().filter_map(|r| r.additional_target(set.rtype)) {
+        let Some(node) = zone.node(target) else { continue };
+        for rtype in [types::A, types::AAAA] {
+            let Some(addresses) = node.rrset(rtype) else { continue };
+            let present = |rr: &Rr<'_>| rr.rtype == rtype && rr.owner == *target;
+            if !answer.additional.iter().any(present) && !answer.answer.iter().any(present) {
+                answer.additional.push(Rr::new(node.name.clone(), addresses));
+            }
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! A sans-IO HTTP/1.1 server for static files (RFC 9110, RFC 9112): requests are parsed with
+//! `httparse`, answered from a [`Site`], and the bytes to send handed back; the caller does the
+//! I/O and the timing. GET and HEAD, persistent connections and pipelining, conditional and
+//! range requests, and an error status for everything else.
+#![no_std]
+
+extern crate alloc;
+
+mod conn;
+mod date;
+mod mime;
+mod path;
+mod range;
+mod request;
+mod response;
+mod site;
+
+pub use conn::{refusal, Connection, MAX_FIELDS, MAX_HEAD};
+pub use date::HttpDate;
+pub use mime::content_type;
+pub use request::MAX_TARGET;
+pub use response::{Response, Status};
+pub use site::{etag, Entry, File, Site, StaticFile, StaticSite};
+
+#[cfg(test)]
+mod tests;
