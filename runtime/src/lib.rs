@@ -38,6 +38,8 @@ mod console;
 #[cfg(target_os = "none")]
 mod crash;
 #[cfg(target_os = "none")]
+pub mod disk;
+#[cfg(target_os = "none")]
 pub mod events;
 #[cfg(target_os = "none")]
 pub mod grants;

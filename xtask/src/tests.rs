@@ -239,6 +239,33 @@ pub fn cases() -> Vec<Case> {
             driver: Some(drive_xenbus),
         },
         Case {
+            name: "disk_written_flushed_and_hashed_by_dom0",
+            app: "selftest",
+            args: &["test=disk"],
+            xl: &[DISK_RW],
+            reason: Reason::Poweroff,
+            checks: vec![Contains("disk: wrote and flushed 67108864 bytes")],
+            driver: Some(drive_disk_hash),
+        },
+        Case {
+            name: "disk_read_back_on_a_second_boot",
+            app: "selftest",
+            args: &["test=disk-verify"],
+            xl: &[DISK_RW],
+            reason: Reason::Poweroff,
+            checks: vec![Contains("disk: read and verified 67108864 bytes")],
+            driver: None,
+        },
+        Case {
+            name: "disk_read_only_refuses_writes",
+            app: "selftest",
+            args: &["test=disk-ro"],
+            xl: &[DISK_RO],
+            reason: Reason::Poweroff,
+            checks: vec![Line("disk: write refused: the disk is read-only")],
+            driver: None,
+        },
+        Case {
             name: "forwards_reach_echo_from_host_loopback",
             app: "echo",
             args: &[],
@@ -653,6 +680,39 @@ fn drive_dns(d: &mut Driver) -> Result<(), String> {
     }
     println!("    dig +tcp +keepopen: 3 queries on one connection ok");
     shut_down(d)
+}
+
+/// The disk images the disk cases attach, made in dom0 once per harness.
+const DISK_SETUP: &str = "dd if=/dev/zero of=/tmp/mote-disk.img bs=1M count=64 2>/dev/null && \
+                          dd if=/dev/zero of=/tmp/mote-ro.img bs=1M count=1 2>/dev/null";
+const DISK_RW: &str = r#"disk=["format=raw,vdev=xvda,access=rw,target=/tmp/mote-disk.img"]"#;
+const DISK_RO: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/tmp/mote-ro.img"]"#;
+
+/// The selftest's disk pattern (apps/selftest: `disk_pattern`).
+fn disk_pattern(offset: u64) -> u8 {
+    ((offset as u32).wrapping_mul(2_654_435_761) >> 24) as u8
+}
+
+/// After the guest wrote the pattern, flushed and powered off, dom0 hashes the image file: it
+/// must be the pattern, byte for byte.
+fn drive_disk_hash(d: &mut Driver) -> Result<(), String> {
+    d.wait_line("disk: read and verified")?;
+    let deadline = Instant::now() + DRIVER_WAIT;
+    while d.agent.run(&format!("xl domid {}", d.name), DRIVER_WAIT)?.0 == 0 {
+        if Instant::now() > deadline {
+            return Err("the guest did not go away after the disk test".into());
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    let pattern: Vec<u8> = (0..64u64 << 20).map(disk_pattern).collect();
+    let expected = host_sha256(&pattern)?;
+    let out = d.dom0("sha256sum /tmp/mote-disk.img")?;
+    let got = out.split_whitespace().next().unwrap_or_default();
+    if got != expected {
+        return Err(format!("dom0 hashed the image as {got}, the pattern is {expected}"));
+    }
+    println!("    dom0: sha256 of the 64 MiB image matches the pattern ({})", &got[..16]);
+    Ok(())
 }
 
 /// How long `xl shutdown` may take to end a guest that is waiting for it.
@@ -1219,6 +1279,11 @@ fn integration(cases: &[Case]) -> (usize, usize) {
         }
     }
 
+    if cases.iter().any(|c| c.xl.iter().any(|o| o.starts_with("disk="))) {
+        if let Err(e) = agent.run_ok(DISK_SETUP, DRIVER_WAIT) {
+            return fail_all(&format!("creating the disk images in dom0: {e}"));
+        }
+    }
     let (mut passed, mut failed) = (0, 0);
     for case in cases {
         let started = Instant::now();

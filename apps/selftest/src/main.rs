@@ -19,6 +19,9 @@
 //! - `test=async`: on the executor, three tasks sleep 300, 100 and 200 ms
 //!   while a 50 ms timeout cuts a 10 s sleep short; prints whether the
 //!   timeout fired and the order the tasks woke in.
+//! - `test=disk`: writes [`disk_pattern`] over the whole first disk, flushes,
+//!   reads it back and verifies it; `test=disk-verify` only reads and
+//!   verifies (a later boot); `test=disk-ro` expects its write to be refused.
 //! - `test=wait`: waits for `xl shutdown` or `xl reboot`, says which, and
 //!   returns (the runtime then ends the domain as asked).
 //! - `test=grant`: grants dom0 a page holding a text, read-write then
@@ -72,6 +75,7 @@ impl From<XenbusError> for Error {
 
 #[derive(Debug)]
 enum Error {
+    Disk(String),
     Xenstore(XsError),
     Xenbus(XenbusError),
     NoXenstore,
@@ -94,6 +98,7 @@ impl fmt::Display for Error {
         match self {
             Error::Xenstore(e) => write!(f, "xenstore: {e}"),
             Error::Xenbus(e) => e.fmt(f),
+            Error::Disk(e) => write!(f, "disk: {e}"),
             Error::NoXenstore => f.write_str("this domain has no xenstore connection"),
             Error::MissingTest => f.write_str("no test= on the command line"),
             Error::UnknownTest(t) => write!(f, "unknown test {t:?}"),
@@ -219,6 +224,7 @@ fn main() -> Result<(), Error> {
             wait_for_value(xs, "data/xenbus-done")?;
             Ok(())
         }),
+        "disk" | "disk-verify" | "disk-ro" => disk(cmdline.get("test").unwrap_or_default()),
         other => Err(Error::UnknownTest(other)),
     }
 }
@@ -288,6 +294,59 @@ fn wait_for_value(xs: &mut Xenstore, path: &str) -> Result<String, Error> {
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Byte `offset` of the disk test's pattern: the top byte of a
+/// multiplicative hash, so every sector differs (xtask computes the same).
+fn disk_pattern(offset: u64) -> u8 {
+    ((offset as u32).wrapping_mul(2_654_435_761) >> 24) as u8
+}
+
+/// The disk tests, in 1 MiB steps.
+fn disk(test: &str) -> Result<(), Error> {
+    const STEP: usize = 1 << 20;
+    let mut disks = mote::disk::open_all().map_err(|e| Error::Disk(alloc::format!("{e}")))?;
+    let disk = disks.first_mut().ok_or(Error::Disk("no disk".into()))?;
+    let info = disk.info();
+    let size = info.bytes();
+    let mut buf = alloc::vec![0u8; STEP];
+    let fill = |buf: &mut [u8], base: u64| {
+        buf.iter_mut().enumerate().for_each(|(i, b)| *b = disk_pattern(base + i as u64))
+    };
+    let io = |e: mote::disk::DiskError| Error::Disk(alloc::format!("{e}"));
+    if test == "disk-ro" {
+        fill(&mut buf, 0);
+        return match disk.write(0, &buf[..info.sector_size as usize]) {
+            Err(e @ mote::disk::DiskError::ReadOnly) => {
+                mote::println!("disk: write refused: {e}");
+                Ok(())
+            }
+            other => Err(Error::Disk(alloc::format!("a write to a read-only disk gave {other:?}"))),
+        };
+    }
+    let sectors_per_step = (STEP / info.sector_size as usize) as u64;
+    if test == "disk" {
+        let start = Instant::now();
+        for (n, base) in (0..size).step_by(STEP).enumerate() {
+            let len = STEP.min((size - base) as usize);
+            fill(&mut buf[..len], base);
+            disk.write(n as u64 * sectors_per_step, &buf[..len]).map_err(io)?;
+        }
+        disk.flush().map_err(io)?;
+        mote::println!("disk: wrote and flushed {size} bytes in {} ms", start.elapsed().as_millis());
+    }
+    let start = Instant::now();
+    let mut want = alloc::vec![0u8; STEP];
+    for (n, base) in (0..size).step_by(STEP).enumerate() {
+        let len = STEP.min((size - base) as usize);
+        disk.read(n as u64 * sectors_per_step, &mut buf[..len]).map_err(io)?;
+        fill(&mut want[..len], base);
+        if buf[..len] != want[..len] {
+            return Err(Error::Disk(alloc::format!("the MiB at byte {base} differs from the pattern")));
+        }
+    }
+    mote::println!("disk: read and verified {size} bytes in {} ms", start.elapsed().as_millis());
+    Ok(())
 }
 
 /// The command line's `key` as a number, or `default` when absent.

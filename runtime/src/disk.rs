@@ -1,0 +1,111 @@
+//! Disks: the domain's virtual block devices (`disk = [...]` in xl), through
+//! blkfront. Calls block the caller until the backend answers (the vCPU
+//! sleeps in the hypervisor meanwhile).
+
+use crate::events;
+use alloc::vec::Vec;
+use core::fmt;
+use mote_blkfront::connect::{self, ConnectError};
+use mote_blkfront::device::{self, Signal};
+use mote_xen::event::{self, Port};
+use mote_xen::xenstore::XsError;
+
+pub use mote_blkfront::device::{DiskError, DiskInfo};
+
+/// The event channel both ways, through the runtime's event loop.
+struct Events;
+
+impl Signal for Events {
+    fn notify(&mut self, port: Port) {
+        if let Err(e) = event::send(port) {
+            log::error!("blkfront: notifying the backend on {port}: {e}");
+        }
+    }
+
+    fn wait(&mut self, port: Port) {
+        events::wait_for(port);
+    }
+}
+
+/// A connected disk.
+pub struct Disk {
+    inner: device::Disk,
+    id: u32,
+}
+
+impl Disk {
+    /// Size, sector size, read-only and flush support, as the backend says.
+    pub fn info(&self) -> DiskInfo {
+        self.inner.info()
+    }
+
+    /// The virtual device id (`device/vbd/<id>`; 51712 is xvda).
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Reads `buf.len()` bytes (whole sectors) from `sector` on.
+    pub fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+        self.inner.read(sector, buf, &mut Events)
+    }
+
+    /// Writes `data` (whole sectors) from `sector` on.
+    pub fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), DiskError> {
+        self.inner.write(sector, data, &mut Events)
+    }
+
+    /// Makes written data durable.
+    pub fn flush(&mut self) -> Result<(), DiskError> {
+        self.inner.flush(&mut Events)
+    }
+}
+
+/// Why the disks could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    NoXen(&'static str),
+    Xenstore(XsError),
+    Disk(u32, ConnectError),
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::NoXen(what) => write!(f, "no {what}: cannot open disks"),
+            OpenError::Xenstore(e) => write!(f, "listing disks: {e}"),
+            OpenError::Disk(id, e) => write!(f, "disk {id}: {e}"),
+        }
+    }
+}
+
+/// Opens every disk the domain has, in device-id order.
+pub fn open_all() -> Result<Vec<Disk>, OpenError> {
+    let ids =
+        crate::xenstore::with(connect::devices).ok_or(OpenError::NoXen("xenstore"))?.or_else(
+            |e| match e {
+                // No device/vbd directory: no disks.
+                XsError::Xen(mote_xen::xenstore::Errno::NoEnt) => Ok(Vec::new()),
+                e => Err(OpenError::Xenstore(e)),
+            },
+        )?;
+    ids.into_iter()
+        .map(|id| {
+            let inner = crate::xenstore::with(|xs| {
+                crate::grants::with(|gt| connect::connect(xs, gt, id, connect::DEFAULT_SLOTS))
+                    .ok_or(OpenError::NoXen("grant table"))
+            })
+            .ok_or(OpenError::NoXen("xenstore"))??
+            .map_err(|e| OpenError::Disk(id, e))?;
+            let info = inner.info();
+            log::info!(
+                "disk: vbd {id}: {} sectors of {} bytes ({} MiB){}{}",
+                info.sectors,
+                info.sector_size,
+                info.bytes() >> 20,
+                if info.read_only { ", read-only" } else { "" },
+                if info.flush { ", flush" } else { "" }
+            );
+            Ok(Disk { inner, id })
+        })
+        .collect()
+}
