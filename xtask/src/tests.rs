@@ -683,10 +683,13 @@ fn drive_dns(d: &mut Driver) -> Result<(), String> {
 }
 
 /// The disk images the disk cases attach, made in dom0 once per harness.
-const DISK_SETUP: &str = "dd if=/dev/zero of=/tmp/mote-disk.img bs=1M count=64 2>/dev/null && \
-                          dd if=/dev/zero of=/tmp/mote-ro.img bs=1M count=1 2>/dev/null";
-const DISK_RW: &str = r#"disk=["format=raw,vdev=xvda,access=rw,target=/tmp/mote-disk.img"]"#;
-const DISK_RO: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/tmp/mote-ro.img"]"#;
+/// They live on a tmpfs of their own: dom0's root file system has little room.
+const DISK_SETUP: &str = "mkdir -p /mnt/disks && (mountpoint -q /mnt/disks || \
+                          mount -t tmpfs -o size=80m tmpfs /mnt/disks) && \
+                          dd if=/dev/zero of=/mnt/disks/rw.img bs=1M count=64 && \
+                          dd if=/dev/zero of=/mnt/disks/ro.img bs=1M count=1";
+const DISK_RW: &str = r#"disk=["format=raw,vdev=xvda,access=rw,target=/mnt/disks/rw.img"]"#;
+const DISK_RO: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/mnt/disks/ro.img"]"#;
 
 /// The selftest's disk pattern (apps/selftest: `disk_pattern`).
 fn disk_pattern(offset: u64) -> u8 {
@@ -706,7 +709,7 @@ fn drive_disk_hash(d: &mut Driver) -> Result<(), String> {
     }
     let pattern: Vec<u8> = (0..64u64 << 20).map(disk_pattern).collect();
     let expected = host_sha256(&pattern)?;
-    let out = d.dom0("sha256sum /tmp/mote-disk.img")?;
+    let out = d.dom0("sha256sum /mnt/disks/rw.img")?;
     let got = out.split_whitespace().next().unwrap_or_default();
     if got != expected {
         return Err(format!("dom0 hashed the image as {got}, the pattern is {expected}"));
