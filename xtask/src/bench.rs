@@ -60,7 +60,7 @@ const METRICS: [(&str, &str, bool, usize); 7] = [
     ("UDP echo round trip, p99", "ms", false, 2),
     ("UDP echo round trip, min", "ms", false, 2),
     ("xl create to serving", "s", false, 1),
-    ("memory (xl memory=)", "MiB", false, 0),
+    ("guest memory, xl memory=", "MiB", false, 0),
 ];
 
 /// `cargo xtask bench [echo]`; whether every measurement was taken.
@@ -225,7 +225,7 @@ fn environment(agent: &Agent) -> String {
         .unwrap_or_default();
     let dom0 = agent
         .run_ok(
-            "xl info | grep -E '^xen_(major|minor|extra)' | cut -d: -f2 | tr -d ' \\n'; echo; uname -r",
+            "xl info | awk -F': *' '/^xen_major/ { a = $2 } /^xen_minor/ { b = $2 } /^xen_extra/ { c = $2 } END { print a \".\" b c }'; uname -r",
             STEP_LIMIT,
         )
         .unwrap_or_default();
@@ -296,7 +296,7 @@ mod tests {
         assert!(t.contains("environment: QEMU"), "{t}");
         let echo = t.lines().find(|l| l.starts_with("TCP echo throughput")).unwrap();
         assert!(echo.ends_with("2.00  higher"), "{echo}");
-        let memory = t.lines().find(|l| l.starts_with("memory")).unwrap();
+        let memory = t.lines().find(|l| l.starts_with("guest memory")).unwrap();
         assert!(
             memory.contains(" 16 ") && memory.contains(" 96 ") && memory.ends_with("0.17  lower"),
             "{memory}"
