@@ -9,7 +9,7 @@ use crate::assets::{self, Assets};
 use crate::build::{self, AppMeta, Image};
 use crate::guest::{self, Reason};
 use crate::harness::Harness;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::Command;
 use std::sync::mpsc;
 use std::thread;
@@ -123,19 +123,20 @@ pub fn run(which: Option<&str>) -> Result<bool, String> {
 
 /// Copies the Linux guest's kernel and initramfs into a tmpfs in dom0 and its config into
 /// dom0's image folder; the image that names them.
-fn upload_linux(agent: &Agent, assets: &Assets, initrd: &PathBuf) -> Result<Image, String> {
+fn upload_linux(agent: &Agent, assets: &Assets, initrd: &Path) -> Result<Image, String> {
     let limit = Duration::from_secs(120);
     agent.run_ok(
         &format!("mkdir -p {LINUX_DIR} && {{ mountpoint -q {LINUX_DIR} || mount -t tmpfs -o size=128m tmpfs {LINUX_DIR}; }}"),
         limit,
     )?;
-    let read = |path: &PathBuf| std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()));
+    let read = |path: &Path| std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()));
     agent.put(&format!("{LINUX_DIR}/vmlinux"), &read(&assets.dom0_kernel)?, 0o644, limit)?;
     agent.put(&format!("{LINUX_DIR}/initrd.cpio"), &read(initrd)?, 0o644, limit)?;
     let meta = AppMeta { memory_mib: LINUX_MEMORY_MIB, network: true, forward: Vec::new() };
     let cfg = build::xl_cfg("linux", &format!("{LINUX_DIR}/vmlinux"), &meta);
     agent.put("/mote/images/linux.cfg", cfg.as_bytes(), 0o644, limit)?;
-    // The kernel has no symbols for crash reports: its own console says what went wrong.
+    // `Image` describes a mote; of it `guest::run` needs only the name (for the config uploaded
+    // here) and the file to symbolize crash reports with, which no Linux console line resembles.
     let kernel = assets.dom0_kernel.clone();
     Ok(Image { app: "linux".into(), meta, elf: kernel.clone(), debug_elf: kernel.clone(), cfg: kernel })
 }
