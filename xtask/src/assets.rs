@@ -1,6 +1,7 @@
 //! What the harness boots besides the image: host packages, Xen and the dom0 kernel (fetched by
 //! `ci/fetch-xen.sh`), and the dom0 initramfs (built by `ci/build-dom0.sh`, cached by a hash
-//! of everything that goes into it).
+//! of everything that goes into it); for `cargo xtask bench`, the initramfs of a Linux guest
+//! (`ci/build-linux-guest.sh`, cached the same way).
 
 use crate::{run_status, target_dir, workspace_root};
 use std::fs;
@@ -16,6 +17,8 @@ pub struct Assets {
     pub dom0_kernel: PathBuf,
     /// The dom0 initramfs (with the agent).
     pub dom0_initrd: PathBuf,
+    /// The agent binary (for the host).
+    pub agent: PathBuf,
 }
 
 /// `${XDG_CACHE_HOME:-$HOME/.cache}/mote`.
@@ -64,8 +67,14 @@ pub fn ensure() -> Result<Assets, String> {
         return Err(format!("ci/fetch-xen.sh left no xen in {}", cache.display()));
     }
     let agent = build_agent()?;
-    let dom0_initrd = dom0_initrd(&cache, &agent, &dom0_kernel)?;
-    Ok(Assets { xen, dom0_kernel, dom0_initrd })
+    let dom0_initrd = initramfs(&cache, "dom0", &agent, &dom0_kernel)?;
+    Ok(Assets { xen, dom0_kernel, dom0_initrd, agent })
+}
+
+/// The cached initramfs of the Linux benchmark guest (which boots the dom0 kernel), built if
+/// missing.
+pub fn linux_guest_initrd(assets: &Assets) -> Result<PathBuf, String> {
+    initramfs(&cache_dir()?, "linux-guest", &assets.agent, &assets.dom0_kernel)
 }
 
 /// Builds `mote-agent` for the host and returns the binary.
@@ -85,13 +94,14 @@ fn build_agent() -> Result<PathBuf, String> {
     Ok(agent)
 }
 
-/// The cached dom0 initramfs for the current inputs, built if missing.
-fn dom0_initrd(cache: &Path, agent: &Path, kernel: &Path) -> Result<PathBuf, String> {
-    let script = ci_script("build-dom0.sh")?;
+/// The cached initramfs `<cache>/<name>-<hash>.cpio` that `ci/build-<name>.sh` builds from the
+/// agent, the files under `ci/<name>/` and what ci/fetch-xen.sh unpacked; built if missing.
+fn initramfs(cache: &Path, name: &str, agent: &Path, kernel: &Path) -> Result<PathBuf, String> {
+    let script = ci_script(&format!("build-{name}.sh"))?;
     let mut inputs = vec![agent.to_path_buf(), script.clone()];
-    collect_files(&workspace_root().join("ci").join("dom0"), &mut inputs)?;
+    collect_files(&workspace_root().join("ci").join(name), &mut inputs)?;
     let mut hash = Fnv64::new();
-    // The initramfs also carries the dom0 kernel's modules and the toolstack unpacked by
+    // The initramfs also carries the kernel's modules (and dom0's the toolstack) unpacked by
     // ci/fetch-xen.sh: a new fetch (its stamp) or kernel means a new build. Their sizes and
     // modification times stand for their (large) contents.
     for path in [kernel.to_path_buf(), cache.join("fetched.stamp")] {
@@ -110,24 +120,24 @@ fn dom0_initrd(cache: &Path, agent: &Path, kernel: &Path) -> Result<PathBuf, Str
         hash.write(&(data.len() as u64).to_le_bytes());
         hash.write(&data);
     }
-    let out = cache.join(format!("dom0-{:016x}.cpio", hash.finish()));
+    let out = cache.join(format!("{name}-{:016x}.cpio", hash.finish()));
     if out.is_file() {
-        eprintln!("harness: dom0 initramfs up to date ({})", out.display());
+        eprintln!("harness: {name} initramfs up to date ({})", out.display());
         return Ok(out);
     }
-    let partial = cache.join(format!("dom0-{:016x}.cpio.partial", hash.finish()));
+    let partial = cache.join(format!("{name}-{:016x}.cpio.partial", hash.finish()));
     run_status(Command::new("bash").arg(&script).arg(cache).arg(agent).arg(&partial))
-        .map_err(|e| format!("building the dom0 initramfs: {e}"))?;
+        .map_err(|e| format!("building the {name} initramfs: {e}"))?;
     if !partial.is_file() {
-        return Err(format!("ci/build-dom0.sh succeeded but did not write {}", partial.display()));
+        return Err(format!("ci/build-{name}.sh succeeded but did not write {}", partial.display()));
     }
     fs::rename(&partial, &out)
         .map_err(|e| format!("rename {} to {}: {e}", partial.display(), out.display()))?;
     // Older initramfs builds are useless now.
     if let Ok(entries) = fs::read_dir(cache) {
         for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with("dom0-") && name.ends_with(".cpio") && entry.path() != out {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if file.starts_with(&format!("{name}-")) && file.ends_with(".cpio") && entry.path() != out {
                 let _ = fs::remove_file(entry.path());
             }
         }

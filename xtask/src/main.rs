@@ -5,14 +5,17 @@
 //! cargo xtask run <app> [--debug] [--timeout SECS] [-- <guest command line>…]
 //! cargo xtask xl <xl arguments>…
 //! cargo xtask test [--integration-only] [CASE-FILTER]
+//! cargo xtask bench [echo]
 //! ```
 //!
 //! Modules: `build` (image + xl config), `assets` (Xen, dom0 kernel and initramfs), `harness`
 //! (the QEMU machine), `agent` (client of dom0's agent), `guest` (one guest run in dom0),
-//! `tests` (the test command and its integration cases).
+//! `tests` (the test command and its integration cases), `bench` (benchmarks against a Linux
+//! guest).
 
 mod agent;
 mod assets;
+mod bench;
 mod build;
 mod forward;
 mod guest;
@@ -36,7 +39,10 @@ usage:
       run `xl <args>` in the dom0 of the harness a running `cargo xtask run` started
   cargo xtask test [--integration-only] [FILTER]
       host packages, host unit tests, then the integration cases (whose name contains FILTER)
-      under Xen";
+      under Xen
+  cargo xtask bench [echo]
+      measure the echo mote against a Linux PVH guest in the harness and print both and the
+      ratio";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -79,6 +85,16 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
                 }
             }
             Ok(if tests::run(&opts)? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        "bench" => {
+            if rest.len() > 1 {
+                return Err(format!("`bench` takes at most one benchmark name\n{USAGE}"));
+            }
+            Ok(if bench::run(rest.first().map(String::as_str))? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

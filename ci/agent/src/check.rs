@@ -2,8 +2,11 @@
 //! `mote-agent tcp-check ADDR BYTES [CONNECTIONS]` sends BYTES of a
 //! pseudo-random stream over each of CONNECTIONS concurrent connections and
 //! checks that exactly the same bytes come back; `mote-agent udp-check ADDR
-//! COUNT` sends COUNT numbered datagrams and checks each reply. Both print
-//! what they measured and exit non-zero on any mismatch or timeout.
+//! COUNT` sends COUNT numbered datagrams, checks each reply and prints the
+//! round trips' minimum, median and 99th percentile; `mote-agent
+//! discard-check ADDR BYTES` sends BYTES to a discard service and times
+//! until the service has closed the connection after the last byte. All
+//! print what they measured and exit non-zero on any mismatch or timeout.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
@@ -149,8 +152,47 @@ fn udp(addr: SocketAddr, count: u32) -> Result<String, String> {
         rtts.push(sent.elapsed().as_secs_f64() * 1e3);
     }
     rtts.sort_by(f64::total_cmp);
-    let median = rtts.get(rtts.len() / 2).copied().unwrap_or_default();
-    Ok(format!("udp-check: {count} datagrams echoed; round trip median {median:.2} ms"))
+    Ok(format!(
+        "udp-check: {count} datagrams echoed; round trip min {:.3} ms, median {:.3} ms, p99 {:.3} ms",
+        percentile(&rtts, 0),
+        percentile(&rtts, 50),
+        percentile(&rtts, 99)
+    ))
+}
+
+/// The `p`th percentile (nearest rank) of sorted `values`; 0 when there are none.
+fn percentile(sorted: &[f64], p: usize) -> f64 {
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied().unwrap_or_default()
+}
+
+/// Sends `bytes` of the test stream to a discard service; the time runs until the service
+/// closes the connection after reading the last byte (it sends nothing back).
+fn discard(addr: SocketAddr, bytes: u64) -> Result<String, String> {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect_timeout(&addr, STALL).map_err(|e| format!("connect: {e}"))?;
+    stream.set_read_timeout(Some(STALL)).map_err(|e| e.to_string())?;
+    stream.set_write_timeout(Some(STALL)).map_err(|e| e.to_string())?;
+    let mut gen = Stream::new(0x5eed);
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        gen.fill(&mut buf[..n]);
+        stream.write_all(&buf[..n]).map_err(|e| format!("send: {e}"))?;
+        left -= n as u64;
+    }
+    stream.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
+    match stream.read(&mut buf) {
+        Ok(0) => {}
+        Ok(_) => return Err("the discard service sent data".into()),
+        Err(e) => return Err(format!("waiting for the service to close: {e}")),
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok(format!(
+        "discard-check: {bytes} bytes sent and the connection closed in {secs:.2} s ({:.2} MB/s)",
+        bytes as f64 / secs / 1e6
+    ))
 }
 
 /// `tcp-check` / `udp-check`; the exit status.
@@ -167,11 +209,15 @@ pub fn main(cmd: &str, args: &[String]) -> i32 {
             (Ok(a), Ok(c)) => Ok(udp(a, c)),
             _ => Err(()),
         },
+        ("discard-check", [addr, bytes]) => match (addr.parse(), bytes.parse()) {
+            (Ok(a), Ok(b)) => Ok(discard(a, b)),
+            _ => Err(()),
+        },
         _ => Err(()),
     };
     match parsed {
         Err(()) => {
-            eprintln!("usage: mote-agent tcp-check IP:PORT BYTES [CONNECTIONS] | mote-agent udp-check IP:PORT COUNT");
+            eprintln!("usage: mote-agent tcp-check IP:PORT BYTES [CONNECTIONS] | mote-agent udp-check IP:PORT COUNT | mote-agent discard-check IP:PORT BYTES");
             2
         }
         Ok(Ok(report)) => {
@@ -235,7 +281,33 @@ mod tests {
                 s.send_to(&buf[..n], from).unwrap();
             }
         });
-        assert!(udp(addr, 20).unwrap().starts_with("udp-check: 20 datagrams echoed"));
+        let report = udp(addr, 20).unwrap();
+        assert!(report.starts_with("udp-check: 20 datagrams echoed; round trip min "), "{report}");
+        assert!(report.contains(" ms, median ") && report.contains(" ms, p99 "), "{report}");
         assert_eq!(main("udp-check", &["nonsense".into(), "1".into()]), 2);
+    }
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let values: Vec<f64> = (1..=200).map(f64::from).collect();
+        assert_eq!(percentile(&values, 0), 1.0);
+        assert_eq!(percentile(&values, 50), 100.0);
+        assert_eq!(percentile(&values, 99), 198.0);
+        assert_eq!(percentile(&[7.0], 99), 7.0);
+        assert_eq!(percentile(&[], 50), 0.0);
+    }
+
+    #[test]
+    fn discard_check_waits_for_the_close() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            io::copy(&mut s, &mut io::sink()).unwrap();
+        });
+        let report = discard(addr, 1_000_000).unwrap();
+        assert!(report.starts_with("discard-check: 1000000 bytes sent"), "{report}");
+        // An echo service is no discard service.
+        assert_eq!(discard(echo_server(), 1000).unwrap_err(), "the discard service sent data");
     }
 }

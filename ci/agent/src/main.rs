@@ -8,21 +8,24 @@
 //!   `x` frame with the exit status. If the client's side of the socket reaches end-of-file
 //!   before that, the whole process group is killed.
 //! - `PUT <absolute path> <length> <octal mode>\n<length bytes>`: write the file through a
-//!   temporary name and a rename (parents created), then answer `x` `0`.
+//!   temporary name and a rename (parents created), then answer `x` `0`. Blocks of zeros become
+//!   holes.
 //!
 //! Replies are frames: a tag byte, a big-endian `u32` length, the payload. `e` reports a failure
 //! of the agent itself (bad request, spawn or I/O error).
 //!
 //! Usage: `mote-agent [PORT]` (default 7000, listening on 0.0.0.0). Two subcommands serve
 //! tests in dom0: `mote-agent follow FILE` (below), `mote-agent gnt-map …` ([`gnt`]) and
-//! `mote-agent forward …` ([`forward`]), `mote-agent tcp-check|udp-check …` ([`check`]).
+//! `mote-agent forward …` ([`forward`]), `mote-agent tcp-check|udp-check|discard-check …`
+//! ([`check`]); and `mote-agent echo-server …` ([`echo`]) is the Linux benchmark guest's service.
 
 mod check;
+mod echo;
 mod forward;
 mod gnt;
 
 use std::fs;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -64,13 +67,16 @@ fn main() {
     if args.first().is_some_and(|cmd| cmd == "forward") {
         std::process::exit(forward::main(&args[1..]));
     }
-    if let Some(cmd @ ("tcp-check" | "udp-check")) = args.first().map(String::as_str) {
+    if let Some(cmd @ ("tcp-check" | "udp-check" | "discard-check")) = args.first().map(String::as_str) {
         std::process::exit(check::main(cmd, &args[1..]));
+    }
+    if args.first().is_some_and(|cmd| cmd == "echo-server") {
+        std::process::exit(echo::main(&args[1..]));
     }
     let port = match args.first() {
         None => DEFAULT_PORT,
         Some(arg) => arg.parse().unwrap_or_else(|_| {
-            eprintln!("mote-agent: bad port {arg:?}; usage: mote-agent [PORT] | mote-agent follow FILE | mote-agent gnt-map … | mote-agent forward … | mote-agent tcp-check|udp-check …");
+            eprintln!("mote-agent: bad port {arg:?}; usage: mote-agent [PORT] | mote-agent follow FILE | mote-agent gnt-map … | mote-agent forward … | mote-agent tcp-check|udp-check|discard-check … | mote-agent echo-server ECHO_PORT DISCARD_PORT");
             std::process::exit(2);
         }),
     };
@@ -365,7 +371,7 @@ fn put(path: &Path, len: u64, mode: u32, input: &mut impl Read) -> Result<(), Ag
     let tmp = parent.join(format!(".{}.mote-put.{}.{serial}", name.to_string_lossy(), std::process::id()));
     let result = (|| {
         let mut file = fs::File::create(&tmp)?;
-        let copied = io::copy(&mut input.take(len), &mut file)?;
+        let copied = copy_sparse(&mut input.take(len), &mut file)?;
         if copied != len {
             return Err(AgentError::Message(format!("PUT: got {copied} of {len} bytes")));
         }
@@ -378,6 +384,38 @@ fn put(path: &Path, len: u64, mode: u32, input: &mut impl Read) -> Result<(), Ag
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Copies `input` to the start of the empty `file`, leaving holes for the blocks that are all
+/// zeros: on dom0's tmpfs they take no memory (a kernel's zeroed `.bss` is a third of its ELF
+/// file). Returns the number of bytes copied.
+fn copy_sparse(input: &mut impl Read, file: &mut fs::File) -> io::Result<u64> {
+    const BLOCK: usize = 4096;
+    let mut buf = vec![0u8; BLOCK];
+    let mut copied = 0u64;
+    loop {
+        let mut n = 0;
+        while n < BLOCK {
+            match input.read(&mut buf[n..])? {
+                0 => break,
+                got => n += got,
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().all(|&b| b == 0) {
+            file.seek(io::SeekFrom::Current(n as i64))?;
+        } else {
+            file.write_all(&buf[..n])?;
+        }
+        copied += n as u64;
+        if n < BLOCK {
+            break;
+        }
+    }
+    file.set_len(copied)?;
+    Ok(copied)
 }
 
 #[cfg(test)]
@@ -566,6 +604,23 @@ mod tests {
         let (output, end) = output_and_end(&frames);
         assert_eq!(output, data);
         assert_eq!(end, (TAG_EXIT, "0".into()));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn put_leaves_holes_for_zero_blocks() {
+        let addr = start_agent();
+        let dir = scratch_dir("sparse");
+        let path = dir.join("image");
+        let mut data = vec![0u8; 1 << 20];
+        data[5000] = 1;
+        data.extend_from_slice(&[0u8; 100]);
+        let mut request = format!("PUT {} {} 644\n", path.display(), data.len()).into_bytes();
+        request.extend_from_slice(&data);
+        assert_eq!(roundtrip(addr, &request), vec![(TAG_EXIT, b"0".to_vec())]);
+        assert_eq!(fs::read(&path).unwrap(), data);
+        let blocks = std::os::unix::fs::MetadataExt::blocks(&fs::metadata(&path).unwrap());
+        assert!(blocks * 512 < 64 * 1024, "{blocks} blocks of 512 bytes allocated");
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Builds the initramfs of the Linux PVH guest `cargo xtask bench` compares motes with (newc cpio,
+# uncompressed). The guest boots Debian's kernel (<cache-dir>/vmlinux, the dom0 kernel) with it.
+#
+#   ci/build-linux-guest.sh <cache-dir> <agent-binary> <out.cpio>
+#
+# <cache-dir> must hold what ci/fetch-xen.sh produced. The archive contains:
+#   /init                     ci/linux-guest/init
+#   /mote/agent               <agent-binary>, which serves echo and discard (`echo-server`)
+#   /lib/modules/<version>    xen-netfront and its dependencies, with modules.dep
+#   busybox applets, and the libraries `ldd` lists for the agent.
+set -euo pipefail
+
+if [[ $# -ne 3 ]]; then
+    echo "usage: $0 <cache-dir> <agent-binary> <out.cpio>" >&2
+    exit 2
+fi
+cache=$(realpath "$1")
+agent=$(realpath "$2")
+out=$3
+here=$(dirname "$(realpath "$0")")
+root=$cache/root
+
+die() {
+    echo "build-linux-guest: $*" >&2
+    exit 1
+}
+
+[[ -e $cache/fetched.stamp ]] || die "$cache is not ready: run ci/fetch-xen.sh $1 first"
+[[ -x $agent ]] || die "no agent binary at $2"
+kver=$(<"$cache/kernel-version")
+
+stage=$(mktemp -d "$cache/linux-guest-stage.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+
+mkdir -p "$stage"/usr/{bin,lib,lib64} "$stage"/{dev,proc,sys,tmp,etc,mote}
+ln -s usr/bin "$stage/bin"
+ln -s usr/bin "$stage/sbin"
+ln -s usr/lib "$stage/lib"
+ln -s usr/lib64 "$stage/lib64"
+mknod -m 600 "$stage/dev/console" c 5 1
+
+cp /bin/busybox "$stage/usr/bin/busybox"
+for applet in $(/bin/busybox --list); do
+    [[ -e $stage/usr/bin/$applet ]] || ln -s busybox "$stage/usr/bin/$applet"
+done
+
+cp "$agent" "$stage/mote/agent"
+install -m 0755 "$here/linux-guest/init" "$stage/init"
+
+# The agent's libraries, at the paths ldd finds them.
+ldd "$agent" | awk '$2 == "=>" && $3 ~ /^\// { print $3; next } $1 ~ /^\// { print $1 }' |
+    while read -r lib; do
+        mkdir -p "$stage$(dirname "$lib")"
+        cp -L "$lib" "$stage$lib"
+    done
+
+depmod -b "$root" "$kver"
+modprobe -d "$root" -S "$kver" --show-depends xen-netfront | awk '$1 == "insmod" { print $2 }' |
+    while read -r ko; do
+        mkdir -p "$stage$(dirname "${ko#"$root"}")"
+        cp "$ko" "$stage${ko#"$root"}"
+    done
+[[ -n $(find "$stage/lib/modules" -name 'xen-netfront.ko*') ]] || die "no module xen-netfront in Linux $kver"
+cp "$root/lib/modules/$kver"/modules.{order,builtin,builtin.modinfo} "$stage/lib/modules/$kver/"
+depmod -b "$stage" "$kver"
+
+(cd "$stage" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
+    cpio --null --create --format=newc --owner=0:0 --reproducible --quiet) >"$out.tmp"
+mv "$out.tmp" "$out"
+echo "build-linux-guest: wrote $out ($(du -h "$out" | cut -f1))"
