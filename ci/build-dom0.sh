@@ -102,7 +102,9 @@ libs=$(
 if grep -q '^MISSING' <<<"$libs"; then
     die "libraries not found on this host: $(grep '^MISSING' <<<"$libs" | cut -d' ' -f2 | tr '\n' ' ')(run ci/install-host-deps.sh)"
 fi
-libs+=$'\n'$(ldconfig -p | awk '$1 == "libgcc_s.so.1" && /x86-64/ { print $NF; exit }')
+# awk reads all of ldconfig's output (no early exit): under pipefail, ldconfig killed by SIGPIPE
+# would fail the build.
+libs+=$'\n'$(ldconfig -p | awk '$1 == "libgcc_s.so.1" && /x86-64/ && !found { print $NF; found = 1 }')
 while read -r lib; do
     [[ -n $lib ]] || continue
     case $lib in

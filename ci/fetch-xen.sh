@@ -39,7 +39,7 @@ fi
 
 # The exact kernel package behind the linux-image-amd64 metapackage, e.g. linux-image-6.1.0-56-amd64.
 kernel_pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
-    awk '$1 == "Depends:" && $2 ~ /^linux-image-6\.1\.[0-9.-]+-amd64$/ { print $2; exit }')
+    awk '$1 == "Depends:" && $2 ~ /^linux-image-6\.1\.[0-9.-]+-amd64$/ && !found { print $2; found = 1 }')
 if [[ -z $kernel_pkg ]]; then
     echo "fetch-xen: cannot resolve the package linux-image-6.1.*-amd64 (from linux-image-amd64)" >&2
     exit 1

@@ -18,7 +18,7 @@ packages=(
 
 missing=()
 for pkg in "${packages[@]}"; do
-    if ! dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed'; then
+    if ! dpkg -s "$pkg" 2>/dev/null | grep '^Status: install ok installed' >/dev/null; then
         missing+=("$pkg")
     fi
 done
