@@ -132,7 +132,7 @@ fn upload_linux(agent: &Agent, assets: &Assets, initrd: &Path) -> Result<Image, 
     let read = |path: &Path| std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()));
     agent.put(&format!("{LINUX_DIR}/vmlinux"), &read(&assets.dom0_kernel)?, 0o644, limit)?;
     agent.put(&format!("{LINUX_DIR}/initrd.cpio"), &read(initrd)?, 0o644, limit)?;
-    let meta = AppMeta { memory_mib: LINUX_MEMORY_MIB, network: true, forward: Vec::new() };
+    let meta = AppMeta { memory_mib: LINUX_MEMORY_MIB, network: true, ..AppMeta::default() };
     let cfg = build::xl_cfg("linux", &format!("{LINUX_DIR}/vmlinux"), &meta);
     agent.put("/mote/images/linux.cfg", cfg.as_bytes(), 0o644, limit)?;
     // `Image` describes a mote; of it `guest::run` needs only the name (for the config uploaded

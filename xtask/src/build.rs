@@ -21,11 +21,14 @@ pub struct AppMeta {
     /// Guest ports `cargo xtask run` makes reachable on 127.0.0.1
     /// (`forward = ["tcp:7007:7", "udp:7007:7"]`: protocol, host port, guest port).
     pub forward: Vec<Forward>,
+    /// A command line `cargo xtask run` suggests once the forwards are up
+    /// (`try = "dig @127.0.0.1 -p 5353 www.example.com"`).
+    pub try_command: Option<String>,
 }
 
 impl Default for AppMeta {
     fn default() -> Self {
-        AppMeta { memory_mib: DEFAULT_MEMORY_MIB, network: false, forward: Vec::new() }
+        AppMeta { memory_mib: DEFAULT_MEMORY_MIB, network: false, forward: Vec::new(), try_command: None }
     }
 }
 
@@ -123,6 +126,16 @@ pub fn parse_meta(manifest: &str) -> Result<AppMeta, String> {
                     }
                 }
             }
+            "try" => {
+                meta.try_command = Some(
+                    value
+                        .strip_prefix('"')
+                        .and_then(|v| v.strip_suffix('"'))
+                        .filter(|v| !v.contains('"'))
+                        .ok_or_else(|| format!("line {}: try must be a quoted command line, not {value:?}", number + 1))?
+                        .to_owned(),
+                )
+            }
             "forward" => {
                 meta.forward = parse_string_array(value)
                     .and_then(|items| items.into_iter().map(Forward::parse).collect::<Option<Vec<_>>>())
@@ -135,7 +148,7 @@ pub fn parse_meta(manifest: &str) -> Result<AppMeta, String> {
             }
             _ => {
                 return Err(format!(
-                "line {}: unknown key {key:?} in [package.metadata.mote] (known: memory, network, forward)",
+                "line {}: unknown key {key:?} in [package.metadata.mote] (known: memory, network, forward, try)",
                 number + 1
             ))
             }

@@ -156,6 +156,9 @@ fn cmd_run(
         // Once the guest says its address, the forwarded ports lead to it.
         if let Some(ip) = guest_ipv4(line).filter(|_| relays.is_empty()) {
             relays = forward::start(&agent, &mut forwards, app, ip);
+            if let Some(command) = &image.meta.try_command {
+                eprintln!("mote: try `{command}`");
+            }
         }
     });
     drop(relays);

@@ -323,6 +323,15 @@ pub fn cases() -> Vec<Case> {
             driver: Some(drive_many_connections),
         },
         Case {
+            name: "web_serves_curl_on_host_loopback",
+            app: "web",
+            args: &[],
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Line("web: Poweroff requested, stopping")],
+            driver: Some(drive_web_from_host),
+        },
+        Case {
             name: "web_serves_site_to_curl",
             app: "web",
             args: &[],
@@ -330,6 +339,15 @@ pub fn cases() -> Vec<Case> {
             reason: Reason::Poweroff,
             checks: vec![Contains("via DHCP, gateway 10.0.0.1"), Line("web: Poweroff requested, stopping")],
             driver: Some(drive_web_site),
+        },
+        Case {
+            name: "dns_answers_dig_on_host_loopback",
+            app: "dns",
+            args: &[],
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Line("dns: Poweroff requested, stopping")],
+            driver: Some(drive_dns_from_host),
         },
         Case {
             name: "dns_answers_from_dom0",
@@ -405,11 +423,7 @@ fn drive_bulk_echo(d: &mut Driver) -> Result<(), String> {
 /// the host through QEMU and dom0.
 fn drive_forwards(d: &mut Driver) -> Result<(), String> {
     use std::io::{Read, Write};
-    let ip: std::net::Ipv4Addr = echo_address(d)?.parse().map_err(|e| format!("echo address: {e}"))?;
-    let relays = forward::start(&d.agent, &mut d.forwards, d.name, ip);
-    if relays.len() != 2 {
-        return Err(format!("{} of 2 forwards started", relays.len()));
-    }
+    let relays = forward_from_host(d, "echo: serving on ")?;
     let fail = |what: &str, e: std::io::Error| format!("{what} 127.0.0.1:7007: {e}");
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| fail("udp bind for", e))?;
     udp.set_read_timeout(Some(DRIVER_WAIT)).map_err(|e| fail("udp", e))?;
@@ -716,6 +730,71 @@ fn drive_disk_hash(d: &mut Driver) -> Result<(), String> {
     }
     println!("    dom0: sha256 of the 64 MiB image matches the pattern ({})", &got[..16]);
     Ok(())
+}
+
+/// Starts the app's forwards to the guest at the address in its console line `… on <ip>`
+/// (`marker` names that line); the relays run while the returned handles live.
+fn forward_from_host(d: &mut Driver, marker: &str) -> Result<Vec<crate::agent::Exec>, String> {
+    let line = d.wait_line(marker)?;
+    let ip: std::net::Ipv4Addr = line
+        .split(|c: char| c.is_whitespace() || c == '/')
+        .find_map(|word| word.parse().ok())
+        .ok_or_else(|| format!("no address in {line:?}"))?;
+    let wanted = d.forwards.len();
+    let relays = forward::start(&d.agent, &mut d.forwards, d.name, ip);
+    if wanted == 0 || relays.len() != wanted {
+        return Err(format!("{} of {wanted} forwards started", relays.len()));
+    }
+    Ok(relays)
+}
+
+/// Runs a command on the host; its standard output.
+fn host(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program).args(args).output().map_err(|e| format!("{program}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{program} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// What `cargo xtask run dns` offers: the host's own dig answered through 127.0.0.1:5353.
+fn drive_dns_from_host(d: &mut Driver) -> Result<(), String> {
+    let _relays = forward_from_host(d, "dns: serving on ")?;
+    for transport in ["+notcp", "+tcp"] {
+        let answer = host(
+            "dig",
+            &["@127.0.0.1", "-p", "5353", transport, "+short", "+tries=3", "www.example.com", "A"],
+        )?;
+        if answer.trim() != "192.0.2.80" {
+            return Err(format!("host dig {transport} www.example.com A answered {answer:?}"));
+        }
+        println!("    host: dig @127.0.0.1 -p 5353 {transport} www.example.com A: 192.0.2.80");
+    }
+    shut_down(d)
+}
+
+/// What `cargo xtask run web` offers: the host's own curl served through 127.0.0.1:8080.
+fn drive_web_from_host(d: &mut Driver) -> Result<(), String> {
+    let _relays = forward_from_host(d, "web: serving ")?;
+    let page = Command::new("curl")
+        .args(["-sf", "--retry", "3", "http://127.0.0.1:8080/"])
+        .output()
+        .map_err(|e| format!("curl: {e}"))?;
+    if !page.status.success() {
+        return Err(format!(
+            "host curl http://127.0.0.1:8080/ failed: {}",
+            String::from_utf8_lossy(&page.stderr)
+        ));
+    }
+    if page.stdout != site_file("index.html")? {
+        return Err("host curl http://127.0.0.1:8080/ returned something else than index.html".into());
+    }
+    println!("    host: curl http://127.0.0.1:8080/ returned index.html byte for byte");
+    shut_down(d)
 }
 
 /// How long `xl shutdown` may take to end a guest that is waiting for it.
