@@ -18,24 +18,9 @@
 # Nothing is put under /mote/images: the host appends a second archive with the guest images.
 set -euo pipefail
 
-if [[ $# -ne 3 ]]; then
-    echo "usage: $0 <cache-dir> <agent-binary> <out.cpio>" >&2
-    exit 2
-fi
-cache=$(realpath "$1")
-agent=$(realpath "$2")
-out=$3
-here=$(dirname "$(realpath "$0")")
-root=$cache/root
-
-die() {
-    echo "build-dom0: $*" >&2
-    exit 1
-}
-
-[[ -e $cache/fetched.stamp ]] || die "$cache is not ready: run ci/fetch-xen.sh $1 first"
-[[ -x $agent ]] || die "no agent binary at $2"
-kver=$(<"$cache/kernel-version")
+tool=build-dom0
+# shellcheck source=ci/initramfs-common.sh
+source "$(dirname "$(realpath "$0")")/initramfs-common.sh"
 
 # Modules /init loads, in this order (modprobe adds their dependencies, e.g. llc and stp).
 modules=(xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs bridge xen-netback xen-blkback loop e1000)

@@ -11,24 +11,9 @@
 #   busybox applets, and the libraries `ldd` lists for the agent.
 set -euo pipefail
 
-if [[ $# -ne 3 ]]; then
-    echo "usage: $0 <cache-dir> <agent-binary> <out.cpio>" >&2
-    exit 2
-fi
-cache=$(realpath "$1")
-agent=$(realpath "$2")
-out=$3
-here=$(dirname "$(realpath "$0")")
-root=$cache/root
-
-die() {
-    echo "build-linux-guest: $*" >&2
-    exit 1
-}
-
-[[ -e $cache/fetched.stamp ]] || die "$cache is not ready: run ci/fetch-xen.sh $1 first"
-[[ -x $agent ]] || die "no agent binary at $2"
-kver=$(<"$cache/kernel-version")
+tool=build-linux-guest
+# shellcheck source=ci/initramfs-common.sh
+source "$(dirname "$(realpath "$0")")/initramfs-common.sh"
 
 stage=$(mktemp -d "$cache/linux-guest-stage.XXXXXX")
 trap 'rm -rf "$stage"' EXIT

@@ -8,11 +8,10 @@ use crate::wire::{MAX_SEGMENTS, VDISK_READONLY};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::alloc::Layout;
 use core::fmt;
 use mote_xen::event;
-use mote_xen::gnttab::{Access, GrantError, GrantTable};
-use mote_xen::io_ring::{FrontRing, PAGE_SIZE};
+use mote_xen::gnttab::{alloc_shared_pages, Access, GrantError, GrantTable};
+use mote_xen::io_ring::FrontRing;
 use mote_xen::xenbus::{Frontend, XenbusError, XenbusState};
 use mote_xen::xenstore::{Client, Store, Transport, XsError};
 use mote_xen::{Gfn, XenError};
@@ -97,19 +96,6 @@ pub fn parse_info(
     })
 }
 
-/// Pages from the heap, page-aligned, never freed (they are granted).
-fn alloc_pages(n: usize) -> Result<Vec<*mut u8>, ConnectError> {
-    let layout =
-        Layout::from_size_align(PAGE_SIZE * n.max(1), PAGE_SIZE).map_err(|_| ConnectError::NoMemory)?;
-    // SAFETY: the layout has a non-zero size.
-    let base = unsafe { alloc::alloc::alloc_zeroed(layout) };
-    if base.is_null() {
-        return Err(ConnectError::NoMemory);
-    }
-    // SAFETY: every offset stays inside the allocation just made.
-    Ok((0..n).map(|i| unsafe { base.add(i * PAGE_SIZE) }).collect())
-}
-
 /// Brings up `device/vbd/<id>` and returns it Connected.
 pub fn connect<T: Transport>(
     xs: &mut Client<T>,
@@ -122,7 +108,7 @@ pub fn connect<T: Transport>(
     vbd.switch(xs, XenbusState::Initialising)?;
     vbd.wait_backend(xs, |s| s == XenbusState::InitWait)?;
     let backend = vbd.backend_id();
-    let pages = alloc_pages(1 + slots * MAX_SEGMENTS)?;
+    let pages = alloc_shared_pages(1 + slots * MAX_SEGMENTS).ok_or(ConnectError::NoMemory)?;
     // SAFETY: the page is fresh, page-aligned, ours alone (and the
     // backend's once granted) and never freed.
     let ring = unsafe { FrontRing::init(pages[0]) };

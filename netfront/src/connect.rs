@@ -11,11 +11,10 @@ use crate::queues::{GrantedPage, Queues};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::alloc::Layout;
 use core::fmt;
 use mote_xen::event::{self, Port};
-use mote_xen::gnttab::{Access, GrantError, GrantTable};
-use mote_xen::io_ring::{FrontRing, PAGE_SIZE};
+use mote_xen::gnttab::{alloc_shared_pages, Access, GrantError, GrantTable};
+use mote_xen::io_ring::FrontRing;
 use mote_xen::xenbus::{Frontend, XenbusError, XenbusState};
 use mote_xen::xenstore::{Client, Store, Transport, XsError};
 use mote_xen::{DomId, Gfn, XenError};
@@ -97,23 +96,6 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(mac)
 }
 
-/// Pages for rings and buffers, page-aligned from the heap. They are never
-/// freed: once granted, a page must not go back to the heap while the
-/// backend may still map it.
-fn alloc_pages(n: usize) -> Result<Vec<*mut u8>, ConnectError> {
-    let layout = Layout::from_size_align(PAGE_SIZE * n, PAGE_SIZE).map_err(|_| ConnectError::NoMemory)?;
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    // SAFETY: the layout has a non-zero size.
-    let base = unsafe { alloc::alloc::alloc_zeroed(layout) };
-    if base.is_null() {
-        return Err(ConnectError::NoMemory);
-    }
-    // SAFETY: every offset stays inside the allocation just made.
-    Ok((0..n).map(|i| unsafe { base.add(i * PAGE_SIZE) }).collect())
-}
-
 fn grant(
     grants: &mut GrantTable<'_>,
     domid: DomId,
@@ -143,7 +125,8 @@ pub fn connect<T: Transport>(
     }
     let backend = vif.backend_id();
 
-    let pages = alloc_pages(2 + usize::from(config.tx_pages) + usize::from(config.rx_buffers))?;
+    let pages = alloc_shared_pages(2 + usize::from(config.tx_pages) + usize::from(config.rx_buffers))
+        .ok_or(ConnectError::NoMemory)?;
     let (rings, buffers) = pages.split_at(2);
     let (tx_buf, rx_buf) = buffers.split_at(usize::from(config.tx_pages));
     // SAFETY: each ring page is fresh, page-aligned, ours alone (and the

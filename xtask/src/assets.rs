@@ -94,11 +94,12 @@ fn build_agent() -> Result<PathBuf, String> {
     Ok(agent)
 }
 
-/// The cached initramfs `<cache>/<name>-<hash>.cpio` that `ci/build-<name>.sh` builds from the
-/// agent, the files under `ci/<name>/` and what ci/fetch-xen.sh unpacked; built if missing.
+/// The cached initramfs `<cache>/<name>-<hash>.cpio` that `ci/build-<name>.sh` (with
+/// `ci/initramfs-common.sh`) builds from the agent, the files under `ci/<name>/` and what
+/// ci/fetch-xen.sh unpacked; built if missing.
 fn initramfs(cache: &Path, name: &str, agent: &Path, kernel: &Path) -> Result<PathBuf, String> {
     let script = ci_script(&format!("build-{name}.sh"))?;
-    let mut inputs = vec![agent.to_path_buf(), script.clone()];
+    let mut inputs = vec![agent.to_path_buf(), script.clone(), ci_script("initramfs-common.sh")?];
     collect_files(&workspace_root().join("ci").join(name), &mut inputs)?;
     let mut hash = Fnv64::new();
     // The initramfs also carries the kernel's modules (and dom0's the toolstack) unpacked by

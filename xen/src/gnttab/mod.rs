@@ -150,6 +150,24 @@ impl<'a> GrantTable<'a> {
     }
 }
 
+/// `n` zeroed, page-aligned pages from the heap, to share with a backend
+/// (rings, buffers); `None` when memory runs out. They are never freed: once
+/// granted, a page must not go back to the heap while a backend may still
+/// map it.
+pub fn alloc_shared_pages(n: usize) -> Option<alloc::vec::Vec<*mut u8>> {
+    if n == 0 {
+        return Some(alloc::vec::Vec::new());
+    }
+    let layout = core::alloc::Layout::from_size_align(PAGE_SIZE * n, PAGE_SIZE).ok()?;
+    // SAFETY: the layout has a non-zero size.
+    let base = unsafe { alloc::alloc::alloc_zeroed(layout) };
+    if base.is_null() {
+        return None;
+    }
+    // SAFETY: every offset stays inside the allocation just made.
+    Some((0..n).map(|i| unsafe { base.add(i * PAGE_SIZE) }).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
