@@ -713,7 +713,9 @@ fn disk_pattern(offset: u64) -> u8 {
 /// After the guest wrote the pattern, flushed and powered off, dom0 hashes the image file: it
 /// must be the pattern, byte for byte.
 fn drive_disk_hash(d: &mut Driver) -> Result<(), String> {
-    d.wait_line("disk: read and verified")?;
+    for marker in ["disk: wrote and flushed", "disk: read and verified"] {
+        println!("    guest: {}", d.wait_line(marker)?);
+    }
     let deadline = Instant::now() + DRIVER_WAIT;
     while d.agent.run(&format!("xl domid {}", d.name), DRIVER_WAIT)?.0 == 0 {
         if Instant::now() > deadline {
