@@ -5,16 +5,18 @@
 //! cargo xtask run <app> [--debug] [--timeout SECS] [-- <guest command line>…]
 //! cargo xtask xl <xl arguments>…
 //! cargo xtask test [--integration-only] [CASE-FILTER]
+//! cargo xtask fuzz [TARGET] [--seconds N]
 //! ```
 //!
 //! Modules: `build` (image + xl config), `assets` (Xen, dom0 kernel and initramfs), `harness`
 //! (the QEMU machine), `agent` (client of dom0's agent), `guest` (one guest run in dom0),
-//! `tests` (the test command and its integration cases).
+//! `tests` (the test command and its integration cases), `fuzz` (the `cargo fuzz` targets).
 
 mod agent;
 mod assets;
 mod build;
 mod forward;
+mod fuzz;
 mod guest;
 mod harness;
 mod symbolize;
@@ -36,7 +38,10 @@ usage:
       run `xl <args>` in the dom0 of the harness a running `cargo xtask run` started
   cargo xtask test [--integration-only] [FILTER]
       host packages, host unit tests, then the integration cases (whose name contains FILTER)
-      under Xen";
+      under Xen
+  cargo xtask fuzz [TARGET] [--seconds N]
+      run each fuzz target in fuzz/ (or TARGET) for N seconds (default 60) with
+      cargo +nightly fuzz; corpus and crashes in target/fuzz-corpus/; fails on a crash";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -80,6 +85,10 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
             }
             Ok(if tests::run(&opts)? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        "fuzz" => {
+            let (target, seconds) = parse_fuzz_args(rest)?;
+            Ok(if fuzz::run(target.as_deref(), seconds)? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -114,6 +123,29 @@ fn parse_app_args(
     }
     let app = app.ok_or_else(|| format!("which app?\n{USAGE}"))?;
     Ok((app, debug, timeout, iter.cloned().collect()))
+}
+
+/// Parses `[TARGET] [--seconds N]`.
+fn parse_fuzz_args(args: &[String]) -> Result<(Option<String>, u64), String> {
+    let mut target = None;
+    let mut seconds = 60;
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--seconds" => {
+                let n = iter.next().ok_or("--seconds needs a number")?;
+                seconds = n
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("--seconds: bad number {n:?}"))?;
+            }
+            a if a.starts_with('-') => return Err(format!("unknown option {a:?}\n{USAGE}")),
+            a if target.is_none() => target = Some(a.to_owned()),
+            a => return Err(format!("unexpected argument {a:?}\n{USAGE}")),
+        }
+    }
+    Ok((target, seconds))
 }
 
 /// `cargo xtask run`.
@@ -261,5 +293,16 @@ mod cli_tests {
         assert!(parse_app_args(&strings(&["hello", "extra"]), true).is_err());
         assert!(parse_app_args(&strings(&["--debug"]), true).is_err());
         assert!(parse_app_args(&strings(&["hello", "--timeout", "1"]), false).is_err());
+    }
+
+    #[test]
+    fn fuzz_args() {
+        assert_eq!(parse_fuzz_args(&[]).unwrap(), (None, 60));
+        assert_eq!(
+            parse_fuzz_args(&strings(&["dns_zone", "--seconds", "5"])).unwrap(),
+            (Some("dns_zone".into()), 5)
+        );
+        assert!(parse_fuzz_args(&strings(&["--seconds", "0"])).is_err());
+        assert!(parse_fuzz_args(&strings(&["a", "b"])).is_err());
     }
 }
