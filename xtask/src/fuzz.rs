@@ -1,5 +1,7 @@
 //! `cargo xtask fuzz`: runs the `cargo fuzz` targets in `fuzz/` for a while each, one
 //! process (one core) at a time, with corpus and crash artifacts in `target/fuzz-corpus/`.
+//! A target starts from its hand-written seeds in `fuzz/seeds/TARGET/` (read, never written)
+//! and from what earlier runs kept.
 
 use std::fs::File;
 use std::path::Path;
@@ -115,10 +117,13 @@ fn run_one(target: &str, seconds: u64) -> Result<Summary, String> {
     let log = File::create(&log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
     let err_log = log.try_clone().map_err(|e| format!("{}: {e}", log_path.display()))?;
     println!("fuzz {target}: {seconds} s (log in {})", log_path.display());
+    let root = crate::workspace_root();
+    let seeds = root.join("fuzz/seeds").join(target);
     let status = Command::new("cargo")
-        .current_dir(crate::workspace_root())
+        .current_dir(&root)
         .args(["+nightly", "fuzz", "run", target])
         .arg(&corpus)
+        .args(seeds.is_dir().then_some(&seeds))
         .arg("--")
         .arg(format!("-max_total_time={seconds}"))
         .arg(format!("-artifact_prefix={}/", artifacts.display()))
