@@ -6,18 +6,20 @@
 //! cargo xtask xl <xl arguments>…
 //! cargo xtask test [--integration-only] [CASE-FILTER]
 //! cargo xtask bench [echo]
+//! cargo xtask fuzz [TARGET] [--seconds N]
 //! ```
 //!
 //! Modules: `build` (image + xl config), `assets` (Xen, dom0 kernel and initramfs), `harness`
 //! (the QEMU machine), `agent` (client of dom0's agent), `guest` (one guest run in dom0),
 //! `tests` (the test command and its integration cases), `bench` (benchmarks against a Linux
-//! guest).
+//! guest), `fuzz` (the `cargo fuzz` targets).
 
 mod agent;
 mod assets;
 mod bench;
 mod build;
 mod forward;
+mod fuzz;
 mod guest;
 mod harness;
 mod symbolize;
@@ -42,7 +44,11 @@ usage:
       under Xen
   cargo xtask bench [echo]
       measure the echo mote against a Linux PVH guest in the harness and print both and the
-      ratio";
+      ratio
+
+  cargo xtask fuzz [TARGET] [--seconds N]
+      run each fuzz target in fuzz/ (or TARGET) for N seconds (default 60) with
+      cargo +nightly fuzz; corpus and crashes in target/fuzz-corpus/; fails on a crash";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -96,6 +102,10 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
                 ExitCode::FAILURE
             })
         }
+        "fuzz" => {
+            let (target, seconds) = parse_fuzz_args(rest)?;
+            Ok(if fuzz::run(target.as_deref(), seconds)? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -130,6 +140,29 @@ fn parse_app_args(
     }
     let app = app.ok_or_else(|| format!("which app?\n{USAGE}"))?;
     Ok((app, debug, timeout, iter.cloned().collect()))
+}
+
+/// Parses `[TARGET] [--seconds N]`.
+fn parse_fuzz_args(args: &[String]) -> Result<(Option<String>, u64), String> {
+    let mut target = None;
+    let mut seconds = 60;
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--seconds" => {
+                let n = iter.next().ok_or("--seconds needs a number")?;
+                seconds = n
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("--seconds: bad number {n:?}"))?;
+            }
+            a if a.starts_with('-') => return Err(format!("unknown option {a:?}\n{USAGE}")),
+            a if target.is_none() => target = Some(a.to_owned()),
+            a => return Err(format!("unexpected argument {a:?}\n{USAGE}")),
+        }
+    }
+    Ok((target, seconds))
 }
 
 /// `cargo xtask run`.
@@ -280,5 +313,16 @@ mod cli_tests {
         assert!(parse_app_args(&strings(&["hello", "extra"]), true).is_err());
         assert!(parse_app_args(&strings(&["--debug"]), true).is_err());
         assert!(parse_app_args(&strings(&["hello", "--timeout", "1"]), false).is_err());
+    }
+
+    #[test]
+    fn fuzz_args() {
+        assert_eq!(parse_fuzz_args(&[]).unwrap(), (None, 60));
+        assert_eq!(
+            parse_fuzz_args(&strings(&["dns_zone", "--seconds", "5"])).unwrap(),
+            (Some("dns_zone".into()), 5)
+        );
+        assert!(parse_fuzz_args(&strings(&["--seconds", "0"])).is_err());
+        assert!(parse_fuzz_args(&strings(&["a", "b"])).is_err());
     }
 }

@@ -1,0 +1,81 @@
+//! A hostile netback: a sequence of rx and tx responses, interleaved with the frontend
+//! posting rx buffers and taking and returning tx ids, checked against the trackers
+//! ([`RxSlots`], [`TxIds`]) and a model of which ids are with the backend. A response is
+//! accepted only for an id that is out, an accepted rx frame lies within its page, every
+//! named id comes back exactly once, and the counts always match the model.
+#![no_main]
+
+use libfuzzer_sys::arbitrary::{self, Arbitrary};
+use libfuzzer_sys::fuzz_target;
+use mote_netfront::rx::{RxError, RxSlots, BUFFER_SIZE};
+use mote_netfront::tx::{TxError, TxIds};
+use mote_netfront::wire::{RxResponse, TxResponse};
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    PostRx(u16),
+    Rx { id: u16, offset: u16, flags: u16, status: i16 },
+    TakeTx,
+    UntakeTx(u16),
+    Tx { id: u16, status: i16 },
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    rx_slots: u8,
+    tx_ids: u8,
+    ops: Vec<Op>,
+}
+
+fuzz_target!(|input: Input| {
+    let mut rx = RxSlots::new(input.rx_slots.into());
+    let mut posted = vec![false; input.rx_slots.into()];
+    let mut tx = TxIds::new(input.tx_ids.into());
+    let mut out = vec![false; input.tx_ids.into()];
+    for op in input.ops {
+        match op {
+            Op::PostRx(id) => {
+                rx.post(id);
+                if let Some(p) = posted.get_mut(usize::from(id)) {
+                    *p = true;
+                }
+            }
+            Op::Rx { id, offset, flags, status } => {
+                let result = rx.complete(RxResponse { id, offset, flags, status });
+                match posted.get_mut(usize::from(id)).filter(|p| **p) {
+                    None => assert_eq!(result, Err(RxError::UnknownId(id))),
+                    Some(p) => {
+                        *p = false;
+                        if let Ok(frame) = result {
+                            assert_eq!((frame.id, frame.offset), (id, usize::from(offset)));
+                            assert!(frame.len > 0 && frame.offset + frame.len <= BUFFER_SIZE);
+                        }
+                    }
+                }
+            }
+            Op::TakeTx => match tx.take() {
+                Some(id) => {
+                    let slot = &mut out[usize::from(id)];
+                    assert!(!*slot, "tx id {id} handed out twice");
+                    *slot = true;
+                }
+                None => assert!(out.iter().all(|o| *o), "no tx id free while one is"),
+            },
+            Op::UntakeTx(id) => {
+                tx.untake(id);
+                if let Some(o) = out.get_mut(usize::from(id)) {
+                    *o = false;
+                }
+            }
+            Op::Tx { id, status } => {
+                let result = tx.complete(TxResponse { id, status });
+                match out.get_mut(usize::from(id)).filter(|o| **o) {
+                    None => assert_eq!(result, Err(TxError::UnknownId(id))),
+                    Some(o) => *o = result.is_err(),
+                }
+            }
+        }
+        assert_eq!(rx.posted_count(), posted.iter().filter(|p| **p).count());
+        assert_eq!(tx.free_count(), out.iter().filter(|o| !**o).count());
+    }
+});
