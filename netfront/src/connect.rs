@@ -107,13 +107,14 @@ fn grant(
     Ok(GrantedPage { addr, gref })
 }
 
-/// Brings up vif `index` (`device/vif/<index>`) and returns it Connected.
+/// Brings up vif `index` (`device/vif/<index>`) and returns it Connected,
+/// with its xenbus frontend (to notice and answer the backend closing).
 pub fn connect<T: Transport>(
     xs: &mut Client<T>,
     grants: &mut GrantTable<'_>,
     index: u32,
     config: Config,
-) -> Result<Netfront, ConnectError> {
+) -> Result<(Netfront, Frontend), ConnectError> {
     let path = format!("device/vif/{index}");
     let mut vif = Frontend::open(xs, &path)?;
     let mac_text = xs.read_string(&format!("{path}/mac"))?;
@@ -158,7 +159,7 @@ pub fn connect<T: Transport>(
     })?;
     vif.wait_backend(xs, |s| s == XenbusState::Connected)?;
     event::send(port).map_err(ConnectError::EventChannel)?;
-    Ok(Netfront::new(queues, port, mac))
+    Ok((Netfront::new(queues, port, mac), vif))
 }
 
 #[cfg(test)]

@@ -60,11 +60,16 @@ pub enum Wake {
     Deadline,
     /// A shutdown request arrived (and woke whoever awaits it).
     Shutdown,
+    /// xenstore traffic arrived (a watch may have fired: a backend's state,
+    /// a configuration change); the caller may want to look.
+    Store,
 }
 
 /// Blocks until `port` fires (taking its event) or `deadline` passes;
 /// with neither, until any interrupt. Every wake-up also runs the runtime's
-/// background work (a shutdown request arriving through xenstore).
+/// background work (a shutdown request arriving through xenstore), and
+/// xenstore traffic returns [`Wake::Store`] so that the caller can look at its
+/// watches.
 pub fn block(port: Option<Port>, deadline: Option<Instant>) -> Wake {
     block_any(port.as_slice(), deadline)
 }
@@ -78,11 +83,12 @@ pub fn block_any(ports: &[Port], deadline: Option<Instant>) -> Wake {
         if let Some(t) = timer {
             DEMUX.take(t);
         }
-        if let Some(s) = store {
-            DEMUX.take(s);
-        }
+        let store_fired = store.is_some_and(|s| DEMUX.take(s));
         if crate::lifecycle::poll() {
             return Wake::Shutdown;
+        }
+        if store_fired {
+            return Wake::Store;
         }
         if ports.iter().fold(false, |fired, &p| DEMUX.take(p) | fired) {
             return Wake::Event;
@@ -120,5 +126,11 @@ pub fn sleep(duration: Duration) {
     if deadline.is_none() {
         log::warn!("sleep of {duration:?} is beyond the clock's range; sleeping until woken");
     }
-    while block(None, deadline) == Wake::Shutdown {}
+    loop {
+        match block(None, deadline) {
+            Wake::Deadline => return,
+            Wake::Event if deadline.is_none() => return,
+            _ => {}
+        }
+    }
 }

@@ -314,6 +314,15 @@ pub fn cases() -> Vec<Case> {
             driver: Some(drive_two_vifs),
         },
         Case {
+            name: "vif_detached_closes_and_the_other_serves_on",
+            app: "echo",
+            args: &["ip=10.0.0.7/24", "vif1.ip=10.0.0.8/24"],
+            xl: &[r#"vif=["bridge=xenbr0","bridge=xenbr0"]"#],
+            reason: Reason::Poweroff,
+            checks: vec![Contains("net: vif 1: backend Closing, closing"), Contains("net: vif 1: closed")],
+            driver: Some(drive_vif_detach),
+        },
+        Case {
             name: "tcp_200_concurrent_connections",
             app: "echo",
             args: &["ip=10.0.0.4/24"],
@@ -462,6 +471,24 @@ fn drive_two_vifs(d: &mut Driver) -> Result<(), String> {
         dom0_check(d, &format!("/mote/agent udp-check {ip}:7 5"))?;
         dom0_check(d, &format!("/mote/agent tcp-check {ip}:7 100000"))?;
     }
+    shut_down(d)
+}
+
+/// `xl network-detach` of one vif: the guest answers the backend's closing at once (libxl
+/// would otherwise wait 10 s and force it), and the other vif keeps serving.
+fn drive_vif_detach(d: &mut Driver) -> Result<(), String> {
+    echo_address(d)?;
+    echo_address(d)?;
+    let started = Instant::now();
+    d.dom0(&format!("xl network-detach {} 1", d.name))?;
+    let took = started.elapsed();
+    d.wait_line("net: vif 1: closed")?;
+    if took > SHUTDOWN_LIMIT {
+        return Err(format!("`xl network-detach` took {took:?}: the guest did not answer the backend"));
+    }
+    println!("    xl network-detach took {:.1} s", took.as_secs_f64());
+    dom0_check(d, "/mote/agent udp-check 10.0.0.7:7 5")?;
+    dom0_check(d, "/mote/agent tcp-check 10.0.0.7:7 100000")?;
     shut_down(d)
 }
 
@@ -744,7 +771,10 @@ fn forward_from_host(d: &mut Driver, marker: &str) -> Result<Vec<crate::agent::E
         .ok_or_else(|| format!("no address in {line:?}"))?;
     let wanted = d.forwards.len();
     let relays = forward::start(&d.agent, &mut d.forwards, d.name, ip);
-    if wanted == 0 || relays.len() != wanted {
+    if wanted == 0 {
+        return Err(format!("{} has no forwarded ports (see the harness's lines above)", d.name));
+    }
+    if relays.len() != wanted {
         return Err(format!("{} of {wanted} forwards started", relays.len()));
     }
     Ok(relays)
@@ -1339,13 +1369,14 @@ fn integration(cases: &[Case]) -> (usize, usize) {
     };
     // Apps' `forward = [...]` ports, so that a case can reach its guest from 127.0.0.1.
     let mut forwards: BTreeMap<&str, Vec<forward::Plan>> = BTreeMap::new();
-    for (app, image) in images.iter_mut() {
+    for (app, image) in images.iter() {
         if let Ok(img) = image {
             match forward::plan(&img.meta.forward) {
                 Ok(plans) => {
                     forwards.insert(app, plans);
                 }
-                Err(e) => *image = Err(format!("forwarded ports of {app}: {e}")),
+                // Only the cases that reach the guest from the host need them.
+                Err(e) => eprintln!("harness: no forwarded ports for {app}: {e}"),
             }
         }
     }

@@ -5,10 +5,65 @@ use crate::xenstore::Store;
 use core::fmt;
 use mote_netfront::connect::{self, ConnectError};
 use mote_netfront::device::Netfront;
+use mote_xen::xenbus::{BackendEvent, Frontend};
+use smoltcp::phy::{Device, DeviceCapabilities};
+use smoltcp::time::Instant as SmolInstant;
 
-impl Nic for Netfront {
+/// A vif under the stack: netfront's data path, and its xenbus frontend
+/// watching the backend. When the backend closes (`xl network-detach`, a
+/// backend shutting down), the vif answers the handshake down to Closed and
+/// carries no more frames; the rest of the domain goes on.
+struct Vif {
+    index: u32,
+    device: Netfront,
+    /// `None` once closed.
+    frontend: Option<Frontend>,
+}
+
+impl Vif {
+    /// Takes the backend's state changes; closes on Closing/Closed.
+    fn watch_backend(&mut self) {
+        let Some(frontend) = self.frontend.as_mut() else { return };
+        match crate::xenstore::try_with(|xs| frontend.poll(xs)) {
+            Some(Ok(Some(BackendEvent::Closing(state)))) => {
+                log::info!("net: vif {}: backend {state:?}, closing", self.index);
+                if let Some(frontend) = self.frontend.take() {
+                    match crate::xenstore::with(|xs| frontend.close(xs)) {
+                        Some(Ok(state)) => log::info!("net: vif {}: closed (backend {state:?})", self.index),
+                        Some(Err(e)) => log::warn!("net: vif {}: closing: {e}", self.index),
+                        None => {}
+                    }
+                }
+            }
+            Some(Err(e)) => log::warn!("net: vif {}: backend state: {e}", self.index),
+            _ => {}
+        }
+    }
+}
+
+impl Device for Vif {
+    type RxToken<'a> = <Netfront as Device>::RxToken<'a>;
+    type TxToken<'a> = <Netfront as Device>::TxToken<'a>;
+
+    fn receive(&mut self, now: SmolInstant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        self.frontend.as_ref()?;
+        self.device.receive(now)
+    }
+
+    fn transmit(&mut self, now: SmolInstant) -> Option<Self::TxToken<'_>> {
+        self.frontend.as_ref()?;
+        self.device.transmit(now)
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.device.capabilities()
+    }
+}
+
+impl Nic for Vif {
     fn arm_wakeup(&mut self) -> bool {
-        self.prepare_to_sleep()
+        self.watch_backend();
+        self.frontend.is_some() && self.device.prepare_to_sleep()
     }
 }
 
@@ -68,7 +123,7 @@ pub fn up_all() -> Result<alloc::vec::Vec<Stack>, UpError> {
 
 /// Brings up vif `index` (`device/vif/<index>`) with `config`.
 pub fn up_vif(index: u32, config: &Config) -> Result<Stack, UpError> {
-    let netfront = crate::xenstore::with(|xs| {
+    let (netfront, frontend) = crate::xenstore::with(|xs| {
         crate::grants::with(|gt| connect::connect(xs, gt, index, connect::Config::default()))
             .ok_or(UpError::NoXen("grant table"))
     })
@@ -85,5 +140,5 @@ pub fn up_vif(index: u32, config: &Config) -> Result<Stack, UpError> {
         mac[5]
     );
     crate::executor::xen::wake_on(netfront.port());
-    Ok(Stack::new(netfront, mac, config))
+    Ok(Stack::new(Vif { index, device: netfront, frontend: Some(frontend) }, mac, config))
 }
