@@ -159,8 +159,10 @@ impl Harness {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-        // SAFETY: only async-signal-safe calls between fork and exec.
+        // SAFETY: getpid has no preconditions.
         let parent = unsafe { libc::getpid() };
+        // SAFETY: the closure runs between fork and exec and makes only async-signal-safe calls
+        // (setpgid, prctl, getppid, _exit); it allocates nothing.
         unsafe {
             qemu.pre_exec(move || {
                 // Own process group: a terminal's Ctrl-C reaches us, and we stop QEMU.
