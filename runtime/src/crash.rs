@@ -33,6 +33,7 @@ fn print_backtrace(rbp: u64) {
 }
 
 fn finish() -> ! {
+    crate::logger::print_recent(print_fatal);
     flush();
     shutdown(ShutdownReason::Crash)
 }

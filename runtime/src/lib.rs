@@ -26,6 +26,7 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod executor;
+pub mod logspec;
 pub mod memory;
 pub mod net;
 pub mod time;

@@ -117,7 +117,7 @@ pub fn cases() -> Vec<Case> {
         Case {
             name: "panic_is_reported",
             app: "selftest",
-            args: &["test=panic"],
+            args: &["test=panic", "log=warn"],
             xl: &[],
             reason: Reason::Crash,
             checks: vec![
@@ -126,7 +126,20 @@ pub fn cases() -> Vec<Case> {
                 Contains("apps/selftest/src/main.rs"),
                 // Symbolized by xtask from the unstripped image: the panicking function by name.
                 Contains("selftest::main at apps/selftest/src/main.rs"),
+                Custom(
+                    "info lines kept off the console by log=warn come out in the crash report",
+                    check_flight_recorder,
+                ),
             ],
+            driver: None,
+        },
+        Case {
+            name: "log_levels_per_module",
+            app: "hello",
+            args: &["log=error,mote::start=info"],
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Contains("[INFO  mote::start] domain ")],
             driver: None,
         },
         Case {
@@ -1114,6 +1127,23 @@ impl Dom0Command {
     }
 }
 
+/// With `log=warn` the info lines stay off the console until the crash report's flight recorder
+/// prints them.
+fn check_flight_recorder(console: &str, _: &Image) -> Result<(), String> {
+    let (before, after) = console
+        .split_once("last log lines, oldest first:")
+        .ok_or("no `last log lines` in the crash report")?;
+    for line in ["[INFO  mote::start] domain ", "[INFO  selftest] selftest: about to panic"] {
+        if before.contains(line) {
+            return Err(format!("{line:?} reached the console despite log=warn"));
+        }
+        if !after.contains(line) {
+            return Err(format!("the flight recorder lacks {line:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// A line `memory map:` followed by `  [0xSTART-0xEND] TYPE` lines, of which the `RAM` ones add
 /// up to between 2 MiB and the configured memory.
 fn check_memory_map(console: &str, image: &Image) -> Result<(), String> {
@@ -1515,15 +1545,18 @@ mod unit {
         let run =
             guest::GuestRun { result: Ok(Reason::Poweroff), console: "PANIC: deliberate panic\n".into() };
         let problems = judge(case, &image(4), &run);
-        assert_eq!(problems.len(), 3, "{problems:?}");
-        let run = guest::GuestRun {
-            result: Ok(Reason::Crash),
-            console: "PANIC at apps/selftest/src/main.rs:10:5: deliberate panic\nbacktrace:\n  \
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        let report = "PANIC at apps/selftest/src/main.rs:10:5: deliberate panic\nbacktrace:\n  \
                       #0  0x1009f2 __mote_app_main at runtime/src/lib.rs:76\n        \
-                      inlined selftest::main at apps/selftest/src/main.rs:10\n"
-                .into(),
-        };
+                      inlined selftest::main at apps/selftest/src/main.rs:10\n\
+                      last log lines, oldest first:\n  [INFO  mote::start] domain 3 (selftest)\n  \
+                      [INFO  selftest] selftest: about to panic\n";
+        let run = guest::GuestRun { result: Ok(Reason::Crash), console: report.into() };
         assert!(judge(case, &image(4), &run).is_empty());
+        // The same lines before the report: log=warn did not keep them off the console.
+        let leaked = format!("[INFO  mote::start] domain 3 (selftest)\n{report}");
+        let run = guest::GuestRun { result: Ok(Reason::Crash), console: leaked };
+        assert_eq!(judge(case, &image(4), &run).len(), 1);
     }
 
     #[test]

@@ -113,7 +113,10 @@ impl fmt::Display for Error {
 fn main() -> Result<(), Error> {
     let cmdline = mote::cmdline();
     match cmdline.get("test").ok_or(Error::MissingTest)? {
-        "panic" => panic!("deliberate panic from selftest"),
+        "panic" => {
+            mote::log::info!("selftest: about to panic");
+            panic!("deliberate panic from selftest")
+        }
         "pagefault" => {
             // SAFETY: deliberately unsound: the read must fault.
             let value = unsafe { core::ptr::read_volatile(UNMAPPED as *const u64) };
