@@ -148,7 +148,7 @@ impl Disk {
     pub fn read(&mut self, sector: u64, buf: &mut [u8], io: &mut dyn Signal) -> Result<(), DiskError> {
         self.check(sector, buf.len())?;
         self.transfer(OP_READ, sector, buf.len(), io, &mut |pages, chunk| {
-            copy_pages(pages, &mut buf[chunk.offset..chunk.offset + chunk.len], false)
+            copy_from_pages(pages, &mut buf[chunk.offset..chunk.offset + chunk.len])
         })
     }
 
@@ -158,9 +158,8 @@ impl Disk {
             return Err(DiskError::ReadOnly);
         }
         self.check(sector, data.len())?;
-        let mut data = data.to_vec();
         self.transfer(OP_WRITE, sector, data.len(), io, &mut |pages, chunk| {
-            copy_pages(pages, &mut data[chunk.offset..chunk.offset + chunk.len], true)
+            copy_to_pages(pages, &data[chunk.offset..chunk.offset + chunk.len])
         })
     }
 
@@ -250,18 +249,21 @@ impl Disk {
     }
 }
 
-/// Copies between `buf` and the start of consecutive `pages`.
-fn copy_pages(pages: &[GrantedPage], buf: &mut [u8], to_pages: bool) {
-    for (page, part) in pages.iter().zip(buf.chunks_mut(PAGE_SIZE)) {
+/// Copies `data` to the start of consecutive `pages`.
+fn copy_to_pages(pages: &[GrantedPage], data: &[u8]) {
+    for (page, part) in pages.iter().zip(data.chunks(PAGE_SIZE)) {
         // SAFETY: each page is PAGE_SIZE bytes, ours while its request is not
-        // with the backend (before posting, after completion).
-        unsafe {
-            if to_pages {
-                core::ptr::copy_nonoverlapping(part.as_ptr(), page.addr, part.len());
-            } else {
-                core::ptr::copy_nonoverlapping(page.addr, part.as_mut_ptr(), part.len());
-            }
-        }
+        // with the backend (before posting).
+        unsafe { core::ptr::copy_nonoverlapping(part.as_ptr(), page.addr, part.len()) };
+    }
+}
+
+/// Copies the start of consecutive `pages` into `buf`.
+fn copy_from_pages(pages: &[GrantedPage], buf: &mut [u8]) {
+    for (page, part) in pages.iter().zip(buf.chunks_mut(PAGE_SIZE)) {
+        // SAFETY: each page is PAGE_SIZE bytes, ours again once its request
+        // has completed.
+        unsafe { core::ptr::copy_nonoverlapping(page.addr, part.as_mut_ptr(), part.len()) };
     }
 }
 
