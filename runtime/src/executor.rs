@@ -16,7 +16,8 @@ pub mod xen;
 
 use crate::time::Instant;
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
+use litemap::LiteMap;
 use alloc::rc::{Rc, Weak};
 use alloc::sync::Arc;
 use alloc::task::Wake;
@@ -116,7 +117,7 @@ struct Task {
 /// tasks and drivers.
 struct Shared {
     platform: RefCell<Box<dyn Platform>>,
-    timers: RefCell<BTreeMap<(Instant, u64), Waker>>,
+    timers: RefCell<LiteMap<(Instant, u64), Waker>>,
     next_timer: Cell<u64>,
     spawned: RefCell<Vec<BoxFuture>>,
     drivers: RefCell<Vec<Box<dyn Driver>>>,
@@ -131,11 +132,13 @@ impl Shared {
     /// deadline.
     fn fire_timers(&self, now: Instant) -> Option<Instant> {
         let mut timers = self.timers.borrow_mut();
-        while let Some(entry) = timers.first_entry() {
-            if entry.key().0 > now {
-                return Some(entry.key().0);
+        while let Some((&key, _)) = timers.first() {
+            if key.0 > now {
+                return Some(key.0);
             }
-            entry.remove().wake();
+            if let Some(waker) = timers.remove(&key) {
+                waker.wake();
+            }
         }
         None
     }
@@ -143,7 +146,7 @@ impl Shared {
 
 /// Runs futures to completion; see the module documentation.
 pub struct Executor {
-    tasks: BTreeMap<TaskId, Task>,
+    tasks: LiteMap<TaskId, Task>,
     next_task: TaskId,
     ready: Arc<ReadyQueue>,
     shared: Rc<Shared>,
@@ -152,7 +155,7 @@ pub struct Executor {
 impl Executor {
     pub fn new(platform: impl Platform + 'static) -> Executor {
         Executor {
-            tasks: BTreeMap::new(),
+            tasks: LiteMap::new(),
             next_task: MAIN + 1,
             ready: Arc::default(),
             shared: Rc::new(Shared {

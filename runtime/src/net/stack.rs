@@ -5,7 +5,7 @@ use super::config::{Config, Ipv4Config, Ipv6Config};
 use super::tcp::Backlog;
 use crate::executor::{self, Driver};
 use crate::time::Instant;
-use alloc::collections::BTreeMap;
+use litemap::LiteMap;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
@@ -47,7 +47,7 @@ pub(super) struct Inner {
     pub(super) iface: Interface,
     pub(super) sockets: SocketSet<'static>,
     /// Listening TCP ports, by listener id.
-    pub(super) listeners: BTreeMap<u64, Backlog>,
+    pub(super) listeners: LiteMap<u64, Backlog>,
     next_listener: u64,
     /// Sockets of dropped TCP streams, removed once the connection is over,
     /// with the time they get reset if it takes too long.
@@ -75,7 +75,7 @@ impl Stack {
         let mut inner = Inner {
             iface,
             sockets: SocketSet::new(Vec::new()),
-            listeners: BTreeMap::new(),
+            listeners: LiteMap::new(),
             next_listener: 0,
             closing: Vec::new(),
             next_port: EPHEMERAL_FIRST + (random_seed % range) as u16,

@@ -109,7 +109,7 @@ fn is_established(socket: &tcp::Socket) -> bool {
 impl Inner {
     /// Runs after every frame taken in: see [`Backlog::tend`].
     pub(super) fn tend_listeners(&mut self) {
-        for backlog in self.listeners.values_mut() {
+        for backlog in self.listeners.iter_mut().map(|(_, b)| b) {
             backlog.tend(&mut self.sockets);
         }
     }

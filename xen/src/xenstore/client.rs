@@ -13,7 +13,8 @@ use super::wire::{
     self, Decoder, Message, MsgType, Permission, ReqId, Request, TxId, WatchEvent, PAYLOAD_MAX,
 };
 use crate::DomId;
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
+use litemap::LiteMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -110,10 +111,10 @@ pub struct Client<T> {
     decoder: Decoder,
     next_req: u32,
     /// Requests sent whose reply has not been taken, with their type.
-    in_flight: BTreeMap<ReqId, MsgType>,
+    in_flight: LiteMap<ReqId, MsgType>,
     /// Replies that arrived before their owner asked for them.
-    replies: BTreeMap<ReqId, Result<Reply, XsError>>,
-    watches: BTreeMap<WatchId, Watch>,
+    replies: LiteMap<ReqId, Result<Reply, XsError>>,
+    watches: LiteMap<WatchId, Watch>,
     next_watch: u32,
     /// What ended the connection.
     failed: Option<XsError>,
@@ -125,9 +126,9 @@ impl<T: Transport> Client<T> {
             transport,
             decoder: Decoder::default(),
             next_req: 1,
-            in_flight: BTreeMap::new(),
-            replies: BTreeMap::new(),
-            watches: BTreeMap::new(),
+            in_flight: LiteMap::new(),
+            replies: LiteMap::new(),
+            watches: LiteMap::new(),
             next_watch: 1,
             failed: None,
         }
@@ -316,7 +317,7 @@ impl<T: Transport> Client<T> {
         if ty == MsgType::WatchEvent {
             let event = WatchEvent::parse(&msg.payload)?;
             // No owner means the watch was removed: nobody wants it.
-            if let Some(watch) = self.watches.values_mut().find(|w| w.token == event.token) {
+            if let Some(watch) = self.watches.iter_mut().map(|(_, w)| w).find(|w| w.token == event.token) {
                 watch.events.push_back(event);
             }
             return Ok(());
