@@ -47,6 +47,11 @@ impl Instant {
     }
 }
 
+/// The PV clock's time at an earlier reading `tsc` of the time-stamp counter.
+pub(crate) fn instant_at_tsc(tsc: u64) -> Instant {
+    Instant::from_nanos(CLOCK.get().map_or(0, |clock| clock.ns_at_past_tsc(tsc)))
+}
+
 /// Wall-clock time as (seconds, nanoseconds) since the Unix epoch, from
 /// Xen's wall clock.
 pub fn wallclock() -> (u64, u32) {

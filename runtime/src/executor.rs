@@ -17,7 +17,6 @@ pub mod xen;
 use crate::time::Instant;
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
-use litemap::LiteMap;
 use alloc::rc::{Rc, Weak};
 use alloc::sync::Arc;
 use alloc::task::Wake;
@@ -28,6 +27,7 @@ use core::future::Future;
 use core::pin::{pin, Pin};
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::{Context, Poll, Waker};
+use litemap::LiteMap;
 
 /// What the executor needs from the machine: a clock, and a way to sleep.
 pub trait Platform {

@@ -22,6 +22,8 @@ pub struct BootInfo {
     /// Bytes given to the heap, and in how many spans.
     pub heap_bytes: u64,
     pub heap_spans: usize,
+    /// When the runtime's first instruction ran (PV clock), for the boot time.
+    pub first_instruction: crate::Instant,
 }
 
 static BOOT: Once<BootInfo> = Once::new();
@@ -50,6 +52,9 @@ fn early_fatal(args: core::fmt::Arguments<'_>) -> ! {
 /// Called by the boot code in long mode with the `hvm_start_info` address.
 #[no_mangle]
 extern "C" fn mote_start(start_info_paddr: u32) -> ! {
+    // Read before anything else; converted to PV clock time once the clock is up.
+    // SAFETY: RDTSC only reads the time-stamp counter.
+    let first_tsc = unsafe { core::arch::x86_64::_rdtsc() };
     mote_arch::init();
     mote_arch::exception::set_fatal_handler(crate::crash::exception);
 
@@ -90,7 +95,16 @@ extern "C" fn mote_start(start_info_paddr: u32) -> ! {
 
     let image = image_range();
     let (heap_bytes, heap_spans) = crate::heap::init(&memory, image.1);
-    let info = BOOT.call_once(|| BootInfo { xen, cmdline: line, memory, image, heap_bytes, heap_spans });
+    let first_instruction = crate::events::instant_at_tsc(first_tsc);
+    let info = BOOT.call_once(|| BootInfo {
+        xen,
+        cmdline: line,
+        memory,
+        image,
+        heap_bytes,
+        heap_spans,
+        first_instruction,
+    });
     crate::logger::init(cmdline().get("log"));
     if truncated {
         log::warn!("command line longer than {} bytes was truncated", cmdline::MAX_LEN);
@@ -112,6 +126,7 @@ extern "C" fn mote_start(start_info_paddr: u32) -> ! {
     }
     connect_xenstore();
 
+    log::info!("boot: main {} us after the first instruction", first_instruction.elapsed().as_micros());
     // SAFETY: `mote::main!` defines this symbol with this signature.
     let ok = unsafe { __mote_app_main() };
     let reason = match (ok, crate::lifecycle::requested()) {

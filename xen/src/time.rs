@@ -78,6 +78,16 @@ impl Clock {
         now.max(prev)
     }
 
+    /// System time in ns at an earlier TSC reading `tsc` of this vCPU: now,
+    /// less the ticks since (the published timestamp may be later than `tsc`).
+    pub fn ns_at_past_tsc(&self, tsc: u64) -> u64 {
+        let snap = TimeSnapshot::read(&self.shared.vcpu_info[0].time);
+        // SAFETY: RDTSC only reads the time-stamp counter.
+        let now_tsc = unsafe { core::arch::x86_64::_rdtsc() };
+        let since = scale_delta(now_tsc.saturating_sub(tsc), snap.tsc_to_system_mul, snap.tsc_shift);
+        snap.ns_at(now_tsc).saturating_sub(since)
+    }
+
     /// Wall-clock time now, as (seconds, nanoseconds) since the Unix epoch:
     /// the wall time at system time 0 (`wc_*`) plus the system time.
     pub fn wallclock(&self) -> (u64, u32) {

@@ -5,14 +5,13 @@
 //! cargo xtask run <app> [--debug] [--timeout SECS] [-- <guest command line>…]
 //! cargo xtask xl <xl arguments>…
 //! cargo xtask test [--integration-only] [CASE-FILTER]
-//! cargo xtask bench [echo]
+//! cargo xtask bench [NAME]
 //! cargo xtask fuzz [TARGET] [--seconds N]
 //! ```
 //!
 //! Modules: `build` (image + xl config), `assets` (Xen, dom0 kernel and initramfs), `harness`
 //! (the QEMU machine), `agent` (client of dom0's agent), `guest` (one guest run in dom0),
-//! `tests` (the test command and its integration cases), `bench` (benchmarks against a Linux
-//! guest), `fuzz` (the `cargo fuzz` targets).
+//! `tests` (the test command and its integration cases), `bench` (benchmarks and their report), `fuzz` (the `cargo fuzz` targets).
 
 mod agent;
 mod assets;
@@ -42,9 +41,9 @@ usage:
   cargo xtask test [--integration-only] [FILTER]
       host packages, host unit tests, then the integration cases (whose name contains FILTER)
       under Xen
-  cargo xtask bench [echo]
-      measure the echo mote against a Linux PVH guest in the harness and print both and the
-      ratio
+  cargo xtask bench [NAME]
+      run every benchmark (or NAME: size, repro, echo, boot, memory, density), print each
+      figure with its baseline and ratio, write target/mote/bench/report.md and report.json
 
   cargo xtask fuzz [TARGET] [--seconds N]
       run each fuzz target in fuzz/ (or TARGET) for N seconds (default 60) with

@@ -14,9 +14,9 @@ use super::wire::{
 };
 use crate::DomId;
 use alloc::collections::VecDeque;
-use litemap::LiteMap;
 use alloc::string::String;
 use alloc::vec::Vec;
+use litemap::LiteMap;
 
 /// How often [`Client::transaction`] runs its body before giving up.
 pub const TX_ATTEMPTS: u32 = 16;

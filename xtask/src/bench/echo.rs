@@ -1,16 +1,14 @@
-//! `cargo xtask bench [echo]`: the echo mote against a Linux PVH guest (Debian's kernel, the
+//! `cargo xtask bench echo`: the echo mote against a Linux PVH guest (Debian's kernel, the
 //! dom0 one, with `mote-agent echo-server`) in one harness. Each round boots the mote, then
-//! Linux, measures each from dom0 with the agent's clients and shuts it down; the table shows
-//! the median of the rounds and the ratio mote/Linux. Only a measurement that could not be
-//! taken fails the command; no figure is judged.
+//! Linux, measures each from dom0 with the agent's clients and shuts it down; the section
+//! shows the median of the rounds with Linux as the baseline.
 
+use super::{field, median, Better, Ctx, Row, Section};
 use crate::agent::{sh_quote, Agent};
 use crate::assets::{self, Assets};
 use crate::build::{self, AppMeta, Image};
 use crate::guest::{self, Reason};
-use crate::harness::Harness;
 use std::path::Path;
-use std::process::Command;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -25,7 +23,7 @@ const DISCARD_BYTES: u64 = 20_000_000;
 const DATAGRAMS: u32 = 500;
 /// Smallest memory the Linux guest boots and serves with: at 80 MiB its 58 MiB kernel and
 /// 8 MiB initramfs no longer fit (`xc_dom_chk_alloc_pages: segment module0 too large`).
-const LINUX_MEMORY_MIB: u32 = 96;
+pub const LINUX_MEMORY_MIB: u32 = 96;
 /// Where the Linux guest's kernel and initramfs go in dom0: a tmpfs of its own, as dom0's root
 /// file system is too small for the kernel.
 const LINUX_DIR: &str = "/mote/linux";
@@ -35,18 +33,18 @@ const STEP_LIMIT: Duration = Duration::from_secs(180);
 const RUN_LIMIT: Duration = Duration::from_secs(600);
 
 /// A guest under test.
-struct Subject {
+pub struct Subject {
     /// Column heading.
-    label: &'static str,
-    image: Image,
+    pub(super) label: &'static str,
+    pub(super) image: Image,
     /// Kernel command line.
-    args: Vec<String>,
+    pub(super) args: Vec<String>,
     /// xl config overrides.
-    xl: Vec<String>,
+    pub(super) xl: Vec<String>,
     /// The address it serves on.
-    ip: &'static str,
+    pub(super) ip: &'static str,
     /// Text of the console line that says it serves.
-    ready: &'static str,
+    pub(super) ready: &'static str,
 }
 
 /// One round's figures for one guest, in the order of [`METRICS`].
@@ -63,22 +61,12 @@ const METRICS: [(&str, &str, bool, usize); 7] = [
     ("guest memory, xl memory=", "MiB", false, 0),
 ];
 
-/// `cargo xtask bench [echo]`; whether every measurement was taken.
-pub fn run(which: Option<&str>) -> Result<bool, String> {
-    match which {
-        None | Some("echo") => {}
-        Some(other) => return Err(format!("unknown benchmark {other:?} (there is: echo)")),
-    }
+/// The echo section: medians of [`ROUNDS`] rounds, Linux as the baseline.
+pub fn echo(ctx: &mut Ctx) -> Result<Section, String> {
     let mote = build::build("echo", false)?;
-    assets::install_host_deps()?;
-    let assets = assets::ensure()?;
-    let linux_initrd = assets::linux_guest_initrd(&assets)?;
-    let harness = Harness::boot(&assets, &[])?;
-    let agent = harness.agent();
+    let agent = ctx.agent()?;
     guest::upload(&agent, &mote)?;
-    let started = Instant::now();
-    let linux = upload_linux(&agent, &assets, &linux_initrd)?;
-    eprintln!("bench: Linux kernel and initramfs copied to dom0 in {:.1}s", started.elapsed().as_secs_f64());
+    let linux = ctx.linux()?;
 
     let subjects = [
         Subject {
@@ -89,14 +77,7 @@ pub fn run(which: Option<&str>) -> Result<bool, String> {
             ready: "echo: serving on",
             image: mote,
         },
-        Subject {
-            label: "Linux",
-            args: ["console=hvc0", "quiet", "mote.ip=10.0.0.50/24"].map(String::from).to_vec(),
-            xl: vec![format!("ramdisk=\"{LINUX_DIR}/initrd.cpio\"")],
-            ip: "10.0.0.50",
-            ready: "mote-linux: ready",
-            image: linux,
-        },
+        linux_subject(linux),
     ];
     let mut figures: [Vec<Figures>; 2] = [Vec::new(), Vec::new()];
     let mut failures = Vec::new();
@@ -112,18 +93,26 @@ pub fn run(which: Option<&str>) -> Result<bool, String> {
             }
         }
     }
-    let environment = environment(&agent);
-    drop(harness);
-    println!("{}", table(&environment, &figures[0], &figures[1]));
-    for failure in &failures {
-        println!("not measured: {failure}");
+    Ok(section(&figures[0], &figures[1], failures))
+}
+
+/// The Linux guest serving echo on 10.0.0.50.
+pub fn linux_subject(image: Image) -> Subject {
+    Subject {
+        label: "Linux",
+        args: ["console=hvc0", "quiet", "mote.ip=10.0.0.50/24"].map(String::from).to_vec(),
+        xl: vec![format!("ramdisk=\"{LINUX_DIR}/initrd.cpio\"")],
+        ip: "10.0.0.50",
+        ready: "mote-linux: ready",
+        image,
     }
-    Ok(failures.is_empty())
 }
 
 /// Copies the Linux guest's kernel and initramfs into a tmpfs in dom0 and its config into
 /// dom0's image folder; the image that names them.
-fn upload_linux(agent: &Agent, assets: &Assets, initrd: &Path) -> Result<Image, String> {
+pub fn upload_linux(agent: &Agent, assets: &Assets) -> Result<Image, String> {
+    let initrd = &assets::linux_guest_initrd(assets)?;
+    let started = Instant::now();
     let limit = Duration::from_secs(120);
     agent.run_ok(
         &format!("mkdir -p {LINUX_DIR} && {{ mountpoint -q {LINUX_DIR} || mount -t tmpfs -o size=128m tmpfs {LINUX_DIR}; }}"),
@@ -138,6 +127,7 @@ fn upload_linux(agent: &Agent, assets: &Assets, initrd: &Path) -> Result<Image, 
     // `Image` describes a mote; of it `guest::run` needs only the name (for the config uploaded
     // here) and the file to symbolize crash reports with, which no Linux console line resembles.
     let kernel = assets.dom0_kernel.clone();
+    eprintln!("bench: Linux kernel and initramfs copied to dom0 in {:.1}s", started.elapsed().as_secs_f64());
     Ok(Image { app: "linux".into(), meta, elf: kernel.clone(), debug_elf: kernel.clone(), cfg: kernel })
 }
 
@@ -203,67 +193,36 @@ fn measure(agent: &Agent, subject: &Subject) -> Result<Figures, String> {
     })
 }
 
-/// The number between `after` and the next `before` in `text`.
-fn field(text: &str, after: &str, before: &str) -> Option<f64> {
-    let start = text.find(after)? + after.len();
-    let len = text[start..].find(before)?;
-    text[start..start + len].trim().parse().ok()
-}
-
-/// The median of `values` (the upper one of an even count); NaN when empty.
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut values: Vec<f64> = values.collect();
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-/// QEMU's, Xen's and the kernel's versions.
-fn environment(agent: &Agent) -> String {
-    let qemu = Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_owned())
-        .unwrap_or_default();
-    let dom0 = agent
-        .run_ok(
-            "xl info | awk -F': *' '/^xen_major/ { a = $2 } /^xen_minor/ { b = $2 } /^xen_extra/ { c = $2 } END { print a \".\" b c }'; uname -r",
-            STEP_LIMIT,
-        )
-        .unwrap_or_default();
-    let mut dom0 = dom0.lines();
-    format!(
-        "{qemu}, TCG, 1 CPU; Xen {}; dom0 and Linux guest: Linux {}, 1 vCPU each",
-        dom0.next().unwrap_or("?"),
-        dom0.next().unwrap_or("?")
-    )
-}
-
-/// The result table: medians of the rounds and the ratio mote/Linux.
-fn table(environment: &str, mote: &[Figures], linux: &[Figures]) -> String {
-    let mut out = format!(
-        "echo benchmark: apps/echo (mote) vs a Linux PVH guest, median of {ROUNDS} rounds: TCP echo \
-         {} MB and TCP discard {} MB over one connection, {DATAGRAMS} UDP echo round trips\n\
-         environment: {environment}\n\n",
-        ECHO_BYTES / 1_000_000,
-        DISCARD_BYTES / 1_000_000
-    );
-    out.push_str(&format!(
-        "{:<30} {:>10} {:>10} {:>12}  {}\n",
-        "metric", "mote", "Linux", "mote/Linux", "better"
-    ));
-    for (i, (name, unit, higher, decimals)) in METRICS.iter().enumerate() {
-        let m = median(mote.iter().map(|f| f[i]));
-        let l = median(linux.iter().map(|f| f[i]));
-        out.push_str(&format!(
-            "{:<30} {:>10} {:>10} {:>12}  {}\n",
-            format!("{name} ({unit})"),
-            format!("{m:.decimals$}"),
-            format!("{l:.decimals$}"),
-            format!("{:.2}", m / l),
-            if *higher { "higher" } else { "lower" }
-        ));
+/// The section: medians of the rounds, Linux's as the baseline.
+fn section(mote: &[Figures], linux: &[Figures], failures: Vec<String>) -> Section {
+    let rows = METRICS
+        .iter()
+        .enumerate()
+        .map(|(i, (name, unit, higher, decimals))| {
+            let better = if *higher { Better::Higher } else { Better::Lower };
+            Row::new(*name, median(mote.iter().map(|f| f[i])), unit, better)
+                .baseline(median(linux.iter().map(|f| f[i])))
+                .decimals(*decimals)
+        })
+        .collect();
+    Section {
+        title: format!(
+            "apps/echo (mote) vs a Linux PVH guest, median of {ROUNDS} rounds: TCP echo {} MB and TCP \
+             discard {} MB over one connection, {DATAGRAMS} UDP echo round trips",
+            ECHO_BYTES / 1_000_000,
+            DISCARD_BYTES / 1_000_000
+        ),
+        baseline: format!(
+            "a Linux PVH guest (the dom0 kernel, busybox initramfs, mote-agent echo-server; {LINUX_MEMORY_MIB} MiB)"
+        ),
+        notes: vec![
+            format!("rounds measured: mote {}, Linux {}", mote.len(), linux.len()),
+            "xl create to serving: from xtask starting `xl create` to the guest's ready line on its console".into(),
+        ],
+        rows,
+        failures,
+        ..Section::default()
     }
-    out.trim_end().to_owned()
 }
 
 #[cfg(test)]
@@ -271,36 +230,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_the_checks_reports() {
-        let udp = "udp-check: 500 datagrams echoed; round trip min 1.194 ms, median 2.643 ms, p99 20.977 ms";
-        assert_eq!(field(udp, "median ", " ms"), Some(2.643));
-        assert_eq!(field(udp, "p99 ", " ms"), Some(20.977));
-        assert_eq!(field(udp, "min ", " ms"), Some(1.194));
-        let tcp = "tcp-check: 1 connection(s) x 20000000 bytes echoed byte for byte in 15.63 s (1.28 MB/s); fnv64 …";
-        assert_eq!(field(tcp, " (", " MB/s)"), Some(1.28));
-        assert_eq!(field("discard-check: 20000000 bytes … (3.03 MB/s)", " (", " MB/s)"), Some(3.03));
-        assert_eq!(field("nothing", "(", " MB/s)"), None);
-    }
-
-    #[test]
-    fn medians() {
-        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), 2.0);
-        assert_eq!(median([5.0].into_iter()), 5.0);
-        assert!(median(std::iter::empty()).is_nan());
-    }
-
-    #[test]
-    fn table_shows_medians_ratios_and_direction() {
-        let mote = [[2.0, 3.0, 1.0, 4.0, 0.5, 8.0, 16.0]; 3];
-        let linux = [[1.0, 4.0, 2.0, 8.0, 1.0, 30.0, 96.0]; 3];
-        let t = table("QEMU", &mote, &linux);
-        assert!(t.contains("environment: QEMU"), "{t}");
-        let echo = t.lines().find(|l| l.starts_with("TCP echo throughput")).unwrap();
-        assert!(echo.ends_with("2.00  higher"), "{echo}");
-        let memory = t.lines().find(|l| l.starts_with("guest memory")).unwrap();
-        assert!(
-            memory.contains(" 16 ") && memory.contains(" 96 ") && memory.ends_with("0.17  lower"),
-            "{memory}"
-        );
+    fn section_shows_medians_against_linux() {
+        let mote = [
+            [2.0, 3.0, 1.0, 4.0, 0.5, 8.0, 16.0],
+            [4.0, 3.0, 1.0, 4.0, 0.5, 8.0, 16.0],
+            [3.0, 3.0, 1.0, 4.0, 0.5, 8.0, 16.0],
+        ];
+        let linux = [[1.5, 4.0, 2.0, 8.0, 1.0, 30.0, 96.0]; 3];
+        let s = section(&mote, &linux, Vec::new());
+        let echo = &s.rows[0];
+        assert_eq!((echo.value, echo.baseline, echo.better), (3.0, Some(1.5), Better::Higher));
+        assert_eq!(echo.ratio(), Some(2.0));
+        let memory = s.rows.last().unwrap();
+        assert_eq!((memory.value, memory.baseline, memory.better), (16.0, Some(96.0), Better::Lower));
     }
 }
