@@ -88,7 +88,11 @@ pub struct Image {
 
 /// Escapes text for an XML attribute or element.
 fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\'', "&apos;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\'', "&apos;")
+        .replace('"', "&quot;")
 }
 
 /// The libvirt domain XML (libxl driver) of an app whose stripped image is at `kernel`: the
@@ -96,7 +100,8 @@ fn xml_escape(text: &str) -> String {
 pub fn libvirt_xml(app: &str, kernel: &str, meta: &AppMeta) -> String {
     let mut devices = String::new();
     if meta.network {
-        devices.push_str("    <interface type='bridge'>\n      <source bridge='xenbr0'/>\n    </interface>\n");
+        devices
+            .push_str("    <interface type='bridge'>\n      <source bridge='xenbr0'/>\n    </interface>\n");
     }
     devices.push_str("    <console type='pty'>\n      <target type='xen' port='0'/>\n    </console>\n");
     format!(

@@ -11,7 +11,8 @@
 //!
 //! Modules: `build` (image + xl config), `assets` (Xen, dom0 kernel and initramfs), `harness`
 //! (the QEMU machine), `agent` (client of dom0's agent), `guest` (one guest run in dom0),
-//! `tests` (the test command and its integration cases), `bench` (benchmarks and their report), `fuzz` (the `cargo fuzz` targets).
+//! `tests` (the test command and its integration cases), `bench` (benchmarks and their
+//! report), `fuzz` (the `cargo fuzz` targets).
 
 mod agent;
 mod assets;
