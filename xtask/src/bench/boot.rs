@@ -21,6 +21,9 @@ const LOAD: u32 = 20;
 const LOAD_ROUNDS: u32 = 3;
 /// Where xenconsoled writes the guests' consoles in dom0.
 const CONSOLE_LOG_DIR: &str = "/var/log/xen/console";
+/// A dom0 shell function printing milliseconds since dom0 booted (`/proc/uptime`, 10 ms
+/// steps): busybox's `date` has no sub-second format.
+const MS: &str = "ms() { awk '{ printf \"%d\\n\", $1 * 1000 }' /proc/uptime; }; ";
 
 /// A guest to boot and the dom0 command that succeeds once it answered.
 struct Probe {
@@ -57,7 +60,7 @@ fn linux(image: &Image) -> Probe {
 }
 
 /// A dom0 script: creates the domain (with `extra` settings), probes every 100 ms in the
-/// background until one probe succeeds, prints `first_us=` (xl create to the first answer),
+/// background until one probe succeeds, prints `first_ms=` (xl create to the first answer),
 /// runs `then` if it answered, prints the guest's console and destroys the domain; fails
 /// unless the guest answered.
 fn first_answer_script(p: &Probe, extra: &[String], then: &str) -> String {
@@ -69,22 +72,22 @@ fn first_answer_script(p: &Probe, extra: &[String], then: &str) -> String {
     let name = sh_quote(&p.name);
     let log = sh_quote(&format!("{CONSOLE_LOG_DIR}/guest-{}.log", p.name));
     format!(
-        "if xl domid {name} >/dev/null 2>&1; then xl destroy {name}; fi; rm -f {log}; \
+        "{MS}if xl domid {name} >/dev/null 2>&1; then xl destroy {name}; fi; rm -f {log}; \
          r=/tmp/bench-first; rm -rf $r; mkdir -p $r; \
-         t0=$(date +%s%N); {create} || exit 3; i=0; \
-         while [ ! -s $r/t ] && [ $i -lt {PROBE_TICKS} ]; do ( {probe} && date +%s%N >> $r/t ) & sleep 0.1; i=$((i+1)); done; \
+         t0=$(ms); {create} || exit 3; i=0; \
+         while [ ! -s $r/t ] && [ $i -lt {PROBE_TICKS} ]; do ( {probe} && ms >> $r/t ) & sleep 0.1; i=$((i+1)); done; \
          wait; first=$(sort -n $r/t 2>/dev/null | head -n 1); \
-         if [ -n \"$first\" ]; then echo \"first_us=$(( (first - t0) / 1000 )) \"; {then} fi; \
+         if [ -n \"$first\" ]; then echo \"first_ms=$((first - t0)) \"; {then} fi; \
          sleep 0.3; cat {log} 2>/dev/null; xl destroy {name}; [ -n \"$first\" ]",
         probe = p.probe,
     )
 }
 
-/// Microseconds from `xl create` to the first answer, and the guest's own boot time from its
+/// Milliseconds from `xl create` to the first answer, and the guest's own boot time from its
 /// console (`boot: main N us after the first instruction`).
 fn first_answer(agent: &Agent, p: &Probe, extra: &[String]) -> Result<(f64, Option<f64>), String> {
     let out = agent.run_ok(&first_answer_script(p, extra, ""), SCRIPT_LIMIT)?;
-    let first = field(&out, "first_us=", " ").ok_or_else(|| format!("no answer: {out}"))?;
+    let first = field(&out, "first_ms=", " ").ok_or_else(|| format!("no answer: {out}"))?;
     Ok((first, field(&out, "boot: main ", " us after the first instruction")))
 }
 
@@ -108,7 +111,7 @@ pub fn boot(ctx: &mut Ctx) -> Result<Section, String> {
             eprintln!("bench: boot round {round}/{ROUNDS}: {} {}", p.label, p.name);
             match first_answer(&agent, p, &[]) {
                 Ok((first, boot)) => {
-                    wall[i].push(first / 1e6);
+                    wall[i].push(first / 1e3);
                     match (i, boot) {
                         (0 | 1, Some(us)) => inside[i].push(us / 1e3),
                         (0 | 1, None) => {
@@ -151,7 +154,7 @@ pub fn boot(ctx: &mut Ctx) -> Result<Section, String> {
         notes: vec![
             "xl create to first answer: in dom0, from before `xl create` to the first probe that got an answer; \
              probes start every 100 ms (dig +time=1, curl --max-time 1, mote-agent udp-check), so the figure is \
-             late by up to 100 ms plus one probe's own time"
+             late by up to 100 ms plus one probe's own time; dom0's clock is /proc/uptime (10 ms steps)"
                 .into(),
             "first instruction to main: the runtime reads the TSC first thing and logs the PV-clock time from then \
              to calling the app's main (`boot: main N us after the first instruction`)"
@@ -245,16 +248,16 @@ pub fn density(ctx: &mut Ctx) -> Result<Section, String> {
     guest::upload(&agent, &image)?;
     let n = DENSITY;
     let script = format!(
-        "free() {{ xl info | awk -F': *' '/^free_memory/ {{ print $2 }}'; }}; \
+        "{MS}free() {{ xl info | awk -F': *' '/^free_memory/ {{ print $2 }}'; }}; \
          for i in $(seq 0 {last}); do if xl domid dens$i >/dev/null 2>&1; then xl destroy dens$i; fi; done; \
-         before=$(free); t0=$(date +%s%N); created=0; \
+         before=$(free); t0=$(ms); created=0; \
          for i in $(seq 0 {last}); do xl create -q /mote/images/dns.cfg \"name=\\\"dens$i\\\"\" \"extra=\\\"ip=10.0.$((1 + i / 200)).$((10 + i % 200))/16\\\"\" && created=$((created+1)); done; \
-         t1=$(date +%s%N); after=$(free); pending=$(seq 0 {last}); passes=0; \
+         t1=$(ms); after=$(free); pending=$(seq 0 {last}); passes=0; \
          while [ -n \"$pending\" ] && [ $passes -lt 60 ]; do next=''; for i in $pending; do \
            dig +time=1 +tries=1 @10.0.$((1 + i / 200)).$((10 + i % 200)) www.example.com A >/dev/null 2>&1 || next=\"$next $i\"; done; \
            pending=$next; passes=$((passes+1)); done; \
-         t2=$(date +%s%N); left=$(echo $pending | wc -w); running=$(xl list | tail -n +3 | wc -l); \
-         echo \"created=$created  create_ms=$(( (t1 - t0) / 1000000 ))  all_ms=$(( (t2 - t0) / 1000000 ))  unanswered=$left  running=$running  before=$before  after=$after \"; \
+         t2=$(ms); left=$(echo $pending | wc -w); running=$(xl list | tail -n +3 | wc -l); \
+         echo \"created=$created  create_ms=$((t1 - t0))  all_ms=$((t2 - t0))  unanswered=$left  running=$running  before=$before  after=$after \"; \
          for i in $(seq 0 {last}); do xl destroy dens$i 2>/dev/null & done; wait",
         last = n - 1
     );
@@ -308,8 +311,8 @@ mod tests {
             s.contains("xl create -q '/mote/images/dns.cfg' 'extra=\"ip=10.0.0.2/24\"' 'memory=3' || exit 3"),
             "{s}"
         );
-        assert!(s.contains("echo \"first_us=$(( (first - t0) / 1000 )) \"; echo load; fi"), "{s}");
-        assert!(s.contains("( dig +time=1 +tries=1 @10.0.0.2 www.example.com A >/dev/null 2>&1 && date +%s%N >> $r/t ) &"), "{s}");
+        assert!(s.contains("echo \"first_ms=$((first - t0)) \"; echo load; fi"), "{s}");
+        assert!(s.contains("( dig +time=1 +tries=1 @10.0.0.2 www.example.com A >/dev/null 2>&1 && ms >> $r/t ) &"), "{s}");
         assert!(
             s.contains("cat '/var/log/xen/console/guest-dns.log'") && s.contains("xl destroy 'dns'"),
             "{s}"
@@ -318,8 +321,8 @@ mod tests {
 
     #[test]
     fn reads_first_answer_and_boot_line() {
-        let out = "first_us=812345 \n[INFO  mote] boot: main 2345 us after the first instruction\n";
-        assert_eq!(field(out, "first_us=", " "), Some(812345.0));
+        let out = "first_ms=812 \n[INFO  mote] boot: main 2345 us after the first instruction\n";
+        assert_eq!(field(out, "first_ms=", " "), Some(812.0));
         assert_eq!(field(out, "boot: main ", " us after the first instruction"), Some(2345.0));
     }
 }
