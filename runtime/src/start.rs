@@ -126,7 +126,9 @@ extern "C" fn mote_start(start_info_paddr: u32) -> ! {
     }
     connect_xenstore();
 
-    log::info!("boot: main {} us after the first instruction", first_instruction.elapsed().as_micros());
+    // In u64: formatting a u128 would bring its own code (1 KiB).
+    let boot_us = u64::try_from(first_instruction.elapsed().as_micros()).unwrap_or(u64::MAX);
+    log::info!("boot: main {boot_us} us after the first instruction");
     // SAFETY: `mote::main!` defines this symbol with this signature.
     let ok = unsafe { __mote_app_main() };
     let reason = match (ok, crate::lifecycle::requested()) {
