@@ -5,7 +5,7 @@
 //! cargo xtask run <app> [--debug] [--timeout SECS] [-- <guest command line>…]
 //! cargo xtask xl <xl arguments>…
 //! cargo xtask test [--integration-only] [CASE-FILTER]
-//! cargo xtask bench [NAME]
+//! cargo xtask bench [NAME…]
 //! cargo xtask fuzz [TARGET] [--seconds N]
 //! ```
 //!
@@ -42,9 +42,9 @@ usage:
   cargo xtask test [--integration-only] [FILTER]
       host packages, host unit tests, then the integration cases (whose name contains FILTER)
       under Xen
-  cargo xtask bench [NAME]
-      run every benchmark (or NAME: size, repro, echo, boot, memory, density), print each
-      figure with its baseline and ratio, write target/mote/bench/report.md and report.json
+  cargo xtask bench [NAME…]
+      run every benchmark (or those named: size, repro, echo, boot, memory, density), print
+      each figure with its baseline and ratio, write target/mote/bench/report.md and .json
 
   cargo xtask fuzz [TARGET] [--seconds N]
       run each fuzz target in fuzz/ (or TARGET) for N seconds (default 60) with
@@ -92,16 +92,7 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
             }
             Ok(if tests::run(&opts)? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        "bench" => {
-            if rest.len() > 1 {
-                return Err(format!("`bench` takes at most one benchmark name\n{USAGE}"));
-            }
-            Ok(if bench::run(rest.first().map(String::as_str))? {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
+        "bench" => Ok(if bench::run(rest)? { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
         "fuzz" => {
             let (target, seconds) = parse_fuzz_args(rest)?;
             Ok(if fuzz::run(target.as_deref(), seconds)? { ExitCode::SUCCESS } else { ExitCode::FAILURE })

@@ -316,7 +316,12 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("echo \"first_ms=$((first - t0)) \"; echo load; fi"), "{s}");
-        assert!(s.contains("( dig +time=1 +tries=1 @10.0.0.2 www.example.com A >/dev/null 2>&1 && ms >> $r/t ) &"), "{s}");
+        assert!(
+            s.contains(
+                "( dig +time=1 +tries=1 @10.0.0.2 www.example.com A >/dev/null 2>&1 && ms >> $r/t ) &"
+            ),
+            "{s}"
+        );
         assert!(
             s.contains("cat '/var/log/xen/console/guest-dns.log'") && s.contains("xl destroy 'dns'"),
             "{s}"

@@ -1,4 +1,4 @@
-//! `cargo xtask bench [NAME]`: every benchmark, or the one named, each a function returning a
+//! `cargo xtask bench [NAME…]`: every benchmark, or those named, each a function returning a
 //! report [`Section`] of rows (figure, unit, baseline, ratio, which way is better). The report
 //! is printed and written to `target/mote/bench/report.md` and `report.json` after each
 //! section, so a long run keeps what it measured. Only a measurement that could not be taken
@@ -91,14 +91,21 @@ impl Ctx {
     }
 }
 
-/// `cargo xtask bench [NAME]`; whether every measurement was taken.
-pub fn run(which: Option<&str>) -> Result<bool, String> {
-    let selected: Vec<&Bench> = match which {
-        None => BENCHES.iter().collect(),
-        Some(name) => vec![BENCHES.iter().find(|b| b.name == name).ok_or_else(|| {
-            let names: Vec<&str> = BENCHES.iter().map(|b| b.name).collect();
-            format!("unknown benchmark {name:?} (there are: {})", names.join(", "))
-        })?],
+/// `cargo xtask bench [NAME…]`: the benchmarks named, or all; whether every measurement was
+/// taken.
+pub fn run(names: &[String]) -> Result<bool, String> {
+    let selected: Vec<&Bench> = if names.is_empty() {
+        BENCHES.iter().collect()
+    } else {
+        names
+            .iter()
+            .map(|name| {
+                BENCHES.iter().find(|b| b.name == name).ok_or_else(|| {
+                    let names: Vec<&str> = BENCHES.iter().map(|b| b.name).collect();
+                    format!("unknown benchmark {name:?} (there are: {})", names.join(", "))
+                })
+            })
+            .collect::<Result<_, _>>()?
     };
     let mut ctx = Ctx { assets: None, harness: None, linux: None };
     let mut report = report::Report { environment: host_environment(), sections: Vec::new() };
