@@ -190,15 +190,10 @@ pub fn repro(_: &mut Ctx) -> Result<Section, String> {
         hashes.push((hash, sha256(&built)?));
         std::fs::remove_dir_all(&dir).map_err(|e| format!("remove {}: {e}", dir.display()))?;
     }
-    let same = |i: usize| {
-        if hashes[0].0 == hashes[1].0 && i == 0 || i == 1 && hashes[0].1 == hashes[1].1 {
-            1.0
-        } else {
-            0.0
-        }
-    };
-    rows.push(Row::new("stripped images equal", same(0), "1 = yes", Better::Neither).decimals(0));
-    rows.push(Row::new("unstripped images equal", same(1), "1 = yes", Better::Neither).decimals(0));
+    let yes = |equal: bool| if equal { 1.0 } else { 0.0 };
+    let (stripped, unstripped) = (hashes[0].0 == hashes[1].0, hashes[0].1 == hashes[1].1);
+    rows.push(Row::new("stripped images equal", yes(stripped), "1 = yes", Better::Neither).decimals(0));
+    rows.push(Row::new("unstripped images equal", yes(unstripped), "1 = yes", Better::Neither).decimals(0));
     Ok(Section {
         title: format!("apps/{REPRO_APP} built twice from clean, each in a new target directory"),
         notes: vec![
