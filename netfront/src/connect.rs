@@ -149,7 +149,8 @@ pub fn connect_opened<T: Transport>(
         // backend's once granted) and freed only by `Shared::release`.
         let (tx, rx) = unsafe { (FrontRing::init(rings[0]), FrontRing::init(rings[1])) };
         let mut grant_all = |pages: &[*mut u8], access| -> Result<Vec<GrantedPage>, ConnectError> {
-            let granted = pages.iter().map(|&p| grant(grants, backend, p, access)).collect::<Result<Vec<_>, _>>();
+            let granted =
+                pages.iter().map(|&p| grant(grants, backend, p, access)).collect::<Result<Vec<_>, _>>();
             granted.inspect(|g| shared.grants.extend(g.iter().map(|p| p.gref)))
         };
         let ring_grants = grant_all(rings, Access::ReadWrite)?;
@@ -194,6 +195,12 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Nothing shared: for host tests of a device over simulated rings.
+    #[cfg(test)]
+    pub(crate) fn none() -> Shared {
+        Shared { pages: Vec::new(), grants: Vec::new(), port: None }
+    }
+
     /// Ends every grant and closes the event channel; the pages go back to
     /// the heap only if no grant is still mapped by the backend (a backend
     /// that keeps a page mapped keeps the whole allocation, logged).

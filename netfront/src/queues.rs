@@ -83,6 +83,10 @@ pub struct Queues {
     /// Bytes of each tx slot that may hold an earlier frame: zeroed past a
     /// shorter frame, so the backend sees nothing but the frame.
     tx_used: Vec<u16>,
+    /// Ids pushed on the rings since the last publish: the backend may
+    /// answer them only once published.
+    tx_unpublished: Vec<u16>,
+    rx_unpublished: Vec<u16>,
     /// When every tx slot became busy (ms, the caller's clock), and whether
     /// the drops since were logged.
     tx_stalled_since: Option<(i64, bool)>,
@@ -112,6 +116,8 @@ impl Queues {
             tx_pages,
             tx_used: alloc::vec![0; tx_slots],
             tx_stalled_since: None,
+            tx_unpublished: Vec::new(),
+            rx_unpublished: Vec::new(),
             rx_slots: RxSlots::new(rx_count as u16),
             rx_pages,
             stats: Stats::default(),
@@ -125,7 +131,7 @@ impl Queues {
     fn post_rx(&mut self, id: u16) {
         let gref = self.rx_pages[usize::from(id)].gref;
         if self.rx.push(RxRequest { id, pad: 0, gref: gref.0 }).is_ok() {
-            self.rx_slots.post(id);
+            self.rx_unpublished.push(id);
         }
     }
 
@@ -134,6 +140,8 @@ impl Queues {
     pub fn publish(&mut self) -> bool {
         let tx = self.tx.publish();
         let rx = self.rx.publish();
+        self.tx_unpublished.drain(..).for_each(|id| self.tx_ids.published(id));
+        self.rx_unpublished.drain(..).for_each(|id| self.rx_slots.post(id));
         tx || rx
     }
 
@@ -200,6 +208,7 @@ impl Queues {
             self.tx_ids.untake(id);
             return false;
         }
+        self.tx_unpublished.push(id);
         self.stats.tx_frames += 1;
         true
     }
@@ -261,62 +270,8 @@ impl Queues {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::queues;
     use crate::wire::NETIF_RSP_OKAY;
-    use core::sync::atomic::{AtomicU32, Ordering};
-
-    #[repr(C, align(4096))]
-    struct Page([u8; 4096]);
-
-    fn page() -> *mut u8 {
-        Box::leak(Box::new(Page([0; 4096]))).0.as_mut_ptr()
-    }
-
-    /// A ring page seen from the backend: indices and entries.
-    struct Back {
-        base: *mut u8,
-        req_cons: u32,
-        rsp_prod: u32,
-    }
-
-    impl Back {
-        fn index(&self, i: usize) -> &AtomicU32 {
-            unsafe { &*(self.base.add(i * 4) as *const AtomicU32) }
-        }
-        fn requests<T: Copy>(&mut self, entry: usize) -> Vec<T> {
-            let prod = self.index(0).load(Ordering::Acquire);
-            let mut out = Vec::new();
-            while self.req_cons != prod {
-                let slot = unsafe { self.base.add(64 + (self.req_cons as usize % 256) * entry) };
-                out.push(unsafe { slot.cast::<T>().read_unaligned() });
-                self.req_cons += 1;
-            }
-            out
-        }
-        fn respond<T: Copy>(&mut self, entry: usize, rsp: T) {
-            let slot = unsafe { self.base.add(64 + (self.rsp_prod as usize % 256) * entry) };
-            unsafe { slot.cast::<T>().write_unaligned(rsp) };
-            self.rsp_prod += 1;
-            self.index(2).store(self.rsp_prod, Ordering::Release);
-        }
-    }
-
-    fn queues(tx_pages: usize, rx_pages: usize) -> (Queues, Back, Back, Vec<GrantedPage>, Vec<GrantedPage>) {
-        let (txp, rxp) = (page(), page());
-        let tx = unsafe { FrontRing::init(txp) };
-        let rx = unsafe { FrontRing::init(rxp) };
-        let txb: Vec<_> =
-            (0..tx_pages).map(|i| GrantedPage { addr: page(), gref: GrantRef(100 + i as u32) }).collect();
-        let rxb: Vec<_> =
-            (0..rx_pages).map(|i| GrantedPage { addr: page(), gref: GrantRef(200 + i as u32) }).collect();
-        let q = Queues::new(tx, rx, txb.clone(), rxb.clone());
-        (
-            q,
-            Back { base: txp, req_cons: 0, rsp_prod: 0 },
-            Back { base: rxp, req_cons: 0, rsp_prod: 0 },
-            txb,
-            rxb,
-        )
-    }
 
     #[test]
     fn frames_are_sent_from_granted_slots_and_slots_come_back() {
@@ -336,6 +291,8 @@ mod tests {
         }
         q.reap_tx().unwrap();
         assert!(q.send(&frames[4]));
+        q.publish();
+        back.requests::<TxRequest>(12);
         // A second response for an id already answered is refused.
         back.respond(12, TxResponse { id: reqs[0].id, status: NETIF_RSP_OKAY });
         assert!(matches!(q.reap_tx(), Err(QueueError::Tx(TxError::UnknownId(_)))));

@@ -1595,7 +1595,10 @@ fn reattach_vif0(d: &mut Driver) -> Result<(), String> {
     let started = Instant::now();
     d.dom0(&format!("xl network-attach {} bridge=xenbr0", d.name))?;
     d.wait_line("net: vif 0 connected")?;
-    println!("    vif 0 detached, attached again and connected {:.1} s after attach", started.elapsed().as_secs_f64());
+    println!(
+        "    vif 0 detached, attached again and connected {:.1} s after attach",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

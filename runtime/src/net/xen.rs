@@ -103,7 +103,8 @@ impl Vif {
     /// grants and event channel, and starts watching for it to come back.
     fn go_down(&mut self) {
         let index = self.index;
-        let dir = match crate::xenstore::with(|xs| xs.watch(&self.path(), &format!("{} (vif)", self.path()))) {
+        let dir = match crate::xenstore::with(|xs| xs.watch(&self.path(), &format!("{} (vif)", self.path())))
+        {
             Some(Ok(dir)) => Some(dir),
             Some(Err(e)) => {
                 log::error!("net: vif {index}: watching for it to come back: {e}");
