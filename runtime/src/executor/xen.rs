@@ -40,6 +40,7 @@ impl Platform for Xen {
     }
 
     fn idle(&mut self, deadline: Option<Instant>) {
+        crate::heap::publish(Instant::now());
         let ports = WAKE_PORTS.lock().clone();
         events::block_any(&ports, deadline);
     }
