@@ -4,6 +4,7 @@
 //! watch a service's memory from dom0.
 
 use crate::memory::MemoryMap;
+use crate::xenstore::Store;
 use crate::time::Instant;
 use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicUsize, Ordering};
