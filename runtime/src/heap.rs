@@ -4,8 +4,8 @@
 //! watch a service's memory from dom0.
 
 use crate::memory::MemoryMap;
-use crate::xenstore::Store;
 use crate::time::Instant;
+use crate::xenstore::Store;
 use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use core::time::Duration;
@@ -88,13 +88,15 @@ static PUBLISHED: spin::Mutex<Option<(Instant, HeapUsage)>> = spin::Mutex::new(N
 /// Writes the usage to `data/heap-used` and `data/heap-hwm` when it
 /// changed, at most every [`PUBLISH_EVERY`]; called by the executor before
 /// it idles. Gives up quietly while the store is busy (the next idle
-/// retries).
-pub(crate) fn publish(now: Instant) {
-    let Some(mut published) = PUBLISHED.try_lock() else { return };
+/// retries). True if it talked to xenstore: replies it read may have
+/// brought watch events along (taking the store's event with them), so the
+/// executor must look at its drivers again before it sleeps.
+pub(crate) fn publish(now: Instant) -> bool {
+    let Some(mut published) = PUBLISHED.try_lock() else { return false };
     let usage = usage();
     if let Some((at, last)) = *published {
         if last == usage || now < at.saturating_add(PUBLISH_EVERY) {
-            return;
+            return false;
         }
     }
     let written = crate::xenstore::try_with(|xs| {
@@ -107,8 +109,9 @@ pub(crate) fn publish(now: Instant) {
             log::warn!("heap: writing data/heap-hwm: {e}; not trying again");
             *published = Some((Instant::from_nanos(u64::MAX), usage));
         }
-        None => {}
+        None => return false,
     }
+    true
 }
 
 /// Only the identity-mapped first 4 GiB can be handed out.

@@ -40,7 +40,9 @@ impl Platform for Xen {
     }
 
     fn idle(&mut self, deadline: Option<Instant>) {
-        crate::heap::publish(Instant::now());
+        if crate::heap::publish(Instant::now()) {
+            return;
+        }
         let ports = WAKE_PORTS.lock().clone();
         events::block_any(&ports, deadline);
     }
