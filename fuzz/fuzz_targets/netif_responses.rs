@@ -1,5 +1,5 @@
 //! A hostile netback: a sequence of rx and tx responses, interleaved with the frontend
-//! posting rx buffers and taking and returning tx ids, checked against the trackers
+//! posting rx buffers and taking, publishing and returning tx ids, checked against the trackers
 //! ([`RxSlots`], [`TxIds`]) and a model of which ids are with the backend. A response is
 //! accepted only for an id that is out, an accepted rx frame lies within its page, every
 //! named id comes back exactly once, and the counts always match the model.
@@ -17,7 +17,15 @@ enum Op {
     Rx { id: u16, offset: u16, flags: u16, status: i16 },
     TakeTx,
     UntakeTx(u16),
+    PublishTx(u16),
     Tx { id: u16, status: i16 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tx {
+    Free,
+    Taken,
+    Out,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -31,7 +39,8 @@ fuzz_target!(|input: Input| {
     let mut rx = RxSlots::new(input.rx_slots.into());
     let mut posted = vec![false; input.rx_slots.into()];
     let mut tx = TxIds::new(input.tx_ids.into());
-    let mut out = vec![false; input.tx_ids.into()];
+    // Each tx id: free, taken (not yet published), or out with the backend.
+    let mut out = vec![Tx::Free; input.tx_ids.into()];
     for op in input.ops {
         match op {
             Op::PostRx(id) => {
@@ -56,26 +65,33 @@ fuzz_target!(|input: Input| {
             Op::TakeTx => match tx.take() {
                 Some(id) => {
                     let slot = &mut out[usize::from(id)];
-                    assert!(!*slot, "tx id {id} handed out twice");
-                    *slot = true;
+                    assert_eq!(*slot, Tx::Free, "tx id {id} handed out twice");
+                    *slot = Tx::Taken;
                 }
-                None => assert!(out.iter().all(|o| *o), "no tx id free while one is"),
+                None => assert!(out.iter().all(|o| *o != Tx::Free), "no tx id free while one is"),
             },
             Op::UntakeTx(id) => {
                 tx.untake(id);
-                if let Some(o) = out.get_mut(usize::from(id)) {
-                    *o = false;
+                if let Some(o @ Tx::Taken) = out.get_mut(usize::from(id)) {
+                    *o = Tx::Free;
+                }
+            }
+            Op::PublishTx(id) => {
+                tx.published(id);
+                if let Some(o @ Tx::Taken) = out.get_mut(usize::from(id)) {
+                    *o = Tx::Out;
                 }
             }
             Op::Tx { id, status } => {
                 let result = tx.complete(TxResponse { id, status });
-                match out.get_mut(usize::from(id)).filter(|o| **o) {
+                match out.get_mut(usize::from(id)).filter(|o| **o == Tx::Out) {
                     None => assert_eq!(result, Err(TxError::UnknownId(id))),
-                    Some(o) => *o = result.is_err(),
+                    Some(o) if result.is_ok() => *o = Tx::Free,
+                    Some(_) => {}
                 }
             }
         }
         assert_eq!(rx.posted_count(), posted.iter().filter(|p| **p).count());
-        assert_eq!(tx.free_count(), out.iter().filter(|o| !**o).count());
+        assert_eq!(tx.free_count(), out.iter().filter(|o| **o == Tx::Free).count());
     }
 });

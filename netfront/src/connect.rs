@@ -13,7 +13,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use mote_xen::event::{self, Port};
-use mote_xen::gnttab::{alloc_shared_pages, Access, GrantError, GrantTable};
+use mote_xen::gnttab::{alloc_shared_pages, free_shared_pages, Access, GrantError, GrantRef, GrantTable};
 use mote_xen::io_ring::FrontRing;
 use mote_xen::xenbus::{Frontend, XenbusError, XenbusState};
 use mote_xen::xenstore::{Client, Store, Transport, XsError};
@@ -115,8 +115,19 @@ pub fn connect<T: Transport>(
     index: u32,
     config: Config,
 ) -> Result<(Netfront, Frontend), ConnectError> {
-    let path = format!("device/vif/{index}");
-    let mut vif = Frontend::open(xs, &path)?;
+    let vif = Frontend::open(xs, &format!("device/vif/{index}"))?;
+    connect_opened(xs, grants, vif, config)
+}
+
+/// [`connect`] for a frontend already opened (a vif coming back after its
+/// backend closed, seen through the frontend's watch).
+pub fn connect_opened<T: Transport>(
+    xs: &mut Client<T>,
+    grants: &mut GrantTable<'_>,
+    mut vif: Frontend,
+    config: Config,
+) -> Result<(Netfront, Frontend), ConnectError> {
+    let path = String::from(vif.path());
     let mac_text = xs.read_string(&format!("{path}/mac"))?;
     let mac = parse_mac(&mac_text).ok_or(ConnectError::BadMac(mac_text))?;
     vif.switch(xs, XenbusState::Initialising)?;
@@ -126,40 +137,92 @@ pub fn connect<T: Transport>(
     }
     let backend = vif.backend_id();
 
-    let pages = alloc_shared_pages(2 + usize::from(config.tx_pages) + usize::from(config.rx_buffers))
-        .ok_or(ConnectError::NoMemory)?;
-    let (rings, buffers) = pages.split_at(2);
-    let (tx_buf, rx_buf) = buffers.split_at(usize::from(config.tx_pages));
-    // SAFETY: each ring page is fresh, page-aligned, ours alone (and the
-    // backend's once granted) and never freed.
-    let (tx, rx) = unsafe { (FrontRing::init(rings[0]), FrontRing::init(rings[1])) };
-    let tx_ring = grant(grants, backend, rings[0], Access::ReadWrite)?;
-    let rx_ring = grant(grants, backend, rings[1], Access::ReadWrite)?;
-    let tx_pages =
-        tx_buf.iter().map(|&p| grant(grants, backend, p, Access::ReadOnly)).collect::<Result<Vec<_>, _>>()?;
-    let rx_pages = rx_buf
-        .iter()
-        .map(|&p| grant(grants, backend, p, Access::ReadWrite))
-        .collect::<Result<Vec<_>, _>>()?;
-    let port: Port = event::alloc_unbound(backend).map_err(ConnectError::EventChannel)?;
-    event::unmask(port).map_err(ConnectError::EventChannel)?;
-    let mut queues = Queues::new(tx, rx, tx_pages, rx_pages);
-    // The posted rx buffers are in the ring before netback connects to it.
-    queues.publish();
+    let count = 2 + usize::from(config.tx_pages) + usize::from(config.rx_buffers);
+    let pages = alloc_shared_pages(count).ok_or(ConnectError::NoMemory)?;
+    // From here on, whatever was granted is given back (or kept, if the
+    // backend still maps it) when a step fails.
+    let mut shared = Shared { pages: pages.clone(), grants: Vec::with_capacity(count), port: None };
+    let result = (|| {
+        let (rings, buffers) = pages.split_at(2);
+        let (tx_buf, rx_buf) = buffers.split_at(usize::from(config.tx_pages));
+        // SAFETY: each ring page is fresh, page-aligned, ours alone (and the
+        // backend's once granted) and freed only by `Shared::release`.
+        let (tx, rx) = unsafe { (FrontRing::init(rings[0]), FrontRing::init(rings[1])) };
+        let mut grant_all = |pages: &[*mut u8], access| -> Result<Vec<GrantedPage>, ConnectError> {
+            let granted =
+                pages.iter().map(|&p| grant(grants, backend, p, access)).collect::<Result<Vec<_>, _>>();
+            granted.inspect(|g| shared.grants.extend(g.iter().map(|p| p.gref)))
+        };
+        let ring_grants = grant_all(rings, Access::ReadWrite)?;
+        let tx_pages = grant_all(tx_buf, Access::ReadOnly)?;
+        let rx_pages = grant_all(rx_buf, Access::ReadWrite)?;
+        let port: Port = event::alloc_unbound(backend).map_err(ConnectError::EventChannel)?;
+        shared.port = Some(port);
+        event::unmask(port).map_err(ConnectError::EventChannel)?;
+        let mut queues = Queues::new(tx, rx, tx_pages, rx_pages);
+        // The posted rx buffers are in the ring before netback connects to it.
+        queues.publish();
 
-    vif.publish(xs, XenbusState::Connected, |keys| {
-        keys.write("tx-ring-ref", &format!("{}", tx_ring.gref.0))?;
-        keys.write("rx-ring-ref", &format!("{}", rx_ring.gref.0))?;
-        keys.write("event-channel", &format!("{}", port.0))?;
-        keys.write("request-rx-copy", "1")?;
-        keys.write("feature-rx-notify", "1")?;
-        keys.write("feature-sg", "0")?;
-        keys.write("feature-gso-tcpv4", "0")?;
-        keys.write("feature-no-csum-offload", "1")
-    })?;
-    vif.wait_backend(xs, |s| s == XenbusState::Connected)?;
-    event::send(port).map_err(ConnectError::EventChannel)?;
-    Ok((Netfront::new(queues, port, mac), vif))
+        vif.publish(xs, XenbusState::Connected, |keys| {
+            keys.write("tx-ring-ref", &format!("{}", ring_grants[0].gref.0))?;
+            keys.write("rx-ring-ref", &format!("{}", ring_grants[1].gref.0))?;
+            keys.write("event-channel", &format!("{}", port.0))?;
+            keys.write("request-rx-copy", "1")?;
+            keys.write("feature-rx-notify", "1")?;
+            keys.write("feature-sg", "0")?;
+            keys.write("feature-gso-tcpv4", "0")?;
+            keys.write("feature-no-csum-offload", "1")
+        })?;
+        vif.wait_backend(xs, |s| s == XenbusState::Connected)?;
+        event::send(port).map_err(ConnectError::EventChannel)?;
+        Ok((queues, port))
+    })();
+    match result {
+        Ok((queues, port)) => Ok((Netfront::new(queues, port, mac, shared), vif)),
+        Err(e) => {
+            shared.release(grants);
+            Err(e)
+        }
+    }
+}
+
+/// Everything a vif shares with its backend, given back when it is done:
+/// the pages (one allocation), their grants and the event channel.
+pub struct Shared {
+    pages: Vec<*mut u8>,
+    grants: Vec<GrantRef>,
+    port: Option<Port>,
+}
+
+impl Shared {
+    /// Nothing shared: for host tests of a device over simulated rings.
+    #[cfg(test)]
+    pub(crate) fn none() -> Shared {
+        Shared { pages: Vec::new(), grants: Vec::new(), port: None }
+    }
+
+    /// Ends every grant and closes the event channel; the pages go back to
+    /// the heap only if no grant is still mapped by the backend (a backend
+    /// that keeps a page mapped keeps the whole allocation, logged).
+    pub fn release(self, grants: &mut GrantTable<'_>) {
+        if let Some(port) = self.port {
+            if let Err(e) = event::close(port) {
+                log::warn!("netfront: closing {port}: {e}");
+            }
+        }
+        let still_mapped = self.grants.iter().filter(|&&r| grants.end_access(r).is_err()).count();
+        if still_mapped > 0 {
+            log::warn!(
+                "netfront: the backend still maps {still_mapped} of {} pages; keeping them",
+                self.grants.len()
+            );
+            return;
+        }
+        // SAFETY: the pages are one allocation of `alloc_shared_pages`, no
+        // longer granted, and nothing of ours points into them any more
+        // (the rings and queues went with the `Netfront` that owned this).
+        unsafe { free_shared_pages(self.pages) };
+    }
 }
 
 #[cfg(test)]

@@ -2,9 +2,12 @@
 //! already copied into our own buffer; sent frames go into a pre-granted tx
 //! slot, and the backend is notified only when it asked to be.
 
-use crate::queues::{Queues, MAX_FRAME};
+use crate::connect::Shared;
+use crate::queues::{QueueError, Queues, TxReady, MAX_FRAME};
 use alloc::vec::Vec;
 use mote_xen::event::{self, Port};
+use mote_xen::gnttab::GrantTable;
+use mote_xen::io_ring::RingError;
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
@@ -14,11 +17,38 @@ pub struct Netfront {
     port: Port,
     mac: [u8; 6],
     rx_frame: Vec<u8>,
+    shared: Shared,
+    /// A ring the backend broke (an index running ahead): the vif carries
+    /// no more frames, and its owner should close it.
+    broken: Option<RingError>,
 }
 
 impl Netfront {
-    pub fn new(queues: Queues, port: Port, mac: [u8; 6]) -> Self {
-        Netfront { queues, port, mac, rx_frame: Vec::with_capacity(MAX_FRAME) }
+    pub fn new(queues: Queues, port: Port, mac: [u8; 6], shared: Shared) -> Self {
+        Netfront { queues, port, mac, rx_frame: Vec::with_capacity(MAX_FRAME), shared, broken: None }
+    }
+
+    /// Gives the rings, buffers, grants and event channel back, once the
+    /// backend has closed (see [`Shared::release`]).
+    pub fn release(self, grants: &mut GrantTable<'_>) {
+        let Netfront { shared, .. } = self;
+        shared.release(grants);
+    }
+
+    /// Why the vif stopped, if the backend broke a ring.
+    pub fn broken(&self) -> Option<RingError> {
+        self.broken
+    }
+
+    /// Logs a data-path error; a broken ring stops the vif for good.
+    fn fault(&mut self, e: QueueError) {
+        match e {
+            QueueError::Ring(ring) => {
+                log::error!("netfront: {e}; the vif stops carrying frames");
+                self.broken = Some(ring);
+            }
+            _ => log::warn!("{e}"),
+        }
     }
 
     pub fn mac(&self) -> [u8; 6] {
@@ -37,11 +67,14 @@ impl Netfront {
     /// Frees the slots of sent frames and asks for an event on the next
     /// response; true if work is already waiting (poll again, don't sleep).
     pub fn prepare_to_sleep(&mut self) -> bool {
+        if self.broken.is_some() {
+            return false;
+        }
         if let Err(e) = self.queues.reap_tx() {
-            log::warn!("{e}");
+            self.fault(e);
         }
         self.queues.arm_events().unwrap_or_else(|e| {
-            log::warn!("{e}");
+            self.fault(e);
             false
         })
     }
@@ -61,11 +94,15 @@ impl phy::Device for Netfront {
 
     fn receive(&mut self, _: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
         loop {
+            if self.broken.is_some() {
+                return None;
+            }
             match self.queues.recv(&mut self.rx_frame) {
                 Ok(true) => break,
                 Ok(false) => return None,
-                // A bad response is dropped (and counted); look at the next one.
-                Err(e) => log::warn!("{e}"),
+                // A bad response is dropped (and counted); look at the next
+                // one. At most a ring's worth: each takes one of our requests.
+                Err(e) => self.fault(e),
             }
         }
         // The reposted rx buffer goes back to the backend at once.
@@ -73,24 +110,36 @@ impl phy::Device for Netfront {
         Some((RxToken { frame: &self.rx_frame }, TxToken { queues: &mut self.queues, port: self.port }))
     }
 
-    fn transmit(&mut self, _: Instant) -> Option<TxToken<'_>> {
+    fn transmit(&mut self, now: Instant) -> Option<TxToken<'_>> {
+        if self.broken.is_some() {
+            return None;
+        }
         if !self.queues.can_send() {
             if let Err(e) = self.queues.reap_tx() {
-                log::warn!("{e}");
+                self.fault(e);
+                return None;
             }
         }
-        self.queues.can_send().then_some(TxToken { queues: &mut self.queues, port: self.port })
+        match self.queues.tx_ready(now.total_millis()) {
+            TxReady::Ready | TxReady::Drop => Some(TxToken { queues: &mut self.queues, port: self.port }),
+            TxReady::Wait => None,
+        }
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = MAX_FRAME;
-        // We told the backend `feature-no-csum-offload`: checksums are ours both ways.
-        caps.checksum = ChecksumCapabilities::default();
-        caps.checksum.ipv4 = Checksum::Both;
-        caps
+        capabilities()
     }
+}
+
+/// What every vif offers smoltcp (the same whether connected or not).
+pub fn capabilities() -> DeviceCapabilities {
+    let mut caps = DeviceCapabilities::default();
+    caps.medium = Medium::Ethernet;
+    caps.max_transmission_unit = MAX_FRAME;
+    // We told the backend `feature-no-csum-offload`: checksums are ours both ways.
+    caps.checksum = ChecksumCapabilities::default();
+    caps.checksum.ipv4 = Checksum::Both;
+    caps
 }
 
 pub struct RxToken<'a> {
@@ -117,10 +166,11 @@ impl phy::TxToken for TxToken<'_> {
         }
         let mut frame = [0u8; MAX_FRAME];
         let result = f(&mut frame[..len]);
-        if !self.queues.send(&frame[..len]) {
-            log::warn!("netfront: no tx slot for a {len}-byte frame; dropped");
+        // Without a free slot (a backend that stopped answering) the frame
+        // is dropped and counted by `send`.
+        if self.queues.send(&frame[..len]) {
+            Netfront::flush(self.queues, self.port);
         }
-        Netfront::flush(self.queues, self.port);
         result
     }
 }

@@ -17,3 +17,8 @@ pub mod queues;
 pub mod rx;
 pub mod tx;
 pub mod wire;
+
+#[cfg(test)]
+mod hostile;
+#[cfg(test)]
+mod testing;

@@ -44,13 +44,33 @@ impl fmt::Display for QueueError {
     }
 }
 
+/// How long the backend may leave every tx slot unanswered before frames
+/// are dropped instead of waited for.
+pub const TX_STALL_MS: i64 = 1000;
+
 /// Counters, for logs and benchmarks.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Stats {
     pub tx_frames: u64,
+    /// Frames the backend answered with an error or a drop.
     pub tx_dropped: u64,
+    /// Frames dropped here: no tx slot free after [`TX_STALL_MS`].
+    pub tx_no_slot: u64,
     pub rx_frames: u64,
     pub rx_errors: u64,
+}
+
+/// Whether a frame can go out now (see [`Queues::tx_ready`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxReady {
+    /// A slot is free.
+    Ready,
+    /// Every slot is with the backend, which answered recently: wait for it.
+    Wait,
+    /// Every slot has been with the backend for [`TX_STALL_MS`]: the frame
+    /// is dropped (and counted) rather than waited for, so a backend that
+    /// stops answering cannot make the stack retry forever.
+    Drop,
 }
 
 /// One queue pair.
@@ -60,6 +80,16 @@ pub struct Queues {
     tx_ids: TxIds,
     /// Slot `id` is half `id / 2` of page `tx_pages[id / 2]`.
     tx_pages: Vec<GrantedPage>,
+    /// Bytes of each tx slot that may hold an earlier frame: zeroed past a
+    /// shorter frame, so the backend sees nothing but the frame.
+    tx_used: Vec<u16>,
+    /// Ids pushed on the rings since the last publish: the backend may
+    /// answer them only once published.
+    tx_unpublished: Vec<u16>,
+    rx_unpublished: Vec<u16>,
+    /// When every tx slot became busy (ms, the caller's clock), and whether
+    /// the drops since were logged.
+    tx_stalled_since: Option<(i64, bool)>,
     rx_slots: RxSlots,
     rx_pages: Vec<GrantedPage>,
     pub stats: Stats,
@@ -84,6 +114,10 @@ impl Queues {
             rx,
             tx_ids: TxIds::new(tx_slots as u16),
             tx_pages,
+            tx_used: alloc::vec![0; tx_slots],
+            tx_stalled_since: None,
+            tx_unpublished: Vec::new(),
+            rx_unpublished: Vec::new(),
             rx_slots: RxSlots::new(rx_count as u16),
             rx_pages,
             stats: Stats::default(),
@@ -97,7 +131,7 @@ impl Queues {
     fn post_rx(&mut self, id: u16) {
         let gref = self.rx_pages[usize::from(id)].gref;
         if self.rx.push(RxRequest { id, pad: 0, gref: gref.0 }).is_ok() {
-            self.rx_slots.post(id);
+            self.rx_unpublished.push(id);
         }
     }
 
@@ -106,6 +140,8 @@ impl Queues {
     pub fn publish(&mut self) -> bool {
         let tx = self.tx.publish();
         let rx = self.rx.publish();
+        self.tx_unpublished.drain(..).for_each(|id| self.tx_ids.published(id));
+        self.rx_unpublished.drain(..).for_each(|id| self.rx_slots.post(id));
         tx || rx
     }
 
@@ -114,24 +150,65 @@ impl Queues {
         self.tx_ids.free_count() > 0 && self.tx.free_requests() > 0
     }
 
+    /// Whether a frame can be sent at `now` (ms): a free slot, or wait for
+    /// one, or drop the frame because the backend has stalled.
+    pub fn tx_ready(&mut self, now: i64) -> TxReady {
+        if self.can_send() {
+            if self.tx_stalled_since.take().is_some() && self.stats.tx_no_slot > 0 {
+                log::warn!(
+                    "netfront: the backend takes frames again ({} dropped for want of a tx slot so far)",
+                    self.stats.tx_no_slot
+                );
+            }
+            return TxReady::Ready;
+        }
+        let (since, logged) = self.tx_stalled_since.get_or_insert((now, false));
+        if now.saturating_sub(*since) < TX_STALL_MS {
+            return TxReady::Wait;
+        }
+        if !core::mem::replace(logged, true) {
+            log::warn!("netfront: the backend has answered no frame for {TX_STALL_MS} ms; dropping frames until it does");
+        }
+        TxReady::Drop
+    }
+
     /// Copies `frame` into a free slot and queues it (published by
-    /// [`Queues::publish`]). `false` if no slot is free or it is too long.
+    /// [`Queues::publish`]). `false` if it is too long, or no slot is free
+    /// (the frame is dropped and counted in [`Stats::tx_no_slot`]).
     pub fn send(&mut self, frame: &[u8]) -> bool {
-        if frame.len() > MAX_FRAME || !self.can_send() {
+        if frame.len() > MAX_FRAME {
             return false;
         }
-        let Some(id) = self.tx_ids.take() else { return false };
+        let id = match self.tx_ids.take() {
+            Some(id) if self.tx.free_requests() > 0 => id,
+            taken => {
+                if let Some(id) = taken {
+                    self.tx_ids.untake(id);
+                }
+                self.stats.tx_no_slot += 1;
+                return false;
+            }
+        };
         let page = self.tx_pages[usize::from(id) / 2];
         let offset = (usize::from(id) % 2) * TX_SLOT_SIZE;
+        let used = core::mem::replace(&mut self.tx_used[usize::from(id)], frame.len() as u16);
         // SAFETY: the slot lies within its page, is not with the backend
         // (its id was free), and the page stays allocated while we live.
-        unsafe { core::ptr::copy_nonoverlapping(frame.as_ptr(), page.addr.add(offset), frame.len()) };
+        unsafe {
+            let slot = page.addr.add(offset);
+            core::ptr::copy_nonoverlapping(frame.as_ptr(), slot, frame.len());
+            // The tail of a longer earlier frame: not this frame's to show.
+            if usize::from(used) > frame.len() {
+                core::ptr::write_bytes(slot.add(frame.len()), 0, usize::from(used) - frame.len());
+            }
+        }
         let req =
             TxRequest { gref: page.gref.0, offset: offset as u16, flags: 0, id, size: frame.len() as u16 };
         if self.tx.push(req).is_err() {
             self.tx_ids.untake(id);
             return false;
         }
+        self.tx_unpublished.push(id);
         self.stats.tx_frames += 1;
         true
     }
@@ -193,62 +270,8 @@ impl Queues {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::queues;
     use crate::wire::NETIF_RSP_OKAY;
-    use core::sync::atomic::{AtomicU32, Ordering};
-
-    #[repr(C, align(4096))]
-    struct Page([u8; 4096]);
-
-    fn page() -> *mut u8 {
-        Box::leak(Box::new(Page([0; 4096]))).0.as_mut_ptr()
-    }
-
-    /// A ring page seen from the backend: indices and entries.
-    struct Back {
-        base: *mut u8,
-        req_cons: u32,
-        rsp_prod: u32,
-    }
-
-    impl Back {
-        fn index(&self, i: usize) -> &AtomicU32 {
-            unsafe { &*(self.base.add(i * 4) as *const AtomicU32) }
-        }
-        fn requests<T: Copy>(&mut self, entry: usize) -> Vec<T> {
-            let prod = self.index(0).load(Ordering::Acquire);
-            let mut out = Vec::new();
-            while self.req_cons != prod {
-                let slot = unsafe { self.base.add(64 + (self.req_cons as usize % 256) * entry) };
-                out.push(unsafe { slot.cast::<T>().read_unaligned() });
-                self.req_cons += 1;
-            }
-            out
-        }
-        fn respond<T: Copy>(&mut self, entry: usize, rsp: T) {
-            let slot = unsafe { self.base.add(64 + (self.rsp_prod as usize % 256) * entry) };
-            unsafe { slot.cast::<T>().write_unaligned(rsp) };
-            self.rsp_prod += 1;
-            self.index(2).store(self.rsp_prod, Ordering::Release);
-        }
-    }
-
-    fn queues(tx_pages: usize, rx_pages: usize) -> (Queues, Back, Back, Vec<GrantedPage>, Vec<GrantedPage>) {
-        let (txp, rxp) = (page(), page());
-        let tx = unsafe { FrontRing::init(txp) };
-        let rx = unsafe { FrontRing::init(rxp) };
-        let txb: Vec<_> =
-            (0..tx_pages).map(|i| GrantedPage { addr: page(), gref: GrantRef(100 + i as u32) }).collect();
-        let rxb: Vec<_> =
-            (0..rx_pages).map(|i| GrantedPage { addr: page(), gref: GrantRef(200 + i as u32) }).collect();
-        let q = Queues::new(tx, rx, txb.clone(), rxb.clone());
-        (
-            q,
-            Back { base: txp, req_cons: 0, rsp_prod: 0 },
-            Back { base: rxp, req_cons: 0, rsp_prod: 0 },
-            txb,
-            rxb,
-        )
-    }
 
     #[test]
     fn frames_are_sent_from_granted_slots_and_slots_come_back() {
@@ -268,6 +291,8 @@ mod tests {
         }
         q.reap_tx().unwrap();
         assert!(q.send(&frames[4]));
+        q.publish();
+        back.requests::<TxRequest>(12);
         // A second response for an id already answered is refused.
         back.respond(12, TxResponse { id: reqs[0].id, status: NETIF_RSP_OKAY });
         assert!(matches!(q.reap_tx(), Err(QueueError::Tx(TxError::UnknownId(_)))));

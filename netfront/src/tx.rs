@@ -33,31 +33,47 @@ pub enum TxOutcome {
     Error,
 }
 
-/// Ids `0..n`, each free or outstanding.
+/// Where a tx id is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Free,
+    /// Taken for a request not yet published: the backend cannot answer it.
+    Taken,
+    /// Published: with the backend.
+    Outstanding,
+}
+
+/// Ids `0..n`, each free, taken or outstanding.
 pub struct TxIds {
     free: Vec<u16>,
-    outstanding: Vec<bool>,
+    slots: Vec<Slot>,
 }
 
 impl TxIds {
     pub fn new(n: u16) -> Self {
-        TxIds { free: (0..n).rev().collect(), outstanding: alloc::vec![false; usize::from(n)] }
+        TxIds { free: (0..n).rev().collect(), slots: alloc::vec![Slot::Free; usize::from(n)] }
     }
 
     /// Takes a free id for a frame about to be posted.
     pub fn take(&mut self) -> Option<u16> {
         let id = self.free.pop()?;
-        self.outstanding[usize::from(id)] = true;
+        self.slots[usize::from(id)] = Slot::Taken;
         Some(id)
     }
 
     /// Gives back an id taken but never posted.
     pub fn untake(&mut self, id: u16) {
-        if let Some(slot) = self.outstanding.get_mut(usize::from(id)) {
-            if *slot {
-                *slot = false;
-                self.free.push(id);
-            }
+        if let Some(slot @ Slot::Taken) = self.slots.get_mut(usize::from(id)) {
+            *slot = Slot::Free;
+            self.free.push(id);
+        }
+    }
+
+    /// Records a taken id's request as published: from now on the backend
+    /// may answer it.
+    pub fn published(&mut self, id: u16) {
+        if let Some(slot @ Slot::Taken) = self.slots.get_mut(usize::from(id)) {
+            *slot = Slot::Outstanding;
         }
     }
 
@@ -68,9 +84,9 @@ impl TxIds {
     /// Checks a response and frees its id.
     pub fn complete(&mut self, rsp: TxResponse) -> Result<TxOutcome, TxError> {
         let slot = self
-            .outstanding
+            .slots
             .get_mut(usize::from(rsp.id))
-            .filter(|s| **s)
+            .filter(|s| **s == Slot::Outstanding)
             .ok_or(TxError::UnknownId(rsp.id))?;
         let outcome = match rsp.status {
             NETIF_RSP_OKAY => TxOutcome::Sent,
@@ -79,7 +95,7 @@ impl TxIds {
             // NETIF_RSP_NULL answers an extra-info slot, which we never post.
             _ => return Err(TxError::BadStatus { id: rsp.id, status: rsp.status }),
         };
-        *slot = false;
+        *slot = Slot::Free;
         self.free.push(rsp.id);
         Ok(outcome)
     }
@@ -95,6 +111,9 @@ mod tests {
         let mut ids = TxIds::new(4);
         let taken: Vec<u16> = core::iter::from_fn(|| ids.take()).collect();
         assert_eq!(taken, [0, 1, 2, 3]);
+        // Not published yet: no answer is taken.
+        assert_eq!(ids.complete(TxResponse { id: 2, status: NETIF_RSP_OKAY }), Err(TxError::UnknownId(2)));
+        taken.iter().for_each(|&id| ids.published(id));
         assert_eq!(ids.take(), None);
         assert_eq!(ids.complete(TxResponse { id: 2, status: NETIF_RSP_OKAY }), Ok(TxOutcome::Sent));
         assert_eq!(ids.complete(TxResponse { id: 0, status: NETIF_RSP_DROPPED }), Ok(TxOutcome::Dropped));
@@ -106,6 +125,7 @@ mod tests {
     fn hostile_responses_are_rejected_and_change_nothing() {
         let mut ids = TxIds::new(4);
         let id = ids.take().unwrap();
+        ids.published(id);
         // Never posted, out of range, or answered twice.
         assert_eq!(ids.complete(TxResponse { id: 3, status: 0 }), Err(TxError::UnknownId(3)));
         assert_eq!(ids.complete(TxResponse { id: 999, status: 0 }), Err(TxError::UnknownId(999)));

@@ -1,11 +1,118 @@
-//! The heap: every free span of RAM after the image, managed by `talc`.
+//! The heap: every free span of RAM after the image, managed by `talc`,
+//! with the bytes in use and their high-water mark counted, and published
+//! in xenstore (`data/heap-used`, `data/heap-hwm`) so that a soak test can
+//! watch a service's memory from dom0.
 
 use crate::memory::MemoryMap;
+use crate::time::Instant;
+use crate::xenstore::Store;
+use core::alloc::{GlobalAlloc, Layout};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use core::time::Duration;
 use talc::source::Manual;
 use talc::TalcLock;
 
-#[global_allocator]
 static ALLOCATOR: TalcLock<spin::Mutex<()>, Manual> = TalcLock::new(Manual);
+
+#[global_allocator]
+static COUNTED: Counted = Counted;
+
+/// Bytes allocated now, and the most ever allocated at once.
+static IN_USE: AtomicUsize = AtomicUsize::new(0);
+static HIGH_WATER: AtomicUsize = AtomicUsize::new(0);
+
+/// `talc` with the counts kept on the way (talc's own counters have no
+/// high-water mark).
+struct Counted;
+
+fn grew(bytes: usize) {
+    let now = IN_USE.fetch_add(bytes, Ordering::Relaxed) + bytes;
+    HIGH_WATER.fetch_max(now, Ordering::Relaxed);
+}
+
+// SAFETY: every call goes to talc unchanged; only counters are added.
+unsafe impl GlobalAlloc for Counted {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is talc's.
+        let ptr = unsafe { ALLOCATOR.alloc(layout) };
+        if !ptr.is_null() {
+            grew(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as above.
+        let ptr = unsafe { ALLOCATOR.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            grew(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { ALLOCATOR.dealloc(ptr, layout) };
+        IN_USE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as above.
+        let new = unsafe { ALLOCATOR.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            IN_USE.fetch_sub(layout.size(), Ordering::Relaxed);
+            grew(new_size);
+        }
+        new
+    }
+}
+
+/// The heap's use in bytes: now, and the most at any time since boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapUsage {
+    pub in_use: usize,
+    pub high_water: usize,
+}
+
+/// How much of the heap is in use, and its high-water mark.
+pub fn usage() -> HeapUsage {
+    HeapUsage { in_use: IN_USE.load(Ordering::Relaxed), high_water: HIGH_WATER.load(Ordering::Relaxed) }
+}
+
+/// How often the usage is written to xenstore, at most.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+/// When the usage was last written, and what.
+static PUBLISHED: spin::Mutex<Option<(Instant, HeapUsage)>> = spin::Mutex::new(None);
+
+/// Writes the usage to `data/heap-used` and `data/heap-hwm` when it
+/// changed, at most every [`PUBLISH_EVERY`]; called by the executor before
+/// it idles. Gives up quietly while the store is busy (the next idle
+/// retries). True if it talked to xenstore: replies it read may have
+/// brought watch events along (taking the store's event with them), so the
+/// executor must look at its drivers again before it sleeps.
+pub(crate) fn publish(now: Instant) -> bool {
+    let Some(mut published) = PUBLISHED.try_lock() else { return false };
+    let usage = usage();
+    if let Some((at, last)) = *published {
+        if last == usage || now < at.saturating_add(PUBLISH_EVERY) {
+            return false;
+        }
+    }
+    let written = crate::xenstore::try_with(|xs| {
+        xs.write("data/heap-used", alloc::format!("{}", usage.in_use).as_bytes())?;
+        xs.write("data/heap-hwm", alloc::format!("{}", usage.high_water).as_bytes())
+    });
+    match written {
+        Some(Ok(())) => *published = Some((now, usage)),
+        Some(Err(e)) => {
+            log::warn!("heap: writing data/heap-hwm: {e}; not trying again");
+            *published = Some((Instant::from_nanos(u64::MAX), usage));
+        }
+        None => return false,
+    }
+    true
+}
 
 /// Only the identity-mapped first 4 GiB can be handed out.
 const MAPPED_LIMIT: u64 = 1 << 32;

@@ -45,7 +45,7 @@ pub mod events;
 #[cfg(target_os = "none")]
 pub mod grants;
 #[cfg(target_os = "none")]
-mod heap;
+pub mod heap;
 #[cfg(target_os = "none")]
 pub mod lifecycle;
 #[cfg(target_os = "none")]

@@ -76,6 +76,8 @@ pub struct FrontRing<'a, Req, Rsp> {
     size: u32,
     /// Requests written, published or not.
     req_prod_pvt: u32,
+    /// Requests published: all the backend can have seen.
+    req_published: u32,
     /// Responses taken.
     rsp_cons: u32,
     _entries: PhantomData<(&'a mut [u8], Req, Rsp)>,
@@ -111,6 +113,7 @@ impl<'a, Req: RingEntry, Rsp: RingEntry> FrontRing<'a, Req, Rsp> {
             entries: unsafe { page.add(HEADER_SIZE) },
             size: ring_size::<Req, Rsp>(),
             req_prod_pvt: 0,
+            req_published: 0,
             rsp_cons: 0,
             _entries: PhantomData,
         }
@@ -153,22 +156,23 @@ impl<'a, Req: RingEntry, Rsp: RingEntry> FrontRing<'a, Req, Rsp> {
         let new = self.req_prod_pvt;
         // Release: the backend sees the requests before the index.
         self.header.req_prod.store(new, Ordering::Release);
+        self.req_published = new;
         // The backend's req_event must be read after our index is visible.
         fence(Ordering::SeqCst);
         let event = self.header.req_event.load(Ordering::Acquire);
         new.wrapping_sub(event) < new.wrapping_sub(old)
     }
 
-    /// The backend's response index, validated: it may not pass our
-    /// requests.
+    /// The backend's response index, validated: it may not pass the
+    /// requests we published (those written since, it has not seen).
     fn rsp_prod(&self) -> Result<u32, RingError> {
         let rsp_prod = self.header.rsp_prod.load(Ordering::Acquire);
-        let outstanding = self.req_prod_pvt.wrapping_sub(self.rsp_cons);
+        let outstanding = self.req_published.wrapping_sub(self.rsp_cons);
         if rsp_prod.wrapping_sub(self.rsp_cons) > outstanding {
             return Err(RingError::RunAhead {
                 rsp_prod,
                 rsp_cons: self.rsp_cons,
-                req_prod: self.req_prod_pvt,
+                req_prod: self.req_published,
             });
         }
         Ok(rsp_prod)
@@ -307,6 +311,13 @@ mod tests {
         // Far ahead (a wrapped, garbage index) too.
         header.rsp_prod.store(0x8000_0000, Ordering::Release);
         assert!(ring.final_check_for_responses().is_err());
+        // An answer to a request written but not yet published: the
+        // backend cannot have seen it.
+        ring.push(Req { id: 2, pad: 0, gref: 8 }).unwrap();
+        header.rsp_prod.store(2, Ordering::Release);
+        assert_eq!(ring.pop_response(), Err(RingError::RunAhead { rsp_prod: 2, rsp_cons: 0, req_prod: 1 }));
+        ring.publish();
+        assert!(ring.pop_response().unwrap().is_some());
     }
 
     #[test]

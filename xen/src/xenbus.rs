@@ -277,6 +277,12 @@ impl Frontend {
         Ok(state)
     }
 
+    /// Stops watching the backend, leaving both states as they are (for a
+    /// frontend only opened to watch a device that may come back).
+    pub fn forget<T: Transport>(self, xs: &mut Client<T>) -> Result<(), XenbusError> {
+        Ok(xs.unwatch(self.watch)?)
+    }
+
     fn walk_to_closed<T: Transport>(&mut self, xs: &mut Client<T>) -> Result<XenbusState, XenbusError> {
         use XenbusState::*;
         self.switch(xs, Closing)?;

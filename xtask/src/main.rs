@@ -6,13 +6,14 @@
 //! cargo xtask xl <xl arguments>…
 //! cargo xtask test [--integration-only] [CASE-FILTER]
 //! cargo xtask bench [NAME…]
-//! cargo xtask fuzz [TARGET] [--seconds N]
+//! cargo xtask fuzz [TARGET] [--time S]
+//! cargo xtask soak [--minutes N]
 //! ```
 //!
 //! Modules: `build` (image + xl config), `assets` (Xen, dom0 kernel and initramfs), `harness`
 //! (the QEMU machine), `agent` (client of dom0's agent), `guest` (one guest run in dom0),
 //! `tests` (the test command and its integration cases), `bench` (benchmarks and their
-//! report), `fuzz` (the `cargo fuzz` targets).
+//! report), `fuzz` (the `cargo fuzz` targets), `soak` (sustained load and heap high-water marks).
 
 mod agent;
 mod assets;
@@ -22,6 +23,7 @@ mod forward;
 mod fuzz;
 mod guest;
 mod harness;
+mod soak;
 mod symbolize;
 mod tests;
 
@@ -46,9 +48,14 @@ usage:
       run every benchmark (or those named: size, repro, echo, boot, memory, density), print
       each figure with its baseline and ratio, write target/mote/bench/report.md and .json
 
-  cargo xtask fuzz [TARGET] [--seconds N]
-      run each fuzz target in fuzz/ (or TARGET) for N seconds (default 60) with
-      cargo +nightly fuzz; corpus and crashes in target/fuzz-corpus/; fails on a crash";
+  cargo xtask fuzz [TARGET] [--time S]
+      run each fuzz target in fuzz/ (or TARGET) for S seconds (default 60; --seconds is the
+      same) with cargo +nightly fuzz; corpus and crashes in target/fuzz-corpus/; fails on a
+      crash
+  cargo xtask soak [--minutes N]
+      the echo, dns and web motes under load from dom0 for N minutes (default 10): answers,
+      failures and each guest's heap high-water mark over time; fails on a failed answer or
+      a high-water mark that grows";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -97,6 +104,16 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
             let (target, seconds) = parse_fuzz_args(rest)?;
             Ok(if fuzz::run(target.as_deref(), seconds)? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        "soak" => {
+            let minutes = match rest {
+                [] => 10,
+                [flag, n] if flag == "--minutes" => {
+                    n.parse().ok().filter(|&n| n > 0).ok_or_else(|| format!("bad --minutes {n:?}"))?
+                }
+                _ => return Err(format!("usage: cargo xtask soak [--minutes N]\n{USAGE}")),
+            };
+            Ok(if soak::run(minutes)? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -140,13 +157,10 @@ fn parse_fuzz_args(args: &[String]) -> Result<(Option<String>, u64), String> {
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
-            "--seconds" => {
-                let n = iter.next().ok_or("--seconds needs a number")?;
-                seconds = n
-                    .parse()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or_else(|| format!("--seconds: bad number {n:?}"))?;
+            flag @ ("--time" | "--seconds") => {
+                let n = iter.next().ok_or_else(|| format!("{flag} needs a number of seconds"))?;
+                seconds =
+                    n.parse().ok().filter(|&n| n > 0).ok_or_else(|| format!("{flag}: bad number {n:?}"))?;
             }
             a if a.starts_with('-') => return Err(format!("unknown option {a:?}\n{USAGE}")),
             a if target.is_none() => target = Some(a.to_owned()),

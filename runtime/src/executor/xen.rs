@@ -26,6 +26,11 @@ pub fn wake_on(port: Port) {
     }
 }
 
+/// Undoes [`wake_on`], for a device whose event channel is closed.
+pub fn stop_waking_on(port: Port) {
+    WAKE_PORTS.lock().retain(|&p| p != port);
+}
+
 /// The Xen platform: PV clock and blocking in the hypervisor.
 pub struct Xen;
 
@@ -35,6 +40,9 @@ impl Platform for Xen {
     }
 
     fn idle(&mut self, deadline: Option<Instant>) {
+        if crate::heap::publish(Instant::now()) {
+            return;
+        }
         let ports = WAKE_PORTS.lock().clone();
         events::block_any(&ports, deadline);
     }

@@ -75,49 +75,50 @@ const GW6_EXPECTED: &str = "an IPv6 address, like gw6=2001:db8::1";
 impl Config {
     /// Reads `ip=`, `gw=`, `ip6=` and `gw6=`; without them, DHCPv4 only.
     pub fn from_cmdline(cmdline: &Cmdline<'_>) -> Result<Config, ConfigError> {
-        let ipv4 = match cmdline.get("ip") {
-            None | Some("dhcp") => {
-                if cmdline.get("gw").is_some() {
-                    return Err(ConfigError::GatewayWithoutAddress { key: "gw", needs: "ip" });
-                }
-                Ipv4Config::Dhcp
-            }
-            Some(value) => {
-                let address = parse_ipv4_cidr(value).ok_or_else(|| malformed("ip", value, IP_EXPECTED))?;
-                let gateway = cmdline.get("gw").map(|gw| parse_gateway_v4(gw, address)).transpose()?;
-                Ipv4Config::Static { address, gateway }
-            }
-        };
-        let ipv6 = match cmdline.get("ip6") {
-            None => {
-                if cmdline.get("gw6").is_some() {
-                    return Err(ConfigError::GatewayWithoutAddress { key: "gw6", needs: "ip6" });
-                }
-                None
-            }
-            Some(value) => {
-                let address = parse_ipv6_cidr(value).ok_or_else(|| malformed("ip6", value, IP6_EXPECTED))?;
-                let gateway = cmdline.get("gw6").map(|gw| parse_gateway_v6(gw, address)).transpose()?;
-                Some(Ipv6Config { address, gateway })
-            }
-        };
-        Ok(Config { ipv4, ipv6 })
+        Config::from_keys(|key| cmdline.get(key))
     }
-}
 
-impl Config {
     /// The configuration of vif `index`: the plain keys for vif 0, the keys
     /// prefixed `vif<index>.` for the others.
     pub fn for_vif(cmdline: &Cmdline<'_>, index: u32) -> Result<Config, ConfigError> {
         if index == 0 {
             return Config::from_cmdline(cmdline);
         }
-        let prefix = alloc::format!("vif{index}.");
-        let own: alloc::vec::Vec<String> = cmdline
-            .args()
-            .filter_map(|(k, v)| k.strip_prefix(prefix.as_str()).map(|k| alloc::format!("{k}={v}")))
-            .collect();
-        Config::from_cmdline(&Cmdline::new(&own.join(" ")))
+        // Looked up one by one, never joined into a line and split again:
+        // a quoted value with spaces must not turn into keys of its own.
+        Config::from_keys(|key| cmdline.get(&alloc::format!("vif{index}.{key}")))
+    }
+
+    /// The configuration from the values `get` gives for `ip`, `gw`, `ip6`
+    /// and `gw6`.
+    fn from_keys<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Config, ConfigError> {
+        let ipv4 = match get("ip") {
+            None | Some("dhcp") => {
+                if get("gw").is_some() {
+                    return Err(ConfigError::GatewayWithoutAddress { key: "gw", needs: "ip" });
+                }
+                Ipv4Config::Dhcp
+            }
+            Some(value) => {
+                let address = parse_ipv4_cidr(value).ok_or_else(|| malformed("ip", value, IP_EXPECTED))?;
+                let gateway = get("gw").map(|gw| parse_gateway_v4(gw, address)).transpose()?;
+                Ipv4Config::Static { address, gateway }
+            }
+        };
+        let ipv6 = match get("ip6") {
+            None => {
+                if get("gw6").is_some() {
+                    return Err(ConfigError::GatewayWithoutAddress { key: "gw6", needs: "ip6" });
+                }
+                None
+            }
+            Some(value) => {
+                let address = parse_ipv6_cidr(value).ok_or_else(|| malformed("ip6", value, IP6_EXPECTED))?;
+                let gateway = get("gw6").map(|gw| parse_gateway_v6(gw, address)).transpose()?;
+                Some(Ipv6Config { address, gateway })
+            }
+        };
+        Ok(Config { ipv4, ipv6 })
     }
 }
 
@@ -177,6 +178,12 @@ mod tests {
         assert_eq!(Config::for_vif(&line, 2).unwrap().ipv4, Ipv4Config::Dhcp);
         assert_eq!(Config::for_vif(&line, 3).unwrap(), Config::default());
         assert!(Config::for_vif(&Cmdline::new("vif1.ip=nonsense"), 1).is_err());
+        // A quoted value is one value, not more keys (found by the cmdline fuzz target).
+        let quoted = Cmdline::new(r#"vif1.ip="dhcp gw=10.0.0.1""#);
+        assert_eq!(
+            Config::for_vif(&quoted, 1).unwrap_err().to_string(),
+            "bad ip=dhcp gw=10.0.0.1: expected dhcp or an IPv4 address with prefix length, like ip=10.0.0.2/24"
+        );
     }
 
     use super::*;

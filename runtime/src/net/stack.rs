@@ -34,6 +34,13 @@ pub trait Nic: Device {
     fn arm_wakeup(&mut self) -> bool {
         false
     }
+
+    /// Once after the device came back (a vif reconnected after its
+    /// backend closed): its hardware address, which may be new. The stack
+    /// takes it and asks DHCP again.
+    fn relinked(&mut self) -> Option<[u8; 6]> {
+        None
+    }
 }
 
 /// A network stack: an interface with its addresses and sockets. Cheap to
@@ -167,6 +174,16 @@ impl Inner {
         }
     }
 
+    /// The device came back with hardware address `mac`: sockets and
+    /// static addresses stay; a DHCP lease is asked for again, since the
+    /// link (and the address the server gives) may have changed.
+    fn relink(&mut self, mac: [u8; 6]) {
+        self.iface.set_hardware_addr(HardwareAddress::Ethernet(EthernetAddress(mac)));
+        if let Some(handle) = self.dhcp {
+            self.sockets.get_mut::<dhcpv4::Socket>(handle).reset();
+        }
+    }
+
     /// Applies what the DHCP client learned since the last look.
     fn update_dhcp(&mut self) {
         let Some(handle) = self.dhcp else { return };
@@ -255,6 +272,9 @@ struct StackDriver<D> {
 
 impl<D: Nic> Driver for StackDriver<D> {
     fn poll(&mut self, now: Instant) -> Option<Instant> {
+        if let Some(mac) = self.device.relinked() {
+            self.inner.borrow_mut().relink(mac);
+        }
         let next = self.inner.borrow_mut().poll(&mut self.device, now);
         if self.device.arm_wakeup() {
             return Some(now);

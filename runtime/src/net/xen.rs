@@ -1,44 +1,188 @@
 //! Networking on Xen: the domain's vif (netfront) under the stack.
 
 use super::{Config, ConfigError, Nic, Stack};
-use crate::xenstore::Store;
+use crate::xenstore::{Store, WatchId};
+use alloc::format;
 use core::fmt;
 use mote_netfront::connect::{self, ConnectError};
 use mote_netfront::device::Netfront;
-use mote_xen::xenbus::{BackendEvent, Frontend};
+use mote_xen::xenbus::{BackendEvent, Frontend, XenbusState};
 use smoltcp::phy::{Device, DeviceCapabilities};
 use smoltcp::time::Instant as SmolInstant;
 
-/// A vif under the stack: netfront's data path, and its xenbus frontend
-/// watching the backend. When the backend closes (`xl network-detach`, a
-/// backend shutting down), the vif answers the handshake down to Closed and
-/// carries no more frames; the rest of the domain goes on.
+/// A vif under the stack: netfront's data path and its xenbus frontend,
+/// which watches the backend. When the backend closes (`xl
+/// network-detach`, a backend shutting down), the vif answers the
+/// handshake down to Closed, gives back what it shared and carries no
+/// frames; the rest of the domain goes on. It then watches its
+/// `device/vif/<index>` directory, and when a backend is waiting there
+/// again (`xl network-attach`, a backend restarted: InitWait), connects to
+/// it; the stack keeps its sockets and takes the new hardware address.
 struct Vif {
     index: u32,
-    device: Netfront,
-    /// `None` once closed.
-    frontend: Option<Frontend>,
+    link: Link,
+    /// Netfront's capabilities, the same whether the link is up or not.
+    caps: DeviceCapabilities,
+    /// The hardware address of a reconnection, until the stack takes it.
+    relinked: Option<[u8; 6]>,
+}
+
+enum Link {
+    Up {
+        device: alloc::boxed::Box<Netfront>,
+        frontend: Frontend,
+        /// We asked the backend to close (it broke a ring).
+        closing: bool,
+    },
+    /// Closed. `dir` watches the frontend directory (removed and made again
+    /// by detach and attach); `frontend`, while the directory exists,
+    /// watches its backend's state.
+    Down { dir: Option<WatchId>, frontend: Option<Frontend> },
 }
 
 impl Vif {
-    /// Takes the backend's state changes; closes on Closing/Closed.
-    fn watch_backend(&mut self) {
-        let Some(frontend) = self.frontend.as_mut() else { return };
-        match crate::xenstore::try_with(|xs| frontend.poll(xs)) {
-            Some(Ok(Some(BackendEvent::Closing(state)))) => {
-                log::info!("net: vif {}: backend {state:?}, closing", self.index);
-                if let Some(frontend) = self.frontend.take() {
-                    match crate::xenstore::with(|xs| frontend.close(xs)) {
-                        Some(Ok(state)) => log::info!("net: vif {}: closed (backend {state:?})", self.index),
-                        Some(Err(e)) => log::warn!("net: vif {}: closing: {e}", self.index),
-                        None => {}
+    fn path(&self) -> alloc::string::String {
+        format!("device/vif/{}", self.index)
+    }
+
+    /// Follows the backend: closes the vif when it closes (or broke a
+    /// ring), and connects again when a backend is waiting for us.
+    fn tend(&mut self) {
+        let index = self.index;
+        match &mut self.link {
+            Link::Up { device, frontend, closing } => {
+                if device.broken().is_some() && !*closing {
+                    *closing = true;
+                    match crate::xenstore::with(|xs| frontend.switch(xs, XenbusState::Closing)) {
+                        Some(Err(e)) => log::warn!("net: vif {index}: asking the backend to close: {e}"),
+                        _ => log::warn!("net: vif {index}: asked the backend to close"),
                     }
                 }
+                match crate::xenstore::try_with(|xs| frontend.poll(xs)) {
+                    Some(Ok(Some(BackendEvent::Closing(state)))) => {
+                        log::info!("net: vif {index}: backend {state:?}, closing");
+                        self.go_down();
+                    }
+                    Some(Err(e)) => log::warn!("net: vif {index}: backend state: {e}"),
+                    _ => {}
+                }
             }
-            Some(Err(e)) => log::warn!("net: vif {}: backend state: {e}", self.index),
-            _ => {}
+            Link::Down { dir, frontend } => {
+                let dir_changed = dir.and_then(|dir| {
+                    crate::xenstore::try_with(|xs| {
+                        let mut changed = false;
+                        while let Ok(Some(_)) = xs.next_event(dir) {
+                            changed = true;
+                        }
+                        changed
+                    })
+                });
+                let mut waiting = false;
+                if dir_changed == Some(true) {
+                    if let Some(old) = frontend.take() {
+                        crate::xenstore::with(|xs| old.forget(xs));
+                    }
+                    *frontend = open(index);
+                    waiting = frontend.as_ref().is_some_and(|f| f.backend_state() == XenbusState::InitWait);
+                }
+                if let Some(f) = frontend.as_mut() {
+                    if let Some(Ok(Some(BackendEvent::State(XenbusState::InitWait)))) =
+                        crate::xenstore::try_with(|xs| f.poll(xs))
+                    {
+                        waiting = true;
+                    }
+                }
+                if waiting {
+                    self.reconnect();
+                }
+            }
         }
     }
+
+    /// Closes the vif (the backend is closing), gives back its memory,
+    /// grants and event channel, and starts watching for it to come back.
+    fn go_down(&mut self) {
+        let index = self.index;
+        let dir = match crate::xenstore::with(|xs| xs.watch(&self.path(), &format!("{} (vif)", self.path())))
+        {
+            Some(Ok(dir)) => Some(dir),
+            Some(Err(e)) => {
+                log::error!("net: vif {index}: watching for it to come back: {e}");
+                None
+            }
+            None => return,
+        };
+        let Link::Up { device, frontend, .. } =
+            core::mem::replace(&mut self.link, Link::Down { dir, frontend: None })
+        else {
+            return;
+        };
+        match crate::xenstore::with(|xs| frontend.close(xs)) {
+            Some(Ok(state)) => log::info!("net: vif {index}: closed (backend {state:?})"),
+            Some(Err(e)) => log::warn!("net: vif {index}: closing: {e}"),
+            None => {}
+        }
+        crate::executor::xen::stop_waking_on(device.port());
+        let stats = device.stats();
+        crate::grants::with(|gt| device.release(gt));
+        log::info!(
+            "net: vif {index}: {} frames sent, {} received, {} rx errors, {} tx dropped by the backend, {} for want of a slot",
+            stats.tx_frames,
+            stats.rx_frames,
+            stats.rx_errors,
+            stats.tx_dropped,
+            stats.tx_no_slot
+        );
+        if let Link::Down { frontend, .. } = &mut self.link {
+            *frontend = open(index);
+        }
+    }
+
+    /// Connects to the backend waiting in the vif's directory.
+    fn reconnect(&mut self) {
+        let index = self.index;
+        let Link::Down { dir, frontend } = &mut self.link else { return };
+        let Some(opened) = frontend.take() else { return };
+        let result = crate::xenstore::with(|xs| {
+            crate::grants::with(|gt| connect::connect_opened(xs, gt, opened, connect::Config::default()))
+        })
+        .flatten();
+        match result {
+            Some(Ok((device, frontend))) => {
+                if let Some(dir) = *dir {
+                    crate::xenstore::with(|xs| xs.unwatch(dir));
+                }
+                crate::executor::xen::wake_on(device.port());
+                let mac = device.mac();
+                log_connected(index, mac);
+                self.relinked = Some(mac);
+                self.link = Link::Up { device: alloc::boxed::Box::new(device), frontend, closing: false };
+            }
+            Some(Err(e)) => {
+                log::warn!("net: vif {index}: reconnecting: {e}; waiting for the backend to change");
+                // Retried when the backend's state or the directory changes.
+                *frontend = open(index);
+            }
+            None => log::error!("net: vif {index}: no grant table to reconnect with"),
+        }
+    }
+}
+
+/// Opens `device/vif/<index>` to watch its backend, if it exists.
+fn open(index: u32) -> Option<Frontend> {
+    crate::xenstore::with(|xs| Frontend::open(xs, &format!("device/vif/{index}")).ok()).flatten()
+}
+
+fn log_connected(index: u32, mac: [u8; 6]) {
+    log::info!(
+        "net: vif {index} connected, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        mac[0],
+        mac[1],
+        mac[2],
+        mac[3],
+        mac[4],
+        mac[5]
+    );
 }
 
 impl Device for Vif {
@@ -46,24 +190,35 @@ impl Device for Vif {
     type TxToken<'a> = <Netfront as Device>::TxToken<'a>;
 
     fn receive(&mut self, now: SmolInstant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        self.frontend.as_ref()?;
-        self.device.receive(now)
+        match &mut self.link {
+            Link::Up { device, .. } => device.receive(now),
+            Link::Down { .. } => None,
+        }
     }
 
     fn transmit(&mut self, now: SmolInstant) -> Option<Self::TxToken<'_>> {
-        self.frontend.as_ref()?;
-        self.device.transmit(now)
+        match &mut self.link {
+            Link::Up { device, .. } => device.transmit(now),
+            Link::Down { .. } => None,
+        }
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
-        self.device.capabilities()
+        self.caps.clone()
     }
 }
 
 impl Nic for Vif {
     fn arm_wakeup(&mut self) -> bool {
-        self.watch_backend();
-        self.frontend.is_some() && self.device.prepare_to_sleep()
+        self.tend();
+        match &mut self.link {
+            Link::Up { device, .. } => self.relinked.is_some() || device.prepare_to_sleep(),
+            Link::Down { .. } => false,
+        }
+    }
+
+    fn relinked(&mut self) -> Option<[u8; 6]> {
+        self.relinked.take()
     }
 }
 
@@ -129,16 +284,10 @@ pub fn up_vif(index: u32, config: &Config) -> Result<Stack, UpError> {
     })
     .ok_or(UpError::NoXen("xenstore"))??
     .map_err(|e| UpError::Vif(index, e))?;
-    let mac = netfront.mac();
-    log::info!(
-        "net: vif {index} connected, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        mac[0],
-        mac[1],
-        mac[2],
-        mac[3],
-        mac[4],
-        mac[5]
-    );
+    log_connected(index, netfront.mac());
     crate::executor::xen::wake_on(netfront.port());
-    Ok(Stack::new(Vif { index, device: netfront, frontend: Some(frontend) }, mac, config))
+    let mac = netfront.mac();
+    let caps = mote_netfront::device::capabilities();
+    let link = Link::Up { device: alloc::boxed::Box::new(netfront), frontend, closing: false };
+    Ok(Stack::new(Vif { index, link, caps, relinked: None }, mac, config))
 }

@@ -151,9 +151,9 @@ impl<'a> GrantTable<'a> {
 }
 
 /// `n` zeroed, page-aligned pages from the heap, to share with a backend
-/// (rings, buffers); `None` when memory runs out. They are never freed: once
-/// granted, a page must not go back to the heap while a backend may still
-/// map it.
+/// (rings, buffers); `None` when memory runs out. They go back to the heap
+/// only through [`free_shared_pages`], once every grant of them has ended: a
+/// page must not be reused while a backend may still map it.
 pub fn alloc_shared_pages(n: usize) -> Option<alloc::vec::Vec<*mut u8>> {
     if n == 0 {
         return Some(alloc::vec::Vec::new());
@@ -166,6 +166,24 @@ pub fn alloc_shared_pages(n: usize) -> Option<alloc::vec::Vec<*mut u8>> {
     }
     // SAFETY: every offset stays inside the allocation just made.
     Some((0..n).map(|i| unsafe { base.add(i * PAGE_SIZE) }).collect())
+}
+
+/// Gives back pages from [`alloc_shared_pages`] (zeroed first, so nothing
+/// shared lingers in the heap).
+///
+/// # Safety
+/// `pages` must be exactly what one call of [`alloc_shared_pages`] returned,
+/// no grant of them may be in place, and nothing may use them afterwards.
+pub unsafe fn free_shared_pages(pages: alloc::vec::Vec<*mut u8>) {
+    let Some(&base) = pages.first() else { return };
+    let layout = core::alloc::Layout::from_size_align(PAGE_SIZE * pages.len(), PAGE_SIZE)
+        .expect("alloc_shared_pages made this layout");
+    // SAFETY: by the caller's contract the block is ours, unshared, and was
+    // allocated with this layout.
+    unsafe {
+        core::ptr::write_bytes(base, 0, layout.size());
+        alloc::alloc::dealloc(base, layout);
+    }
 }
 
 #[cfg(test)]

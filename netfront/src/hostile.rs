@@ -1,0 +1,236 @@
+//! A hostile backend against the queues and the device, over simulated
+//! rings (XSA-403's cases: responses naming ids we did not post or posting
+//! twice, bytes outside the page, indexes running ahead, responses changed
+//! after we read them, a backend that never answers, and stale guest data
+//! in the pages we share). Each must be refused, counted and survived.
+
+use crate::connect::Shared;
+use crate::device::Netfront;
+use crate::queues::{QueueError, TxReady, MAX_FRAME, TX_SLOT_SIZE, TX_STALL_MS};
+use crate::rx::RxError;
+use crate::testing::{bytes, queues};
+use crate::tx::TxError;
+use crate::wire::{RxRequest, RxResponse, TxRequest, TxResponse, NETIF_RSP_OKAY};
+use mote_xen::event::Port;
+use mote_xen::io_ring::RingError;
+use smoltcp::phy::{Device, TxToken};
+use smoltcp::time::Instant;
+
+const TX: usize = 12;
+const RX: usize = 8;
+
+fn rx_rsp(id: u16, offset: u16, len: i16) -> RxResponse {
+    RxResponse { id, offset, flags: 0, status: len }
+}
+
+#[test]
+fn rx_ids_out_of_range_or_answered_twice_are_refused() {
+    let (mut q, _, mut back, _, _) = queues(1, 4);
+    q.publish();
+    let posted: Vec<RxRequest> = back.requests(RX);
+    let mut out = Vec::new();
+    for id in [4, u16::MAX] {
+        back.respond(RX, rx_rsp(id, 0, 60));
+        assert_eq!(q.recv(&mut out), Err(QueueError::Rx(RxError::UnknownId(id))));
+    }
+    // One buffer answered twice in the same batch: the second answer names
+    // a buffer reposted but not yet published, which the backend cannot
+    // have seen.
+    back.respond(RX, rx_rsp(posted[2].id, 0, 60));
+    back.respond(RX, rx_rsp(posted[2].id, 0, 70));
+    assert_eq!(q.recv(&mut out), Ok(true));
+    assert_eq!(q.recv(&mut out), Err(QueueError::Rx(RxError::UnknownId(posted[2].id))));
+    assert_eq!(out.len(), 60);
+    assert_eq!((q.stats.rx_frames, q.stats.rx_errors), (1, 3));
+    // And a response beyond what was published is the ring running ahead.
+    back.respond(RX, rx_rsp(posted[3].id, 0, 60));
+    assert!(matches!(q.recv(&mut out), Err(QueueError::Ring(RingError::RunAhead { .. }))));
+}
+
+#[test]
+fn rx_lengths_and_offsets_past_the_page_copy_nothing() {
+    let (mut q, _, mut back, _, rxb) = queues(1, 8);
+    q.publish();
+    let posted: Vec<RxRequest> = back.requests(RX);
+    bytes(&rxb[0]).fill(0xee);
+    let cases =
+        [(4000, 97), (0, 4097), (4095, 2), (u16::MAX, 1), (0, i16::MAX), (100, 0), (0, -1), (0, i16::MIN)];
+    let mut out = vec![1, 2, 3];
+    for (req, (offset, len)) in posted.iter().zip(cases) {
+        back.respond(RX, rx_rsp(req.id, offset, len));
+        assert!(q.recv(&mut out).is_err(), "offset {offset} len {len} accepted");
+        assert_eq!(out, [1, 2, 3], "bytes copied for offset {offset} len {len}");
+    }
+    assert_eq!(q.stats.rx_errors, 8);
+    assert_eq!(q.stats.rx_frames, 0);
+    // Every buffer went back to the backend and the ring still works.
+    q.publish();
+    assert_eq!(back.requests::<RxRequest>(RX).len(), 8);
+    back.respond(RX, rx_rsp(posted[0].id, 4096 - 60, 60));
+    assert_eq!(q.recv(&mut out), Ok(true));
+    assert_eq!(out, [0xee; 60]);
+}
+
+#[test]
+fn producer_index_running_ahead_is_refused_and_reads_nothing() {
+    let (mut q, mut txback, mut back, _, _) = queues(1, 4);
+    q.publish();
+    back.requests::<RxRequest>(RX);
+    // Four buffers posted: claiming five answers (or a wrapped index) is a lie.
+    for rsp_prod in [5, 100, u32::MAX] {
+        back.set_rsp_prod(rsp_prod);
+        let mut out = Vec::new();
+        assert!(matches!(q.recv(&mut out), Err(QueueError::Ring(RingError::RunAhead { .. }))));
+        assert!(out.is_empty());
+        assert!(matches!(q.arm_events(), Err(QueueError::Ring(RingError::RunAhead { .. }))));
+    }
+    // Nothing was sent, so any tx response is ahead too.
+    txback.set_rsp_prod(1);
+    assert!(matches!(q.reap_tx(), Err(QueueError::Ring(RingError::RunAhead { .. }))));
+    assert_eq!(q.stats.rx_frames, 0);
+}
+
+#[test]
+fn responses_changed_after_they_were_read_change_nothing() {
+    let (mut q, mut txback, mut back, _, rxb) = queues(1, 2);
+    q.publish();
+    let posted: Vec<RxRequest> = back.requests(RX);
+    let page = bytes(&rxb[usize::from(posted[0].id)]);
+    page[..5].copy_from_slice(b"first");
+    back.respond(RX, rx_rsp(posted[0].id, 0, 5));
+    let mut out = Vec::new();
+    assert_eq!(q.recv(&mut out), Ok(true));
+    // The backend rewrites the answer and the data once we have read them.
+    back.rewrite(0, RX, rx_rsp(posted[1].id, 0, 4000));
+    page[..5].copy_from_slice(b"later");
+    assert_eq!(out, b"first");
+    assert_eq!(q.recv(&mut out), Ok(false), "a rewritten slot is not read again");
+    // The same for tx: an answer rewritten to name another id frees nothing more.
+    assert!(q.send(&[7; 60]) && q.send(&[8; 60]));
+    q.publish();
+    let sent: Vec<TxRequest> = txback.requests(TX);
+    txback.respond(TX, TxResponse { id: sent[0].id, status: NETIF_RSP_OKAY });
+    q.reap_tx().unwrap();
+    txback.rewrite(0, TX, TxResponse { id: sent[1].id, status: NETIF_RSP_OKAY });
+    q.reap_tx().unwrap();
+    assert!(q.send(&[9; 60]), "the answered slot is free again");
+    assert!(!q.send(&[10; 60]), "the slot still with the backend is not");
+}
+
+#[test]
+fn duplicated_and_unknown_tx_ids_are_refused() {
+    let (mut q, mut txback, _, _, _) = queues(1, 1);
+    assert!(q.send(&[1; 60]));
+    q.publish();
+    txback.requests::<TxRequest>(TX);
+    txback.respond(TX, TxResponse { id: 40, status: NETIF_RSP_OKAY });
+    assert_eq!(q.reap_tx(), Err(QueueError::Tx(TxError::UnknownId(40))));
+
+    let (mut q, mut txback, _, _, _) = queues(1, 1);
+    assert!(q.send(&[1; 60]) && q.send(&[2; 60]));
+    q.publish();
+    let sent: Vec<TxRequest> = txback.requests(TX);
+    // The second request answered with the first's id.
+    txback.respond(TX, TxResponse { id: sent[0].id, status: NETIF_RSP_OKAY });
+    txback.respond(TX, TxResponse { id: sent[0].id, status: NETIF_RSP_OKAY });
+    assert_eq!(q.reap_tx(), Err(QueueError::Tx(TxError::UnknownId(sent[0].id))));
+    // Its slot is free once, not twice: one frame fits, the other is still out.
+    assert!(q.send(&[3; 60]));
+    assert!(!q.send(&[4; 60]));
+}
+
+#[test]
+fn a_backend_that_never_answers_gets_frames_dropped_not_a_hang() {
+    let (mut q, mut txback, _, _, _) = queues(2, 1);
+    let mut sent = 0;
+    while q.tx_ready(0) == TxReady::Ready {
+        assert!(q.send(&[0xab; 100]));
+        sent += 1;
+    }
+    assert_eq!(sent, 4);
+    q.publish();
+    // Stalled since the first look that found no slot (at 0).
+    assert_eq!(q.tx_ready(10), TxReady::Wait);
+    assert_eq!(q.tx_ready(TX_STALL_MS - 1), TxReady::Wait);
+    assert_eq!(q.tx_ready(TX_STALL_MS), TxReady::Drop);
+    for _ in 0..1000 {
+        assert!(!q.send(&[0xcd; 100]));
+    }
+    assert_eq!(q.stats.tx_no_slot, 1000);
+    assert_eq!(q.stats.tx_frames, 4);
+    // Once it answers, frames go out again.
+    let reqs: Vec<TxRequest> = txback.requests(TX);
+    txback.respond(TX, TxResponse { id: reqs[2].id, status: NETIF_RSP_OKAY });
+    q.reap_tx().unwrap();
+    assert_eq!(q.tx_ready(5000), TxReady::Ready);
+    assert!(q.send(&[0xef; 100]));
+}
+
+#[test]
+fn shared_pages_hold_nothing_but_frames() {
+    let (mut q, mut txback, mut back, txb, rxb) = queues(2, 4);
+    // Fresh buffers are zero, whatever the heap held before.
+    for page in txb.iter().chain(&rxb) {
+        assert!(bytes(page).iter().all(|&b| b == 0));
+    }
+    // A long frame, then a short one in the same slot: no tail of the first.
+    let long = vec![0x11; MAX_FRAME];
+    let short = vec![0x22; 60];
+    for frame in [&long, &short] {
+        for _ in 0..4 {
+            assert!(q.send(frame));
+        }
+        q.publish();
+        for req in txback.requests::<TxRequest>(TX) {
+            txback.respond(TX, TxResponse { id: req.id, status: NETIF_RSP_OKAY });
+        }
+        q.reap_tx().unwrap();
+    }
+    for page in &txb {
+        let page = bytes(page);
+        for slot in page.chunks(TX_SLOT_SIZE) {
+            assert_eq!(&slot[..60], &short[..]);
+            assert!(slot[60..].iter().all(|&b| b == 0), "stale bytes past the frame");
+        }
+    }
+    // Received frames are copied out; the page keeps only what the backend wrote.
+    q.publish();
+    let posted: Vec<RxRequest> = back.requests(RX);
+    bytes(&rxb[usize::from(posted[0].id)])[..3].copy_from_slice(b"abc");
+    back.respond(RX, rx_rsp(posted[0].id, 0, 3));
+    let mut out = Vec::new();
+    assert_eq!(q.recv(&mut out), Ok(true));
+    assert!(bytes(&rxb[usize::from(posted[0].id)])[3..].iter().all(|&b| b == 0));
+}
+
+#[test]
+fn the_device_stops_on_a_broken_ring_instead_of_looping() {
+    let (q, _, mut back, _, _) = queues(1, 4);
+    let mut dev = Netfront::new(q, Port(0), [0; 6], Shared::none());
+    back.set_rsp_prod(1000);
+    // Before the fix this looped for ever on the same error.
+    assert!(dev.receive(Instant::from_millis(0)).is_none());
+    assert!(matches!(dev.broken(), Some(RingError::RunAhead { .. })));
+    assert!(dev.receive(Instant::from_millis(1)).is_none());
+    assert!(dev.transmit(Instant::from_millis(1)).is_none());
+    assert!(!dev.prepare_to_sleep());
+}
+
+#[test]
+fn the_device_drops_frames_to_a_silent_backend() {
+    let (mut q, _, _, _, _) = queues(1, 1);
+    // Both slots go to a backend that will never answer (filled here, as
+    // the device would notify it through a hypercall).
+    assert!(q.send(&[1; 60]) && q.send(&[2; 60]));
+    q.publish();
+    let mut dev = Netfront::new(q, Port(0), [0; 6], Shared::none());
+    assert!(dev.transmit(Instant::from_millis(0)).is_none(), "waits for the backend at first");
+    assert!(dev.transmit(Instant::from_millis(TX_STALL_MS - 1)).is_none());
+    for t in 0..3 {
+        let token = dev.transmit(Instant::from_millis(TX_STALL_MS + t)).expect("a token that drops");
+        token.consume(60, |buf| buf.fill(0xaa));
+    }
+    assert_eq!(dev.stats().tx_no_slot, 3);
+    assert_eq!(dev.stats().tx_frames, 2);
+    assert!(dev.receive(Instant::from_millis(TX_STALL_MS)).is_none());
+}
