@@ -4,8 +4,8 @@
 use super::*;
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::process::Command;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A disk in memory that counts reads and can be told to fail them.
@@ -146,7 +146,9 @@ fn missing_paths_and_wrong_kinds_are_errors() {
 fn unaligned_reads_match_the_bytes() {
     let data: Vec<u8> = (0..64 * 512u32).map(|i| (i % 251) as u8).collect();
     let mut reader = SectorReader::new(mem(data.clone(), 512));
-    for (start, len) in [(0, 1), (1, 511), (511, 2), (100, 1500), (512, 512), (1024, 4096), (3, 0), (32767, 1)] {
+    for (start, len) in
+        [(0, 1), (1, 511), (511, 2), (100, 1500), (512, 512), (1024, 4096), (3, 0), (32767, 1)]
+    {
         let mut buf = vec![0; len];
         reader.read_at(start, &mut buf).unwrap();
         assert_eq!(buf, data[start as usize..start as usize + len], "{start}+{len}");

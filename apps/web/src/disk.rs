@@ -1,0 +1,43 @@
+//! The site from the domain's first disk, when it has one: every regular file of the ext2/3/4
+//! filesystem on it (`cargo xtask disk DIR -o site.img` makes one), read into memory at
+//! start and kept for the server's life, so the guest's memory must hold the site. Symbolic
+//! links and special files are left out, as in the embedded site.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use mote::fs::{Fs, Kind};
+use mote_http::StaticFile;
+
+/// The files of the first disk's filesystem sorted by path, or `None` without a disk; an
+/// error when the disk holds no readable filesystem or a file cannot be read.
+pub fn site() -> Result<Option<&'static [StaticFile]>, String> {
+    let Some(fs) = mote::fs::mount_first().map_err(|e| format!("web: {e}"))? else {
+        return Ok(None);
+    };
+    let mut files = Vec::new();
+    walk(&fs, String::new(), &mut files).map_err(|e| format!("web: {}: {e}", fs.disk()))?;
+    files.sort_by(|a: &StaticFile, b| a.path.cmp(b.path));
+    let bytes: usize = files.iter().map(|f| f.body.len()).sum();
+    mote::println!("web: site from {}: {} files, {bytes} bytes", fs.disk(), files.len());
+    Ok(Some(Box::leak(files.into_boxed_slice())))
+}
+
+/// Adds every file below `dir` (`""` for the root) to `files`.
+fn walk(fs: &Fs, dir: String, files: &mut Vec<StaticFile>) -> Result<(), mote::fs::FsError> {
+    for entry in fs.read_dir(if dir.is_empty() { "/" } else { &dir })? {
+        let path = format!("{dir}/{}", entry.name);
+        match entry.kind {
+            Kind::Directory => walk(fs, path, files)?,
+            Kind::File => {
+                let body = fs.read(&path)?;
+                let etag = mote_http::etag(&body);
+                let modified = fs.metadata(&path)?.modified;
+                files.push(StaticFile { path: path.leak(), body: body.leak(), modified, etag: etag.leak() });
+            }
+            Kind::Other => {}
+        }
+    }
+    Ok(())
+}
