@@ -6,9 +6,11 @@
 
 use alloc::boxed::Box;
 use alloc::format;
+use alloc::rc::Rc;
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
+use core::cell::Cell;
 use core::fmt;
 use ext4_view::{Ext4, Ext4Error, Ext4Read};
 
@@ -39,19 +41,27 @@ impl core::error::Error for ReadError {}
 pub struct SectorReader<D> {
     device: D,
     bounce: Vec<u8>,
-    /// Device reads made, for measurements.
-    reads: u64,
+    /// Device reads and bytes read, shared with whoever measures them.
+    stats: Rc<Cell<Stats>>,
+}
+
+/// What a [`SectorReader`] asked of its device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Device reads (one blkfront request each, at most the disk's request size).
+    pub reads: u64,
+    pub bytes: u64,
 }
 
 impl<D: Sectors> SectorReader<D> {
     pub fn new(device: D) -> SectorReader<D> {
         let bounce = vec![0; device.sector_size()];
-        SectorReader { device, bounce, reads: 0 }
+        SectorReader { device, bounce, stats: Rc::default() }
     }
 
-    /// Device reads made so far.
-    pub fn reads(&self) -> u64 {
-        self.reads
+    /// Device reads and bytes so far.
+    pub fn stats(&self) -> Stats {
+        self.stats.get()
     }
 
     /// Reads `dst.len()` bytes from byte `start`; refuses ranges past the device's end.
@@ -91,11 +101,12 @@ impl<D: Sectors> SectorReader<D> {
 
     /// Reads into `dst[offset..offset + len]`, or one sector into the bounce buffer.
     fn read(&mut self, sector: u64, dst: Option<(usize, usize, &mut [u8])>) -> Result<(), String> {
-        self.reads += 1;
         let buf = match dst {
             Some((offset, len, dst)) => &mut dst[offset..offset + len],
             None => &mut self.bounce[..],
         };
+        let stats = self.stats.get();
+        self.stats.set(Stats { reads: stats.reads + 1, bytes: stats.bytes + buf.len() as u64 });
         self.device.read_sectors(sector, buf)
     }
 }
@@ -170,15 +181,24 @@ pub struct DirEntry {
 pub struct Fs {
     ext4: Ext4,
     disk: String,
+    stats: Rc<Cell<Stats>>,
 }
 
 impl Fs {
     /// Reads the superblock, group descriptors and journal of the filesystem on `device`,
     /// named `disk` in errors; an error if there is none or it does not check out.
     pub fn load<D: Sectors + 'static>(disk: &str, device: D) -> Result<Fs, FsError> {
-        let ext4 = Ext4::load(Box::new(SectorReader::new(device)))
+        let reader = SectorReader::new(device);
+        let stats = reader.stats.clone();
+        let ext4 = Ext4::load(Box::new(reader))
             .map_err(|e| FsError::Mount { disk: disk.to_string(), problem: e.to_string() })?;
-        Ok(Fs { ext4, disk: disk.to_string() })
+        Ok(Fs { ext4, disk: disk.to_string(), stats })
+    }
+
+    /// What was read from the disk so far (the reader caches blocks, so repeated reads of the
+    /// same data cost nothing here).
+    pub fn stats(&self) -> Stats {
+        self.stats.get()
     }
 
     /// The disk's name, as given to [`Fs::load`].

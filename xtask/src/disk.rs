@@ -128,7 +128,7 @@ mod tests {
         let out = dir.join("site.img");
         let size = make(&dir.join("site"), &out).unwrap();
         assert_eq!(fs::metadata(&out).unwrap().len(), size);
-        assert!(size >= 5_000_000 && size < 16 << 20, "{size} bytes");
+        assert!((5_000_000..16 << 20).contains(&size), "{size} bytes");
         // debugfs reads the image back without mounting it.
         let dump = dir.join("big.out");
         let debugfs = mkfs().unwrap().with_file_name("debugfs");

@@ -13,6 +13,7 @@ use mote_http::StaticFile;
 /// The files of the first disk's filesystem sorted by path, or `None` without a disk; an
 /// error when the disk holds no readable filesystem or a file cannot be read.
 pub fn site() -> Result<Option<&'static [StaticFile]>, String> {
+    let started = mote::Instant::now();
     let Some(fs) = mote::fs::mount_first().map_err(|e| format!("web: {e}"))? else {
         return Ok(None);
     };
@@ -20,7 +21,15 @@ pub fn site() -> Result<Option<&'static [StaticFile]>, String> {
     walk(&fs, String::new(), &mut files).map_err(|e| format!("web: {}: {e}", fs.disk()))?;
     files.sort_by(|a: &StaticFile, b| a.path.cmp(b.path));
     let bytes: usize = files.iter().map(|f| f.body.len()).sum();
-    mote::println!("web: site from {}: {} files, {bytes} bytes", fs.disk(), files.len());
+    let read = fs.stats();
+    mote::println!(
+        "web: site from {}: {} files, {bytes} bytes, loaded in {} ms ({} disk reads, {} KiB)",
+        fs.disk(),
+        files.len(),
+        started.elapsed().as_millis(),
+        read.reads,
+        read.bytes >> 10
+    );
     Ok(Some(Box::leak(files.into_boxed_slice())))
 }
 

@@ -101,12 +101,21 @@ fn reads_every_file_byte_for_byte_with_512_and_4096_byte_sectors() {
         for sector_size in [512, 4096] {
             let fs = Fs::load("mem", mem(data.clone(), sector_size)).unwrap();
             for (path, body) in &files {
+                let before = fs.stats();
                 assert_eq!(&fs.read(path).unwrap(), body, "{path} with {options:?}, {sector_size}");
+                let read = fs.stats().bytes - before.bytes;
+                // The reader fetches 32 KiB at a time into its block cache: the file's data,
+                // and at most a directory, an inode table and an extent block besides.
+                let bound = (body.len() as u64).div_ceil(32 << 10) * (32 << 10) + 3 * (32 << 10);
+                assert!(read <= bound, "{path}: {read} bytes read for {}", body.len());
                 let meta = fs.metadata(path).unwrap();
                 assert_eq!((meta.kind, meta.len), (Kind::File, body.len() as u64));
                 assert!(meta.modified > 1_600_000_000, "mtime {}", meta.modified);
             }
             assert_eq!(fs.read("/link").unwrap(), b"<h1>hello from disk</h1>\n", "links are followed");
+            let before = fs.stats();
+            fs.read("/index.html").unwrap();
+            assert_eq!(fs.stats(), before, "a small file read again comes from the reader's cache");
         }
     }
 }
@@ -153,10 +162,11 @@ fn unaligned_reads_match_the_bytes() {
         reader.read_at(start, &mut buf).unwrap();
         assert_eq!(buf, data[start as usize..start as usize + len], "{start}+{len}");
     }
-    let before = reader.reads();
+    let before = reader.stats();
     let mut buf = vec![0; 8192];
     reader.read_at(4096, &mut buf).unwrap();
-    assert_eq!(reader.reads() - before, 1, "an aligned range is one device read, no bounce");
+    let after = reader.stats();
+    assert_eq!((after.reads - before.reads, after.bytes - before.bytes), (1, 8192), "aligned: no bounce");
 }
 
 #[test]
