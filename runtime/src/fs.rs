@@ -181,6 +181,8 @@ pub struct DirEntry {
 pub struct Fs {
     ext4: Ext4,
     disk: String,
+    /// The device's size in bytes: no file read can be larger.
+    bytes: u64,
     stats: Rc<Cell<Stats>>,
 }
 
@@ -188,11 +190,12 @@ impl Fs {
     /// Reads the superblock, group descriptors and journal of the filesystem on `device`,
     /// named `disk` in errors; an error if there is none or it does not check out.
     pub fn load<D: Sectors + 'static>(disk: &str, device: D) -> Result<Fs, FsError> {
+        let bytes = device.sectors() * device.sector_size() as u64;
         let reader = SectorReader::new(device);
         let stats = reader.stats.clone();
         let ext4 = Ext4::load(Box::new(reader))
             .map_err(|e| FsError::Mount { disk: disk.to_string(), problem: e.to_string() })?;
-        Ok(Fs { ext4, disk: disk.to_string(), stats })
+        Ok(Fs { ext4, disk: disk.to_string(), bytes, stats })
     }
 
     /// What was read from the disk so far (the reader caches blocks, so repeated reads of the
@@ -206,8 +209,17 @@ impl Fs {
         &self.disk
     }
 
-    /// The whole of the file at absolute `path` (symbolic links followed).
+    /// The whole of the file at absolute `path` (symbolic links followed). A file that says
+    /// it is larger than the disk (sparse, or a damaged inode) is refused rather than
+    /// allocated.
     pub fn read(&self, path: &str) -> Result<Vec<u8>, FsError> {
+        let len = self.ext4.metadata(path).map_err(|e| path_error(path, e))?.len();
+        if len > self.bytes {
+            return Err(FsError::Path {
+                path: path.to_string(),
+                problem: format!("says it holds {len} bytes, more than the disk's {}", self.bytes),
+            });
+        }
         self.ext4.read(path).map_err(|e| path_error(path, e))
     }
 

@@ -5,7 +5,7 @@
 
 use alloc::boxed::Box;
 use alloc::format;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use mote::fs::{Fs, Kind};
 use mote_http::StaticFile;
@@ -18,7 +18,7 @@ pub fn site() -> Result<Option<&'static [StaticFile]>, String> {
         return Ok(None);
     };
     let mut files = Vec::new();
-    walk(&fs, String::new(), &mut files).map_err(|e| format!("web: {}: {e}", fs.disk()))?;
+    walk(&fs, String::new(), 0, &mut files).map_err(|e| format!("web: {}: {e}", fs.disk()))?;
     files.sort_by(|a: &StaticFile, b| a.path.cmp(b.path));
     let bytes: usize = files.iter().map(|f| f.body.len()).sum();
     let read = fs.stats();
@@ -33,16 +33,22 @@ pub fn site() -> Result<Option<&'static [StaticFile]>, String> {
     Ok(Some(Box::leak(files.into_boxed_slice())))
 }
 
-/// Adds every file below `dir` (`""` for the root) to `files`.
-fn walk(fs: &Fs, dir: String, files: &mut Vec<StaticFile>) -> Result<(), mote::fs::FsError> {
-    for entry in fs.read_dir(if dir.is_empty() { "/" } else { &dir })? {
+/// Directories nested deeper are refused (a damaged filesystem could loop).
+const MAX_DEPTH: usize = 32;
+
+/// Adds every file below `dir` (`""` for the root), `depth` levels down, to `files`.
+fn walk(fs: &Fs, dir: String, depth: usize, files: &mut Vec<StaticFile>) -> Result<(), String> {
+    if depth > MAX_DEPTH {
+        return Err(format!("{dir}: directories nested deeper than {MAX_DEPTH}"));
+    }
+    for entry in fs.read_dir(if dir.is_empty() { "/" } else { &dir }).map_err(|e| e.to_string())? {
         let path = format!("{dir}/{}", entry.name);
         match entry.kind {
-            Kind::Directory => walk(fs, path, files)?,
+            Kind::Directory => walk(fs, path, depth + 1, files)?,
             Kind::File => {
-                let body = fs.read(&path)?;
+                let body = fs.read(&path).map_err(|e| e.to_string())?;
                 let etag = mote_http::etag(&body);
-                let modified = fs.metadata(&path)?.modified;
+                let modified = fs.metadata(&path).map_err(|e| e.to_string())?.modified;
                 files.push(StaticFile { path: path.leak(), body: body.leak(), modified, etag: etag.leak() });
             }
             Kind::Other => {}

@@ -227,3 +227,13 @@ fn device_errors_reach_the_caller() {
     assert!(e.to_string().contains("I/O error at sector"), "{e}");
     assert!(!e.is_not_found());
 }
+
+#[test]
+fn a_file_larger_than_the_disk_is_refused_before_allocating() {
+    let dir = scratch();
+    std::fs::File::create(dir.join("sparse")).unwrap().set_len(1 << 40).unwrap();
+    let fs = Fs::load("mem", mem(mkfs(&dir, 4096, &[]), 512)).unwrap();
+    assert_eq!(fs.metadata("/sparse").unwrap().len, 1 << 40);
+    let e = fs.read("/sparse").unwrap_err();
+    assert_eq!(e.to_string(), "/sparse: says it holds 1099511627776 bytes, more than the disk's 4194304");
+}
