@@ -92,9 +92,15 @@ pub fn cmd(dir: &Path, out: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Copies the content image `image` into dom0 (a tmpfs at [`DOM0_DIR`]) as `name`; returns
-/// the xl setting that attaches it read-only as the guest's first disk.
-pub fn upload(agent: &Agent, image: &Path, name: &str) -> Result<String, String> {
+/// The loop device `cargo xtask run --disk` binds its image to.
+pub const RUN_LOOP: &str = "/dev/loop7";
+
+/// Copies the content image `image` into dom0 (a tmpfs at [`DOM0_DIR`]) as `name` and binds
+/// it read-only to `loop_device`; returns the xl setting that attaches that as the guest's
+/// first disk. A loop device rather than the file as the target: for a file, Xen's block
+/// hotplug script sets the loop device up itself and scans all of them under a lock, which in
+/// a busy emulated dom0 has overrun libxl's hotplug timeout; a block device takes its short path.
+pub fn upload(agent: &Agent, image: &Path, name: &str, loop_device: &str) -> Result<String, String> {
     let data = fs::read(image).map_err(|e| format!("read {}: {e}", image.display()))?;
     agent.run_ok(
         // dom0's busybox has no `mountpoint`.
@@ -105,7 +111,11 @@ pub fn upload(agent: &Agent, image: &Path, name: &str) -> Result<String, String>
     )?;
     let target = format!("{DOM0_DIR}/{name}");
     agent.put(&target, &data, 0o644, Duration::from_secs(120))?;
-    Ok(xl_disk(&target))
+    agent.run_ok(
+        &format!("losetup -d {loop_device} 2>/dev/null; losetup -r {loop_device} {target}"),
+        Duration::from_secs(30),
+    )?;
+    Ok(xl_disk(loop_device))
 }
 
 /// The xl `disk=` setting of a read-only content disk at `target` in dom0.
@@ -145,9 +155,6 @@ mod tests {
 
     #[test]
     fn the_xl_setting_is_read_only_xvda() {
-        assert_eq!(
-            xl_disk("/mnt/content/web.img"),
-            r#"disk=["format=raw,vdev=xvda,access=ro,target=/mnt/content/web.img"]"#
-        );
+        assert_eq!(xl_disk("/dev/loop7"), r#"disk=["format=raw,vdev=xvda,access=ro,target=/dev/loop7"]"#);
     }
 }

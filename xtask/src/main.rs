@@ -210,7 +210,7 @@ fn cmd_run(args: &AppArgs) -> Result<ExitCode, String> {
     guest::upload(&agent, &image)?;
     let mut xl = Vec::new();
     if let Some(disk) = &args.disk {
-        xl.push(disk::upload(&agent, disk, &format!("{app}.img"))?);
+        xl.push(disk::upload(&agent, disk, &format!("{app}.img"), disk::RUN_LOOP)?);
     }
     let opts = guest::Options { timeout, echo: true, clock: harness.started(), xl };
     let mut stdout = std::io::stdout();

@@ -3,19 +3,20 @@
 
 use super::{dig, shut_down, web_address, DigCheck, Driver, DRIVER_WAIT};
 use crate::agent::Agent;
-use crate::disk::{self, DOM0_DIR};
+use crate::disk;
 use crate::mote_dir;
 use std::fs;
 use std::path::Path;
 
-/// The xl settings of the cases' disks (the images [`setup`] puts in dom0).
-pub const WEB_SITE: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/mnt/content/web-site.img"]"#;
-pub const DNS_ZONES: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/mnt/content/dns-zones.img"]"#;
-pub const DAMAGED: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/mnt/content/damaged.img"]"#;
+/// The xl settings of the cases' disks: loop devices [`setup`] binds to its images (the
+/// `/dev/loop7` of `cargo xtask run --disk` stays free).
+pub const WEB_SITE: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/dev/loop4"]"#;
+pub const DNS_ZONES: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/dev/loop5"]"#;
+pub const DAMAGED: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/dev/loop6"]"#;
 
 /// Whether a case attaches one of these images.
 pub fn uses_content(xl: &[&str]) -> bool {
-    xl.iter().any(|o| o.contains(DOM0_DIR))
+    xl.iter().any(|o| [WEB_SITE, DNS_ZONES, DAMAGED].contains(o))
 }
 
 /// The large file of the test site: 1 MiB that no compressor or cache shortcut can fake.
@@ -53,8 +54,8 @@ fn tree(dir: &Path, files: &[(&str, &[u8])]) -> Result<(), String> {
     Ok(())
 }
 
-/// Makes the cases' images on the host with `cargo xtask disk`'s code and copies them into
-/// dom0's [`DOM0_DIR`].
+/// Makes the cases' images on the host with `cargo xtask disk`'s code, copies them into dom0
+/// and binds them to the cases' loop devices.
 pub fn setup(agent: &Agent) -> Result<(), String> {
     let work = mote_dir().join("content-cases");
     let site = work.join("web-site");
@@ -69,17 +70,19 @@ pub fn setup(agent: &Agent) -> Result<(), String> {
             ("README", b"not a zone: left alone\n"),
         ],
     )?;
-    for (dir, name) in [(&site, "web-site.img"), (&zones, "dns-zones.img")] {
+    for (dir, name, loop_device) in
+        [(&site, "web-site.img", "/dev/loop4"), (&zones, "dns-zones.img", "/dev/loop5")]
+    {
         let image = work.join(name);
         disk::make(dir, &image)?;
-        disk::upload(agent, &image, name)?;
+        disk::upload(agent, &image, name, loop_device)?;
     }
     // The site's image with a byte of its superblock changed: its checksum no longer matches.
     let mut damaged = fs::read(work.join("web-site.img")).map_err(|e| format!("web-site.img: {e}"))?;
     damaged[1024 + 0x78] ^= 0x55;
     let image = work.join("damaged.img");
     fs::write(&image, damaged).map_err(|e| format!("{}: {e}", image.display()))?;
-    disk::upload(agent, &image, "damaged.img")?;
+    disk::upload(agent, &image, "damaged.img", "/dev/loop6")?;
     Ok(())
 }
 
