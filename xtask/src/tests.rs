@@ -386,6 +386,17 @@ pub fn cases() -> Vec<Case> {
             driver: Some(drive_dns),
         },
         Case {
+            name: "damaged_content_disk_stops_web_at_start",
+            app: "web",
+            args: &[],
+            xl: &[content::DAMAGED],
+            reason: Reason::Crash,
+            checks: vec![Contains(
+                "main returned an error: web: disk xvda (vbd 51712): no readable ext2/3/4 filesystem: corrupt filesystem:",
+            )],
+            driver: None,
+        },
+        Case {
             name: "web_serves_a_site_from_disk",
             app: "web",
             args: &[],
@@ -408,17 +419,6 @@ pub fn cases() -> Vec<Case> {
                 Line("dns: Poweroff requested, stopping"),
             ],
             driver: Some(content::drive_dns),
-        },
-        Case {
-            name: "damaged_content_disk_stops_web_at_start",
-            app: "web",
-            args: &[],
-            xl: &[content::DAMAGED],
-            reason: Reason::Crash,
-            checks: vec![Contains(
-                "main returned an error: web: disk xvda (vbd 51712): no readable ext2/3/4 filesystem: corrupt filesystem:",
-            )],
-            driver: None,
         },
     ]
 }
