@@ -25,11 +25,20 @@ pub struct AppMeta {
     /// A command line `cargo xtask run` suggests once the forwards are up
     /// (`try = "dig @127.0.0.1 -p 5353 www.example.com"`).
     pub try_command: Option<String>,
+    /// What the app reads from a content disk when one is attached (`content = "the site"`):
+    /// the xl config then says how to attach one.
+    pub content: Option<String>,
 }
 
 impl Default for AppMeta {
     fn default() -> Self {
-        AppMeta { memory_mib: DEFAULT_MEMORY_MIB, network: false, forward: Vec::new(), try_command: None }
+        AppMeta {
+            memory_mib: DEFAULT_MEMORY_MIB,
+            network: false,
+            forward: Vec::new(),
+            try_command: None,
+            content: None,
+        }
     }
 }
 
@@ -176,6 +185,16 @@ pub fn parse_meta(manifest: &str) -> Result<AppMeta, String> {
                         .to_owned(),
                 )
             }
+            "content" => {
+                meta.content = Some(
+                    value
+                        .strip_prefix('"')
+                        .and_then(|v| v.strip_suffix('"'))
+                        .filter(|v| !v.contains(['"', '\n']))
+                        .ok_or_else(|| format!("line {}: content must be a quoted description, not {value:?}", number + 1))?
+                        .to_owned(),
+                )
+            }
             "forward" => {
                 meta.forward = parse_string_array(value)
                     .and_then(|items| items.into_iter().map(Forward::parse).collect::<Option<Vec<_>>>())
@@ -188,7 +207,7 @@ pub fn parse_meta(manifest: &str) -> Result<AppMeta, String> {
             }
             _ => {
                 return Err(format!(
-                "line {}: unknown key {key:?} in [package.metadata.mote] (known: memory, network, forward, try)",
+                "line {}: unknown key {key:?} in [package.metadata.mote] (known: memory, network, forward, try, content)",
                 number + 1
             ))
             }
@@ -218,6 +237,14 @@ pub fn xl_cfg(app: &str, kernel: &str, meta: &AppMeta) -> String {
         cfg.push_str("shadow_memory = 1\n");
     }
     cfg.push_str("on_poweroff = \"destroy\"\non_crash = \"destroy\"\non_reboot = \"restart\"\n");
+    if let Some(content) = &meta.content {
+        cfg.push_str(&format!(
+            "# Content disk: {app} reads {content} from its first disk when it has one\n\
+             # (else it uses what is built into the image). `cargo xtask disk DIR -o {app}.img`\n\
+             # makes an ext4 image of DIR; attach it read-only (or `cargo xtask run {app} --disk {app}.img`):\n\
+             # disk = [ \"format=raw,vdev=xvda,access=ro,target=/path/to/{app}.img\" ]\n"
+        ));
+    }
     cfg
 }
 
@@ -344,6 +371,17 @@ mod tests {
                 "on_reboot = \"restart\"",
             ]
         );
+    }
+
+    #[test]
+    fn cfg_says_how_to_attach_a_content_disk() {
+        let meta = parse_meta("[package.metadata.mote]\ncontent = \"the site to serve\"\n").unwrap();
+        assert_eq!(meta.content.as_deref(), Some("the site to serve"));
+        let cfg = xl_cfg("web", "/k.elf", &meta);
+        assert!(cfg.contains("# Content disk: web reads the site to serve from its first disk"));
+        assert!(cfg.contains("# disk = [ \"format=raw,vdev=xvda,access=ro,target=/path/to/web.img\" ]\n"));
+        assert!(!xl_cfg("hello", "/k.elf", &AppMeta::default()).contains("disk"));
+        assert!(parse_meta("[package.metadata.mote]\ncontent = site\n").is_err());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo xtask build <app> [--debug]
-//! cargo xtask run <app> [--debug] [--timeout SECS] [-- <guest command line>…]
+//! cargo xtask run <app> [--debug] [--timeout SECS] [--disk IMAGE] [-- <guest command line>…]
+//! cargo xtask disk <dir> -o <image>
 //! cargo xtask xl <xl arguments>…
 //! cargo xtask test [--integration-only] [CASE-FILTER]
 //! cargo xtask bench [NAME…]
@@ -13,12 +14,14 @@
 //! Modules: `build` (image + xl config), `assets` (Xen, dom0 kernel and initramfs), `harness`
 //! (the QEMU machine), `agent` (client of dom0's agent), `guest` (one guest run in dom0),
 //! `tests` (the test command and its integration cases), `bench` (benchmarks and their
-//! report), `fuzz` (the `cargo fuzz` targets), `soak` (sustained load and heap high-water marks).
+//! report), `fuzz` (the `cargo fuzz` targets), `soak` (sustained load and heap high-water
+//! marks), `disk` (content disk images).
 
 mod agent;
 mod assets;
 mod bench;
 mod build;
+mod disk;
 mod forward;
 mod fuzz;
 mod guest;
@@ -36,9 +39,12 @@ const USAGE: &str = "\
 usage:
   cargo xtask build <app> [--debug]
       build apps/<app> into target/mote/<app>.elf (stripped), <app>.debug.elf and <app>.cfg
-  cargo xtask run <app> [--debug] [--timeout SECS] [-- <args>…]
+  cargo xtask run <app> [--debug] [--timeout SECS] [--disk IMAGE] [-- <args>…]
       build, boot Xen + dom0 in QEMU, run the app with <args> as its command line,
-      stream its console; exit 0 when it powers off
+      stream its console; exit 0 when it powers off. --disk attaches IMAGE read-only
+      as the guest's first disk (xvda)
+  cargo xtask disk <dir> -o <image>
+      write an ext4 image of <dir> (mkfs.ext4 -d) for --disk or an xl disk = [...]
   cargo xtask xl <args>…
       run `xl <args>` in the dom0 of the harness a running `cargo xtask run` started
   cargo xtask test [--integration-only] [FILTER]
@@ -75,16 +81,18 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
     };
     match command.as_str() {
         "build" => {
-            let (app, debug, _, guest_args) = parse_app_args(rest, false)?;
-            if !guest_args.is_empty() {
+            let args = parse_app_args(rest, false)?;
+            if !args.guest_args.is_empty() {
                 return Err("`build` takes no guest arguments".into());
             }
-            build::build(&app, debug)?;
+            build::build(&args.app, args.debug)?;
             Ok(ExitCode::SUCCESS)
         }
-        "run" => {
-            let (app, debug, timeout, guest_args) = parse_app_args(rest, true)?;
-            cmd_run(&app, debug, timeout, &guest_args)
+        "run" => cmd_run(&parse_app_args(rest, true)?),
+        "disk" => {
+            let (dir, out) = parse_disk_args(rest)?;
+            disk::cmd(&dir, &out)?;
+            Ok(ExitCode::SUCCESS)
         }
         "xl" => cmd_xl(rest),
         "test" => {
@@ -122,32 +130,51 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
     }
 }
 
-/// Parses `<app> [--debug] [--timeout SECS] [-- args…]`.
-fn parse_app_args(
-    args: &[String],
-    allow_timeout: bool,
-) -> Result<(String, bool, Option<Duration>, Vec<String>), String> {
+/// What `build` and `run` were asked.
+#[derive(Debug)]
+struct AppArgs {
+    app: String,
+    debug: bool,
+    timeout: Option<Duration>,
+    /// A content disk image to attach (`run --disk`).
+    disk: Option<PathBuf>,
+    guest_args: Vec<String>,
+}
+
+/// Parses `<app> [--debug] [--timeout SECS] [--disk IMAGE] [-- args…]` (the last two for `run`).
+fn parse_app_args(args: &[String], run: bool) -> Result<AppArgs, String> {
     let mut app = None;
     let mut debug = false;
     let mut timeout = None;
+    let mut disk = None;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
             "--" => break,
             "--debug" => debug = true,
-            "--timeout" if allow_timeout => {
+            "--timeout" if run => {
                 let secs = iter.next().ok_or("--timeout needs a number of seconds")?;
                 let secs: u64 =
                     secs.parse().map_err(|_| format!("--timeout: bad number of seconds {secs:?}"))?;
                 timeout = Some(Duration::from_secs(secs));
             }
+            "--disk" if run => disk = Some(PathBuf::from(iter.next().ok_or("--disk needs an image file")?)),
             a if a.starts_with('-') => return Err(format!("unknown option {a:?}\n{USAGE}")),
             a if app.is_none() => app = Some(a.to_owned()),
             a => return Err(format!("unexpected argument {a:?} (guest arguments go after `--`)\n{USAGE}")),
         }
     }
     let app = app.ok_or_else(|| format!("which app?\n{USAGE}"))?;
-    Ok((app, debug, timeout, iter.cloned().collect()))
+    Ok(AppArgs { app, debug, timeout, disk, guest_args: iter.cloned().collect() })
+}
+
+/// Parses `<dir> -o <image>`.
+fn parse_disk_args(args: &[String]) -> Result<(PathBuf, PathBuf), String> {
+    match args {
+        [dir, o, out] if o == "-o" => Ok((dir.into(), out.into())),
+        [o, out, dir] if o == "-o" => Ok((dir.into(), out.into())),
+        _ => Err(format!("`disk` takes a directory and -o IMAGE\n{USAGE}")),
+    }
 }
 
 /// Parses `[TARGET] [--seconds N]`.
@@ -171,21 +198,27 @@ fn parse_fuzz_args(args: &[String]) -> Result<(Option<String>, u64), String> {
 }
 
 /// `cargo xtask run`.
-fn cmd_run(
-    app: &str,
-    debug: bool,
-    timeout: Option<Duration>,
-    guest_args: &[String],
-) -> Result<ExitCode, String> {
+fn cmd_run(args: &AppArgs) -> Result<ExitCode, String> {
+    let AppArgs { app, debug, timeout, guest_args, .. } = args;
+    let (app, timeout) = (app.as_str(), *timeout);
     guest::extra_value(guest_args)?;
-    let image = build::build(app, debug)?;
+    if let Some(disk) = &args.disk {
+        if !disk.is_file() {
+            return Err(format!("--disk {}: no such file", disk.display()));
+        }
+    }
+    let image = build::build(app, *debug)?;
     assets::install_host_deps()?;
     let assets = assets::ensure()?;
     let mut forwards = forward::plan(&image.meta.forward)?;
     let harness = harness::Harness::boot(&assets, &forward::tcp_ports(&forwards))?;
     let agent = harness.agent();
     guest::upload(&agent, &image)?;
-    let opts = guest::Options { timeout, echo: true, clock: harness.started(), xl: Vec::new() };
+    let mut xl = Vec::new();
+    if let Some(disk) = &args.disk {
+        xl.push(disk::upload(&agent, disk, &format!("{app}.img"), disk::RUN_LOOP)?);
+    }
+    let opts = guest::Options { timeout, echo: true, clock: harness.started(), xl };
     let mut stdout = std::io::stdout();
     let mut relays = Vec::new();
     let run = guest::run(&agent, &image, guest_args, &opts, &mut |line| {
@@ -308,16 +341,28 @@ mod cli_tests {
 
     #[test]
     fn app_args() {
-        let (app, debug, timeout, rest) =
-            parse_app_args(&strings(&["hello", "--debug", "--", "a=b", "--x"]), true).unwrap();
-        assert_eq!((app.as_str(), debug, timeout), ("hello", true, None));
-        assert_eq!(rest, ["a=b", "--x"]);
-        let (_, _, timeout, rest) = parse_app_args(&strings(&["hello", "--timeout", "30"]), true).unwrap();
-        assert_eq!(timeout, Some(Duration::from_secs(30)));
-        assert!(rest.is_empty());
+        let args = parse_app_args(&strings(&["hello", "--debug", "--", "a=b", "--x"]), true).unwrap();
+        assert_eq!((args.app.as_str(), args.debug, args.timeout), ("hello", true, None));
+        assert_eq!(args.guest_args, ["a=b", "--x"]);
+        let args = parse_app_args(&strings(&["hello", "--timeout", "30"]), true).unwrap();
+        assert_eq!(args.timeout, Some(Duration::from_secs(30)));
+        assert!(args.guest_args.is_empty());
+        let args = parse_app_args(&strings(&["web", "--disk", "site.img"]), true).unwrap();
+        assert_eq!(args.disk, Some(PathBuf::from("site.img")));
+        assert!(parse_app_args(&strings(&["web", "--disk"]), true).is_err());
+        assert!(parse_app_args(&strings(&["web", "--disk", "site.img"]), false).is_err());
         assert!(parse_app_args(&strings(&["hello", "extra"]), true).is_err());
         assert!(parse_app_args(&strings(&["--debug"]), true).is_err());
         assert!(parse_app_args(&strings(&["hello", "--timeout", "1"]), false).is_err());
+    }
+
+    #[test]
+    fn disk_args() {
+        let want = (PathBuf::from("site"), PathBuf::from("site.img"));
+        assert_eq!(parse_disk_args(&strings(&["site", "-o", "site.img"])).unwrap(), want);
+        assert_eq!(parse_disk_args(&strings(&["-o", "site.img", "site"])).unwrap(), want);
+        assert!(parse_disk_args(&strings(&["site"])).is_err());
+        assert!(parse_disk_args(&strings(&["site", "site.img"])).is_err());
     }
 
     #[test]

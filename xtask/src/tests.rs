@@ -14,6 +14,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod content;
+
 /// A case that has not ended by then fails (and its domain is destroyed).
 const CASE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Console lines shown with a failure.
@@ -409,6 +411,41 @@ pub fn cases() -> Vec<Case> {
             reason: Reason::Poweroff,
             checks: vec![Line("echo: Poweroff requested, stopping")],
             driver: Some(drive_soak),
+        },
+        Case {
+            name: "damaged_content_disk_stops_web_at_start",
+            app: "web",
+            args: &[],
+            xl: &[content::DAMAGED],
+            reason: Reason::Crash,
+            checks: vec![Contains(
+                "main returned an error: web: disk xvda (vbd 51712): no readable ext2/3/4 filesystem: corrupt filesystem:",
+            )],
+            driver: None,
+        },
+        Case {
+            name: "web_serves_a_site_from_disk",
+            app: "web",
+            args: &[],
+            xl: &[content::WEB_SITE],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("web: site from disk xvda (vbd 51712): 2 files, 1048638 bytes"),
+                Line("web: Poweroff requested, stopping"),
+            ],
+            driver: Some(content::drive_web),
+        },
+        Case {
+            name: "dns_answers_zones_from_disk",
+            app: "dns",
+            args: &[],
+            xl: &[content::DNS_ZONES],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("(udp/53 tcp/53): example.net. example.org."),
+                Line("dns: Poweroff requested, stopping"),
+            ],
+            driver: Some(content::drive_dns),
         },
     ]
 }
@@ -1451,9 +1488,14 @@ fn integration(cases: &[Case]) -> (usize, usize) {
         }
     }
 
-    if cases.iter().any(|c| c.xl.iter().any(|o| o.starts_with("disk="))) {
+    if cases.iter().any(|c| c.xl.iter().any(|o| o.contains("/mnt/disks/"))) {
         if let Err(e) = agent.run_ok(DISK_SETUP, DRIVER_WAIT) {
             return fail_all(&format!("creating the disk images in dom0: {e}"));
+        }
+    }
+    if cases.iter().any(|c| content::uses_content(c.xl)) {
+        if let Err(e) = content::setup(&agent) {
+            return fail_all(&format!("making the content disk images: {e}"));
         }
     }
     let (mut passed, mut failed) = (0, 0);

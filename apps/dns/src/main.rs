@@ -1,5 +1,6 @@
-//! An authoritative DNS server: the zones in `zones/`, embedded at build
-//! time, answered over UDP and TCP (RFC 7766) on port 53 by `mote-dns`.
+//! An authoritative DNS server: the zones on the first disk, or else those in
+//! `zones/`, embedded at build time, answered over UDP and TCP (RFC 7766) on
+//! port 53 by `mote-dns`.
 //! A zone that does not load stops the server before it serves anything.
 #![no_std]
 #![no_main]
@@ -16,6 +17,8 @@ use mote::net::{Stack, TcpListener, TcpOptions, TcpStream, UdpSocket};
 use mote_dns::{master, respond, Catalog, Transport};
 
 mote::main!(main);
+
+mod disk;
 
 const PORT: u16 = 53;
 /// The zones served: (file name for errors, master-file text).
@@ -40,14 +43,24 @@ fn main() -> Result<(), String> {
     })
 }
 
-/// Parses every zone; the catalog lives as long as the server.
+/// Parses every zone, from the first disk when there is one; the catalog lives as long as
+/// the server.
 fn load() -> Result<&'static Catalog, String> {
+    let zones = match disk::zones()? {
+        Some(zones) => zones,
+        None => embedded()?,
+    };
+    let catalog = Catalog::new(zones).map_err(|(zone, e)| format!("zone {zone}: {e}"))?;
+    Ok(Box::leak(Box::new(catalog)))
+}
+
+/// The zones built into the image.
+fn embedded() -> Result<Vec<mote_dns::Zone>, String> {
     let mut zones = vec![];
     for (file, text) in ZONES {
         zones.push(master::parse(file, text).map_err(|e| format!("{e}"))?);
     }
-    let catalog = Catalog::new(zones).map_err(|(zone, e)| format!("zone {zone}: {e}"))?;
-    Ok(Box::leak(Box::new(catalog)))
+    Ok(zones)
 }
 
 fn serve_udp(stack: &Stack, catalog: &'static Catalog) -> Result<(), String> {

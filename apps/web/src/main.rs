@@ -1,4 +1,5 @@
-//! A static web server: HTTP/1.1 on port 80 for the site embedded at build time (`site/`),
+//! A static web server: HTTP/1.1 on port 80 for the site on the first disk, or else the one
+//! embedded at build time (`site/`),
 //! answered by `mote-http`. Slow or silent clients are cut off by a header-read and an idle
 //! timeout, and connections beyond a limit are refused with 503. Serves until `xl shutdown`.
 #![no_std]
@@ -7,6 +8,7 @@
 extern crate alloc;
 
 use alloc::rc::Rc;
+use alloc::string::{String, ToString};
 use core::cell::Cell;
 use core::time::Duration;
 use mote::net::{TcpListener, TcpOptions, TcpStream, UpError};
@@ -15,6 +17,8 @@ use mote::Instant;
 use mote_http::{Connection, Response, StaticSite};
 
 mote::main!(main);
+
+mod disk;
 
 mod site {
     include!(concat!(env!("OUT_DIR"), "/site.rs"));
@@ -30,10 +34,11 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Sending one response may take this long (a client that stops reading is cut off).
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn main() -> Result<(), UpError> {
-    let site = StaticSite::new(site::FILES);
+fn main() -> Result<(), String> {
+    // The first disk's site when the domain has a disk, else the embedded one.
+    let site = StaticSite::new(disk::site()?.unwrap_or(site::FILES));
     mote::block_on(async move {
-        let stack = mote::net::up()?;
+        let stack = mote::net::up().map_err(|e: UpError| e.to_string())?;
         let address = stack.wait_ipv4().await;
         // Small windows: pages are small, and a full house of connections fits in a few MiB.
         let options = TcpOptions { rx_buffer: 4096, tx_buffer: 16 * 1024, backlog: 16 };

@@ -1,0 +1,58 @@
+//! The site from the domain's first disk, when it has one: every regular file of the ext2/3/4
+//! filesystem on it (`cargo xtask disk DIR -o site.img` makes one), read into memory at
+//! start and kept for the server's life, so the guest's memory must hold the site. Symbolic
+//! links and special files are left out, as in the embedded site.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use mote::fs::{Fs, Kind};
+use mote_http::StaticFile;
+
+/// The files of the first disk's filesystem sorted by path, or `None` without a disk; an
+/// error when the disk holds no readable filesystem or a file cannot be read.
+pub fn site() -> Result<Option<&'static [StaticFile]>, String> {
+    let started = mote::Instant::now();
+    let Some(fs) = mote::fs::mount_first().map_err(|e| format!("web: {e}"))? else {
+        return Ok(None);
+    };
+    let mut files = Vec::new();
+    walk(&fs, String::new(), 0, &mut files).map_err(|e| format!("web: {}: {e}", fs.disk()))?;
+    files.sort_by(|a: &StaticFile, b| a.path.cmp(b.path));
+    let bytes: usize = files.iter().map(|f| f.body.len()).sum();
+    let read = fs.stats();
+    mote::println!(
+        "web: site from {}: {} files, {bytes} bytes, loaded in {} ms ({} disk reads, {} KiB)",
+        fs.disk(),
+        files.len(),
+        started.elapsed().as_millis(),
+        read.reads,
+        read.bytes >> 10
+    );
+    Ok(Some(Box::leak(files.into_boxed_slice())))
+}
+
+/// Directories nested deeper are refused (a damaged filesystem could loop).
+const MAX_DEPTH: usize = 32;
+
+/// Adds every file below `dir` (`""` for the root), `depth` levels down, to `files`.
+fn walk(fs: &Fs, dir: String, depth: usize, files: &mut Vec<StaticFile>) -> Result<(), String> {
+    if depth > MAX_DEPTH {
+        return Err(format!("{dir}: directories nested deeper than {MAX_DEPTH}"));
+    }
+    for entry in fs.read_dir(if dir.is_empty() { "/" } else { &dir }).map_err(|e| e.to_string())? {
+        let path = format!("{dir}/{}", entry.name);
+        match entry.kind {
+            Kind::Directory => walk(fs, path, depth + 1, files)?,
+            Kind::File => {
+                let body = fs.read(&path).map_err(|e| e.to_string())?;
+                let etag = mote_http::etag(&body);
+                let modified = fs.metadata(&path).map_err(|e| e.to_string())?.modified;
+                files.push(StaticFile { path: path.leak(), body: body.leak(), modified, etag: etag.leak() });
+            }
+            Kind::Other => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! The content-disk cases: the web and DNS apps reading their site and zones from an ext4
+//! image `cargo xtask disk` made on the host, attached read-only; and a damaged image.
+
+use super::{dig, shut_down, web_address, DigCheck, Driver, DRIVER_WAIT};
+use crate::agent::Agent;
+use crate::disk;
+use crate::mote_dir;
+use std::fs;
+use std::path::Path;
+
+/// The xl settings of the cases' disks: loop devices [`setup`] binds to its images (the
+/// `/dev/loop7` of `cargo xtask run --disk` stays free).
+pub const WEB_SITE: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/dev/loop4"]"#;
+pub const DNS_ZONES: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/dev/loop5"]"#;
+pub const DAMAGED: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/dev/loop6"]"#;
+
+/// Waits for the console line containing `text` for up to three driver waits: on a loaded
+/// host, creating the domain (hotplug scripts in the emulated dom0) has taken over a minute.
+fn wait_first_line(d: &mut Driver, text: &str) -> Result<String, String> {
+    let mut tries = 0;
+    loop {
+        match d.wait_line(text) {
+            Err(e) if e.starts_with("no console line") && tries < 2 => tries += 1,
+            result => return result,
+        }
+    }
+}
+
+/// Whether a case attaches one of these images.
+pub fn uses_content(xl: &[&str]) -> bool {
+    xl.iter().any(|o| [WEB_SITE, DNS_ZONES, DAMAGED].contains(o))
+}
+
+/// The large file of the test site: 1 MiB that no compressor or cache shortcut can fake.
+fn big_file() -> Vec<u8> {
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    (0..1 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+const INDEX: &str = "<!doctype html><title>mote</title><h1>served from a disk</h1>\n";
+const ORG_ZONE: &str = "$ORIGIN example.org.\n$TTL 600\n\
+                        @ IN SOA ns1 hostmaster 1 7200 3600 1209600 300\n\
+                        @ IN NS ns1\nns1 IN A 198.51.100.1\nwww IN A 198.51.100.80\n";
+const NET_ZONE: &str =
+    "example.net. 900 IN SOA ns1.example.net. hostmaster.example.net. 7 7200 3600 1209600 300\n\
+                        example.net. 900 IN NS ns1.example.net.\n\
+                        ns1.example.net. 900 IN A 203.0.113.1\n\
+                        mail.example.net. 900 IN AAAA 2001:db8::25\n";
+
+/// Writes `files` (path, contents) under `dir`, emptied first.
+fn tree(dir: &Path, files: &[(&str, &[u8])]) -> Result<(), String> {
+    let _ = fs::remove_dir_all(dir);
+    for (path, body) in files {
+        let file = dir.join(path);
+        fs::create_dir_all(file.parent().expect("under dir"))
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        fs::write(&file, body).map_err(|e| format!("{}: {e}", file.display()))?;
+    }
+    Ok(())
+}
+
+/// Makes the cases' images on the host with `cargo xtask disk`'s code, copies them into dom0
+/// and binds them to the cases' loop devices.
+pub fn setup(agent: &Agent) -> Result<(), String> {
+    let work = mote_dir().join("content-cases");
+    let site = work.join("web-site");
+    let big = big_file();
+    tree(&site, &[("index.html", INDEX.as_bytes()), ("files/big.bin", &big)])?;
+    let zones = work.join("dns-zones");
+    tree(
+        &zones,
+        &[
+            ("example.org.zone", ORG_ZONE.as_bytes()),
+            ("example.net.zone", NET_ZONE.as_bytes()),
+            ("README", b"not a zone: left alone\n"),
+        ],
+    )?;
+    for (dir, name, loop_device) in
+        [(&site, "web-site.img", "/dev/loop4"), (&zones, "dns-zones.img", "/dev/loop5")]
+    {
+        let image = work.join(name);
+        disk::make(dir, &image)?;
+        disk::upload(agent, &image, name, loop_device)?;
+    }
+    // The site's image with a byte of its superblock changed: its checksum no longer matches.
+    let mut damaged = fs::read(work.join("web-site.img")).map_err(|e| format!("web-site.img: {e}"))?;
+    damaged[1024 + 0x78] ^= 0x55;
+    let image = work.join("damaged.img");
+    fs::write(&image, damaged).map_err(|e| format!("{}: {e}", image.display()))?;
+    disk::upload(agent, &image, "damaged.img", "/dev/loop6")?;
+    Ok(())
+}
+
+/// curl from dom0: the 1 MiB file and the index come from the disk byte for byte (SHA-256
+/// against the source files), and a file of the embedded site is not there.
+pub fn drive_web(d: &mut Driver) -> Result<(), String> {
+    println!("    guest: {}", wait_first_line(d, "web: site from disk xvda")?);
+    let ip = web_address(d)?;
+    let site = mote_dir().join("content-cases/web-site");
+    for (target, file) in [("/files/big.bin", "files/big.bin"), ("/", "index.html")] {
+        let source = fs::read(site.join(file)).map_err(|e| format!("{file}: {e}"))?;
+        let want = super::host_sha256(&source)?;
+        let out = d.agent.run_ok(&format!("curl -sf http://{ip}{target} | sha256sum"), DRIVER_WAIT)?;
+        let got = out.split_whitespace().next().unwrap_or_default();
+        if got != want {
+            return Err(format!("GET {target}: sha256 {got}, the source file's is {want}"));
+        }
+        println!("    curl http://{ip}{target}: {} bytes, sha256 {}… matches", source.len(), &want[..16]);
+    }
+    let code = d.dom0(&format!("curl -s -o /dev/null -w '%{{http_code}}' http://{ip}/docs/sample.txt"))?;
+    if code != "404" {
+        return Err(format!("GET /docs/sample.txt (only in the embedded site) answered {code}"));
+    }
+    println!("    curl http://{ip}/docs/sample.txt: 404 (the embedded site is not served)");
+    shut_down(d)
+}
+
+/// dig from dom0: both zones on the disk answer, the embedded example.com does not.
+pub fn drive_dns(d: &mut Driver) -> Result<(), String> {
+    println!("    guest: {}", wait_first_line(d, "dns: 2 zones from disk xvda")?);
+    let line = d.wait_line("dns: serving on ")?;
+    let ip = line.split_whitespace().nth(3).ok_or_else(|| format!("no address in {line:?}"))?.to_owned();
+    const CHECKS: &[DigCheck] = &[
+        DigCheck {
+            args: "www.example.org A",
+            status: "NOERROR",
+            authoritative: true,
+            records: &["www.example.org. 600 IN A 198.51.100.80"],
+        },
+        DigCheck {
+            args: "mail.example.net AAAA",
+            status: "NOERROR",
+            authoritative: true,
+            records: &["mail.example.net. 900 IN AAAA 2001:db8::25"],
+        },
+        DigCheck { args: "www.example.com A", status: "REFUSED", authoritative: false, records: &[] },
+    ];
+    for check in CHECKS {
+        dig(d, &ip, "+notcp", check)?;
+    }
+    shut_down(d)
+}
