@@ -115,6 +115,19 @@ pub fn block_any(ports: &[Port], deadline: Option<Instant>) -> Wake {
     }
 }
 
+/// Takes the pending bit of a masked `port` that is polled rather than
+/// delivered (see [`mote_xen::sched::poll`]); true if it was set.
+pub(crate) fn take_pending(port: Port) -> bool {
+    SHARED.get().is_some_and(|shared| event::take_pending(shared, port))
+}
+
+/// Stops the upcall from delivering `port`'s events (they stay pending).
+pub(crate) fn mask(port: Port) {
+    if let Some(shared) = SHARED.get() {
+        event::mask(shared, port);
+    }
+}
+
 /// Waits until `port` fires.
 pub fn wait_for(port: Port) {
     while block(Some(port), None) != Wake::Event {}

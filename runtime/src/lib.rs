@@ -43,6 +43,8 @@ pub mod disk;
 #[cfg(target_os = "none")]
 pub mod events;
 #[cfg(target_os = "none")]
+mod gdb;
+#[cfg(target_os = "none")]
 pub mod grants;
 #[cfg(target_os = "none")]
 mod heap;

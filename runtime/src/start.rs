@@ -111,6 +111,7 @@ extern "C" fn mote_start(start_info_paddr: u32) -> ! {
         Err(e) => log::error!("no grant table ({e}): pages cannot be shared with other domains"),
     }
     connect_xenstore();
+    crate::gdb::init(cmdline().get("gdb"));
 
     // SAFETY: `mote::main!` defines this symbol with this signature.
     let ok = unsafe { __mote_app_main() };
