@@ -13,6 +13,7 @@ packages=(
     grep mawk findutils coreutils
     libc-bin        # ldd, ldconfig
     bind9-dnsutils  # dig, copied into dom0 for the DNS cases
+    gdb             # cargo xtask debug, and its integration case
     libgcc-s1 libext2fs2 libuuid1 libzstd1 zlib1g liblzma5 libncurses6 libtinfo6 # xl's libraries
 )
 

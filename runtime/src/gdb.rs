@@ -18,7 +18,6 @@
 
 use crate::events;
 use crate::Instant;
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -68,6 +67,14 @@ struct Stub {
 static STUB: Mutex<Option<Stub>> = Mutex::new(None);
 /// Set while a stub is installed, so that panics know to stop in it.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// Set while the stub holds the CPU.
+static STOPPED: AtomicBool = AtomicBool::new(false);
+/// Breakpoints gdb may set at once. A fixed table: the stub allocates
+/// nothing while stopped, as the stopped code may hold the heap's lock.
+const MAX_BREAKPOINTS: usize = 64;
+/// Room for the largest packet the stub sends (gdbstub's packet buffer is
+/// 4096 bytes; a reply of hex-encoded memory fits in it).
+const OUT_CAPACITY: usize = 8192;
 /// The signal the next `int3` that is not a gdb breakpoint reports (0:
 /// SIGTRAP), set by [`stop_for`].
 static NEXT_SIGNAL: AtomicU8 = AtomicU8::new(0);
@@ -153,8 +160,8 @@ fn start() -> Result<DomId, InitError> {
     .ok_or(InitError::NoStore)?
     .map_err(InitError::Store)?;
 
-    let link = Link { server, port, out: Vec::new() };
-    let cpu = Cpu { frame: zero_frame(), resume: None, breakpoints: BTreeMap::new() };
+    let link = Link { server, port, out: Vec::with_capacity(OUT_CAPACITY) };
+    let cpu = Cpu { frame: zero_frame(), resume: None, breakpoints: heapless::Vec::new() };
     let mut stub = Stub { machine: None, cpu };
     let machine = GdbStub::new(link).run_state_machine(&mut stub.cpu).map_err(|_| InitError::Stub)?;
     stub.machine = Some(machine);
@@ -162,6 +169,12 @@ fn start() -> Result<DomId, InitError> {
     mote_arch::exception::set_debug_handler(on_exception);
     ACTIVE.store(true, Ordering::SeqCst);
     Ok(domid)
+}
+
+/// Whether the stub holds the CPU (the rest of the kernel must not take
+/// locks then: the stopped code may hold them).
+pub(crate) fn stopped() -> bool {
+    STOPPED.load(Ordering::Relaxed)
 }
 
 /// Whether a debugger stub is installed.
@@ -206,14 +219,13 @@ fn zero_frame() -> ExceptionFrame {
 
 /// What a stop looks like to gdb, and whether the code may go on after it.
 fn stop_reason(cpu: &mut Cpu) -> (SingleThreadStopReason<u64>, bool) {
-    let frame = &mut cpu.frame;
-    match frame.vector {
+    match cpu.frame.vector {
         VECTOR_BREAKPOINT => {
             // `int3` traps: RIP is past it. One of gdb's breakpoints is
             // reported at its address, where gdb expects the PC.
-            let at = frame.rip.wrapping_sub(1);
-            if cpu.breakpoints.contains_key(&at) {
-                frame.rip = at;
+            let at = cpu.frame.rip.wrapping_sub(1);
+            if cpu.breakpoint(at).is_some() {
+                cpu.frame.rip = at;
                 return (SingleThreadStopReason::SwBreak(()), true);
             }
             let signal = match NEXT_SIGNAL.swap(0, Ordering::SeqCst) {
@@ -222,8 +234,8 @@ fn stop_reason(cpu: &mut Cpu) -> (SingleThreadStopReason<u64>, bool) {
             };
             (SingleThreadStopReason::Signal(signal), true)
         }
-        VECTOR_DEBUG if frame.rflags & RFLAGS_TF != 0 => {
-            frame.rflags &= !RFLAGS_TF;
+        VECTOR_DEBUG if cpu.frame.rflags & RFLAGS_TF != 0 => {
+            cpu.frame.rflags &= !RFLAGS_TF;
             (SingleThreadStopReason::DoneStep, true)
         }
         vector => (SingleThreadStopReason::Signal(signal_of(vector)), false),
@@ -250,7 +262,10 @@ fn on_exception(frame: &mut ExceptionFrame) -> bool {
     stub.cpu.frame = *frame;
     stub.cpu.resume = None;
     let (reason, resumable) = stop_reason(&mut stub.cpu);
-    match session(stub, reason, resumable) {
+    STOPPED.store(true, Ordering::Relaxed);
+    let outcome = session(stub, reason, resumable);
+    STOPPED.store(false, Ordering::Relaxed);
+    match outcome {
         Ok(Outcome::Resume) => {
             *frame = stub.cpu.frame;
             if stub.cpu.resume == Some(Resume::Step) {
@@ -363,10 +378,15 @@ struct Cpu {
     frame: ExceptionFrame,
     resume: Option<Resume>,
     /// Breakpoint addresses and the bytes `int3` replaced there.
-    breakpoints: BTreeMap<u64, u8>,
+    breakpoints: heapless::Vec<(u64, u8), MAX_BREAKPOINTS>,
 }
 
 impl Cpu {
+    /// The byte under the breakpoint at `addr`, if there is one.
+    fn breakpoint(&mut self, addr: u64) -> Option<&mut u8> {
+        self.breakpoints.iter_mut().find(|(a, _)| *a == addr).map(|(_, byte)| byte)
+    }
+
     fn remove_all_breakpoints(&mut self) {
         for (addr, byte) in core::mem::take(&mut self.breakpoints) {
             poke(addr, byte);
@@ -454,7 +474,7 @@ impl SingleThreadBase for Cpu {
         for (i, b) in data.iter_mut().enumerate() {
             let addr = start + i as u64;
             // Under a breakpoint gdb sees the original byte.
-            *b = self.breakpoints.get(&addr).copied().unwrap_or_else(|| peek(addr));
+            *b = self.breakpoint(addr).map_or_else(|| peek(addr), |saved| *saved);
         }
         Ok(data.len())
     }
@@ -465,7 +485,7 @@ impl SingleThreadBase for Cpu {
         }
         for (i, &b) in data.iter().enumerate() {
             let addr = start + i as u64;
-            match self.breakpoints.get_mut(&addr) {
+            match self.breakpoint(addr) {
                 Some(saved) => *saved = b,
                 None => poke(addr, b),
             }
@@ -507,16 +527,19 @@ impl SwBreakpoint for Cpu {
         if !accessible(addr, 1) {
             return Ok(false);
         }
-        if let alloc::collections::btree_map::Entry::Vacant(slot) = self.breakpoints.entry(addr) {
-            slot.insert(peek(addr));
+        if self.breakpoint(addr).is_none() {
+            if self.breakpoints.push((addr, peek(addr))).is_err() {
+                return Ok(false);
+            }
             poke(addr, INT3);
         }
         Ok(true)
     }
 
     fn remove_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
-        match self.breakpoints.remove(&addr) {
-            Some(byte) => {
+        match self.breakpoints.iter().position(|(a, _)| *a == addr) {
+            Some(i) => {
+                let (_, byte) = self.breakpoints.swap_remove(i);
                 poke(addr, byte);
                 Ok(true)
             }

@@ -34,6 +34,9 @@ pub fn plan(forwards: &[Forward]) -> Result<Vec<Plan>, String> {
         .iter()
         .map(|&forward| {
             if !forward.udp {
+                // QEMU binds it when the harness boots; a taken port is said now, clearly.
+                std::net::TcpListener::bind(("127.0.0.1", forward.host))
+                    .map_err(|e| format!("cannot listen on 127.0.0.1:{}/tcp: {e}", forward.host))?;
                 return Ok(Plan { forward, tcp_port: forward.host, udp: None });
             }
             let udp = UdpSocket::bind(("127.0.0.1", forward.host))

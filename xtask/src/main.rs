@@ -3,6 +3,7 @@
 //! ```text
 //! cargo xtask build <app> [--debug]
 //! cargo xtask run <app> [--debug] [--timeout SECS] [-- <guest command line>…]
+//! cargo xtask debug <app> [--debug] [--batch FILE] [-- <guest command line>…]
 //! cargo xtask xl <xl arguments>…
 //! cargo xtask test [--integration-only] [CASE-FILTER]
 //! cargo xtask bench [echo]
@@ -11,6 +12,7 @@
 //!
 //! Modules: `build` (image + xl config), `assets` (Xen, dom0 kernel and initramfs), `harness`
 //! (the QEMU machine), `agent` (client of dom0's agent), `guest` (one guest run in dom0),
+//! `debug` (gdb attached to a guest),
 //! `tests` (the test command and its integration cases), `bench` (benchmarks against a Linux
 //! guest), `fuzz` (the `cargo fuzz` targets).
 
@@ -18,6 +20,7 @@ mod agent;
 mod assets;
 mod bench;
 mod build;
+mod debug;
 mod forward;
 mod fuzz;
 mod guest;
@@ -37,6 +40,9 @@ usage:
   cargo xtask run <app> [--debug] [--timeout SECS] [-- <args>…]
       build, boot Xen + dom0 in QEMU, run the app with <args> as its command line,
       stream its console; exit 0 when it powers off
+  cargo xtask debug <app> [--debug] [--batch FILE] [-- <args>…]
+      run the app with gdb=wait and attach gdb (with the image's symbols) to its stub;
+      --batch runs gdb on a command file; the guest is destroyed when gdb quits
   cargo xtask xl <args>…
       run `xl <args>` in the dom0 of the harness a running `cargo xtask run` started
   cargo xtask test [--integration-only] [FILTER]
@@ -78,6 +84,11 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
         "run" => {
             let (app, debug, timeout, guest_args) = parse_app_args(rest, true)?;
             cmd_run(&app, debug, timeout, &guest_args)
+        }
+        "debug" => {
+            let (batch, rest) = take_batch(rest)?;
+            let (app, dev, _, guest_args) = parse_app_args(&rest, false)?;
+            debug::run(&debug::DebugOptions { app, dev, batch, guest_args })
         }
         "xl" => cmd_xl(rest),
         "test" => {
@@ -140,6 +151,24 @@ fn parse_app_args(
     }
     let app = app.ok_or_else(|| format!("which app?\n{USAGE}"))?;
     Ok((app, debug, timeout, iter.cloned().collect()))
+}
+
+/// Takes `--batch FILE` out of `debug`'s arguments (before any `--`).
+fn take_batch(args: &[String]) -> Result<(Option<PathBuf>, Vec<String>), String> {
+    let mut batch = None;
+    let mut rest = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--" => {
+                rest.push(arg.clone());
+                rest.extend(iter.by_ref().cloned());
+            }
+            "--batch" => batch = Some(PathBuf::from(iter.next().ok_or("--batch needs a gdb command file")?)),
+            _ => rest.push(arg.clone()),
+        }
+    }
+    Ok((batch, rest))
 }
 
 /// Parses `[TARGET] [--seconds N]`.
@@ -214,7 +243,7 @@ fn cmd_run(
 }
 
 /// The guest's IPv4 address from the runtime's `net: A.B.C.D/N …` log line.
-fn guest_ipv4(line: &str) -> Option<std::net::Ipv4Addr> {
+pub fn guest_ipv4(line: &str) -> Option<std::net::Ipv4Addr> {
     let rest = &line[line.find("net: ")? + 5..];
     rest.split('/').next()?.parse().ok()
 }
@@ -313,6 +342,14 @@ mod cli_tests {
         assert!(parse_app_args(&strings(&["hello", "extra"]), true).is_err());
         assert!(parse_app_args(&strings(&["--debug"]), true).is_err());
         assert!(parse_app_args(&strings(&["hello", "--timeout", "1"]), false).is_err());
+    }
+
+    #[test]
+    fn debug_args() {
+        let (batch, rest) = take_batch(&strings(&["web", "--batch", "t.gdb", "--", "--batch", "x"])).unwrap();
+        assert_eq!(batch, Some(PathBuf::from("t.gdb")));
+        assert_eq!(rest, ["web", "--", "--batch", "x"]);
+        assert!(take_batch(&strings(&["web", "--batch"])).is_err());
     }
 
     #[test]

@@ -383,6 +383,15 @@ pub fn cases() -> Vec<Case> {
             ],
             driver: Some(drive_dns),
         },
+        Case {
+            name: "gdb_breaks_in_the_web_handler",
+            app: "web",
+            args: &["gdb=wait"],
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Contains(crate::debug::WAITING_LINE), Contains("web: serving")],
+            driver: Some(crate::debug::web_case_driver),
+        },
     ]
 }
 

@@ -1,8 +1,7 @@
 //! `mote-agent forward tcp|udp-over-tcp PORT TARGET`: relays what reaches
-//! dom0's TCP PORT to TARGET (`ip:port`, a guest on xenbr0, or for `tcp`
-//! `unix:PATH`, a Unix socket in dom0 such as `vchan-socket-proxy`'s), so
-//! that with QEMU's `hostfwd` from 127.0.0.1 a guest service is reachable
-//! from the host's loopback. Runs until killed.
+//! dom0's TCP PORT to TARGET (`ip:port`, a guest on xenbr0), so that with
+//! QEMU's `hostfwd` from 127.0.0.1 a guest service is reachable from the
+//! host's loopback. Runs until killed.
 //!
 //! `tcp` relays connections. `udp-over-tcp` carries datagrams: QEMU's
 //! restricted user network does not return UDP replies to the host, so
@@ -13,30 +12,24 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::thread;
 
 /// Parses the arguments and runs the relay; the process's exit status.
 pub fn main(args: &[String]) -> i32 {
-    let usage = "usage: mote-agent forward tcp|udp-over-tcp PORT TARGET_IP:PORT | mote-agent forward tcp PORT unix:PATH";
+    let usage = "usage: mote-agent forward tcp|udp-over-tcp PORT TARGET_IP:PORT";
     let [proto, port, target] = args else {
         eprintln!("{usage}");
         return 2;
     };
-    let Ok(port) = port.parse::<u16>() else {
-        eprintln!("mote-agent forward: bad port {port:?}; {usage}");
+    let (Ok(port), Ok(target)) = (port.parse::<u16>(), target.parse::<SocketAddr>()) else {
+        eprintln!("mote-agent forward: bad port {port:?} or target {target:?}; {usage}");
         return 2;
     };
-    let result = match (proto.as_str(), Target::parse(target)) {
-        (_, None) => {
-            eprintln!("mote-agent forward: bad target {target:?}; {usage}");
-            return 2;
-        }
-        ("tcp", Some(target)) => tcp(port, target),
-        ("udp-over-tcp", Some(Target::Inet(target))) => udp_over_tcp(port, target),
+    let result = match proto.as_str() {
+        "tcp" => tcp(port, target),
+        "udp-over-tcp" => udp_over_tcp(port, target),
         _ => {
-            eprintln!("mote-agent forward: protocol {proto:?} cannot go to {target:?}; {usage}");
+            eprintln!("mote-agent forward: unknown protocol {proto:?}; {usage}");
             return 2;
         }
     };
@@ -49,49 +42,13 @@ pub fn main(args: &[String]) -> i32 {
     }
 }
 
-/// Where a TCP relay leads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Target {
-    Inet(SocketAddr),
-    Unix(PathBuf),
-}
-
-impl Target {
-    fn parse(text: &str) -> Option<Target> {
-        match text.strip_prefix("unix:") {
-            Some(path) if path.starts_with('/') => Some(Target::Unix(path.into())),
-            Some(_) => None,
-            None => text.parse().ok().map(Target::Inet),
-        }
-    }
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::Inet(addr) => write!(f, "{addr}"),
-            Target::Unix(path) => write!(f, "unix:{}", path.display()),
-        }
-    }
-}
-
-fn tcp(port: u16, target: Target) -> io::Result<()> {
+fn tcp(port: u16, target: SocketAddr) -> io::Result<()> {
     let listener = TcpListener::bind(("0.0.0.0", port))?;
     println!("forward: tcp {port} -> {target}");
     for client in listener.incoming() {
         let client = client?;
-        let target = target.clone();
         thread::spawn(move || {
-            let result = match &target {
-                Target::Inet(addr) => TcpStream::connect(addr).and_then(|up| {
-                    let _ = up.set_nodelay(true);
-                    relay_tcp(client, up.try_clone()?, up)
-                }),
-                Target::Unix(path) => {
-                    UnixStream::connect(path).and_then(|up| relay_tcp(client, up.try_clone()?, up))
-                }
-            };
-            if let Err(e) = result {
+            if let Err(e) = relay_tcp(client, target) {
                 eprintln!("forward: tcp connection to {target}: {e}");
             }
         });
@@ -99,37 +56,19 @@ fn tcp(port: u16, target: Target) -> io::Result<()> {
     Ok(())
 }
 
-/// The sending half of a stream, closable on its own.
-trait HalfClose: Write {
-    fn close_write(&self);
-}
-
-impl HalfClose for TcpStream {
-    fn close_write(&self) {
-        let _ = self.shutdown(Shutdown::Write);
-    }
-}
-
-impl HalfClose for UnixStream {
-    fn close_write(&self) {
-        let _ = self.shutdown(Shutdown::Write);
-    }
-}
-
 /// Copies both ways until each side has closed its sending half.
-fn relay_tcp<U>(client: TcpStream, mut u_read: U, mut u_write: U) -> io::Result<()>
-where
-    U: Read + HalfClose + Send + 'static,
-{
+fn relay_tcp(client: TcpStream, target: SocketAddr) -> io::Result<()> {
+    let upstream = TcpStream::connect(target)?;
     let _ = client.set_nodelay(true);
-    let mut c_read = client.try_clone()?;
+    let _ = upstream.set_nodelay(true);
+    let (mut c_read, mut u_write) = (client.try_clone()?, upstream.try_clone()?);
     let up = thread::spawn(move || {
         let _ = io::copy(&mut c_read, &mut u_write);
-        u_write.close_write();
+        let _ = u_write.shutdown(Shutdown::Write);
     });
-    let mut c_write = client;
+    let (mut u_read, mut c_write) = (upstream, client);
     let _ = io::copy(&mut u_read, &mut c_write);
-    c_write.close_write();
+    let _ = c_write.shutdown(Shutdown::Write);
     let _ = up.join();
     Ok(())
 }
@@ -212,7 +151,7 @@ mod tests {
             s.write_all(&data).unwrap();
         });
         let port = free_port();
-        thread::spawn(move || tcp(port, Target::Inet(target)));
+        thread::spawn(move || tcp(port, target));
         thread::sleep(Duration::from_millis(100));
         let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
         let payload: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
@@ -249,33 +188,7 @@ mod tests {
     }
 
     #[test]
-    fn tcp_reaches_a_unix_socket() {
-        let path = std::env::temp_dir().join(format!("mote-agent-forward-{}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut buf = [0u8; 4];
-            s.read_exact(&mut buf).unwrap();
-            buf.reverse();
-            s.write_all(&buf).unwrap();
-        });
-        let port = free_port();
-        let target = Target::parse(&format!("unix:{}", path.display())).unwrap();
-        thread::spawn(move || tcp(port, target));
-        thread::sleep(Duration::from_millis(100));
-        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        c.write_all(b"$g#6").unwrap();
-        let mut back = [0u8; 4];
-        c.read_exact(&mut back).unwrap();
-        assert_eq!(&back, b"6#g$");
-        let _ = std::fs::remove_file(&path);
-    }
-
-    #[test]
     fn bad_arguments_are_usage_errors() {
-        assert_eq!(main(&["tcp".into(), "7".into(), "unix:relative".into()]), 2);
-        assert_eq!(main(&["udp-over-tcp".into(), "7".into(), "unix:/run/x.sock".into()]), 2);
         assert_eq!(main(&["tcp".into(), "x".into(), "10.0.0.2:7".into()]), 2);
         assert_eq!(main(&["sctp".into(), "7".into(), "10.0.0.2:7".into()]), 2);
         assert_eq!(main(&[]), 2);
