@@ -262,7 +262,11 @@ pub fn web_case_driver(d: &mut crate::tests::Driver) -> Result<(), String> {
     let output = collect_output(&mut gdb);
 
     let result = (|| {
-        let ip = crate::guest_ipv4(&d.wait_line("net: ")?).ok_or("no address in the net: line")?;
+        let ip = loop {
+            if let Some(ip) = crate::guest_ipv4(&d.wait_line("net: ")?) {
+                break ip;
+            }
+        };
         d.wait_line("web: serving")?;
         // A request of a known length: 40 bytes.
         let (tx, curl_events) = mpsc::channel();

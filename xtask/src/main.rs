@@ -4,6 +4,7 @@
 //! cargo xtask build <app> [--debug]
 //! cargo xtask run <app> [--debug] [--timeout SECS] [-- <guest command line>…]
 //! cargo xtask debug <app> [--debug] [--batch FILE] [-- <guest command line>…]
+//! cargo xtask symbolize <app> [FILE]
 //! cargo xtask xl <xl arguments>…
 //! cargo xtask test [--integration-only] [CASE-FILTER]
 //! cargo xtask bench [echo]
@@ -43,6 +44,9 @@ usage:
   cargo xtask debug <app> [--debug] [--batch FILE] [-- <args>…]
       run the app with gdb=wait and attach gdb (with the image's symbols) to its stub;
       --batch runs gdb on a command file; the guest is destroyed when gdb quits
+  cargo xtask symbolize <app> [FILE]
+      add function names and source lines to the addresses of a crash report (FILE or stdin,
+      e.g. a console log from a Xen host) from target/mote/<app>.debug.elf
   cargo xtask xl <args>…
       run `xl <args>` in the dom0 of the harness a running `cargo xtask run` started
   cargo xtask test [--integration-only] [FILTER]
@@ -90,6 +94,7 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
             let (app, dev, _, guest_args) = parse_app_args(&rest, false)?;
             debug::run(&debug::DebugOptions { app, dev, batch, guest_args })
         }
+        "symbolize" => cmd_symbolize(rest),
         "xl" => cmd_xl(rest),
         "test" => {
             let mut opts = tests::TestOptions { integration_only: false, filter: None };
@@ -246,6 +251,34 @@ fn cmd_run(
 pub fn guest_ipv4(line: &str) -> Option<std::net::Ipv4Addr> {
     let rest = &line[line.find("net: ")? + 5..];
     rest.split('/').next()?.parse().ok()
+}
+
+/// `cargo xtask symbolize <app> [FILE]`.
+fn cmd_symbolize(args: &[String]) -> Result<ExitCode, String> {
+    let (app, file) = match args {
+        [app] => (app, None),
+        [app, file] => (app, Some(file)),
+        _ => return Err(format!("`symbolize` takes an app and at most one file\n{USAGE}")),
+    };
+    build::app_meta(app)?;
+    let elf = mote_dir().join(format!("{app}.debug.elf"));
+    if !elf.is_file() {
+        return Err(format!("no {} (build it with `cargo xtask build {app}`)", elf.display()));
+    }
+    let text = match file {
+        Some(path) => std::fs::read(path).map_err(|e| format!("{path}: {e}"))?,
+        None => {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map_err(|e| format!("stdin: {e}"))?;
+            bytes
+        }
+    };
+    let symbols = symbolize::Symbolizer::new(&elf, &workspace_root());
+    let mut stdout = std::io::stdout().lock();
+    for line in String::from_utf8_lossy(&text).lines() {
+        let _ = writeln!(stdout, "{}", symbols.annotate(line.trim_end_matches('\r')));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `cargo xtask xl`.
