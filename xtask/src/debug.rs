@@ -226,13 +226,51 @@ fn spawn_waiter(mut child: Child, agent: Agent, app: &str) -> thread::JoinHandle
 /// bytes it read (`n` of them) to the HTTP connection.
 const WEB_BREAK_SOURCE: &str = "conn.feed(&buf[..n]);";
 
+/// gdb in batch mode against a case's guest, stopped in `gdb=wait`.
+struct BatchGdb {
+    child: Child,
+    output: mpsc::Receiver<String>,
+    _proxy: Exec,
+}
+
+impl BatchGdb {
+    /// Waits for the guest's stub, then starts the proxy, the bridge and gdb on `script`.
+    fn start(d: &mut crate::tests::Driver, script: &str) -> Result<BatchGdb, String> {
+        d.wait_line(WAITING_LINE)?;
+        let file = crate::mote_dir().join(format!("gdb-{}-case.gdb", d.name));
+        std::fs::write(&file, script).map_err(|e| format!("{}: {e}", file.display()))?;
+        let proxy = start_proxy(&d.agent, d.name)?;
+        let bridge = Bridge::start(d.agent, d.name, 0)?;
+        let debug_elf = crate::mote_dir().join(format!("{}.debug.elf", d.name));
+        let mut child = gdb_command(&debug_elf, bridge.port, Some(&file))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start gdb: {e}"))?;
+        let output = collect_output(&mut child);
+        Ok(BatchGdb { child, output, _proxy: proxy })
+    }
+
+    /// Waits (at most `limit`) for gdb to finish; its output, checked by `check`, and shown
+    /// under the case.
+    fn finish(mut self, limit: Duration, check: impl Fn(&str) -> Result<(), String>) -> Result<(), String> {
+        let status = wait_child(&mut self.child, limit);
+        let _ = self.child.kill();
+        let out = self.output.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+        let shown = out.lines().map(|l| format!("    gdb| {l}")).collect::<Vec<_>>().join("\n");
+        let status = status.map_err(|e| format!("{e}\ngdb printed:\n{shown}"))?;
+        check(&out).map_err(|e| format!("{e}\ngdb ({status}) printed:\n{shown}"))?;
+        println!("{shown}");
+        Ok(())
+    }
+}
+
 /// The integration case's driver (`gdb_breaks_in_the_web_handler`): with the web guest stopped
 /// in `gdb=wait`, gdb in batch mode sets a breakpoint in the request handler and continues;
 /// a request from dom0 hits it; gdb prints the backtrace, the handler's local `n` (the request's
 /// length), single-steps one instruction and detaches; the request is then answered.
 pub fn web_case_driver(d: &mut crate::tests::Driver) -> Result<(), String> {
-    let agent = d.agent;
-    d.wait_line(WAITING_LINE)?;
     let source = crate::workspace_root().join("apps/web/src/main.rs");
     let text = std::fs::read_to_string(&source).map_err(|e| format!("{}: {e}", source.display()))?;
     let line = text
@@ -240,62 +278,62 @@ pub fn web_case_driver(d: &mut crate::tests::Driver) -> Result<(), String> {
         .position(|l| l.contains(WEB_BREAK_SOURCE))
         .map(|i| i + 1)
         .ok_or_else(|| format!("{} has no line with {WEB_BREAK_SOURCE:?}", source.display()))?;
-    let script = crate::mote_dir().join("gdb-web-case.gdb");
-    std::fs::write(
-        &script,
-        format!(
+    let gdb = BatchGdb::start(
+        d,
+        &format!(
             "break apps/web/src/main.rs:{line}\ncontinue\nbt\nprint n\nprint/x $pc\nstepi\nprint/x $pc\n\
              delete\ndetach\n"
         ),
-    )
-    .map_err(|e| format!("{}: {e}", script.display()))?;
-
-    let _proxy = start_proxy(&agent, d.name)?;
-    let bridge = Bridge::start(agent, d.name, 0)?;
-    let debug_elf = crate::mote_dir().join(format!("{}.debug.elf", d.name));
-    let mut gdb = gdb_command(&debug_elf, bridge.port, Some(&script))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start gdb: {e}"))?;
-    let output = collect_output(&mut gdb);
-
-    let result = (|| {
-        let ip = loop {
-            if let Some(ip) = crate::guest_ipv4(&d.wait_line("net: ")?) {
-                break ip;
-            }
-        };
-        d.wait_line("web: serving")?;
-        // A request of a known length: 40 bytes.
-        let (tx, curl_events) = mpsc::channel();
-        let _curl = agent.spawn(
-            &format!("curl -s -m 100 -H 'Host: mote' -H 'User-Agent:' -H 'Accept:' http://{ip}/robots.txt 2>&1"),
-            (),
-            tx,
-        )?;
-        let status = wait_child(&mut gdb, Duration::from_secs(100))?;
-        let out = output.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
-        check_gdb_output(&out, line).map_err(|e| format!("{e}\ngdb ({status}) printed:\n{out}"))?;
-        let mut answer = Vec::new();
-        for ((), event) in curl_events.iter() {
-            match event {
-                Event::Output(chunk) => answer.extend_from_slice(&chunk),
-                Event::Exit(0) => break,
-                Event::Exit(s) => return Err(format!("curl exited with status {s} after gdb detached")),
-                Event::Failed(e) => return Err(format!("curl: {e}")),
-            }
+    )?;
+    let ip = loop {
+        if let Some(ip) = crate::guest_ipv4(&d.wait_line("net: ")?) {
+            break ip;
         }
-        let site = crate::workspace_root().join("apps/web/site/robots.txt");
-        let expected = std::fs::read(&site).map_err(|e| format!("{}: {e}", site.display()))?;
-        if answer != expected {
-            return Err(format!("curl got {:?}, expected robots.txt", String::from_utf8_lossy(&answer)));
+    };
+    d.wait_line("web: serving")?;
+    // A request of a known length: 40 bytes.
+    let (tx, curl_events) = mpsc::channel();
+    let _curl = d.agent.spawn(
+        &format!("curl -s -m 100 -H 'Host: mote' -H 'User-Agent:' -H 'Accept:' http://{ip}/robots.txt 2>&1"),
+        (),
+        tx,
+    )?;
+    gdb.finish(Duration::from_secs(100), |out| check_web_session(out, line))?;
+    let mut answer = Vec::new();
+    for ((), event) in curl_events.iter() {
+        match event {
+            Event::Output(chunk) => answer.extend_from_slice(&chunk),
+            Event::Exit(0) => break,
+            Event::Exit(s) => return Err(format!("curl exited with status {s} after gdb detached")),
+            Event::Failed(e) => return Err(format!("curl: {e}")),
         }
-        d.dom0(&format!("xl shutdown {}", d.name)).map(drop)
-    })();
-    let _ = gdb.kill();
-    result
+    }
+    let site = crate::workspace_root().join("apps/web/site/robots.txt");
+    let expected = std::fs::read(&site).map_err(|e| format!("{}: {e}", site.display()))?;
+    if answer != expected {
+        return Err(format!("curl got {:?}, expected robots.txt", String::from_utf8_lossy(&answer)));
+    }
+    d.dom0(&format!("xl shutdown {}", d.name)).map(drop)
+}
+
+/// The integration case's driver (`gdb_stops_on_a_page_fault`): the selftest guest reads an
+/// unmapped address under gdb; gdb stops there with SIGSEGV, shows where, and continuing ends
+/// the program, after which the guest prints its crash report and crashes.
+pub fn crash_case_driver(d: &mut crate::tests::Driver) -> Result<(), String> {
+    let gdb = BatchGdb::start(d, "continue\nbt\ncontinue\n")?;
+    gdb.finish(Duration::from_secs(100), |out| {
+        if !out.contains("Program received signal SIGSEGV") {
+            return Err("gdb did not stop with SIGSEGV".into());
+        }
+        let frames: Vec<&str> = out.lines().filter(|l| l.starts_with('#')).collect();
+        if !frames.iter().any(|f| f.contains("selftest::main")) {
+            return Err("the backtrace does not show selftest::main".into());
+        }
+        if !out.contains("Program terminated with signal SIGSEGV") {
+            return Err("continuing did not end the program".into());
+        }
+        Ok(())
+    })
 }
 
 /// gdb's stdout and stderr, whole, once it exits.
@@ -333,8 +371,8 @@ fn wait_child(child: &mut Child, limit: Duration) -> Result<ExitStatus, String> 
     }
 }
 
-/// What the case's gdb script must have printed.
-fn check_gdb_output(out: &str, line: usize) -> Result<(), String> {
+/// What the web case's gdb script must have printed.
+fn check_web_session(out: &str, line: usize) -> Result<(), String> {
     let at = format!("apps/web/src/main.rs:{line}");
     if !out.lines().any(|l| l.starts_with("Breakpoint 1, ") && l.contains(&at)) {
         return Err(format!("gdb did not stop at breakpoint 1 at {at}"));

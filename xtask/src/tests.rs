@@ -392,6 +392,15 @@ pub fn cases() -> Vec<Case> {
             checks: vec![Contains(crate::debug::WAITING_LINE), Contains("web: serving")],
             driver: Some(crate::debug::web_case_driver),
         },
+        Case {
+            name: "gdb_stops_on_a_page_fault",
+            app: "selftest",
+            args: &["test=pagefault", "gdb=wait"],
+            xl: &[],
+            reason: Reason::Crash,
+            checks: vec![Contains("EXCEPTION: page fault"), Contains("selftest::main at apps/selftest/src/main.rs")],
+            driver: Some(crate::debug::crash_case_driver),
+        },
     ]
 }
 
