@@ -14,7 +14,9 @@
 //! enter it, and so does any other exception, which gdb sees as a signal
 //! (SIGSEGV for a page fault…) before the crash report. While stopped it
 //! polls the vchan's event channel (`SCHEDOP_poll`), which works with
-//! interrupts off.
+//! interrupts off. While the code runs, gdb's Ctrl-C raises that event
+//! channel, and the upcall ([`on_upcall`]) stops the interrupted code with
+//! SIGINT.
 
 use crate::events;
 use crate::Instant;
@@ -62,6 +64,8 @@ enum Mode {
 struct Stub {
     machine: Option<GdbStubStateMachine<'static, Cpu, Link>>,
     cpu: Cpu,
+    /// The vchan's event channel (the machine owns the rest of the link).
+    port: Port,
 }
 
 static STUB: Mutex<Option<Stub>> = Mutex::new(None);
@@ -147,8 +151,6 @@ fn start() -> Result<DomId, InitError> {
         .ok_or(InitError::NoGrantTable)?
         .map_err(InitError::Grant)?;
     let port = event::alloc_unbound(dom0).map_err(InitError::Event)?;
-    // Polled in the stub, never delivered through the upcall.
-    events::mask(port);
     let domid = crate::xenstore::with(|xs| {
         use mote_xen::xenstore::Store;
         let domid = xs.domid()?;
@@ -162,7 +164,7 @@ fn start() -> Result<DomId, InitError> {
 
     let link = Link { server, port, out: Vec::with_capacity(OUT_CAPACITY) };
     let cpu = Cpu { frame: zero_frame(), resume: None, breakpoints: heapless::Vec::new() };
-    let mut stub = Stub { machine: None, cpu };
+    let mut stub = Stub { machine: None, cpu, port };
     let machine = GdbStub::new(link).run_state_machine(&mut stub.cpu).map_err(|_| InitError::Stub)?;
     stub.machine = Some(machine);
     *STUB.lock() = Some(stub);
@@ -260,10 +262,60 @@ fn on_exception(frame: &mut ExceptionFrame) -> bool {
     let Some(mut guard) = STUB.try_lock() else { return false };
     let Some(stub) = guard.as_mut() else { return false };
     stub.cpu.frame = *frame;
-    stub.cpu.resume = None;
     let (reason, resumable) = stop_reason(&mut stub.cpu);
+    stop(&mut guard, frame, Some(reason), resumable)
+}
+
+/// Called by every event upcall, with the interrupted code's state: bytes
+/// gdb sent while the code runs can only be a Ctrl-C, which stops it here.
+pub(crate) fn on_upcall(frame: &mut ExceptionFrame) {
+    if !active() {
+        return;
+    }
+    let Some(mut guard) = STUB.try_lock() else { return };
+    let Some(stub) = guard.as_mut() else { return };
+    if !events::take_fired(stub.port) {
+        return;
+    }
+    let Some(GdbStubStateMachine::Running(mut running)) = stub.machine.take() else {
+        return;
+    };
+    let machine = loop {
+        running.borrow_conn().server.want_data();
+        let byte = match running.borrow_conn().try_read_byte() {
+            Ok(Some(byte)) => byte,
+            Ok(None) => break Ok(running.into()),
+            Err(e) => break Err(SessionError::Link(e)),
+        };
+        match running.incoming_data(&mut stub.cpu, byte) {
+            Ok(GdbStubStateMachine::Running(still)) => running = still,
+            other => break other.map_err(SessionError::Stub),
+        }
+    };
+    match machine {
+        Ok(machine @ GdbStubStateMachine::CtrlCInterrupt(_)) => {
+            stub.machine = Some(machine);
+            stub.cpu.frame = *frame;
+            stop(&mut guard, frame, None, true);
+        }
+        Ok(machine) => stub.machine = Some(machine),
+        Err(e) => fail(&mut guard, e),
+    }
+}
+
+/// Holds the CPU while gdb looks at it: `report` (if any) tells a running
+/// session why; returns whether the code resumes (with `frame` as gdb left
+/// it) rather than going on to the crash report.
+fn stop(
+    guard: &mut Option<Stub>,
+    frame: &mut ExceptionFrame,
+    report: Option<SingleThreadStopReason<u64>>,
+    resumable: bool,
+) -> bool {
+    let Some(stub) = guard.as_mut() else { return false };
+    stub.cpu.resume = None;
     STOPPED.store(true, Ordering::Relaxed);
-    let outcome = session(stub, reason, resumable);
+    let outcome = session(stub, report, resumable);
     STOPPED.store(false, Ordering::Relaxed);
     match outcome {
         Ok(Outcome::Resume) => {
@@ -275,12 +327,17 @@ fn on_exception(frame: &mut ExceptionFrame) -> bool {
         }
         Ok(Outcome::Crash) => false,
         Err(e) => {
-            crate::console::print_fatal(format_args!("gdb: stub failed ({e}); debugging is off\n"));
-            ACTIVE.store(false, Ordering::SeqCst);
-            *guard = None;
+            fail(guard, e);
             false
         }
     }
+}
+
+/// Turns debugging off after the session broke.
+fn fail(guard: &mut Option<Stub>, e: SessionError) {
+    crate::console::print_fatal(format_args!("gdb: stub failed ({e}); debugging is off\n"));
+    ACTIVE.store(false, Ordering::SeqCst);
+    *guard = None;
 }
 
 /// What happens after a stop.
@@ -317,7 +374,7 @@ impl fmt::Display for SessionError {
 /// Talks with gdb until it resumes the CPU (or gives up on a crash).
 fn session(
     stub: &mut Stub,
-    reason: SingleThreadStopReason<u64>,
+    report: Option<SingleThreadStopReason<u64>>,
     resumable: bool,
 ) -> Result<Outcome, SessionError> {
     let cpu = &mut stub.cpu;
@@ -325,8 +382,10 @@ fn session(
     let Some(mut machine) = stub.machine.take() else { return Ok(Outcome::Crash) };
     // Tell a running session's gdb why we stopped; a session that is idle
     // (no gdb yet, or after a detach) answers gdb's `?` when it connects.
-    if let GdbStubStateMachine::Running(running) = machine {
-        machine = running.report_stop(cpu, reason)?;
+    if let Some(reason) = report {
+        if let GdbStubStateMachine::Running(running) = machine {
+            machine = running.report_stop(cpu, reason)?;
+        }
     }
     loop {
         machine = match machine {
@@ -341,7 +400,8 @@ fn session(
                 }
                 // Continuing from a crash cannot run the faulting code
                 // again: gdb hears the program ended, the crash report follows.
-                let ended = running.report_stop(cpu, SingleThreadStopReason::Terminated(signal_of(cpu.frame.vector)))?;
+                let ended = running
+                    .report_stop(cpu, SingleThreadStopReason::Terminated(signal_of(cpu.frame.vector)))?;
                 stub.machine = Some(ended);
                 return Ok(Outcome::Crash);
             }
@@ -458,7 +518,8 @@ impl SingleThreadBase for Cpu {
     fn write_registers(&mut self, regs: &X86_64CoreRegs) -> TargetResult<(), Self> {
         let f = &mut self.frame;
         let r = &regs.regs;
-        (f.rax, f.rbx, f.rcx, f.rdx, f.rsi, f.rdi, f.rbp, f.rsp) = (r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
+        (f.rax, f.rbx, f.rcx, f.rdx, f.rsi, f.rdi, f.rbp, f.rsp) =
+            (r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
         (f.r8, f.r9, f.r10, f.r11, f.r12, f.r13, f.r14, f.r15) =
             (r[8], r[9], r[10], r[11], r[12], r[13], r[14], r[15]);
         f.rip = regs.rip;
@@ -580,6 +641,16 @@ impl Link {
         sched::poll(self.port, deadline);
     }
 
+    /// A byte gdb sent, if one is there.
+    fn try_read_byte(&mut self) -> Result<Option<u8>, LinkError> {
+        let mut byte = [0u8];
+        let (n, notify) = self.server.read_some(&mut byte).map_err(LinkError::Ring)?;
+        if notify {
+            self.notify();
+        }
+        Ok((n == 1).then_some(byte[0]))
+    }
+
     fn notify(&self) {
         let _ = event::send(self.port);
     }
@@ -589,13 +660,8 @@ impl Link {
     fn read_byte(&mut self) -> Result<u8, LinkError> {
         loop {
             self.server.want_data();
-            let mut byte = [0u8];
-            let (n, notify) = self.server.read_some(&mut byte).map_err(LinkError::Ring)?;
-            if notify {
-                self.notify();
-            }
-            if n == 1 {
-                return Ok(byte[0]);
+            if let Some(byte) = self.try_read_byte()? {
+                return Ok(byte);
             }
             if let Client::Invalid(v) = self.server.client() {
                 return Err(LinkError::ClientState(v));

@@ -1,8 +1,8 @@
 //! Scheduler operations (`sched.h`): yielding the CPU, polling an event
 //! channel, shutting down.
 
-use crate::hypercall::{hypercall_2, op_with};
 use crate::event::Port;
+use crate::hypercall::{hypercall_2, op_with};
 use core::fmt;
 
 /// Why the domain shuts down (`SHUTDOWN_*` in `sched.h`); `xl` acts on it

@@ -269,7 +269,8 @@ fn cmd_symbolize(args: &[String]) -> Result<ExitCode, String> {
         Some(path) => std::fs::read(path).map_err(|e| format!("{path}: {e}"))?,
         None => {
             let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map_err(|e| format!("stdin: {e}"))?;
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                .map_err(|e| format!("stdin: {e}"))?;
             bytes
         }
     };

@@ -398,8 +398,20 @@ pub fn cases() -> Vec<Case> {
             args: &["test=pagefault", "gdb=wait"],
             xl: &[],
             reason: Reason::Crash,
-            checks: vec![Contains("EXCEPTION: page fault"), Contains("selftest::main at apps/selftest/src/main.rs")],
+            checks: vec![
+                Contains("EXCEPTION: page fault"),
+                Contains("selftest::main at apps/selftest/src/main.rs"),
+            ],
             driver: Some(crate::debug::crash_case_driver),
+        },
+        Case {
+            name: "gdb_interrupts_a_running_guest",
+            app: "selftest",
+            args: &["test=idle", "secs=20", "gdb=wait"],
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Line("idle: done")],
+            driver: Some(crate::debug::interrupt_case_driver),
         },
     ]
 }
