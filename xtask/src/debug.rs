@@ -12,6 +12,7 @@ use crate::harness::Harness;
 use crate::{assets, build, forward};
 use std::io;
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -187,7 +188,11 @@ pub fn run(opts: &DebugOptions) -> Result<ExitCode, String> {
             proxy = Some(start_proxy(&agent, &app)?);
             eprintln!("mote: gdb stub of {app} on 127.0.0.1:{} (target remote 127.0.0.1:{0})", bridge.port);
             let mut command = gdb_command(&image.debug_elf, bridge.port, opts.batch.as_deref());
-            command.stdin(if opts.batch.is_some() { Stdio::null() } else { Stdio::inherit() });
+            if opts.batch.is_some() {
+                command.stdin(Stdio::null());
+            } else {
+                give_gdb_the_terminal(&mut command);
+            }
             let child = command
                 .spawn()
                 .map_err(|e| format!("cannot start gdb: {e} (ci/install-host-deps.sh installs it)"))?;
@@ -215,12 +220,48 @@ fn describe(result: &Result<guest::Reason, String>) -> String {
     }
 }
 
+/// For an interactive gdb on a terminal: gdb gets a process group of its own and makes it the
+/// terminal's foreground group, so that Ctrl-C reaches gdb (which interrupts the guest) and not
+/// xtask (whose Ctrl-C handler ends the harness). [`take_back_the_terminal`] undoes it.
+fn give_gdb_the_terminal(command: &mut Command) {
+    // SAFETY: isatty has no preconditions.
+    if unsafe { libc::isatty(0) } != 1 {
+        return;
+    }
+    // SAFETY: the closure runs between fork and exec and makes only async-signal-safe calls
+    // (setpgid, signal, tcsetpgrp, getpid); it allocates nothing.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setpgid(0, 0);
+            // A background group's tcsetpgrp raises SIGTTOU, which would stop us.
+            libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+            libc::tcsetpgrp(0, libc::getpid());
+            libc::signal(libc::SIGTTOU, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+}
+
+/// Makes xtask's process group the terminal's foreground group again, after gdb.
+fn take_back_the_terminal() {
+    // SAFETY: isatty, signal, tcsetpgrp and getpgrp have no memory-safety preconditions;
+    // SIGTTOU is ignored only around the call that would raise it.
+    unsafe {
+        if libc::isatty(0) == 1 {
+            let previous = libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+            libc::tcsetpgrp(0, libc::getpgrp());
+            libc::signal(libc::SIGTTOU, previous);
+        }
+    }
+}
+
 /// Waits for gdb in a thread; when it exits, destroys the domain (which ends the guest's
 /// run and its console stream).
 fn spawn_waiter(mut child: Child, agent: Agent, app: &str) -> thread::JoinHandle<Option<ExitStatus>> {
     let app = app.to_owned();
     thread::spawn(move || {
         let status = child.wait().ok();
+        take_back_the_terminal();
         let _ = agent.run(&format!("xl destroy {} 2>/dev/null", sh_quote(&app)), Duration::from_secs(60));
         status
     })
