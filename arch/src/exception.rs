@@ -14,7 +14,7 @@ use x86_64::registers::control::Cr2;
 /// The state the entry stubs save, lowest address first: the general
 /// registers (pushed last), the vector and error code (pushed by the stub;
 /// zero when the CPU gives none), then the CPU's interrupt frame.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 #[repr(C)]
 pub struct ExceptionFrame {
     pub r15: u64,

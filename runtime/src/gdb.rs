@@ -163,7 +163,7 @@ fn start() -> Result<DomId, InitError> {
     .map_err(InitError::Store)?;
 
     let link = Link { server, port, out: Vec::with_capacity(OUT_CAPACITY) };
-    let cpu = Cpu { frame: zero_frame(), resume: None, breakpoints: heapless::Vec::new() };
+    let cpu = Cpu { frame: ExceptionFrame::default(), resume: None, breakpoints: heapless::Vec::new() };
     let mut stub = Stub { machine: None, cpu, port };
     let machine = GdbStub::new(link).run_state_machine(&mut stub.cpu).map_err(|_| InitError::Stub)?;
     stub.machine = Some(machine);
@@ -189,33 +189,6 @@ pub(crate) fn stop_for(signal: Signal) {
     if active() {
         NEXT_SIGNAL.store(signal.0, Ordering::SeqCst);
         x86_64::instructions::interrupts::int3();
-    }
-}
-
-fn zero_frame() -> ExceptionFrame {
-    ExceptionFrame {
-        r15: 0,
-        r14: 0,
-        r13: 0,
-        r12: 0,
-        r11: 0,
-        r10: 0,
-        r9: 0,
-        r8: 0,
-        rbp: 0,
-        rdi: 0,
-        rsi: 0,
-        rdx: 0,
-        rcx: 0,
-        rbx: 0,
-        rax: 0,
-        vector: 0,
-        error_code: 0,
-        rip: 0,
-        cs: 0,
-        rflags: 0,
-        rsp: 0,
-        ss: 0,
     }
 }
 
