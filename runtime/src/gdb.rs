@@ -4,9 +4,9 @@
 //!
 //! The stub speaks gdb's remote protocol (the `gdbstub` crate) over a vchan
 //! ([`mote_xen::vchan`]) advertised at `data/mote-gdb` in the domain's
-//! xenstore directory; `vchan-socket-proxy`, part of every Xen 4.14+
-//! install, turns it into a Unix socket in dom0 (`cargo xtask debug` does
-//! that and carries it to gdb on the host).
+//! xenstore directory; `vchan-socket-proxy`, one of Xen's own tools, turns
+//! it into a Unix socket in dom0 (`cargo xtask debug` does that and carries
+//! it to gdb on the host).
 //!
 //! The stub runs inside the CPU exception handler with interrupts off, so
 //! the whole domain is stopped while gdb looks at it: `int3` (gdb's

@@ -3,9 +3,10 @@
 //! over one granted page, advertised in xenstore as `<path>/ring-ref` and
 //! `<path>/event-channel`.
 //!
-//! Why vchan: every Xen host since 4.14 ships `vchan-socket-proxy`, which
-//! connects to such a server and relays it to a Unix socket in dom0, so a
-//! mote's side channel (the gdb stub) needs nothing installed in dom0.
+//! Why vchan: Xen's own tools include `vchan-socket-proxy` (Debian 12's
+//! `xen-utils-4.17` has it), which connects to such a server and relays it
+//! to a Unix socket in dom0, so a mote's side channel (the gdb stub) needs
+//! nothing installed in dom0.
 //!
 //! The page holds both rings' indices, their sizes, "live" flags and
 //! notification requests; with the in-page layout we use, the client's
