@@ -15,6 +15,7 @@ packages=(
     bind9-dnsutils  # dig, copied into dom0 for the DNS cases
     libvirt-clients libxml2-utils # virt-xml-validate (and its xmllint), checking the libvirt XML of `cargo xtask build`
     e2fsprogs       # mkfs.ext4 -d: cargo xtask disk, and the mote::fs tests
+    gdb             # cargo xtask debug, and its integration case
     libgcc-s1 libext2fs2 libuuid1 libzstd1 zlib1g liblzma5 libncurses6 libtinfo6 # xl's libraries
 )
 

@@ -1,9 +1,11 @@
 //! CPU exception reports.
 //!
-//! Every CPU exception is fatal for a mote: [`dispatch`] hands the saved
-//! state to the [`FatalHandler`] the kernel installed (which prints the
-//! report on the console and crashes the domain), or, before one is
-//! installed, prints it on the debug port and halts.
+//! Every CPU exception is fatal for a mote unless a debugger takes it:
+//! [`dispatch`] first offers the saved state to the [`DebugHandler`], if one
+//! is installed (the gdb stub: breakpoints, single steps, and stopping on a
+//! crash), then hands it to the [`FatalHandler`] the kernel installed (which
+//! prints the report on the console and crashes the domain), or, before one
+//! is installed, prints it on the debug port and halts.
 
 use core::fmt;
 use spin::Once;
@@ -12,7 +14,7 @@ use x86_64::registers::control::Cr2;
 /// The state the entry stubs save, lowest address first: the general
 /// registers (pushed last), the vector and error code (pushed by the stub;
 /// zero when the CPU gives none), then the CPU's interrupt frame.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 #[repr(C)]
 pub struct ExceptionFrame {
     pub r15: u64,
@@ -138,7 +140,28 @@ pub fn set_fatal_handler(handler: FatalHandler) {
     FATAL_HANDLER.call_once(|| handler);
 }
 
+/// A debugger's look at an exception: returns `true` when it handled it,
+/// and the interrupted code resumes with the frame as the handler left it.
+pub type DebugHandler = fn(&mut ExceptionFrame) -> bool;
+
+static DEBUG_HANDLER: Once<DebugHandler> = Once::new();
+
+/// Installs the debugger's exception handler (first call wins).
+pub fn set_debug_handler(handler: DebugHandler) {
+    DEBUG_HANDLER.call_once(|| handler);
+}
+
+/// `RFLAGS.TF`: a debug exception after the next instruction (single step).
+pub const RFLAGS_TF: u64 = 1 << 8;
+
+/// Breakpoint (`#BP`, from `int3`) and debug (`#DB`) exception vectors.
+pub const VECTOR_DEBUG: u64 = 1;
+pub const VECTOR_BREAKPOINT: u64 = 3;
+
 pub(crate) fn dispatch(frame: &mut ExceptionFrame) {
+    if DEBUG_HANDLER.get().is_some_and(|handler| handler(frame)) {
+        return;
+    }
     let report = Report { frame, cr2: Cr2::read_raw() };
     match FATAL_HANDLER.get() {
         Some(handler) => handler(&report),

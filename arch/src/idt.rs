@@ -72,12 +72,13 @@ extern "C" {
     static mote_isr_external: u8;
 }
 
-/// The external interrupt handler, as a `fn()` address (0: none).
+/// The external interrupt handler, as a `fn(&mut ExceptionFrame)` address (0: none).
 static EXTERNAL_HANDLER: AtomicUsize = AtomicUsize::new(0);
 
 /// Sets what runs, with interrupts disabled, when [`EXTERNAL_VECTOR`] fires.
-/// It must not block or take locks the interrupted code may hold.
-pub fn set_external_handler(handler: fn()) {
+/// It gets the interrupted code's state (a debugger may stop it there) and
+/// must not block or take locks the interrupted code may hold.
+pub fn set_external_handler(handler: fn(&mut ExceptionFrame)) {
     EXTERNAL_HANDLER.store(handler as usize, Ordering::Release);
 }
 
@@ -107,9 +108,10 @@ extern "C" fn mote_arch_exception(frame: &mut ExceptionFrame) {
     if frame.vector == u64::from(EXTERNAL_VECTOR) {
         let handler = EXTERNAL_HANDLER.load(Ordering::Acquire);
         if handler != 0 {
-            // SAFETY: only `set_external_handler` stores here, from a `fn()`.
-            let handler: fn() = unsafe { core::mem::transmute(handler) };
-            handler();
+            // SAFETY: only `set_external_handler` stores here, from a
+            // `fn(&mut ExceptionFrame)`.
+            let handler: fn(&mut ExceptionFrame) = unsafe { core::mem::transmute(handler) };
+            handler(frame);
         }
         return;
     }

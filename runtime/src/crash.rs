@@ -51,6 +51,8 @@ fn panic(info: &PanicInfo<'_>) -> ! {
         )),
         None => print_fatal(format_args!("PANIC: {}\n", info.message())),
     }
+    // Under a debugger, stop where the panic happened first.
+    crate::gdb::stop_for(gdbstub::common::Signal::SIGABRT);
     print_backtrace(cpu::frame_pointer());
     finish()
 }

@@ -18,10 +18,17 @@ static CLOCK: Once<Clock> = Once::new();
 static TIMER_PORT: Once<Port> = Once::new();
 static DEMUX: Demux = Demux::new();
 
-fn upcall() {
+fn upcall(frame: &mut mote_arch::exception::ExceptionFrame) {
     if let Some(shared) = SHARED.get() {
         DEMUX.scan(shared);
     }
+    crate::gdb::on_upcall(frame);
+}
+
+/// Takes `port`'s event if it fired (for the gdb stub's Ctrl-C, looked at
+/// from the upcall itself).
+pub(crate) fn take_fired(port: Port) -> bool {
+    DEMUX.take(port)
 }
 
 /// Maps shared info, routes upcalls to [`mote_arch::idt::EXTERNAL_VECTOR`],
@@ -118,6 +125,12 @@ pub fn block_any(ports: &[Port], deadline: Option<Instant>) -> Wake {
             return Wake::Event;
         }
     }
+}
+
+/// Takes the pending bit of `port` while interrupts are off and the port is
+/// polled (see [`mote_xen::sched::poll`]); true if it was set.
+pub(crate) fn take_pending(port: Port) -> bool {
+    SHARED.get().is_some_and(|shared| event::take_pending(shared, port))
 }
 
 /// Waits until `port` fires.

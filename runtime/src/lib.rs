@@ -5,7 +5,8 @@
 //! table, xenstore and the command line (`extra=` in the xl config), then
 //! calls the app's `main` (named with [`main!`]) and powers the domain off
 //! when it returns. A panic or CPU exception prints a report and crashes the
-//! domain, which `xl` reports as a crash.
+//! domain, which `xl` reports as a crash; with `gdb=wait` or `gdb=on` on the
+//! command line, a gdb stub stops there first (and at breakpoints).
 //!
 //! Async code runs on the runtime's [`executor`] (`block_on`, [`spawn`],
 //! the timers in [`time`]); [`net`] is a smoltcp network stack with async
@@ -43,6 +44,8 @@ mod crash;
 pub mod disk;
 #[cfg(target_os = "none")]
 pub mod events;
+#[cfg(target_os = "none")]
+mod gdb;
 #[cfg(target_os = "none")]
 pub mod grants;
 #[cfg(target_os = "none")]

@@ -29,6 +29,11 @@ impl Log for ConsoleLogger {
     }
 
     fn log(&self, record: &Record<'_>) {
+        // While the gdb stub holds the CPU, the stopped code may hold the
+        // console's lock: the stub's own messages (gdbstub's) are dropped.
+        if crate::gdb::stopped() {
+            return;
+        }
         let (level, target) = (record.level(), record.target());
         if SPEC.get().is_some_and(|spec| level <= spec.level(target)) {
             crate::println!("[{level:<5} {target}] {}", record.args());

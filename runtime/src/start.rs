@@ -125,6 +125,7 @@ extern "C" fn mote_start(start_info_paddr: u32) -> ! {
         Err(e) => log::error!("no grant table ({e}): pages cannot be shared with other domains"),
     }
     connect_xenstore();
+    crate::gdb::init(cmdline().get("gdb"));
 
     // In u64: formatting a u128 would bring its own code (1 KiB).
     let boot_us = u64::try_from(first_instruction.elapsed().as_micros()).unwrap_or(u64::MAX);

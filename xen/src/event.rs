@@ -132,6 +132,14 @@ pub fn mask(shared: &SharedInfo, port: Port) {
     shared.evtchn_mask[word].fetch_or(bit, Ordering::SeqCst);
 }
 
+/// Takes `port`'s pending bit straight from shared info: true if it was
+/// set. For a masked port that is polled ([`crate::sched::poll`]) rather than
+/// delivered through the upcall.
+pub fn take_pending(shared: &SharedInfo, port: Port) -> bool {
+    let (word, bit) = port.word_bit();
+    shared.evtchn_pending.get(word).is_some_and(|w| w.fetch_and(!bit, Ordering::SeqCst) & bit != 0)
+}
+
 /// Resumes delivery; Xen re-raises the upcall if an event came while masked.
 pub fn unmask(port: Port) -> Result<(), XenError> {
     evtchn_op(EVTCHNOP_UNMASK, &mut PortArg { port: port.0 }).map(drop)

@@ -8,8 +8,9 @@
 //! [`ring`] is the byte ring shared with backends, [`io_ring`] the
 //! request/response ring of PV devices, [`console`] drives the PV
 //! console ring, [`xenstore`] talks to xenstored, [`xenbus`] walks a PV
-//! device frontend through its handshake, [`sched`] yields and shuts
-//! the domain down. Structures mirror Xen's public headers, named in each
+//! device frontend through its handshake, [`sched`] yields, polls and shuts
+//! the domain down, [`vchan`] is the server end of a byte stream to a
+//! dom0 tool. Structures mirror Xen's public headers, named in each
 //! module; identifiers shared between them are in [`types`].
 #![cfg_attr(not(test), no_std)]
 
@@ -28,6 +29,7 @@ pub mod sched;
 pub mod shared_info;
 pub mod time;
 pub mod types;
+pub mod vchan;
 pub mod xenbus;
 pub mod xenstore;
 

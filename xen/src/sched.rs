@@ -1,5 +1,7 @@
-//! Scheduler operations (`sched.h`): yielding the CPU and shutting down.
+//! Scheduler operations (`sched.h`): yielding the CPU, polling an event
+//! channel, shutting down.
 
+use crate::event::Port;
 use crate::hypercall::{hypercall_2, op_with};
 use core::fmt;
 
@@ -27,6 +29,27 @@ impl fmt::Display for ShutdownReason {
 #[repr(C)]
 struct SchedShutdown {
     reason: u32,
+}
+
+/// `struct sched_poll`.
+#[repr(C)]
+struct SchedPoll {
+    ports: *const u32,
+    nr_ports: u32,
+    /// Absolute Xen system time in ns; 0: no timeout.
+    timeout: u64,
+}
+
+/// Blocks until `port` is pending or Xen system time reaches `deadline_ns`
+/// (`SCHEDOP_poll`). Unlike `hlt` it works with interrupts disabled and
+/// whether or not the port is masked, which is what a debugger stopped
+/// inside an exception handler needs.
+pub fn poll(port: Port, deadline_ns: u64) {
+    let ports = [port.0];
+    let mut arg = SchedPoll { ports: ports.as_ptr(), nr_ports: 1, timeout: deadline_ns };
+    // SAFETY: SCHEDOP_poll takes a `struct sched_poll` whose handle points
+    // at `nr_ports` ports, here a live local array of one.
+    let _ = unsafe { op_with(xen_sys::__HYPERVISOR_sched_op, xen_sys::SCHEDOP_poll, &mut arg) };
 }
 
 /// Gives the CPU back to Xen for a moment.

@@ -1,7 +1,7 @@
 //! Client of `mote-agent`, the dom0 side of the harness (docs/harness-protocol.md).
 //!
-//! One TCP connection carries one request (`EXEC` or `PUT`); the agent answers with frames of
-//! one tag byte, a big-endian `u32` length and the payload.
+//! One TCP connection carries one request (`EXEC`, `PUT` or `TUNNEL`); the agent answers with
+//! frames of one tag byte, a big-endian `u32` length and the payload.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -202,6 +202,22 @@ impl Agent {
             Some(Frame::Error(message)) => Err(format!("PUT {path}: agent error: {message}")),
             Some(Frame::Output(_)) => Err(format!("PUT {path}: unexpected output frame")),
             None => Err(format!("PUT {path}: agent closed the connection without an answer")),
+        }
+    }
+
+    /// A raw byte stream to the Unix socket at `path` in dom0 (the agent's `TUNNEL`).
+    pub fn tunnel(&self, path: &str) -> Result<TcpStream, String> {
+        let mut stream = self.connect()?;
+        let context = |e: io::Error| format!("TUNNEL {path}: {e}");
+        stream.write_all(format!("TUNNEL {path}\n").as_bytes()).map_err(context)?;
+        // Only the answer may take a while (the agent waits for the socket to appear).
+        stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(context)?;
+        let answer = read_frame(&mut stream).map_err(context)?;
+        stream.set_read_timeout(None).map_err(context)?;
+        match answer {
+            Some(Frame::Exit(0)) => Ok(stream),
+            Some(Frame::Error(message)) => Err(format!("TUNNEL {path}: agent error: {message}")),
+            other => Err(format!("TUNNEL {path}: unexpected answer {other:?}")),
         }
     }
 

@@ -4,6 +4,8 @@
 //! cargo xtask build <app> [--debug]
 //! cargo xtask run <app> [--debug] [--timeout SECS] [--disk IMAGE] [-- <guest command line>…]
 //! cargo xtask disk <dir> -o <image>
+//! cargo xtask debug <app> [--debug] [--batch FILE] [-- <guest command line>…]
+//! cargo xtask symbolize <app> [FILE]
 //! cargo xtask xl <xl arguments>…
 //! cargo xtask test [--integration-only] [CASE-FILTER]
 //! cargo xtask bench [NAME…]
@@ -13,6 +15,7 @@
 //!
 //! Modules: `build` (image + xl config), `assets` (Xen, dom0 kernel and initramfs), `harness`
 //! (the QEMU machine), `agent` (client of dom0's agent), `guest` (one guest run in dom0),
+//! `debug` (gdb attached to a guest),
 //! `tests` (the test command and its integration cases), `bench` (benchmarks and their
 //! report), `fuzz` (the `cargo fuzz` targets), `soak` (sustained load and heap high-water
 //! marks), `disk` (content disk images).
@@ -21,6 +24,7 @@ mod agent;
 mod assets;
 mod bench;
 mod build;
+mod debug;
 mod disk;
 mod forward;
 mod fuzz;
@@ -45,6 +49,12 @@ usage:
       as the guest's first disk (xvda)
   cargo xtask disk <dir> -o <image>
       write an ext4 image of <dir> (mkfs.ext4 -d) for --disk or an xl disk = [...]
+  cargo xtask debug <app> [--debug] [--batch FILE] [-- <args>…]
+      run the app with gdb=wait and attach gdb (with the image's symbols) to its stub;
+      --batch runs gdb on a command file; the guest is destroyed when gdb quits
+  cargo xtask symbolize <app> [FILE]
+      add function names and source lines to the addresses of a crash report (FILE or stdin,
+      e.g. a console log from a Xen host) from target/mote/<app>.debug.elf
   cargo xtask xl <args>…
       run `xl <args>` in the dom0 of the harness a running `cargo xtask run` started
   cargo xtask test [--integration-only] [FILTER]
@@ -94,6 +104,12 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
             disk::cmd(&dir, &out)?;
             Ok(ExitCode::SUCCESS)
         }
+        "debug" => {
+            let (batch, rest) = take_batch(rest)?;
+            let args = parse_app_args(&rest, false)?;
+            debug::run(&debug::DebugOptions { app: args.app, dev: args.debug, batch, guest_args: args.guest_args })
+        }
+        "symbolize" => cmd_symbolize(rest),
         "xl" => cmd_xl(rest),
         "test" => {
             let mut opts = tests::TestOptions { integration_only: false, filter: None };
@@ -177,6 +193,24 @@ fn parse_disk_args(args: &[String]) -> Result<(PathBuf, PathBuf), String> {
     }
 }
 
+/// Takes `--batch FILE` out of `debug`'s arguments (before any `--`).
+fn take_batch(args: &[String]) -> Result<(Option<PathBuf>, Vec<String>), String> {
+    let mut batch = None;
+    let mut rest = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--" => {
+                rest.push(arg.clone());
+                rest.extend(iter.by_ref().cloned());
+            }
+            "--batch" => batch = Some(PathBuf::from(iter.next().ok_or("--batch needs a gdb command file")?)),
+            _ => rest.push(arg.clone()),
+        }
+    }
+    Ok((batch, rest))
+}
+
 /// Parses `[TARGET] [--seconds N]`.
 fn parse_fuzz_args(args: &[String]) -> Result<(Option<String>, u64), String> {
     let mut target = None;
@@ -252,9 +286,38 @@ fn cmd_run(args: &AppArgs) -> Result<ExitCode, String> {
 }
 
 /// The guest's IPv4 address from the runtime's `net: A.B.C.D/N …` log line.
-fn guest_ipv4(line: &str) -> Option<std::net::Ipv4Addr> {
+pub fn guest_ipv4(line: &str) -> Option<std::net::Ipv4Addr> {
     let rest = &line[line.find("net: ")? + 5..];
     rest.split('/').next()?.parse().ok()
+}
+
+/// `cargo xtask symbolize <app> [FILE]`.
+fn cmd_symbolize(args: &[String]) -> Result<ExitCode, String> {
+    let (app, file) = match args {
+        [app] => (app, None),
+        [app, file] => (app, Some(file)),
+        _ => return Err(format!("`symbolize` takes an app and at most one file\n{USAGE}")),
+    };
+    build::app_meta(app)?;
+    let elf = mote_dir().join(format!("{app}.debug.elf"));
+    if !elf.is_file() {
+        return Err(format!("no {} (build it with `cargo xtask build {app}`)", elf.display()));
+    }
+    let text = match file {
+        Some(path) => std::fs::read(path).map_err(|e| format!("{path}: {e}"))?,
+        None => {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                .map_err(|e| format!("stdin: {e}"))?;
+            bytes
+        }
+    };
+    let symbols = symbolize::Symbolizer::new(&elf, &workspace_root());
+    let mut stdout = std::io::stdout().lock();
+    for line in String::from_utf8_lossy(&text).lines() {
+        let _ = writeln!(stdout, "{}", symbols.annotate(line.trim_end_matches('\r')));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `cargo xtask xl`.
@@ -363,6 +426,14 @@ mod cli_tests {
         assert_eq!(parse_disk_args(&strings(&["-o", "site.img", "site"])).unwrap(), want);
         assert!(parse_disk_args(&strings(&["site"])).is_err());
         assert!(parse_disk_args(&strings(&["site", "site.img"])).is_err());
+    }
+
+    #[test]
+    fn debug_args() {
+        let (batch, rest) = take_batch(&strings(&["web", "--batch", "t.gdb", "--", "--batch", "x"])).unwrap();
+        assert_eq!(batch, Some(PathBuf::from("t.gdb")));
+        assert_eq!(rest, ["web", "--", "--batch", "x"]);
+        assert!(take_batch(&strings(&["web", "--batch"])).is_err());
     }
 
     #[test]

@@ -447,6 +447,36 @@ pub fn cases() -> Vec<Case> {
             ],
             driver: Some(content::drive_dns),
         },
+        Case {
+            name: "gdb_breaks_in_the_web_handler",
+            app: "web",
+            args: &["gdb=wait"],
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Contains(crate::debug::WAITING_LINE), Contains("web: serving")],
+            driver: Some(crate::debug::web_case_driver),
+        },
+        Case {
+            name: "gdb_stops_on_a_page_fault",
+            app: "selftest",
+            args: &["test=pagefault", "gdb=wait"],
+            xl: &[],
+            reason: Reason::Crash,
+            checks: vec![
+                Contains("EXCEPTION: page fault"),
+                Contains("selftest::main at apps/selftest/src/main.rs"),
+            ],
+            driver: Some(crate::debug::crash_case_driver),
+        },
+        Case {
+            name: "gdb_interrupts_a_running_guest",
+            app: "selftest",
+            args: &["test=idle", "secs=20", "gdb=wait"],
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Line("idle: done")],
+            driver: Some(crate::debug::interrupt_case_driver),
+        },
     ]
 }
 

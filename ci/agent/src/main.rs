@@ -10,6 +10,9 @@
 //! - `PUT <absolute path> <length> <octal mode>\n<length bytes>`: write the file through a
 //!   temporary name and a rename (parents created), then answer `x` `0`. Blocks of zeros become
 //!   holes.
+//! - `TUNNEL <absolute path>\n`: connect to the Unix socket at that path (waiting up to 10 s
+//!   for it to appear in its existing directory), answer `x` `0`, and from then on relay raw bytes both ways (what
+//!   `cargo xtask debug` carries gdb's connection through).
 //!
 //! Replies are frames: a tag byte, a big-endian `u32` length, the payload. `e` reports a failure
 //! of the agent itself (bad request, spawn or I/O error).
@@ -28,6 +31,7 @@ use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Seek, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
@@ -168,6 +172,8 @@ pub enum Request {
     Exec(String),
     /// Write `len` bytes that follow the line to `path` with permission bits `mode`.
     Put { path: String, len: u64, mode: u32 },
+    /// Relay the connection to the Unix socket at this path.
+    Tunnel(String),
 }
 
 /// Parses a request line (without its `\n`).
@@ -191,6 +197,12 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
         }
         return Ok(Request::Put { path: path.to_owned(), len, mode });
     }
+    if let Some(path) = line.strip_prefix("TUNNEL ") {
+        if !path.starts_with('/') {
+            return Err(format!("TUNNEL path must be absolute: {path:?}"));
+        }
+        return Ok(Request::Tunnel(path.to_owned()));
+    }
     Err(format!("unknown request {line:?}"))
 }
 
@@ -207,6 +219,7 @@ fn handle(stream: TcpStream) {
             put(Path::new(&path), len, mode, &mut reader)?;
             Ok(write_frame(&mut writer, TAG_EXIT, b"0")?)
         }
+        Request::Tunnel(path) => tunnel(Path::new(&path), reader, &mut writer),
     });
     if let Err(message) = result {
         // Best effort: the client may be gone already.
@@ -214,6 +227,42 @@ fn handle(stream: TcpStream) {
     }
     // Also wakes the EXEC watcher thread, which holds a clone of the socket.
     let _ = writer.shutdown(Shutdown::Both);
+}
+
+/// How long `TUNNEL` waits for its socket to appear and accept.
+const TUNNEL_CONNECT: Duration = Duration::from_secs(10);
+
+/// `TUNNEL`: relays the client's connection to the Unix socket at `path`
+/// until either side closes. The socket may not exist yet (its server is
+/// starting): the connection is retried for [`TUNNEL_CONNECT`].
+fn tunnel(path: &Path, mut reader: BufReader<TcpStream>, writer: &mut TcpStream) -> Result<(), AgentError> {
+    let deadline = std::time::Instant::now() + TUNNEL_CONNECT;
+    let upstream = loop {
+        match UnixStream::connect(path) {
+            Ok(s) => break s,
+            // No such directory: nothing is about to create the socket there.
+            Err(e) if std::time::Instant::now() >= deadline || !path.parent().is_some_and(Path::exists) => {
+                return Err(AgentError::Message(format!("TUNNEL {}: {e}", path.display())))
+            }
+            Err(_) => thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    write_frame(writer, TAG_EXIT, b"0")?;
+    let mut up_write = upstream.try_clone()?;
+    // Bytes the client sent right after the request line are already buffered.
+    up_write.write_all(reader.buffer())?;
+    let buffered = reader.buffer().len();
+    reader.consume(buffered);
+    let mut client_read = reader.into_inner();
+    let up = thread::spawn(move || {
+        let _ = io::copy(&mut client_read, &mut up_write);
+        let _ = up_write.shutdown(Shutdown::Write);
+    });
+    let mut up_read = upstream;
+    let _ = io::copy(&mut up_read, writer);
+    let _ = writer.shutdown(Shutdown::Write);
+    let _ = up.join();
+    Ok(())
 }
 
 /// Reads and parses the request line.
@@ -605,6 +654,47 @@ mod tests {
         assert_eq!(output, data);
         assert_eq!(end, (TAG_EXIT, "0".into()));
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tunnel_relays_both_ways_to_a_unix_socket() {
+        let addr = start_agent();
+        let dir = scratch_dir("tunnel");
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gdb.sock");
+        let socket_path = path.clone();
+        // The socket appears after the request: the agent waits for it.
+        let server = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(300));
+            let listener = std::os::unix::net::UnixListener::bind(&socket_path).unwrap();
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 8];
+            s.read_exact(&mut buf).unwrap();
+            buf.reverse();
+            s.write_all(&buf).unwrap();
+        });
+        let mut stream = TcpStream::connect(addr).unwrap();
+        // The first bytes travel in the same write as the request line.
+        stream.write_all(format!("TUNNEL {}\n$g#6", path.display()).as_bytes()).unwrap();
+        assert_eq!(read_frame(&mut stream).unwrap(), Some((TAG_EXIT, b"0".to_vec())));
+        stream.write_all(b"+$?#").unwrap();
+        let mut back = [0u8; 8];
+        stream.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"#?$+6#g$");
+        server.join().unwrap();
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tunnel_to_nothing_is_an_error() {
+        let addr = start_agent();
+        let frames = roundtrip(addr, b"TUNNEL /nonexistent/mote.sock\n");
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].0, TAG_ERROR);
+        assert!(parse_request("TUNNEL relative.sock").is_err());
     }
 
     #[test]
