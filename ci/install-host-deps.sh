@@ -13,6 +13,8 @@ packages=(
     grep mawk findutils coreutils
     libc-bin        # ldd, ldconfig
     bind9-dnsutils  # dig, copied into dom0 for the DNS cases
+    nsd             # the reference server of the DNS differential test (dns/tests/nsd.rs)
+    dnsperf         # the DNS benchmark's load generator, copied into dom0
     libgcc-s1 libext2fs2 libuuid1 libzstd1 zlib1g liblzma5 libncurses6 libtinfo6 # xl's libraries
 )
 
@@ -28,5 +30,12 @@ fi
 
 echo "install-host-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Debian starts the daemons it installs (nsd on port 53); the tests run their own NSD on a
+# loopback port, so none is started here.
+if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
