@@ -211,4 +211,4 @@ fn emit(w: &mut Writer, rr: &Rr<'_>) -> u16 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

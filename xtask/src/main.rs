@@ -1,8 +1,8 @@
 //! `cargo xtask`: builds mote images and runs them under Xen in an emulated machine.
 //!
 //! ```text
-//! cargo xtask build <app> [--debug]
-//! cargo xtask run <app> [--debug] [--timeout SECS] [-- <guest command line>…]
+//! cargo xtask build <app> [--debug] [--zone FILE…]
+//! cargo xtask run <app> [--debug] [--timeout SECS] [--zone FILE…] [-- <guest command line>…]
 //! cargo xtask xl <xl arguments>…
 //! cargo xtask test [--integration-only] [CASE-FILTER]
 //! cargo xtask bench [echo]
@@ -24,6 +24,7 @@ mod guest;
 mod harness;
 mod symbolize;
 mod tests;
+mod zones;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -32,9 +33,10 @@ use std::time::Duration;
 
 const USAGE: &str = "\
 usage:
-  cargo xtask build <app> [--debug]
-      build apps/<app> into target/mote/<app>.elf (stripped), <app>.debug.elf and <app>.cfg
-  cargo xtask run <app> [--debug] [--timeout SECS] [-- <args>…]
+  cargo xtask build <app> [--debug] [--zone FILE…]
+      build apps/<app> into target/mote/<app>.elf (stripped), <app>.debug.elf and <app>.cfg;
+      for dns, --zone embeds these master files instead of the sample zone (checked first)
+  cargo xtask run <app> [--debug] [--timeout SECS] [--zone FILE…] [-- <args>…]
       build, boot Xen + dom0 in QEMU, run the app with <args> as its command line,
       stream its console; exit 0 when it powers off
   cargo xtask xl <args>…
@@ -68,16 +70,19 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
     };
     match command.as_str() {
         "build" => {
-            let (app, debug, _, guest_args) = parse_app_args(rest, false)?;
+            let (rest, zones) = zones::take(rest)?;
+            let (app, debug, _, guest_args) = parse_app_args(&rest, false)?;
             if !guest_args.is_empty() {
                 return Err("`build` takes no guest arguments".into());
             }
-            build::build(&app, debug)?;
+            build::build_with(&app, debug, &build_env(&app, &zones)?)?;
             Ok(ExitCode::SUCCESS)
         }
         "run" => {
-            let (app, debug, timeout, guest_args) = parse_app_args(rest, true)?;
-            cmd_run(&app, debug, timeout, &guest_args)
+            let (rest, zones) = zones::take(rest)?;
+            let (app, debug, timeout, guest_args) = parse_app_args(&rest, true)?;
+            let env = build_env(&app, &zones)?;
+            cmd_run(&app, debug, timeout, &env, &guest_args)
         }
         "xl" => cmd_xl(rest),
         "test" => {
@@ -111,6 +116,15 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         other => Err(format!("unknown command {other:?}\n{USAGE}")),
+    }
+}
+
+/// The build-script variables of `--zone` (dns only), the files checked first.
+fn build_env(app: &str, zones: &[PathBuf]) -> Result<Vec<(&'static str, std::ffi::OsString)>, String> {
+    match (app, zones) {
+        (_, []) => Ok(Vec::new()),
+        ("dns", zones) => Ok(vec![(zones::ENV, zones::check(zones)?)]),
+        _ => Err(format!("--zone is an option of the dns app, not of {app}")),
     }
 }
 
@@ -170,10 +184,11 @@ fn cmd_run(
     app: &str,
     debug: bool,
     timeout: Option<Duration>,
+    env: &[(&str, std::ffi::OsString)],
     guest_args: &[String],
 ) -> Result<ExitCode, String> {
     guest::extra_value(guest_args)?;
-    let image = build::build(app, debug)?;
+    let image = build::build_with(app, debug, env)?;
     assets::install_host_deps()?;
     let assets = assets::ensure()?;
     let mut forwards = forward::plan(&image.meta.forward)?;

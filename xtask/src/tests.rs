@@ -378,7 +378,7 @@ pub fn cases() -> Vec<Case> {
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![
-                Contains("(udp/53 tcp/53): example.com."),
+                Contains("(udp/53 tcp/53): example.com. test."),
                 Line("dns: Poweroff requested, stopping"),
             ],
             driver: Some(drive_dns),
@@ -688,6 +688,31 @@ const DIG_CHECKS: &[DigCheck] = &[
         records: &["alice.users.example.com. 3600 IN TXT \"a wildcard answer\""],
     },
     DigCheck { args: "www.example.org A", status: "REFUSED", authoritative: false, records: &[] },
+    // dns/tests/zones/test.zone, embedded with `--zone`.
+    DigCheck {
+        args: "DeEp.TeSt A",
+        status: "NOERROR",
+        authoritative: true,
+        records: &[
+            "DeEp.TeSt. 3600 IN CNAME blog.TeSt.",
+            "blog.TeSt. 3600 IN CNAME web.TeSt.",
+            "web.TeSt. 3600 IN CNAME www.TeSt.",
+            "www.TeSt. 600 IN A 192.0.2.80",
+        ],
+    },
+    DigCheck {
+        args: "odd.test TYPE65280",
+        status: "NOERROR",
+        authoritative: true,
+        records: &["odd.test. 3600 IN TYPE65280 \\# 4 DEADBEEF"],
+    },
+    DigCheck {
+        args: "a.b.c.ent.test A",
+        status: "NOERROR",
+        authoritative: true,
+        records: &["a.b.c.ent.test. 3600 IN A 192.0.2.7"],
+    },
+    DigCheck { args: "x.c.ent.test A", status: "NXDOMAIN", authoritative: true, records: &[] },
 ];
 
 /// Runs `dig @ip +norec <args>` in dom0 and checks its output against `check`.
@@ -1378,6 +1403,19 @@ fn target_only_packages() -> Result<Vec<String>, String> {
     Ok(packages)
 }
 
+/// The zones the dns cases are served, through `--zone`: the sample and the NSD
+/// differential test's zone.
+const DNS_ZONES: &[&str] = &["apps/dns/zones/example.com.zone", "dns/tests/zones/test.zone"];
+
+/// An app's image for the cases; the dns app's with [`DNS_ZONES`].
+fn build_for_cases(app: &str) -> Result<Image, String> {
+    if app != "dns" {
+        return build::build(app, false);
+    }
+    let zones: Vec<std::path::PathBuf> = DNS_ZONES.iter().map(|z| workspace_root().join(z)).collect();
+    build::build_with(app, false, &[(crate::zones::ENV, crate::zones::check(&zones)?)])
+}
+
 /// Builds the images, boots one harness, runs `cases`; returns (passed, failed).
 fn integration(cases: &[Case]) -> (usize, usize) {
     let fail_all = |why: &str| {
@@ -1391,7 +1429,7 @@ fn integration(cases: &[Case]) -> (usize, usize) {
     }
     let mut images: BTreeMap<&str, Result<Image, String>> = BTreeMap::new();
     for case in cases {
-        images.entry(case.app).or_insert_with(|| build::build(case.app, false));
+        images.entry(case.app).or_insert_with(|| build_for_cases(case.app));
     }
     let assets = match assets::ensure() {
         Ok(a) => a,
