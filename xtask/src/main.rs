@@ -5,7 +5,7 @@
 //! cargo xtask run <app> [--debug] [--timeout SECS] [--zone FILE…] [-- <guest command line>…]
 //! cargo xtask xl <xl arguments>…
 //! cargo xtask test [--integration-only] [CASE-FILTER]
-//! cargo xtask bench [echo]
+//! cargo xtask bench [echo|dns]
 //! cargo xtask fuzz [TARGET] [--seconds N]
 //! ```
 //!
@@ -17,6 +17,7 @@
 mod agent;
 mod assets;
 mod bench;
+mod bench_dns;
 mod build;
 mod forward;
 mod fuzz;
@@ -44,9 +45,9 @@ usage:
   cargo xtask test [--integration-only] [FILTER]
       host packages, host unit tests, then the integration cases (whose name contains FILTER)
       under Xen
-  cargo xtask bench [echo]
-      measure the echo mote against a Linux PVH guest in the harness and print both and the
-      ratio
+  cargo xtask bench [echo|dns]
+      measure the echo mote (or the dns mote, with dnsperf) against a Linux PVH guest (for dns,
+      NSD in it) in the harness and print both and the ratio
 
   cargo xtask fuzz [TARGET] [--seconds N]
       run each fuzz target in fuzz/ (or TARGET) for N seconds (default 60) with

@@ -1,0 +1,307 @@
+//! `cargo xtask bench dns`: dnsperf in dom0 against the dns mote and against NSD in the Linux
+//! PVH guest (ci/linux-guest, `mote.nsd`), both serving the dns app's sample zone, in one
+//! harness. Each round boots the mote, then Linux, runs dnsperf for [`SECONDS`] with
+//! [`OUTSTANDING`] queries in flight over [`QUERIES`] and shuts the guest down; the table shows
+//! the median of the rounds and the ratio mote/NSD. Only a measurement that could not be taken
+//! fails the command; no figure is judged.
+
+use crate::agent::{sh_quote, Agent};
+use crate::assets;
+use crate::bench::{environment, field, median, upload_linux, LINUX_DIR, RUN_LIMIT, STEP_LIMIT};
+use crate::build::{self, Image};
+use crate::guest::{self, Reason};
+use crate::harness::Harness;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Rounds; each figure is their median.
+const ROUNDS: usize = 3;
+/// Length of one dnsperf run.
+const SECONDS: u32 = 10;
+/// Queries dnsperf keeps in flight.
+const OUTSTANDING: u32 = 10;
+/// The query mix, over the sample zone (apps/dns/zones/example.com.zone): answers, a CNAME
+/// chain, a wildcard, a referral, NXDOMAIN, NODATA and a name outside the zone.
+const QUERIES: &str = "www.example.com A\nwww.example.com AAAA\nmail.example.com A\n\
+                       example.com MX\nexample.com NS\nblog.example.com A\n\
+                       alice.users.example.com TXT\nhost.lab.example.com A\n\
+                       nope.example.com A\nwww.example.com MX\nwww.example.org A\n";
+/// Where the query file goes in dom0.
+const QUERY_FILE: &str = "/tmp/dns-queries.txt";
+
+/// One round's figures for one server.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DnsFigures {
+    pub queries_per_second: f64,
+    /// Percentage of the queries sent that got no answer.
+    pub lost_percent: f64,
+    /// Latency percentiles over every answered query, in ms.
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// xl create until the server printed that it serves, in s.
+    pub boot_s: f64,
+    pub memory_mib: f64,
+}
+
+/// Name, unit, whether higher is better, decimals, and the figure.
+type Metric = (&'static str, &'static str, bool, usize, fn(&DnsFigures) -> f64);
+
+const METRICS: [Metric; 8] = [
+    ("queries answered per second", "q/s", true, 0, |f| f.queries_per_second),
+    ("queries lost", "%", false, 2, |f| f.lost_percent),
+    ("latency, median", "ms", false, 2, |f| f.p50_ms),
+    ("latency, p90", "ms", false, 2, |f| f.p90_ms),
+    ("latency, p99", "ms", false, 2, |f| f.p99_ms),
+    ("latency, max", "ms", false, 2, |f| f.max_ms),
+    ("xl create to serving", "s", false, 1, |f| f.boot_s),
+    ("guest memory, xl memory=", "MiB", false, 0, |f| f.memory_mib),
+];
+
+/// Every round's figures of both servers, and what could not be measured.
+pub struct DnsReport {
+    pub environment: String,
+    pub mote: Vec<DnsFigures>,
+    pub nsd: Vec<DnsFigures>,
+    pub failures: Vec<String>,
+}
+
+/// A guest under test.
+struct Subject {
+    label: &'static str,
+    image: Image,
+    args: Vec<String>,
+    xl: Vec<String>,
+    ip: &'static str,
+    ready: &'static str,
+}
+
+/// `cargo xtask bench dns`: measures, prints the table; whether every measurement was taken.
+pub fn run() -> Result<bool, String> {
+    let report = measure()?;
+    println!("{}", table(&report));
+    for failure in &report.failures {
+        println!("not measured: {failure}");
+    }
+    Ok(report.failures.is_empty())
+}
+
+/// Boots the harness and measures [`ROUNDS`] rounds of both servers.
+pub fn measure() -> Result<DnsReport, String> {
+    let mote = build::build("dns", false)?;
+    assets::install_host_deps()?;
+    let assets = assets::ensure()?;
+    let linux_initrd = assets::linux_guest_initrd(&assets)?;
+    let harness = Harness::boot(&assets, &[])?;
+    let agent = harness.agent();
+    guest::upload(&agent, &mote)?;
+    let linux = upload_linux(&agent, &assets, &linux_initrd)?;
+    agent.put(QUERY_FILE, QUERIES.as_bytes(), 0o644, STEP_LIMIT)?;
+    let subjects = [
+        Subject {
+            label: "mote",
+            args: vec!["ip=10.0.0.2/24".into()],
+            xl: Vec::new(),
+            ip: "10.0.0.2",
+            ready: "dns: serving on",
+            image: mote,
+        },
+        Subject {
+            label: "NSD",
+            args: ["console=hvc0", "quiet", "mote.ip=10.0.0.50/24", "mote.nsd"].map(String::from).to_vec(),
+            xl: vec![format!("ramdisk=\"{LINUX_DIR}/initrd.cpio\"")],
+            ip: "10.0.0.50",
+            ready: "mote-linux: ready",
+            image: linux,
+        },
+    ];
+    let mut figures: [Vec<DnsFigures>; 2] = [Vec::new(), Vec::new()];
+    let mut failures = Vec::new();
+    for round in 1..=ROUNDS {
+        for (subject, results) in subjects.iter().zip(&mut figures) {
+            eprintln!("bench dns: round {round}/{ROUNDS}: {}", subject.label);
+            match measure_one(&agent, subject) {
+                Ok(f) => results.push(f),
+                Err(e) => {
+                    eprintln!("bench dns: {} round {round}: {e}", subject.label);
+                    failures.push(format!("{} round {round}: {e}", subject.label));
+                }
+            }
+        }
+    }
+    let environment = environment(&agent);
+    drop(harness);
+    let [mote, nsd] = figures;
+    Ok(DnsReport { environment, mote, nsd, failures })
+}
+
+/// Boots `subject`, times it until it serves, runs dnsperf against it, shuts it down.
+fn measure_one(agent: &Agent, subject: &Subject) -> Result<DnsFigures, String> {
+    let opts = guest::Options {
+        timeout: Some(RUN_LIMIT),
+        echo: false,
+        clock: Instant::now(),
+        xl: subject.xl.clone(),
+    };
+    let (tx, lines) = mpsc::channel::<String>();
+    thread::scope(|scope| {
+        let started = Instant::now();
+        let run = scope.spawn(move || {
+            guest::run(agent, &subject.image, &subject.args, &opts, &mut |line| {
+                let _ = tx.send(line.to_owned());
+            })
+        });
+        let measured = (|| {
+            let deadline = started + STEP_LIMIT;
+            loop {
+                match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(line) if line.contains(subject.ready) => break,
+                    Ok(_) => {}
+                    Err(_) => return Err(format!("no console line {:?}", subject.ready)),
+                }
+            }
+            let boot_s = started.elapsed().as_secs_f64();
+            // dnsperf -v prints a line per answer, "> NOERROR www.example.com A 0.000123";
+            // only the latencies and the summary come back.
+            let command = format!(
+                "dnsperf -s {ip} -d {QUERY_FILE} -l {SECONDS} -q {OUTSTANDING} -t 2 -v > /tmp/dnsperf.out 2>&1; \
+                 status=$?; grep -v '^>' /tmp/dnsperf.out; echo LATENCIES; \
+                 awk '/^> / {{ print $NF }}' /tmp/dnsperf.out; rm -f /tmp/dnsperf.out; exit $status",
+                ip = subject.ip
+            );
+            let out = agent.run_ok(&command, STEP_LIMIT + Duration::from_secs(u64::from(SECONDS)))?;
+            agent.run_ok(&format!("xl shutdown -w {}", sh_quote(&subject.image.app)), STEP_LIMIT)?;
+            let figures = parse(&out, boot_s, f64::from(subject.image.meta.memory_mib))?;
+            eprintln!(
+                "bench dns:   {}: {:.0} q/s, {:.2}% lost, median {:.2} ms, p99 {:.2} ms",
+                subject.label,
+                figures.queries_per_second,
+                figures.lost_percent,
+                figures.p50_ms,
+                figures.p99_ms
+            );
+            Ok(figures)
+        })();
+        if measured.is_err() {
+            let _ = agent.run(&format!("xl destroy {}", sh_quote(&subject.image.app)), STEP_LIMIT);
+        }
+        let run = run.join().map_err(|_| "the guest runner panicked".to_owned())?;
+        match (measured, run.result) {
+            (Err(e), _) => Err(format!("{e}\n{}", run.console)),
+            (Ok(figures), Ok(Reason::Poweroff)) => Ok(figures),
+            (Ok(_), Ok(reason)) => Err(format!("the guest {} after the measurements", reason.verb())),
+            (Ok(_), Err(e)) => Err(e),
+        }
+    })
+}
+
+/// The figures in dnsperf's summary and the latencies after the `LATENCIES` line.
+fn parse(out: &str, boot_s: f64, memory_mib: f64) -> Result<DnsFigures, String> {
+    let (summary, latencies) =
+        out.split_once("LATENCIES").ok_or_else(|| format!("no latencies in {out:?}"))?;
+    let mut ms: Vec<f64> =
+        latencies.split_whitespace().filter_map(|s| s.parse::<f64>().ok()).map(|s| s * 1e3).collect();
+    ms.sort_by(f64::total_cmp);
+    let percentile = |p: f64| ms.get(((ms.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied();
+    let qps = field(summary, "Queries per second:", "\n");
+    // "  Queries lost:         8 (0.23%)"
+    let lost = summary.lines().find(|l| l.contains("Queries lost:")).and_then(|l| field(l, "(", "%"));
+    match (qps, lost, percentile(0.5), percentile(0.9), percentile(0.99), ms.last()) {
+        (
+            Some(queries_per_second),
+            Some(lost_percent),
+            Some(p50_ms),
+            Some(p90_ms),
+            Some(p99_ms),
+            Some(&max_ms),
+        ) => Ok(DnsFigures {
+            queries_per_second,
+            lost_percent,
+            p50_ms,
+            p90_ms,
+            p99_ms,
+            max_ms,
+            boot_s,
+            memory_mib,
+        }),
+        _ => Err(format!("unexpected dnsperf report:\n{summary}")),
+    }
+}
+
+/// The result table: medians of the rounds and the ratio mote/NSD.
+pub fn table(report: &DnsReport) -> String {
+    let mut out = format!(
+        "dns benchmark: apps/dns (mote) vs NSD in a Linux PVH guest, both serving \
+         apps/dns/zones/example.com.zone; dnsperf in dom0, {SECONDS} s with {OUTSTANDING} queries \
+         in flight over {} names, median of {ROUNDS} rounds\nenvironment: {}\n\n",
+        QUERIES.lines().count(),
+        report.environment
+    );
+    out.push_str(&format!(
+        "{:<36} {:>10} {:>10} {:>10}  {}\n",
+        "metric", "mote", "NSD", "mote/NSD", "better"
+    ));
+    for (name, unit, higher, decimals, get) in METRICS {
+        let m = median(report.mote.iter().map(get));
+        let n = median(report.nsd.iter().map(get));
+        out.push_str(&format!(
+            "{:<36} {:>10} {:>10} {:>10}  {}\n",
+            format!("{name} ({unit})"),
+            format!("{m:.decimals$}"),
+            format!("{n:.decimals$}"),
+            format!("{:.2}", m / n),
+            if higher { "higher" } else { "lower" }
+        ));
+    }
+    out.trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REPORT: &str = "DNS Performance Testing Tool\nVersion 2.10.0\n\n\
+        [Status] Testing complete (time limit)\n\nStatistics:\n\n\
+          Queries sent:         3498\n  Queries completed:    3490 (99.77%)\n\
+          Queries lost:         8 (0.23%)\n\n  Response codes:       NOERROR 3490 (100.00%)\n\
+          Run time (s):         1.000276\n  Queries per second:   3489.034818\n\n\
+          Average Latency (s):  0.000104 (min 0.000021, max 0.004094)\nLATENCIES\n\
+        0.000200\n0.000100\n0.000400\n0.000300\n0.004094\n0.000150\n0.000250\n0.000350\n0.000120\n0.000110\n";
+
+    #[test]
+    fn reads_dnsperf() {
+        let f = parse(REPORT, 12.5, 2.0).unwrap();
+        assert_eq!(f.queries_per_second, 3489.034818);
+        assert_eq!(f.lost_percent, 0.23);
+        assert!((f.p50_ms - 0.2).abs() < 1e-9, "{f:?}");
+        assert!((f.p90_ms - 0.4).abs() < 1e-9, "{f:?}");
+        assert!((f.max_ms - 4.094).abs() < 1e-9, "{f:?}");
+        assert_eq!((f.boot_s, f.memory_mib), (12.5, 2.0));
+        assert!(parse("Queries per second: 5\nLATENCIES\n", 1.0, 1.0).is_err());
+    }
+
+    #[test]
+    fn table_shows_medians_and_ratios() {
+        let f = |qps| DnsFigures {
+            queries_per_second: qps,
+            lost_percent: 0.0,
+            p50_ms: 1.0,
+            p90_ms: 2.0,
+            p99_ms: 3.0,
+            max_ms: 4.0,
+            boot_s: 5.0,
+            memory_mib: 2.0,
+        };
+        let report = DnsReport {
+            environment: "QEMU".into(),
+            mote: vec![f(3000.0), f(1000.0), f(2000.0)],
+            nsd: vec![f(1000.0)],
+            failures: Vec::new(),
+        };
+        let t = table(&report);
+        let qps = t.lines().find(|l| l.starts_with("queries answered")).unwrap();
+        assert!(qps.contains(" 2000 ") && qps.ends_with("2.00  higher"), "{qps}");
+    }
+}
