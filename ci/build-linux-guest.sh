@@ -44,7 +44,7 @@ cp "$here/linux-guest/nsd.conf" "$stage/etc/nsd/nsd.conf"
 cp "$here/../apps/dns/zones/example.com.zone" "$stage/etc/nsd/example.com.zone"
 
 # The agent's and NSD's libraries, at the paths ldd finds them.
-ldd "$agent" "$nsd" | awk '$2 == "=>" && $3 ~ /^\// { print $3; next } $1 ~ /^\// { print $1 }' |
+{ ldd "$agent"; ldd "$nsd"; } | awk '$2 == "=>" && $3 ~ /^\// { print $3; next } $1 ~ /^\// { print $1 }' | sort -u |
     while read -r lib; do
         mkdir -p "$stage$(dirname "$lib")"
         cp -L "$lib" "$stage$lib"
