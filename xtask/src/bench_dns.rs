@@ -266,7 +266,7 @@ pub fn table(report: &DnsReport) -> String {
             format!("{name} ({unit})"),
             format!("{m:.decimals$}"),
             format!("{n:.decimals$}"),
-            format!("{:.2}", m / n),
+            if n == 0.0 { "-".to_owned() } else { format!("{:.2}", m / n) },
             if higher { "higher" } else { "lower" }
         ));
     }
