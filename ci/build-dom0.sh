@@ -12,6 +12,7 @@
 #   /lib/modules/<version>    the Xen backend, bridge, loop and e1000 modules, with modules.dep
 #   /usr/bin/dig              bind9-dnsutils' dig, for the DNS cases (with /etc/resolv.conf, which
 #                             dig reads at start even when given @server)
+#   /usr/bin/dnsperf          the DNS benchmark's load generator (`cargo xtask bench dns`)
 #   busybox applets, bash and flock (the hotplug scripts need them), curl (the web cases'
 #   client), and every library `ldd` lists for the binaries (libcurl and all it links), plus
 #   libgcc_s.so.1 (xl aborts without it; ldd does not list it).
@@ -45,7 +46,7 @@ cp /bin/busybox "$stage/usr/bin/busybox"
 for applet in $(/bin/busybox --list-full); do
     [[ -e $stage/$applet || -L $stage/$applet ]] || ln -s /usr/bin/busybox "$stage/$applet"
 done
-for tool in bash flock curl dig; do
+for tool in bash flock curl dig dnsperf; do
     cp --remove-destination "$(command -v "$tool")" "$stage/usr/bin/$tool"
 done
 

@@ -7,6 +7,9 @@
 # <cache-dir> must hold what ci/fetch-xen.sh produced. The archive contains:
 #   /init                     ci/linux-guest/init
 #   /mote/agent               <agent-binary>, which serves echo and discard (`echo-server`)
+#   /usr/bin/nsd, /etc/nsd    Debian's NSD with ci/linux-guest/nsd.conf and the dns app's sample
+#                             zone, for `cargo xtask bench dns` (started with mote.nsd on the
+#                             kernel command line)
 #   /lib/modules/<version>    xen-netfront and its dependencies, with modules.dep
 #   busybox applets, and the libraries `ldd` lists for the agent.
 set -euo pipefail
@@ -33,8 +36,15 @@ done
 cp "$agent" "$stage/mote/agent"
 install -m 0755 "$here/linux-guest/init" "$stage/init"
 
-# The agent's libraries, at the paths ldd finds them.
-ldd "$agent" | awk '$2 == "=>" && $3 ~ /^\// { print $3; next } $1 ~ /^\// { print $1 }' |
+nsd=$(command -v nsd || echo /usr/sbin/nsd)
+[[ -x $nsd ]] || die "no nsd on this host (run ci/install-host-deps.sh)"
+cp "$nsd" "$stage/usr/bin/nsd"
+mkdir -p "$stage/etc/nsd"
+cp "$here/linux-guest/nsd.conf" "$stage/etc/nsd/nsd.conf"
+cp "$here/../apps/dns/zones/example.com.zone" "$stage/etc/nsd/example.com.zone"
+
+# The agent's and NSD's libraries, at the paths ldd finds them.
+{ ldd "$agent"; ldd "$nsd"; } | awk '$2 == "=>" && $3 ~ /^\// { print $3; next } $1 ~ /^\// { print $1 }' | sort -u |
     while read -r lib; do
         mkdir -p "$stage$(dirname "$lib")"
         cp -L "$lib" "$stage$lib"

@@ -16,6 +16,8 @@ packages=(
     libvirt-clients libxml2-utils # virt-xml-validate (and its xmllint), checking the libvirt XML of `cargo xtask build`
     e2fsprogs       # mkfs.ext4 -d: cargo xtask disk, and the mote::fs tests
     gdb             # cargo xtask debug, and its integration case
+    nsd             # the reference server of the DNS differential test (dns/tests/nsd.rs)
+    dnsperf         # the DNS benchmark's load generator, copied into dom0
     libgcc-s1 libext2fs2 libuuid1 libzstd1 zlib1g liblzma5 libncurses6 libtinfo6 # xl's libraries
 )
 
@@ -31,5 +33,12 @@ fi
 
 echo "install-host-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Debian starts the daemons it installs (nsd on port 53); the tests run their own NSD on a
+# loopback port, so none is started here.
+if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -17,12 +17,14 @@
 extern crate alloc;
 
 pub mod master;
+pub mod memo;
 pub mod name;
 pub mod query;
 pub mod rdata;
 pub mod wire;
 pub mod zone;
 
+pub use memo::Responder;
 pub use name::Name;
 pub use query::{respond, Transport};
 pub use zone::{Catalog, Zone};

@@ -373,10 +373,26 @@ fn parse_generic(rtype: u16, tokens: &[Token<'_>]) -> Result<RData, String> {
 
 /// Loads one zone from master-file text; `file` names it in errors.
 pub fn parse(file: &str, text: &str) -> Result<Zone, MasterError> {
+    parse_zone(file, text, None)
+}
+
+/// Loads one zone from master-file bytes (as read from a file or a disk),
+/// which must be UTF-8. With `origin` (the zone's name, as a server's
+/// configuration gives it) the file starts relative to it and its SOA must
+/// be there; without, the SOA's owner is the origin.
+pub fn parse_bytes(file: &str, text: &[u8], origin: Option<&Name>) -> Result<Zone, MasterError> {
+    let text = core::str::from_utf8(text).map_err(|e| {
+        let line = 1 + text[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count();
+        MasterError { file: String::from(file), line, problem: String::from("not UTF-8 text") }
+    })?;
+    parse_zone(file, text, origin)
+}
+
+fn parse_zone(file: &str, text: &str, apex: Option<&Name>) -> Result<Zone, MasterError> {
     let fail = |line: usize, problem: String| MasterError { file: String::from(file), line, problem };
     let entries = entries(text).map_err(|(line, p)| fail(line, p))?;
-    let mut origin = Name::root();
-    let mut origin_given = false;
+    let mut origin = apex.cloned().unwrap_or_else(Name::root);
+    let mut origin_given = apex.is_some();
     let mut default_ttl: Option<u32> = None;
     let mut last_ttl: Option<u32> = None;
     let mut owner: Option<Name> = None;
@@ -434,6 +450,9 @@ pub fn parse(file: &str, text: &str) -> Result<Zone, MasterError> {
             parse_rdata(rtype, &t[i..], &origin).map_err(|p| at(format!("{}: {p}", type_name(rtype))))?;
         let zone = match &mut zone {
             Some(z) => z,
+            None if rtype == types::SOA && apex.is_some_and(|a| *a != owner) => {
+                return Err(at(format!("the SOA is at {owner}, not at the zone's origin {}", origin)));
+            }
             None if rtype == types::SOA => {
                 // Without $ORIGIN, names after the SOA are relative to the zone (as named.conf's zone name would make them).
                 if !origin_given {

@@ -5,11 +5,12 @@
 mod edns;
 mod resolve;
 
-use crate::rdata::{types, CLASS_IN};
+use crate::name::Name;
+use crate::rdata::{types, CLASS_ANY, CLASS_CH, CLASS_IN};
 use crate::wire::{flags, Packet, Question, Reader, WireError, Writer, HEADER_LEN};
 use crate::zone::Catalog;
 use alloc::vec::Vec;
-use edns::Edns;
+use edns::{ede, Edns};
 use resolve::{Answer, Rr};
 
 /// Response codes (RFC 1035 §4.1.1, RFC 6891 §9 for BADVERS).
@@ -56,19 +57,38 @@ pub fn respond(catalog: &Catalog, query: &[u8], transport: Transport) -> Option<
     };
     let reply = Reply { edns, limit, ..reply };
     if reply.edns.as_ref().is_some_and(|e| e.version != 0) {
-        return Some(reply.finish(&question, rcode::BADVERS, &Answer::default()));
+        return Some(reply.finish(&question, rcode::BADVERS, &Answer::default(), None));
     }
-    let answer = match (question.qclass, question.qtype) {
-        (CLASS_IN, types::OPT) => return Some(reply.finish(&question, rcode::FORMERR, &Answer::default())),
-        (CLASS_IN, types::MAILA | types::MAILB) => Answer::rcode(rcode::NOTIMP),
-        (CLASS_IN, types::AXFR | types::IXFR) => Answer::rcode(rcode::REFUSED),
-        (CLASS_IN, _) => match catalog.find(&question.name) {
-            Some(zone) => resolve::resolve(zone, &question.name, question.qtype),
-            None => Answer::rcode(rcode::REFUSED),
+    let refused = |error| (Answer::rcode(rcode::REFUSED), Some(error));
+    let (answer, error) = match (question.qclass, question.qtype) {
+        // RFC 5936 §4.2: AXFR is defined over TCP only.
+        (CLASS_IN | CLASS_ANY, types::AXFR) if transport == Transport::Udp => {
+            (Answer::rcode(rcode::NOTIMP), None)
+        }
+        (CLASS_IN | CLASS_ANY, types::AXFR | types::IXFR) => refused(ede::PROHIBITED),
+        (CLASS_IN | CLASS_ANY, _) => match catalog.find(&question.name) {
+            Some(zone) => {
+                let mut answer = resolve::resolve(zone, &question.name, question.qtype);
+                // QCLASS * (RFC 1035 §3.2.5) is answered from our IN data, but
+                // not authoritatively: other classes may hold more.
+                answer.authoritative &= question.qclass == CLASS_IN;
+                (answer, None)
+            }
+            None => refused(ede::NOT_AUTHORITATIVE),
         },
-        _ => Answer::rcode(rcode::REFUSED),
+        (CLASS_CH, types::TXT) if is_identity_query(&question.name) => refused(ede::PROHIBITED),
+        _ => refused(ede::NOT_SUPPORTED),
     };
-    Some(reply.finish(&question, answer.rcode, &answer))
+    Some(reply.finish(&question, answer.rcode, &answer, error))
+}
+
+/// The CHAOS-class names that ask for the server's version or identity
+/// (RFC 4892 §2.3), which we do not tell.
+fn is_identity_query(name: &Name) -> bool {
+    ["version.bind", "version.server", "hostname.bind", "id.server"].iter().any(|known| {
+        let labels = known.split('.').map(str::as_bytes);
+        Name::from_labels(labels).is_ok_and(|n| n == *name)
+    })
 }
 
 /// The one question and the OPT record of a query, or why it is malformed
@@ -124,15 +144,17 @@ impl Reply {
         w.finish()
     }
 
-    /// The full reply: question, sections as far as they fit, OPT.
-    fn finish(&self, question: &Question, rcode: u16, answer: &Answer<'_>) -> Vec<u8> {
+    /// The full reply: question, sections as far as they fit, OPT (with the
+    /// Extended DNS Error `error` when the query had EDNS, RFC 8914 §3).
+    fn finish(&self, question: &Question, rcode: u16, answer: &Answer<'_>, error: Option<u16>) -> Vec<u8> {
         let mut w = Writer::new();
         self.header(&mut w, rcode);
         w.name(&question.name);
         w.u16(question.qtype);
         w.u16(question.qclass);
         w.set_u16(4, 1);
-        let room = self.limit - if self.edns.is_some() { edns::OPT_LEN } else { 0 };
+        let opt_len = edns::OPT_LEN + if error.is_some() { edns::EDE_LEN } else { 0 };
+        let room = self.limit - if self.edns.is_some() { opt_len } else { 0 };
         let mut truncated = false;
         let mut counts = [0u16; 3];
         // RRsets go in whole or not at all; one missing from the answer or
@@ -162,7 +184,7 @@ impl Reply {
         }
         w.set_u16(2, header_flags);
         if let Some(edns) = &self.edns {
-            edns.emit(&mut w, rcode);
+            edns.emit(&mut w, rcode, error);
             counts[2] += 1;
         }
         for (i, count) in counts.into_iter().enumerate() {
@@ -189,4 +211,4 @@ fn emit(w: &mut Writer, rr: &Rr<'_>) -> u16 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -26,7 +26,10 @@ pub mod types {
     pub const ANY: u16 = 255;
 }
 
+/// Classes (RFC 1035 §3.2.4, §3.2.5).
 pub const CLASS_IN: u16 = 1;
+pub const CLASS_CH: u16 = 3;
+pub const CLASS_ANY: u16 = 255;
 
 /// The mnemonics the master-file parser knows.
 pub const MNEMONICS: &[(&str, u16)] = &[

@@ -5,7 +5,7 @@
 //! the next step; these run with `cargo test`.)
 
 use mote_dns::query::MAX_UDP_PAYLOAD;
-use mote_dns::{master, respond, Catalog, Transport};
+use mote_dns::{master, respond, Catalog, Responder, Transport};
 
 const ZONE: &str = r#"
 $ORIGIN example.com.
@@ -61,9 +61,14 @@ fn query(name: &str, qtype: u16, edns: bool) -> Vec<u8> {
     q
 }
 
-fn check(catalog: &Catalog, input: &[u8]) {
+/// The replies to `input` are sane, and the responder's (remembered or not) equal `respond`'s.
+fn check(catalog: &Catalog, responder: &mut Responder, input: &[u8]) {
     for (transport, limit) in [(Transport::Udp, usize::from(MAX_UDP_PAYLOAD)), (Transport::Tcp, 65535)] {
-        if let Some(reply) = respond(catalog, input, transport) {
+        let reply = respond(catalog, input, transport);
+        let mut out = Vec::new();
+        let answered = responder.respond_into(input, transport, &mut out);
+        assert_eq!(answered.then_some(&out), reply.as_ref(), "the responder's reply to {input:?}");
+        if let Some(reply) = reply {
             assert!(reply.len() >= 12 && reply.len() <= limit, "reply of {} bytes to {input:?}", reply.len());
             assert_eq!(reply[..2], input[..2], "the ID is echoed");
             assert_ne!(reply[2] & 0x80, 0, "QR is set");
@@ -74,6 +79,7 @@ fn check(catalog: &Catalog, input: &[u8]) {
 #[test]
 fn mutated_and_random_queries_never_panic() {
     let catalog = Catalog::new(vec![master::parse("fuzz.zone", ZONE).unwrap()]).unwrap();
+    let mut responder = Responder::new(&catalog, 256 * 1024);
     let mut corpus = Vec::new();
     for name in [
         "www.example.com",
@@ -113,12 +119,12 @@ fn mutated_and_random_queries_never_panic() {
             }
         }
         if q.len() >= 2 {
-            check(&catalog, &q);
+            check(&catalog, &mut responder, &q);
         }
     }
     for _ in 0..50_000 {
         let q: Vec<u8> = (0..2 + rng.below(600)).map(|_| rng.byte()).collect();
-        check(&catalog, &q);
+        check(&catalog, &mut responder, &q);
     }
 }
 
@@ -141,7 +147,7 @@ fn mutated_zone_files_never_panic() {
         let text = String::from_utf8_lossy(&text);
         if let Ok(zone) = master::parse("fuzz.zone", &text) {
             let catalog = Catalog::new(vec![zone]).unwrap();
-            check(&catalog, &query("www.example.com", 1, true));
+            check(&catalog, &mut Responder::new(&catalog, 4096), &query("www.example.com", 1, true));
         }
     }
 }

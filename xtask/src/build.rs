@@ -3,6 +3,7 @@
 //! domain XML.
 
 use crate::{mote_dir, run_status, target_dir, workspace_root};
+use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -262,9 +263,15 @@ pub fn app_meta(app: &str) -> Result<AppMeta, String> {
 
 /// Builds `app` and writes `target/mote/<app>{.elf,.debug.elf,.cfg,.xml}`.
 pub fn build(app: &str, debug: bool) -> Result<Image, String> {
+    build_with(app, debug, &[])
+}
+
+/// [`build`] with variables set for the app's build script (the dns app's zone files).
+pub fn build_with(app: &str, debug: bool, env: &[(&str, OsString)]) -> Result<Image, String> {
     let meta = app_meta(app)?;
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo.current_dir(workspace_root()).args(["build", "-p", app, "--target", TARGET]);
+    cargo.envs(env.iter().map(|(k, v)| (k, v)));
     if !debug {
         cargo.arg("--release");
     }

@@ -1,8 +1,9 @@
 //! `cargo xtask`: builds mote images and runs them under Xen in an emulated machine.
 //!
 //! ```text
-//! cargo xtask build <app> [--debug]
-//! cargo xtask run <app> [--debug] [--timeout SECS] [--disk IMAGE] [-- <guest command line>…]
+//! cargo xtask build <app> [--debug] [--zone FILE…]
+//! cargo xtask run <app> [--debug] [--timeout SECS] [--disk IMAGE] [--zone FILE…]
+//!     [-- <guest command line>…]
 //! cargo xtask disk <dir> -o <image>
 //! cargo xtask debug <app> [--debug] [--batch FILE] [-- <guest command line>…]
 //! cargo xtask symbolize <app> [FILE]
@@ -33,6 +34,7 @@ mod harness;
 mod soak;
 mod symbolize;
 mod tests;
+mod zones;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -41,9 +43,10 @@ use std::time::Duration;
 
 const USAGE: &str = "\
 usage:
-  cargo xtask build <app> [--debug]
-      build apps/<app> into target/mote/<app>.elf (stripped), <app>.debug.elf and <app>.cfg
-  cargo xtask run <app> [--debug] [--timeout SECS] [--disk IMAGE] [-- <args>…]
+  cargo xtask build <app> [--debug] [--zone FILE…]
+      build apps/<app> into target/mote/<app>.elf (stripped), <app>.debug.elf and <app>.cfg;
+      for dns, --zone embeds these master files instead of the sample zone (checked first)
+  cargo xtask run <app> [--debug] [--timeout SECS] [--disk IMAGE] [--zone FILE…] [-- <args>…]
       build, boot Xen + dom0 in QEMU, run the app with <args> as its command line,
       stream its console; exit 0 when it powers off. --disk attaches IMAGE read-only
       as the guest's first disk (xvda)
@@ -61,8 +64,9 @@ usage:
       host packages, host unit tests, then the integration cases (whose name contains FILTER)
       under Xen
   cargo xtask bench [NAME…]
-      run every benchmark (or those named: size, repro, echo, boot, memory, density), print
-      each figure with its baseline and ratio, write target/mote/bench/report.md and .json
+      run every benchmark (or those named: size, repro, echo, dns, boot, memory,
+      density), print each
+      figure with its baseline and ratio, write target/mote/bench/report.md and .json
 
   cargo xtask fuzz [TARGET] [--time S]
       run each fuzz target in fuzz/ (or TARGET) for S seconds (default 60; --seconds is the
@@ -91,14 +95,19 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
     };
     match command.as_str() {
         "build" => {
-            let args = parse_app_args(rest, false)?;
+            let (rest, zones) = zones::take(rest)?;
+            let args = parse_app_args(&rest, false)?;
             if !args.guest_args.is_empty() {
                 return Err("`build` takes no guest arguments".into());
             }
-            build::build(&args.app, args.debug)?;
+            build::build_with(&args.app, args.debug, &build_env(&args.app, &zones)?)?;
             Ok(ExitCode::SUCCESS)
         }
-        "run" => cmd_run(&parse_app_args(rest, true)?),
+        "run" => {
+            let (rest, zones) = zones::take(rest)?;
+            let args = parse_app_args(&rest, true)?;
+            cmd_run(&args, &build_env(&args.app, &zones)?)
+        }
         "disk" => {
             let (dir, out) = parse_disk_args(rest)?;
             disk::cmd(&dir, &out)?;
@@ -143,6 +152,15 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         other => Err(format!("unknown command {other:?}\n{USAGE}")),
+    }
+}
+
+/// The build-script variables of `--zone` (dns only), the files checked first.
+fn build_env(app: &str, zones: &[PathBuf]) -> Result<Vec<(&'static str, std::ffi::OsString)>, String> {
+    match (app, zones) {
+        (_, []) => Ok(Vec::new()),
+        ("dns", zones) => Ok(vec![(zones::ENV, zones::check(zones)?)]),
+        _ => Err(format!("--zone is an option of the dns app, not of {app}")),
     }
 }
 
@@ -232,7 +250,7 @@ fn parse_fuzz_args(args: &[String]) -> Result<(Option<String>, u64), String> {
 }
 
 /// `cargo xtask run`.
-fn cmd_run(args: &AppArgs) -> Result<ExitCode, String> {
+fn cmd_run(args: &AppArgs, env: &[(&str, std::ffi::OsString)]) -> Result<ExitCode, String> {
     let AppArgs { app, debug, timeout, guest_args, .. } = args;
     let (app, timeout) = (app.as_str(), *timeout);
     guest::extra_value(guest_args)?;
@@ -241,7 +259,7 @@ fn cmd_run(args: &AppArgs) -> Result<ExitCode, String> {
             return Err(format!("--disk {}: no such file", disk.display()));
         }
     }
-    let image = build::build(app, *debug)?;
+    let image = build::build_with(app, *debug, env)?;
     assets::install_host_deps()?;
     let assets = assets::ensure()?;
     let mut forwards = forward::plan(&image.meta.forward)?;

@@ -1,7 +1,8 @@
-//! An authoritative DNS server: the zones on the first disk, or else those in
-//! `zones/`, embedded at build time, answered over UDP and TCP (RFC 7766) on
-//! port 53 by `mote-dns`.
-//! A zone that does not load stops the server before it serves anything.
+//! An authoritative DNS server: the zones on the first disk, or else those
+//! embedded at build time (the sample `zones/example.com.zone`, or the files
+//! given to `cargo xtask build dns --zone FILE…`), answered over UDP and TCP
+//! (RFC 7766) on port 53 by `mote-dns`. A zone that does not load stops the
+//! server before it serves anything.
 #![no_std]
 #![no_main]
 
@@ -14,22 +15,25 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::time::Duration;
 use mote::net::{Stack, TcpListener, TcpOptions, TcpStream, UdpSocket};
-use mote_dns::{master, respond, Catalog, Transport};
+use mote_dns::{master, respond, Catalog, Responder, Transport};
 
 mote::main!(main);
 
 mod disk;
 
 const PORT: u16 = 53;
-/// The zones served: (file name for errors, master-file text).
-const ZONES: &[(&str, &str)] = &[("zones/example.com.zone", include_str!("../zones/example.com.zone"))];
+// `ZONES`, written by build.rs.
+include!(concat!(env!("OUT_DIR"), "/zones.rs"));
 /// A TCP connection with no complete query for this long is closed (RFC 7766 §6.2.3).
 const TCP_IDLE: Duration = Duration::from_secs(10);
 /// Largest UDP query read; longer ones are cut (and then answered FORMERR).
 const UDP_QUERY_MAX: usize = 4096;
+/// Bytes of UDP replies remembered, so that a repeated question is answered
+/// without allocating (`mote_dns::Responder`).
+const UDP_MEMO_BYTES: usize = 64 * 1024;
 
 fn main() -> Result<(), String> {
-    let catalog = load()?;
+    let catalog: &'static Catalog = Box::leak(Box::new(load()?));
     mote::block_on(async move {
         let stack = mote::net::up().map_err(|e| format!("{e}"))?;
         let address = stack.wait_ipv4().await;
@@ -43,33 +47,28 @@ fn main() -> Result<(), String> {
     })
 }
 
-/// Parses every zone, from the first disk when there is one; the catalog lives as long as
-/// the server.
-fn load() -> Result<&'static Catalog, String> {
+/// Parses every zone, from the first disk when there is one, else those built
+/// in; all of them load or none does.
+fn load() -> Result<Catalog, String> {
     let zones = match disk::zones()? {
         Some(zones) => zones,
-        None => embedded()?,
+        None => ZONES
+            .iter()
+            .map(|(file, text)| master::parse_bytes(file, text, None).map_err(|e| format!("{e}")))
+            .collect::<Result<_, _>>()?,
     };
-    let catalog = Catalog::new(zones).map_err(|(zone, e)| format!("zone {zone}: {e}"))?;
-    Ok(Box::leak(Box::new(catalog)))
-}
-
-/// The zones built into the image.
-fn embedded() -> Result<Vec<mote_dns::Zone>, String> {
-    let mut zones = vec![];
-    for (file, text) in ZONES {
-        zones.push(master::parse(file, text).map_err(|e| format!("{e}"))?);
-    }
-    Ok(zones)
+    Catalog::new(zones).map_err(|(zone, e)| format!("zone {zone}: {e}"))
 }
 
 fn serve_udp(stack: &Stack, catalog: &'static Catalog) -> Result<(), String> {
     let socket = UdpSocket::bind(stack, PORT).map_err(|e| format!("udp/{PORT}: {e}"))?;
     mote::spawn(async move {
+        let mut responder = Responder::new(catalog, UDP_MEMO_BYTES);
         let mut buf = vec![0u8; UDP_QUERY_MAX];
+        let mut reply = Vec::with_capacity(usize::from(mote_dns::query::MAX_UDP_PAYLOAD));
         loop {
             let (n, from) = socket.recv_from(&mut buf).await;
-            if let Some(reply) = respond(catalog, &buf[..n], Transport::Udp) {
+            if responder.respond_into(&buf[..n], Transport::Udp, &mut reply) {
                 if let Err(e) = socket.send_to(&reply, from).await {
                     mote::log::debug!("dns: udp reply to {from}: {e}");
                 }

@@ -110,3 +110,16 @@ fn escapes() {
     assert_eq!(n.label_count(), 3);
     assert_eq!(n.to_string(), r"a\.b.c.org.");
 }
+
+#[test]
+fn bytes_with_a_given_origin() {
+    let origin = Name::from_labels([&b"example"[..]]).unwrap();
+    let text = b"$TTL 60\n@ SOA ns hostmaster 1 2 3 4 5\nwww A 192.0.2.1\n";
+    let zone = parse_bytes("x.zone", text, Some(&origin)).unwrap();
+    assert_eq!(zone.origin(), &origin);
+    assert!(zone.node(&Name::from_labels([&b"www"[..], &b"example"[..]]).unwrap()).is_some());
+    let elsewhere = parse_bytes("x.zone", b"other. 60 SOA . . 1 2 3 4 5\n", Some(&origin)).unwrap_err();
+    assert_eq!(elsewhere.to_string(), "x.zone:1: the SOA is at other., not at the zone's origin example.");
+    let binary = parse_bytes("x.zone", b"example. 60 SOA . . 1 2 3 4 5\n\n\xff", None).unwrap_err();
+    assert_eq!(binary.to_string(), "x.zone:3: not UTF-8 text");
+}

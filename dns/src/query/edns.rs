@@ -6,6 +6,20 @@ use crate::wire::{Reader, WireError, Writer};
 
 /// Bytes of our OPT record: root owner, type, class, TTL, empty rdata.
 pub const OPT_LEN: usize = 11;
+/// Bytes an Extended DNS Error option adds (RFC 8914 §2: code, length, info-code).
+pub const EDE_LEN: usize = 6;
+/// The EDNS option code of an Extended DNS Error (RFC 8914 §2).
+const EDE: u16 = 15;
+
+/// Extended DNS Error info-codes (RFC 8914 §4) we send with a REFUSED.
+pub mod ede {
+    /// A zone transfer, or a question about the server's identity (RFC 4892).
+    pub const PROHIBITED: u16 = 18;
+    /// A name outside our zones.
+    pub const NOT_AUTHORITATIVE: u16 = 20;
+    /// A class we do not serve.
+    pub const NOT_SUPPORTED: u16 = 21;
+}
 /// The DO bit in the OPT TTL (RFC 3225).
 const DO: u32 = 0x8000;
 
@@ -32,13 +46,21 @@ impl Edns {
     }
 
     /// Our OPT: our payload size, the upper 8 bits of `rcode`, version 0,
-    /// DO copied (RFC 3225 §3), no options.
-    pub fn emit(&self, w: &mut Writer, rcode: u16) {
+    /// DO copied (RFC 3225 §3), and an Extended DNS Error when given.
+    pub fn emit(&self, w: &mut Writer, rcode: u16, error: Option<u16>) {
         w.u8(0);
         w.u16(types::OPT);
         w.u16(MAX_UDP_PAYLOAD);
         let extended = u32::from(rcode >> 4) << 24;
         w.u32(extended | if self.dnssec_ok { DO } else { 0 });
-        w.u16(0);
+        match error {
+            Some(code) => {
+                w.u16(EDE_LEN as u16);
+                w.u16(EDE);
+                w.u16(2);
+                w.u16(code);
+            }
+            None => w.u16(0),
+        }
     }
 }

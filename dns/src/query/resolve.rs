@@ -73,8 +73,12 @@ pub fn resolve<'z>(zone: &'z Zone, qname: &Name, qtype: u16) -> Answer<'z> {
         // RFC 8482 §4.2: ANY gets one RRset, not all of them.
         let wanted = if qtype == types::ANY { node.rrsets.first() } else { node.rrset(qtype) };
         if let Some(set) = wanted {
+            // Minimal responses: the additional section has only the
+            // addresses of name servers (of an NS answer, or a referral).
             answer.answer.push(Rr::new(name, set));
-            additional(zone, set, &mut answer);
+            if set.rtype == types::NS {
+                glue(zone, set, &mut answer);
+            }
             return answer;
         }
         let Some(cname) = node.rrset(types::CNAME) else {
@@ -119,7 +123,7 @@ fn referral<'z>(zone: &'z Zone, cut: &'z Node, answer: &mut Answer<'z>) {
     let Some(ns) = cut.rrset(types::NS) else { return };
     answer.authoritative = !answer.answer.is_empty();
     answer.authority.push(Rr::new(cut.name.clone(), ns));
-    additional(zone, ns, answer);
+    glue(zone, ns, answer);
 }
 
 /// NXDOMAIN or NODATA: the SOA in the authority section, its TTL the
@@ -135,9 +139,9 @@ fn negative<'z>(zone: &'z Zone, answer: &mut Answer<'z>) {
     answer.authority.push(rr);
 }
 
-/// Addresses of the names an NS, MX or SRV RRset points to, when the zone
-/// has them (glue below a cut included).
-fn additional<'z>(zone: &'z Zone, set: &'z RRset, answer: &mut Answer<'z>) {
+/// Addresses of the name servers of an NS RRset, when the zone has them
+/// (RFC 1034 §4.3.2 step 3b for referrals; glue below a cut included).
+fn glue<'z>(zone: &'z Zone, set: &'z RRset, answer: &mut Answer<'z>) {
     for target in set.rdatas.iter().filter_map(|r| r.additional_target(set.rtype)) {
         let Some(node) = zone.node(target) else { continue };
         for rtype in [types::A, types::AAAA] {

@@ -173,7 +173,6 @@ fn wildcards_synthesise_at_the_query_name() {
     assert_eq!(d.answer, ["Anything.wild.example.com. 16 3600 [8, 119, 105, 108, 100, 99, 97, 114, 100]"]);
     let mx = ask("x.y.wild.example.com", types::MX);
     assert_eq!(mx.answer, ["x.y.wild.example.com. 15 3600 10 mail.example.com."]);
-    assert_eq!(mx.additional, ["mail.example.com. 1 3600 [192, 0, 2, 3]"]);
     let nodata = ask("x.wild.example.com", types::A);
     assert_eq!((nodata.rcode, nodata.answer.len()), (rcode::NOERROR, 0));
     assert_eq!(nodata.authority, [SOA]);
@@ -197,14 +196,53 @@ fn outside_our_zones_is_refused() {
     let d = ask("www.example.org", types::A);
     assert_eq!((d.rcode, d.flags & flags::AA), (rcode::REFUSED, 0));
     assert_eq!(d.question, "www.example.org. 1");
-    assert_eq!(ask("example.com", types::AXFR).rcode, rcode::REFUSED);
+    let axfr = query("example.com", types::AXFR, None);
+    let udp = decode(&respond(&catalog(), &axfr, Transport::Udp).unwrap());
+    assert_eq!(udp.rcode, rcode::NOTIMP, "RFC 5936 §4.2: no AXFR over UDP");
+    let tcp = decode(&respond(&catalog(), &axfr, Transport::Tcp).unwrap());
+    assert_eq!(tcp.rcode, rcode::REFUSED);
+    assert_eq!(ask("example.com", types::IXFR).rcode, rcode::REFUSED);
+}
+
+/// The info-code of the Extended DNS Error in the reply to `q` (RFC 8914).
+fn extended_error(q: &[u8]) -> Option<u16> {
+    let reply = respond(&catalog(), q, Transport::Udp).unwrap();
+    let at = reply.windows(4).position(|w| w == [0, 15, 0, 2])?;
+    Some(u16::from_be_bytes([reply[at + 4], reply[at + 5]]))
 }
 
 #[test]
-fn mx_answer_has_addresses_in_additional() {
+fn refusals_say_why_with_edns() {
+    let edns = Some((1232, 0));
+    assert_eq!(extended_error(&query("www.example.org", types::A, edns)), Some(ede::NOT_AUTHORITATIVE));
+    assert_eq!(extended_error(&query("example.com", types::IXFR, edns)), Some(ede::PROHIBITED));
+    let mut chaos = query("example.com", types::A, edns);
+    let class_at = chaos.len() - 11 - 2;
+    chaos[class_at + 1] = 3;
+    assert_eq!(extended_error(&chaos), Some(ede::NOT_SUPPORTED));
+    let mut version = query("VERSION.bind", types::TXT, edns);
+    version[class_at - "example.com".len() + "VERSION.bind".len() + 1] = 3;
+    assert_eq!(extended_error(&version), Some(ede::PROHIBITED));
+    assert_eq!(extended_error(&query("www.example.org", types::A, None)), None, "no OPT, no EDE");
+    let d = decode(&respond(&catalog(), &query("www.example.org", types::A, edns), Transport::Udp).unwrap());
+    assert_eq!(d.additional, ["OPT 1232 0x0"], "one OPT record carries it");
+}
+
+#[test]
+fn class_any_is_answered_from_in_without_aa() {
+    let mut q = query("www.example.com", types::A, None);
+    let len = q.len();
+    q[len - 1] = 255;
+    let d = decode(&respond(&catalog(), &q, Transport::Udp).unwrap());
+    assert_eq!((d.rcode, d.flags & flags::AA), (rcode::NOERROR, 0));
+    assert_eq!(d.answer, ["www.example.com. 1 3600 [192, 0, 2, 10]"]);
+}
+
+#[test]
+fn mx_answer_is_minimal() {
     let d = ask("example.com", types::MX);
     assert_eq!(d.answer, ["example.com. 15 3600 10 mail.example.com."]);
-    assert_eq!(d.additional, ["mail.example.com. 1 3600 [192, 0, 2, 3]"]);
+    assert!(d.additional.is_empty(), "addresses go in the additional section of referrals only");
 }
 
 #[test]
@@ -284,6 +322,10 @@ fn malformed_queries() {
     response[2] |= 0x80;
     assert_eq!(respond(&cat, &response, Transport::Udp), None, "responses are never answered");
     assert_eq!(respond(&cat, &q[..11], Transport::Udp), None);
-    assert_eq!(ask("www.example.com", types::OPT).rcode, rcode::FORMERR);
-    assert_eq!(ask("www.example.com", types::MAILB).rcode, rcode::NOTIMP);
+    // Meta types with no data: NODATA, as any type the name lacks.
+    for qtype in [types::OPT, types::MAILA, types::MAILB] {
+        let d = ask("www.example.com", qtype);
+        assert_eq!((d.rcode, d.answer.len()), (rcode::NOERROR, 0), "{qtype}");
+        assert_eq!(d.authority, [SOA]);
+    }
 }

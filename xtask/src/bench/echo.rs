@@ -26,9 +26,9 @@ const DATAGRAMS: u32 = 500;
 pub const LINUX_MEMORY_MIB: u32 = 96;
 /// Where the Linux guest's kernel and initramfs go in dom0: a tmpfs of its own, as dom0's root
 /// file system is too small for the kernel.
-const LINUX_DIR: &str = "/mote/linux";
+pub const LINUX_DIR: &str = "/mote/linux";
 /// Longest a guest may take to boot, or one measurement to run.
-const STEP_LIMIT: Duration = Duration::from_secs(180);
+pub const STEP_LIMIT: Duration = Duration::from_secs(180);
 /// Longest a whole guest run (boot, measurements, shutdown) may take.
 const RUN_LIMIT: Duration = Duration::from_secs(600);
 

@@ -8,6 +8,7 @@
 //! benchmark asks for it and shares it with the ones after.
 
 mod boot;
+mod dns;
 mod echo;
 pub mod report;
 mod size;
@@ -35,6 +36,7 @@ pub const BENCHES: &[Bench] = &[
     },
     Bench { name: "repro", about: "an app built twice from clean: equal images?", run: size::repro },
     Bench { name: "echo", about: "apps/echo vs a Linux PVH guest: TCP, UDP, time to serve", run: echo::echo },
+    Bench { name: "dns", about: "apps/dns vs NSD in a Linux PVH guest: dnsperf from dom0", run: dns::dns },
     Bench {
         name: "boot",
         about: "boot time: in the guest (PV clock) and xl create to first answer",
