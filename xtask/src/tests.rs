@@ -257,7 +257,11 @@ pub fn cases() -> Vec<Case> {
             args: &["test=disk"],
             xl: &[DISK_RW],
             reason: Reason::Poweroff,
-            checks: vec![Contains("disk: wrote and flushed 67108864 bytes")],
+            checks: vec![
+                Contains("disk: wrote and flushed 67108864 bytes"),
+                Contains("disk: vbd 51712: ring 4 pages, indirect 32 segments, persistent grants, discard"),
+                Custom("indirect requests, more than 4 in flight", check_disk_stats),
+            ],
             driver: Some(drive_disk_hash),
         },
         Case {
@@ -268,6 +272,18 @@ pub fn cases() -> Vec<Case> {
             reason: Reason::Poweroff,
             checks: vec![Contains("disk: read and verified 67108864 bytes")],
             driver: None,
+        },
+        Case {
+            name: "disk_discard_punches_a_hole_dom0_sees",
+            app: "selftest",
+            args: &["test=disk-discard"],
+            xl: &[DISK_DISCARD],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("disk: discarded 4194304 bytes at byte 2097152"),
+                Contains("disk: read and verified 8388608 bytes"),
+            ],
+            driver: Some(drive_disk_discard),
         },
         Case {
             name: "disk_read_only_refuses_writes",
@@ -741,9 +757,11 @@ fn drive_dns(d: &mut Driver) -> Result<(), String> {
 const DISK_SETUP: &str = "mkdir -p /mnt/disks && (mountpoint -q /mnt/disks || \
                           mount -t tmpfs -o size=80m tmpfs /mnt/disks) && \
                           dd if=/dev/zero of=/mnt/disks/rw.img bs=1M count=64 && \
-                          dd if=/dev/zero of=/mnt/disks/ro.img bs=1M count=1";
+                          dd if=/dev/zero of=/mnt/disks/ro.img bs=1M count=1 && \
+                          dd if=/dev/zero of=/mnt/disks/discard.img bs=1M count=8";
 const DISK_RW: &str = r#"disk=["format=raw,vdev=xvda,access=rw,target=/mnt/disks/rw.img"]"#;
 const DISK_RO: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/mnt/disks/ro.img"]"#;
+const DISK_DISCARD: &str = r#"disk=["format=raw,vdev=xvda,access=rw,target=/mnt/disks/discard.img"]"#;
 
 /// The selftest's disk pattern (apps/selftest: `disk_pattern`).
 fn disk_pattern(offset: u64) -> u8 {
@@ -771,6 +789,74 @@ fn drive_disk_hash(d: &mut Driver) -> Result<(), String> {
         return Err(format!("dom0 hashed the image as {got}, the pattern is {expected}"));
     }
     println!("    dom0: sha256 of the 64 MiB image matches the pattern ({})", &got[..16]);
+    Ok(())
+}
+
+/// The selftest's line `disk: N requests, M indirect, at most K in flight`: the large
+/// transfers went out as indirect requests, more than four at a time.
+fn check_disk_stats(console: &str, _: &Image) -> Result<(), String> {
+    let line = console
+        .lines()
+        .find(|l| l.contains(" indirect, at most "))
+        .ok_or("no `disk: N requests, M indirect, at most K in flight` line")?;
+    let numbers: Vec<u64> =
+        line.split_whitespace().filter_map(|w| w.trim_end_matches(',').parse().ok()).collect();
+    match numbers[..] {
+        [requests, indirect, peak] if indirect > 0 && indirect <= requests && peak > 4 => Ok(()),
+        _ => Err(format!("{line:?}: expected indirect requests and more than 4 in flight")),
+    }
+}
+
+/// While the guest waits after its discard, dom0 checks that blkback counted a discard
+/// request and uses persistent grants and a 4-page ring with it; after the guest is gone,
+/// the image must be the pattern with zeros in the middle half, and that half a hole in the
+/// file (tmpfs frees discarded pages).
+fn drive_disk_discard(d: &mut Driver) -> Result<(), String> {
+    println!("    guest: {}", d.wait_line("disk: vbd 51712: ring")?);
+    println!("    guest: {}", d.wait_line(" indirect, at most ")?);
+    d.wait_line("disk: waiting for shutdown")?;
+    let domid = d.domid()?;
+    let stats = format!("/sys/bus/xen-backend/devices/vbd-{domid}-51712/statistics");
+    let discards = d.dom0(&format!("cat {stats}/ds_req"))?;
+    if discards.trim().parse::<u64>().unwrap_or(0) == 0 {
+        return Err(format!("blkback counted {discards:?} discard requests"));
+    }
+    let backend = format!("/local/domain/0/backend/vbd/{domid}/51712");
+    let frontend = format!("/local/domain/{domid}/device/vbd/51712");
+    let persistent =
+        d.dom0(&format!("xenstore-read {backend}/feature-persistent {frontend}/feature-persistent"))?;
+    if persistent.split_whitespace().collect::<Vec<_>>() != ["1", "1"] {
+        return Err(format!("feature-persistent of backend and frontend: {persistent:?}"));
+    }
+    let order = d.dom0(&format!("xenstore-read {frontend}/ring-page-order {frontend}/ring-ref3"))?;
+    println!(
+        "    dom0: blkback counted {} discard(s); persistent grants; ring-page-order {}",
+        discards.trim(),
+        order.lines().next().unwrap_or_default()
+    );
+    let log = d.dom0("dmesg")?;
+    let used = log.lines().filter(|l| l.contains(&format!("vbd/{domid}/51712: using"))).collect::<Vec<_>>();
+    if !used.iter().any(|l| l.contains("persistent grants")) {
+        return Err(format!("dom0's log does not show blkback using persistent grants: {used:?}"));
+    }
+    shut_down(d)?;
+    const MIB: u64 = 1 << 20;
+    let image: Vec<u8> =
+        (0..8 * MIB).map(|i| if (2 * MIB..6 * MIB).contains(&i) { 0 } else { disk_pattern(i) }).collect();
+    let expected = host_sha256(&image)?;
+    let out = d.dom0("sha256sum /mnt/disks/discard.img && stat -c '%b %B' /mnt/disks/discard.img")?;
+    let words: Vec<&str> = out.split_whitespace().collect();
+    if words.first() != Some(&expected.as_str()) {
+        return Err(format!("dom0 hashed the image as {:?}, expected {expected}", words.first()));
+    }
+    let allocated = match words[..] {
+        [_, _, blocks, size] => blocks.parse::<u64>().unwrap_or(u64::MAX) * size.parse::<u64>().unwrap_or(1),
+        _ => return Err(format!("dom0's stat printed {out:?}")),
+    };
+    if allocated > 4 * MIB {
+        return Err(format!("the image still occupies {allocated} bytes: no hole where the guest discarded"));
+    }
+    println!("    dom0: image matches pattern-with-hole, {} KiB allocated of 8192", allocated / 1024);
     Ok(())
 }
 

@@ -22,6 +22,11 @@
 //! - `test=disk`: writes [`disk_pattern`] over the whole first disk, flushes,
 //!   reads it back and verifies it; `test=disk-verify` only reads and
 //!   verifies (a later boot); `test=disk-ro` expects its write to be refused.
+//!   Each prints the requests it sent: how many, how many indirect, and the
+//!   most in flight at once. `test=disk-discard`: writes the pattern over
+//!   the whole disk, discards its middle half, checks that the discarded
+//!   half reads as zeros and the rest as the pattern, then waits for
+//!   `xl shutdown` (dom0 looks at the backend meanwhile).
 //! - `test=wait`: waits for `xl shutdown` or `xl reboot`, says which, and
 //!   returns (the runtime then ends the domain as asked).
 //! - `test=grant`: grants dom0 a page holding a text, read-write then
@@ -227,7 +232,7 @@ fn main() -> Result<(), Error> {
             wait_for_value(xs, "data/xenbus-done")?;
             Ok(())
         }),
-        "disk" | "disk-verify" | "disk-ro" => disk(cmdline.get("test").unwrap_or_default()),
+        "disk" | "disk-verify" | "disk-ro" | "disk-discard" => disk(cmdline.get("test").unwrap_or_default()),
         other => Err(Error::UnknownTest(other)),
     }
 }
@@ -328,7 +333,7 @@ fn disk(test: &str) -> Result<(), Error> {
         };
     }
     let sectors_per_step = (STEP / info.sector_size as usize) as u64;
-    if test == "disk" {
+    if test == "disk" || test == "disk-discard" {
         let start = Instant::now();
         for (n, base) in (0..size).step_by(STEP).enumerate() {
             let len = STEP.min((size - base) as usize);
@@ -338,17 +343,40 @@ fn disk(test: &str) -> Result<(), Error> {
         disk.flush().map_err(io)?;
         mote::println!("disk: wrote and flushed {size} bytes in {} ms", start.elapsed().as_millis());
     }
+    // With test=disk-discard, the middle half of the disk (whole MiBs).
+    let hole = (size / 4 / STEP as u64 * STEP as u64)..(size * 3 / 4 / STEP as u64 * STEP as u64);
+    if test == "disk-discard" {
+        let per_byte = u64::from(info.sector_size);
+        disk.discard(hole.start / per_byte, (hole.end - hole.start) / per_byte).map_err(io)?;
+        disk.flush().map_err(io)?;
+        mote::println!("disk: discarded {} bytes at byte {}", hole.end - hole.start, hole.start);
+    }
     let start = Instant::now();
     let mut want = alloc::vec![0u8; STEP];
     for (n, base) in (0..size).step_by(STEP).enumerate() {
         let len = STEP.min((size - base) as usize);
         disk.read(n as u64 * sectors_per_step, &mut buf[..len]).map_err(io)?;
-        fill(&mut want[..len], base);
+        if test == "disk-discard" && hole.contains(&base) {
+            want[..len].fill(0);
+        } else {
+            fill(&mut want[..len], base);
+        }
         if buf[..len] != want[..len] {
-            return Err(Error::Disk(alloc::format!("the MiB at byte {base} differs from the pattern")));
+            return Err(Error::Disk(alloc::format!("the MiB at byte {base} differs from what was written")));
         }
     }
     mote::println!("disk: read and verified {size} bytes in {} ms", start.elapsed().as_millis());
+    let stats = disk.stats();
+    mote::println!(
+        "disk: {} requests, {} indirect, at most {} in flight",
+        stats.requests,
+        stats.indirect,
+        stats.peak_in_flight
+    );
+    if test == "disk-discard" {
+        mote::println!("disk: waiting for shutdown");
+        mote::wait_for_shutdown();
+    }
     Ok(())
 }
 
