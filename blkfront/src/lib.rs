@@ -8,7 +8,7 @@
 //! `peer`) is an in-memory blkback for tests and fuzzing.
 //! The backend is untrusted: a response naming an unknown id or the wrong
 //! operation is refused, never followed.
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, feature = "peer")), no_std)]
 
 extern crate alloc;
 

@@ -6,10 +6,12 @@
 use crate::device::{Disk, DiskInfo, Features, GrantedPage, Signal};
 use crate::wire::{
     DiscardRequest, IndirectRequest, Request, RequestSlot, Response, Segment, MAX_INDIRECT_PAGES,
-    MAX_SEGMENTS, OP_DISCARD, OP_FLUSH_DISKCACHE, OP_INDIRECT, OP_READ, OP_WRITE, RSP_OKAY, SECTOR,
+    MAX_SEGMENTS, OP_DISCARD, OP_FLUSH_DISKCACHE, OP_INDIRECT, OP_READ, OP_WRITE, RSP_ERROR, RSP_OKAY, SECTOR,
     SEGMENTS_PER_INDIRECT_PAGE,
 };
 use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::mem::size_of;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -34,6 +36,8 @@ pub struct Seen {
 /// The backend end of a simulated blkif connection.
 pub struct Peer {
     ring: *mut u8,
+    ring_pages: usize,
+    pool_base: *mut u8,
     size: u32,
     pages: BTreeMap<u32, *mut u8>,
     /// The disk's bytes.
@@ -46,16 +50,43 @@ pub struct Peer {
     pub peak_outstanding: u32,
     /// Bytes of granted pages outside a write's sectors that were not zero.
     pub leaked_bytes: usize,
+    /// Panic on a malformed request (the default). A fuzzer that forges
+    /// responses turns this off: a forged completion lets the frontend reuse
+    /// pages that a request still in the ring names, and blkback answers
+    /// such a request with an error.
+    pub strict: bool,
 }
 
-/// A fresh page-aligned, zeroed allocation of `n` pages, never freed (the
-/// test's disk points into it for good).
+/// Page blocks of finished peers, by size in pages: never given back to the
+/// allocator, so that a disk outliving its peer still points at memory (and
+/// a fuzzer running many peers does not grow).
+static SPARE: std::sync::Mutex<Vec<(usize, usize)>> = std::sync::Mutex::new(Vec::new());
+
+/// A page-aligned, zeroed block of `n` pages.
 fn pages(n: usize) -> *mut u8 {
+    let spare = {
+        let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+        let found = spare.iter().position(|&(_, pages)| pages == n);
+        found.map(|i| spare.swap_remove(i).0 as *mut u8)
+    };
+    if let Some(p) = spare {
+        // SAFETY: a block of `n` pages this module allocated.
+        unsafe { core::ptr::write_bytes(p, 0, n * PAGE_SIZE) };
+        return p;
+    }
     let layout = core::alloc::Layout::from_size_align(n * PAGE_SIZE, PAGE_SIZE).expect("page layout");
     // SAFETY: the layout is not zero-sized.
     let p = unsafe { alloc::alloc::alloc_zeroed(layout) };
     assert!(!p.is_null(), "out of memory");
     p
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+        spare.push((self.ring as usize, self.ring_pages));
+        spare.push((self.pool_base as usize, self.pages.len()));
+    }
 }
 
 impl Peer {
@@ -72,6 +103,8 @@ impl Peer {
             .collect();
         let peer = Peer {
             ring: ring_page,
+            ring_pages: features.ring_pages,
+            pool_base: base,
             size: ring_size_in::<RequestSlot, Response>(features.ring_pages),
             pages: buffers.iter().map(|p| (p.gref, p.addr)).collect(),
             disk: alloc::vec![0; (info.bytes()) as usize],
@@ -80,6 +113,7 @@ impl Peer {
             seen: Vec::new(),
             peak_outstanding: 0,
             leaked_bytes: 0,
+            strict: true,
         };
         (Disk::new(ring, buffers, Port(1), 51712, info, features), peer)
     }
@@ -117,44 +151,66 @@ impl Peer {
         Some(req)
     }
 
-    fn page(&self, gref: u32) -> &'static mut [u8] {
-        let page = *self.pages.get(&gref).unwrap_or_else(|| panic!("gref {gref} was never granted"));
-        // SAFETY: a granted page of PAGE_SIZE bytes; the frontend does not
-        // touch it while its request is with us.
-        unsafe { core::slice::from_raw_parts_mut(page, PAGE_SIZE) }
+    /// A granted page of `PAGE_SIZE` bytes, only ever accessed through raw
+    /// pointers (the frontend has its own).
+    fn page(&self, gref: u32) -> Result<*mut u8, String> {
+        self.pages.get(&gref).copied().ok_or_else(|| format!("gref {gref} was never granted"))
     }
 
     /// Carries out a request on the disk and returns the response blkback
-    /// would give. Panics when the frontend broke the protocol.
+    /// would give. Panics when the frontend broke the protocol (unless not
+    /// [`Peer::strict`]: then the answer is an error).
     pub fn execute(&mut self, slot: &RequestSlot) -> Response {
+        match self.run(slot) {
+            Ok(rsp) => rsp,
+            Err(e) if self.strict => panic!("the frontend broke the protocol: {e}"),
+            Err(_) => {
+                let id = u64::from_le_bytes(slot.bytes()[8..16].try_into().expect("8 bytes"));
+                let operation = match slot.operation() {
+                    OP_INDIRECT => slot.bytes()[1],
+                    op => op,
+                };
+                Response { id, operation, status: RSP_ERROR, ..Response::default() }
+            }
+        }
+    }
+
+    fn run(&mut self, slot: &RequestSlot) -> Result<Response, String> {
+        macro_rules! check {
+            ($cond:expr, $($why:tt)*) => {
+                if !$cond {
+                    return Err(format!($($why)*));
+                }
+            };
+        }
         let (id, op, sector, segs, indirect) = match slot.operation() {
             OP_READ | OP_WRITE | OP_FLUSH_DISKCACHE => {
                 let r: Request = slot.read();
-                assert!(usize::from(r.nr_segments) <= MAX_SEGMENTS, "{} segments", r.nr_segments);
-                assert_eq!(r.pad, 0, "padding must be zero");
+                check!(usize::from(r.nr_segments) <= MAX_SEGMENTS, "{} segments", r.nr_segments);
+                check!(r.pad == 0, "padding must be zero");
                 (r.id, r.operation, r.sector_number, r.seg[..usize::from(r.nr_segments)].to_vec(), false)
             }
             OP_INDIRECT => {
                 let r: IndirectRequest = slot.read();
                 let n = usize::from(r.nr_segments);
-                assert!(
+                check!(
                     n > MAX_SEGMENTS && n <= MAX_INDIRECT_PAGES * SEGMENTS_PER_INDIRECT_PAGE,
                     "{n} segments"
                 );
-                assert!(matches!(r.indirect_op, OP_READ | OP_WRITE), "indirect op {}", r.indirect_op);
+                check!(matches!(r.indirect_op, OP_READ | OP_WRITE), "indirect op {}", r.indirect_op);
                 let mut segs = Vec::new();
                 for (i, &gref) in
                     r.indirect_grefs[..n.div_ceil(SEGMENTS_PER_INDIRECT_PAGE)].iter().enumerate()
                 {
-                    let page = self.page(gref);
+                    let page = self.page(gref)?;
                     let count = (n - i * SEGMENTS_PER_INDIRECT_PAGE).min(SEGMENTS_PER_INDIRECT_PAGE);
                     for k in 0..SEGMENTS_PER_INDIRECT_PAGE {
                         // SAFETY: within the page; `Segment` accepts any bytes.
-                        let seg = unsafe { page.as_ptr().cast::<Segment>().add(k).read_unaligned() };
+                        let seg = unsafe { page.cast::<Segment>().add(k).read_unaligned() };
                         if k < count {
                             segs.push(seg);
                         } else {
-                            assert_eq!(seg, Segment::default(), "stale bytes after the segments");
+                            check!(seg == Segment::default(), "stale bytes after the segments");
                         }
                     }
                 }
@@ -162,8 +218,9 @@ impl Peer {
             }
             OP_DISCARD => {
                 let r: DiscardRequest = slot.read();
-                let end = (r.sector_number + r.nr_sectors) as usize * SECTOR;
-                assert!(end <= self.disk.len(), "discard past the end");
+                let end = r.sector_number.saturating_add(r.nr_sectors).saturating_mul(SECTOR as u64);
+                let end = usize::try_from(end).unwrap_or(usize::MAX);
+                check!(end <= self.disk.len(), "discard past the end");
                 self.disk[r.sector_number as usize * SECTOR..end].fill(0);
                 self.seen.push(Seen {
                     id: r.id,
@@ -173,30 +230,38 @@ impl Peer {
                     segments: 0,
                     sectors: r.nr_sectors,
                 });
-                return Response { id: r.id, operation: OP_DISCARD, status: RSP_OKAY, ..Response::default() };
+                return Ok(Response { id: r.id, operation: OP_DISCARD, status: RSP_OKAY, ..Response::default() });
             }
-            other => panic!("unknown operation {other}"),
+            other => return Err(format!("unknown operation {other}")),
         };
-        assert!(slot.bytes()[if indirect { 64 } else { 24 + 8 * segs.len() }..].iter().all(|&b| b == 0));
-        let mut offset = sector as usize * SECTOR;
+        check!(
+            slot.bytes()[if indirect { 64 } else { 24 + 8 * segs.len() }..].iter().all(|&b| b == 0),
+            "stale bytes after the request"
+        );
+        let start = usize::try_from(sector.saturating_mul(SECTOR as u64)).unwrap_or(usize::MAX);
+        let mut offset = start;
         for seg in &segs {
-            assert!(
+            check!(
                 seg.first_sect <= seg.last_sect && usize::from(seg.last_sect) < PAGE_SIZE / SECTOR,
                 "{seg:?}"
             );
-            let page = self.page(seg.gref);
+            let page = self.page(seg.gref)?;
             let (start, end) =
                 (usize::from(seg.first_sect) * SECTOR, (usize::from(seg.last_sect) + 1) * SECTOR);
             let len = end - start;
-            assert!(offset + len <= self.disk.len(), "request past the disk's end");
+            check!(offset.saturating_add(len) <= self.disk.len(), "request past the disk's end");
             match op {
-                OP_READ => page[start..end].copy_from_slice(&self.disk[offset..offset + len]),
+                // SAFETY: `start..end` is within the page (checked above).
+                OP_READ => unsafe { core::ptr::copy(self.disk[offset..].as_ptr(), page.add(start), len) },
                 OP_WRITE => {
-                    self.disk[offset..offset + len].copy_from_slice(&page[start..end]);
-                    let outside = page[..start].iter().chain(&page[end..]);
+                    let mut copy = [0u8; PAGE_SIZE];
+                    // SAFETY: the whole page, into a local copy.
+                    unsafe { core::ptr::copy(page, copy.as_mut_ptr(), PAGE_SIZE) };
+                    self.disk[offset..offset + len].copy_from_slice(&copy[start..end]);
+                    let outside = copy[..start].iter().chain(&copy[end..]);
                     self.leaked_bytes += outside.filter(|&&b| b != 0).count();
                 }
-                _ => panic!("operation {op} with segments"),
+                _ => return Err(format!("operation {op} with segments")),
             }
             offset += len;
         }
@@ -206,9 +271,9 @@ impl Peer {
             indirect,
             sector,
             segments: segs.len(),
-            sectors: ((offset - sector as usize * SECTOR) / SECTOR) as u64,
+            sectors: ((offset - start) / SECTOR) as u64,
         });
-        Response { id, operation: op, status: RSP_OKAY, ..Response::default() }
+        Ok(Response { id, operation: op, status: RSP_OKAY, ..Response::default() })
     }
 
     /// Writes `rsp` into the next response slot (not published yet).
