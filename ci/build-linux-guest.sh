@@ -7,7 +7,7 @@
 # <cache-dir> must hold what ci/fetch-xen.sh produced. The archive contains:
 #   /init                     ci/linux-guest/init
 #   /mote/agent               <agent-binary>, which serves echo and discard (`echo-server`)
-#   /lib/modules/<version>    xen-netfront and its dependencies, with modules.dep
+#   /lib/modules/<version>    xen-netfront, xen-blkfront and their dependencies, with modules.dep
 #   busybox applets, and the libraries `ldd` lists for the agent.
 set -euo pipefail
 
@@ -41,12 +41,17 @@ ldd "$agent" | awk '$2 == "=>" && $3 ~ /^\// { print $3; next } $1 ~ /^\// { pri
     done
 
 depmod -b "$root" "$kver"
-modprobe -d "$root" -S "$kver" --show-depends xen-netfront | awk '$1 == "insmod" { print $2 }' |
+{
+    modprobe -d "$root" -S "$kver" --show-depends xen-netfront
+    modprobe -d "$root" -S "$kver" --show-depends xen-blkfront
+} | awk '$1 == "insmod" { print $2 }' | sort -u |
     while read -r ko; do
         mkdir -p "$stage$(dirname "${ko#"$root"}")"
         cp "$ko" "$stage${ko#"$root"}"
     done
-[[ -n $(find "$stage/lib/modules" -name 'xen-netfront.ko*') ]] || die "no module xen-netfront in Linux $kver"
+for module in xen-netfront xen-blkfront; do
+    [[ -n $(find "$stage/lib/modules" -name "$module.ko*") ]] || die "no module $module in Linux $kver"
+done
 cp "$root/lib/modules/$kver"/modules.{order,builtin,builtin.modinfo} "$stage/lib/modules/$kver/"
 depmod -b "$stage" "$kver"
 

@@ -6,8 +6,8 @@
 use crate::device::{Disk, DiskInfo, Features, GrantedPage, Signal};
 use crate::wire::{
     DiscardRequest, IndirectRequest, Request, RequestSlot, Response, Segment, MAX_INDIRECT_PAGES,
-    MAX_SEGMENTS, OP_DISCARD, OP_FLUSH_DISKCACHE, OP_INDIRECT, OP_READ, OP_WRITE, RSP_ERROR, RSP_OKAY, SECTOR,
-    SEGMENTS_PER_INDIRECT_PAGE,
+    MAX_SEGMENTS, OP_DISCARD, OP_FLUSH_DISKCACHE, OP_INDIRECT, OP_READ, OP_WRITE, RSP_ERROR, RSP_OKAY,
+    SECTOR, SEGMENTS_PER_INDIRECT_PAGE,
 };
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -230,7 +230,12 @@ impl Peer {
                     segments: 0,
                     sectors: r.nr_sectors,
                 });
-                return Ok(Response { id: r.id, operation: OP_DISCARD, status: RSP_OKAY, ..Response::default() });
+                return Ok(Response {
+                    id: r.id,
+                    operation: OP_DISCARD,
+                    status: RSP_OKAY,
+                    ..Response::default()
+                });
             }
             other => return Err(format!("unknown operation {other}")),
         };

@@ -1,4 +1,4 @@
-//! `cargo xtask bench [echo]`: the echo mote against a Linux PVH guest (Debian's kernel, the
+//! `cargo xtask bench [echo|disk]`: the echo mote against a Linux PVH guest (Debian's kernel, the
 //! dom0 one, with `mote-agent echo-server`) in one harness. Each round boots the mote, then
 //! Linux, measures each from dom0 with the agent's clients and shuts it down; the table shows
 //! the median of the rounds and the ratio mote/Linux. Only a measurement that could not be
@@ -28,7 +28,7 @@ const DATAGRAMS: u32 = 500;
 const LINUX_MEMORY_MIB: u32 = 96;
 /// Where the Linux guest's kernel and initramfs go in dom0: a tmpfs of its own, as dom0's root
 /// file system is too small for the kernel.
-const LINUX_DIR: &str = "/mote/linux";
+pub(crate) const LINUX_DIR: &str = "/mote/linux";
 /// Longest a guest may take to boot, or one measurement to run.
 const STEP_LIMIT: Duration = Duration::from_secs(180);
 /// Longest a whole guest run (boot, measurements, shutdown) may take.
@@ -63,11 +63,12 @@ const METRICS: [(&str, &str, bool, usize); 7] = [
     ("guest memory, xl memory=", "MiB", false, 0),
 ];
 
-/// `cargo xtask bench [echo]`; whether every measurement was taken.
+/// `cargo xtask bench [echo|disk]`; whether every measurement was taken.
 pub fn run(which: Option<&str>) -> Result<bool, String> {
     match which {
         None | Some("echo") => {}
-        Some(other) => return Err(format!("unknown benchmark {other:?} (there is: echo)")),
+        Some("disk") => return crate::bench_disk::run(),
+        Some(other) => return Err(format!("unknown benchmark {other:?} (there are: echo, disk)")),
     }
     let mote = build::build("echo", false)?;
     assets::install_host_deps()?;
@@ -123,7 +124,7 @@ pub fn run(which: Option<&str>) -> Result<bool, String> {
 
 /// Copies the Linux guest's kernel and initramfs into a tmpfs in dom0 and its config into
 /// dom0's image folder; the image that names them.
-fn upload_linux(agent: &Agent, assets: &Assets, initrd: &Path) -> Result<Image, String> {
+pub(crate) fn upload_linux(agent: &Agent, assets: &Assets, initrd: &Path) -> Result<Image, String> {
     let limit = Duration::from_secs(120);
     agent.run_ok(
         &format!("mkdir -p {LINUX_DIR} && {{ mountpoint -q {LINUX_DIR} || mount -t tmpfs -o size=128m tmpfs {LINUX_DIR}; }}"),
@@ -204,21 +205,21 @@ fn measure(agent: &Agent, subject: &Subject) -> Result<Figures, String> {
 }
 
 /// The number between `after` and the next `before` in `text`.
-fn field(text: &str, after: &str, before: &str) -> Option<f64> {
+pub(crate) fn field(text: &str, after: &str, before: &str) -> Option<f64> {
     let start = text.find(after)? + after.len();
     let len = text[start..].find(before)?;
     text[start..start + len].trim().parse().ok()
 }
 
 /// The median of `values` (the upper one of an even count); NaN when empty.
-fn median(values: impl Iterator<Item = f64>) -> f64 {
+pub(crate) fn median(values: impl Iterator<Item = f64>) -> f64 {
     let mut values: Vec<f64> = values.collect();
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// QEMU's, Xen's and the kernel's versions.
-fn environment(agent: &Agent) -> String {
+pub(crate) fn environment(agent: &Agent) -> String {
     let qemu = Command::new("qemu-system-x86_64")
         .arg("--version")
         .output()

@@ -5,7 +5,7 @@
 //! cargo xtask run <app> [--debug] [--timeout SECS] [-- <guest command line>…]
 //! cargo xtask xl <xl arguments>…
 //! cargo xtask test [--integration-only] [CASE-FILTER]
-//! cargo xtask bench [echo]
+//! cargo xtask bench [echo|disk]
 //! cargo xtask fuzz [TARGET] [--seconds N]
 //! ```
 //!
@@ -17,6 +17,7 @@
 mod agent;
 mod assets;
 mod bench;
+mod bench_disk;
 mod build;
 mod forward;
 mod fuzz;
@@ -42,7 +43,7 @@ usage:
   cargo xtask test [--integration-only] [FILTER]
       host packages, host unit tests, then the integration cases (whose name contains FILTER)
       under Xen
-  cargo xtask bench [echo]
+  cargo xtask bench [echo|disk]
       measure the echo mote against a Linux PVH guest in the harness and print both and the
       ratio
 

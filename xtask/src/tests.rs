@@ -260,7 +260,7 @@ pub fn cases() -> Vec<Case> {
             checks: vec![
                 Contains("disk: wrote and flushed 67108864 bytes"),
                 Contains("disk: vbd 51712: ring 4 pages, indirect 32 segments, persistent grants, discard"),
-                Custom("indirect requests, more than 4 in flight", check_disk_stats),
+                Custom("indirect requests, 4 or more in flight", check_disk_stats),
             ],
             driver: Some(drive_disk_hash),
         },
@@ -792,8 +792,9 @@ fn drive_disk_hash(d: &mut Driver) -> Result<(), String> {
     Ok(())
 }
 
-/// The selftest's line `disk: N requests, M indirect, at most K in flight`: the large
-/// transfers went out as indirect requests, more than four at a time.
+/// The selftest's line `disk: N requests, M indirect, at most K in flight`: the 1 MiB
+/// transfers went out as indirect requests of 128 KiB, four at a time (what the default
+/// buffer pool holds; small requests could fill the 128-slot ring, see the host tests).
 fn check_disk_stats(console: &str, _: &Image) -> Result<(), String> {
     let line = console
         .lines()
@@ -802,8 +803,8 @@ fn check_disk_stats(console: &str, _: &Image) -> Result<(), String> {
     let numbers: Vec<u64> =
         line.split_whitespace().filter_map(|w| w.trim_end_matches(',').parse().ok()).collect();
     match numbers[..] {
-        [requests, indirect, peak] if indirect > 0 && indirect <= requests && peak > 4 => Ok(()),
-        _ => Err(format!("{line:?}: expected indirect requests and more than 4 in flight")),
+        [requests, indirect, peak] if indirect > 0 && indirect <= requests && peak >= 4 => Ok(()),
+        _ => Err(format!("{line:?}: expected indirect requests, 4 or more in flight")),
     }
 }
 

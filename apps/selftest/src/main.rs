@@ -27,6 +27,11 @@
 //!   the whole disk, discards its middle half, checks that the discarded
 //!   half reads as zeros and the rest as the pattern, then waits for
 //!   `xl shutdown` (dom0 looks at the backend meanwhile).
+//! - `test=disk-bench bytes=N reads=R`: `cargo xtask bench disk`'s measurement
+//!   (the same as `mote-agent disk-bench` in the Linux guest): writes the
+//!   first N bytes of the disk in 1 MiB blocks and flushes, reads them back,
+//!   then makes R 4 KiB reads at pseudo-random offsets, one at a time;
+//!   prints `disk-bench: seq-write W MB/s, seq-read R MB/s, rand-read I IOPS`.
 //! - `test=wait`: waits for `xl shutdown` or `xl reboot`, says which, and
 //!   returns (the runtime then ends the domain as asked).
 //! - `test=grant`: grants dom0 a page holding a text, read-write then
@@ -233,6 +238,7 @@ fn main() -> Result<(), Error> {
             Ok(())
         }),
         "disk" | "disk-verify" | "disk-ro" | "disk-discard" => disk(cmdline.get("test").unwrap_or_default()),
+        "disk-bench" => disk_bench(number("bytes", 32 << 20)?, number("reads", 2000)?),
         other => Err(Error::UnknownTest(other)),
     }
 }
@@ -377,6 +383,45 @@ fn disk(test: &str) -> Result<(), Error> {
         mote::println!("disk: waiting for shutdown");
         mote::wait_for_shutdown();
     }
+    Ok(())
+}
+
+/// `test=disk-bench`.
+fn disk_bench(bytes: u64, reads: u64) -> Result<(), Error> {
+    const STEP: usize = 1 << 20;
+    const BLOCK: usize = 4096;
+    let mut disks = mote::disk::open_all().map_err(|e| Error::Disk(alloc::format!("{e}")))?;
+    let disk = disks.first_mut().ok_or(Error::Disk("no disk".into()))?;
+    let io = |e: mote::disk::DiskError| Error::Disk(alloc::format!("{e}"));
+    let sector = u64::from(disk.info().sector_size);
+    let steps = bytes.min(disk.info().bytes()) / STEP as u64;
+    let mb = (steps * STEP as u64) as f64 / 1e6;
+    let mut buf = alloc::vec![0u8; STEP];
+    let start = Instant::now();
+    for n in 0..steps {
+        buf.fill(n as u8);
+        disk.write(n * STEP as u64 / sector, &buf).map_err(io)?;
+    }
+    disk.flush().map_err(io)?;
+    let write = mb / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    for n in 0..steps {
+        disk.read(n * STEP as u64 / sector, &mut buf).map_err(io)?;
+    }
+    let read = mb / start.elapsed().as_secs_f64();
+    // The same 64-bit LCG as mote-agent's disk-bench (Knuth's MMIX constants).
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let blocks = steps * (STEP / BLOCK) as u64;
+    let start = Instant::now();
+    for _ in 0..reads {
+        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let block = (x >> 33) % blocks;
+        disk.read(block * BLOCK as u64 / sector, &mut buf[..BLOCK]).map_err(io)?;
+    }
+    let iops = reads as f64 / start.elapsed().as_secs_f64();
+    mote::println!(
+        "disk-bench: seq-write {write:.2} MB/s, seq-read {read:.2} MB/s, rand-read {iops:.0} IOPS"
+    );
     Ok(())
 }
 

@@ -1,0 +1,215 @@
+//! `cargo xtask bench disk`: blkfront against Linux's xen-blkfront on the same disk image in
+//! one harness. The mote is the selftest app (`test=disk-bench`), the Linux guest the echo
+//! benchmark's (Debian's kernel) running `mote-agent disk-bench` on `/dev/xvda` with
+//! `O_DIRECT`; both write the first [`BYTES`] of a raw image on a tmpfs in dom0 in 1 MiB
+//! blocks and flush, read them back in 1 MiB blocks, then make [`READS`] 4 KiB reads at the
+//! same pseudo-random offsets, one at a time. The table shows the median of the rounds and
+//! the ratio mote/Linux. Only a measurement that could not be taken fails the command.
+
+use crate::agent::{sh_quote, Agent};
+use crate::assets;
+use crate::bench::{environment, field, median, upload_linux, LINUX_DIR};
+use crate::build::{self, Image};
+use crate::guest::{self, Reason};
+use crate::harness::Harness;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Rounds; each figure is their median.
+const ROUNDS: usize = 3;
+/// Bytes written, then read, sequentially.
+const BYTES: u64 = 32 << 20;
+/// 4 KiB random reads.
+const READS: u64 = 2000;
+/// The image both guests get, on a tmpfs of its own in dom0.
+const IMAGE_DIR: &str = "/mnt/bench-disk";
+/// Longest one guest run (boot, measurement, shutdown) may take.
+const RUN_LIMIT: Duration = Duration::from_secs(600);
+
+/// Name, unit, decimals; higher is better for all.
+const METRICS: [(&str, &str, usize); 3] = [
+    ("sequential write, 1 MiB blocks", "MB/s", 2),
+    ("sequential read, 1 MiB blocks", "MB/s", 2),
+    ("random read, 4 KiB, one at a time", "IOPS", 0),
+];
+
+/// One round's figures, in the order of [`METRICS`].
+pub type Figures = [f64; 3];
+
+struct Subject {
+    label: &'static str,
+    image: Image,
+    args: Vec<String>,
+    xl: Vec<String>,
+    /// The console line after which the guest is shut down from dom0 (the mote powers off
+    /// by itself).
+    done: Option<&'static str>,
+}
+
+/// `cargo xtask bench disk`: the medians for the mote and Linux; prints the table.
+pub fn run() -> Result<bool, String> {
+    let mote = build::build("selftest", false)?;
+    assets::install_host_deps()?;
+    let assets = assets::ensure()?;
+    let linux_initrd = assets::linux_guest_initrd(&assets)?;
+    let harness = Harness::boot(&assets, &[])?;
+    let agent = harness.agent();
+    guest::upload(&agent, &mote)?;
+    let linux = upload_linux(&agent, &assets, &linux_initrd)?;
+    agent.run_ok(
+        &format!(
+            "mkdir -p {IMAGE_DIR} && {{ mountpoint -q {IMAGE_DIR} || mount -t tmpfs -o size=48m tmpfs {IMAGE_DIR}; }} \
+             && dd if=/dev/zero of={IMAGE_DIR}/bench.img bs=1M count={}",
+            BYTES >> 20
+        ),
+        RUN_LIMIT,
+    )?;
+    let disk = format!(r#"disk=["format=raw,vdev=xvda,access=rw,target={IMAGE_DIR}/bench.img"]"#);
+    let subjects = [
+        Subject {
+            label: "mote",
+            image: mote,
+            args: vec!["test=disk-bench".into(), format!("bytes={BYTES}"), format!("reads={READS}")],
+            xl: vec![disk.clone()],
+            done: None,
+        },
+        Subject {
+            label: "Linux",
+            image: linux,
+            args: vec!["console=hvc0".into(), "quiet".into(), format!("mote.disk-bench={BYTES},{READS}")],
+            xl: vec![format!("ramdisk=\"{LINUX_DIR}/initrd.cpio\""), disk],
+            done: Some("mote-linux: disk-bench done"),
+        },
+    ];
+    let mut figures: [Vec<Figures>; 2] = [Vec::new(), Vec::new()];
+    let mut failures = Vec::new();
+    for round in 1..=ROUNDS {
+        for (subject, results) in subjects.iter().zip(&mut figures) {
+            eprintln!("bench: round {round}/{ROUNDS}: {}", subject.label);
+            match measure(&agent, subject) {
+                Ok(f) => results.push(f),
+                Err(e) => {
+                    eprintln!("bench: {} round {round}: {e}", subject.label);
+                    failures.push(format!("{} round {round}: {e}", subject.label));
+                }
+            }
+        }
+    }
+    let environment = environment(&agent);
+    drop(harness);
+    println!("{}", table(&environment, &figures[0], &figures[1]));
+    for failure in &failures {
+        println!("not measured: {failure}");
+    }
+    Ok(failures.is_empty())
+}
+
+/// Boots `subject`, takes its `disk-bench:` line, and sees it gone.
+fn measure(agent: &Agent, subject: &Subject) -> Result<Figures, String> {
+    let opts = guest::Options {
+        timeout: Some(RUN_LIMIT),
+        echo: false,
+        clock: Instant::now(),
+        xl: subject.xl.clone(),
+    };
+    let (tx, lines) = mpsc::channel::<String>();
+    thread::scope(|scope| {
+        let run = scope.spawn(move || {
+            guest::run(agent, &subject.image, &subject.args, &opts, &mut |line| {
+                let _ = tx.send(line.to_owned());
+            })
+        });
+        let measured = (|| {
+            let deadline = Instant::now() + RUN_LIMIT;
+            let mut report = None;
+            loop {
+                match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(line) if line.contains("disk-bench: seq-write") => {
+                        eprintln!("bench:   {}", line.trim());
+                        report = Some(line);
+                        if subject.done.is_none() {
+                            break;
+                        }
+                    }
+                    Ok(line) if subject.done.is_some_and(|d| line.contains(d)) => break,
+                    Ok(_) => {}
+                    Err(_) => return Err("no `disk-bench:` line".to_owned()),
+                }
+            }
+            if subject.done.is_some() {
+                agent.run_ok(&format!("xl shutdown -w {}", sh_quote(&subject.image.app)), RUN_LIMIT)?;
+            }
+            let report = report.ok_or("no `disk-bench:` line")?;
+            parse(&report).ok_or_else(|| format!("unexpected report {report:?}"))
+        })();
+        if measured.is_err() {
+            let _ = agent.run(&format!("xl destroy {}", sh_quote(&subject.image.app)), RUN_LIMIT);
+        }
+        let run = run.join().map_err(|_| "the guest runner panicked".to_owned())?;
+        match (measured, run.result) {
+            (Err(e), _) => Err(format!("{e}\n{}", run.console)),
+            (Ok(figures), Ok(Reason::Poweroff)) => Ok(figures),
+            (Ok(_), Ok(reason)) => Err(format!("the guest {} after the measurement", reason.verb())),
+            (Ok(_), Err(e)) => Err(e),
+        }
+    })
+}
+
+/// `disk-bench: seq-write W MB/s, seq-read R MB/s, rand-read I IOPS`.
+fn parse(line: &str) -> Option<Figures> {
+    Some([
+        field(line, "seq-write ", " MB/s")?,
+        field(line, "seq-read ", " MB/s")?,
+        field(line, "rand-read ", " IOPS")?,
+    ])
+}
+
+/// The result table: medians of the rounds and the ratio mote/Linux.
+pub fn table(environment: &str, mote: &[Figures], linux: &[Figures]) -> String {
+    let mut out = format!(
+        "disk benchmark: blkfront (selftest mote) vs Linux xen-blkfront (O_DIRECT), median of {ROUNDS} \
+         rounds: {} MiB written then read in 1 MiB blocks, {READS} random 4 KiB reads one at a time; \
+         raw image on a tmpfs in dom0, Linux blkback\nenvironment: {environment}\n\n",
+        BYTES >> 20
+    );
+    out.push_str(&format!(
+        "{:<42} {:>10} {:>10} {:>12}\n",
+        "metric (higher is better)", "mote", "Linux", "mote/Linux"
+    ));
+    for (i, (name, unit, decimals)) in METRICS.iter().enumerate() {
+        let m = median(mote.iter().map(|f| f[i]));
+        let l = median(linux.iter().map(|f| f[i]));
+        out.push_str(&format!(
+            "{:<42} {:>10} {:>10} {:>12}\n",
+            format!("{name} ({unit})"),
+            format!("{m:.decimals$}"),
+            format!("{l:.decimals$}"),
+            format!("{:.2}", m / l)
+        ));
+    }
+    out.trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_both_guests_reports() {
+        let line = "[    3.1] disk-bench: seq-write 12.50 MB/s, seq-read 20.25 MB/s, rand-read 812 IOPS";
+        assert_eq!(parse(line), Some([12.5, 20.25, 812.0]));
+        assert_eq!(parse("disk-bench: seq-write 1 MB/s"), None);
+    }
+
+    #[test]
+    fn table_shows_medians_and_ratios() {
+        let mote = [[10.0, 20.0, 500.0], [12.0, 22.0, 700.0], [11.0, 21.0, 600.0]];
+        let linux = [[5.0, 40.0, 300.0]; 3];
+        let t = table("QEMU", &mote, &linux);
+        let read = t.lines().find(|l| l.starts_with("sequential read")).unwrap();
+        assert!(read.contains(" 21.00 ") && read.ends_with("0.53"), "{read}");
+        let iops = t.lines().find(|l| l.starts_with("random read")).unwrap();
+        assert!(iops.contains(" 600 ") && iops.ends_with("2.00"), "{iops}");
+    }
+}
