@@ -124,6 +124,11 @@ pub enum DiskError {
     Timeout(Duration),
     FlushUnsupported,
     DiscardUnsupported,
+    /// More than one request carries ([`Disk::start`] does not split).
+    TooLarge {
+        len: usize,
+        max: usize,
+    },
 }
 
 impl fmt::Display for DiskError {
@@ -140,6 +145,7 @@ impl fmt::Display for DiskError {
             DiskError::Timeout(t) => write!(f, "the backend did not answer within {} s", t.as_secs()),
             DiskError::FlushUnsupported => f.write_str("the backend offers no cache flush"),
             DiskError::DiscardUnsupported => f.write_str("the backend offers no discard"),
+            DiskError::TooLarge { len, max } => write!(f, "{len} bytes is more than one request's {max}"),
         }
     }
 }
@@ -401,16 +407,16 @@ impl Disk {
         true
     }
 
-    /// Takes one response, if there is one: its outcome and what its request
-    /// held. A protocol violation fails the disk for good.
-    fn reap(&mut self) -> Result<Option<(Outcome, Held)>, DiskError> {
+    /// Takes one response, if there is one: its id, its outcome and what
+    /// its request held. A protocol violation fails the disk for good.
+    fn reap(&mut self) -> Result<Option<(u64, Outcome, Held)>, DiskError> {
         let rsp = match self.ring.pop_response() {
             Ok(Some(rsp)) => rsp,
             Ok(None) => return Ok(None),
             Err(e) => return Err(self.fail(DiskError::Ring(e))),
         };
         match self.inflight.complete(rsp) {
-            Ok(done) => Ok(Some(done)),
+            Ok((outcome, held)) => Ok(Some((rsp.id, outcome, held))),
             Err(e) => Err(self.fail(DiskError::Response(e))),
         }
     }
@@ -459,7 +465,7 @@ impl Disk {
             }
             // Take what has come back; sleep when nothing has.
             match self.reap()? {
-                Some((outcome, held)) => {
+                Some((_, outcome, held)) => {
                     if outcome != Outcome::Okay {
                         failure = Some(DiskError::Backend(outcome));
                     } else if let Buf::Read(b) = &mut buf {
@@ -482,6 +488,138 @@ impl Disk {
                 }
             }
         }
+    }
+}
+
+/// What [`Disk::start`] posts.
+#[derive(Debug, Clone, Copy)]
+pub enum Start<'a> {
+    /// `len` bytes (whole sectors, at most [`Disk::max_request`]).
+    Read(usize),
+    /// These bytes (whole sectors, at most [`Disk::max_request`]).
+    Write(&'a [u8]),
+    Flush,
+    /// This many sectors.
+    Discard(u64),
+}
+
+/// A request the backend has answered, until [`Disk::finish`] takes its
+/// data and gives its pages back.
+#[derive(Debug)]
+pub struct Completion {
+    pub id: u64,
+    outcome: Outcome,
+    held: Held,
+}
+
+/// The non-blocking interface, for an asynchronous runtime: post requests
+/// with [`Disk::start`] and [`Disk::push`], take answers with
+/// [`Disk::poll_completion`] and [`Disk::finish`]. Not to be mixed with the
+/// blocking calls while requests are out.
+impl Disk {
+    /// Largest read or write one request carries.
+    pub fn max_request(&self) -> usize {
+        self.features.segments() * PAGE_SIZE
+    }
+
+    /// Requests with the backend or answered and not finished.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.in_flight()
+    }
+
+    /// Posts one request for `sector` on (the disk's sectors); `Ok(None)`
+    /// when every id or too many buffer pages are taken (finish completions
+    /// first). The backend sees it after [`Disk::push`].
+    pub fn start(&mut self, sector: u64, what: Start<'_>) -> Result<Option<u64>, DiskError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        let (op, len, discard) = match what {
+            Start::Read(len) => (OP_READ, len, 0),
+            Start::Write(data) => (OP_WRITE, data.len(), 0),
+            Start::Flush => (OP_FLUSH_DISKCACHE, 0, 0),
+            Start::Discard(count) => (OP_DISCARD, 0, count),
+        };
+        match op {
+            OP_WRITE | OP_DISCARD if self.info.read_only => return Err(DiskError::ReadOnly),
+            OP_FLUSH_DISKCACHE if !self.info.flush => return Err(DiskError::FlushUnsupported),
+            OP_DISCARD if self.features.discard.is_none() => return Err(DiskError::DiscardUnsupported),
+            _ => {}
+        }
+        if op == OP_DISCARD {
+            if sector.checked_add(discard).is_none_or(|end| end > self.info.sectors) {
+                let len = discard.saturating_mul(u64::from(self.info.sector_size));
+                return Err(DiskError::OutOfRange {
+                    sector,
+                    len: usize::try_from(len).unwrap_or(usize::MAX),
+                });
+            }
+        } else {
+            self.check(sector, len)?;
+        }
+        if len > self.max_request() {
+            return Err(DiskError::TooLarge { len, max: self.max_request() });
+        }
+        if len == 0 && matches!(op, OP_READ | OP_WRITE) {
+            return Err(DiskError::Unaligned { len });
+        }
+        let id = self.inflight.peek_free();
+        let buf = match what {
+            Start::Write(data) => Buf::Write(data),
+            _ => Buf::None,
+        };
+        let (sector, discard) = (self.ring_sector(sector), self.ring_sector(discard));
+        Ok(self.post(op, sector, &buf, 0, len, discard).then_some(id).flatten())
+    }
+
+    /// Makes the posted requests visible to the backend, and tells it.
+    pub fn push(&mut self, io: &mut dyn Signal) {
+        if self.ring.publish() {
+            io.notify(self.port);
+        }
+    }
+
+    /// The next answer, validated; `Ok(None)` when there is none yet (the
+    /// backend then signals the port when one arrives).
+    pub fn poll_completion(&mut self) -> Result<Option<Completion>, DiskError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        loop {
+            if let Some((id, outcome, held)) = self.reap()? {
+                return Ok(Some(Completion { id, outcome, held }));
+            }
+            match self.ring.final_check_for_responses() {
+                Ok(true) => {}
+                Ok(false) => return Ok(None),
+                Err(e) => return Err(self.fail(DiskError::Ring(e))),
+            }
+        }
+    }
+
+    /// Copies a completed read's data into `buf` (its length, or shorter:
+    /// the rest is dropped) and gives the request's pages back.
+    pub fn finish(&mut self, done: Completion, buf: &mut [u8]) -> Result<(), DiskError> {
+        let Completion { outcome, held, .. } = done;
+        if outcome == Outcome::Okay {
+            let len = held.len.min(buf.len());
+            copy_from_pages(&self.pool, &held.pages[..held.data_pages], &mut buf[..len]);
+        }
+        self.free.extend_from_slice(&held.pages);
+        match outcome {
+            Outcome::Okay => Ok(()),
+            bad => Err(DiskError::Backend(bad)),
+        }
+    }
+
+    /// Gives up on a backend that has not answered for `self.timeout()`
+    /// with requests out: the disk fails for good.
+    pub fn time_out(&mut self) -> DiskError {
+        self.fail(DiskError::Timeout(self.timeout))
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 }
 

@@ -61,6 +61,11 @@ impl<T> InFlight<T> {
         self.ops.len() - self.free.len()
     }
 
+    /// The id [`InFlight::take`] hands out next.
+    pub fn peek_free(&self) -> Option<u64> {
+        self.free.last().copied()
+    }
+
     pub fn has_free(&self) -> bool {
         !self.free.is_empty()
     }

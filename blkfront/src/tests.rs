@@ -1,7 +1,7 @@
 //! The data path against the in-memory [`Peer`]: request splitting, rings
 //! kept full, indirect requests, discard, and hostile backends.
 
-use crate::device::{Discard, Disk, DiskError, DiskInfo, Features};
+use crate::device::{Discard, Disk, DiskError, DiskInfo, Features, Start};
 use crate::inflight::{Outcome, ResponseError};
 use crate::peer::{Peer, Scripted};
 use crate::wire::{Response, OP_DISCARD, OP_READ, OP_WRITE, RSP_ERROR};
@@ -292,4 +292,37 @@ fn a_backend_that_never_answers_times_out_instead_of_hanging() {
     // The request's pages stay with the backend; the disk refuses further I/O.
     assert_eq!(d.write(0, &[0; 512], &mut silent), Err(DiskError::Timeout(timeout)));
     assert_eq!(silent.0.pending(), 1);
+}
+
+#[test]
+fn the_non_blocking_interface_fills_the_ring_with_small_reads() {
+    let features = Features { ring_pages: 4, ..indirect(32) };
+    let (mut d, mut be) = Peer::connect(info(MIB), features, 4 * 33);
+    be.disk.copy_from_slice(&pattern(MIB, 7));
+    // 128 reads of 4 KiB at scattered places: every ring slot.
+    let block = |n: u64| (n * 37) % 256 * 8;
+    let mut ids = Vec::new();
+    for n in 0..128 {
+        ids.push((d.start(block(n), Start::Read(4096)).unwrap().expect("room"), n));
+    }
+    assert_eq!(d.start(0, Start::Read(4096)), Ok(None), "the ring is full");
+    d.push(&mut be);
+    be.serve();
+    assert_eq!(be.peak_outstanding, 128);
+    let mut finished = 0;
+    while let Some(done) = d.poll_completion().unwrap() {
+        let n = ids.iter().find(|(id, _)| *id == done.id).unwrap().1;
+        let mut buf = [0u8; 4096];
+        d.finish(done, &mut buf).unwrap();
+        let at = block(n) as usize * 512;
+        assert_eq!(&buf[..], &be.disk[at..at + 4096]);
+        finished += 1;
+    }
+    assert_eq!((finished, d.in_flight()), (128, 0));
+    // A request larger than one is refused, not split.
+    assert_eq!(
+        d.start(0, Start::Read(d.max_request() + 512)),
+        Err(DiskError::TooLarge { len: 32 * 4096 + 512, max: 32 * 4096 })
+    );
+    assert!(d.start(0, Start::Write(&[1; 512])).unwrap().is_some());
 }
