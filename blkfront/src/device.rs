@@ -621,6 +621,12 @@ impl Disk {
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
+
+    /// Why the disk is unusable, once the backend broke the protocol or
+    /// stopped answering.
+    pub fn failure(&self) -> Option<DiskError> {
+        self.failed
+    }
 }
 
 /// Writes `segs` at the start of indirect page `page` and clears the rest.

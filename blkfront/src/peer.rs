@@ -314,6 +314,9 @@ impl Peer {
             self.respond(rsp);
         }
         self.publish();
+        // As blkback going idle (`RING_FINAL_CHECK_FOR_REQUESTS`): notify us
+        // of the next request.
+        self.index(1).store(self.req_cons.wrapping_add(1), Ordering::SeqCst);
     }
 }
 

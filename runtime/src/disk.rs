@@ -1,8 +1,10 @@
 //! Disks: the domain's virtual block devices (`disk = [...]` in xl), through
 //! blkfront. Calls block the caller until the backend answers (the vCPU
-//! sleeps in the hypervisor meanwhile).
+//! sleeps in the hypervisor meanwhile); [`Disk::into_async`] makes them
+//! futures instead.
 
 use crate::events::{self, Instant, Wake};
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
@@ -11,6 +13,7 @@ use mote_blkfront::device::{self, Signal};
 use mote_xen::event::{self, Port};
 use mote_xen::xenstore::XsError;
 
+pub use crate::disk_async::AsyncDisk;
 pub use mote_blkfront::device::{Discard, DiskError, DiskInfo, Features, Stats};
 
 /// The event channel both ways, through the runtime's event loop.
@@ -78,6 +81,20 @@ impl Disk {
     /// backend offers no discard.
     pub fn discard(&mut self, sector: u64, count: u64) -> Result<(), DiskError> {
         self.inner.discard(sector, count, &mut Events)
+    }
+
+    /// The disk as futures on the executor ([`crate::disk_async::AsyncDisk`]):
+    /// several tasks can then keep many requests with the backend at once.
+    ///
+    /// # Panics
+    /// Outside [`crate::block_on`] (the disk's driver joins the running
+    /// executor).
+    pub fn into_async(self) -> AsyncDisk {
+        let port = self.inner.port();
+        let (disk, driver) = AsyncDisk::new(self.inner, Box::new(Events), Box::new(crate::time::now));
+        crate::executor::xen::wake_on(port);
+        crate::executor::add_driver(driver);
+        disk
     }
 
     /// Requests sent so far, how many were indirect, and the most that

@@ -25,6 +25,7 @@
 extern crate alloc;
 
 pub mod cmdline;
+pub mod disk_async;
 pub mod executor;
 pub mod logspec;
 pub mod memory;

@@ -286,6 +286,18 @@ pub fn cases() -> Vec<Case> {
             driver: Some(drive_disk_discard),
         },
         Case {
+            name: "disk_async_tasks_keep_many_requests_in_flight",
+            app: "selftest",
+            args: &["test=disk-async", "tasks=64", "reads=16"],
+            xl: &[DISK_ASYNC],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("disk-async: 1024 reads of 4 KiB by 64 tasks verified"),
+                Custom("more requests in flight than a one-page ring holds", check_disk_async),
+            ],
+            driver: None,
+        },
+        Case {
             name: "disk_read_only_refuses_writes",
             app: "selftest",
             args: &["test=disk-ro"],
@@ -758,9 +770,11 @@ const DISK_SETUP: &str = "mkdir -p /mnt/disks && (mountpoint -q /mnt/disks || \
                           mount -t tmpfs -o size=80m tmpfs /mnt/disks) && \
                           dd if=/dev/zero of=/mnt/disks/rw.img bs=1M count=64 && \
                           dd if=/dev/zero of=/mnt/disks/ro.img bs=1M count=1 && \
-                          dd if=/dev/zero of=/mnt/disks/discard.img bs=1M count=8";
+                          dd if=/dev/zero of=/mnt/disks/discard.img bs=1M count=8 && \
+                          dd if=/dev/zero of=/mnt/disks/async.img bs=1M count=4";
 const DISK_RW: &str = r#"disk=["format=raw,vdev=xvda,access=rw,target=/mnt/disks/rw.img"]"#;
 const DISK_RO: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/mnt/disks/ro.img"]"#;
+const DISK_ASYNC: &str = r#"disk=["format=raw,vdev=xvda,access=rw,target=/mnt/disks/async.img"]"#;
 const DISK_DISCARD: &str = r#"disk=["format=raw,vdev=xvda,access=rw,target=/mnt/disks/discard.img"]"#;
 
 /// The selftest's disk pattern (apps/selftest: `disk_pattern`).
@@ -805,6 +819,18 @@ fn check_disk_stats(console: &str, _: &Image) -> Result<(), String> {
     match numbers[..] {
         [requests, indirect, peak] if indirect > 0 && indirect <= requests && peak >= 4 => Ok(()),
         _ => Err(format!("{line:?}: expected indirect requests, 4 or more in flight")),
+    }
+}
+
+/// `disk-async: … at most K in flight`: the tasks' reads were with the backend together,
+/// more of them than a one-page ring (32 slots) holds.
+fn check_disk_async(console: &str, _: &Image) -> Result<(), String> {
+    let line = console.lines().find(|l| l.contains("disk-async:")).ok_or("no `disk-async:` line")?;
+    let peak: Option<u64> =
+        line.split("at most ").nth(1).and_then(|r| r.split_whitespace().next()?.parse().ok());
+    match peak {
+        Some(k) if k > 32 => Ok(()),
+        _ => Err(format!("{line:?}: expected more than 32 requests in flight")),
     }
 }
 

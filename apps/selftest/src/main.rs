@@ -27,6 +27,10 @@
 //!   the whole disk, discards its middle half, checks that the discarded
 //!   half reads as zeros and the rest as the pattern, then waits for
 //!   `xl shutdown` (dom0 looks at the backend meanwhile).
+//! - `test=disk-async tasks=T reads=R`: through the async disk API, writes
+//!   the pattern over the first 4 MiB, then T tasks (default 64) each read R
+//!   (default 16) 4 KiB blocks at pseudo-random places and verify them;
+//!   prints how many reads, how fast, and the most requests in flight.
 //! - `test=disk-bench bytes=N reads=R`: `cargo xtask bench disk`'s measurement
 //!   (the same as `mote-agent disk-bench` in the Linux guest): writes the
 //!   first N bytes of the disk in 1 MiB blocks and flushes, reads them back,
@@ -238,6 +242,7 @@ fn main() -> Result<(), Error> {
             Ok(())
         }),
         "disk" | "disk-verify" | "disk-ro" | "disk-discard" => disk(cmdline.get("test").unwrap_or_default()),
+        "disk-async" => disk_async(number("tasks", 64)?, number("reads", 16)?),
         "disk-bench" => disk_bench(number("bytes", 32 << 20)?, number("reads", 2000)?),
         other => Err(Error::UnknownTest(other)),
     }
@@ -384,6 +389,68 @@ fn disk(test: &str) -> Result<(), Error> {
         mote::wait_for_shutdown();
     }
     Ok(())
+}
+
+/// `test=disk-async`.
+fn disk_async(tasks: u64, reads: u64) -> Result<(), Error> {
+    const AREA: u64 = 4 << 20;
+    const BLOCK: usize = 4096;
+    let disk = mote::disk::open_all().map_err(|e| Error::Disk(alloc::format!("{e}")))?.into_iter().next();
+    let disk = disk.ok_or(Error::Disk("no disk".into()))?;
+    let io = |e: mote::disk::DiskError| Error::Disk(alloc::format!("{e}"));
+    let sector = u64::from(disk.info().sector_size);
+    mote::block_on(async move {
+        let disk = disk.into_async();
+        let mut buf = alloc::vec![0u8; 1 << 20];
+        for base in (0..AREA).step_by(buf.len()) {
+            buf.iter_mut().enumerate().for_each(|(i, b)| *b = disk_pattern(base + i as u64));
+            disk.write(base / sector, &buf).await.map_err(io)?;
+        }
+        drop(buf);
+        let failures: Rc<RefCell<Vec<String>>> = Rc::default();
+        let finished = Rc::new(RefCell::new(0));
+        let start = Instant::now();
+        for t in 0..tasks {
+            let (disk, failures, finished) = (disk.clone(), failures.clone(), finished.clone());
+            mote::spawn(async move {
+                let mut block = [0u8; BLOCK];
+                let mut x = t.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                for _ in 0..reads {
+                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                    let at = (x >> 33) % (AREA / BLOCK as u64) * BLOCK as u64;
+                    match disk.read(at / sector, &mut block).await {
+                        Err(e) => failures.borrow_mut().push(alloc::format!("read at {at}: {e}")),
+                        Ok(())
+                            if block.iter().enumerate().any(|(i, &b)| b != disk_pattern(at + i as u64)) =>
+                        {
+                            failures
+                                .borrow_mut()
+                                .push(alloc::format!("the block at {at} differs from the pattern"))
+                        }
+                        Ok(()) => {}
+                    }
+                }
+                *finished.borrow_mut() += 1;
+            });
+        }
+        while *finished.borrow() < tasks {
+            mote::time::sleep(Duration::from_millis(5)).await;
+        }
+        let ms = start.elapsed().as_millis().max(1);
+        if let Some(first) = failures.borrow().first() {
+            return Err(Error::Disk(alloc::format!(
+                "{} reads failed; first: {first}",
+                failures.borrow().len()
+            )));
+        }
+        mote::println!(
+            "disk-async: {} reads of 4 KiB by {tasks} tasks verified in {ms} ms ({} IOPS), at most {} in flight",
+            tasks * reads,
+            u128::from(tasks * reads) * 1000 / ms,
+            disk.stats().peak_in_flight
+        );
+        Ok(())
+    })
 }
 
 /// `test=disk-bench`.
