@@ -24,6 +24,9 @@ const BYTES: u64 = 32 << 20;
 const READS: u64 = 2000;
 /// The image both guests get, on a tmpfs of its own in dom0.
 const IMAGE_DIR: &str = "/mnt/bench-disk";
+/// The Linux guest's memory here: the echo benchmark's 96 MiB runs out (the kernel panics,
+/// "System is deadlocked on memory") once xen-blkfront and its buffers are in.
+const LINUX_MEMORY_MIB: u32 = 160;
 /// Longest one guest run (boot, measurement, shutdown) may take.
 const RUN_LIMIT: Duration = Duration::from_secs(600);
 
@@ -78,7 +81,11 @@ pub fn run() -> Result<bool, String> {
             label: "Linux",
             image: linux,
             args: vec!["console=hvc0".into(), "quiet".into(), format!("mote.disk-bench={BYTES},{READS}")],
-            xl: vec![format!("ramdisk=\"{LINUX_DIR}/initrd.cpio\""), disk],
+            xl: vec![
+                format!("ramdisk=\"{LINUX_DIR}/initrd.cpio\""),
+                format!("memory={LINUX_MEMORY_MIB}"),
+                disk,
+            ],
             done: Some("mote-linux: disk-bench done"),
         },
     ];
@@ -170,7 +177,8 @@ pub fn table(environment: &str, mote: &[Figures], linux: &[Figures]) -> String {
     let mut out = format!(
         "disk benchmark: blkfront (selftest mote) vs Linux xen-blkfront (O_DIRECT), median of {ROUNDS} \
          rounds: {} MiB written then read in 1 MiB blocks, {READS} random 4 KiB reads one at a time; \
-         raw image on a tmpfs in dom0, Linux blkback\nenvironment: {environment}\n\n",
+         raw image on a tmpfs in dom0, Linux blkback; memory: mote 4 MiB, Linux {LINUX_MEMORY_MIB} MiB\n\
+         environment: {environment}\n\n",
         BYTES >> 20
     );
     out.push_str(&format!(
