@@ -99,20 +99,7 @@ pub fn run(which: Option<&str>) -> Result<bool, String> {
             image: linux,
         },
     ];
-    let mut figures: [Vec<Figures>; 2] = [Vec::new(), Vec::new()];
-    let mut failures = Vec::new();
-    for round in 1..=ROUNDS {
-        for (subject, results) in subjects.iter().zip(&mut figures) {
-            eprintln!("bench: round {round}/{ROUNDS}: {}", subject.label);
-            match measure(&agent, subject) {
-                Ok(f) => results.push(f),
-                Err(e) => {
-                    eprintln!("bench: {} round {round}: {e}", subject.label);
-                    failures.push(format!("{} round {round}: {e}", subject.label));
-                }
-            }
-        }
-    }
+    let (figures, failures) = rounds(ROUNDS, &subjects, |s| s.label, |s| measure(&agent, s));
     let environment = environment(&agent);
     drop(harness);
     println!("{}", table(&environment, &figures[0], &figures[1]));
@@ -144,55 +131,89 @@ pub(crate) fn upload_linux(agent: &Agent, assets: &Assets, initrd: &Path) -> Res
 
 /// Boots `subject`, times it until it serves, measures it from dom0, shuts it down.
 fn measure(agent: &Agent, subject: &Subject) -> Result<Figures, String> {
-    let opts = guest::Options {
-        timeout: Some(RUN_LIMIT),
-        echo: false,
-        clock: Instant::now(),
-        xl: subject.xl.clone(),
-    };
+    let started = Instant::now();
+    with_guest(agent, &subject.image, &subject.args, &subject.xl, RUN_LIMIT, |lines| {
+        let deadline = started + STEP_LIMIT;
+        loop {
+            match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.contains(subject.ready) => break,
+                Ok(_) => {}
+                Err(_) => return Err(format!("no console line {:?}", subject.ready)),
+            }
+        }
+        let boot = started.elapsed().as_secs_f64();
+        let check = |command: String| -> Result<String, String> {
+            let out = agent.run_ok(&format!("/mote/agent {command}"), STEP_LIMIT)?;
+            eprintln!("bench:   {}", out.trim());
+            Ok(out)
+        };
+        let ip = subject.ip;
+        let echo = check(format!("tcp-check {ip}:7 {ECHO_BYTES}"))?;
+        let discard = check(format!("discard-check {ip}:9 {DISCARD_BYTES}"))?;
+        let udp = check(format!("udp-check {ip}:7 {DATAGRAMS}"))?;
+        agent.run_ok(&format!("xl shutdown -w {}", sh_quote(&subject.image.app)), STEP_LIMIT)?;
+        let parsed = [
+            field(&echo, " (", " MB/s)"),
+            field(&discard, " (", " MB/s)"),
+            field(&udp, "median ", " ms"),
+            field(&udp, "p99 ", " ms"),
+            field(&udp, "min ", " ms"),
+        ];
+        let [Some(echo), Some(discard), Some(median), Some(p99), Some(min)] = parsed else {
+            return Err(format!("unexpected report in {echo:?} {discard:?} {udp:?}"));
+        };
+        let memory = f64::from(subject.image.meta.memory_mib);
+        Ok([echo, discard, median, p99, min, boot, memory])
+    })
+}
+
+/// Measures each of `subjects` in turn, `count` rounds over; the figures of each subject (in
+/// its order) and what could not be measured. `label` names a subject in the progress lines.
+pub(crate) fn rounds<S, F>(
+    count: usize,
+    subjects: &[S],
+    label: impl Fn(&S) -> &str,
+    mut measure: impl FnMut(&S) -> Result<F, String>,
+) -> (Vec<Vec<F>>, Vec<String>) {
+    let mut figures: Vec<Vec<F>> = subjects.iter().map(|_| Vec::new()).collect();
+    let mut failures = Vec::new();
+    for round in 1..=count {
+        for (subject, results) in subjects.iter().zip(&mut figures) {
+            eprintln!("bench: round {round}/{count}: {}", label(subject));
+            match measure(subject) {
+                Ok(f) => results.push(f),
+                Err(e) => {
+                    eprintln!("bench: {} round {round}: {e}", label(subject));
+                    failures.push(format!("{} round {round}: {e}", label(subject)));
+                }
+            }
+        }
+    }
+    (figures, failures)
+}
+
+/// Runs `image` with `args` and the `xl` overrides while `measure` reads its console lines
+/// (and ends the guest, or leaves it to power off by itself). The guest is destroyed when
+/// `measure` fails; after it succeeds, the guest must power off within `limit`.
+pub(crate) fn with_guest<T>(
+    agent: &Agent,
+    image: &Image,
+    args: &[String],
+    xl: &[String],
+    limit: Duration,
+    measure: impl FnOnce(&mpsc::Receiver<String>) -> Result<T, String>,
+) -> Result<T, String> {
+    let opts = guest::Options { timeout: Some(limit), echo: false, clock: Instant::now(), xl: xl.to_vec() };
     let (tx, lines) = mpsc::channel::<String>();
     thread::scope(|scope| {
-        let started = Instant::now();
         let run = scope.spawn(move || {
-            guest::run(agent, &subject.image, &subject.args, &opts, &mut |line| {
+            guest::run(agent, image, args, &opts, &mut |line| {
                 let _ = tx.send(line.to_owned());
             })
         });
-        let measured = (|| {
-            let deadline = started + STEP_LIMIT;
-            loop {
-                match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(line) if line.contains(subject.ready) => break,
-                    Ok(_) => {}
-                    Err(_) => return Err(format!("no console line {:?}", subject.ready)),
-                }
-            }
-            let boot = started.elapsed().as_secs_f64();
-            let check = |command: String| -> Result<String, String> {
-                let out = agent.run_ok(&format!("/mote/agent {command}"), STEP_LIMIT)?;
-                eprintln!("bench:   {}", out.trim());
-                Ok(out)
-            };
-            let ip = subject.ip;
-            let echo = check(format!("tcp-check {ip}:7 {ECHO_BYTES}"))?;
-            let discard = check(format!("discard-check {ip}:9 {DISCARD_BYTES}"))?;
-            let udp = check(format!("udp-check {ip}:7 {DATAGRAMS}"))?;
-            agent.run_ok(&format!("xl shutdown -w {}", sh_quote(&subject.image.app)), STEP_LIMIT)?;
-            let parsed = [
-                field(&echo, " (", " MB/s)"),
-                field(&discard, " (", " MB/s)"),
-                field(&udp, "median ", " ms"),
-                field(&udp, "p99 ", " ms"),
-                field(&udp, "min ", " ms"),
-            ];
-            let [Some(echo), Some(discard), Some(median), Some(p99), Some(min)] = parsed else {
-                return Err(format!("unexpected report in {echo:?} {discard:?} {udp:?}"));
-            };
-            let memory = f64::from(subject.image.meta.memory_mib);
-            Ok([echo, discard, median, p99, min, boot, memory])
-        })();
+        let measured = measure(&lines);
         if measured.is_err() {
-            let _ = agent.run(&format!("xl destroy {}", sh_quote(&subject.image.app)), STEP_LIMIT);
+            let _ = agent.run(&format!("xl destroy {}", sh_quote(&image.app)), STEP_LIMIT);
         }
         let run = run.join().map_err(|_| "the guest runner panicked".to_owned())?;
         match (measured, run.result) {
@@ -248,15 +269,24 @@ fn table(environment: &str, mote: &[Figures], linux: &[Figures]) -> String {
         ECHO_BYTES / 1_000_000,
         DISCARD_BYTES / 1_000_000
     );
-    out.push_str(&format!(
-        "{:<30} {:>10} {:>10} {:>12}  {}\n",
-        "metric", "mote", "Linux", "mote/Linux", "better"
-    ));
-    for (i, (name, unit, higher, decimals)) in METRICS.iter().enumerate() {
-        let m = median(mote.iter().map(|f| f[i]));
-        let l = median(linux.iter().map(|f| f[i]));
+    out.push_str(&rows(&METRICS, mote, linux));
+    out
+}
+
+/// The rows of a result table under a heading line: per metric (name, unit, whether higher
+/// is better, decimals), the medians of the rounds' figures and the ratio mote/Linux.
+pub(crate) fn rows<F: AsRef<[f64]>>(
+    metrics: &[(&str, &str, bool, usize)],
+    mote: &[F],
+    linux: &[F],
+) -> String {
+    let mut out =
+        format!("{:<36} {:>10} {:>10} {:>12}  {}\n", "metric", "mote", "Linux", "mote/Linux", "better");
+    for (i, (name, unit, higher, decimals)) in metrics.iter().enumerate() {
+        let m = median(mote.iter().map(|f| f.as_ref()[i]));
+        let l = median(linux.iter().map(|f| f.as_ref()[i]));
         out.push_str(&format!(
-            "{:<30} {:>10} {:>10} {:>12}  {}\n",
+            "{:<36} {:>10} {:>10} {:>12}  {}\n",
             format!("{name} ({unit})"),
             format!("{m:.decimals$}"),
             format!("{l:.decimals$}"),

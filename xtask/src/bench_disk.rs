@@ -8,12 +8,10 @@
 
 use crate::agent::{sh_quote, Agent};
 use crate::assets;
-use crate::bench::{environment, field, median, upload_linux, LINUX_DIR};
+use crate::bench::{environment, field, rounds, rows, upload_linux, with_guest, LINUX_DIR};
 use crate::build::{self, Image};
-use crate::guest::{self, Reason};
+use crate::guest;
 use crate::harness::Harness;
-use std::sync::mpsc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 /// Rounds; each figure is their median.
@@ -30,11 +28,11 @@ const LINUX_MEMORY_MIB: u32 = 160;
 /// Longest one guest run (boot, measurement, shutdown) may take.
 const RUN_LIMIT: Duration = Duration::from_secs(600);
 
-/// Name, unit, decimals; higher is better for all.
-const METRICS: [(&str, &str, usize); 3] = [
-    ("sequential write, 1 MiB blocks", "MB/s", 2),
-    ("sequential read, 1 MiB blocks", "MB/s", 2),
-    ("random read, 4 KiB, one at a time", "IOPS", 0),
+/// Name, unit, whether higher is better, decimals.
+const METRICS: [(&str, &str, bool, usize); 3] = [
+    ("sequential write, 1 MiB blocks", "MB/s", true, 2),
+    ("sequential read, 1 MiB blocks", "MB/s", true, 2),
+    ("random read, 4 KiB, one at a time", "IOPS", true, 0),
 ];
 
 /// One round's figures, in the order of [`METRICS`].
@@ -89,20 +87,7 @@ pub fn run() -> Result<bool, String> {
             done: Some("mote-linux: disk-bench done"),
         },
     ];
-    let mut figures: [Vec<Figures>; 2] = [Vec::new(), Vec::new()];
-    let mut failures = Vec::new();
-    for round in 1..=ROUNDS {
-        for (subject, results) in subjects.iter().zip(&mut figures) {
-            eprintln!("bench: round {round}/{ROUNDS}: {}", subject.label);
-            match measure(&agent, subject) {
-                Ok(f) => results.push(f),
-                Err(e) => {
-                    eprintln!("bench: {} round {round}: {e}", subject.label);
-                    failures.push(format!("{} round {round}: {e}", subject.label));
-                }
-            }
-        }
-    }
+    let (figures, failures) = rounds(ROUNDS, &subjects, |s| s.label, |s| measure(&agent, s));
     let environment = environment(&agent);
     drop(harness);
     println!("{}", table(&environment, &figures[0], &figures[1]));
@@ -114,52 +99,28 @@ pub fn run() -> Result<bool, String> {
 
 /// Boots `subject`, takes its `disk-bench:` line, and sees it gone.
 fn measure(agent: &Agent, subject: &Subject) -> Result<Figures, String> {
-    let opts = guest::Options {
-        timeout: Some(RUN_LIMIT),
-        echo: false,
-        clock: Instant::now(),
-        xl: subject.xl.clone(),
-    };
-    let (tx, lines) = mpsc::channel::<String>();
-    thread::scope(|scope| {
-        let run = scope.spawn(move || {
-            guest::run(agent, &subject.image, &subject.args, &opts, &mut |line| {
-                let _ = tx.send(line.to_owned());
-            })
-        });
-        let measured = (|| {
-            let deadline = Instant::now() + RUN_LIMIT;
-            let mut report = None;
-            loop {
-                match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(line) if line.contains("disk-bench: seq-write") => {
-                        eprintln!("bench:   {}", line.trim());
-                        report = Some(line);
-                        if subject.done.is_none() {
-                            break;
-                        }
+    with_guest(agent, &subject.image, &subject.args, &subject.xl, RUN_LIMIT, |lines| {
+        let deadline = Instant::now() + RUN_LIMIT;
+        let mut report = None;
+        loop {
+            match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.contains("disk-bench: seq-write") => {
+                    eprintln!("bench:   {}", line.trim());
+                    report = Some(line);
+                    if subject.done.is_none() {
+                        break;
                     }
-                    Ok(line) if subject.done.is_some_and(|d| line.contains(d)) => break,
-                    Ok(_) => {}
-                    Err(_) => return Err("no `disk-bench:` line".to_owned()),
                 }
+                Ok(line) if subject.done.is_some_and(|d| line.contains(d)) => break,
+                Ok(_) => {}
+                Err(_) => return Err("no `disk-bench:` line".to_owned()),
             }
-            if subject.done.is_some() {
-                agent.run_ok(&format!("xl shutdown -w {}", sh_quote(&subject.image.app)), RUN_LIMIT)?;
-            }
-            let report = report.ok_or("no `disk-bench:` line")?;
-            parse(&report).ok_or_else(|| format!("unexpected report {report:?}"))
-        })();
-        if measured.is_err() {
-            let _ = agent.run(&format!("xl destroy {}", sh_quote(&subject.image.app)), RUN_LIMIT);
         }
-        let run = run.join().map_err(|_| "the guest runner panicked".to_owned())?;
-        match (measured, run.result) {
-            (Err(e), _) => Err(format!("{e}\n{}", run.console)),
-            (Ok(figures), Ok(Reason::Poweroff)) => Ok(figures),
-            (Ok(_), Ok(reason)) => Err(format!("the guest {} after the measurement", reason.verb())),
-            (Ok(_), Err(e)) => Err(e),
+        if subject.done.is_some() {
+            agent.run_ok(&format!("xl shutdown -w {}", sh_quote(&subject.image.app)), RUN_LIMIT)?;
         }
+        let report = report.ok_or("no `disk-bench:` line")?;
+        parse(&report).ok_or_else(|| format!("unexpected report {report:?}"))
     })
 }
 
@@ -181,22 +142,8 @@ pub fn table(environment: &str, mote: &[Figures], linux: &[Figures]) -> String {
          environment: {environment}\n\n",
         BYTES >> 20
     );
-    out.push_str(&format!(
-        "{:<42} {:>10} {:>10} {:>12}\n",
-        "metric (higher is better)", "mote", "Linux", "mote/Linux"
-    ));
-    for (i, (name, unit, decimals)) in METRICS.iter().enumerate() {
-        let m = median(mote.iter().map(|f| f[i]));
-        let l = median(linux.iter().map(|f| f[i]));
-        out.push_str(&format!(
-            "{:<42} {:>10} {:>10} {:>12}\n",
-            format!("{name} ({unit})"),
-            format!("{m:.decimals$}"),
-            format!("{l:.decimals$}"),
-            format!("{:.2}", m / l)
-        ));
-    }
-    out.trim_end().to_owned()
+    out.push_str(&rows(&METRICS, mote, linux));
+    out
 }
 
 #[cfg(test)]
@@ -216,8 +163,8 @@ mod tests {
         let linux = [[5.0, 40.0, 300.0]; 3];
         let t = table("QEMU", &mote, &linux);
         let read = t.lines().find(|l| l.starts_with("sequential read")).unwrap();
-        assert!(read.contains(" 21.00 ") && read.ends_with("0.53"), "{read}");
+        assert!(read.contains(" 21.00 ") && read.ends_with("0.53  higher"), "{read}");
         let iops = t.lines().find(|l| l.starts_with("random read")).unwrap();
-        assert!(iops.contains(" 600 ") && iops.ends_with("2.00"), "{iops}");
+        assert!(iops.contains(" 600 ") && iops.ends_with("2.00  higher"), "{iops}");
     }
 }
