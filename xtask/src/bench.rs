@@ -217,7 +217,8 @@ pub(crate) fn with_guest<T>(
         }
         let run = run.join().map_err(|_| "the guest runner panicked".to_owned())?;
         match (measured, run.result) {
-            (Err(e), _) => Err(format!("{e}\n{}", run.console)),
+            (Err(e), Err(guest)) => Err(format!("{e}; {guest}\n{}", run.console)),
+            (Err(e), Ok(_)) => Err(format!("{e}\n{}", run.console)),
             (Ok(figures), Ok(Reason::Poweroff)) => Ok(figures),
             (Ok(_), Ok(reason)) => Err(format!("the guest {} after the measurements", reason.verb())),
             (Ok(_), Err(e)) => Err(e),

@@ -17,16 +17,16 @@ use std::time::{Duration, Instant};
 /// Rounds; each figure is their median.
 const ROUNDS: usize = 3;
 /// Bytes written, then read, sequentially.
-const BYTES: u64 = 32 << 20;
+const BYTES: u64 = 16 << 20;
 /// 4 KiB random reads.
-const READS: u64 = 2000;
+const READS: u64 = 1000;
 /// The image both guests get, on a tmpfs of its own in dom0.
 const IMAGE_DIR: &str = "/mnt/bench-disk";
 /// The Linux guest's memory here: the echo benchmark's 96 MiB runs out (the kernel panics,
 /// "System is deadlocked on memory") once xen-blkfront and its buffers are in.
 const LINUX_MEMORY_MIB: u32 = 160;
 /// Longest one guest run (boot, measurement, shutdown) may take.
-const RUN_LIMIT: Duration = Duration::from_secs(600);
+const RUN_LIMIT: Duration = Duration::from_secs(900);
 
 /// Name, unit, whether higher is better, decimals.
 const METRICS: [(&str, &str, bool, usize); 3] = [
@@ -60,7 +60,7 @@ pub fn run() -> Result<bool, String> {
     let linux = upload_linux(&agent, &assets, &linux_initrd)?;
     agent.run_ok(
         &format!(
-            "mkdir -p {IMAGE_DIR} && {{ mountpoint -q {IMAGE_DIR} || mount -t tmpfs -o size=48m tmpfs {IMAGE_DIR}; }} \
+            "mkdir -p {IMAGE_DIR} && {{ mountpoint -q {IMAGE_DIR} || mount -t tmpfs -o size=24m tmpfs {IMAGE_DIR}; }} \
              && dd if=/dev/zero of={IMAGE_DIR}/bench.img bs=1M count={}",
             BYTES >> 20
         ),

@@ -826,6 +826,7 @@ fn check_disk_stats(console: &str, _: &Image) -> Result<(), String> {
 /// more of them than a one-page ring (32 slots) holds.
 fn check_disk_async(console: &str, _: &Image) -> Result<(), String> {
     let line = console.lines().find(|l| l.contains("disk-async:")).ok_or("no `disk-async:` line")?;
+    println!("    guest: {}", line.trim());
     let peak: Option<u64> =
         line.split("at most ").nth(1).and_then(|r| r.split_whitespace().next()?.parse().ok());
     match peak {
