@@ -210,8 +210,8 @@ unsafe impl Send for Disk {}
 
 impl Disk {
     /// `pool` are the granted buffer pages; a request takes up to
-    /// `features.segments()` of them (plus its indirect pages), so the pool
-    /// needs at least that many plus one.
+    /// `features.segments()` of them (plus its indirect page), fewer when
+    /// the pool is smaller than that.
     pub fn new(
         ring: FrontRing<'static, RequestSlot, Response>,
         pool: Vec<GrantedPage>,
@@ -428,7 +428,7 @@ impl Disk {
     }
 
     /// Runs `op` over the whole of `buf` from `sector` (512-byte units) on
-    /// (or, for a discard, over `discard` sectors), in requests of up to `features.segments()` pages, as many in flight
+    /// (or, for a discard, over `discard` sectors), in requests of up to [`Disk::max_request`] bytes, as many in flight
     /// as ids and pool pages allow.
     fn transfer(
         &mut self,
@@ -443,7 +443,7 @@ impl Disk {
             Buf::Write(d) => d.len(),
             Buf::None => 0,
         };
-        let chunk_max = self.features.segments() * PAGE_SIZE;
+        let chunk_max = self.max_request();
         let mut next = 0usize;
         let mut posted_all = false;
         let mut failure = None;
@@ -461,6 +461,9 @@ impl Disk {
                 io.notify(self.port);
             }
             if self.inflight.in_flight() == 0 {
+                // Every chunk fits the pool when all of it is free, so
+                // nothing out means everything was posted (or it failed).
+                debug_assert!(posted_all || failure.is_some());
                 return failure.map_or(Ok(()), Err);
             }
             // Take what has come back; sleep when nothing has.
@@ -519,7 +522,13 @@ pub struct Completion {
 impl Disk {
     /// Largest read or write one request carries.
     pub fn max_request(&self) -> usize {
-        self.features.segments() * PAGE_SIZE
+        let pages = if self.features.indirect_segments > 0 {
+            // Disk::new keeps a page of the pool for the indirect segments.
+            self.features.indirect_segments
+        } else {
+            MAX_SEGMENTS.min(self.pool.len())
+        };
+        pages * PAGE_SIZE
     }
 
     /// Requests with the backend or answered and not finished.

@@ -134,6 +134,15 @@ fn discard_is_one_request_and_zeroes_on_this_backend() {
 }
 
 #[test]
+fn a_pool_smaller_than_a_request_still_carries_everything() {
+    let (mut d, mut be) = Peer::connect(info(MIB), Features::BASIC, 3);
+    let data = pattern(64 * 1024, 8);
+    d.write(0, &data, &mut be).unwrap();
+    assert_eq!(&be.disk[..data.len()], &data[..]);
+    assert!(be.seen.iter().all(|s| s.segments <= 3));
+}
+
+#[test]
 fn bad_ranges_and_read_only_disks_are_refused() {
     let (mut d, mut be) = Peer::connect(info(MIB), Features::BASIC, 12);
     let mut buf = vec![0u8; 1024];
