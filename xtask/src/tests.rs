@@ -1605,6 +1605,19 @@ mod unit {
     }
 
     #[test]
+    fn disk_figures_are_read_from_the_guests_lines() {
+        let img = image(4);
+        let line = "disk: 1025 requests, 1024 indirect, at most 4 in flight";
+        assert!(check_disk_stats(line, &img).is_ok());
+        assert!(check_disk_stats("disk: 1025 requests, 0 indirect, at most 4 in flight", &img).is_err());
+        assert!(check_disk_stats("disk: 40 requests, 8 indirect, at most 1 in flight", &img).is_err());
+        assert!(check_disk_stats("nothing", &img).is_err());
+        let line = "disk-async: 1024 reads of 4 KiB by 64 tasks verified in 4584 ms (223 IOPS), at most 64 in flight";
+        assert!(check_disk_async(line, &img).is_ok());
+        assert!(check_disk_async(&line.replace("most 64", "most 32"), &img).is_err());
+    }
+
+    #[test]
     fn case_names_are_unique() {
         let cases = cases();
         let mut names: Vec<_> = cases.iter().map(|c| c.name).collect();
