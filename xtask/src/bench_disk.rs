@@ -124,13 +124,15 @@ fn measure(agent: &Agent, subject: &Subject) -> Result<Figures, String> {
     })
 }
 
-/// `disk-bench: seq-write W MB/s, seq-read R MB/s, rand-read I IOPS`.
+/// `disk-bench: seq-write W MB/s, seq-read R MB/s, rand-read I IOPS`; `None` also for a
+/// figure that is not a finite number (a guest whose clock stood still prints `inf`).
 fn parse(line: &str) -> Option<Figures> {
-    Some([
+    let figures = [
         field(line, "seq-write ", " MB/s")?,
         field(line, "seq-read ", " MB/s")?,
         field(line, "rand-read ", " IOPS")?,
-    ])
+    ];
+    figures.iter().all(|f| f.is_finite()).then_some(figures)
 }
 
 /// The result table: medians of the rounds and the ratio mote/Linux.
@@ -155,6 +157,7 @@ mod tests {
         let line = "[    3.1] disk-bench: seq-write 12.50 MB/s, seq-read 20.25 MB/s, rand-read 812 IOPS";
         assert_eq!(parse(line), Some([12.5, 20.25, 812.0]));
         assert_eq!(parse("disk-bench: seq-write 1 MB/s"), None);
+        assert_eq!(parse("disk-bench: seq-write inf MB/s, seq-read inf MB/s, rand-read inf IOPS"), None);
     }
 
     #[test]
