@@ -10,7 +10,7 @@
 #   /usr/bin/nsd, /etc/nsd    Debian's NSD with ci/linux-guest/nsd.conf and the dns app's sample
 #                             zone, for `cargo xtask bench dns` (started with mote.nsd on the
 #                             kernel command line)
-#   /lib/modules/<version>    xen-netfront and its dependencies, with modules.dep
+#   /lib/modules/<version>    xen-netfront, xen-blkfront and their dependencies, with modules.dep
 #   busybox applets, and the libraries `ldd` lists for the agent.
 set -euo pipefail
 
@@ -51,12 +51,17 @@ cp "$here/../apps/dns/zones/example.com.zone" "$stage/etc/nsd/example.com.zone"
     done
 
 depmod -b "$root" "$kver"
-modprobe -d "$root" -S "$kver" --show-depends xen-netfront | awk '$1 == "insmod" { print $2 }' |
+{
+    modprobe -d "$root" -S "$kver" --show-depends xen-netfront
+    modprobe -d "$root" -S "$kver" --show-depends xen-blkfront
+} | awk '$1 == "insmod" { print $2 }' | sort -u |
     while read -r ko; do
         mkdir -p "$stage$(dirname "${ko#"$root"}")"
         cp "$ko" "$stage${ko#"$root"}"
     done
-[[ -n $(find "$stage/lib/modules" -name 'xen-netfront.ko*') ]] || die "no module xen-netfront in Linux $kver"
+for module in xen-netfront xen-blkfront; do
+    [[ -n $(find "$stage/lib/modules" -name "$module.ko*") ]] || die "no module $module in Linux $kver"
+done
 cp "$root/lib/modules/$kver"/modules.{order,builtin,builtin.modinfo} "$stage/lib/modules/$kver/"
 depmod -b "$stage" "$kver"
 

@@ -1,10 +1,14 @@
 //! Bringing a virtual block device up: the xenbus handshake with blkback
-//! (`io/blkif.h`'s "feature and parameter negotiation"): one ring page, an
-//! event channel, `protocol = x86_64-abi`; the disk's geometry read once the
-//! backend is Connected.
+//! (`io/blkif.h`'s "feature and parameter negotiation"): a ring of one or
+//! more pages (`ring-page-order`, up to the backend's
+//! `max-ring-page-order`), an event channel, `protocol = x86_64-abi`,
+//! `feature-persistent` (our buffer pages are granted once, for good); the
+//! disk's geometry and the backend's features (`feature-flush-cache`,
+//! `feature-max-indirect-segments`, `feature-persistent`, `feature-discard`)
+//! read once the backend is Connected.
 
-use crate::device::{Disk, DiskInfo, GrantedPage};
-use crate::wire::{MAX_SEGMENTS, VDISK_READONLY};
+use crate::device::{Discard, Disk, DiskInfo, Features, GrantedPage};
+use crate::wire::{MAX_INDIRECT_PAGES, SEGMENTS_PER_INDIRECT_PAGE, VDISK_READONLY};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -16,8 +20,23 @@ use mote_xen::xenbus::{Frontend, XenbusError, XenbusState};
 use mote_xen::xenstore::{Client, Store, Transport, XsError};
 use mote_xen::{Gfn, XenError};
 
-/// Requests in flight at once; each holds `MAX_SEGMENTS` pages (44 KiB).
-pub const DEFAULT_SLOTS: usize = 4;
+/// What the frontend asks for, at most; the backend may offer less.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Granted buffer pages shared by the requests in flight.
+    pub buffer_pages: usize,
+    /// Largest ring, in pages (a power of two).
+    pub ring_pages: usize,
+    /// Most segments (pages) in one indirect request.
+    pub indirect_segments: usize,
+}
+
+impl Config {
+    /// A 4-page ring (128 requests in flight), requests of up to 128 KiB
+    /// (32 segments, Linux's default too), and buffers for four such
+    /// requests with their indirect pages: 528 KiB.
+    pub const DEFAULT: Config = Config { buffer_pages: 4 * (32 + 1), ring_pages: 4, indirect_segments: 32 };
+}
 
 /// Why a disk could not be brought up.
 #[derive(Debug)]
@@ -28,6 +47,7 @@ pub enum ConnectError {
     EventChannel(XenError),
     /// A geometry node the backend wrote is missing or not a number.
     BadInfo(&'static str, String),
+    BadConfig(&'static str),
     NoMemory,
 }
 
@@ -39,6 +59,7 @@ impl fmt::Display for ConnectError {
             ConnectError::Grant(e) => write!(f, "granting buffers: {e}"),
             ConnectError::EventChannel(e) => write!(f, "event channel: {e}"),
             ConnectError::BadInfo(key, value) => write!(f, "backend's {key} is {value:?}"),
+            ConnectError::BadConfig(why) => write!(f, "bad blkfront configuration: {why}"),
             ConnectError::NoMemory => f.write_str("out of memory for the ring and buffers"),
         }
     }
@@ -96,46 +117,110 @@ pub fn parse_info(
     })
 }
 
+/// The ring's size in pages: ours, within what the backend's
+/// `max-ring-page-order` allows (absent: one page).
+pub fn ring_pages(wanted: usize, max_order: Option<&str>) -> Result<usize, ConnectError> {
+    let max_order: u32 = match max_order {
+        None => 0,
+        Some(v) => v.trim().parse().map_err(|_| ConnectError::BadInfo("max-ring-page-order", v.into()))?,
+    };
+    Ok(wanted.min(1 << max_order.min(8)))
+}
+
+/// Parses the backend's features: `feature-max-indirect-segments` (capped
+/// at `max_indirect`), `feature-persistent`, `feature-discard` with
+/// `discard-granularity` (default: the sector size), `discard-alignment`
+/// and `discard-secure`. A malformed number is an error, an absent key the
+/// feature's absence.
+pub fn parse_features(
+    read: &mut dyn FnMut(&str) -> Option<String>,
+    ring_pages: usize,
+    max_indirect: usize,
+    sector_size: u32,
+) -> Result<Features, ConnectError> {
+    let number = |key: &'static str, value: Option<String>| -> Result<Option<u32>, ConnectError> {
+        value.map(|v| v.trim().parse().map_err(|_| ConnectError::BadInfo(key, v.clone()))).transpose()
+    };
+    let flag = |value: Option<String>| value.is_some_and(|v| v.trim() == "1");
+    let indirect =
+        number("feature-max-indirect-segments", read("feature-max-indirect-segments"))?.unwrap_or(0);
+    let indirect_segments =
+        (indirect as usize).min(max_indirect).min(MAX_INDIRECT_PAGES * SEGMENTS_PER_INDIRECT_PAGE);
+    let discard = if flag(read("feature-discard")) {
+        Some(Discard {
+            granularity: number("discard-granularity", read("discard-granularity"))?.unwrap_or(sector_size),
+            alignment: number("discard-alignment", read("discard-alignment"))?.unwrap_or(0),
+            secure: flag(read("discard-secure")),
+        })
+    } else {
+        None
+    };
+    Ok(Features { ring_pages, indirect_segments, persistent: flag(read("feature-persistent")), discard })
+}
+
 /// Brings up `device/vbd/<id>` and returns it Connected.
 pub fn connect<T: Transport>(
     xs: &mut Client<T>,
     grants: &mut GrantTable<'_>,
     id: u32,
-    slots: usize,
+    config: Config,
 ) -> Result<Disk, ConnectError> {
+    if !config.ring_pages.is_power_of_two() || config.ring_pages > 256 {
+        return Err(ConnectError::BadConfig("ring pages must be a power of two up to 256"));
+    }
+    if config.buffer_pages < 2 || config.buffer_pages > usize::from(u16::MAX) {
+        return Err(ConnectError::BadConfig("buffer pages must be 2 to 65535"));
+    }
     let path = format!("device/vbd/{id}");
     let mut vbd = Frontend::open(xs, &path)?;
     vbd.switch(xs, XenbusState::Initialising)?;
     vbd.wait_backend(xs, |s| s == XenbusState::InitWait)?;
     let backend = vbd.backend_id();
-    let pages = alloc_shared_pages(1 + slots * MAX_SEGMENTS).ok_or(ConnectError::NoMemory)?;
-    // SAFETY: the page is fresh, page-aligned, ours alone (and the
-    // backend's once granted) and never freed.
-    let ring = unsafe { FrontRing::init(pages[0]) };
-    let ring_ref = grants.grant_access(backend, Gfn::containing(pages[0] as u64), Access::ReadWrite)?;
-    let buffers = pages[1..]
+    let be = String::from(vbd.backend());
+    let max_order = xs.read_string(&format!("{be}/max-ring-page-order")).ok();
+    let ring_pages = ring_pages(config.ring_pages, max_order.as_deref())?;
+    let pages = alloc_shared_pages(ring_pages + config.buffer_pages).ok_or(ConnectError::NoMemory)?;
+    // SAFETY: the pages are fresh, contiguous, page-aligned, ours alone (and
+    // the backend's once granted) and never freed.
+    let ring = unsafe { FrontRing::init_pages(pages[0], ring_pages) };
+    let grant = |grants: &mut GrantTable<'_>, addr: *mut u8| {
+        grants.grant_access(backend, Gfn::containing(addr as u64), Access::ReadWrite).map(|r| r.0)
+    };
+    let ring_refs =
+        pages[..ring_pages].iter().map(|&addr| grant(grants, addr)).collect::<Result<Vec<_>, _>>()?;
+    let buffers = pages[ring_pages..]
         .iter()
-        .map(|&addr| {
-            let gref = grants.grant_access(backend, Gfn::containing(addr as u64), Access::ReadWrite)?;
-            Ok(GrantedPage { addr, gref: gref.0 })
-        })
+        .map(|&addr| Ok(GrantedPage { addr, gref: grant(grants, addr)? }))
         .collect::<Result<Vec<_>, ConnectError>>()?;
     let port = event::alloc_unbound(backend).map_err(ConnectError::EventChannel)?;
     event::unmask(port).map_err(ConnectError::EventChannel)?;
     vbd.publish(xs, XenbusState::Initialised, |keys| {
-        keys.write("ring-ref", &format!("{}", ring_ref.0))?;
+        if ring_pages == 1 {
+            keys.write("ring-ref", &format!("{}", ring_refs[0]))?;
+        } else {
+            keys.write("ring-page-order", &format!("{}", ring_pages.trailing_zeros()))?;
+            for (i, r) in ring_refs.iter().enumerate() {
+                keys.write(&format!("ring-ref{i}"), &format!("{r}"))?;
+            }
+        }
         keys.write("event-channel", &format!("{}", port.0))?;
-        keys.write("protocol", "x86_64-abi")
+        keys.write("protocol", "x86_64-abi")?;
+        keys.write("feature-persistent", "1")
     })?;
     vbd.wait_backend(xs, |s| s == XenbusState::Connected)?;
-    let be = String::from(vbd.backend());
     let sectors = xs.read_string(&format!("{be}/sectors"))?;
     let sector_size = xs.read_string(&format!("{be}/sector-size")).ok();
     let info = xs.read_string(&format!("{be}/info"))?;
     let flush = xs.read_string(&format!("{be}/feature-flush-cache")).ok();
     let info = parse_info(&sectors, sector_size.as_deref(), &info, flush.as_deref())?;
+    let features = parse_features(
+        &mut |key| xs.read_string(&format!("{be}/{key}")).ok(),
+        ring_pages,
+        config.indirect_segments,
+        info.sector_size,
+    )?;
     vbd.switch(xs, XenbusState::Connected)?;
-    Ok(Disk::new(ring, buffers, port, id as u16, info))
+    Ok(Disk::new(ring, buffers, port, id as u16, info, features))
 }
 
 #[cfg(test)]
@@ -152,5 +237,45 @@ mod tests {
         assert!(parse_info("8", Some("1000"), "0", None).is_err());
         assert!(parse_info("8", Some("8192"), "0", None).is_err());
         assert!(parse_info("8", None, "-1", None).is_err());
+    }
+
+    #[test]
+    fn ring_order_is_the_smaller_of_ours_and_the_backends() {
+        assert_eq!(ring_pages(4, None).unwrap(), 1);
+        assert_eq!(ring_pages(4, Some("4")).unwrap(), 4);
+        assert_eq!(ring_pages(4, Some("1")).unwrap(), 2);
+        assert_eq!(ring_pages(4, Some("4000000000")).unwrap(), 4);
+        assert!(ring_pages(4, Some("-1")).is_err());
+    }
+
+    #[test]
+    fn features_parse_from_what_linux_blkback_writes() {
+        let keys = [
+            ("feature-max-indirect-segments", "256"),
+            ("feature-persistent", "1"),
+            ("feature-discard", "1"),
+            ("discard-granularity", "4096"),
+            ("discard-alignment", "0"),
+            ("discard-secure", "0"),
+        ];
+        let mut read = |k: &str| keys.iter().find(|(key, _)| *key == k).map(|(_, v)| String::from(*v));
+        let f = parse_features(&mut read, 4, 32, 512).unwrap();
+        assert_eq!(
+            f,
+            Features {
+                ring_pages: 4,
+                indirect_segments: 32,
+                persistent: true,
+                discard: Some(Discard { granularity: 4096, alignment: 0, secure: false }),
+            }
+        );
+        let f = parse_features(&mut |_| None, 1, 32, 512).unwrap();
+        assert_eq!(f, Features::BASIC);
+        let mut bad = |k: &str| (k == "feature-max-indirect-segments").then(|| String::from("many"));
+        assert!(parse_features(&mut bad, 1, 32, 512).is_err());
+        // Granularity defaults to the sector size.
+        let mut discard = |k: &str| (k == "feature-discard").then(|| String::from("1"));
+        let f = parse_features(&mut discard, 1, 32, 4096).unwrap();
+        assert_eq!(f.discard, Some(Discard { granularity: 4096, alignment: 0, secure: false }));
     }
 }

@@ -1,13 +1,28 @@
-//! The disk's data path: reads and writes split into requests of up to
-//! [`MAX_SEGMENTS`] pages, several in flight, data copied through pages that
-//! were granted to the backend once, at connect time.
+//! The disk's data path. Reads and writes are split into requests of up to
+//! [`Features::segments`] pages (11 in the ring slot, or more through
+//! indirect descriptor pages), as many in flight as the ring and the buffer
+//! pool allow; data is copied through a pool of pages granted to the backend
+//! once, at connect time (which is what `feature-persistent` asks for).
+//!
+//! The pool's pages only ever hold zeros or data exchanged with this disk's
+//! backend: the tail of a partly used page and the unused part of an
+//! indirect page are cleared before the backend may look at them.
 
 use crate::inflight::{InFlight, Outcome, ResponseError};
-use crate::wire::{Request, Response, Segment, MAX_SEGMENTS, OP_FLUSH_DISKCACHE, OP_READ, OP_WRITE};
+use crate::wire::{
+    DiscardRequest, IndirectRequest, Request, RequestSlot, Response, Segment, MAX_INDIRECT_PAGES,
+    MAX_SEGMENTS, OP_DISCARD, OP_FLUSH_DISKCACHE, OP_INDIRECT, OP_READ, OP_WRITE, SECTOR,
+    SEGMENTS_PER_INDIRECT_PAGE,
+};
 use alloc::vec::Vec;
 use core::fmt;
+use core::time::Duration;
 use mote_xen::event::Port;
 use mote_xen::io_ring::{FrontRing, RingError, PAGE_SIZE};
+
+/// How long the backend may go without answering while requests are out
+/// before the disk gives up on it.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A page shared with the backend: where it is, and its grant reference.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +47,60 @@ impl DiskInfo {
     }
 }
 
+/// `feature-discard` and its parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Discard {
+    /// `discard-granularity`, bytes.
+    pub granularity: u32,
+    /// `discard-alignment`, bytes.
+    pub alignment: u32,
+    /// `discard-secure`: the backend can discard securely (we never ask).
+    pub secure: bool,
+}
+
+/// What frontend and backend agreed on at connect time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Features {
+    /// Pages of the ring (`1 << ring-page-order`).
+    pub ring_pages: usize,
+    /// Segments per indirect request (`feature-max-indirect-segments`,
+    /// capped by us); 0 without indirect descriptors.
+    pub indirect_segments: usize,
+    /// `feature-persistent`: the backend keeps our grants mapped.
+    pub persistent: bool,
+    pub discard: Option<Discard>,
+}
+
+impl Features {
+    /// One page, direct requests only: what every backend understands.
+    pub const BASIC: Features =
+        Features { ring_pages: 1, indirect_segments: 0, persistent: false, discard: None };
+
+    /// Pages one request can carry.
+    pub fn segments(&self) -> usize {
+        if self.indirect_segments > MAX_SEGMENTS {
+            self.indirect_segments
+        } else {
+            MAX_SEGMENTS
+        }
+    }
+}
+
+impl fmt::Display for Features {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ring {} page{}", self.ring_pages, if self.ring_pages == 1 { "" } else { "s" })?;
+        match self.indirect_segments {
+            0 => f.write_str(", no indirect")?,
+            n => write!(f, ", indirect {n} segments")?,
+        }
+        f.write_str(if self.persistent { ", persistent grants" } else { ", no persistent grants" })?;
+        match self.discard {
+            Some(d) => write!(f, ", discard (granularity {}, alignment {})", d.granularity, d.alignment),
+            None => f.write_str(", no discard"),
+        }
+    }
+}
+
 /// Why an I/O failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DiskError {
@@ -50,7 +119,16 @@ pub enum DiskError {
     /// The backend broke the protocol (the disk is unusable from here on).
     Ring(RingError),
     Response(ResponseError),
+    /// The backend did not answer for this long (the disk is unusable from
+    /// here on: its requests stay with the backend).
+    Timeout(Duration),
     FlushUnsupported,
+    DiscardUnsupported,
+    /// More than one request carries ([`Disk::start`] does not split).
+    TooLarge {
+        len: usize,
+        max: usize,
+    },
 }
 
 impl fmt::Display for DiskError {
@@ -64,16 +142,12 @@ impl fmt::Display for DiskError {
             DiskError::Backend(o) => write!(f, "the backend answered {o:?}"),
             DiskError::Ring(e) => write!(f, "blkif ring: {e}"),
             DiskError::Response(e) => write!(f, "{e}"),
+            DiskError::Timeout(t) => write!(f, "the backend did not answer within {} s", t.as_secs()),
             DiskError::FlushUnsupported => f.write_str("the backend offers no cache flush"),
+            DiskError::DiscardUnsupported => f.write_str("the backend offers no discard"),
+            DiskError::TooLarge { len, max } => write!(f, "{len} bytes is more than one request's {max}"),
         }
     }
-}
-
-/// Where the data of request `id` belongs in the caller's buffer.
-#[derive(Debug, Clone, Copy)]
-struct Chunk {
-    offset: usize,
-    len: usize,
 }
 
 /// How the disk reaches its backend: the event channel both ways. The
@@ -82,20 +156,52 @@ struct Chunk {
 pub trait Signal {
     /// Tells the backend new requests are there.
     fn notify(&mut self, port: Port);
-    /// Sleeps until the backend signals `port` (responses may be there).
-    fn wait(&mut self, port: Port);
+    /// Sleeps until the backend signals `port` (responses may be there):
+    /// true, or false once `timeout` has passed without a signal.
+    fn wait(&mut self, port: Port, timeout: Duration) -> bool;
+}
+
+/// What the disk has sent its backend so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    pub requests: u64,
+    /// Requests whose segments were in indirect pages.
+    pub indirect: u64,
+    /// Most requests with the backend at once.
+    pub peak_in_flight: usize,
+}
+
+/// What a request in flight holds: pool pages (data pages first, then its
+/// indirect pages) and where its data belongs in the caller's buffer.
+#[derive(Debug)]
+struct Held {
+    pages: Vec<u16>,
+    data_pages: usize,
+    offset: usize,
+    len: usize,
+}
+
+/// The caller's side of a transfer.
+enum Buf<'a> {
+    Read(&'a mut [u8]),
+    Write(&'a [u8]),
+    None,
 }
 
 /// A connected disk.
 pub struct Disk {
-    ring: FrontRing<'static, Request, Response>,
-    inflight: InFlight,
-    /// `MAX_SEGMENTS` pages per request id.
-    pages: Vec<GrantedPage>,
-    chunks: Vec<Option<Chunk>>,
+    ring: FrontRing<'static, RequestSlot, Response>,
+    inflight: InFlight<Held>,
+    pool: Vec<GrantedPage>,
+    free: Vec<u16>,
     port: Port,
     handle: u16,
     info: DiskInfo,
+    features: Features,
+    timeout: Duration,
+    /// Set once the backend broke the protocol or stopped answering.
+    failed: Option<DiskError>,
+    stats: Stats,
 }
 
 // SAFETY: the pages behind the raw pointers belong to the disk alone (and
@@ -103,24 +209,38 @@ pub struct Disk {
 unsafe impl Send for Disk {}
 
 impl Disk {
-    /// `pages` holds `MAX_SEGMENTS` granted pages per request that may be in
-    /// flight at once.
+    /// `pool` are the granted buffer pages; a request takes up to
+    /// `features.segments()` of them (plus its indirect page), fewer when
+    /// the pool is smaller than that.
     pub fn new(
-        ring: FrontRing<'static, Request, Response>,
-        pages: Vec<GrantedPage>,
+        ring: FrontRing<'static, RequestSlot, Response>,
+        pool: Vec<GrantedPage>,
         port: Port,
         handle: u16,
         info: DiskInfo,
+        mut features: Features,
     ) -> Self {
-        let slots = (pages.len() / MAX_SEGMENTS).min(ring.size() as usize) as u32;
+        assert!(pool.len() >= 2 && pool.len() <= usize::from(u16::MAX), "a pool of 2 to 65535 pages");
+        if features.indirect_segments > MAX_SEGMENTS {
+            let cap = (pool.len() - 1).min(MAX_INDIRECT_PAGES * SEGMENTS_PER_INDIRECT_PAGE);
+            features.indirect_segments = features.indirect_segments.min(cap);
+        }
+        if features.indirect_segments <= MAX_SEGMENTS {
+            features.indirect_segments = 0;
+        }
+        let free = (0..pool.len() as u16).rev().collect();
         Disk {
+            inflight: InFlight::new(ring.size()),
             ring,
-            inflight: InFlight::new(slots),
-            pages,
-            chunks: alloc::vec![None; slots as usize],
+            pool,
+            free,
             port,
             handle,
             info,
+            features,
+            timeout: DEFAULT_TIMEOUT,
+            failed: None,
+            stats: Stats::default(),
         }
     }
 
@@ -128,11 +248,27 @@ impl Disk {
         self.info
     }
 
+    pub fn features(&self) -> Features {
+        self.features
+    }
+
     pub fn port(&self) -> Port {
         self.port
     }
 
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// How long the backend may stay silent with requests out.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
     fn check(&self, sector: u64, len: usize) -> Result<(), DiskError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
         let size = self.info.sector_size as usize;
         if !len.is_multiple_of(size) {
             return Err(DiskError::Unaligned { len });
@@ -144,12 +280,18 @@ impl Disk {
         Ok(())
     }
 
+    /// `sector` (of `sector-size` bytes) in the ring's 512-byte units.
+    fn ring_sector(&self, sector: u64) -> u64 {
+        sector * u64::from(self.info.sector_size / SECTOR as u32)
+    }
+
     /// Reads `buf.len()` bytes from `sector` on.
     pub fn read(&mut self, sector: u64, buf: &mut [u8], io: &mut dyn Signal) -> Result<(), DiskError> {
         self.check(sector, buf.len())?;
-        self.transfer(OP_READ, sector, buf.len(), io, &mut |pages, chunk| {
-            copy_from_pages(pages, &mut buf[chunk.offset..chunk.offset + chunk.len])
-        })
+        if buf.is_empty() {
+            return Ok(());
+        }
+        self.transfer(OP_READ, self.ring_sector(sector), Buf::Read(buf), 0, io)
     }
 
     /// Writes `data` from `sector` on.
@@ -158,9 +300,10 @@ impl Disk {
             return Err(DiskError::ReadOnly);
         }
         self.check(sector, data.len())?;
-        self.transfer(OP_WRITE, sector, data.len(), io, &mut |pages, chunk| {
-            copy_to_pages(pages, &data[chunk.offset..chunk.offset + chunk.len])
-        })
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.transfer(OP_WRITE, self.ring_sector(sector), Buf::Write(data), 0, io)
     }
 
     /// Asks the backend to write its cache to stable storage.
@@ -168,80 +311,182 @@ impl Disk {
         if !self.info.flush {
             return Err(DiskError::FlushUnsupported);
         }
-        self.transfer(OP_FLUSH_DISKCACHE, 0, 0, io, &mut |_, _| {})
+        self.check(0, 0)?;
+        self.transfer(OP_FLUSH_DISKCACHE, 0, Buf::None, 0, io)
     }
 
-    /// Runs `len` bytes of `op` from `sector` as requests of up to
-    /// `MAX_SEGMENTS` pages, as many in flight as there are ids; `data` moves
-    /// a chunk between the caller's buffer and its pages (before posting a
-    /// write, after completing a read).
+    /// Tells the backend that `count` sectors from `sector` on are no
+    /// longer needed (`BLKIF_OP_DISCARD`); they may read back as zeros.
+    pub fn discard(&mut self, sector: u64, count: u64, io: &mut dyn Signal) -> Result<(), DiskError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        if self.features.discard.is_none() {
+            return Err(DiskError::DiscardUnsupported);
+        }
+        if self.info.read_only {
+            return Err(DiskError::ReadOnly);
+        }
+        if sector.checked_add(count).is_none_or(|end| end > self.info.sectors) {
+            let len = count.saturating_mul(u64::from(self.info.sector_size));
+            return Err(DiskError::OutOfRange { sector, len: usize::try_from(len).unwrap_or(usize::MAX) });
+        }
+        if count == 0 {
+            return Ok(());
+        }
+        self.transfer(OP_DISCARD, self.ring_sector(sector), Buf::None, self.ring_sector(count), io)
+    }
+
+    /// Posts the request for `buf[offset..offset + len]` (`len` 0 for a
+    /// flush or discard), if an id and enough pool pages are free.
+    fn post(&mut self, op: u8, sector: u64, buf: &Buf<'_>, offset: usize, len: usize, discard: u64) -> bool {
+        let data_pages = len.div_ceil(PAGE_SIZE);
+        let indirect_pages =
+            if data_pages > MAX_SEGMENTS { data_pages.div_ceil(SEGMENTS_PER_INDIRECT_PAGE) } else { 0 };
+        if !self.inflight.has_free() || self.free.len() < data_pages + indirect_pages {
+            return false;
+        }
+        let pages: Vec<u16> = (0..data_pages + indirect_pages).filter_map(|_| self.free.pop()).collect();
+        if let Buf::Write(data) = buf {
+            copy_to_pages(&self.pool, &pages[..data_pages], &data[offset..offset + len]);
+        }
+        let segment = |i: usize| {
+            let in_page = (len - i * PAGE_SIZE).min(PAGE_SIZE) / SECTOR;
+            Segment::new(self.pool[usize::from(pages[i])].gref, 0, (in_page - 1) as u8)
+        };
+        let held = Held { pages: pages.clone(), data_pages, offset, len };
+        let id = self.inflight.take(op, held).expect("an id is free");
+        let slot: RequestSlot = if op == OP_DISCARD {
+            DiscardRequest {
+                operation: op,
+                handle: self.handle,
+                id,
+                sector_number: sector,
+                nr_sectors: discard,
+                ..Default::default()
+            }
+            .into()
+        } else if indirect_pages > 0 {
+            let mut req = IndirectRequest {
+                operation: OP_INDIRECT,
+                indirect_op: op,
+                nr_segments: data_pages as u16,
+                id,
+                sector_number: sector,
+                handle: self.handle,
+                ..Default::default()
+            };
+            for (n, &ind) in pages[data_pages..].iter().enumerate() {
+                let page = self.pool[usize::from(ind)];
+                req.indirect_grefs[n] = page.gref;
+                let first = n * SEGMENTS_PER_INDIRECT_PAGE;
+                let segs: Vec<Segment> =
+                    (first..data_pages.min(first + SEGMENTS_PER_INDIRECT_PAGE)).map(segment).collect();
+                write_segments(page, &segs);
+            }
+            req.into()
+        } else {
+            let mut req = Request {
+                operation: op,
+                handle: self.handle,
+                id,
+                sector_number: sector,
+                ..Default::default()
+            };
+            for (i, seg) in req.seg.iter_mut().enumerate().take(data_pages) {
+                *seg = segment(i);
+            }
+            req.nr_segments = data_pages as u8;
+            req.into()
+        };
+        // Ids never outnumber ring slots, so the ring has room.
+        let _ = self.ring.push(slot);
+        self.stats.requests += 1;
+        self.stats.indirect += u64::from(indirect_pages > 0);
+        self.stats.peak_in_flight = self.stats.peak_in_flight.max(self.inflight.in_flight());
+        true
+    }
+
+    /// Takes one response, if there is one: its id, its outcome and what
+    /// its request held. A protocol violation fails the disk for good.
+    fn reap(&mut self) -> Result<Option<(u64, Outcome, Held)>, DiskError> {
+        let rsp = match self.ring.pop_response() {
+            Ok(Some(rsp)) => rsp,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(self.fail(DiskError::Ring(e))),
+        };
+        match self.inflight.complete(rsp) {
+            Ok((outcome, held)) => Ok(Some((rsp.id, outcome, held))),
+            Err(e) => Err(self.fail(DiskError::Response(e))),
+        }
+    }
+
+    fn fail(&mut self, e: DiskError) -> DiskError {
+        log::error!("blkfront: {e}; the disk is unusable from here on");
+        self.failed = Some(e);
+        e
+    }
+
+    /// Runs `op` over the whole of `buf` from `sector` (512-byte units) on
+    /// (or, for a discard, over `discard` sectors), in requests of up to [`Disk::max_request`] bytes, as many in flight
+    /// as ids and pool pages allow.
     fn transfer(
         &mut self,
         op: u8,
         sector: u64,
-        len: usize,
+        mut buf: Buf<'_>,
+        discard: u64,
         io: &mut dyn Signal,
-        data: &mut dyn FnMut(&[GrantedPage], Chunk),
     ) -> Result<(), DiskError> {
-        let chunk_max = MAX_SEGMENTS * PAGE_SIZE;
-        let size = self.info.sector_size as usize;
+        let len = match &buf {
+            Buf::Read(b) => b.len(),
+            Buf::Write(d) => d.len(),
+            Buf::None => 0,
+        };
+        let chunk_max = self.max_request();
         let mut next = 0usize;
         let mut posted_all = false;
         let mut failure = None;
         loop {
-            // Post as much as the free ids allow.
+            // Post as much as the free ids and pages allow.
             while !posted_all && failure.is_none() {
-                let Some(id) = self.inflight.take(op) else { break };
-                let chunk = Chunk { offset: next, len: (len - next).min(chunk_max) };
-                let pages = &self.pages[id as usize * MAX_SEGMENTS..(id as usize + 1) * MAX_SEGMENTS];
-                if op == OP_WRITE {
-                    data(pages, chunk);
+                let chunk = (len - next).min(chunk_max);
+                if !self.post(op, sector + (next / SECTOR) as u64, &buf, next, chunk, discard) {
+                    break;
                 }
-                let mut req = Request {
-                    operation: op,
-                    handle: self.handle,
-                    id,
-                    sector_number: sector + (next / size) as u64,
-                    ..Request::default()
-                };
-                let per_page = PAGE_SIZE / size;
-                let sectors = chunk.len / size;
-                for (i, seg) in req.seg.iter_mut().enumerate().take(sectors.div_ceil(per_page)) {
-                    let in_page = (sectors - i * per_page).min(per_page);
-                    *seg = Segment::new(pages[i].gref, 0, (in_page - 1) as u8);
-                    req.nr_segments += 1;
-                }
-                self.chunks[id as usize] = Some(chunk);
-                // Ids never outnumber ring slots, so the ring has room.
-                let _ = self.ring.push(req);
-                next += chunk.len;
+                next += chunk;
                 posted_all = next >= len;
             }
             if self.ring.publish() {
                 io.notify(self.port);
             }
             if self.inflight.in_flight() == 0 {
+                // Every chunk fits the pool when all of it is free, so
+                // nothing out means everything was posted (or it failed).
+                debug_assert!(posted_all || failure.is_some());
                 return failure.map_or(Ok(()), Err);
             }
             // Take what has come back; sleep when nothing has.
-            match self.ring.pop_response().map_err(DiskError::Ring)? {
-                Some(rsp) => {
-                    let outcome = self.inflight.complete(rsp).map_err(DiskError::Response)?;
-                    let chunk = self.chunks[rsp.id as usize].take();
-                    match (outcome, chunk) {
-                        (Outcome::Okay, Some(chunk)) => {
-                            if op == OP_READ {
-                                let id = rsp.id as usize;
-                                data(&self.pages[id * MAX_SEGMENTS..(id + 1) * MAX_SEGMENTS], chunk);
-                            }
-                        }
-                        (Outcome::Okay, None) => {}
-                        (bad, _) => failure = Some(DiskError::Backend(bad)),
+            match self.reap()? {
+                Some((_, outcome, held)) => {
+                    if outcome != Outcome::Okay {
+                        failure = Some(DiskError::Backend(outcome));
+                    } else if let Buf::Read(b) = &mut buf {
+                        copy_from_pages(
+                            &self.pool,
+                            &held.pages[..held.data_pages],
+                            &mut b[held.offset..held.offset + held.len],
+                        );
                     }
+                    self.free.extend_from_slice(&held.pages);
                 }
                 None => {
-                    if !self.ring.final_check_for_responses().map_err(DiskError::Ring)? {
-                        io.wait(self.port);
+                    let more = match self.ring.final_check_for_responses() {
+                        Ok(more) => more,
+                        Err(e) => return Err(self.fail(DiskError::Ring(e))),
+                    };
+                    if !more && !io.wait(self.port, self.timeout) {
+                        return Err(self.fail(DiskError::Timeout(self.timeout)));
                     }
                 }
             }
@@ -249,162 +494,182 @@ impl Disk {
     }
 }
 
-/// Copies `data` to the start of consecutive `pages`.
-fn copy_to_pages(pages: &[GrantedPage], data: &[u8]) {
-    for (page, part) in pages.iter().zip(data.chunks(PAGE_SIZE)) {
+/// What [`Disk::start`] posts.
+#[derive(Debug, Clone, Copy)]
+pub enum Start<'a> {
+    /// `len` bytes (whole sectors, at most [`Disk::max_request`]).
+    Read(usize),
+    /// These bytes (whole sectors, at most [`Disk::max_request`]).
+    Write(&'a [u8]),
+    Flush,
+    /// This many sectors.
+    Discard(u64),
+}
+
+/// A request the backend has answered, until [`Disk::finish`] takes its
+/// data and gives its pages back.
+#[derive(Debug)]
+pub struct Completion {
+    pub id: u64,
+    outcome: Outcome,
+    held: Held,
+}
+
+/// The non-blocking interface, for an asynchronous runtime: post requests
+/// with [`Disk::start`] and [`Disk::push`], take answers with
+/// [`Disk::poll_completion`] and [`Disk::finish`]. Not to be mixed with the
+/// blocking calls while requests are out.
+impl Disk {
+    /// Largest read or write one request carries.
+    pub fn max_request(&self) -> usize {
+        let pages = if self.features.indirect_segments > 0 {
+            // Disk::new keeps a page of the pool for the indirect segments.
+            self.features.indirect_segments
+        } else {
+            MAX_SEGMENTS.min(self.pool.len())
+        };
+        pages * PAGE_SIZE
+    }
+
+    /// Requests with the backend or answered and not finished.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.in_flight()
+    }
+
+    /// Posts one request for `sector` on (the disk's sectors); `Ok(None)`
+    /// when every id or too many buffer pages are taken (finish completions
+    /// first). The backend sees it after [`Disk::push`].
+    pub fn start(&mut self, sector: u64, what: Start<'_>) -> Result<Option<u64>, DiskError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        let (op, len, discard) = match what {
+            Start::Read(len) => (OP_READ, len, 0),
+            Start::Write(data) => (OP_WRITE, data.len(), 0),
+            Start::Flush => (OP_FLUSH_DISKCACHE, 0, 0),
+            Start::Discard(count) => (OP_DISCARD, 0, count),
+        };
+        match op {
+            OP_WRITE | OP_DISCARD if self.info.read_only => return Err(DiskError::ReadOnly),
+            OP_FLUSH_DISKCACHE if !self.info.flush => return Err(DiskError::FlushUnsupported),
+            OP_DISCARD if self.features.discard.is_none() => return Err(DiskError::DiscardUnsupported),
+            _ => {}
+        }
+        if op == OP_DISCARD {
+            if sector.checked_add(discard).is_none_or(|end| end > self.info.sectors) {
+                let len = discard.saturating_mul(u64::from(self.info.sector_size));
+                return Err(DiskError::OutOfRange {
+                    sector,
+                    len: usize::try_from(len).unwrap_or(usize::MAX),
+                });
+            }
+        } else {
+            self.check(sector, len)?;
+        }
+        if len > self.max_request() {
+            return Err(DiskError::TooLarge { len, max: self.max_request() });
+        }
+        if len == 0 && matches!(op, OP_READ | OP_WRITE) {
+            return Err(DiskError::Unaligned { len });
+        }
+        let id = self.inflight.peek_free();
+        let buf = match what {
+            Start::Write(data) => Buf::Write(data),
+            _ => Buf::None,
+        };
+        let (sector, discard) = (self.ring_sector(sector), self.ring_sector(discard));
+        Ok(self.post(op, sector, &buf, 0, len, discard).then_some(id).flatten())
+    }
+
+    /// Makes the posted requests visible to the backend, and tells it.
+    pub fn push(&mut self, io: &mut dyn Signal) {
+        if self.ring.publish() {
+            io.notify(self.port);
+        }
+    }
+
+    /// The next answer, validated; `Ok(None)` when there is none yet (the
+    /// backend then signals the port when one arrives).
+    pub fn poll_completion(&mut self) -> Result<Option<Completion>, DiskError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        loop {
+            if let Some((id, outcome, held)) = self.reap()? {
+                return Ok(Some(Completion { id, outcome, held }));
+            }
+            match self.ring.final_check_for_responses() {
+                Ok(true) => {}
+                Ok(false) => return Ok(None),
+                Err(e) => return Err(self.fail(DiskError::Ring(e))),
+            }
+        }
+    }
+
+    /// Copies a completed read's data into `buf` (its length, or shorter:
+    /// the rest is dropped) and gives the request's pages back.
+    pub fn finish(&mut self, done: Completion, buf: &mut [u8]) -> Result<(), DiskError> {
+        let Completion { outcome, held, .. } = done;
+        if outcome == Outcome::Okay {
+            let len = held.len.min(buf.len());
+            copy_from_pages(&self.pool, &held.pages[..held.data_pages], &mut buf[..len]);
+        }
+        self.free.extend_from_slice(&held.pages);
+        match outcome {
+            Outcome::Okay => Ok(()),
+            bad => Err(DiskError::Backend(bad)),
+        }
+    }
+
+    /// Gives up on a backend that has not answered for `self.timeout()`
+    /// with requests out: the disk fails for good.
+    pub fn time_out(&mut self) -> DiskError {
+        self.fail(DiskError::Timeout(self.timeout))
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Why the disk is unusable, once the backend broke the protocol or
+    /// stopped answering.
+    pub fn failure(&self) -> Option<DiskError> {
+        self.failed
+    }
+}
+
+/// Writes `segs` at the start of indirect page `page` and clears the rest.
+fn write_segments(page: GrantedPage, segs: &[Segment]) {
+    debug_assert!(segs.len() <= SEGMENTS_PER_INDIRECT_PAGE);
+    // SAFETY: the page is PAGE_SIZE bytes, page-aligned, ours while its
+    // request is not posted; `Segment` is 8 bytes of integers with explicit
+    // padding, 4-byte aligned, and the segments fit in the page.
+    unsafe {
+        core::ptr::copy_nonoverlapping(segs.as_ptr(), page.addr.cast::<Segment>(), segs.len());
+        let used = core::mem::size_of_val(segs);
+        core::ptr::write_bytes(page.addr.add(used), 0, PAGE_SIZE - used);
+    }
+}
+
+/// Copies `data` to the start of consecutive pool `pages`; the rest of the
+/// last page is cleared, so the backend sees nothing but the data.
+fn copy_to_pages(pool: &[GrantedPage], pages: &[u16], data: &[u8]) {
+    for (&p, part) in pages.iter().zip(data.chunks(PAGE_SIZE)) {
+        let page = pool[usize::from(p)];
         // SAFETY: each page is PAGE_SIZE bytes, ours while its request is not
         // with the backend (before posting).
-        unsafe { core::ptr::copy_nonoverlapping(part.as_ptr(), page.addr, part.len()) };
+        unsafe {
+            core::ptr::copy_nonoverlapping(part.as_ptr(), page.addr, part.len());
+            core::ptr::write_bytes(page.addr.add(part.len()), 0, PAGE_SIZE - part.len());
+        }
     }
 }
 
-/// Copies the start of consecutive `pages` into `buf`.
-fn copy_from_pages(pages: &[GrantedPage], buf: &mut [u8]) {
-    for (page, part) in pages.iter().zip(buf.chunks_mut(PAGE_SIZE)) {
+/// Copies the start of consecutive pool `pages` into `buf`.
+fn copy_from_pages(pool: &[GrantedPage], pages: &[u16], buf: &mut [u8]) {
+    for (&p, part) in pages.iter().zip(buf.chunks_mut(PAGE_SIZE)) {
         // SAFETY: each page is PAGE_SIZE bytes, ours again once its request
         // has completed.
-        unsafe { core::ptr::copy_nonoverlapping(page.addr, part.as_mut_ptr(), part.len()) };
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::wire::RSP_OKAY;
-    use core::sync::atomic::{AtomicU32, Ordering};
-    use std::collections::HashMap;
-
-    #[repr(C, align(4096))]
-    struct Page([u8; PAGE_SIZE]);
-
-    fn page() -> *mut u8 {
-        Box::leak(Box::new(Page([0; PAGE_SIZE]))).0.as_mut_ptr()
-    }
-
-    /// blkback over an in-memory disk, answering what was published.
-    struct Backend {
-        ring: *mut u8,
-        pages: HashMap<u32, *mut u8>,
-        disk: Vec<u8>,
-        req_cons: u32,
-        rsp_prod: u32,
-        requests: usize,
-    }
-
-    impl Signal for Backend {
-        fn notify(&mut self, _: Port) {}
-        fn wait(&mut self, _: Port) {
-            self.serve();
-        }
-    }
-
-    impl Backend {
-        fn index(&self, i: usize) -> &AtomicU32 {
-            unsafe { &*(self.ring.add(i * 4) as *const AtomicU32) }
-        }
-
-        fn serve(&mut self) {
-            let prod = self.index(0).load(Ordering::Acquire);
-            while self.req_cons != prod {
-                let slot = unsafe { self.ring.add(64 + (self.req_cons as usize % 32) * 112) };
-                let req = unsafe { slot.cast::<Request>().read_unaligned() };
-                let mut offset = req.sector_number as usize * 512;
-                for seg in &req.seg[..usize::from(req.nr_segments)] {
-                    let page = self.pages[&seg.gref];
-                    let len = (usize::from(seg.last_sect) + 1 - usize::from(seg.first_sect)) * 512;
-                    let bytes = unsafe { core::slice::from_raw_parts_mut(page, len) };
-                    match req.operation {
-                        OP_READ => bytes.copy_from_slice(&self.disk[offset..offset + len]),
-                        OP_WRITE => self.disk[offset..offset + len].copy_from_slice(bytes),
-                        _ => {}
-                    }
-                    offset += len;
-                }
-                unsafe {
-                    slot.cast::<Response>().write_unaligned(Response {
-                        id: req.id,
-                        operation: req.operation,
-                        status: RSP_OKAY,
-                    })
-                };
-                self.req_cons += 1;
-                self.rsp_prod += 1;
-                self.requests += 1;
-            }
-            self.index(2).store(self.rsp_prod, Ordering::Release);
-        }
-    }
-
-    fn disk(read_only: bool) -> (Disk, Backend) {
-        let ring_page = page();
-        let ring = unsafe { FrontRing::init(ring_page) };
-        let pages: Vec<GrantedPage> =
-            (0..2 * MAX_SEGMENTS).map(|i| GrantedPage { addr: page(), gref: 100 + i as u32 }).collect();
-        let backend = Backend {
-            ring: ring_page,
-            pages: pages.iter().map(|p| (p.gref, p.addr)).collect(),
-            disk: vec![0; 1 << 20],
-            req_cons: 0,
-            rsp_prod: 0,
-            requests: 0,
-        };
-        let info = DiskInfo { sectors: 2048, sector_size: 512, read_only, flush: true };
-        (Disk::new(ring, pages, Port(1), 51712, info), backend)
-    }
-
-    #[test]
-    fn large_transfers_split_into_requests_and_round_trip() {
-        let (mut d, mut be) = disk(false);
-        let data: Vec<u8> = (0..300 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
-        d.write(10, &data, &mut be).unwrap();
-        // 300 KiB in 44 KiB requests: 7 of them.
-        assert_eq!(be.requests, 7);
-        assert_eq!(&be.disk[10 * 512..10 * 512 + data.len()], &data[..]);
-        let mut back = vec![0u8; data.len()];
-        d.read(10, &mut back, &mut be).unwrap();
-        assert_eq!(back, data);
-        d.flush(&mut be).unwrap();
-    }
-
-    #[test]
-    fn bad_ranges_and_read_only_disks_are_refused() {
-        let (mut d, mut be) = disk(false);
-        let mut buf = vec![0u8; 1024];
-        assert_eq!(d.read(2047, &mut buf, &mut be), Err(DiskError::OutOfRange { sector: 2047, len: 1024 }));
-        assert_eq!(
-            d.read(u64::MAX, &mut buf, &mut be),
-            Err(DiskError::OutOfRange { sector: u64::MAX, len: 1024 })
-        );
-        assert_eq!(d.read(0, &mut buf[..100], &mut be), Err(DiskError::Unaligned { len: 100 }));
-        let (mut ro, mut be) = disk(true);
-        assert_eq!(ro.write(0, &buf, &mut be), Err(DiskError::ReadOnly));
-        assert_eq!(be.requests, 0);
-    }
-
-    #[test]
-    fn a_response_for_an_unknown_id_is_an_error() {
-        let (mut d, be) = disk(false);
-        let mut buf = vec![0u8; 512];
-        /// Answers with an id that was never posted.
-        struct Hostile(*mut u8);
-        impl Signal for Hostile {
-            fn notify(&mut self, _: Port) {}
-            fn wait(&mut self, _: Port) {
-                unsafe {
-                    let slot = self.0.add(64);
-                    slot.cast::<Response>().write_unaligned(Response {
-                        id: 999,
-                        operation: OP_READ,
-                        status: RSP_OKAY,
-                    });
-                    (*(self.0.add(8) as *const AtomicU32)).store(1, Ordering::Release);
-                }
-            }
-        }
-        let mut hostile = Hostile(be.ring);
-        assert_eq!(
-            d.read(0, &mut buf, &mut hostile),
-            Err(DiskError::Response(ResponseError::UnknownId(999)))
-        );
+        unsafe { core::ptr::copy_nonoverlapping(pool[usize::from(p)].addr, part.as_mut_ptr(), part.len()) };
     }
 }

@@ -37,21 +37,23 @@ pub enum Outcome {
     NotSupported,
 }
 
-/// Ids `0..n`, each free or carrying a request of some operation.
-pub struct InFlight {
-    ops: Vec<Option<u8>>,
+/// Ids `0..n`, each free or carrying a request: its operation (for an
+/// indirect request, the operation inside) and what the frontend keeps
+/// with it (`T`: the pages it holds, where its data goes).
+pub struct InFlight<T> {
+    ops: Vec<Option<(u8, T)>>,
     free: Vec<u64>,
 }
 
-impl InFlight {
+impl<T> InFlight<T> {
     pub fn new(n: u32) -> Self {
-        InFlight { ops: alloc::vec![None; n as usize], free: (0..u64::from(n)).rev().collect() }
+        InFlight { ops: (0..n).map(|_| None).collect(), free: (0..u64::from(n)).rev().collect() }
     }
 
-    /// An id for a request of `operation` about to be posted.
-    pub fn take(&mut self, operation: u8) -> Option<u64> {
+    /// An id for a request of `operation` about to be posted, carrying `value`.
+    pub fn take(&mut self, operation: u8, value: T) -> Option<u64> {
         let id = self.free.pop()?;
-        self.ops[id as usize] = Some(operation);
+        self.ops[id as usize] = Some((operation, value));
         Some(id)
     }
 
@@ -59,11 +61,21 @@ impl InFlight {
         self.ops.len() - self.free.len()
     }
 
-    /// Checks a response and frees its id.
-    pub fn complete(&mut self, rsp: Response) -> Result<Outcome, ResponseError> {
+    /// The id [`InFlight::take`] hands out next.
+    pub fn peek_free(&self) -> Option<u64> {
+        self.free.last().copied()
+    }
+
+    pub fn has_free(&self) -> bool {
+        !self.free.is_empty()
+    }
+
+    /// Checks a response and frees its id, giving back what the request
+    /// carried. A refused response changes nothing.
+    pub fn complete(&mut self, rsp: Response) -> Result<(Outcome, T), ResponseError> {
         let slot = usize::try_from(rsp.id).ok().and_then(|i| self.ops.get_mut(i));
         let Some(slot) = slot else { return Err(ResponseError::UnknownId(rsp.id)) };
-        let Some(sent) = *slot else { return Err(ResponseError::UnknownId(rsp.id)) };
+        let Some((sent, _)) = *slot else { return Err(ResponseError::UnknownId(rsp.id)) };
         if sent != rsp.operation {
             return Err(ResponseError::WrongOperation { id: rsp.id, sent, got: rsp.operation });
         }
@@ -73,9 +85,9 @@ impl InFlight {
             RSP_EOPNOTSUPP => Outcome::NotSupported,
             status => return Err(ResponseError::BadStatus { id: rsp.id, status }),
         };
-        *slot = None;
+        let (_, value) = slot.take().expect("checked above");
         self.free.push(rsp.id);
-        Ok(outcome)
+        Ok((outcome, value))
     }
 }
 
@@ -85,24 +97,24 @@ mod tests {
     use crate::wire::{OP_READ, OP_WRITE};
 
     fn rsp(id: u64, operation: u8, status: i16) -> Response {
-        Response { id, operation, status }
+        Response { id, operation, status, ..Response::default() }
     }
 
     #[test]
     fn responses_free_their_ids() {
         let mut f = InFlight::new(2);
-        let a = f.take(OP_READ).unwrap();
-        let b = f.take(OP_WRITE).unwrap();
-        assert_eq!(f.take(OP_READ), None);
-        assert_eq!(f.complete(rsp(b, OP_WRITE, RSP_ERROR)), Ok(Outcome::Error));
-        assert_eq!(f.complete(rsp(a, OP_READ, RSP_OKAY)), Ok(Outcome::Okay));
+        let a = f.take(OP_READ, 'a').unwrap();
+        let b = f.take(OP_WRITE, 'b').unwrap();
+        assert_eq!(f.take(OP_READ, 'c'), None);
+        assert_eq!(f.complete(rsp(b, OP_WRITE, RSP_ERROR)), Ok((Outcome::Error, 'b')));
+        assert_eq!(f.complete(rsp(a, OP_READ, RSP_OKAY)), Ok((Outcome::Okay, 'a')));
         assert_eq!(f.in_flight(), 0);
     }
 
     #[test]
     fn hostile_responses_are_refused_and_change_nothing() {
-        let mut f = InFlight::new(4);
-        let id = f.take(OP_READ).unwrap();
+        let mut f = InFlight::<()>::new(4);
+        let id = f.take(OP_READ, ()).unwrap();
         assert_eq!(f.complete(rsp(3, OP_READ, 0)), Err(ResponseError::UnknownId(3)));
         assert_eq!(f.complete(rsp(u64::MAX, OP_READ, 0)), Err(ResponseError::UnknownId(u64::MAX)));
         assert_eq!(
@@ -111,7 +123,7 @@ mod tests {
         );
         assert_eq!(f.complete(rsp(id, OP_READ, 9)), Err(ResponseError::BadStatus { id, status: 9 }));
         assert_eq!(f.in_flight(), 1);
-        assert_eq!(f.complete(rsp(id, OP_READ, 0)), Ok(Outcome::Okay));
+        assert_eq!(f.complete(rsp(id, OP_READ, 0)), Ok((Outcome::Okay, ())));
         assert_eq!(f.complete(rsp(id, OP_READ, 0)), Err(ResponseError::UnknownId(id)));
     }
 }

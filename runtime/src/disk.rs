@@ -1,16 +1,20 @@
 //! Disks: the domain's virtual block devices (`disk = [...]` in xl), through
 //! blkfront. Calls block the caller until the backend answers (the vCPU
-//! sleeps in the hypervisor meanwhile).
+//! sleeps in the hypervisor meanwhile); [`Disk::into_async`] makes them
+//! futures instead.
 
-use crate::events;
+use crate::events::{self, Instant, Wake};
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
+use core::time::Duration;
 use mote_blkfront::connect::{self, ConnectError};
 use mote_blkfront::device::{self, Signal};
 use mote_xen::event::{self, Port};
 use mote_xen::xenstore::XsError;
 
-pub use mote_blkfront::device::{DiskError, DiskInfo};
+pub use crate::disk_async::AsyncDisk;
+pub use mote_blkfront::device::{Discard, DiskError, DiskInfo, Features, Stats};
 
 /// The event channel both ways, through the runtime's event loop.
 struct Events;
@@ -22,8 +26,15 @@ impl Signal for Events {
         }
     }
 
-    fn wait(&mut self, port: Port) {
-        events::wait_for(port);
+    fn wait(&mut self, port: Port, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            match events::block(Some(port), deadline) {
+                Wake::Event => return true,
+                Wake::Deadline => return false,
+                Wake::Shutdown | Wake::Store => {}
+            }
+        }
     }
 }
 
@@ -58,6 +69,39 @@ impl Disk {
     pub fn flush(&mut self) -> Result<(), DiskError> {
         self.inner.flush(&mut Events)
     }
+
+    /// What was negotiated with the backend: ring pages, indirect
+    /// segments, persistent grants, discard.
+    pub fn features(&self) -> Features {
+        self.inner.features()
+    }
+
+    /// Tells the backend `count` sectors from `sector` on are unused (they
+    /// may read back as zeros); [`DiskError::DiscardUnsupported`] when the
+    /// backend offers no discard.
+    pub fn discard(&mut self, sector: u64, count: u64) -> Result<(), DiskError> {
+        self.inner.discard(sector, count, &mut Events)
+    }
+
+    /// The disk as futures on the executor ([`crate::disk_async::AsyncDisk`]):
+    /// several tasks can then keep many requests with the backend at once.
+    ///
+    /// # Panics
+    /// Outside [`crate::block_on`] (the disk's driver joins the running
+    /// executor).
+    pub fn into_async(self) -> AsyncDisk {
+        let port = self.inner.port();
+        let (disk, driver) = AsyncDisk::new(self.inner, Box::new(Events), Box::new(crate::time::now));
+        crate::executor::xen::wake_on(port);
+        crate::executor::add_driver(driver);
+        disk
+    }
+
+    /// Requests sent so far, how many were indirect, and the most that
+    /// were with the backend at once.
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
 }
 
 /// Why the disks could not be opened.
@@ -91,7 +135,7 @@ pub fn open_all() -> Result<Vec<Disk>, OpenError> {
     ids.into_iter()
         .map(|id| {
             let inner = crate::xenstore::with(|xs| {
-                crate::grants::with(|gt| connect::connect(xs, gt, id, connect::DEFAULT_SLOTS))
+                crate::grants::with(|gt| connect::connect(xs, gt, id, connect::Config::DEFAULT))
                     .ok_or(OpenError::NoXen("grant table"))
             })
             .ok_or(OpenError::NoXen("xenstore"))??
@@ -105,6 +149,7 @@ pub fn open_all() -> Result<Vec<Disk>, OpenError> {
                 if info.read_only { ", read-only" } else { "" },
                 if info.flush { ", flush" } else { "" }
             );
+            log::info!("disk: vbd {id}: {}", inner.features());
             Ok(Disk { inner, id })
         })
         .collect()

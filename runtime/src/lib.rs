@@ -26,6 +26,7 @@
 extern crate alloc;
 
 pub mod cmdline;
+pub mod disk_async;
 pub mod executor;
 pub mod fs;
 pub mod logspec;

@@ -57,11 +57,17 @@ impl fmt::Display for RingError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
 
-/// Number of slots for entries of `Req`/`Rsp`: the largest power of two
-/// that fits in the page after the header (`__CONST_RING_SIZE`).
+/// Number of slots for entries of `Req`/`Rsp` in a one-page ring.
 pub const fn ring_size<Req, Rsp>() -> u32 {
+    ring_size_in::<Req, Rsp>(1)
+}
+
+/// Number of slots for entries of `Req`/`Rsp` in a ring of `pages`
+/// contiguous pages: the largest power of two that fits after the header
+/// (`__CONST_RING_SIZE` over `PAGE_SIZE * pages`).
+pub const fn ring_size_in<Req, Rsp>(pages: usize) -> u32 {
     let entry = if size_of::<Req>() > size_of::<Rsp>() { size_of::<Req>() } else { size_of::<Rsp>() };
-    let fit = (PAGE_SIZE - HEADER_SIZE) / entry;
+    let fit = (PAGE_SIZE * pages - HEADER_SIZE) / entry;
     let mut size = 1;
     while size * 2 <= fit {
         size *= 2;
@@ -99,9 +105,20 @@ impl<'a, Req: RingEntry, Rsp: RingEntry> FrontRing<'a, Req, Rsp> {
     /// 4-byte aligned, and used only through this ring (and the backend) for
     /// as long as the ring lives.
     pub unsafe fn init(page: *mut u8) -> Self {
-        // SAFETY: the caller guarantees the page; zeroing it before the
-        // backend sees it is what SHARED_RING_INIT does.
-        unsafe { core::ptr::write_bytes(page, 0, PAGE_SIZE) };
+        // SAFETY: the caller's guarantee, for one page.
+        unsafe { Self::init_pages(page, 1) }
+    }
+
+    /// [`FrontRing::init`] for a ring of `pages` contiguous pages (a
+    /// multi-page ring, `ring-page-order` in blkif), `pages` a power of two.
+    ///
+    /// # Safety
+    /// As for [`FrontRing::init`], for `pages * PAGE_SIZE` bytes.
+    pub unsafe fn init_pages(page: *mut u8, pages: usize) -> Self {
+        assert!(pages.is_power_of_two(), "a ring spans a power of two of pages");
+        // SAFETY: the caller guarantees the pages; zeroing them before the
+        // backend sees them is what SHARED_RING_INIT does.
+        unsafe { core::ptr::write_bytes(page, 0, PAGE_SIZE * pages) };
         // SAFETY: the header is the page's first 16 bytes, aligned (checked
         // by the caller's contract), and only accessed atomically.
         let header = unsafe { &*(page as *const Header) };
@@ -111,7 +128,7 @@ impl<'a, Req: RingEntry, Rsp: RingEntry> FrontRing<'a, Req, Rsp> {
             header,
             // SAFETY: within the page.
             entries: unsafe { page.add(HEADER_SIZE) },
-            size: ring_size::<Req, Rsp>(),
+            size: ring_size_in::<Req, Rsp>(pages),
             req_prod_pvt: 0,
             req_published: 0,
             rsp_cons: 0,
@@ -131,8 +148,8 @@ impl<'a, Req: RingEntry, Rsp: RingEntry> FrontRing<'a, Req, Rsp> {
 
     fn slot(&self, index: u32) -> *mut u8 {
         let offset = (index & (self.size - 1)) as usize * Self::ENTRY_SIZE;
-        // SAFETY: offset + entry size stays within the page: size slots of
-        // ENTRY_SIZE fit after the header by construction of `ring_size`.
+        // SAFETY: offset + entry size stays within the pages: size slots of
+        // ENTRY_SIZE fit after the header by construction of `ring_size_in`.
         unsafe { self.entries.add(offset) }
     }
 
@@ -269,6 +286,8 @@ mod tests {
         assert_eq!(ring_size::<Req, Rsp>(), 256); // netif rx-like: 8-byte slots
         assert_eq!(ring_size::<[u8; 12], [u8; 4]>(), 256); // netif tx: 12-byte slots
         assert_eq!(ring_size::<[u8; 112], [u8; 16]>(), 32); // blkif
+        assert_eq!(ring_size_in::<[u8; 112], [u8; 16]>(2), 64); // blkif, ring-page-order 1
+        assert_eq!(ring_size_in::<[u8; 112], [u8; 16]>(4), 128);
     }
 
     #[test]

@@ -64,9 +64,9 @@ usage:
       host packages, host unit tests, then the integration cases (whose name contains FILTER)
       under Xen
   cargo xtask bench [NAME…]
-      run every benchmark (or those named: size, repro, echo, dns, boot, memory,
-      density), print each
-      figure with its baseline and ratio, write target/mote/bench/report.md and .json
+      run every benchmark (or those named: size, repro, echo, dns, disk, boot, memory,
+      density), print each figure with its baseline and ratio, write
+      target/mote/bench/report.md and .json
 
   cargo xtask fuzz [TARGET] [--time S]
       run each fuzz target in fuzz/ (or TARGET) for S seconds (default 60; --seconds is the

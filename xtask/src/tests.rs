@@ -259,7 +259,11 @@ pub fn cases() -> Vec<Case> {
             args: &["test=disk"],
             xl: &[DISK_RW],
             reason: Reason::Poweroff,
-            checks: vec![Contains("disk: wrote and flushed 67108864 bytes")],
+            checks: vec![
+                Contains("disk: wrote and flushed 67108864 bytes"),
+                Contains("disk: vbd 51712: ring 4 pages, indirect 32 segments, persistent grants, discard"),
+                Custom("indirect requests, 4 or more in flight", check_disk_stats),
+            ],
             driver: Some(drive_disk_hash),
         },
         Case {
@@ -269,6 +273,32 @@ pub fn cases() -> Vec<Case> {
             xl: &[DISK_RW],
             reason: Reason::Poweroff,
             checks: vec![Contains("disk: read and verified 67108864 bytes")],
+            driver: None,
+        },
+        Case {
+            name: "disk_discard_punches_a_hole_dom0_sees",
+            app: "selftest",
+            args: &["test=disk-discard"],
+            xl: &[DISK_DISCARD],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("disk: vbd 51712: ring 4 pages, indirect 32 segments, persistent grants, discard"),
+                Contains("disk: discarded 4194304 bytes at byte 2097152"),
+                Contains("disk: read and verified 8388608 bytes"),
+                Custom("indirect requests, 4 or more in flight", check_disk_stats),
+            ],
+            driver: Some(drive_disk_discard),
+        },
+        Case {
+            name: "disk_async_tasks_keep_many_requests_in_flight",
+            app: "selftest",
+            args: &["test=disk-async", "tasks=64", "reads=16"],
+            xl: &[DISK_ASYNC],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("disk-async: 1024 reads of 4 KiB by 64 tasks verified"),
+                Custom("more requests in flight than a one-page ring holds", check_disk_async),
+            ],
             driver: None,
         },
         Case {
@@ -871,9 +901,13 @@ fn drive_dns(d: &mut Driver) -> Result<(), String> {
 const DISK_SETUP: &str = "mkdir -p /mnt/disks && (mountpoint -q /mnt/disks || \
                           mount -t tmpfs -o size=80m tmpfs /mnt/disks) && \
                           dd if=/dev/zero of=/mnt/disks/rw.img bs=1M count=64 && \
-                          dd if=/dev/zero of=/mnt/disks/ro.img bs=1M count=1";
+                          dd if=/dev/zero of=/mnt/disks/ro.img bs=1M count=1 && \
+                          dd if=/dev/zero of=/mnt/disks/discard.img bs=1M count=8 && \
+                          dd if=/dev/zero of=/mnt/disks/async.img bs=1M count=4";
 const DISK_RW: &str = r#"disk=["format=raw,vdev=xvda,access=rw,target=/mnt/disks/rw.img"]"#;
 const DISK_RO: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/mnt/disks/ro.img"]"#;
+const DISK_ASYNC: &str = r#"disk=["format=raw,vdev=xvda,access=rw,target=/mnt/disks/async.img"]"#;
+const DISK_DISCARD: &str = r#"disk=["format=raw,vdev=xvda,access=rw,target=/mnt/disks/discard.img"]"#;
 
 /// The selftest's disk pattern (apps/selftest: `disk_pattern`).
 fn disk_pattern(offset: u64) -> u8 {
@@ -901,6 +935,95 @@ fn drive_disk_hash(d: &mut Driver) -> Result<(), String> {
         return Err(format!("dom0 hashed the image as {got}, the pattern is {expected}"));
     }
     println!("    dom0: sha256 of the 64 MiB image matches the pattern ({})", &got[..16]);
+    Ok(())
+}
+
+/// The selftest's line `disk: N requests, M indirect, at most K in flight`: the 1 MiB
+/// transfers went out as indirect requests of 128 KiB, four at a time (what the default
+/// buffer pool holds; small requests could fill the 128-slot ring, see the host tests).
+fn check_disk_stats(console: &str, _: &Image) -> Result<(), String> {
+    let line = console
+        .lines()
+        .find(|l| l.contains(" indirect, at most "))
+        .ok_or("no `disk: N requests, M indirect, at most K in flight` line")?;
+    let numbers: Vec<u64> =
+        line.split_whitespace().filter_map(|w| w.trim_end_matches(',').parse().ok()).collect();
+    match numbers[..] {
+        [requests, indirect, peak] if indirect > 0 && indirect <= requests && peak >= 4 => Ok(()),
+        _ => Err(format!("{line:?}: expected indirect requests, 4 or more in flight")),
+    }
+}
+
+/// `disk-async: … at most K in flight`: the tasks' reads were with the backend together,
+/// more of them than a one-page ring (32 slots) holds.
+fn check_disk_async(console: &str, _: &Image) -> Result<(), String> {
+    let line = console.lines().find(|l| l.contains("disk-async:")).ok_or("no `disk-async:` line")?;
+    println!("    guest: {}", line.trim());
+    let peak: Option<u64> =
+        line.split("at most ").nth(1).and_then(|r| r.split_whitespace().next()?.parse().ok());
+    match peak {
+        Some(k) if k > 32 => Ok(()),
+        _ => Err(format!("{line:?}: expected more than 32 requests in flight")),
+    }
+}
+
+/// While the guest waits after its discard, dom0 checks that blkback counted a discard
+/// request and uses persistent grants and a 4-page ring with it; after the guest is gone,
+/// the image must be the pattern with zeros in the middle half, and that half a hole in the
+/// file (tmpfs frees discarded pages).
+fn drive_disk_discard(d: &mut Driver) -> Result<(), String> {
+    // The guest writes and reads 8 MiB first; under load, attaching the disk alone (dom0's
+    // block hotplug script) has taken more than one driver wait.
+    let mut waited = d.wait_line("disk: waiting for shutdown");
+    for _ in 0..3 {
+        match &waited {
+            Err(e) if e.starts_with("no console line") => waited = d.wait_line("disk: waiting for shutdown"),
+            _ => break,
+        }
+    }
+    waited?;
+    let domid = d.domid()?;
+    let stats = format!("/sys/bus/xen-backend/devices/vbd-{domid}-51712/statistics");
+    let discards = d.dom0(&format!("cat {stats}/ds_req"))?;
+    if discards.trim().parse::<u64>().unwrap_or(0) == 0 {
+        return Err(format!("blkback counted {discards:?} discard requests"));
+    }
+    let backend = format!("/local/domain/0/backend/vbd/{domid}/51712");
+    let frontend = format!("/local/domain/{domid}/device/vbd/51712");
+    let persistent =
+        d.dom0(&format!("xenstore-read {backend}/feature-persistent {frontend}/feature-persistent"))?;
+    if persistent.split_whitespace().collect::<Vec<_>>() != ["1", "1"] {
+        return Err(format!("feature-persistent of backend and frontend: {persistent:?}"));
+    }
+    let order = d.dom0(&format!("xenstore-read {frontend}/ring-page-order {frontend}/ring-ref3"))?;
+    println!(
+        "    dom0: blkback counted {} discard(s); persistent grants; ring-page-order {}",
+        discards.trim(),
+        order.lines().next().unwrap_or_default()
+    );
+    let log = d.dom0("dmesg")?;
+    let used = log.lines().filter(|l| l.contains(&format!("vbd/{domid}/51712: using"))).collect::<Vec<_>>();
+    if !used.iter().any(|l| l.contains("persistent grants")) {
+        return Err(format!("dom0's log does not show blkback using persistent grants: {used:?}"));
+    }
+    shut_down(d)?;
+    const MIB: u64 = 1 << 20;
+    let image: Vec<u8> =
+        (0..8 * MIB).map(|i| if (2 * MIB..6 * MIB).contains(&i) { 0 } else { disk_pattern(i) }).collect();
+    let expected = host_sha256(&image)?;
+    let out = d.dom0("sha256sum /mnt/disks/discard.img && stat -c '%b %B' /mnt/disks/discard.img")?;
+    let words: Vec<&str> = out.split_whitespace().collect();
+    if words.first() != Some(&expected.as_str()) {
+        return Err(format!("dom0 hashed the image as {:?}, expected {expected}", words.first()));
+    }
+    let allocated = match words[..] {
+        [_, _, blocks, size] => blocks.parse::<u64>().unwrap_or(u64::MAX) * size.parse::<u64>().unwrap_or(1),
+        _ => return Err(format!("dom0's stat printed {out:?}")),
+    };
+    if allocated > 4 * MIB {
+        return Err(format!("the image still occupies {allocated} bytes: no hole where the guest discarded"));
+    }
+    println!("    dom0: image matches pattern-with-hole, {} KiB allocated of 8192", allocated / 1024);
     Ok(())
 }
 
@@ -1701,6 +1824,19 @@ mod unit {
             debug_elf: "/x.debug.elf".into(),
             cfg: "/x.cfg".into(),
         }
+    }
+
+    #[test]
+    fn disk_figures_are_read_from_the_guests_lines() {
+        let img = image(4);
+        let line = "disk: 1025 requests, 1024 indirect, at most 4 in flight";
+        assert!(check_disk_stats(line, &img).is_ok());
+        assert!(check_disk_stats("disk: 1025 requests, 0 indirect, at most 4 in flight", &img).is_err());
+        assert!(check_disk_stats("disk: 40 requests, 8 indirect, at most 1 in flight", &img).is_err());
+        assert!(check_disk_stats("nothing", &img).is_err());
+        let line = "disk-async: 1024 reads of 4 KiB by 64 tasks verified in 4584 ms (223 IOPS), at most 64 in flight";
+        assert!(check_disk_async(line, &img).is_ok());
+        assert!(check_disk_async(&line.replace("most 64", "most 32"), &img).is_err());
     }
 
     #[test]

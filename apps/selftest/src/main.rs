@@ -22,6 +22,20 @@
 //! - `test=disk`: writes [`disk_pattern`] over the whole first disk, flushes,
 //!   reads it back and verifies it; `test=disk-verify` only reads and
 //!   verifies (a later boot); `test=disk-ro` expects its write to be refused.
+//!   Each prints the requests it sent: how many, how many indirect, and the
+//!   most in flight at once. `test=disk-discard`: writes the pattern over
+//!   the whole disk, discards its middle half, checks that the discarded
+//!   half reads as zeros and the rest as the pattern, then waits for
+//!   `xl shutdown` (dom0 looks at the backend meanwhile).
+//! - `test=disk-async tasks=T reads=R`: through the async disk API, writes
+//!   the pattern over the first 4 MiB, then T tasks (default 64) each read R
+//!   (default 16) 4 KiB blocks at pseudo-random places and verify them;
+//!   prints how many reads, how fast, and the most requests in flight.
+//! - `test=disk-bench bytes=N reads=R`: `cargo xtask bench disk`'s measurement
+//!   (the same as `mote-agent disk-bench` in the Linux guest): writes the
+//!   first N bytes of the disk in 1 MiB blocks and flushes, reads them back,
+//!   then makes R 4 KiB reads at pseudo-random offsets, one at a time;
+//!   prints `disk-bench: seq-write W MB/s, seq-read R MB/s, rand-read I IOPS`.
 //! - `test=wait`: waits for `xl shutdown` or `xl reboot`, says which, and
 //!   returns (the runtime then ends the domain as asked).
 //! - `test=grant`: grants dom0 a page holding a text, read-write then
@@ -227,7 +241,9 @@ fn main() -> Result<(), Error> {
             wait_for_value(xs, "data/xenbus-done")?;
             Ok(())
         }),
-        "disk" | "disk-verify" | "disk-ro" => disk(cmdline.get("test").unwrap_or_default()),
+        "disk" | "disk-verify" | "disk-ro" | "disk-discard" => disk(cmdline.get("test").unwrap_or_default()),
+        "disk-async" => disk_async(number("tasks", 64)?, number("reads", 16)?),
+        "disk-bench" => disk_bench(number("bytes", 32 << 20)?, number("reads", 2000)?),
         other => Err(Error::UnknownTest(other)),
     }
 }
@@ -328,7 +344,7 @@ fn disk(test: &str) -> Result<(), Error> {
         };
     }
     let sectors_per_step = (STEP / info.sector_size as usize) as u64;
-    if test == "disk" {
+    if test == "disk" || test == "disk-discard" {
         let start = Instant::now();
         for (n, base) in (0..size).step_by(STEP).enumerate() {
             let len = STEP.min((size - base) as usize);
@@ -338,17 +354,141 @@ fn disk(test: &str) -> Result<(), Error> {
         disk.flush().map_err(io)?;
         mote::println!("disk: wrote and flushed {size} bytes in {} ms", start.elapsed().as_millis());
     }
+    // With test=disk-discard, the middle half of the disk (whole MiBs).
+    let hole = (size / 4 / STEP as u64 * STEP as u64)..(size * 3 / 4 / STEP as u64 * STEP as u64);
+    if test == "disk-discard" {
+        let per_byte = u64::from(info.sector_size);
+        disk.discard(hole.start / per_byte, (hole.end - hole.start) / per_byte).map_err(io)?;
+        disk.flush().map_err(io)?;
+        mote::println!("disk: discarded {} bytes at byte {}", hole.end - hole.start, hole.start);
+    }
     let start = Instant::now();
     let mut want = alloc::vec![0u8; STEP];
     for (n, base) in (0..size).step_by(STEP).enumerate() {
         let len = STEP.min((size - base) as usize);
         disk.read(n as u64 * sectors_per_step, &mut buf[..len]).map_err(io)?;
-        fill(&mut want[..len], base);
+        if test == "disk-discard" && hole.contains(&base) {
+            want[..len].fill(0);
+        } else {
+            fill(&mut want[..len], base);
+        }
         if buf[..len] != want[..len] {
-            return Err(Error::Disk(alloc::format!("the MiB at byte {base} differs from the pattern")));
+            return Err(Error::Disk(alloc::format!("the MiB at byte {base} differs from what was written")));
         }
     }
     mote::println!("disk: read and verified {size} bytes in {} ms", start.elapsed().as_millis());
+    let stats = disk.stats();
+    mote::println!(
+        "disk: {} requests, {} indirect, at most {} in flight",
+        stats.requests,
+        stats.indirect,
+        stats.peak_in_flight
+    );
+    if test == "disk-discard" {
+        mote::println!("disk: waiting for shutdown");
+        mote::wait_for_shutdown();
+    }
+    Ok(())
+}
+
+/// `test=disk-async`.
+fn disk_async(tasks: u64, reads: u64) -> Result<(), Error> {
+    const AREA: u64 = 4 << 20;
+    const BLOCK: usize = 4096;
+    let disk = mote::disk::open_all().map_err(|e| Error::Disk(alloc::format!("{e}")))?.into_iter().next();
+    let disk = disk.ok_or(Error::Disk("no disk".into()))?;
+    let io = |e: mote::disk::DiskError| Error::Disk(alloc::format!("{e}"));
+    let sector = u64::from(disk.info().sector_size);
+    mote::block_on(async move {
+        let disk = disk.into_async();
+        let mut buf = alloc::vec![0u8; 1 << 20];
+        for base in (0..AREA).step_by(buf.len()) {
+            buf.iter_mut().enumerate().for_each(|(i, b)| *b = disk_pattern(base + i as u64));
+            disk.write(base / sector, &buf).await.map_err(io)?;
+        }
+        drop(buf);
+        let failures: Rc<RefCell<Vec<String>>> = Rc::default();
+        let finished = Rc::new(RefCell::new(0));
+        let start = Instant::now();
+        for t in 0..tasks {
+            let (disk, failures, finished) = (disk.clone(), failures.clone(), finished.clone());
+            mote::spawn(async move {
+                let mut block = [0u8; BLOCK];
+                let mut x = t.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                for _ in 0..reads {
+                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                    let at = (x >> 33) % (AREA / BLOCK as u64) * BLOCK as u64;
+                    match disk.read(at / sector, &mut block).await {
+                        Err(e) => failures.borrow_mut().push(alloc::format!("read at {at}: {e}")),
+                        Ok(())
+                            if block.iter().enumerate().any(|(i, &b)| b != disk_pattern(at + i as u64)) =>
+                        {
+                            failures
+                                .borrow_mut()
+                                .push(alloc::format!("the block at {at} differs from the pattern"))
+                        }
+                        Ok(()) => {}
+                    }
+                }
+                *finished.borrow_mut() += 1;
+            });
+        }
+        while *finished.borrow() < tasks {
+            mote::time::sleep(Duration::from_millis(5)).await;
+        }
+        let ms = start.elapsed().as_millis().max(1);
+        if let Some(first) = failures.borrow().first() {
+            return Err(Error::Disk(alloc::format!(
+                "{} reads failed; first: {first}",
+                failures.borrow().len()
+            )));
+        }
+        mote::println!(
+            "disk-async: {} reads of 4 KiB by {tasks} tasks verified in {ms} ms ({} IOPS), at most {} in flight",
+            tasks * reads,
+            u128::from(tasks * reads) * 1000 / ms,
+            disk.stats().peak_in_flight
+        );
+        Ok(())
+    })
+}
+
+/// `test=disk-bench`.
+fn disk_bench(bytes: u64, reads: u64) -> Result<(), Error> {
+    const STEP: usize = 1 << 20;
+    const BLOCK: usize = 4096;
+    let mut disks = mote::disk::open_all().map_err(|e| Error::Disk(alloc::format!("{e}")))?;
+    let disk = disks.first_mut().ok_or(Error::Disk("no disk".into()))?;
+    let io = |e: mote::disk::DiskError| Error::Disk(alloc::format!("{e}"));
+    let sector = u64::from(disk.info().sector_size);
+    let steps = bytes.min(disk.info().bytes()) / STEP as u64;
+    let mb = (steps * STEP as u64) as f64 / 1e6;
+    let mut buf = alloc::vec![0u8; STEP];
+    let start = Instant::now();
+    for n in 0..steps {
+        buf.fill(n as u8);
+        disk.write(n * STEP as u64 / sector, &buf).map_err(io)?;
+    }
+    disk.flush().map_err(io)?;
+    let write = mb / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    for n in 0..steps {
+        disk.read(n * STEP as u64 / sector, &mut buf).map_err(io)?;
+    }
+    let read = mb / start.elapsed().as_secs_f64();
+    // The same 64-bit LCG as mote-agent's disk-bench (Knuth's MMIX constants).
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let blocks = steps * (STEP / BLOCK) as u64;
+    let start = Instant::now();
+    for _ in 0..reads {
+        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let block = (x >> 33) % blocks;
+        disk.read(block * BLOCK as u64 / sector, &mut buf[..BLOCK]).map_err(io)?;
+    }
+    let iops = reads as f64 / start.elapsed().as_secs_f64();
+    mote::println!(
+        "disk-bench: seq-write {write:.2} MB/s, seq-read {read:.2} MB/s, rand-read {iops:.0} IOPS"
+    );
     Ok(())
 }
 

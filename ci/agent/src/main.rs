@@ -20,9 +20,11 @@
 //! Usage: `mote-agent [PORT]` (default 7000, listening on 0.0.0.0). Two subcommands serve
 //! tests in dom0: `mote-agent follow FILE` (below), `mote-agent gnt-map …` ([`gnt`]) and
 //! `mote-agent forward …` ([`forward`]), `mote-agent tcp-check|udp-check|discard-check …`
-//! ([`check`]); and `mote-agent echo-server …` ([`echo`]) is the Linux benchmark guest's service.
+//! ([`check`]); and `mote-agent echo-server …` ([`echo`]) is the Linux benchmark guest's service,
+//! `mote-agent disk-bench …` ([`disk_bench`]) its disk measurement.
 
 mod check;
+mod disk_bench;
 mod echo;
 mod forward;
 mod gnt;
@@ -77,10 +79,13 @@ fn main() {
     if args.first().is_some_and(|cmd| cmd == "echo-server") {
         std::process::exit(echo::main(&args[1..]));
     }
+    if args.first().is_some_and(|cmd| cmd == "disk-bench") {
+        std::process::exit(disk_bench::main(&args[1..]));
+    }
     let port = match args.first() {
         None => DEFAULT_PORT,
         Some(arg) => arg.parse().unwrap_or_else(|_| {
-            eprintln!("mote-agent: bad port {arg:?}; usage: mote-agent [PORT] | mote-agent follow FILE | mote-agent gnt-map … | mote-agent forward … | mote-agent tcp-check|udp-check|discard-check … | mote-agent echo-server ECHO_PORT DISCARD_PORT");
+            eprintln!("mote-agent: bad port {arg:?}; usage: mote-agent [PORT] | mote-agent follow FILE | mote-agent gnt-map … | mote-agent forward … | mote-agent tcp-check|udp-check|discard-check … | mote-agent echo-server ECHO_PORT DISCARD_PORT | mote-agent disk-bench DEVICE BYTES READS");
             std::process::exit(2);
         }),
     };

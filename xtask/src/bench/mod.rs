@@ -8,17 +8,23 @@
 //! benchmark asks for it and shares it with the ones after.
 
 mod boot;
+mod disk;
 mod dns;
 mod echo;
 pub mod report;
 mod size;
 
-use crate::agent::Agent;
+use crate::agent::{sh_quote, Agent};
 use crate::assets::{self, Assets};
 use crate::harness::Harness;
 pub use report::{Better, Row, Section};
+use crate::build::Image;
+use crate::guest::{self, Reason};
+use echo::STEP_LIMIT;
 use std::process::Command;
-use std::time::Duration;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
 
 /// One benchmark.
 pub struct Bench {
@@ -37,6 +43,7 @@ pub const BENCHES: &[Bench] = &[
     Bench { name: "repro", about: "an app built twice from clean: equal images?", run: size::repro },
     Bench { name: "echo", about: "apps/echo vs a Linux PVH guest: TCP, UDP, time to serve", run: echo::echo },
     Bench { name: "dns", about: "apps/dns vs NSD in a Linux PVH guest: dnsperf from dom0", run: dns::dns },
+    Bench { name: "disk", about: "blkfront vs Linux xen-blkfront: sequential MB/s, random-read IOPS", run: disk::disk },
     Bench {
         name: "boot",
         about: "boot time: in the guest (PV clock) and xl create to first answer",
@@ -158,6 +165,65 @@ fn guest_environment(agent: &Agent) -> String {
         dom0.next().unwrap_or("?"),
         dom0.next().unwrap_or("?")
     )
+}
+
+/// Measures each of `subjects` in turn, `count` rounds over; the figures of each subject (in
+/// its order) and what could not be measured. `label` names a subject in the progress lines.
+pub(crate) fn rounds<S, F>(
+    count: usize,
+    subjects: &[S],
+    label: impl Fn(&S) -> &str,
+    mut measure: impl FnMut(&S) -> Result<F, String>,
+) -> (Vec<Vec<F>>, Vec<String>) {
+    let mut figures: Vec<Vec<F>> = subjects.iter().map(|_| Vec::new()).collect();
+    let mut failures = Vec::new();
+    for round in 1..=count {
+        for (subject, results) in subjects.iter().zip(&mut figures) {
+            eprintln!("bench: round {round}/{count}: {}", label(subject));
+            match measure(subject) {
+                Ok(f) => results.push(f),
+                Err(e) => {
+                    eprintln!("bench: {} round {round}: {e}", label(subject));
+                    failures.push(format!("{} round {round}: {e}", label(subject)));
+                }
+            }
+        }
+    }
+    (figures, failures)
+}
+
+/// Runs `image` with `args` and the `xl` overrides while `measure` reads its console lines
+/// (and ends the guest, or leaves it to power off by itself). The guest is destroyed when
+/// `measure` fails; after it succeeds, the guest must power off within `limit`.
+pub(crate) fn with_guest<T>(
+    agent: &Agent,
+    image: &Image,
+    args: &[String],
+    xl: &[String],
+    limit: Duration,
+    measure: impl FnOnce(&mpsc::Receiver<String>) -> Result<T, String>,
+) -> Result<T, String> {
+    let opts = guest::Options { timeout: Some(limit), echo: false, clock: Instant::now(), xl: xl.to_vec() };
+    let (tx, lines) = mpsc::channel::<String>();
+    thread::scope(|scope| {
+        let run = scope.spawn(move || {
+            guest::run(agent, image, args, &opts, &mut |line| {
+                let _ = tx.send(line.to_owned());
+            })
+        });
+        let measured = measure(&lines);
+        if measured.is_err() {
+            let _ = agent.run(&format!("xl destroy {}", sh_quote(&image.app)), STEP_LIMIT);
+        }
+        let run = run.join().map_err(|_| "the guest runner panicked".to_owned())?;
+        match (measured, run.result) {
+            (Err(e), Err(guest)) => Err(format!("{e}; {guest}\n{}", run.console)),
+            (Err(e), Ok(_)) => Err(format!("{e}\n{}", run.console)),
+            (Ok(figures), Ok(Reason::Poweroff)) => Ok(figures),
+            (Ok(_), Ok(reason)) => Err(format!("the guest {} after the measurements", reason.verb())),
+            (Ok(_), Err(e)) => Err(e),
+        }
+    })
 }
 
 /// The number between `after` and the next `before` in `text`.

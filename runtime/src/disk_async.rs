@@ -1,0 +1,346 @@
+//! Disks on the executor: [`AsyncDisk`]'s `read`, `write`, `flush` and
+//! `discard` are futures, so several tasks keep many requests with the
+//! backend at once (up to the ring's slots and the buffer pool's pages).
+//!
+//! Requests go out through blkfront's non-blocking interface; a [`Driver`]
+//! on the executor takes the backend's answers when its event channel fires,
+//! parks them by id and wakes the waiting tasks, each of which collects its
+//! own. The driver also keeps the disk's timeout: a backend silent for that
+//! long with requests out fails the disk, and every waiting call returns
+//! [`DiskError::Timeout`].
+
+use crate::executor::Driver;
+use crate::time::Instant;
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::rc::Rc;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+use core::future::poll_fn;
+use core::task::{Poll, Waker};
+use mote_blkfront::device::{Completion, Disk, DiskError, DiskInfo, Features, Signal, Start, Stats};
+
+struct Shared {
+    disk: RefCell<Disk>,
+    signal: RefCell<Box<dyn Signal>>,
+    /// The ticket of each request with the backend, by ring id: a ring id
+    /// is free again once answered, while its answer may wait here.
+    tickets: RefCell<BTreeMap<u64, u64>>,
+    next_ticket: Cell<u64>,
+    /// Answered requests not collected yet, by ticket.
+    done: RefCell<BTreeMap<u64, Completion>>,
+    /// Tasks waiting for an answer or for room.
+    waiting: RefCell<Vec<Waker>>,
+    /// When the backend last answered, or requests went out to an idle one.
+    progress: Cell<Instant>,
+    /// Clock of the executor (for the timeout).
+    now: Box<dyn Fn() -> Instant>,
+}
+
+impl Shared {
+    /// Takes every answer there is; wakes the waiting tasks if any came (or
+    /// the disk failed).
+    fn drain(&self) {
+        let mut disk = self.disk.borrow_mut();
+        let mut woke = false;
+        loop {
+            match disk.poll_completion() {
+                Ok(Some(done)) => {
+                    // Validated: only ids we posted come back.
+                    if let Some(ticket) = self.tickets.borrow_mut().remove(&done.id) {
+                        self.done.borrow_mut().insert(ticket, done);
+                    }
+                    woke = true;
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    woke = true;
+                    break;
+                }
+            }
+        }
+        if woke {
+            self.progress.set((self.now)());
+            self.waiting.borrow_mut().drain(..).for_each(Waker::wake);
+        }
+    }
+
+    /// Requests with the backend.
+    fn outstanding(&self) -> usize {
+        self.disk.borrow().in_flight()
+    }
+}
+
+/// A disk whose calls are futures, shared by the tasks that clone it.
+#[derive(Clone)]
+pub struct AsyncDisk {
+    shared: Rc<Shared>,
+}
+
+/// The executor's side of an [`AsyncDisk`]: takes answers and keeps time.
+pub struct DiskDriver {
+    shared: Rc<Shared>,
+}
+
+impl Driver for DiskDriver {
+    fn poll(&mut self, now: Instant) -> Option<Instant> {
+        let shared = &self.shared;
+        shared.drain();
+        if shared.outstanding() == 0 || shared.disk.borrow().failure().is_some() {
+            return None;
+        }
+        let deadline = shared.progress.get().saturating_add(shared.disk.borrow().timeout());
+        if now < deadline {
+            return Some(deadline);
+        }
+        shared.disk.borrow_mut().time_out();
+        shared.waiting.borrow_mut().drain(..).for_each(Waker::wake);
+        None
+    }
+}
+
+/// One call's I/O.
+enum Io<'a> {
+    Read(&'a mut [u8]),
+    Write(&'a [u8]),
+    Flush,
+    Discard(u64),
+}
+
+impl AsyncDisk {
+    /// Wraps `disk`, reaching its backend through `signal`; `now` is the
+    /// executor's clock. The driver must be added to the executor (and the
+    /// disk's port made to wake it) for answers to be noticed.
+    pub fn new(
+        disk: Disk,
+        signal: Box<dyn Signal>,
+        now: Box<dyn Fn() -> Instant>,
+    ) -> (AsyncDisk, DiskDriver) {
+        let shared = Rc::new(Shared {
+            disk: RefCell::new(disk),
+            signal: RefCell::new(signal),
+            tickets: RefCell::new(BTreeMap::new()),
+            next_ticket: Cell::new(0),
+            done: RefCell::new(BTreeMap::new()),
+            waiting: RefCell::new(Vec::new()),
+            progress: Cell::new(Instant::default()),
+            now,
+        });
+        (AsyncDisk { shared: shared.clone() }, DiskDriver { shared })
+    }
+
+    pub fn info(&self) -> DiskInfo {
+        self.shared.disk.borrow().info()
+    }
+
+    pub fn features(&self) -> Features {
+        self.shared.disk.borrow().features()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.disk.borrow().stats()
+    }
+
+    /// Reads `buf.len()` bytes (whole sectors) from `sector` on.
+    pub async fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+        self.run(sector, Io::Read(buf)).await
+    }
+
+    /// Writes `data` (whole sectors) from `sector` on.
+    pub async fn write(&self, sector: u64, data: &[u8]) -> Result<(), DiskError> {
+        self.run(sector, Io::Write(data)).await
+    }
+
+    /// Makes written data durable.
+    pub async fn flush(&self) -> Result<(), DiskError> {
+        self.run(0, Io::Flush).await
+    }
+
+    /// Tells the backend `count` sectors from `sector` on are unused.
+    pub async fn discard(&self, sector: u64, count: u64) -> Result<(), DiskError> {
+        if count == 0 {
+            return Ok(());
+        }
+        self.run(sector, Io::Discard(count)).await
+    }
+
+    /// Posts the call's requests as room allows, collects their answers,
+    /// and returns once all are in (or the disk failed).
+    async fn run(&self, sector: u64, mut io: Io<'_>) -> Result<(), DiskError> {
+        let shared = &self.shared;
+        let (size, max) = {
+            let disk = shared.disk.borrow();
+            (disk.info().sector_size as usize, disk.max_request())
+        };
+        let len = match &io {
+            Io::Read(b) => b.len(),
+            Io::Write(d) => d.len(),
+            Io::Flush | Io::Discard(_) => 0,
+        };
+        if len % size != 0 {
+            return Err(DiskError::Unaligned { len });
+        }
+        // (ticket, offset, len) of the requests out.
+        let mut out: Vec<(u64, usize, usize)> = Vec::new();
+        let mut next = 0;
+        let mut posted_all = false;
+        let mut failure = None;
+        poll_fn(|cx| {
+            shared.drain();
+            let mut disk = shared.disk.borrow_mut();
+            out.retain(|&(ticket, offset, n)| {
+                let Some(done) = shared.done.borrow_mut().remove(&ticket) else { return true };
+                let result = match &mut io {
+                    Io::Read(b) => disk.finish(done, &mut b[offset..offset + n]),
+                    _ => disk.finish(done, &mut []),
+                };
+                if let Err(e) = result {
+                    failure.get_or_insert(e);
+                }
+                false
+            });
+            while !posted_all && failure.is_none() {
+                let n = (len - next).min(max);
+                let at = sector + (next / size) as u64;
+                let start = match &io {
+                    Io::Read(_) => Start::Read(n),
+                    Io::Write(d) => Start::Write(&d[next..next + n]),
+                    Io::Flush => Start::Flush,
+                    Io::Discard(count) => Start::Discard(*count),
+                };
+                let idle = disk.in_flight() == 0;
+                match disk.start(at, start) {
+                    Ok(Some(id)) => {
+                        if idle {
+                            shared.progress.set((shared.now)());
+                        }
+                        let ticket = shared.next_ticket.get();
+                        shared.next_ticket.set(ticket + 1);
+                        shared.tickets.borrow_mut().insert(id, ticket);
+                        out.push((ticket, next, n));
+                        next += n;
+                        posted_all = next >= len;
+                    }
+                    Ok(None) => break,
+                    Err(e) => failure = Some(e),
+                }
+            }
+            disk.push(&mut **shared.signal.borrow_mut());
+            if let Some(e) = disk.failure() {
+                // Requests still out stay with the backend; their pages are never reused.
+                return Poll::Ready(Err(e));
+            }
+            if out.is_empty() && (posted_all || failure.is_some()) {
+                return Poll::Ready(failure.map_or(Ok(()), Err));
+            }
+            shared.waiting.borrow_mut().push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::{self, Executor};
+    use crate::testing::FakePlatform;
+    use core::time::Duration;
+    use mote_blkfront::peer::Peer;
+    use mote_xen::event::Port;
+    use std::rc::Rc as StdRc;
+
+    /// The peer, answering what was published on every turn of the
+    /// executor (after the tasks ran, like a backend on another CPU).
+    struct Serve(StdRc<RefCell<Peer>>);
+
+    impl Driver for Serve {
+        fn poll(&mut self, _: Instant) -> Option<Instant> {
+            self.0.borrow_mut().serve();
+            None
+        }
+    }
+
+    /// Notifications go nowhere: the peer is served by [`Serve`], or never.
+    struct Silent;
+
+    impl Signal for Silent {
+        fn notify(&mut self, _: Port) {}
+        fn wait(&mut self, _: Port, _: Duration) -> bool {
+            unreachable!("the async path never blocks")
+        }
+    }
+
+    fn disk_and_peer() -> (Disk, Peer) {
+        let info = DiskInfo { sectors: 2048, sector_size: 512, read_only: false, flush: true };
+        let features = Features { ring_pages: 4, indirect_segments: 32, ..Features::BASIC };
+        Peer::connect(info, features, 4 * 33)
+    }
+
+    #[test]
+    fn many_tasks_keep_the_ring_full_and_each_gets_its_data() {
+        let (disk, peer) = disk_and_peer();
+        let peer = StdRc::new(RefCell::new(peer));
+        let (disk, driver) = AsyncDisk::new(disk, Box::new(Silent), Box::new(executor::now));
+        for (i, b) in peer.borrow_mut().disk.iter_mut().enumerate() {
+            *b = (i / 4096) as u8;
+        }
+        let mut executor = Executor::new(FakePlatform::default());
+        let results = StdRc::new(RefCell::new(Vec::new()));
+        executor.block_on(async {
+            executor::add_driver(Serve(peer.clone()));
+            executor::add_driver(driver);
+            for n in 0..128u64 {
+                let (disk, results) = (disk.clone(), results.clone());
+                executor::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let block = n * 37 % 256;
+                    disk.read(block * 8, &mut buf).await.unwrap();
+                    results.borrow_mut().push(buf.iter().all(|&b| b == block as u8));
+                });
+            }
+            // Yield once so that every task posts its read before anyone is answered.
+            crate::time::sleep(Duration::from_millis(1)).await;
+            // A large write and read from the main task meanwhile.
+            let data = vec![7u8; 300 * 1024];
+            disk.write(1024, &data).await.unwrap();
+            let mut back = vec![0u8; data.len()];
+            disk.read(1024, &mut back).await.unwrap();
+            assert_eq!(back, data);
+            disk.flush().await.unwrap();
+            while results.borrow().len() < 128 {
+                crate::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+        assert!(results.borrow().iter().all(|&ok| ok), "a task read the wrong block");
+        assert_eq!(disk.stats().peak_in_flight, 128, "the 128 small reads were out together: the whole ring");
+        assert_eq!(peer.borrow().peak_outstanding, 128);
+    }
+
+    #[test]
+    fn a_silent_backend_times_out_every_waiting_call() {
+        let (disk, _peer) = disk_and_peer();
+        let (disk, driver) = AsyncDisk::new(disk, Box::new(Silent), Box::new(executor::now));
+        let platform = FakePlatform::default();
+        let mut executor = Executor::new(platform.clone());
+        let other = StdRc::new(RefCell::new(None));
+        let (read, write) = executor.block_on(async {
+            executor::add_driver(driver);
+            let (reader, result) = (disk.clone(), other.clone());
+            executor::spawn(async move {
+                *result.borrow_mut() = Some(reader.read(0, &mut [0u8; 512]).await);
+            });
+            let write = disk.write(8, &[1u8; 512]).await;
+            while other.borrow().is_none() {
+                crate::time::sleep(Duration::from_millis(1)).await;
+            }
+            (other.borrow_mut().take().unwrap(), write)
+        });
+        let timeout = DiskError::Timeout(Duration::from_secs(30));
+        assert_eq!((read, write), (Err(timeout), Err(timeout)));
+        assert_eq!(platform.sleeps()[0], Duration::from_secs(30));
+        // The disk stays failed.
+        let mut executor = Executor::new(FakePlatform::default());
+        assert_eq!(executor.block_on(disk.flush()), Err(timeout));
+    }
+}
