@@ -222,9 +222,11 @@ pub fn run(minutes: u64) -> Result<bool, String> {
                 (Ok(_), Ok(reason)) => {
                     return Err(format!("{} {}\n{}", service.app, reason.verb(), guest.console))
                 }
-                (Err(e), _) | (Ok(_), Err(e)) => {
-                    return Err(format!("{}: {e}\n{}", service.app, guest.console))
+                (Err(e), result) => {
+                    let xl = result.err().map(|g| format!(" (the guest: {g})")).unwrap_or_default();
+                    return Err(format!("{}: {e}{xl}\n{}", service.app, guest.console));
                 }
+                (Ok(_), Err(e)) => return Err(format!("{}: {e}\n{}", service.app, guest.console)),
             }
         }
         Ok(reports)
