@@ -193,14 +193,17 @@ pub fn run(minutes: u64) -> Result<bool, String> {
                         let _ = tx.send(line.to_owned());
                     })
                 });
-                (service, guest, lines)
+                // One guest at a time until it serves: several `xl create`s at once overrun
+                // libxl's 10 s hotplug timeout in dom0 under TCG.
+                let ready = wait_for(&lines, service.ready);
+                (service, guest, ready)
             })
             .collect();
         let loads: Vec<_> = runs
             .iter()
-            .map(|(service, _, lines)| {
+            .map(|(service, _, ready)| {
                 let service: &'static Service = service;
-                let ready = wait_for(lines, service.ready);
+                let ready = ready.clone();
                 let agent = &agent;
                 scope.spawn(move || {
                     ready?;
