@@ -101,10 +101,18 @@ pub struct Report {
 
 impl Report {
     /// Whether the high-water mark at the end is within [`FLAT_SLACK`] of the one reached in
-    /// the first quarter of the run (after the first round, so that buffers are in use).
+    /// the first quarter of the run, or at the first sample if that came later (after the
+    /// first round, so that buffers are in use).
     pub fn flat(&self, run: Duration) -> bool {
         let quarter = run.as_secs() / 4;
-        let early = self.samples.iter().filter(|s| s.0 <= quarter.max(1)).map(|s| s.2).max();
+        // A slow service's first round may end after the first quarter: its first sample counts.
+        let early = self
+            .samples
+            .iter()
+            .filter(|s| s.0 <= quarter)
+            .map(|s| s.2)
+            .max()
+            .or(self.samples.first().map(|s| s.2));
         let last = self.samples.last().map(|s| s.2);
         match (early, last) {
             (Some(early), Some(last)) => last <= early + FLAT_SLACK,
@@ -269,6 +277,8 @@ mod tests {
         report.samples.push((61, 95, 520_001 + FLAT_SLACK));
         assert!(!report.flat(run));
         assert!(!Report::default().flat(run));
+        let slow = Report { samples: vec![(35, 478, 480_000), (71, 478, 480_000)], ..Report::default() };
+        assert!(slow.flat(run));
     }
 
     #[test]
