@@ -37,6 +37,7 @@ pub enum ZoneError {
     CnameAndOtherData(Name),
     NoSoa,
     SoaNotAtApex(Name),
+    SecondSoa,
     DuplicateZone(Name),
 }
 
@@ -49,6 +50,7 @@ impl fmt::Display for ZoneError {
             ZoneError::CnameAndOtherData(n) => write!(f, "{n} has a CNAME and other data (RFC 1034 §3.6.2)"),
             ZoneError::NoSoa => f.write_str("no SOA record at the zone apex"),
             ZoneError::SoaNotAtApex(n) => write!(f, "SOA record at {n}, not at the zone apex"),
+            ZoneError::SecondSoa => f.write_str("a second, different SOA record: a zone has exactly one"),
             ZoneError::DuplicateZone(n) => write!(f, "zone {n} is loaded twice"),
         }
     }
@@ -92,6 +94,9 @@ impl Zone {
             return Err(ZoneError::CnameAndOtherData(owner));
         }
         match node.rrsets.iter_mut().find(|s| s.rtype == rtype) {
+            Some(set) if rtype == types::SOA && !set.rdatas.contains(&rdata) => {
+                return Err(ZoneError::SecondSoa)
+            }
             Some(set) if !set.rdatas.contains(&rdata) => set.rdatas.push(rdata),
             Some(_) => {}
             None => node.rrsets.push(RRset { rtype, ttl, rdatas: alloc::vec![rdata] }),
@@ -204,5 +209,23 @@ mod tests {
         assert_eq!(catalog.find(&name("a.sub.example")).unwrap().origin(), &name("sub.example"));
         assert_eq!(catalog.find(&name("a.example")).unwrap().origin(), &name("example"));
         assert!(catalog.find(&name("example.org")).is_none());
+    }
+
+    #[test]
+    fn one_soa_per_zone() {
+        let soa = |serial| RData::Soa {
+            mname: Name::root(),
+            rname: Name::root(),
+            serial,
+            refresh: 2,
+            retry: 3,
+            expire: 4,
+            minimum: 5,
+        };
+        let mut z = Zone::new(name("example"));
+        z.add(name("example"), types::SOA, 60, soa(1)).unwrap();
+        z.add(name("example"), types::SOA, 60, soa(1)).unwrap();
+        assert_eq!(z.add(name("example"), types::SOA, 60, soa(2)), Err(ZoneError::SecondSoa));
+        assert_eq!(z.soa().unwrap().rdatas.len(), 1);
     }
 }

@@ -8,8 +8,15 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// The targets in `fuzz/fuzz_targets/`, in the order they run.
-pub const TARGETS: &[&str] =
-    &["dns_query", "dns_zone", "http_request", "xenstore_decode", "netif_responses", "cmdline", "blkif_responses"];
+pub const TARGETS: &[&str] = &[
+    "dns_query",
+    "dns_zone",
+    "http_request",
+    "xenstore_decode",
+    "netif_responses",
+    "cmdline",
+    "blkif_responses",
+];
 
 /// What one run of a target came to, from libFuzzer's output.
 #[derive(Debug, Default, PartialEq, Eq)]

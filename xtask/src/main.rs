@@ -116,7 +116,12 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
         "debug" => {
             let (batch, rest) = take_batch(rest)?;
             let args = parse_app_args(&rest, false)?;
-            debug::run(&debug::DebugOptions { app: args.app, dev: args.debug, batch, guest_args: args.guest_args })
+            debug::run(&debug::DebugOptions {
+                app: args.app,
+                dev: args.debug,
+                batch,
+                guest_args: args.guest_args,
+            })
         }
         "symbolize" => cmd_symbolize(rest),
         "xl" => cmd_xl(rest),

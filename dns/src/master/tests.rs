@@ -79,6 +79,10 @@ fn errors_name_file_line_and_problem() {
     assert_eq!(error("a.example. 60 A 1.2.3.4"), "bad.zone:1: the first record must be the zone's SOA");
     assert_eq!(error(&[soa, "a.other. A 1.2.3.4"].concat()), "bad.zone:2: a.other. is outside the zone");
     assert_eq!(error(&[soa, "$INCLUDE x"].concat()), "bad.zone:2: unsupported directive $INCLUDE");
+    assert_eq!(
+        error(&[soa, "@ SOA . . 2 2 3 4 5"].concat()),
+        "bad.zone:2: a second, different SOA record: a zone has exactly one"
+    );
     assert_eq!(error("example. IN SOA . . 1 2 3 4 5\nx TXT y\n$TTL 1q"), "bad.zone:3: bad TTL \"1q\"");
     assert!(
         error(&[soa, "x CNAME a\nx A 1.2.3.4"].concat()).starts_with("bad.zone:3: x.example. has a CNAME")

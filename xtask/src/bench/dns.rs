@@ -236,10 +236,13 @@ fn section(mote: &[DnsFigures], nsd: &[DnsFigures], failures: Vec<String>) -> Se
              {ROUNDS} rounds",
             QUERIES.lines().count()
         ),
-        baseline: format!("NSD in a Linux PVH guest (the dom0 kernel, busybox initramfs; {NSD_MEMORY_MIB} MiB)"),
+        baseline: format!(
+            "NSD in a Linux PVH guest (the dom0 kernel, busybox initramfs; {NSD_MEMORY_MIB} MiB)"
+        ),
         notes: vec![
             format!("rounds measured: mote {}, NSD {}", mote.len(), nsd.len()),
-            "xl create to serving: from xtask starting `xl create` to the guest's ready line on its console".into(),
+            "xl create to serving: from xtask starting `xl create` to the guest's ready line on its console"
+                .into(),
         ],
         rows,
         failures,

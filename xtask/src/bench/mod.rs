@@ -16,11 +16,11 @@ mod size;
 
 use crate::agent::{sh_quote, Agent};
 use crate::assets::{self, Assets};
-use crate::harness::Harness;
-pub use report::{Better, Row, Section};
 use crate::build::Image;
 use crate::guest::{self, Reason};
+use crate::harness::Harness;
 use echo::STEP_LIMIT;
+pub use report::{Better, Row, Section};
 use std::process::Command;
 use std::sync::mpsc;
 use std::thread;
@@ -43,7 +43,11 @@ pub const BENCHES: &[Bench] = &[
     Bench { name: "repro", about: "an app built twice from clean: equal images?", run: size::repro },
     Bench { name: "echo", about: "apps/echo vs a Linux PVH guest: TCP, UDP, time to serve", run: echo::echo },
     Bench { name: "dns", about: "apps/dns vs NSD in a Linux PVH guest: dnsperf from dom0", run: dns::dns },
-    Bench { name: "disk", about: "blkfront vs Linux xen-blkfront: sequential MB/s, random-read IOPS", run: disk::disk },
+    Bench {
+        name: "disk",
+        about: "blkfront vs Linux xen-blkfront: sequential MB/s, random-read IOPS",
+        run: disk::disk,
+    },
     Bench {
         name: "boot",
         about: "boot time: in the guest (PV clock) and xl create to first answer",
