@@ -1,8 +1,8 @@
 //! `cargo xtask`: builds mote images and runs them under Xen in an emulated machine.
 //!
 //! ```text
-//! cargo xtask build <app> [--debug]
-//! cargo xtask run <app> [--debug] [--timeout SECS] [--disk IMAGE] [-- <guest command line>…]
+//! cargo xtask build <app> [--debug] [--gdb]
+//! cargo xtask run <app> [--debug] [--gdb] [--timeout SECS] [--disk IMAGE] [-- <guest command line>…]
 //! cargo xtask disk <dir> -o <image>
 //! cargo xtask debug <app> [--debug] [--batch FILE] [-- <guest command line>…]
 //! cargo xtask symbolize <app> [FILE]
@@ -41,9 +41,10 @@ use std::time::Duration;
 
 const USAGE: &str = "\
 usage:
-  cargo xtask build <app> [--debug]
-      build apps/<app> into target/mote/<app>.elf (stripped), <app>.debug.elf and <app>.cfg
-  cargo xtask run <app> [--debug] [--timeout SECS] [--disk IMAGE] [-- <args>…]
+  cargo xtask build <app> [--debug] [--gdb]
+      build apps/<app> into target/mote/<app>.elf (stripped), <app>.debug.elf and <app>.cfg;
+      --gdb links the gdb stub (gdb=wait|on on the command line) and writes target/mote/gdb/
+  cargo xtask run <app> [--debug] [--gdb] [--timeout SECS] [--disk IMAGE] [-- <args>…]
       build, boot Xen + dom0 in QEMU, run the app with <args> as its command line,
       stream its console; exit 0 when it powers off. --disk attaches IMAGE read-only
       as the guest's first disk (xvda)
@@ -91,14 +92,14 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
     };
     match command.as_str() {
         "build" => {
-            let args = parse_app_args(rest, false)?;
+            let args = parse_app_args(rest, "build")?;
             if !args.guest_args.is_empty() {
                 return Err("`build` takes no guest arguments".into());
             }
-            build::build(&args.app, args.debug)?;
+            build::build(&args.app, args.flavor)?;
             Ok(ExitCode::SUCCESS)
         }
-        "run" => cmd_run(&parse_app_args(rest, true)?),
+        "run" => cmd_run(&parse_app_args(rest, "run")?),
         "disk" => {
             let (dir, out) = parse_disk_args(rest)?;
             disk::cmd(&dir, &out)?;
@@ -106,8 +107,13 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
         }
         "debug" => {
             let (batch, rest) = take_batch(rest)?;
-            let args = parse_app_args(&rest, false)?;
-            debug::run(&debug::DebugOptions { app: args.app, dev: args.debug, batch, guest_args: args.guest_args })
+            let args = parse_app_args(&rest, "debug")?;
+            debug::run(&debug::DebugOptions {
+                app: args.app,
+                dev: args.flavor.debug,
+                batch,
+                guest_args: args.guest_args,
+            })
         }
         "symbolize" => cmd_symbolize(rest),
         "xl" => cmd_xl(rest),
@@ -150,24 +156,28 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
 #[derive(Debug)]
 struct AppArgs {
     app: String,
-    debug: bool,
+    /// `--debug`, `--gdb`.
+    flavor: build::Flavor,
     timeout: Option<Duration>,
     /// A content disk image to attach (`run --disk`).
     disk: Option<PathBuf>,
     guest_args: Vec<String>,
 }
 
-/// Parses `<app> [--debug] [--timeout SECS] [--disk IMAGE] [-- args…]` (the last two for `run`).
-fn parse_app_args(args: &[String], run: bool) -> Result<AppArgs, String> {
+/// Parses `<app> [--debug] [--gdb] [--timeout SECS] [--disk IMAGE] [-- args…]` (`--gdb` not for
+/// `debug`, which always has the stub; the last two for `run`).
+fn parse_app_args(args: &[String], command: &str) -> Result<AppArgs, String> {
+    let run = command == "run";
     let mut app = None;
-    let mut debug = false;
+    let mut flavor = build::Flavor::default();
     let mut timeout = None;
     let mut disk = None;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
             "--" => break,
-            "--debug" => debug = true,
+            "--debug" => flavor.debug = true,
+            "--gdb" if command != "debug" => flavor.gdb = true,
             "--timeout" if run => {
                 let secs = iter.next().ok_or("--timeout needs a number of seconds")?;
                 let secs: u64 =
@@ -181,7 +191,7 @@ fn parse_app_args(args: &[String], run: bool) -> Result<AppArgs, String> {
         }
     }
     let app = app.ok_or_else(|| format!("which app?\n{USAGE}"))?;
-    Ok(AppArgs { app, debug, timeout, disk, guest_args: iter.cloned().collect() })
+    Ok(AppArgs { app, flavor, timeout, disk, guest_args: iter.cloned().collect() })
 }
 
 /// Parses `<dir> -o <image>`.
@@ -233,7 +243,7 @@ fn parse_fuzz_args(args: &[String]) -> Result<(Option<String>, u64), String> {
 
 /// `cargo xtask run`.
 fn cmd_run(args: &AppArgs) -> Result<ExitCode, String> {
-    let AppArgs { app, debug, timeout, guest_args, .. } = args;
+    let AppArgs { app, flavor, timeout, guest_args, .. } = args;
     let (app, timeout) = (app.as_str(), *timeout);
     guest::extra_value(guest_args)?;
     if let Some(disk) = &args.disk {
@@ -241,7 +251,7 @@ fn cmd_run(args: &AppArgs) -> Result<ExitCode, String> {
             return Err(format!("--disk {}: no such file", disk.display()));
         }
     }
-    let image = build::build(app, *debug)?;
+    let image = build::build(app, *flavor)?;
     assets::install_host_deps()?;
     let assets = assets::ensure()?;
     let mut forwards = forward::plan(&image.meta.forward)?;
@@ -404,19 +414,30 @@ mod cli_tests {
 
     #[test]
     fn app_args() {
-        let args = parse_app_args(&strings(&["hello", "--debug", "--", "a=b", "--x"]), true).unwrap();
-        assert_eq!((args.app.as_str(), args.debug, args.timeout), ("hello", true, None));
+        let args = parse_app_args(&strings(&["hello", "--debug", "--", "a=b", "--x"]), "run").unwrap();
+        assert_eq!(
+            (args.app.as_str(), args.flavor, args.timeout),
+            ("hello", build::Flavor { debug: true, gdb: false }, None)
+        );
         assert_eq!(args.guest_args, ["a=b", "--x"]);
-        let args = parse_app_args(&strings(&["hello", "--timeout", "30"]), true).unwrap();
+        let args = parse_app_args(&strings(&["hello", "--timeout", "30"]), "run").unwrap();
         assert_eq!(args.timeout, Some(Duration::from_secs(30)));
         assert!(args.guest_args.is_empty());
-        let args = parse_app_args(&strings(&["web", "--disk", "site.img"]), true).unwrap();
+        let args = parse_app_args(&strings(&["web", "--disk", "site.img"]), "run").unwrap();
         assert_eq!(args.disk, Some(PathBuf::from("site.img")));
-        assert!(parse_app_args(&strings(&["web", "--disk"]), true).is_err());
-        assert!(parse_app_args(&strings(&["web", "--disk", "site.img"]), false).is_err());
-        assert!(parse_app_args(&strings(&["hello", "extra"]), true).is_err());
-        assert!(parse_app_args(&strings(&["--debug"]), true).is_err());
-        assert!(parse_app_args(&strings(&["hello", "--timeout", "1"]), false).is_err());
+        assert!(parse_app_args(&strings(&["web", "--disk"]), "run").is_err());
+        assert!(parse_app_args(&strings(&["web", "--disk", "site.img"]), "build").is_err());
+        assert!(parse_app_args(&strings(&["hello", "extra"]), "run").is_err());
+        assert!(parse_app_args(&strings(&["--debug"]), "run").is_err());
+        assert!(parse_app_args(&strings(&["hello", "--timeout", "1"]), "build").is_err());
+        let args = parse_app_args(&strings(&["web", "--gdb"]), "build").unwrap();
+        assert_eq!(args.flavor, build::Flavor { debug: false, gdb: true });
+        assert_eq!(
+            parse_app_args(&strings(&["web", "--gdb"]), "run").unwrap().flavor,
+            build::Flavor { debug: false, gdb: true }
+        );
+        // `debug` always has the stub: no flag for it.
+        assert!(parse_app_args(&strings(&["web", "--gdb"]), "debug").is_err());
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct Case {
     pub name: &'static str,
     pub app: &'static str,
     pub args: &'static [&'static str],
+    /// Built with the gdb stub (`cargo xtask build --gdb`), for cases that use `gdb=`.
+    pub gdb: bool,
     /// Overrides of the app's xl config for this case (`key=value`, e.g. a `vif`).
     pub xl: &'static [&'static str],
     pub reason: Reason,
@@ -106,6 +108,7 @@ pub fn cases() -> Vec<Case> {
             name: "hello_boots",
             app: "hello",
             args: &["greeting=hi", "mode=test"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![
@@ -120,6 +123,7 @@ pub fn cases() -> Vec<Case> {
             name: "panic_is_reported",
             app: "selftest",
             args: &["test=panic", "log=warn"],
+            gdb: false,
             xl: &[],
             reason: Reason::Crash,
             checks: vec![
@@ -139,6 +143,7 @@ pub fn cases() -> Vec<Case> {
             name: "log_levels_per_module",
             app: "hello",
             args: &["log=error,mote::start=info"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Contains("[INFO  mote::start] domain ")],
@@ -148,6 +153,7 @@ pub fn cases() -> Vec<Case> {
             name: "page_fault_is_reported",
             app: "selftest",
             args: &["test=pagefault"],
+            gdb: false,
             xl: &[],
             reason: Reason::Crash,
             checks: vec![
@@ -163,6 +169,7 @@ pub fn cases() -> Vec<Case> {
             name: "long_line_arrives_whole",
             app: "selftest",
             args: &["test=longline", "len=10240"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Custom("LONGLINE of 10240 characters", check_long_line), Line("longline done")],
@@ -172,6 +179,7 @@ pub fn cases() -> Vec<Case> {
             name: "xenstore_identity_write_and_watch",
             app: "selftest",
             args: &["test=xenstore"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("xenstore: dom0 wrote ping-from-dom0")],
@@ -181,6 +189,7 @@ pub fn cases() -> Vec<Case> {
             name: "timer_sleep_matches_dom0_clock",
             app: "selftest",
             args: &["test=timer"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Custom("the guest's PV clock measured 1 s", check_guest_sleep)],
@@ -190,6 +199,7 @@ pub fn cases() -> Vec<Case> {
             name: "async_tasks_wake_on_timers_in_order",
             app: "selftest",
             args: &["test=async"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![
@@ -202,6 +212,7 @@ pub fn cases() -> Vec<Case> {
             name: "xl_shutdown_powers_off",
             app: "selftest",
             args: &["test=wait"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("wait: Poweroff requested")],
@@ -211,6 +222,7 @@ pub fn cases() -> Vec<Case> {
             name: "xl_reboot_restarts",
             app: "selftest",
             args: &["test=wait"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("wait: Reboot requested"), Line("wait: Poweroff requested")],
@@ -220,6 +232,7 @@ pub fn cases() -> Vec<Case> {
             name: "grant_mapped_by_dom0_cannot_be_ended",
             app: "selftest",
             args: &["test=grant"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![
@@ -235,6 +248,7 @@ pub fn cases() -> Vec<Case> {
             name: "idle_guest_does_not_spin",
             app: "selftest",
             args: &["test=idle", "secs=14"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("idle: done")],
@@ -244,6 +258,7 @@ pub fn cases() -> Vec<Case> {
             name: "xenbus_handshake_with_netback",
             app: "selftest",
             args: &["test=xenbus"],
+            gdb: false,
             xl: &[r#"vif=["bridge=xenbr0"]"#],
             reason: Reason::Poweroff,
             checks: vec![
@@ -257,6 +272,7 @@ pub fn cases() -> Vec<Case> {
             name: "disk_written_flushed_and_hashed_by_dom0",
             app: "selftest",
             args: &["test=disk"],
+            gdb: false,
             xl: &[DISK_RW],
             reason: Reason::Poweroff,
             checks: vec![Contains("disk: wrote and flushed 67108864 bytes")],
@@ -266,6 +282,7 @@ pub fn cases() -> Vec<Case> {
             name: "disk_read_back_on_a_second_boot",
             app: "selftest",
             args: &["test=disk-verify"],
+            gdb: false,
             xl: &[DISK_RW],
             reason: Reason::Poweroff,
             checks: vec![Contains("disk: read and verified 67108864 bytes")],
@@ -275,6 +292,7 @@ pub fn cases() -> Vec<Case> {
             name: "disk_read_only_refuses_writes",
             app: "selftest",
             args: &["test=disk-ro"],
+            gdb: false,
             xl: &[DISK_RO],
             reason: Reason::Poweroff,
             checks: vec![Line("disk: write refused: the disk is read-only")],
@@ -284,6 +302,7 @@ pub fn cases() -> Vec<Case> {
             name: "forwards_reach_echo_from_host_loopback",
             app: "echo",
             args: &[],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("echo: Poweroff requested, stopping")],
@@ -293,6 +312,7 @@ pub fn cases() -> Vec<Case> {
             name: "net_dhcp_ping_and_udp_echo",
             app: "echo",
             args: &[],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Contains("via DHCP, gateway 10.0.0.1"), Line("echo: Poweroff requested, stopping")],
@@ -302,6 +322,7 @@ pub fn cases() -> Vec<Case> {
             name: "net_static_ipv4_and_ipv6",
             app: "echo",
             args: &["ip=10.0.0.2/24", "gw=10.0.0.1", "ip6=fd00::2/64"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![
@@ -314,6 +335,7 @@ pub fn cases() -> Vec<Case> {
             name: "tcp_echo_50mb_byte_for_byte",
             app: "echo",
             args: &["ip=10.0.0.3/24"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("echo: Poweroff requested, stopping")],
@@ -323,6 +345,7 @@ pub fn cases() -> Vec<Case> {
             name: "two_vifs_serve_both_addresses",
             app: "echo",
             args: &["ip=10.0.0.5/24", "vif1.ip=10.0.0.6/24"],
+            gdb: false,
             xl: &[r#"vif=["bridge=xenbr0","bridge=xenbr0"]"#],
             reason: Reason::Poweroff,
             checks: vec![Contains("net: vif 1 connected"), Line("echo: Poweroff requested, stopping")],
@@ -332,6 +355,7 @@ pub fn cases() -> Vec<Case> {
             name: "vif_detached_closes_and_the_other_serves_on",
             app: "echo",
             args: &["ip=10.0.0.7/24", "vif1.ip=10.0.0.8/24"],
+            gdb: false,
             xl: &[r#"vif=["bridge=xenbr0","bridge=xenbr0"]"#],
             reason: Reason::Poweroff,
             checks: vec![Contains("net: vif 1: backend Closing, closing"), Contains("net: vif 1: closed")],
@@ -341,6 +365,7 @@ pub fn cases() -> Vec<Case> {
             name: "tcp_200_concurrent_connections",
             app: "echo",
             args: &["ip=10.0.0.4/24"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("echo: Poweroff requested, stopping")],
@@ -350,6 +375,7 @@ pub fn cases() -> Vec<Case> {
             name: "web_serves_curl_on_host_loopback",
             app: "web",
             args: &[],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("web: Poweroff requested, stopping")],
@@ -359,6 +385,7 @@ pub fn cases() -> Vec<Case> {
             name: "web_serves_site_to_curl",
             app: "web",
             args: &[],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Contains("via DHCP, gateway 10.0.0.1"), Line("web: Poweroff requested, stopping")],
@@ -368,6 +395,7 @@ pub fn cases() -> Vec<Case> {
             name: "dns_answers_dig_on_host_loopback",
             app: "dns",
             args: &[],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("dns: Poweroff requested, stopping")],
@@ -377,6 +405,7 @@ pub fn cases() -> Vec<Case> {
             name: "dns_answers_from_dom0",
             app: "dns",
             args: &[],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![
@@ -389,6 +418,7 @@ pub fn cases() -> Vec<Case> {
             name: "vif_detached_and_attached_serves_again",
             app: "echo",
             args: &["ip=10.0.0.9/24"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Contains("net: vif 0: closed"), Line("echo: Poweroff requested, stopping")],
@@ -398,6 +428,7 @@ pub fn cases() -> Vec<Case> {
             name: "vif_reattached_leases_again_by_dhcp",
             app: "echo",
             args: &[],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Contains("net: DHCP lease on"), Line("echo: Poweroff requested, stopping")],
@@ -407,6 +438,7 @@ pub fn cases() -> Vec<Case> {
             name: "soak_echo_one_minute",
             app: "echo",
             args: &["ip=10.0.0.23/24"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("echo: Poweroff requested, stopping")],
@@ -416,6 +448,7 @@ pub fn cases() -> Vec<Case> {
             name: "damaged_content_disk_stops_web_at_start",
             app: "web",
             args: &[],
+            gdb: false,
             xl: &[content::DAMAGED],
             reason: Reason::Crash,
             checks: vec![Contains(
@@ -427,6 +460,7 @@ pub fn cases() -> Vec<Case> {
             name: "web_serves_a_site_from_disk",
             app: "web",
             args: &[],
+            gdb: false,
             xl: &[content::WEB_SITE],
             reason: Reason::Poweroff,
             checks: vec![
@@ -439,6 +473,7 @@ pub fn cases() -> Vec<Case> {
             name: "dns_answers_zones_from_disk",
             app: "dns",
             args: &[],
+            gdb: false,
             xl: &[content::DNS_ZONES],
             reason: Reason::Poweroff,
             checks: vec![
@@ -451,6 +486,7 @@ pub fn cases() -> Vec<Case> {
             name: "gdb_breaks_in_the_web_handler",
             app: "web",
             args: &["gdb=wait"],
+            gdb: true,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Contains(crate::debug::WAITING_LINE), Contains("web: serving")],
@@ -460,6 +496,7 @@ pub fn cases() -> Vec<Case> {
             name: "gdb_stops_on_a_page_fault",
             app: "selftest",
             args: &["test=pagefault", "gdb=wait"],
+            gdb: true,
             xl: &[],
             reason: Reason::Crash,
             checks: vec![
@@ -472,6 +509,7 @@ pub fn cases() -> Vec<Case> {
             name: "gdb_interrupts_a_running_guest",
             app: "selftest",
             args: &["test=idle", "secs=20", "gdb=wait"],
+            gdb: true,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("idle: done")],
@@ -1483,9 +1521,10 @@ fn integration(cases: &[Case]) -> (usize, usize) {
     if cases.is_empty() {
         return (0, 0);
     }
-    let mut images: BTreeMap<&str, Result<Image, String>> = BTreeMap::new();
+    let mut images: BTreeMap<(&str, bool), Result<Image, String>> = BTreeMap::new();
     for case in cases {
-        images.entry(case.app).or_insert_with(|| build::build(case.app, false));
+        let flavor = build::Flavor { gdb: case.gdb, ..build::Flavor::RELEASE };
+        images.entry((case.app, case.gdb)).or_insert_with(|| build::build(case.app, flavor));
     }
     let assets = match assets::ensure() {
         Ok(a) => a,
@@ -1493,7 +1532,10 @@ fn integration(cases: &[Case]) -> (usize, usize) {
     };
     // Apps' `forward = [...]` ports, so that a case can reach its guest from 127.0.0.1.
     let mut forwards: BTreeMap<&str, Vec<forward::Plan>> = BTreeMap::new();
-    for (app, image) in images.iter() {
+    for ((app, _), image) in images.iter() {
+        if forwards.contains_key(app) {
+            continue;
+        }
         if let Ok(img) = image {
             match forward::plan(&img.meta.forward) {
                 Ok(plans) => {
@@ -1510,7 +1552,7 @@ fn integration(cases: &[Case]) -> (usize, usize) {
         Err(e) => return fail_all(&format!("harness did not start: {e}")),
     };
     let agent = harness.agent();
-    for (app, image) in images.iter_mut() {
+    for ((app, _), image) in images.iter_mut() {
         if let Ok(img) = image {
             if let Err(e) = guest::upload(&agent, img) {
                 *image = Err(format!("uploading {app} to dom0: {e}"));
@@ -1531,7 +1573,7 @@ fn integration(cases: &[Case]) -> (usize, usize) {
     let (mut passed, mut failed) = (0, 0);
     for case in cases {
         let started = Instant::now();
-        let problems_and_console = match &images[case.app] {
+        let problems_and_console = match &images[&(case.app, case.gdb)] {
             Err(e) => (vec![format!("image {}: {e}", case.app)], String::new()),
             Ok(image) => match harness.check_alive() {
                 Err(e) => (vec![e], String::new()),
@@ -1648,9 +1690,20 @@ mod unit {
         Image {
             app: "hello".into(),
             meta: AppMeta { memory_mib, ..AppMeta::default() },
+            flavor: crate::build::Flavor::RELEASE,
             elf: "/x.elf".into(),
             debug_elf: "/x.debug.elf".into(),
             cfg: "/x.cfg".into(),
+        }
+    }
+
+    /// A case that asks for the stub on its command line runs an image that has one, and only
+    /// those cases pay for the gdb build.
+    #[test]
+    fn gdb_cases_use_the_gdb_build() {
+        for case in cases() {
+            let asks = case.args.iter().any(|a| a.starts_with("gdb="));
+            assert_eq!(case.gdb, asks, "{}", case.name);
         }
     }
 
