@@ -120,6 +120,20 @@ pub fn cases() -> Vec<Case> {
             driver: None,
         },
         Case {
+            // Bad configuration for this image: a clear error, and the app runs on.
+            name: "hello_boots_without_a_stub_for_gdb",
+            app: "hello",
+            args: &["gdb=wait"],
+            gdb: false,
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("gdb=wait: this image has no gdb stub: build it with `cargo xtask build <app> --gdb`"),
+                Contains("Hello, world!"),
+            ],
+            driver: None,
+        },
+        Case {
             name: "panic_is_reported",
             app: "selftest",
             args: &["test=panic", "log=warn"],
@@ -1697,13 +1711,15 @@ mod unit {
         }
     }
 
-    /// A case that asks for the stub on its command line runs an image that has one, and only
-    /// those cases pay for the gdb build.
+    /// A case that asks for the stub on its command line runs an image that has one (or checks
+    /// the error of one that has not), and only those cases pay for the gdb build.
     #[test]
     fn gdb_cases_use_the_gdb_build() {
         for case in cases() {
             let asks = case.args.iter().any(|a| a.starts_with("gdb="));
-            assert_eq!(case.gdb, asks, "{}", case.name);
+            let expects_no_stub =
+                case.checks.iter().any(|c| matches!(c, Check::Contains(t) if t.contains("has no gdb stub")));
+            assert_eq!(case.gdb, asks && !expects_no_stub, "{}", case.name);
         }
     }
 
@@ -1758,7 +1774,8 @@ mod unit {
 
     #[test]
     fn judge_reports_reason_and_checks() {
-        let case = &cases()[1];
+        let cases = cases();
+        let case = cases.iter().find(|c| c.name == "panic_is_reported").unwrap();
         let run =
             guest::GuestRun { result: Ok(Reason::Poweroff), console: "PANIC: deliberate panic\n".into() };
         let problems = judge(case, &image(4), &run);
