@@ -5,7 +5,7 @@
 //! cargo xtask run <app> [--debug] [--gdb] [--timeout SECS] [--disk IMAGE] [-- <guest command line>…]
 //! cargo xtask disk <dir> -o <image>
 //! cargo xtask debug <app> [--debug] [--batch FILE] [-- <guest command line>…]
-//! cargo xtask symbolize <app> [FILE]
+//! cargo xtask symbolize <app> [--gdb] [FILE]
 //! cargo xtask xl <xl arguments>…
 //! cargo xtask test [--integration-only] [CASE-FILTER]
 //! cargo xtask bench [NAME…]
@@ -53,9 +53,10 @@ usage:
   cargo xtask debug <app> [--debug] [--batch FILE] [-- <args>…]
       run the app with gdb=wait and attach gdb (with the image's symbols) to its stub;
       --batch runs gdb on a command file; the guest is destroyed when gdb quits
-  cargo xtask symbolize <app> [FILE]
+  cargo xtask symbolize <app> [--gdb] [FILE]
       add function names and source lines to the addresses of a crash report (FILE or stdin,
-      e.g. a console log from a Xen host) from target/mote/<app>.debug.elf
+      e.g. a console log from a Xen host) from target/mote/<app>.debug.elf (--gdb: of the
+      image built with --gdb, target/mote/gdb/<app>.debug.elf)
   cargo xtask xl <args>…
       run `xl <args>` in the dom0 of the harness a running `cargo xtask run` started
   cargo xtask test [--integration-only] [FILTER]
@@ -301,17 +302,20 @@ pub fn guest_ipv4(line: &str) -> Option<std::net::Ipv4Addr> {
     rest.split('/').next()?.parse().ok()
 }
 
-/// `cargo xtask symbolize <app> [FILE]`.
+/// `cargo xtask symbolize <app> [--gdb] [FILE]`.
 fn cmd_symbolize(args: &[String]) -> Result<ExitCode, String> {
-    let (app, file) = match args {
+    let gdb = args.iter().any(|a| a == "--gdb");
+    let rest: Vec<&String> = args.iter().filter(|a| *a != "--gdb").collect();
+    let (app, file) = match rest[..] {
         [app] => (app, None),
         [app, file] => (app, Some(file)),
-        _ => return Err(format!("`symbolize` takes an app and at most one file\n{USAGE}")),
+        _ => return Err(format!("`symbolize` takes an app, --gdb and at most one file\n{USAGE}")),
     };
     build::app_meta(app)?;
-    let elf = mote_dir().join(format!("{app}.debug.elf"));
+    let elf = build::out_dir(build::Flavor { debug: false, gdb }).join(format!("{app}.debug.elf"));
     if !elf.is_file() {
-        return Err(format!("no {} (build it with `cargo xtask build {app}`)", elf.display()));
+        let flag = if gdb { " --gdb" } else { "" };
+        return Err(format!("no {} (build it with `cargo xtask build {app}{flag}`)", elf.display()));
     }
     let text = match file {
         Some(path) => std::fs::read(path).map_err(|e| format!("{path}: {e}"))?,
