@@ -293,8 +293,7 @@ impl BatchGdb {
         std::fs::write(&file, script).map_err(|e| format!("{}: {e}", file.display()))?;
         let proxy = start_proxy(&d.agent, d.name)?;
         let bridge = Bridge::start(d.agent, d.name, 0)?;
-        let debug_elf = crate::mote_dir().join(format!("{}.debug.elf", d.name));
-        let mut child = gdb_command(&debug_elf, bridge.port, Some(&file))
+        let mut child = gdb_command(&d.debug_elf, bridge.port, Some(&file))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -60,6 +60,8 @@ pub struct Driver {
     pub agent: Agent,
     /// The domain's name (the app's).
     pub name: &'static str,
+    /// The unstripped copy of the image the guest runs (for gdb).
+    pub debug_elf: std::path::PathBuf,
     lines: mpsc::Receiver<String>,
     /// The app's forwarded ports, for the first case of that app that runs (so a case that
     /// uses them comes first among its app's cases).
@@ -1389,7 +1391,8 @@ fn run_case(
                 let _ = tx.send(line.to_owned());
             })
         });
-        let mut driver = Driver { agent: *agent, name: case.app, lines, forwards };
+        let mut driver =
+            Driver { agent: *agent, name: case.app, debug_elf: image.debug_elf.clone(), lines, forwards };
         let driven = drive(&mut driver);
         if driven.is_err() {
             let _ = agent.run(&format!("xl destroy {}", case.app), DRIVER_WAIT);
