@@ -52,7 +52,7 @@ fn panic(info: &PanicInfo<'_>) -> ! {
         None => print_fatal(format_args!("PANIC: {}\n", info.message())),
     }
     // Under a debugger, stop where the panic happened first.
-    crate::gdb::stop_for(gdbstub::common::Signal::SIGABRT);
+    crate::gdb::stop_on_panic();
     print_backtrace(cpu::frame_pointer());
     finish()
 }

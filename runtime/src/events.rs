@@ -27,6 +27,7 @@ fn upcall(frame: &mut mote_arch::exception::ExceptionFrame) {
 
 /// Takes `port`'s event if it fired (for the gdb stub's Ctrl-C, looked at
 /// from the upcall itself).
+#[cfg(feature = "gdb")]
 pub(crate) fn take_fired(port: Port) -> bool {
     DEMUX.take(port)
 }
@@ -129,6 +130,7 @@ pub fn block_any(ports: &[Port], deadline: Option<Instant>) -> Wake {
 
 /// Takes the pending bit of `port` while interrupts are off and the port is
 /// polled (see [`mote_xen::sched::poll`]); true if it was set.
+#[cfg(feature = "gdb")]
 pub(crate) fn take_pending(port: Port) -> bool {
     SHARED.get().is_some_and(|shared| event::take_pending(shared, port))
 }

@@ -192,6 +192,11 @@ pub(crate) fn stop_for(signal: Signal) {
     }
 }
 
+/// Stops in the debugger (if one is installed) where a panic happened.
+pub(crate) fn stop_on_panic() {
+    stop_for(Signal::SIGABRT);
+}
+
 /// What a stop looks like to gdb, and whether the code may go on after it.
 fn stop_reason(cpu: &mut Cpu) -> (SingleThreadStopReason<u64>, bool) {
     match cpu.frame.vector {

@@ -6,7 +6,9 @@
 //! calls the app's `main` (named with [`main!`]) and powers the domain off
 //! when it returns. A panic or CPU exception prints a report and crashes the
 //! domain, which `xl` reports as a crash; with `gdb=wait` or `gdb=on` on the
-//! command line, a gdb stub stops there first (and at breakpoints).
+//! command line, a gdb stub stops there first (and at breakpoints). The stub
+//! is the `gdb` feature (off by default: `cargo xtask build <app> --gdb` and
+//! `cargo xtask debug` turn it on); without it, `gdb=` only logs an error.
 //!
 //! Async code runs on the runtime's [`executor`] (`block_on`, [`spawn`],
 //! the timers in [`time`]); [`net`] is a smoltcp network stack with async
@@ -45,7 +47,10 @@ mod crash;
 pub mod disk;
 #[cfg(target_os = "none")]
 pub mod events;
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", feature = "gdb"))]
+mod gdb;
+#[cfg(all(target_os = "none", not(feature = "gdb")))]
+#[path = "nogdb.rs"]
 mod gdb;
 #[cfg(target_os = "none")]
 pub mod grants;

@@ -1,6 +1,7 @@
 //! `cargo xtask build <app>`: compiles an app for `x86_64-unknown-none`, keeps the unstripped
 //! ELF for symbolizing, strips a copy for booting and writes the app's `xl` config and libvirt
-//! domain XML.
+//! domain XML. With `--gdb` the runtime's `gdb` feature (the gdb stub) is on and the files go to
+//! `target/mote/gdb/` instead, so a gdb image never stands in for a normal one.
 
 use crate::{mote_dir, run_status, target_dir, workspace_root};
 use std::ffi::OsString;
@@ -88,12 +89,25 @@ fn parse_string_array(value: &str) -> Option<Vec<&str>> {
 pub struct Image {
     pub app: String,
     pub meta: AppMeta,
+    pub flavor: Flavor,
     /// Stripped ELF, the one booted.
     pub elf: PathBuf,
     /// Unstripped ELF, for symbolizing.
     pub debug_elf: PathBuf,
     /// `xl` config pointing at `elf`.
     pub cfg: PathBuf,
+}
+
+impl Image {
+    /// The name its files get where images of both flavors sit side by side (dom0's image
+    /// directory): `<app>`, or `<app>-gdb` with the stub. The domain is named `<app>` either way.
+    pub fn stem(&self) -> String {
+        if self.flavor.gdb {
+            format!("{}-gdb", self.app)
+        } else {
+            self.app.clone()
+        }
+    }
 }
 
 /// Escapes text for an XML attribute or element.
@@ -261,29 +275,63 @@ pub fn app_meta(app: &str) -> Result<AppMeta, String> {
     parse_meta(&text).map_err(|e| format!("{}: {e}", manifest.display()))
 }
 
-/// Builds `app` and writes `target/mote/<app>{.elf,.debug.elf,.cfg,.xml}`.
-pub fn build(app: &str, debug: bool) -> Result<Image, String> {
-    build_with(app, debug, &[])
+/// How an image is built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flavor {
+    /// Cargo's dev profile instead of release (`--debug`).
+    pub debug: bool,
+    /// With the runtime's gdb stub (`--gdb`, the `mote/gdb` feature).
+    pub gdb: bool,
+}
+
+impl Flavor {
+    pub const RELEASE: Flavor = Flavor { debug: false, gdb: false };
+}
+
+/// Where the files of a `flavor` build go: `target/mote`, or `target/mote/gdb` with the stub.
+pub fn out_dir(flavor: Flavor) -> PathBuf {
+    if flavor.gdb {
+        mote_dir().join("gdb")
+    } else {
+        mote_dir()
+    }
+}
+
+/// The cargo arguments that build `app` as `flavor`.
+fn cargo_args(app: &str, flavor: Flavor) -> Vec<&str> {
+    let mut args = vec!["build", "-p", app, "--target", TARGET];
+    if !flavor.debug {
+        args.push("--release");
+    }
+    if flavor.gdb {
+        // Apps depend on `mote`; the feature is turned on from here so they declare nothing.
+        args.extend(["--features", "mote/gdb"]);
+    }
+    args
+}
+
+/// Builds `app` and writes `<app>{.elf,.debug.elf,.cfg,.xml}` in [`out_dir`].
+pub fn build(app: &str, flavor: Flavor) -> Result<Image, String> {
+    build_with(app, flavor, &[])
 }
 
 /// [`build`] with variables set for the app's build script (the dns app's zone files).
-pub fn build_with(app: &str, debug: bool, env: &[(&str, OsString)]) -> Result<Image, String> {
+pub fn build_with(app: &str, flavor: Flavor, env: &[(&str, OsString)]) -> Result<Image, String> {
     let meta = app_meta(app)?;
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cargo.current_dir(workspace_root()).args(["build", "-p", app, "--target", TARGET]);
+    cargo.current_dir(workspace_root()).args(cargo_args(app, flavor));
     cargo.envs(env.iter().map(|(k, v)| (k, v)));
-    if !debug {
-        cargo.arg("--release");
-    }
     run_status(&mut cargo).map_err(|e| format!("building {app}: {e}"))?;
 
-    let profile = if debug { "debug" } else { "release" };
+    // Cargo keeps one copy per feature set in deps/ and links the one just built here.
+    let profile = if flavor.debug { "debug" } else { "release" };
     let built = target_dir().join(TARGET).join(profile).join(app);
-    let out = mote_dir();
+    let out = out_dir(flavor);
     fs::create_dir_all(&out).map_err(|e| format!("create {}: {e}", out.display()))?;
     let image = Image {
         app: app.to_owned(),
         meta: meta.clone(),
+        flavor,
         elf: out.join(format!("{app}.elf")),
         debug_elf: out.join(format!("{app}.debug.elf")),
         cfg: out.join(format!("{app}.cfg")),
@@ -322,6 +370,20 @@ fn path_str(path: &Path) -> Result<&str, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gdb_builds_turn_the_feature_on_and_go_elsewhere() {
+        assert_eq!(
+            cargo_args("web", Flavor::RELEASE),
+            ["build", "-p", "web", "--target", TARGET, "--release"]
+        );
+        assert_eq!(
+            cargo_args("web", Flavor { debug: true, gdb: true }),
+            ["build", "-p", "web", "--target", TARGET, "--features", "mote/gdb"]
+        );
+        assert_eq!(out_dir(Flavor::RELEASE), mote_dir());
+        assert_eq!(out_dir(Flavor { debug: false, gdb: true }), mote_dir().join("gdb"));
+    }
 
     #[test]
     fn meta_defaults_without_table() {

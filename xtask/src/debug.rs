@@ -147,7 +147,7 @@ pub fn run(opts: &DebugOptions) -> Result<ExitCode, String> {
     args.retain(|a| !a.starts_with("gdb="));
     args.push("gdb=wait".into());
     guest::extra_value(&args)?;
-    let image = build::build(&opts.app, opts.dev)?;
+    let image = build::build(&opts.app, build::Flavor { debug: opts.dev, gdb: true })?;
     assets::install_host_deps()?;
     let assets = assets::ensure()?;
     // The app's ports are a convenience here: the session goes on without them.
@@ -293,8 +293,7 @@ impl BatchGdb {
         std::fs::write(&file, script).map_err(|e| format!("{}: {e}", file.display()))?;
         let proxy = start_proxy(&d.agent, d.name)?;
         let bridge = Bridge::start(d.agent, d.name, 0)?;
-        let debug_elf = crate::mote_dir().join(format!("{}.debug.elf", d.name));
-        let mut child = gdb_command(&debug_elf, bridge.port, Some(&file))
+        let mut child = gdb_command(&d.debug_elf, bridge.port, Some(&file))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

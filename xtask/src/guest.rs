@@ -113,10 +113,10 @@ pub fn extra_value(args: &[String]) -> Result<String, String> {
 /// Copies `image` and a config for it into dom0's `/mote/images/`.
 pub fn upload(agent: &Agent, image: &Image) -> Result<(), String> {
     let elf = std::fs::read(&image.elf).map_err(|e| format!("read {}: {e}", image.elf.display()))?;
-    let kernel = format!("{IMAGE_DIR}/{}.elf", image.app);
+    let kernel = format!("{IMAGE_DIR}/{}.elf", image.stem());
     agent.put(&kernel, &elf, 0o755, COMMAND_TIMEOUT)?;
     let cfg = xl_cfg(&image.app, &kernel, &image.meta);
-    agent.put(&format!("{IMAGE_DIR}/{}.cfg", image.app), cfg.as_bytes(), 0o644, COMMAND_TIMEOUT)
+    agent.put(&format!("{IMAGE_DIR}/{}.cfg", image.stem()), cfg.as_bytes(), 0o644, COMMAND_TIMEOUT)
 }
 
 /// Where a streamed event came from.
@@ -208,7 +208,7 @@ fn run_inner(
     // xenconsoled creates the log when it sees the domain; `follow` waits for it to exist.
     let tail =
         agent.spawn(&format!("exec /mote/agent follow {}", sh_quote(&log)), Source::Console, tx.clone())?;
-    let mut xl_command = format!("xl create -F {}", sh_quote(&format!("{IMAGE_DIR}/{name}.cfg")));
+    let mut xl_command = format!("xl create -F {}", sh_quote(&format!("{IMAGE_DIR}/{}.cfg", image.stem())));
     for setting in &opts.xl {
         xl_command.push(' ');
         xl_command.push_str(&sh_quote(setting));

@@ -1,12 +1,12 @@
 //! `cargo xtask`: builds mote images and runs them under Xen in an emulated machine.
 //!
 //! ```text
-//! cargo xtask build <app> [--debug] [--zone FILE…]
-//! cargo xtask run <app> [--debug] [--timeout SECS] [--disk IMAGE] [--zone FILE…]
+//! cargo xtask build <app> [--debug] [--gdb] [--zone FILE…]
+//! cargo xtask run <app> [--debug] [--gdb] [--timeout SECS] [--disk IMAGE] [--zone FILE…]
 //!     [-- <guest command line>…]
 //! cargo xtask disk <dir> -o <image>
 //! cargo xtask debug <app> [--debug] [--batch FILE] [-- <guest command line>…]
-//! cargo xtask symbolize <app> [FILE]
+//! cargo xtask symbolize <app> [--gdb] [FILE]
 //! cargo xtask xl <xl arguments>…
 //! cargo xtask test [--integration-only] [CASE-FILTER]
 //! cargo xtask bench [NAME…]
@@ -43,10 +43,11 @@ use std::time::Duration;
 
 const USAGE: &str = "\
 usage:
-  cargo xtask build <app> [--debug] [--zone FILE…]
+  cargo xtask build <app> [--debug] [--gdb] [--zone FILE…]
       build apps/<app> into target/mote/<app>.elf (stripped), <app>.debug.elf and <app>.cfg;
+      --gdb links the gdb stub (gdb=wait|on on the command line) and writes target/mote/gdb/;
       for dns, --zone embeds these master files instead of the sample zone (checked first)
-  cargo xtask run <app> [--debug] [--timeout SECS] [--disk IMAGE] [--zone FILE…] [-- <args>…]
+  cargo xtask run <app> [--debug] [--gdb] [--timeout SECS] [--disk IMAGE] [--zone FILE…] [-- <args>…]
       build, boot Xen + dom0 in QEMU, run the app with <args> as its command line,
       stream its console; exit 0 when it powers off. --disk attaches IMAGE read-only
       as the guest's first disk (xvda)
@@ -55,9 +56,10 @@ usage:
   cargo xtask debug <app> [--debug] [--batch FILE] [-- <args>…]
       run the app with gdb=wait and attach gdb (with the image's symbols) to its stub;
       --batch runs gdb on a command file; the guest is destroyed when gdb quits
-  cargo xtask symbolize <app> [FILE]
+  cargo xtask symbolize <app> [--gdb] [FILE]
       add function names and source lines to the addresses of a crash report (FILE or stdin,
-      e.g. a console log from a Xen host) from target/mote/<app>.debug.elf
+      e.g. a console log from a Xen host) from target/mote/<app>.debug.elf (--gdb: of the
+      image built with --gdb, target/mote/gdb/<app>.debug.elf)
   cargo xtask xl <args>…
       run `xl <args>` in the dom0 of the harness a running `cargo xtask run` started
   cargo xtask test [--integration-only] [FILTER]
@@ -96,16 +98,16 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
     match command.as_str() {
         "build" => {
             let (rest, zones) = zones::take(rest)?;
-            let args = parse_app_args(&rest, false)?;
+            let args = parse_app_args(&rest, "build")?;
             if !args.guest_args.is_empty() {
                 return Err("`build` takes no guest arguments".into());
             }
-            build::build_with(&args.app, args.debug, &build_env(&args.app, &zones)?)?;
+            build::build_with(&args.app, args.flavor, &build_env(&args.app, &zones)?)?;
             Ok(ExitCode::SUCCESS)
         }
         "run" => {
             let (rest, zones) = zones::take(rest)?;
-            let args = parse_app_args(&rest, true)?;
+            let args = parse_app_args(&rest, "run")?;
             cmd_run(&args, &build_env(&args.app, &zones)?)
         }
         "disk" => {
@@ -115,10 +117,10 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
         }
         "debug" => {
             let (batch, rest) = take_batch(rest)?;
-            let args = parse_app_args(&rest, false)?;
+            let args = parse_app_args(&rest, "debug")?;
             debug::run(&debug::DebugOptions {
                 app: args.app,
-                dev: args.debug,
+                dev: args.flavor.debug,
                 batch,
                 guest_args: args.guest_args,
             })
@@ -173,24 +175,28 @@ fn build_env(app: &str, zones: &[PathBuf]) -> Result<Vec<(&'static str, std::ffi
 #[derive(Debug)]
 struct AppArgs {
     app: String,
-    debug: bool,
+    /// `--debug`, `--gdb`.
+    flavor: build::Flavor,
     timeout: Option<Duration>,
     /// A content disk image to attach (`run --disk`).
     disk: Option<PathBuf>,
     guest_args: Vec<String>,
 }
 
-/// Parses `<app> [--debug] [--timeout SECS] [--disk IMAGE] [-- args…]` (the last two for `run`).
-fn parse_app_args(args: &[String], run: bool) -> Result<AppArgs, String> {
+/// Parses `<app> [--debug] [--gdb] [--timeout SECS] [--disk IMAGE] [-- args…]` (`--gdb` not for
+/// `debug`, which always has the stub; the last two for `run`).
+fn parse_app_args(args: &[String], command: &str) -> Result<AppArgs, String> {
+    let run = command == "run";
     let mut app = None;
-    let mut debug = false;
+    let mut flavor = build::Flavor::default();
     let mut timeout = None;
     let mut disk = None;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
             "--" => break,
-            "--debug" => debug = true,
+            "--debug" => flavor.debug = true,
+            "--gdb" if command != "debug" => flavor.gdb = true,
             "--timeout" if run => {
                 let secs = iter.next().ok_or("--timeout needs a number of seconds")?;
                 let secs: u64 =
@@ -204,7 +210,7 @@ fn parse_app_args(args: &[String], run: bool) -> Result<AppArgs, String> {
         }
     }
     let app = app.ok_or_else(|| format!("which app?\n{USAGE}"))?;
-    Ok(AppArgs { app, debug, timeout, disk, guest_args: iter.cloned().collect() })
+    Ok(AppArgs { app, flavor, timeout, disk, guest_args: iter.cloned().collect() })
 }
 
 /// Parses `<dir> -o <image>`.
@@ -256,7 +262,7 @@ fn parse_fuzz_args(args: &[String]) -> Result<(Option<String>, u64), String> {
 
 /// `cargo xtask run`.
 fn cmd_run(args: &AppArgs, env: &[(&str, std::ffi::OsString)]) -> Result<ExitCode, String> {
-    let AppArgs { app, debug, timeout, guest_args, .. } = args;
+    let AppArgs { app, flavor, timeout, guest_args, .. } = args;
     let (app, timeout) = (app.as_str(), *timeout);
     guest::extra_value(guest_args)?;
     if let Some(disk) = &args.disk {
@@ -264,7 +270,7 @@ fn cmd_run(args: &AppArgs, env: &[(&str, std::ffi::OsString)]) -> Result<ExitCod
             return Err(format!("--disk {}: no such file", disk.display()));
         }
     }
-    let image = build::build_with(app, *debug, env)?;
+    let image = build::build_with(app, *flavor, env)?;
     assets::install_host_deps()?;
     let assets = assets::ensure()?;
     let mut forwards = forward::plan(&image.meta.forward)?;
@@ -314,17 +320,20 @@ pub fn guest_ipv4(line: &str) -> Option<std::net::Ipv4Addr> {
     rest.split('/').next()?.parse().ok()
 }
 
-/// `cargo xtask symbolize <app> [FILE]`.
+/// `cargo xtask symbolize <app> [--gdb] [FILE]`.
 fn cmd_symbolize(args: &[String]) -> Result<ExitCode, String> {
-    let (app, file) = match args {
+    let gdb = args.iter().any(|a| a == "--gdb");
+    let rest: Vec<&String> = args.iter().filter(|a| *a != "--gdb").collect();
+    let (app, file) = match rest[..] {
         [app] => (app, None),
         [app, file] => (app, Some(file)),
-        _ => return Err(format!("`symbolize` takes an app and at most one file\n{USAGE}")),
+        _ => return Err(format!("`symbolize` takes an app, --gdb and at most one file\n{USAGE}")),
     };
     build::app_meta(app)?;
-    let elf = mote_dir().join(format!("{app}.debug.elf"));
+    let elf = build::out_dir(build::Flavor { debug: false, gdb }).join(format!("{app}.debug.elf"));
     if !elf.is_file() {
-        return Err(format!("no {} (build it with `cargo xtask build {app}`)", elf.display()));
+        let flag = if gdb { " --gdb" } else { "" };
+        return Err(format!("no {} (build it with `cargo xtask build {app}{flag}`)", elf.display()));
     }
     let text = match file {
         Some(path) => std::fs::read(path).map_err(|e| format!("{path}: {e}"))?,
@@ -427,19 +436,30 @@ mod cli_tests {
 
     #[test]
     fn app_args() {
-        let args = parse_app_args(&strings(&["hello", "--debug", "--", "a=b", "--x"]), true).unwrap();
-        assert_eq!((args.app.as_str(), args.debug, args.timeout), ("hello", true, None));
+        let args = parse_app_args(&strings(&["hello", "--debug", "--", "a=b", "--x"]), "run").unwrap();
+        assert_eq!(
+            (args.app.as_str(), args.flavor, args.timeout),
+            ("hello", build::Flavor { debug: true, gdb: false }, None)
+        );
         assert_eq!(args.guest_args, ["a=b", "--x"]);
-        let args = parse_app_args(&strings(&["hello", "--timeout", "30"]), true).unwrap();
+        let args = parse_app_args(&strings(&["hello", "--timeout", "30"]), "run").unwrap();
         assert_eq!(args.timeout, Some(Duration::from_secs(30)));
         assert!(args.guest_args.is_empty());
-        let args = parse_app_args(&strings(&["web", "--disk", "site.img"]), true).unwrap();
+        let args = parse_app_args(&strings(&["web", "--disk", "site.img"]), "run").unwrap();
         assert_eq!(args.disk, Some(PathBuf::from("site.img")));
-        assert!(parse_app_args(&strings(&["web", "--disk"]), true).is_err());
-        assert!(parse_app_args(&strings(&["web", "--disk", "site.img"]), false).is_err());
-        assert!(parse_app_args(&strings(&["hello", "extra"]), true).is_err());
-        assert!(parse_app_args(&strings(&["--debug"]), true).is_err());
-        assert!(parse_app_args(&strings(&["hello", "--timeout", "1"]), false).is_err());
+        assert!(parse_app_args(&strings(&["web", "--disk"]), "run").is_err());
+        assert!(parse_app_args(&strings(&["web", "--disk", "site.img"]), "build").is_err());
+        assert!(parse_app_args(&strings(&["hello", "extra"]), "run").is_err());
+        assert!(parse_app_args(&strings(&["--debug"]), "run").is_err());
+        assert!(parse_app_args(&strings(&["hello", "--timeout", "1"]), "build").is_err());
+        let args = parse_app_args(&strings(&["web", "--gdb"]), "build").unwrap();
+        assert_eq!(args.flavor, build::Flavor { debug: false, gdb: true });
+        assert_eq!(
+            parse_app_args(&strings(&["web", "--gdb"]), "run").unwrap().flavor,
+            build::Flavor { debug: false, gdb: true }
+        );
+        // `debug` always has the stub: no flag for it.
+        assert!(parse_app_args(&strings(&["web", "--gdb"]), "debug").is_err());
     }
 
     #[test]

@@ -174,7 +174,8 @@ pub fn soak(agent: &Agent, name: &str, app: &str, ip: &str, run: Duration) -> Re
 /// `cargo xtask soak --minutes N`; whether no answer failed and every heap stayed flat.
 pub fn run(minutes: u64) -> Result<bool, String> {
     let run = Duration::from_secs(minutes * 60);
-    let images: Vec<Image> = SERVICES.iter().map(|s| build::build(s.app, false)).collect::<Result<_, _>>()?;
+    let images: Vec<Image> =
+        SERVICES.iter().map(|s| build::build(s.app, build::Flavor::RELEASE)).collect::<Result<_, _>>()?;
     assets::install_host_deps()?;
     let assets = assets::ensure()?;
     let harness = Harness::boot(&assets, &[])?;

@@ -41,6 +41,8 @@ pub struct Case {
     pub name: &'static str,
     pub app: &'static str,
     pub args: &'static [&'static str],
+    /// Built with the gdb stub (`cargo xtask build --gdb`), for cases that use `gdb=`.
+    pub gdb: bool,
     /// Overrides of the app's xl config for this case (`key=value`, e.g. a `vif`).
     pub xl: &'static [&'static str],
     pub reason: Reason,
@@ -58,6 +60,8 @@ pub struct Driver {
     pub agent: Agent,
     /// The domain's name (the app's).
     pub name: &'static str,
+    /// The unstripped copy of the image the guest runs (for gdb).
+    pub debug_elf: std::path::PathBuf,
     lines: mpsc::Receiver<String>,
     /// The app's forwarded ports, for the first case of that app that runs (so a case that
     /// uses them comes first among its app's cases).
@@ -106,6 +110,7 @@ pub fn cases() -> Vec<Case> {
             name: "hello_boots",
             app: "hello",
             args: &["greeting=hi", "mode=test"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![
@@ -117,9 +122,24 @@ pub fn cases() -> Vec<Case> {
             driver: None,
         },
         Case {
+            // Bad configuration for this image: a clear error, and the app runs on.
+            name: "hello_boots_without_a_stub_for_gdb",
+            app: "hello",
+            args: &["gdb=wait"],
+            gdb: false,
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("gdb=wait: this image has no gdb stub: build it with `cargo xtask build <app> --gdb`"),
+                Contains("Hello, world!"),
+            ],
+            driver: None,
+        },
+        Case {
             name: "panic_is_reported",
             app: "selftest",
             args: &["test=panic", "log=warn"],
+            gdb: false,
             xl: &[],
             reason: Reason::Crash,
             checks: vec![
@@ -139,6 +159,7 @@ pub fn cases() -> Vec<Case> {
             name: "log_levels_per_module",
             app: "hello",
             args: &["log=error,mote::start=info"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Contains("[INFO  mote::start] domain ")],
@@ -148,6 +169,7 @@ pub fn cases() -> Vec<Case> {
             name: "page_fault_is_reported",
             app: "selftest",
             args: &["test=pagefault"],
+            gdb: false,
             xl: &[],
             reason: Reason::Crash,
             checks: vec![
@@ -163,6 +185,7 @@ pub fn cases() -> Vec<Case> {
             name: "long_line_arrives_whole",
             app: "selftest",
             args: &["test=longline", "len=10240"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Custom("LONGLINE of 10240 characters", check_long_line), Line("longline done")],
@@ -172,6 +195,7 @@ pub fn cases() -> Vec<Case> {
             name: "xenstore_identity_write_and_watch",
             app: "selftest",
             args: &["test=xenstore"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("xenstore: dom0 wrote ping-from-dom0")],
@@ -181,6 +205,7 @@ pub fn cases() -> Vec<Case> {
             name: "timer_sleep_matches_dom0_clock",
             app: "selftest",
             args: &["test=timer"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Custom("the guest's PV clock measured 1 s", check_guest_sleep)],
@@ -190,6 +215,7 @@ pub fn cases() -> Vec<Case> {
             name: "async_tasks_wake_on_timers_in_order",
             app: "selftest",
             args: &["test=async"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![
@@ -202,6 +228,7 @@ pub fn cases() -> Vec<Case> {
             name: "xl_shutdown_powers_off",
             app: "selftest",
             args: &["test=wait"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("wait: Poweroff requested")],
@@ -211,6 +238,7 @@ pub fn cases() -> Vec<Case> {
             name: "xl_reboot_restarts",
             app: "selftest",
             args: &["test=wait"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("wait: Reboot requested"), Line("wait: Poweroff requested")],
@@ -220,6 +248,7 @@ pub fn cases() -> Vec<Case> {
             name: "grant_mapped_by_dom0_cannot_be_ended",
             app: "selftest",
             args: &["test=grant"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![
@@ -235,6 +264,7 @@ pub fn cases() -> Vec<Case> {
             name: "idle_guest_does_not_spin",
             app: "selftest",
             args: &["test=idle", "secs=14"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("idle: done")],
@@ -244,6 +274,7 @@ pub fn cases() -> Vec<Case> {
             name: "xenbus_handshake_with_netback",
             app: "selftest",
             args: &["test=xenbus"],
+            gdb: false,
             xl: &[r#"vif=["bridge=xenbr0"]"#],
             reason: Reason::Poweroff,
             checks: vec![
@@ -257,6 +288,7 @@ pub fn cases() -> Vec<Case> {
             name: "disk_written_flushed_and_hashed_by_dom0",
             app: "selftest",
             args: &["test=disk"],
+            gdb: false,
             xl: &[DISK_RW],
             reason: Reason::Poweroff,
             checks: vec![
@@ -270,6 +302,7 @@ pub fn cases() -> Vec<Case> {
             name: "disk_read_back_on_a_second_boot",
             app: "selftest",
             args: &["test=disk-verify"],
+            gdb: false,
             xl: &[DISK_RW],
             reason: Reason::Poweroff,
             checks: vec![Contains("disk: read and verified 67108864 bytes")],
@@ -279,6 +312,7 @@ pub fn cases() -> Vec<Case> {
             name: "disk_discard_punches_a_hole_dom0_sees",
             app: "selftest",
             args: &["test=disk-discard"],
+            gdb: false,
             xl: &[DISK_DISCARD],
             reason: Reason::Poweroff,
             checks: vec![
@@ -293,6 +327,7 @@ pub fn cases() -> Vec<Case> {
             name: "disk_async_tasks_keep_many_requests_in_flight",
             app: "selftest",
             args: &["test=disk-async", "tasks=64", "reads=16"],
+            gdb: false,
             xl: &[DISK_ASYNC],
             reason: Reason::Poweroff,
             checks: vec![
@@ -305,6 +340,7 @@ pub fn cases() -> Vec<Case> {
             name: "disk_read_only_refuses_writes",
             app: "selftest",
             args: &["test=disk-ro"],
+            gdb: false,
             xl: &[DISK_RO],
             reason: Reason::Poweroff,
             checks: vec![Line("disk: write refused: the disk is read-only")],
@@ -314,6 +350,7 @@ pub fn cases() -> Vec<Case> {
             name: "forwards_reach_echo_from_host_loopback",
             app: "echo",
             args: &[],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("echo: Poweroff requested, stopping")],
@@ -323,6 +360,7 @@ pub fn cases() -> Vec<Case> {
             name: "net_dhcp_ping_and_udp_echo",
             app: "echo",
             args: &[],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Contains("via DHCP, gateway 10.0.0.1"), Line("echo: Poweroff requested, stopping")],
@@ -332,6 +370,7 @@ pub fn cases() -> Vec<Case> {
             name: "net_static_ipv4_and_ipv6",
             app: "echo",
             args: &["ip=10.0.0.2/24", "gw=10.0.0.1", "ip6=fd00::2/64"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![
@@ -344,6 +383,7 @@ pub fn cases() -> Vec<Case> {
             name: "tcp_echo_50mb_byte_for_byte",
             app: "echo",
             args: &["ip=10.0.0.3/24"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("echo: Poweroff requested, stopping")],
@@ -353,6 +393,7 @@ pub fn cases() -> Vec<Case> {
             name: "two_vifs_serve_both_addresses",
             app: "echo",
             args: &["ip=10.0.0.5/24", "vif1.ip=10.0.0.6/24"],
+            gdb: false,
             xl: &[r#"vif=["bridge=xenbr0","bridge=xenbr0"]"#],
             reason: Reason::Poweroff,
             checks: vec![Contains("net: vif 1 connected"), Line("echo: Poweroff requested, stopping")],
@@ -362,6 +403,7 @@ pub fn cases() -> Vec<Case> {
             name: "vif_detached_closes_and_the_other_serves_on",
             app: "echo",
             args: &["ip=10.0.0.7/24", "vif1.ip=10.0.0.8/24"],
+            gdb: false,
             xl: &[r#"vif=["bridge=xenbr0","bridge=xenbr0"]"#],
             reason: Reason::Poweroff,
             checks: vec![Contains("net: vif 1: backend Closing, closing"), Contains("net: vif 1: closed")],
@@ -371,6 +413,7 @@ pub fn cases() -> Vec<Case> {
             name: "tcp_200_concurrent_connections",
             app: "echo",
             args: &["ip=10.0.0.4/24"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("echo: Poweroff requested, stopping")],
@@ -380,6 +423,7 @@ pub fn cases() -> Vec<Case> {
             name: "web_serves_curl_on_host_loopback",
             app: "web",
             args: &[],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("web: Poweroff requested, stopping")],
@@ -389,6 +433,7 @@ pub fn cases() -> Vec<Case> {
             name: "web_serves_site_to_curl",
             app: "web",
             args: &[],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Contains("via DHCP, gateway 10.0.0.1"), Line("web: Poweroff requested, stopping")],
@@ -398,6 +443,7 @@ pub fn cases() -> Vec<Case> {
             name: "dns_answers_dig_on_host_loopback",
             app: "dns",
             args: &[],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("dns: Poweroff requested, stopping")],
@@ -407,6 +453,7 @@ pub fn cases() -> Vec<Case> {
             name: "dns_answers_from_dom0",
             app: "dns",
             args: &[],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![
@@ -419,6 +466,7 @@ pub fn cases() -> Vec<Case> {
             name: "vif_detached_and_attached_serves_again",
             app: "echo",
             args: &["ip=10.0.0.9/24"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Contains("net: vif 0: closed"), Line("echo: Poweroff requested, stopping")],
@@ -428,6 +476,7 @@ pub fn cases() -> Vec<Case> {
             name: "vif_reattached_leases_again_by_dhcp",
             app: "echo",
             args: &[],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Contains("net: DHCP lease on"), Line("echo: Poweroff requested, stopping")],
@@ -437,6 +486,7 @@ pub fn cases() -> Vec<Case> {
             name: "soak_echo_one_minute",
             app: "echo",
             args: &["ip=10.0.0.23/24"],
+            gdb: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("echo: Poweroff requested, stopping")],
@@ -446,6 +496,7 @@ pub fn cases() -> Vec<Case> {
             name: "damaged_content_disk_stops_web_at_start",
             app: "web",
             args: &[],
+            gdb: false,
             xl: &[content::DAMAGED],
             reason: Reason::Crash,
             checks: vec![Contains(
@@ -457,6 +508,7 @@ pub fn cases() -> Vec<Case> {
             name: "web_serves_a_site_from_disk",
             app: "web",
             args: &[],
+            gdb: false,
             xl: &[content::WEB_SITE],
             reason: Reason::Poweroff,
             checks: vec![
@@ -469,6 +521,7 @@ pub fn cases() -> Vec<Case> {
             name: "dns_answers_zones_from_disk",
             app: "dns",
             args: &[],
+            gdb: false,
             xl: &[content::DNS_ZONES],
             reason: Reason::Poweroff,
             checks: vec![
@@ -481,6 +534,7 @@ pub fn cases() -> Vec<Case> {
             name: "gdb_breaks_in_the_web_handler",
             app: "web",
             args: &["gdb=wait"],
+            gdb: true,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Contains(crate::debug::WAITING_LINE), Contains("web: serving")],
@@ -490,6 +544,7 @@ pub fn cases() -> Vec<Case> {
             name: "gdb_stops_on_a_page_fault",
             app: "selftest",
             args: &["test=pagefault", "gdb=wait"],
+            gdb: true,
             xl: &[],
             reason: Reason::Crash,
             checks: vec![
@@ -502,6 +557,7 @@ pub fn cases() -> Vec<Case> {
             name: "gdb_interrupts_a_running_guest",
             app: "selftest",
             args: &["test=idle", "secs=20", "gdb=wait"],
+            gdb: true,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("idle: done")],
@@ -1496,7 +1552,8 @@ fn run_case(
                 let _ = tx.send(line.to_owned());
             })
         });
-        let mut driver = Driver { agent: *agent, name: case.app, lines, forwards };
+        let mut driver =
+            Driver { agent: *agent, name: case.app, debug_elf: image.debug_elf.clone(), lines, forwards };
         let driven = drive(&mut driver);
         if driven.is_err() {
             let _ = agent.run(&format!("xl destroy {}", case.app), DRIVER_WAIT);
@@ -1636,12 +1693,12 @@ fn target_only_packages() -> Result<Vec<String>, String> {
 const DNS_ZONES: &[&str] = &["apps/dns/zones/example.com.zone", "dns/tests/zones/test.zone"];
 
 /// An app's image for the cases; the dns app's with [`DNS_ZONES`].
-fn build_for_cases(app: &str) -> Result<Image, String> {
+fn build_for_cases(app: &str, flavor: build::Flavor) -> Result<Image, String> {
     if app != "dns" {
-        return build::build(app, false);
+        return build::build(app, flavor);
     }
     let zones: Vec<std::path::PathBuf> = DNS_ZONES.iter().map(|z| workspace_root().join(z)).collect();
-    build::build_with(app, false, &[(crate::zones::ENV, crate::zones::check(&zones)?)])
+    build::build_with(app, flavor, &[(crate::zones::ENV, crate::zones::check(&zones)?)])
 }
 
 /// Builds the images, boots one harness, runs `cases`; returns (passed, failed).
@@ -1655,9 +1712,10 @@ fn integration(cases: &[Case]) -> (usize, usize) {
     if cases.is_empty() {
         return (0, 0);
     }
-    let mut images: BTreeMap<&str, Result<Image, String>> = BTreeMap::new();
+    let mut images: BTreeMap<(&str, bool), Result<Image, String>> = BTreeMap::new();
     for case in cases {
-        images.entry(case.app).or_insert_with(|| build_for_cases(case.app));
+        let flavor = build::Flavor { gdb: case.gdb, ..build::Flavor::RELEASE };
+        images.entry((case.app, case.gdb)).or_insert_with(|| build_for_cases(case.app, flavor));
     }
     let assets = match assets::ensure() {
         Ok(a) => a,
@@ -1665,7 +1723,10 @@ fn integration(cases: &[Case]) -> (usize, usize) {
     };
     // Apps' `forward = [...]` ports, so that a case can reach its guest from 127.0.0.1.
     let mut forwards: BTreeMap<&str, Vec<forward::Plan>> = BTreeMap::new();
-    for (app, image) in images.iter() {
+    for ((app, _), image) in images.iter() {
+        if forwards.contains_key(app) {
+            continue;
+        }
         if let Ok(img) = image {
             match forward::plan(&img.meta.forward) {
                 Ok(plans) => {
@@ -1682,7 +1743,7 @@ fn integration(cases: &[Case]) -> (usize, usize) {
         Err(e) => return fail_all(&format!("harness did not start: {e}")),
     };
     let agent = harness.agent();
-    for (app, image) in images.iter_mut() {
+    for ((app, _), image) in images.iter_mut() {
         if let Ok(img) = image {
             if let Err(e) = guest::upload(&agent, img) {
                 *image = Err(format!("uploading {app} to dom0: {e}"));
@@ -1703,7 +1764,7 @@ fn integration(cases: &[Case]) -> (usize, usize) {
     let (mut passed, mut failed) = (0, 0);
     for case in cases {
         let started = Instant::now();
-        let problems_and_console = match &images[case.app] {
+        let problems_and_console = match &images[&(case.app, case.gdb)] {
             Err(e) => (vec![format!("image {}: {e}", case.app)], String::new()),
             Ok(image) => match harness.check_alive() {
                 Err(e) => (vec![e], String::new()),
@@ -1820,9 +1881,22 @@ mod unit {
         Image {
             app: "hello".into(),
             meta: AppMeta { memory_mib, ..AppMeta::default() },
+            flavor: crate::build::Flavor::RELEASE,
             elf: "/x.elf".into(),
             debug_elf: "/x.debug.elf".into(),
             cfg: "/x.cfg".into(),
+        }
+    }
+
+    /// A case that asks for the stub on its command line runs an image that has one (or checks
+    /// the error of one that has not), and only those cases pay for the gdb build.
+    #[test]
+    fn gdb_cases_use_the_gdb_build() {
+        for case in cases() {
+            let asks = case.args.iter().any(|a| a.starts_with("gdb="));
+            let expects_no_stub =
+                case.checks.iter().any(|c| matches!(c, Check::Contains(t) if t.contains("has no gdb stub")));
+            assert_eq!(case.gdb, asks && !expects_no_stub, "{}", case.name);
         }
     }
 
@@ -1890,7 +1964,8 @@ mod unit {
 
     #[test]
     fn judge_reports_reason_and_checks() {
-        let case = &cases()[1];
+        let cases = cases();
+        let case = cases.iter().find(|c| c.name == "panic_is_reported").unwrap();
         let run =
             guest::GuestRun { result: Ok(Reason::Poweroff), console: "PANIC: deliberate panic\n".into() };
         let problems = judge(case, &image(4), &run);

@@ -108,7 +108,7 @@ fn first_answer(agent: &Agent, p: &Probe, extra: &[String]) -> Result<(f64, Opti
 pub fn boot(ctx: &mut Ctx) -> Result<Section, String> {
     let agent = ctx.agent()?;
     for app in ["dns", "web"] {
-        guest::upload(&agent, &build::build(app, false)?)?;
+        guest::upload(&agent, &build::build(app, build::Flavor::RELEASE)?)?;
     }
     let linux_image = ctx.linux()?;
     let probes = [
@@ -211,7 +211,7 @@ pub fn memory(ctx: &mut Ctx) -> Result<Section, String> {
     let mut failures = Vec::new();
     let mut notes = Vec::new();
     for (app, probe) in [("dns", dns_probe("10.0.0.2")), ("web", http_probe("10.0.0.2"))] {
-        let image = build::build(app, false)?;
+        let image = build::build(app, build::Flavor::RELEASE)?;
         guest::upload(&agent, &image)?;
         let p = mote(app, "10.0.0.2", probe);
         // 1 MiB cannot work (the image loads at 1 MiB); count up from 2 to twice the setting.
@@ -257,7 +257,7 @@ pub fn memory(ctx: &mut Ctx) -> Result<Section, String> {
 /// every one answered.
 pub fn density(ctx: &mut Ctx) -> Result<Section, String> {
     let agent = ctx.agent()?;
-    let image = build::build("dns", false)?;
+    let image = build::build("dns", build::Flavor::RELEASE)?;
     guest::upload(&agent, &image)?;
     let n = DENSITY;
     let script = format!(

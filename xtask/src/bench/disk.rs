@@ -49,7 +49,7 @@ struct Subject {
 
 /// The disk section: medians of [`ROUNDS`] rounds, Linux as the baseline.
 pub fn disk(ctx: &mut Ctx) -> Result<Section, String> {
-    let mote = build::build("selftest", false)?;
+    let mote = build::build("selftest", build::Flavor::RELEASE)?;
     let agent = ctx.agent()?;
     guest::upload(&agent, &mote)?;
     let linux = ctx.linux()?;

@@ -79,7 +79,7 @@ struct Subject {
 
 /// The dns section: medians of [`ROUNDS`] rounds of both servers, NSD as the baseline.
 pub fn dns(ctx: &mut Ctx) -> Result<Section, String> {
-    let mote = build::build("dns", false)?;
+    let mote = build::build("dns", build::Flavor::RELEASE)?;
     let agent = ctx.agent()?;
     guest::upload(&agent, &mote)?;
     let linux = ctx.linux()?;

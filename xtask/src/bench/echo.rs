@@ -63,7 +63,7 @@ const METRICS: [(&str, &str, bool, usize); 7] = [
 
 /// The echo section: medians of [`ROUNDS`] rounds, Linux as the baseline.
 pub fn echo(ctx: &mut Ctx) -> Result<Section, String> {
-    let mote = build::build("echo", false)?;
+    let mote = build::build("echo", build::Flavor::RELEASE)?;
     let agent = ctx.agent()?;
     guest::upload(&agent, &mote)?;
     let linux = ctx.linux()?;
@@ -128,7 +128,14 @@ pub fn upload_linux(agent: &Agent, assets: &Assets) -> Result<Image, String> {
     // here) and the file to symbolize crash reports with, which no Linux console line resembles.
     let kernel = assets.dom0_kernel.clone();
     eprintln!("bench: Linux kernel and initramfs copied to dom0 in {:.1}s", started.elapsed().as_secs_f64());
-    Ok(Image { app: "linux".into(), meta, elf: kernel.clone(), debug_elf: kernel.clone(), cfg: kernel })
+    Ok(Image {
+        app: "linux".into(),
+        meta,
+        flavor: build::Flavor::RELEASE,
+        elf: kernel.clone(),
+        debug_elf: kernel.clone(),
+        cfg: kernel,
+    })
 }
 
 /// Boots `subject`, times it until it serves, measures it from dom0, shuts it down.

@@ -38,7 +38,7 @@ pub fn size(_: &mut Ctx) -> Result<Section, String> {
     let mut breakdown = Vec::new();
     let mut failures = Vec::new();
     for app in apps()? {
-        let image = match build::build(&app, false) {
+        let image = match build::build(&app, build::Flavor::RELEASE) {
             Ok(image) => image,
             Err(e) => {
                 failures.push(format!("{app}: {e}"));
