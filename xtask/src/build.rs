@@ -24,13 +24,25 @@ pub struct AppMeta {
     /// A command line `cargo xtask run` suggests once the forwards are up
     /// (`try = "dig @127.0.0.1 -p 5353 www.example.com"`).
     pub try_command: Option<String>,
+    /// The app embeds a site directory at build time, which `--site DIR` chooses
+    /// (`site = true`; its build script reads [`SITE_ENV`]).
+    pub site: bool,
 }
 
 impl Default for AppMeta {
     fn default() -> Self {
-        AppMeta { memory_mib: DEFAULT_MEMORY_MIB, network: false, forward: Vec::new(), try_command: None }
+        AppMeta {
+            memory_mib: DEFAULT_MEMORY_MIB,
+            network: false,
+            forward: Vec::new(),
+            try_command: None,
+            site: false,
+        }
     }
 }
+
+/// The environment variable that hands `--site DIR` (absolute) to an app's build script.
+pub const SITE_ENV: &str = "MOTE_SITE";
 
 /// One forwarded port: 127.0.0.1:`host` on the host, the same port in dom0, `guest` in the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,16 +126,16 @@ pub fn parse_meta(manifest: &str) -> Result<AppMeta, String> {
                     format!("line {}: memory must be a positive number of MiB, not {value:?}", number + 1)
                 })?
             }
-            "network" => {
-                meta.network = match value {
+            "network" | "site" => {
+                let flag = match value {
                     "true" => true,
                     "false" => false,
-                    _ => {
-                        return Err(format!(
-                            "line {}: network must be true or false, not {value:?}",
-                            number + 1
-                        ))
-                    }
+                    _ => return Err(format!("line {}: {key} must be true or false, not {value:?}", number + 1)),
+                };
+                if key == "site" {
+                    meta.site = flag;
+                } else {
+                    meta.network = flag;
                 }
             }
             "try" => {
@@ -148,7 +160,7 @@ pub fn parse_meta(manifest: &str) -> Result<AppMeta, String> {
             }
             _ => {
                 return Err(format!(
-                "line {}: unknown key {key:?} in [package.metadata.mote] (known: memory, network, forward, try)",
+                "line {}: unknown key {key:?} in [package.metadata.mote] (known: memory, network, forward, try, site)",
                 number + 1
             ))
             }
@@ -195,9 +207,29 @@ pub fn app_meta(app: &str) -> Result<AppMeta, String> {
 
 /// Builds `app` and writes `target/mote/<app>{.elf,.debug.elf,.cfg}`.
 pub fn build(app: &str, debug: bool) -> Result<Image, String> {
+    build_with(app, debug, None)
+}
+
+/// [`build`], embedding `site` (a directory) in an app that serves one instead of its own.
+pub fn build_with(app: &str, debug: bool, site: Option<&Path>) -> Result<Image, String> {
     let meta = app_meta(app)?;
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo.current_dir(workspace_root()).args(["build", "-p", app, "--target", TARGET]);
+    // Only what the command line says reaches the build script: an inherited value does not.
+    cargo.env_remove(SITE_ENV);
+    if let Some(site) = site {
+        if !meta.site {
+            return Err(format!(
+                "--site: {app} serves no site (no `site = true` in its [package.metadata.mote])"
+            ));
+        }
+        let dir = site.canonicalize().map_err(|e| format!("--site {}: {e}", site.display()))?;
+        if !dir.is_dir() {
+            return Err(format!("--site {}: not a directory", site.display()));
+        }
+        eprintln!("mote: {app}: embedding the site {}", dir.display());
+        cargo.env(SITE_ENV, dir);
+    }
     if !debug {
         cargo.arg("--release");
     }
@@ -269,6 +301,13 @@ mod tests {
         assert!(parse_meta("[package.metadata.mote]\nmemory = \"8\"\n").is_err());
         assert!(parse_meta("[package.metadata.mote]\nnetwork = yes\n").is_err());
         assert!(parse_meta("[package.metadata.mote]\nmemroy = 8\n").is_err());
+        assert!(parse_meta("[package.metadata.mote]\nsite = \"site\"\n").is_err());
+    }
+
+    #[test]
+    fn site_flag() {
+        assert!(parse_meta("[package.metadata.mote]\nsite = true\n").unwrap().site);
+        assert!(!parse_meta("[package.metadata.mote]\nnetwork = true\n").unwrap().site);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! `cargo xtask`: builds mote images and runs them under Xen in an emulated machine.
 //!
 //! ```text
-//! cargo xtask build <app> [--debug]
-//! cargo xtask run <app> [--debug] [--timeout SECS] [-- <guest command line>…]
+//! cargo xtask build <app> [--debug] [--site DIR]
+//! cargo xtask run <app> [--debug] [--site DIR] [--timeout SECS] [-- <guest command line>…]
 //! cargo xtask xl <xl arguments>…
 //! cargo xtask test [--integration-only] [CASE-FILTER]
 //! cargo xtask bench [echo]
@@ -32,9 +32,10 @@ use std::time::Duration;
 
 const USAGE: &str = "\
 usage:
-  cargo xtask build <app> [--debug]
-      build apps/<app> into target/mote/<app>.elf (stripped), <app>.debug.elf and <app>.cfg
-  cargo xtask run <app> [--debug] [--timeout SECS] [-- <args>…]
+  cargo xtask build <app> [--debug] [--site DIR]
+      build apps/<app> into target/mote/<app>.elf (stripped), <app>.debug.elf and <app>.cfg;
+      --site embeds DIR as the site of an app that serves one (web) instead of its sample
+  cargo xtask run <app> [--debug] [--site DIR] [--timeout SECS] [-- <args>…]
       build, boot Xen + dom0 in QEMU, run the app with <args> as its command line,
       stream its console; exit 0 when it powers off
   cargo xtask xl <args>…
@@ -68,17 +69,14 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
     };
     match command.as_str() {
         "build" => {
-            let (app, debug, _, guest_args) = parse_app_args(rest, false)?;
-            if !guest_args.is_empty() {
+            let args = parse_app_args(rest, false)?;
+            if !args.guest_args.is_empty() {
                 return Err("`build` takes no guest arguments".into());
             }
-            build::build(&app, debug)?;
+            build::build_with(&args.app, args.debug, args.site.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
-        "run" => {
-            let (app, debug, timeout, guest_args) = parse_app_args(rest, true)?;
-            cmd_run(&app, debug, timeout, &guest_args)
-        }
+        "run" => cmd_run(&parse_app_args(rest, true)?),
         "xl" => cmd_xl(rest),
         "test" => {
             let mut opts = tests::TestOptions { integration_only: false, filter: None };
@@ -114,14 +112,23 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
     }
 }
 
-/// Parses `<app> [--debug] [--timeout SECS] [-- args…]`.
-fn parse_app_args(
-    args: &[String],
-    allow_timeout: bool,
-) -> Result<(String, bool, Option<Duration>, Vec<String>), String> {
+/// What `build` and `run` were asked.
+#[derive(Debug, PartialEq, Eq)]
+struct AppArgs {
+    app: String,
+    debug: bool,
+    timeout: Option<Duration>,
+    /// `--site DIR`: the site to embed.
+    site: Option<PathBuf>,
+    guest_args: Vec<String>,
+}
+
+/// Parses `<app> [--debug] [--site DIR] [--timeout SECS] [-- args…]`.
+fn parse_app_args(args: &[String], allow_timeout: bool) -> Result<AppArgs, String> {
     let mut app = None;
     let mut debug = false;
     let mut timeout = None;
+    let mut site = None;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
@@ -133,13 +140,14 @@ fn parse_app_args(
                     secs.parse().map_err(|_| format!("--timeout: bad number of seconds {secs:?}"))?;
                 timeout = Some(Duration::from_secs(secs));
             }
+            "--site" => site = Some(PathBuf::from(iter.next().ok_or("--site needs a directory")?)),
             a if a.starts_with('-') => return Err(format!("unknown option {a:?}\n{USAGE}")),
             a if app.is_none() => app = Some(a.to_owned()),
             a => return Err(format!("unexpected argument {a:?} (guest arguments go after `--`)\n{USAGE}")),
         }
     }
     let app = app.ok_or_else(|| format!("which app?\n{USAGE}"))?;
-    Ok((app, debug, timeout, iter.cloned().collect()))
+    Ok(AppArgs { app, debug, timeout, site, guest_args: iter.cloned().collect() })
 }
 
 /// Parses `[TARGET] [--seconds N]`.
@@ -166,14 +174,10 @@ fn parse_fuzz_args(args: &[String]) -> Result<(Option<String>, u64), String> {
 }
 
 /// `cargo xtask run`.
-fn cmd_run(
-    app: &str,
-    debug: bool,
-    timeout: Option<Duration>,
-    guest_args: &[String],
-) -> Result<ExitCode, String> {
+fn cmd_run(args: &AppArgs) -> Result<ExitCode, String> {
+    let (app, timeout, guest_args) = (args.app.as_str(), args.timeout, &args.guest_args);
     guest::extra_value(guest_args)?;
-    let image = build::build(app, debug)?;
+    let image = build::build_with(app, args.debug, args.site.as_deref())?;
     assets::install_host_deps()?;
     let assets = assets::ensure()?;
     let mut forwards = forward::plan(&image.meta.forward)?;
@@ -303,13 +307,15 @@ mod cli_tests {
 
     #[test]
     fn app_args() {
-        let (app, debug, timeout, rest) =
-            parse_app_args(&strings(&["hello", "--debug", "--", "a=b", "--x"]), true).unwrap();
-        assert_eq!((app.as_str(), debug, timeout), ("hello", true, None));
-        assert_eq!(rest, ["a=b", "--x"]);
-        let (_, _, timeout, rest) = parse_app_args(&strings(&["hello", "--timeout", "30"]), true).unwrap();
-        assert_eq!(timeout, Some(Duration::from_secs(30)));
-        assert!(rest.is_empty());
+        let args = parse_app_args(&strings(&["hello", "--debug", "--", "a=b", "--x"]), true).unwrap();
+        assert_eq!((args.app.as_str(), args.debug, args.timeout, args.site), ("hello", true, None, None));
+        assert_eq!(args.guest_args, ["a=b", "--x"]);
+        let args = parse_app_args(&strings(&["hello", "--timeout", "30"]), true).unwrap();
+        assert_eq!(args.timeout, Some(Duration::from_secs(30)));
+        assert!(args.guest_args.is_empty());
+        let args = parse_app_args(&strings(&["web", "--site", "/srv/www"]), false).unwrap();
+        assert_eq!(args.site, Some(PathBuf::from("/srv/www")));
+        assert!(parse_app_args(&strings(&["web", "--site"]), false).is_err());
         assert!(parse_app_args(&strings(&["hello", "extra"]), true).is_err());
         assert!(parse_app_args(&strings(&["--debug"]), true).is_err());
         assert!(parse_app_args(&strings(&["hello", "--timeout", "1"]), false).is_err());
