@@ -383,9 +383,11 @@ fn random_input_never_panics() {
         }
         let mut conn = Connection::new();
         let mut rest = &input[..];
+        let mut longest = 0;
         while !rest.is_empty() && !conn.is_closed() {
             let (piece, tail) = rest.split_at(1 + rng.below(rest.len()));
             rest = tail;
+            longest = longest.max(piece.len());
             conn.feed(piece);
             while let Some(response) = conn.next_response(&site, NOW) {
                 let seen = decode(&response);
@@ -395,6 +397,7 @@ fn random_input_never_panics() {
                 }
             }
             assert!(conn.buffered() <= MAX_HEAD);
+            assert!(conn.capacity() <= MAX_HEAD + longest, "{} bytes held", conn.capacity());
         }
     }
 }
@@ -413,6 +416,7 @@ fn bounded_buffer_under_endless_header() {
             break;
         }
         assert!(conn.buffered() <= MAX_HEAD);
+        assert!(conn.capacity() <= MAX_HEAD + chunk.len());
     }
     assert_eq!(answered, Some(Status::HeaderFieldsTooLarge));
     assert!(conn.is_closed());
