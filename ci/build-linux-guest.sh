@@ -7,8 +7,12 @@
 # <cache-dir> must hold what ci/fetch-xen.sh produced. The archive contains:
 #   /init                     ci/linux-guest/init
 #   /mote/agent               <agent-binary>, which serves echo and discard (`echo-server`)
+#   /usr/sbin/nginx           Debian's nginx (package nginx, the server of nginx-light: downloaded
+#                             and unpacked here, never installed on the host), with
+#                             /etc/nginx/nginx.conf from ci/linux-guest/nginx.conf; it serves
+#                             /srv/www, which `cargo xtask bench web` appends as a second archive
 #   /lib/modules/<version>    xen-netfront and its dependencies, with modules.dep
-#   busybox applets, and the libraries `ldd` lists for the agent.
+#   busybox applets, and the libraries `ldd` lists for the agent and nginx.
 set -euo pipefail
 
 tool=build-linux-guest
@@ -33,12 +37,41 @@ done
 cp "$agent" "$stage/mote/agent"
 install -m 0755 "$here/linux-guest/init" "$stage/init"
 
-# The agent's libraries, at the paths ldd finds them.
-ldd "$agent" | awk '$2 == "=>" && $3 ~ /^\// { print $3; next } $1 ~ /^\// { print $1 }' |
-    while read -r lib; do
-        mkdir -p "$stage$(dirname "$lib")"
-        cp -L "$lib" "$stage$lib"
-    done
+# nginx from Debian's package, unpacked (not installed: its postinst would start a server on the
+# host). The download goes through a scratch folder, so no truncated .deb stays behind.
+debs=$cache/debs
+if ! compgen -G "$debs/nginx_*.deb" >/dev/null; then
+    echo "$tool: downloading nginx"
+    rm -rf "$debs/partial-nginx"
+    mkdir -p "$debs/partial-nginx"
+    (cd "$debs/partial-nginx" && apt-get download -q -o APT::Sandbox::User=root nginx >/dev/null) ||
+        die "cannot download the package nginx (stale package lists? try apt-get update)"
+    (cd "$debs/partial-nginx" && sha256sum nginx_*.deb)
+    mv "$debs/partial-nginx"/nginx_*.deb "$debs/"
+    rmdir "$debs/partial-nginx"
+fi
+dpkg -x "$(compgen -G "$debs/nginx_*.deb" | head -n1)" "$stage/nginx-deb"
+mkdir -p "$stage/usr/sbin" "$stage/etc/nginx" "$stage/srv/www"
+mv "$stage/nginx-deb/usr/sbin/nginx" "$stage/usr/sbin/nginx"
+rm -rf "$stage/nginx-deb"
+install -m 0644 "$here/linux-guest/nginx.conf" "$stage/etc/nginx/nginx.conf"
+# nginx's workers run as nobody.
+printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$stage/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$stage/etc/group"
+
+# The agent's and nginx's libraries, at the paths ldd finds them.
+libs=$(ldd "$agent" "$stage/usr/sbin/nginx" |
+    awk '/not found/ { print "MISSING " $1; next }
+         $2 == "=>" && $3 ~ /^\// { print $3; next }
+         $1 ~ /^\// && $1 !~ /:$/ { print $1 }' | sort -u)
+if grep -q '^MISSING' <<<"$libs"; then
+    die "libraries not found on this host: $(grep '^MISSING' <<<"$libs" | cut -d' ' -f2 | tr '\n' ' ')(run ci/install-host-deps.sh)"
+fi
+while read -r lib; do
+    mkdir -p "$stage$(dirname "$lib")"
+    [[ -e $stage$lib ]] || cp -L "$lib" "$stage$lib"
+done <<<"$libs"
+chroot "$stage" /usr/sbin/nginx -t -q || die "nginx does not run in the guest's tree"
 
 depmod -b "$root" "$kver"
 modprobe -d "$root" -S "$kver" --show-depends xen-netfront | awk '$1 == "insmod" { print $2 }' |

@@ -13,6 +13,8 @@ packages=(
     grep mawk findutils coreutils
     libc-bin        # ldd, ldconfig
     bind9-dnsutils  # dig, copied into dom0 for the DNS cases
+    wrk             # dom0's HTTP load generator for `cargo xtask bench web` (copied with its libraries)
+    libpcre2-8-0 libssl3 libcrypt1 # the libraries of nginx, copied into the Linux benchmark guest
     libgcc-s1 libext2fs2 libuuid1 libzstd1 zlib1g liblzma5 libncurses6 libtinfo6 # xl's libraries
 )
 

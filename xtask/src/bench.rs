@@ -25,28 +25,28 @@ const DISCARD_BYTES: u64 = 20_000_000;
 const DATAGRAMS: u32 = 500;
 /// Smallest memory the Linux guest boots and serves with: at 80 MiB its 58 MiB kernel and
 /// 8 MiB initramfs no longer fit (`xc_dom_chk_alloc_pages: segment module0 too large`).
-const LINUX_MEMORY_MIB: u32 = 96;
+pub(crate) const LINUX_MEMORY_MIB: u32 = 96;
 /// Where the Linux guest's kernel and initramfs go in dom0: a tmpfs of its own, as dom0's root
 /// file system is too small for the kernel.
-const LINUX_DIR: &str = "/mote/linux";
+pub(crate) const LINUX_DIR: &str = "/mote/linux";
 /// Longest a guest may take to boot, or one measurement to run.
-const STEP_LIMIT: Duration = Duration::from_secs(180);
+pub(crate) const STEP_LIMIT: Duration = Duration::from_secs(180);
 /// Longest a whole guest run (boot, measurements, shutdown) may take.
 const RUN_LIMIT: Duration = Duration::from_secs(600);
 
 /// A guest under test.
-struct Subject {
+pub(crate) struct Subject {
     /// Column heading.
-    label: &'static str,
-    image: Image,
+    pub label: &'static str,
+    pub image: Image,
     /// Kernel command line.
-    args: Vec<String>,
+    pub args: Vec<String>,
     /// xl config overrides.
-    xl: Vec<String>,
+    pub xl: Vec<String>,
     /// The address it serves on.
-    ip: &'static str,
+    pub ip: &'static str,
     /// Text of the console line that says it serves.
-    ready: &'static str,
+    pub ready: &'static str,
 }
 
 /// One round's figures for one guest, in the order of [`METRICS`].
@@ -67,7 +67,8 @@ const METRICS: [(&str, &str, bool, usize); 7] = [
 pub fn run(which: Option<&str>) -> Result<bool, String> {
     match which {
         None | Some("echo") => {}
-        Some(other) => return Err(format!("unknown benchmark {other:?} (there is: echo)")),
+        Some("web") => return crate::bench_web::run(),
+        Some(other) => return Err(format!("unknown benchmark {other:?} (there are: echo, web)")),
     }
     let mote = build::build("echo", false)?;
     assets::install_host_deps()?;
@@ -123,7 +124,7 @@ pub fn run(which: Option<&str>) -> Result<bool, String> {
 
 /// Copies the Linux guest's kernel and initramfs into a tmpfs in dom0 and its config into
 /// dom0's image folder; the image that names them.
-fn upload_linux(agent: &Agent, assets: &Assets, initrd: &Path) -> Result<Image, String> {
+pub(crate) fn upload_linux(agent: &Agent, assets: &Assets, initrd: &Path) -> Result<Image, String> {
     let limit = Duration::from_secs(120);
     agent.run_ok(
         &format!("mkdir -p {LINUX_DIR} && {{ mountpoint -q {LINUX_DIR} || mount -t tmpfs -o size=128m tmpfs {LINUX_DIR}; }}"),
@@ -143,6 +144,38 @@ fn upload_linux(agent: &Agent, assets: &Assets, initrd: &Path) -> Result<Image, 
 
 /// Boots `subject`, times it until it serves, measures it from dom0, shuts it down.
 fn measure(agent: &Agent, subject: &Subject) -> Result<Figures, String> {
+    with_guest(agent, subject, |boot| {
+        let check = |command: String| -> Result<String, String> {
+            let out = agent.run_ok(&format!("/mote/agent {command}"), STEP_LIMIT)?;
+            eprintln!("bench:   {}", out.trim());
+            Ok(out)
+        };
+        let ip = subject.ip;
+        let echo = check(format!("tcp-check {ip}:7 {ECHO_BYTES}"))?;
+        let discard = check(format!("discard-check {ip}:9 {DISCARD_BYTES}"))?;
+        let udp = check(format!("udp-check {ip}:7 {DATAGRAMS}"))?;
+        let parsed = [
+            field(&echo, " (", " MB/s)"),
+            field(&discard, " (", " MB/s)"),
+            field(&udp, "median ", " ms"),
+            field(&udp, "p99 ", " ms"),
+            field(&udp, "min ", " ms"),
+        ];
+        let [Some(echo), Some(discard), Some(median), Some(p99), Some(min)] = parsed else {
+            return Err(format!("unexpected report in {echo:?} {discard:?} {udp:?}"));
+        };
+        let memory = f64::from(subject.image.meta.memory_mib);
+        Ok([echo, discard, median, p99, min, boot, memory])
+    })
+}
+
+/// Boots `subject`, waits until it serves, runs `measure` (given the seconds from `xl create`
+/// to serving), shuts the guest down; `measure`'s figures if the guest then powered off.
+pub(crate) fn with_guest<T: Send>(
+    agent: &Agent,
+    subject: &Subject,
+    measure: impl FnOnce(f64) -> Result<T, String>,
+) -> Result<T, String> {
     let opts = guest::Options {
         timeout: Some(RUN_LIMIT),
         echo: false,
@@ -166,29 +199,9 @@ fn measure(agent: &Agent, subject: &Subject) -> Result<Figures, String> {
                     Err(_) => return Err(format!("no console line {:?}", subject.ready)),
                 }
             }
-            let boot = started.elapsed().as_secs_f64();
-            let check = |command: String| -> Result<String, String> {
-                let out = agent.run_ok(&format!("/mote/agent {command}"), STEP_LIMIT)?;
-                eprintln!("bench:   {}", out.trim());
-                Ok(out)
-            };
-            let ip = subject.ip;
-            let echo = check(format!("tcp-check {ip}:7 {ECHO_BYTES}"))?;
-            let discard = check(format!("discard-check {ip}:9 {DISCARD_BYTES}"))?;
-            let udp = check(format!("udp-check {ip}:7 {DATAGRAMS}"))?;
+            let figures = measure(started.elapsed().as_secs_f64())?;
             agent.run_ok(&format!("xl shutdown -w {}", sh_quote(&subject.image.app)), STEP_LIMIT)?;
-            let parsed = [
-                field(&echo, " (", " MB/s)"),
-                field(&discard, " (", " MB/s)"),
-                field(&udp, "median ", " ms"),
-                field(&udp, "p99 ", " ms"),
-                field(&udp, "min ", " ms"),
-            ];
-            let [Some(echo), Some(discard), Some(median), Some(p99), Some(min)] = parsed else {
-                return Err(format!("unexpected report in {echo:?} {discard:?} {udp:?}"));
-            };
-            let memory = f64::from(subject.image.meta.memory_mib);
-            Ok([echo, discard, median, p99, min, boot, memory])
+            Ok(figures)
         })();
         if measured.is_err() {
             let _ = agent.run(&format!("xl destroy {}", sh_quote(&subject.image.app)), STEP_LIMIT);
@@ -211,14 +224,14 @@ fn field(text: &str, after: &str, before: &str) -> Option<f64> {
 }
 
 /// The median of `values` (the upper one of an even count); NaN when empty.
-fn median(values: impl Iterator<Item = f64>) -> f64 {
+pub(crate) fn median(values: impl Iterator<Item = f64>) -> f64 {
     let mut values: Vec<f64> = values.collect();
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// QEMU's, Xen's and the kernel's versions.
-fn environment(agent: &Agent) -> String {
+pub(crate) fn environment(agent: &Agent) -> String {
     let qemu = Command::new("qemu-system-x86_64")
         .arg("--version")
         .output()

@@ -5,18 +5,19 @@
 //! cargo xtask run <app> [--debug] [--site DIR] [--timeout SECS] [-- <guest command line>…]
 //! cargo xtask xl <xl arguments>…
 //! cargo xtask test [--integration-only] [CASE-FILTER]
-//! cargo xtask bench [echo]
+//! cargo xtask bench [echo|web]
 //! cargo xtask fuzz [TARGET] [--seconds N]
 //! ```
 //!
 //! Modules: `build` (image + xl config), `assets` (Xen, dom0 kernel and initramfs), `harness`
 //! (the QEMU machine), `agent` (client of dom0's agent), `guest` (one guest run in dom0),
 //! `tests` (the test command and its integration cases), `bench` (benchmarks against a Linux
-//! guest), `fuzz` (the `cargo fuzz` targets).
+//! guest; `bench_web` the web server's), `fuzz` (the `cargo fuzz` targets).
 
 mod agent;
 mod assets;
 mod bench;
+mod bench_web;
 mod build;
 mod forward;
 mod fuzz;
@@ -43,9 +44,9 @@ usage:
   cargo xtask test [--integration-only] [FILTER]
       host packages, host unit tests, then the integration cases (whose name contains FILTER)
       under Xen
-  cargo xtask bench [echo]
-      measure the echo mote against a Linux PVH guest in the harness and print both and the
-      ratio
+  cargo xtask bench [echo|web]
+      measure the echo mote against a Linux PVH guest in the harness (web: apps/web against
+      nginx in that guest, with wrk) and print both and the ratio
 
   cargo xtask fuzz [TARGET] [--seconds N]
       run each fuzz target in fuzz/ (or TARGET) for N seconds (default 60) with
