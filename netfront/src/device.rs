@@ -46,6 +46,16 @@ impl Netfront {
         })
     }
 
+    /// Whether a frame can be queued, after taking the backend's tx responses if none can.
+    fn tx_room(&mut self) -> bool {
+        if !self.queues.can_send() {
+            if let Err(e) = self.queues.reap_tx() {
+                log::warn!("{e}");
+            }
+        }
+        self.queues.can_send()
+    }
+
     fn flush(queues: &mut Queues, port: Port) {
         if queues.publish() {
             if let Err(e) = event::send(port) {
@@ -60,6 +70,12 @@ impl phy::Device for Netfront {
     type TxToken<'a> = TxToken<'a>;
 
     fn receive(&mut self, _: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        // A frame taken in may be answered at once (an ACK) through the paired TxToken: take
+        // one only while a tx slot is free, so that with the tx ring full the answer waits
+        // (the frame stays in the rx ring) instead of being dropped.
+        if !self.tx_room() {
+            return None;
+        }
         loop {
             match self.queues.recv(&mut self.rx_frame) {
                 Ok(true) => break,
@@ -74,12 +90,7 @@ impl phy::Device for Netfront {
     }
 
     fn transmit(&mut self, _: Instant) -> Option<TxToken<'_>> {
-        if !self.queues.can_send() {
-            if let Err(e) = self.queues.reap_tx() {
-                log::warn!("{e}");
-            }
-        }
-        self.queues.can_send().then_some(TxToken { queues: &mut self.queues, port: self.port })
+        self.tx_room().then_some(TxToken { queues: &mut self.queues, port: self.port })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {

@@ -1,11 +1,12 @@
 //! `mote-agent http-check ADDR PATH CONNECTIONS REQUESTS`: many keep-alive HTTP/1.1 clients
 //! at once. Opens CONNECTIONS connections (a few at a time, so that the server's backlog of
-//! unaccepted ones stays short), each sending one `GET PATH` as soon as it is open; once all are
-//! open, every connection the server kept sends REQUESTS - 1 more, all written before any
-//! answer is read. A connection the server refuses (a response with `Connection: close`) is
-//! counted by its status. Prints how many connections were open at once and each status's count
-//! with the length and FNV-1a digest of the 200 bodies, which must all be the same; exits
-//! non-zero on an I/O error, a malformed response or differing bodies.
+//! unaccepted ones stays short), each sending one `GET PATH` as soon as it is open (and those
+//! open asked again now and then, so that none idles out meanwhile); once all are open, every
+//! connection the server kept sends REQUESTS - 1 more, all written before any answer is read.
+//! A connection the server refuses (a response with `Connection: close`) is counted by its
+//! status. Prints how many connections were kept open at once and each status's count with the
+//! length and FNV-1a digest of the 200 bodies, which must all be the same; exits non-zero on an
+//! I/O error, a malformed response or differing bodies.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Write};
@@ -18,6 +19,9 @@ use std::time::{Duration, Instant};
 const STALL: Duration = Duration::from_secs(30);
 /// Threads opening and driving connections; each connects one at a time.
 const THREADS: usize = 8;
+/// While connections are being opened, those already open are asked again this often: well
+/// within the idle timeouts of servers (apps/web's is 30 s).
+const REFRESH: Duration = Duration::from_secs(10);
 
 /// One response as read.
 #[derive(Debug, PartialEq, Eq)]
@@ -80,6 +84,8 @@ fn connect(addr: SocketAddr) -> io::Result<Open> {
 /// What all connections saw: answers by status, the 200 body, errors.
 #[derive(Default)]
 struct Tally {
+    /// Connections the server kept open, all open at once once every thread has opened its share.
+    kept: usize,
     statuses: BTreeMap<u16, u64>,
     body: Option<Vec<u8>>,
     errors: Vec<String>,
@@ -101,7 +107,8 @@ impl Tally {
 }
 
 /// One thread's connections: opened and asked once each, then (after every thread has opened
-/// its share) asked `requests - 1` more times.
+/// its share) asked `requests - 1` more times. While it opens, the ones already open are asked
+/// again every [`REFRESH`], so that none sits idle long enough for the server to close it.
 fn drive(
     addr: SocketAddr,
     request: &[u8],
@@ -112,7 +119,12 @@ fn drive(
 ) {
     let mut kept = Vec::new();
     let fail = |e: String| tally.lock().unwrap().errors.push(e);
+    let mut refreshed = Instant::now();
     for _ in 0..count {
+        if refreshed.elapsed() >= REFRESH {
+            ask_all(&mut kept, request, tally);
+            refreshed = Instant::now();
+        }
         let first = connect(addr).and_then(|mut open| {
             open.writer.write_all(request)?;
             let answer = read_answer(&mut open.reader)?;
@@ -128,18 +140,25 @@ fn drive(
             Err(e) => fail(format!("first request: {e}")),
         }
     }
+    tally.lock().unwrap().kept += kept.len();
     opened.wait();
     for _ in 1..requests {
-        for open in &mut kept {
-            if let Err(e) = open.writer.write_all(request) {
-                fail(format!("write: {e}"));
-            }
+        ask_all(&mut kept, request, tally);
+    }
+}
+
+/// Sends `request` on every connection, then reads every answer.
+fn ask_all(kept: &mut [Open], request: &[u8], tally: &Mutex<Tally>) {
+    let fail = |e: String| tally.lock().unwrap().errors.push(e);
+    for open in kept.iter_mut() {
+        if let Err(e) = open.writer.write_all(request) {
+            fail(format!("write: {e}"));
         }
-        for open in &mut kept {
-            match read_answer(&mut open.reader) {
-                Ok(answer) => tally.lock().unwrap().record(&answer),
-                Err(e) => fail(format!("read: {e}")),
-            }
+    }
+    for open in kept.iter_mut() {
+        match read_answer(&mut open.reader) {
+            Ok(answer) => tally.lock().unwrap().record(&answer),
+            Err(e) => fail(format!("read: {e}")),
         }
     }
 }
@@ -185,7 +204,8 @@ fn check(addr: SocketAddr, path: &str, connections: usize, requests: u64) -> Res
     let digest =
         body.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     Ok(format!(
-        "http-check: {connections} connections to {addr}{path}, {requests} requests each when kept open, in {secs:.1} s: {}; 200 body {} bytes, fnv64 {digest:016x}",
+        "http-check: {connections} connections to {addr}{path}, {} kept open at once, each asked at least {requests} times, in {secs:.1} s: {}; 200 body {} bytes, fnv64 {digest:016x}",
+        tally.kept,
         statuses.join(", "),
         body.len()
     ))
@@ -271,6 +291,7 @@ mod tests {
     #[test]
     fn counts_served_and_refused_connections() {
         let report = check(server(10), "/", 13, 3).unwrap();
+        assert!(report.contains(", 10 kept open at once,"), "{report}");
         assert!(report.contains(": 30 x 200, 3 x 503; 200 body 5 bytes, fnv64 "), "{report}");
     }
 }
