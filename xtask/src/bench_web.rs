@@ -15,6 +15,9 @@ use std::process::Command;
 const ROUNDS: usize = 3;
 /// How long each wrk run lasts.
 const WRK_SECONDS: u32 = 10;
+/// wrk's request timeout (its default, 2 s, is shorter than a 1 MiB response can take under
+/// TCG: such a request would count as an error, not as its latency).
+const WRK_TIMEOUT: u32 = 10;
 /// Keep-alive connections wrk holds for the small page, and for the large file.
 const SMALL_CONNECTIONS: u32 = 10;
 const LARGE_CONNECTIONS: u32 = 4;
@@ -148,7 +151,10 @@ pub fn measure() -> Result<WebBench, String> {
 
 /// Runs wrk from dom0 against `http://ip/path`.
 fn wrk(agent: &crate::agent::Agent, ip: &str, path: &str, connections: u32) -> Result<Wrk, String> {
-    let command = format!("wrk -t1 -c{connections} -d{WRK_SECONDS}s --latency http://{ip}{path}");
+    // The port is given: dom0 has no /etc/services for wrk to look `http` up in.
+    let command = format!(
+        "wrk -t1 -c{connections} -d{WRK_SECONDS}s --timeout {WRK_TIMEOUT}s --latency http://{ip}:80{path}"
+    );
     let out = agent.run_ok(&command, STEP_LIMIT)?;
     eprintln!("bench web:   {command}\n{}", out.trim_end());
     parse_wrk(&out).ok_or_else(|| format!("unexpected wrk output: {out:?}"))

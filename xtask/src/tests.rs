@@ -365,7 +365,7 @@ pub fn cases() -> Vec<Case> {
         Case {
             name: "web_serves_1000_concurrent_keep_alive_connections",
             app: "web",
-            args: &[],
+            args: &["ip=10.0.0.20/24"],
             // 1000 connections at their largest (34 KiB each) and the rest: see apps/web.
             xl: &["memory=40"],
             reason: Reason::Poweroff,
@@ -375,7 +375,7 @@ pub fn cases() -> Vec<Case> {
         Case {
             name: "web_refuses_connections_beyond_its_limit_with_503",
             app: "web",
-            args: &[],
+            args: &["ip=10.0.0.20/24"],
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("web: Poweroff requested, stopping")],
