@@ -23,9 +23,11 @@ const ECHO_BYTES: u64 = 10_000_000;
 const DISCARD_BYTES: u64 = 20_000_000;
 /// UDP echo round trips, one after another.
 const DATAGRAMS: u32 = 500;
-/// Smallest memory the Linux guest boots and serves with: at 80 MiB its 58 MiB kernel and
-/// 8 MiB initramfs no longer fit (`xc_dom_chk_alloc_pages: segment module0 too large`).
-pub(crate) const LINUX_MEMORY_MIB: u32 = 96;
+/// Memory the Linux guest boots and serves with: at 80 MiB its 58 MiB kernel and 8 MiB
+/// initramfs no longer fit (`xc_dom_chk_alloc_pages: segment module0 too large`); 96 MiB did
+/// until nginx and its libraries made the initramfs 16 MiB, with which the kernel panics at boot
+/// ("System is deadlocked on memory").
+pub(crate) const LINUX_MEMORY_MIB: u32 = 128;
 /// Where the Linux guest's kernel and initramfs go in dom0: a tmpfs of its own, as dom0's root
 /// file system is too small for the kernel.
 pub(crate) const LINUX_DIR: &str = "/mote/linux";
