@@ -14,8 +14,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// A case that has not ended by then fails (and its domain is destroyed).
-const CASE_TIMEOUT: Duration = Duration::from_secs(120);
+/// A case that has not ended by then fails (and its domain is destroyed). The longest, 1000
+/// web connections, took 124 s with five other harnesses sharing the host's two cores.
+const CASE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Console lines shown with a failure.
 const EXCERPT_LINES: usize = 40;
 /// Longest console line shown in full in an excerpt.
@@ -737,8 +738,9 @@ fn drive_web_many_connections(d: &mut Driver) -> Result<(), String> {
     if limit < CONNECTIONS {
         return Err(format!("the guest takes only {limit} connections at once"));
     }
-    let out =
-        d.agent.run_ok(&format!("/mote/agent http-check {ip}:80 / {CONNECTIONS} 2"), NET_CHECK_LIMIT)?;
+    // It took 95 s with five other harnesses sharing the host's two cores.
+    let limit = Duration::from_secs(240);
+    let out = d.agent.run_ok(&format!("/mote/agent http-check {ip}:80 / {CONNECTIONS} 2"), limit)?;
     println!("    {}", out.trim());
     let index = site_file("index.html")?;
     let kept = format!(", {CONNECTIONS} kept open at once,");
