@@ -14,7 +14,7 @@
 #                             dig reads at start even when given @server)
 #   /usr/bin/dnsperf          the DNS benchmark's load generator (`cargo xtask bench dns`)
 #   busybox applets, bash and flock (the hotplug scripts need them), curl (the web cases'
-#   client), and every library `ldd` lists for the binaries (libcurl and all it links), plus
+#   client), wrk (`cargo xtask bench web`'s load generator), and every library `ldd` lists for the binaries (libcurl and all it links), plus
 #   libgcc_s.so.1 (xl aborts without it; ldd does not list it).
 # Nothing is put under /mote/images: the host appends a second archive with the guest images.
 set -euo pipefail
@@ -46,7 +46,7 @@ cp /bin/busybox "$stage/usr/bin/busybox"
 for applet in $(/bin/busybox --list-full); do
     [[ -e $stage/$applet || -L $stage/$applet ]] || ln -s /usr/bin/busybox "$stage/$applet"
 done
-for tool in bash flock curl dig dnsperf; do
+for tool in bash flock curl dig dnsperf wrk; do
     cp --remove-destination "$(command -v "$tool")" "$stage/usr/bin/$tool"
 done
 

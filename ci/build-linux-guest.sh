@@ -10,8 +10,12 @@
 #   /usr/bin/nsd, /etc/nsd    Debian's NSD with ci/linux-guest/nsd.conf and the dns app's sample
 #                             zone, for `cargo xtask bench dns` (started with mote.nsd on the
 #                             kernel command line)
+#   /usr/sbin/nginx           Debian's nginx (package nginx, the server of nginx-light: downloaded
+#                             and unpacked here, never installed on the host), with
+#                             /etc/nginx/nginx.conf from ci/linux-guest/nginx.conf; it serves
+#                             /srv/www, which `cargo xtask bench web` appends as a second archive
 #   /lib/modules/<version>    xen-netfront, xen-blkfront and their dependencies, with modules.dep
-#   busybox applets, and the libraries `ldd` lists for the agent.
+#   busybox applets, and the libraries `ldd` lists for the agent, NSD and nginx.
 set -euo pipefail
 
 tool=build-linux-guest
@@ -43,12 +47,41 @@ mkdir -p "$stage/etc/nsd"
 cp "$here/linux-guest/nsd.conf" "$stage/etc/nsd/nsd.conf"
 cp "$here/../apps/dns/zones/example.com.zone" "$stage/etc/nsd/example.com.zone"
 
-# The agent's and NSD's libraries, at the paths ldd finds them.
-{ ldd "$agent"; ldd "$nsd"; } | awk '$2 == "=>" && $3 ~ /^\// { print $3; next } $1 ~ /^\// { print $1 }' | sort -u |
-    while read -r lib; do
-        mkdir -p "$stage$(dirname "$lib")"
-        cp -L "$lib" "$stage$lib"
-    done
+# nginx from Debian's package, unpacked (not installed: its postinst would start a server on the
+# host). The download goes through a scratch folder, so no truncated .deb stays behind.
+debs=$cache/debs
+if ! compgen -G "$debs/nginx_*.deb" >/dev/null; then
+    echo "$tool: downloading nginx"
+    rm -rf "$debs/partial-nginx"
+    mkdir -p "$debs/partial-nginx"
+    (cd "$debs/partial-nginx" && apt-get download -q -o APT::Sandbox::User=root nginx >/dev/null) ||
+        die "cannot download the package nginx (stale package lists? try apt-get update)"
+    (cd "$debs/partial-nginx" && sha256sum nginx_*.deb)
+    mv "$debs/partial-nginx"/nginx_*.deb "$debs/"
+    rmdir "$debs/partial-nginx"
+fi
+dpkg -x "$(compgen -G "$debs/nginx_*.deb" | head -n1)" "$stage/nginx-deb"
+mkdir -p "$stage/usr/sbin" "$stage/etc/nginx" "$stage/srv/www"
+mv "$stage/nginx-deb/usr/sbin/nginx" "$stage/usr/sbin/nginx"
+rm -rf "$stage/nginx-deb"
+install -m 0644 "$here/linux-guest/nginx.conf" "$stage/etc/nginx/nginx.conf"
+# nginx's workers run as nobody.
+printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$stage/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$stage/etc/group"
+
+# The agent's, NSD's and nginx's libraries, at the paths ldd finds them.
+libs=$(ldd "$agent" "$nsd" "$stage/usr/sbin/nginx" |
+    awk '/not found/ { print "MISSING " $1; next }
+         $2 == "=>" && $3 ~ /^\// { print $3; next }
+         $1 ~ /^\// && $1 !~ /:$/ { print $1 }' | sort -u)
+if grep -q '^MISSING' <<<"$libs"; then
+    die "libraries not found on this host: $(grep '^MISSING' <<<"$libs" | cut -d' ' -f2 | tr '\n' ' ')(run ci/install-host-deps.sh)"
+fi
+while read -r lib; do
+    mkdir -p "$stage$(dirname "$lib")"
+    [[ -e $stage$lib ]] || cp -L "$lib" "$stage$lib"
+done <<<"$libs"
+chroot "$stage" /usr/sbin/nginx -t -q || die "nginx does not run in the guest's tree"
 
 depmod -b "$root" "$kver"
 {

@@ -18,6 +18,8 @@ packages=(
     gdb             # cargo xtask debug, and its integration case
     nsd             # the reference server of the DNS differential test (dns/tests/nsd.rs)
     dnsperf         # the DNS benchmark's load generator, copied into dom0
+    wrk             # dom0's HTTP load generator for `cargo xtask bench web` (copied with its libraries)
+    libpcre2-8-0 libssl3 libcrypt1 # the libraries of nginx, copied into the Linux benchmark guest
     libgcc-s1 libext2fs2 libuuid1 libzstd1 zlib1g liblzma5 libncurses6 libtinfo6 # xl's libraries
 )
 

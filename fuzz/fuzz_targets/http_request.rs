@@ -5,13 +5,32 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mote_http::{Connection, Response, StaticFile, StaticSite, MAX_HEAD};
+use mote_http::{Connection, Encoded, Response, StaticFile, StaticSite, MAX_HEAD};
 
 static FILES: &[StaticFile] = &[
-    StaticFile { path: "/data.bin", body: b"0123456789abcdefghij", modified: 1_600_000_000, etag: "\"d\"" },
-    StaticFile { path: "/docs/index.html", body: b"<h1>docs</h1>\n", modified: 0, etag: "\"i\"" },
-    StaticFile { path: "/empty", body: b"", modified: 1_600_000_000, etag: "\"e\"" },
-    StaticFile { path: "/index.html", body: b"<h1>home</h1>\n", modified: 1_600_000_000, etag: "\"h\"" },
+    StaticFile {
+        path: "/data.bin",
+        body: b"0123456789abcdefghij",
+        modified: 1_600_000_000,
+        etag: "\"d\"",
+        gzip: None,
+    },
+    StaticFile { path: "/docs/index.html", body: b"<h1>docs</h1>\n", modified: 0, etag: "\"i\"", gzip: None },
+    StaticFile { path: "/empty", body: b"", modified: 1_600_000_000, etag: "\"e\"", gzip: None },
+    StaticFile {
+        path: "/index.html",
+        body: b"<h1>home</h1>\n",
+        modified: 1_600_000_000,
+        etag: "\"h\"",
+        gzip: None,
+    },
+    StaticFile {
+        path: "/page.html",
+        body: b"<p>a page long enough to be worth compressing</p>\n",
+        modified: 1_600_000_000,
+        etag: "\"p\"",
+        gzip: Some(Encoded { body: b"\x1f\x8bcompressed", etag: "\"pz\"" }),
+    },
 ];
 
 const NOW: u64 = 1_700_000_000;

@@ -24,9 +24,11 @@ impl Connection {
         Connection::default()
     }
 
-    /// Takes bytes read from the peer (dropped once the connection is closing).
+    /// Takes bytes read from the peer (dropped once the connection is closing). The buffer
+    /// grows by what is fed, not by doubling, so what it holds is what it takes.
     pub fn feed(&mut self, bytes: &[u8]) {
         if !self.closed {
+            self.input.reserve_exact(bytes.len());
             self.input.extend_from_slice(bytes);
         }
     }
@@ -39,6 +41,12 @@ impl Connection {
     /// Bytes held for requests not answered yet: below [`MAX_HEAD`] plus one read.
     pub fn buffered(&self) -> usize {
         self.input.len()
+    }
+
+    /// Heap bytes the input buffer holds.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.input.capacity()
     }
 
     /// A response said `Connection: close`: send it, then close.

@@ -1,11 +1,12 @@
 //! A sans-IO HTTP/1.1 server for static files (RFC 9110, RFC 9112): requests are parsed with
 //! `httparse`, answered from a [`Site`], and the bytes to send handed back; the caller does the
 //! I/O and the timing. GET and HEAD, persistent connections and pipelining, conditional and
-//! range requests, and an error status for everything else.
+//! range requests, gzip-coded variants for clients that take them, and an error status for everything else.
 #![no_std]
 
 extern crate alloc;
 
+mod coding;
 mod conn;
 mod date;
 mod mime;
@@ -20,7 +21,7 @@ pub use date::HttpDate;
 pub use mime::content_type;
 pub use request::MAX_TARGET;
 pub use response::{Response, Status};
-pub use site::{etag, Entry, File, Site, StaticFile, StaticSite};
+pub use site::{etag, Encoded, Entry, File, Site, StaticFile, StaticSite};
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! Answering one parsed request (RFC 9110): method, framing, target, then the file with its
 //! conditionals and range.
 
+use crate::coding::accepts_gzip;
 use crate::date::HttpDate;
 use crate::mime::content_type;
 use crate::path::{self, Target};
@@ -143,11 +144,15 @@ fn redirect(request: &Request<'_>, target: &Target<'_>, now: u64) -> Response<'s
     Response { status, head, body: if request.head_only { b"" } else { body }, close: request.close }
 }
 
-/// A file, after `If-None-Match`/`If-Modified-Since` (RFC 9110 §13.2.2) and `Range`.
+/// A file, in the representation the client accepts (gzip when it takes it and the site has
+/// it), after `If-None-Match`/`If-Modified-Since` (RFC 9110 §13.2.2) and `Range`, both
+/// applied to that representation.
 fn serve<'s>(request: &Request<'_>, path: &str, file: File<'s>, now: u64) -> Response<'s> {
-    let len = file.body.len() as u64;
+    let gzip = file.gzip.filter(|_| accepts_gzip(request.list("Accept-Encoding")));
+    let (content, etag) = gzip.map_or((file.body, file.etag), |g| (g.body, g.etag));
+    let len = content.len() as u64;
     let not_modified = if request.value("If-None-Match").is_some() {
-        request.list("If-None-Match").any(|tag| tag == b"*" || weak_eq(tag, file.etag.as_bytes()))
+        request.list("If-None-Match").any(|tag| tag == b"*" || weak_eq(tag, etag.as_bytes()))
     } else {
         request
             .value("If-Modified-Since")
@@ -156,7 +161,7 @@ fn serve<'s>(request: &Request<'_>, path: &str, file: File<'s>, now: u64) -> Res
     };
     let ranged = match request.value("Range") {
         _ if not_modified || request.head_only => Ranged::Whole,
-        Some(value) if if_range_holds(request, &file) => range::evaluate(value, len),
+        Some(value) if if_range_holds(request, etag, file.modified) => range::evaluate(value, len),
         _ => Ranged::Whole,
     };
     let status = match (&ranged, not_modified) {
@@ -166,40 +171,48 @@ fn serve<'s>(request: &Request<'_>, path: &str, file: File<'s>, now: u64) -> Res
         (Ranged::Unsatisfiable, _) => Status::RangeNotSatisfiable,
     };
     let mut head = Head::new(status, now);
-    head.field("ETag", file.etag).field("Last-Modified", HttpDate(file.modified));
+    head.field("ETag", etag).field("Last-Modified", HttpDate(file.modified));
+    if file.gzip.is_some() {
+        // Caches must tell the representations apart (RFC 9110 §12.5.5).
+        head.field("Vary", "Accept-Encoding");
+    }
     let body = match ranged {
-        _ if not_modified => &file.body[..0],
+        _ if not_modified => &content[..0],
         Ranged::Whole => {
             head.field("Content-Type", content_type(path)).field("Content-Length", len);
-            file.body
+            content
         }
         Ranged::Part(range) => {
             head.field("Content-Type", content_type(path))
                 .field("Content-Length", range.end - range.start)
                 .field("Content-Range", format!("bytes {}-{}/{len}", range.start, range.end - 1));
-            &file.body[range.start as usize..range.end as usize]
+            &content[range.start as usize..range.end as usize]
         }
         Ranged::Unsatisfiable => {
             head.field("Content-Range", format!("bytes */{len}")).field("Content-Length", 0);
-            &file.body[..0]
+            &content[..0]
         }
     };
+    if gzip.is_some() && !not_modified {
+        head.field("Content-Encoding", "gzip");
+    }
     head.field("Accept-Ranges", "bytes");
     let head = head.finish(request.close, request.version_1_0 && !request.close);
     Response {
         status,
         head,
-        body: if request.head_only { &file.body[..0] } else { body },
+        body: if request.head_only { &content[..0] } else { body },
         close: request.close,
     }
 }
 
-/// `If-Range` (RFC 9110 §13.1.5): absent, or the file's strong ETag, or its exact date.
-fn if_range_holds(request: &Request<'_>, file: &File<'_>) -> bool {
+/// `If-Range` (RFC 9110 §13.1.5): absent, or the representation's strong ETag, or its exact
+/// date.
+fn if_range_holds(request: &Request<'_>, etag: &str, modified: u64) -> bool {
     match request.value("If-Range") {
         None => true,
-        Some(value) if value.starts_with(b"\"") => value == file.etag.as_bytes(),
-        Some(value) => HttpDate::parse(value).is_some_and(|date| date.0 == file.modified),
+        Some(value) if value.starts_with(b"\"") => value == etag.as_bytes(),
+        Some(value) => HttpDate::parse(value).is_some_and(|date| date.0 == modified),
     }
 }
 

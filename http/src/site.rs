@@ -13,6 +13,17 @@ pub struct File<'a> {
     pub modified: u64,
     /// A strong entity tag, quotes included (`ETag`), like [`etag`] makes.
     pub etag: &'a str,
+    /// The same content gzip-compressed, for clients that accept it; only worth having when
+    /// smaller than `body`.
+    pub gzip: Option<Encoded<'a>>,
+}
+
+/// A content-coded representation of a file (RFC 9110 §8.4): its own bytes and its own
+/// entity tag, distinct from the unencoded one's.
+#[derive(Debug, Clone, Copy)]
+pub struct Encoded<'a> {
+    pub body: &'a [u8],
+    pub etag: &'a str,
 }
 
 /// What a path names in a site.
@@ -36,6 +47,7 @@ pub struct StaticFile {
     pub body: &'static [u8],
     pub modified: u64,
     pub etag: &'static str,
+    pub gzip: Option<Encoded<'static>>,
 }
 
 /// A site held in a table, sorted by path (as bytes).
@@ -62,7 +74,7 @@ impl Site for StaticSite {
         let mut below = self.files[start..].iter().take_while(|f| f.path.starts_with(path));
         match below.next() {
             Some(f) if f.path == path => {
-                Entry::File(File { body: f.body, modified: f.modified, etag: f.etag })
+                Entry::File(File { body: f.body, modified: f.modified, etag: f.etag, gzip: f.gzip })
             }
             _ if path == "/" => Entry::Directory,
             first => {
@@ -89,10 +101,10 @@ mod tests {
     use super::*;
 
     static FILES: &[StaticFile] = &[
-        StaticFile { path: "/a.txt", body: b"a", modified: 1, etag: "\"a\"" },
-        StaticFile { path: "/docs-old", body: b"x", modified: 1, etag: "\"x\"" },
-        StaticFile { path: "/docs.txt", body: b"d", modified: 1, etag: "\"d\"" },
-        StaticFile { path: "/docs/index.html", body: b"i", modified: 2, etag: "\"i\"" },
+        StaticFile { path: "/a.txt", body: b"a", modified: 1, etag: "\"a\"", gzip: None },
+        StaticFile { path: "/docs-old", body: b"x", modified: 1, etag: "\"x\"", gzip: None },
+        StaticFile { path: "/docs.txt", body: b"d", modified: 1, etag: "\"d\"", gzip: None },
+        StaticFile { path: "/docs/index.html", body: b"i", modified: 2, etag: "\"i\"", gzip: None },
     ];
 
     #[test]
@@ -112,8 +124,8 @@ mod tests {
     #[should_panic(expected = "not sorted")]
     fn unsorted_table_is_refused() {
         static UNSORTED: &[StaticFile] = &[
-            StaticFile { path: "/b", body: b"", modified: 0, etag: "\"\"" },
-            StaticFile { path: "/a", body: b"", modified: 0, etag: "\"\"" },
+            StaticFile { path: "/b", body: b"", modified: 0, etag: "\"\"", gzip: None },
+            StaticFile { path: "/a", body: b"", modified: 0, etag: "\"\"", gzip: None },
         ];
         StaticSite::new(UNSORTED);
     }

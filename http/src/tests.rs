@@ -10,13 +10,29 @@ const MODIFIED: u64 = 1_600_000_000;
 static INDEX: &[u8] = b"<h1>home</h1>\n";
 static DOCS_INDEX: &[u8] = b"<h1>docs</h1>\n";
 static DATA: &[u8] = b"0123456789abcdefghij";
+static PAGE: &[u8] = b"<p>a page long enough to be worth compressing</p>\n";
+/// Stands in for the compressed page: the server only picks and slices it.
+static PAGE_GZIP: &[u8] = b"\x1f\x8bcompressed page";
 
 static FILES: &[StaticFile] = &[
-    StaticFile { path: "/data.bin", body: DATA, modified: MODIFIED, etag: "\"data\"" },
-    StaticFile { path: "/docs/index.html", body: DOCS_INDEX, modified: MODIFIED, etag: "\"docs\"" },
-    StaticFile { path: "/empty", body: b"", modified: MODIFIED, etag: "\"nodocs\"" },
-    StaticFile { path: "/index.html", body: INDEX, modified: MODIFIED, etag: "\"home\"" },
-    StaticFile { path: "/style.css", body: b"p{}", modified: MODIFIED, etag: "\"css\"" },
+    StaticFile { path: "/data.bin", body: DATA, modified: MODIFIED, etag: "\"data\"", gzip: None },
+    StaticFile {
+        path: "/docs/index.html",
+        body: DOCS_INDEX,
+        modified: MODIFIED,
+        etag: "\"docs\"",
+        gzip: None,
+    },
+    StaticFile { path: "/empty", body: b"", modified: MODIFIED, etag: "\"nodocs\"", gzip: None },
+    StaticFile { path: "/index.html", body: INDEX, modified: MODIFIED, etag: "\"home\"", gzip: None },
+    StaticFile {
+        path: "/page.html",
+        body: PAGE,
+        modified: MODIFIED,
+        etag: "\"page\"",
+        gzip: Some(Encoded { body: PAGE_GZIP, etag: "\"page-gz\"" }),
+    },
+    StaticFile { path: "/style.css", body: b"p{}", modified: MODIFIED, etag: "\"css\"", gzip: None },
 ];
 
 /// A response as a client sees it.
@@ -259,6 +275,67 @@ fn refusal_is_a_closing_503() {
     assert!(text.contains("Connection: close\r\n") && text.contains("Retry-After: 1\r\n"));
 }
 
+#[test]
+fn gzip_variant_for_clients_that_accept_it() {
+    let seen = get("/page.html", "Accept-Encoding: gzip, deflate, br\r\n");
+    assert_eq!(seen.code, 200);
+    assert_eq!(seen.body, PAGE_GZIP);
+    assert_eq!(seen.field("Content-Encoding"), Some("gzip"));
+    assert_eq!(seen.field("Content-Length"), Some(&*format!("{}", PAGE_GZIP.len())));
+    assert_eq!(seen.field("Content-Type"), Some("text/html; charset=utf-8"));
+    assert_eq!(seen.field("Vary"), Some("Accept-Encoding"));
+    assert_eq!(seen.field("ETag"), Some("\"page-gz\""));
+    let head = one("HEAD /page.html HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n");
+    assert_eq!((head.field("Content-Encoding"), head.body.len()), (Some("gzip"), 0));
+}
+
+#[test]
+fn identity_when_gzip_is_not_accepted() {
+    for fields in
+        ["", "Accept-Encoding: br\r\n", "Accept-Encoding: gzip;q=0, br\r\n", "Accept-Encoding: *;q=0\r\n"]
+    {
+        let seen = get("/page.html", fields);
+        assert_eq!(seen.body, PAGE, "{fields:?}");
+        assert_eq!(seen.field("Content-Encoding"), None, "{fields:?}");
+        assert_eq!(seen.field("ETag"), Some("\"page\""), "{fields:?}");
+        // The response still depends on the field.
+        assert_eq!(seen.field("Vary"), Some("Accept-Encoding"), "{fields:?}");
+    }
+    // A file without a variant (not smaller compressed) is served as it is, with no Vary.
+    let seen = get("/style.css", "Accept-Encoding: gzip\r\n");
+    assert_eq!(
+        (seen.body.as_slice(), seen.field("Content-Encoding"), seen.field("Vary")),
+        (&b"p{}"[..], None, None)
+    );
+}
+
+#[test]
+fn conditionals_and_ranges_apply_to_the_chosen_representation() {
+    let gzip = "Accept-Encoding: gzip\r\n";
+    let seen = get("/page.html", &format!("{gzip}If-None-Match: \"page-gz\"\r\n"));
+    assert_eq!(
+        (seen.code, seen.field("ETag"), seen.field("Vary")),
+        (304, Some("\"page-gz\""), Some("Accept-Encoding"))
+    );
+    // The identity's tag does not match the gzip representation, and the other way round.
+    assert_eq!(get("/page.html", &format!("{gzip}If-None-Match: \"page\"\r\n")).code, 200);
+    assert_eq!(get("/page.html", "If-None-Match: \"page-gz\"\r\n").code, 200);
+    assert_eq!(get("/page.html", "If-None-Match: \"page\"\r\n").code, 304);
+
+    let seen = get("/page.html", &format!("{gzip}Range: bytes=2-5\r\n"));
+    assert_eq!(seen.code, 206);
+    assert_eq!(seen.body, &PAGE_GZIP[2..6]);
+    assert_eq!(seen.field("Content-Range"), Some(&*format!("bytes 2-5/{}", PAGE_GZIP.len())));
+    assert_eq!(seen.field("Content-Encoding"), Some("gzip"));
+    let seen = get("/page.html", &format!("{gzip}Range: bytes={}-\r\n", PAGE_GZIP.len()));
+    assert_eq!(seen.code, 416);
+    assert_eq!(seen.field("Content-Range"), Some(&*format!("bytes */{}", PAGE_GZIP.len())));
+    // The same range of the identity is other bytes; If-Range names a representation.
+    assert_eq!(get("/page.html", "Range: bytes=2-5\r\n").body, &PAGE[2..6]);
+    assert_eq!(get("/page.html", &format!("{gzip}Range: bytes=2-5\r\nIf-Range: \"page-gz\"\r\n")).code, 206);
+    assert_eq!(get("/page.html", &format!("{gzip}Range: bytes=2-5\r\nIf-Range: \"page\"\r\n")).code, 200);
+}
+
 /// xorshift64*: a fixed, dependency-free stream of test input.
 struct Rng(u64);
 
@@ -278,6 +355,7 @@ impl Rng {
 /// Seeds that mutations start from.
 const SEEDS: &[&str] = &[
     "GET /docs/ HTTP/1.1\r\nHost: x\r\nRange: bytes=3-9\r\nIf-None-Match: \"a\", W/\"b\"\r\n\r\n",
+    "GET /page.html HTTP/1.1\r\nHost: x\r\nAccept-Encoding: br;q=1, gzip;q=0.5, *;q=0\r\nRange: bytes=1-\r\n\r\n",
     "HEAD /data.bin?q=%20 HTTP/1.0\r\nConnection: keep-alive\r\nIf-Modified-Since: Sun, 13 Sep 2020 12:26:40 GMT\r\n\r\n",
     "GET http://h/%2e%2e/a%2fb HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nIf-Range: \"data\"\r\nRange: bytes=-5\r\n\r\n",
 ];
@@ -305,9 +383,11 @@ fn random_input_never_panics() {
         }
         let mut conn = Connection::new();
         let mut rest = &input[..];
+        let mut longest = 0;
         while !rest.is_empty() && !conn.is_closed() {
             let (piece, tail) = rest.split_at(1 + rng.below(rest.len()));
             rest = tail;
+            longest = longest.max(piece.len());
             conn.feed(piece);
             while let Some(response) = conn.next_response(&site, NOW) {
                 let seen = decode(&response);
@@ -317,6 +397,7 @@ fn random_input_never_panics() {
                 }
             }
             assert!(conn.buffered() <= MAX_HEAD);
+            assert!(conn.capacity() <= MAX_HEAD + longest, "{} bytes held", conn.capacity());
         }
     }
 }
@@ -335,6 +416,7 @@ fn bounded_buffer_under_endless_header() {
             break;
         }
         assert!(conn.buffered() <= MAX_HEAD);
+        assert!(conn.capacity() <= MAX_HEAD + chunk.len());
     }
     assert_eq!(answered, Some(Status::HeaderFieldsTooLarge));
     assert!(conn.is_closed());

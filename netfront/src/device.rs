@@ -79,6 +79,22 @@ impl Netfront {
         })
     }
 
+    /// Whether a frame may go out at `now`: a tx slot is free (after taking the backend's tx
+    /// responses if none is), or the backend has stalled so long that frames are dropped
+    /// rather than waited for ([`Queues::tx_ready`]).
+    fn tx_room(&mut self, now: Instant) -> bool {
+        if self.broken.is_some() {
+            return false;
+        }
+        if !self.queues.can_send() {
+            if let Err(e) = self.queues.reap_tx() {
+                self.fault(e);
+                return false;
+            }
+        }
+        self.queues.tx_ready(now.total_millis()) != TxReady::Wait
+    }
+
     fn flush(queues: &mut Queues, port: Port) {
         if queues.publish() {
             if let Err(e) = event::send(port) {
@@ -92,7 +108,13 @@ impl phy::Device for Netfront {
     type RxToken<'a> = RxToken<'a>;
     type TxToken<'a> = TxToken<'a>;
 
-    fn receive(&mut self, _: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+    fn receive(&mut self, now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        // A frame taken in may be answered at once (an ACK) through the paired TxToken: take
+        // one only while a tx slot is free, so that with the tx ring full the answer waits
+        // (the frame stays in the rx ring) instead of being dropped.
+        if !self.tx_room(now) {
+            return None;
+        }
         loop {
             if self.broken.is_some() {
                 return None;
@@ -111,19 +133,7 @@ impl phy::Device for Netfront {
     }
 
     fn transmit(&mut self, now: Instant) -> Option<TxToken<'_>> {
-        if self.broken.is_some() {
-            return None;
-        }
-        if !self.queues.can_send() {
-            if let Err(e) = self.queues.reap_tx() {
-                self.fault(e);
-                return None;
-            }
-        }
-        match self.queues.tx_ready(now.total_millis()) {
-            TxReady::Ready | TxReady::Drop => Some(TxToken { queues: &mut self.queues, port: self.port }),
-            TxReady::Wait => None,
-        }
+        self.tx_room(now).then_some(TxToken { queues: &mut self.queues, port: self.port })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {

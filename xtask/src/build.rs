@@ -30,6 +30,9 @@ pub struct AppMeta {
     /// What the app reads from a content disk when one is attached (`content = "the site"`):
     /// the xl config then says how to attach one.
     pub content: Option<String>,
+    /// The app embeds a site directory at build time, which `--site DIR` chooses
+    /// (`site = true`; its build script reads [`SITE_ENV`]).
+    pub site: bool,
 }
 
 impl Default for AppMeta {
@@ -40,9 +43,13 @@ impl Default for AppMeta {
             forward: Vec::new(),
             try_command: None,
             content: None,
+            site: false,
         }
     }
 }
+
+/// The environment variable that hands `--site DIR` (absolute) to an app's build script.
+pub const SITE_ENV: &str = "MOTE_SITE";
 
 /// One forwarded port: 127.0.0.1:`host` on the host, the same port in dom0, `guest` in the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,16 +185,16 @@ pub fn parse_meta(manifest: &str) -> Result<AppMeta, String> {
                     format!("line {}: memory must be a positive number of MiB, not {value:?}", number + 1)
                 })?
             }
-            "network" => {
-                meta.network = match value {
+            "network" | "site" => {
+                let flag = match value {
                     "true" => true,
                     "false" => false,
-                    _ => {
-                        return Err(format!(
-                            "line {}: network must be true or false, not {value:?}",
-                            number + 1
-                        ))
-                    }
+                    _ => return Err(format!("line {}: {key} must be true or false, not {value:?}", number + 1)),
+                };
+                if key == "site" {
+                    meta.site = flag;
+                } else {
+                    meta.network = flag;
                 }
             }
             "try" => {
@@ -222,7 +229,7 @@ pub fn parse_meta(manifest: &str) -> Result<AppMeta, String> {
             }
             _ => {
                 return Err(format!(
-                "line {}: unknown key {key:?} in [package.metadata.mote] (known: memory, network, forward, try, content)",
+                "line {}: unknown key {key:?} in [package.metadata.mote] (known: memory, network, forward, try, content, site)",
                 number + 1
             ))
             }
@@ -320,6 +327,8 @@ pub fn build_with(app: &str, flavor: Flavor, env: &[(&str, OsString)]) -> Result
     let meta = app_meta(app)?;
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo.current_dir(workspace_root()).args(cargo_args(app, flavor));
+    // Only what the command line says reaches the build script: an inherited value does not.
+    cargo.env_remove(SITE_ENV);
     cargo.envs(env.iter().map(|(k, v)| (k, v)));
     run_status(&mut cargo).map_err(|e| format!("building {app}: {e}"))?;
 
@@ -357,6 +366,22 @@ pub fn build_with(app: &str, flavor: Flavor, env: &[(&str, OsString)]) -> Result
         xml.display()
     );
     Ok(image)
+}
+
+/// The build-script variable of `--site DIR` for `app`: DIR made absolute, for an app that
+/// serves a site (`site = true`).
+pub fn site_env(app: &str, site: &Path) -> Result<(&'static str, OsString), String> {
+    if !app_meta(app)?.site {
+        return Err(format!(
+            "--site: {app} serves no site (no `site = true` in its [package.metadata.mote])"
+        ));
+    }
+    let dir = site.canonicalize().map_err(|e| format!("--site {}: {e}", site.display()))?;
+    if !dir.is_dir() {
+        return Err(format!("--site {}: not a directory", site.display()));
+    }
+    eprintln!("mote: {app}: embedding the site {}", dir.display());
+    Ok((SITE_ENV, dir.into_os_string()))
 }
 
 fn path_str(path: &Path) -> Result<&str, String> {
@@ -408,6 +433,13 @@ mod tests {
         assert!(parse_meta("[package.metadata.mote]\nmemory = \"8\"\n").is_err());
         assert!(parse_meta("[package.metadata.mote]\nnetwork = yes\n").is_err());
         assert!(parse_meta("[package.metadata.mote]\nmemroy = 8\n").is_err());
+        assert!(parse_meta("[package.metadata.mote]\nsite = \"site\"\n").is_err());
+    }
+
+    #[test]
+    fn site_flag() {
+        assert!(parse_meta("[package.metadata.mote]\nsite = true\n").unwrap().site);
+        assert!(!parse_meta("[package.metadata.mote]\nnetwork = true\n").unwrap().site);
     }
 
     #[test]

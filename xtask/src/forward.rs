@@ -28,6 +28,13 @@ pub struct Plan {
     udp: Option<UdpSocket>,
 }
 
+impl Plan {
+    /// The TCP port forwarded from the host to dom0.
+    pub fn tcp_port(&self) -> u16 {
+        self.tcp_port
+    }
+}
+
 /// Prepares `forwards`: the TCP ports the harness must forward, and sockets.
 pub fn plan(forwards: &[Forward]) -> Result<Vec<Plan>, String> {
     forwards

@@ -1,9 +1,9 @@
 //! `cargo xtask`: builds mote images and runs them under Xen in an emulated machine.
 //!
 //! ```text
-//! cargo xtask build <app> [--debug] [--gdb] [--zone FILE…]
+//! cargo xtask build <app> [--debug] [--gdb] [--zone FILE…] [--site DIR]
 //! cargo xtask run <app> [--debug] [--gdb] [--timeout SECS] [--disk IMAGE] [--zone FILE…]
-//!     [-- <guest command line>…]
+//!     [--site DIR] [-- <guest command line>…]
 //! cargo xtask disk <dir> -o <image>
 //! cargo xtask debug <app> [--debug] [--batch FILE] [-- <guest command line>…]
 //! cargo xtask symbolize <app> [--gdb] [FILE]
@@ -46,8 +46,10 @@ usage:
   cargo xtask build <app> [--debug] [--gdb] [--zone FILE…]
       build apps/<app> into target/mote/<app>.elf (stripped), <app>.debug.elf and <app>.cfg;
       --gdb links the gdb stub (gdb=wait|on on the command line) and writes target/mote/gdb/;
-      for dns, --zone embeds these master files instead of the sample zone (checked first)
-  cargo xtask run <app> [--debug] [--gdb] [--timeout SECS] [--disk IMAGE] [--zone FILE…] [-- <args>…]
+      for dns, --zone embeds these master files instead of the sample zone (checked first);
+      --site embeds DIR as the site of an app that serves one (web) instead of its sample
+  cargo xtask run <app> [--debug] [--gdb] [--timeout SECS] [--disk IMAGE] [--zone FILE…]
+          [--site DIR] [-- <args>…]
       build, boot Xen + dom0 in QEMU, run the app with <args> as its command line,
       stream its console; exit 0 when it powers off. --disk attaches IMAGE read-only
       as the guest's first disk (xvda)
@@ -66,8 +68,8 @@ usage:
       host packages, host unit tests, then the integration cases (whose name contains FILTER)
       under Xen
   cargo xtask bench [NAME…]
-      run every benchmark (or those named: size, repro, echo, dns, disk, boot, memory,
-      density), print each figure with its baseline and ratio, write
+      run every benchmark (or those named: size, repro, echo, dns, web, disk, boot,
+      memory, density), print each figure with its baseline and ratio, write
       target/mote/bench/report.md and .json
 
   cargo xtask fuzz [TARGET] [--time S]
@@ -102,13 +104,13 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
             if !args.guest_args.is_empty() {
                 return Err("`build` takes no guest arguments".into());
             }
-            build::build_with(&args.app, args.flavor, &build_env(&args.app, &zones)?)?;
+            build::build_with(&args.app, args.flavor, &build_env(&args, &zones)?)?;
             Ok(ExitCode::SUCCESS)
         }
         "run" => {
             let (rest, zones) = zones::take(rest)?;
             let args = parse_app_args(&rest, "run")?;
-            cmd_run(&args, &build_env(&args.app, &zones)?)
+            cmd_run(&args, &build_env(&args, &zones)?)
         }
         "disk" => {
             let (dir, out) = parse_disk_args(rest)?;
@@ -162,13 +164,19 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
     }
 }
 
-/// The build-script variables of `--zone` (dns only), the files checked first.
-fn build_env(app: &str, zones: &[PathBuf]) -> Result<Vec<(&'static str, std::ffi::OsString)>, String> {
-    match (app, zones) {
-        (_, []) => Ok(Vec::new()),
-        ("dns", zones) => Ok(vec![(zones::ENV, zones::check(zones)?)]),
-        _ => Err(format!("--zone is an option of the dns app, not of {app}")),
+/// The build-script variables of `--zone` (dns only; the files checked first) and `--site`.
+fn build_env(args: &AppArgs, zones: &[PathBuf]) -> Result<Vec<(&'static str, std::ffi::OsString)>, String> {
+    let mut env = Vec::new();
+    if !zones.is_empty() {
+        if args.app != "dns" {
+            return Err(format!("--zone is an option of the dns app, not of {}", args.app));
+        }
+        env.push((zones::ENV, zones::check(zones)?));
     }
+    if let Some(site) = &args.site {
+        env.push(build::site_env(&args.app, site)?);
+    }
+    Ok(env)
 }
 
 /// What `build` and `run` were asked.
@@ -180,10 +188,12 @@ struct AppArgs {
     timeout: Option<Duration>,
     /// A content disk image to attach (`run --disk`).
     disk: Option<PathBuf>,
+    /// `--site DIR`: the site to embed.
+    site: Option<PathBuf>,
     guest_args: Vec<String>,
 }
 
-/// Parses `<app> [--debug] [--gdb] [--timeout SECS] [--disk IMAGE] [-- args…]` (`--gdb` not for
+/// Parses `<app> [--debug] [--gdb] [--site DIR] [--timeout SECS] [--disk IMAGE] [-- args…]` (`--gdb` not for
 /// `debug`, which always has the stub; the last two for `run`).
 fn parse_app_args(args: &[String], command: &str) -> Result<AppArgs, String> {
     let run = command == "run";
@@ -191,6 +201,7 @@ fn parse_app_args(args: &[String], command: &str) -> Result<AppArgs, String> {
     let mut flavor = build::Flavor::default();
     let mut timeout = None;
     let mut disk = None;
+    let mut site = None;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
@@ -204,13 +215,14 @@ fn parse_app_args(args: &[String], command: &str) -> Result<AppArgs, String> {
                 timeout = Some(Duration::from_secs(secs));
             }
             "--disk" if run => disk = Some(PathBuf::from(iter.next().ok_or("--disk needs an image file")?)),
+            "--site" => site = Some(PathBuf::from(iter.next().ok_or("--site needs a directory")?)),
             a if a.starts_with('-') => return Err(format!("unknown option {a:?}\n{USAGE}")),
             a if app.is_none() => app = Some(a.to_owned()),
             a => return Err(format!("unexpected argument {a:?} (guest arguments go after `--`)\n{USAGE}")),
         }
     }
     let app = app.ok_or_else(|| format!("which app?\n{USAGE}"))?;
-    Ok(AppArgs { app, flavor, timeout, disk, guest_args: iter.cloned().collect() })
+    Ok(AppArgs { app, flavor, timeout, disk, site, guest_args: iter.cloned().collect() })
 }
 
 /// Parses `<dir> -o <image>`.
@@ -449,6 +461,9 @@ mod cli_tests {
         assert_eq!(args.disk, Some(PathBuf::from("site.img")));
         assert!(parse_app_args(&strings(&["web", "--disk"]), "run").is_err());
         assert!(parse_app_args(&strings(&["web", "--disk", "site.img"]), "build").is_err());
+        let args = parse_app_args(&strings(&["web", "--site", "/srv/www"]), "build").unwrap();
+        assert_eq!(args.site, Some(PathBuf::from("/srv/www")));
+        assert!(parse_app_args(&strings(&["web", "--site"]), "build").is_err());
         assert!(parse_app_args(&strings(&["hello", "extra"]), "run").is_err());
         assert!(parse_app_args(&strings(&["--debug"]), "run").is_err());
         assert!(parse_app_args(&strings(&["hello", "--timeout", "1"]), "build").is_err());

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 mod content;
 
-/// A case that has not ended by then fails (and its domain is destroyed).
-const CASE_TIMEOUT: Duration = Duration::from_secs(120);
+/// A case that has not ended by then fails (and its domain is destroyed). The longest, 1000
+/// web connections, took 124 s with five other harnesses sharing the host's two cores.
+const CASE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Console lines shown with a failure.
 const EXCERPT_LINES: usize = 40;
 /// Longest console line shown in full in an excerpt.
@@ -440,6 +441,27 @@ pub fn cases() -> Vec<Case> {
             driver: Some(drive_web_site),
         },
         Case {
+            name: "web_serves_1000_concurrent_keep_alive_connections",
+            app: "web",
+            args: &["ip=10.0.0.20/24"],
+            gdb: false,
+            // 1000 connections at their largest (34 KiB each) and the rest: see apps/web.
+            xl: &["memory=40"],
+            reason: Reason::Poweroff,
+            checks: vec![Line("web: Poweroff requested, stopping")],
+            driver: Some(drive_web_many_connections),
+        },
+        Case {
+            name: "web_refuses_connections_beyond_its_limit_with_503",
+            app: "web",
+            args: &["ip=10.0.0.20/24"],
+            gdb: false,
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Line("web: Poweroff requested, stopping")],
+            driver: Some(drive_web_over_limit),
+        },
+        Case {
             name: "dns_answers_dig_on_host_loopback",
             app: "dns",
             args: &[],
@@ -692,20 +714,60 @@ fn drive_many_connections(d: &mut Driver) -> Result<(), String> {
     shut_down(d)
 }
 
-/// The address in `web: serving N files on http://A.B.C.D/`.
-fn web_address(d: &mut Driver) -> Result<String, String> {
+/// The address and connection limit in `web: serving N files on http://A.B.C.D/ to at most M
+/// connections at once`.
+fn web_address(d: &mut Driver) -> Result<(String, usize), String> {
     let line = d.wait_line("web: serving ")?;
-    line.split("http://")
-        .nth(1)
-        .and_then(|rest| rest.strip_suffix('/'))
-        .map(str::to_owned)
-        .ok_or_else(|| format!("no address in {line:?}"))
+    let address = line.split("http://").nth(1).and_then(|rest| rest.split('/').next());
+    let limit = line.split("at most ").nth(1).and_then(|rest| rest.split(' ').next()?.parse().ok());
+    match (address, limit) {
+        (Some(address), Some(limit)) => Ok((address.to_owned(), limit)),
+        _ => Err(format!("no address and connection limit in {line:?}")),
+    }
 }
 
-/// A file of the web app's embedded site, as the host has it.
+/// A page only the web cases' site has, and its text.
+const SITE_CHECK: (&str, &str) = ("site-check.txt", "this site was given with --site\n");
+
+/// Copies the files under `from` to `to`, leaving alone those already the same (so that the
+/// app is not rebuilt for nothing).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> Result<(), String> {
+    let entries = std::fs::read_dir(from).map_err(|e| format!("read {}: {e}", from.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("read {}: {e}", from.display()))?;
+        let kind = entry.file_type().map_err(|e| format!("{}: {e}", entry.path().display()))?;
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        } else if kind.is_file() {
+            let data =
+                std::fs::read(entry.path()).map_err(|e| format!("read {}: {e}", entry.path().display()))?;
+            write_if_changed(&to.join(entry.file_name()), &data)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_if_changed(path: &std::path::Path, data: &[u8]) -> Result<(), String> {
+    if std::fs::read(path).is_ok_and(|old| old == data) {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    }
+    std::fs::write(path, data).map_err(|e| format!("write {}: {e}", path.display()))
+}
+
+/// A file of the web app's sample site, as the host has it.
 fn site_file(path: &str) -> Result<Vec<u8>, String> {
     let file = workspace_root().join("apps/web/site").join(path);
     std::fs::read(&file).map_err(|e| format!("read {}: {e}", file.display()))
+}
+
+/// FNV-1a, 64 bits, in hex, as `mote-agent http-check` prints it.
+fn fnv64(data: &[u8]) -> String {
+    let hash =
+        data.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    format!("{hash:016x}")
 }
 
 /// The SHA-256 of `data` in hex, by the host's `sha256sum`.
@@ -733,12 +795,13 @@ fn curl_expect(d: &Driver, args: &str, expected: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// curl from dom0 against the web app: pages byte for byte, 404, HEAD, a redirect, 304 with
-/// If-None-Match, a byte range, a slowloris client cut off, and several requests on one
-/// kept-alive connection.
+/// curl from dom0 against the web app: the page only the `--site` copy has, pages byte for
+/// byte, 404, HEAD, a redirect, 304 with If-None-Match, a byte range, the gzip variant, a
+/// slowloris client cut off, and several requests on one kept-alive connection.
 fn drive_web_site(d: &mut Driver) -> Result<(), String> {
-    let ip = web_address(d)?;
+    let (ip, _) = web_address(d)?;
     let url = format!("http://{ip}");
+    curl_expect(d, &format!("-f {url}/{}", SITE_CHECK.0), SITE_CHECK.1.trim_end())?;
     for (target, file) in
         [("/", "index.html"), ("/docs/sample.txt", "docs/sample.txt"), ("/img/mote.svg", "img/mote.svg")]
     {
@@ -788,6 +851,32 @@ fn drive_web_site(d: &mut Driver) -> Result<(), String> {
         "416",
     )?;
 
+    // gzip: smaller on the wire, the same bytes once decoded; not for a client that says q=0.
+    let out = d.dom0(&format!(
+        "curl -s --compressed -D /tmp/web-head -o /tmp/web-body {url}/docs/sample.txt && tr -d '\\r' </tmp/web-head && sha256sum </tmp/web-body"
+    ))?;
+    let has = |field: &str| out.lines().any(|l| l.eq_ignore_ascii_case(field));
+    let wire: usize = out
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_owned))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("gzip response without Content-Length: {out:?}"))?;
+    let hash = host_sha256(&sample)?;
+    if !has("Content-Encoding: gzip") || !has("Vary: Accept-Encoding") || wire >= sample.len() {
+        return Err(format!("curl --compressed {url}/docs/sample.txt answered {out:?}"));
+    }
+    if !out.contains(&format!("{hash}  -")) {
+        return Err(format!("the gzip variant of docs/sample.txt does not decode to the file: {out:?}"));
+    }
+    println!("    curl --compressed {url}/docs/sample.txt: gzip, {wire} bytes on the wire for {}, decoded byte for byte", sample.len());
+    curl_expect(
+        d,
+        &format!(
+            "-H 'Accept-Encoding: gzip;q=0, br' -o /dev/null -w '%{{size_download}}' {url}/docs/sample.txt"
+        ),
+        &sample.len().to_string(),
+    )?;
+
     // Slowloris: a header line every 2 s would take 26 s; the header-read timeout (10 s) ends it.
     let trickle = "printf 'GET / HTTP/1.1\\r\\n'; for i in 1 2 3 4 5 6 7 8; do sleep 2; printf 'X-A: b\\r\\n'; done; sleep 10";
     let out =
@@ -807,6 +896,49 @@ fn drive_web_site(d: &mut Driver) -> Result<(), String> {
         &format!("-w '%{{http_code}} %{{num_connects}}\\n' -o /dev/null -o /dev/null -o /dev/null -o /dev/null {urls}"),
         "200 1\n404 0\n200 0\n200 0",
     )?;
+    shut_down(d)
+}
+
+/// 1000 connections open at once and kept alive, each asked for index.html at least twice, every
+/// answer index.html; the guest has the memory for them (the case's `memory=`).
+fn drive_web_many_connections(d: &mut Driver) -> Result<(), String> {
+    const CONNECTIONS: usize = 1000;
+    let (ip, limit) = web_address(d)?;
+    if limit < CONNECTIONS {
+        return Err(format!("the guest takes only {limit} connections at once"));
+    }
+    // It took 95 s with five other harnesses sharing the host's two cores.
+    let limit = Duration::from_secs(240);
+    let out = d.agent.run_ok(&format!("/mote/agent http-check {ip}:80 / {CONNECTIONS} 2"), limit)?;
+    println!("    {}", out.trim());
+    let index = site_file("index.html")?;
+    let kept = format!(", {CONNECTIONS} kept open at once,");
+    let body = format!(" x 200; 200 body {} bytes, fnv64 {}", index.len(), fnv64(&index));
+    // The statuses are listed between " s: " and ";": one entry, 200.
+    let statuses = out.split_once(" s: ").and_then(|(_, rest)| rest.split_once(';')).map(|(s, _)| s);
+    let only_200 = statuses.is_some_and(|s| !s.contains(',') && s.ends_with(" x 200"));
+    if !out.contains(&kept) || !out.contains(&body) || !only_200 {
+        return Err(format!("expected {CONNECTIONS} connections kept, every answer index.html"));
+    }
+    shut_down(d)
+}
+
+/// At the default memory, connections beyond the limit the guest prints get 503 and are
+/// closed, while those within it are served (and kept alive for a second request).
+fn drive_web_over_limit(d: &mut Driver) -> Result<(), String> {
+    const EXTRA: usize = 10;
+    let (ip, limit) = web_address(d)?;
+    let out = d
+        .agent
+        .run_ok(&format!("/mote/agent http-check {ip}:80 /style.css {} 2", limit + EXTRA), NET_CHECK_LIMIT)?;
+    println!("    {}", out.trim());
+    let expected =
+        [format!(", {limit} kept open at once,"), format!(": {} x 200, {EXTRA} x 503;", limit * 2)];
+    if !expected.iter().all(|e| out.contains(e)) {
+        return Err(format!("expected {limit} connections served twice and {EXTRA} refused ({expected:?})"));
+    }
+    // The refused clients left nothing behind: the server still answers.
+    curl_expect(d, &format!("-o /dev/null -w '%{{http_code}}' http://{ip}/"), "200")?;
     shut_down(d)
 }
 
@@ -1692,13 +1824,22 @@ fn target_only_packages() -> Result<Vec<String>, String> {
 /// differential test's zone.
 const DNS_ZONES: &[&str] = &["apps/dns/zones/example.com.zone", "dns/tests/zones/test.zone"];
 
-/// An app's image for the cases; the dns app's with [`DNS_ZONES`].
+/// An app's image for the cases: the dns app's with [`DNS_ZONES`]; an app that serves a site
+/// (`site = true`) built with `--site` and its own sample site plus [`SITE_CHECK`], so that its
+/// cases show both that the sample is served and that `--site` is honoured.
 fn build_for_cases(app: &str, flavor: build::Flavor) -> Result<Image, String> {
-    if app != "dns" {
-        return build::build(app, flavor);
+    let mut env = Vec::new();
+    if app == "dns" {
+        let zones: Vec<std::path::PathBuf> = DNS_ZONES.iter().map(|z| workspace_root().join(z)).collect();
+        env.push((crate::zones::ENV, crate::zones::check(&zones)?));
     }
-    let zones: Vec<std::path::PathBuf> = DNS_ZONES.iter().map(|z| workspace_root().join(z)).collect();
-    build::build_with(app, flavor, &[(crate::zones::ENV, crate::zones::check(&zones)?)])
+    if build::app_meta(app)?.site {
+        let site = crate::mote_dir().join(format!("{app}-test-site"));
+        copy_tree(&workspace_root().join("apps").join(app).join("site"), &site)?;
+        write_if_changed(&site.join(SITE_CHECK.0), SITE_CHECK.1.as_bytes())?;
+        env.push(build::site_env(app, &site)?);
+    }
+    build::build_with(app, flavor, &env)
 }
 
 /// Builds the images, boots one harness, runs `cases`; returns (passed, failed).
@@ -1730,7 +1871,15 @@ fn integration(cases: &[Case]) -> (usize, usize) {
         if let Ok(img) = image {
             match forward::plan(&img.meta.forward) {
                 Ok(plans) => {
-                    forwards.insert(app, plans);
+                    // Another harness may hold a port: QEMU would refuse to start, so only the
+                    // cases that need that port fail.
+                    let (free, taken): (Vec<_>, Vec<_>) = plans
+                        .into_iter()
+                        .partition(|p| std::net::TcpListener::bind(("127.0.0.1", p.tcp_port())).is_ok());
+                    for plan in taken {
+                        eprintln!("harness: 127.0.0.1:{} is taken: no forward for {app}", plan.tcp_port());
+                    }
+                    forwards.insert(app, free);
                 }
                 // Only the cases that reach the guest from the host need them.
                 Err(e) => eprintln!("harness: no forwarded ports for {app}: {e}"),

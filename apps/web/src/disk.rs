@@ -1,7 +1,8 @@
 //! The site from the domain's first disk, when it has one: every regular file of the ext2/3/4
 //! filesystem on it (`cargo xtask disk DIR -o site.img` makes one), read into memory at
 //! start and kept for the server's life, so the guest's memory must hold the site. Symbolic
-//! links and special files are left out, as in the embedded site.
+//! links and special files are left out, as in the embedded site. Files are served as they
+//! are on the disk: no gzip variants are made at start.
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -49,7 +50,13 @@ fn walk(fs: &Fs, dir: String, depth: usize, files: &mut Vec<StaticFile>) -> Resu
                 let body = fs.read(&path).map_err(|e| e.to_string())?;
                 let etag = mote_http::etag(&body);
                 let modified = fs.metadata(&path).map_err(|e| e.to_string())?.modified;
-                files.push(StaticFile { path: path.leak(), body: body.leak(), modified, etag: etag.leak() });
+                files.push(StaticFile {
+                    path: path.leak(),
+                    body: body.leak(),
+                    modified,
+                    etag: etag.leak(),
+                    gzip: None,
+                });
             }
             Kind::Other => {}
         }

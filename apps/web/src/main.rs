@@ -1,7 +1,8 @@
 //! A static web server: HTTP/1.1 on port 80 for the site on the first disk, or else the one
-//! embedded at build time (`site/`),
+//! embedded at build time (`site/`, or the directory given to `cargo xtask build web --site`),
 //! answered by `mote-http`. Slow or silent clients are cut off by a header-read and an idle
-//! timeout, and connections beyond a limit are refused with 503. Serves until `xl shutdown`.
+//! timeout; the connections served at once are as many as the heap holds at their largest,
+//! and more are refused with 503. Serves until `xl shutdown`.
 #![no_std]
 #![no_main]
 
@@ -14,7 +15,7 @@ use core::time::Duration;
 use mote::net::{TcpListener, TcpOptions, TcpStream, UpError};
 use mote::time::timeout;
 use mote::Instant;
-use mote_http::{Connection, Response, StaticSite};
+use mote_http::{Connection, Response, StaticSite, MAX_HEAD};
 
 mote::main!(main);
 
@@ -25,8 +26,16 @@ mod site {
 }
 
 const PORT: u16 = 80;
-/// Connections served at once; more are answered 503 and closed.
-const MAX_CONNECTIONS: usize = 64;
+/// Small windows: pages are small, and a thousand connections fit in a few tens of MiB.
+const TCP: TcpOptions = TcpOptions { rx_buffer: 4096, tx_buffer: 16 * 1024, backlog: 16 };
+/// Bytes taken per read from a connection.
+const READ_SIZE: usize = 2048;
+/// The most a served connection holds: its TCP buffers, the request bytes kept (below
+/// `MAX_HEAD` plus one read), and its task, socket and response head.
+const CONNECTION_BYTES: u64 = (TCP.rx_buffer + TCP.tx_buffer + MAX_HEAD + READ_SIZE + 4096) as u64;
+/// Heap kept for the rest: the network device's buffers (256 receive pages and 256 transmit
+/// slots of 2 KiB), a full backlog, refused connections and the executor.
+const RESERVED_BYTES: u64 = (1536 * 1024 + TCP.backlog * (TCP.rx_buffer + TCP.tx_buffer) + 256 * 1024) as u64;
 /// A request head must arrive in full within this time of its first byte (slowloris).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection with no request under way is closed after this long.
@@ -40,14 +49,13 @@ fn main() -> Result<(), String> {
     mote::block_on(async move {
         let stack = mote::net::up().map_err(|e: UpError| e.to_string())?;
         let address = stack.wait_ipv4().await;
-        // Small windows: pages are small, and a full house of connections fits in a few MiB.
-        let options = TcpOptions { rx_buffer: 4096, tx_buffer: 16 * 1024, backlog: 16 };
-        let listener = TcpListener::bind_with(&stack, PORT, options).expect("port 80 is free at start");
+        let listener = TcpListener::bind_with(&stack, PORT, TCP).expect("port 80 is free at start");
+        let max_connections = max_connections(mote::boot_info().heap_bytes);
         let active = Rc::new(Cell::new(0usize));
         mote::spawn(async move {
             loop {
                 let stream = listener.accept().await;
-                if active.get() >= MAX_CONNECTIONS {
+                if active.get() >= max_connections {
                     mote::spawn(refuse(stream));
                     continue;
                 }
@@ -59,11 +67,20 @@ fn main() -> Result<(), String> {
                 });
             }
         });
-        mote::println!("web: serving {} files on http://{}/", site.files().len(), address.address());
+        mote::println!(
+            "web: serving {} files on http://{}/ to at most {max_connections} connections at once",
+            site.files().len(),
+            address.address()
+        );
         let request = mote::lifecycle::shutdown_requested().await;
         mote::println!("web: {request:?} requested, stopping");
         Ok(())
     })
+}
+
+/// How many connections a heap of `heap_bytes` serves at once, each at its largest.
+fn max_connections(heap_bytes: u64) -> usize {
+    (heap_bytes.saturating_sub(RESERVED_BYTES) / CONNECTION_BYTES).max(1) as usize
 }
 
 /// Seconds since the Unix epoch, for `Date`.
@@ -75,7 +92,7 @@ fn now() -> u64 {
 /// the caller drops the stream, which closes it.
 async fn serve(stream: &TcpStream, site: &StaticSite) {
     let mut conn = Connection::new();
-    let mut buf = [0u8; 2048];
+    let mut buf = [0u8; READ_SIZE];
     let mut head_started = Instant::now();
     loop {
         while let Some(response) = conn.next_response(site, now()) {

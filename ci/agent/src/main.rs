@@ -20,14 +20,16 @@
 //! Usage: `mote-agent [PORT]` (default 7000, listening on 0.0.0.0). Two subcommands serve
 //! tests in dom0: `mote-agent follow FILE` (below), `mote-agent gnt-map …` ([`gnt`]) and
 //! `mote-agent forward …` ([`forward`]), `mote-agent tcp-check|udp-check|discard-check …`
-//! ([`check`]); and `mote-agent echo-server …` ([`echo`]) is the Linux benchmark guest's service,
-//! `mote-agent disk-bench …` ([`disk_bench`]) its disk measurement.
+//! ([`check`]), `mote-agent http-check …` ([`http`]); and `mote-agent echo-server …` ([`echo`])
+//! is the Linux benchmark guest's service, `mote-agent disk-bench …` ([`disk_bench`]) its disk
+//! measurement.
 
 mod check;
 mod disk_bench;
 mod echo;
 mod forward;
 mod gnt;
+mod http;
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Seek, Write};
@@ -76,6 +78,9 @@ fn main() {
     if let Some(cmd @ ("tcp-check" | "udp-check" | "discard-check")) = args.first().map(String::as_str) {
         std::process::exit(check::main(cmd, &args[1..]));
     }
+    if args.first().is_some_and(|cmd| cmd == "http-check") {
+        std::process::exit(http::main(&args[1..]));
+    }
     if args.first().is_some_and(|cmd| cmd == "echo-server") {
         std::process::exit(echo::main(&args[1..]));
     }
@@ -85,7 +90,7 @@ fn main() {
     let port = match args.first() {
         None => DEFAULT_PORT,
         Some(arg) => arg.parse().unwrap_or_else(|_| {
-            eprintln!("mote-agent: bad port {arg:?}; usage: mote-agent [PORT] | mote-agent follow FILE | mote-agent gnt-map … | mote-agent forward … | mote-agent tcp-check|udp-check|discard-check … | mote-agent echo-server ECHO_PORT DISCARD_PORT | mote-agent disk-bench DEVICE BYTES READS");
+            eprintln!("mote-agent: bad port {arg:?}; usage: mote-agent [PORT] | mote-agent follow FILE | mote-agent gnt-map … | mote-agent forward … | mote-agent tcp-check|udp-check|discard-check … | mote-agent http-check … | mote-agent echo-server ECHO_PORT DISCARD_PORT | mote-agent disk-bench DEVICE BYTES READS");
             std::process::exit(2);
         }),
     };

@@ -13,6 +13,7 @@ mod dns;
 mod echo;
 pub mod report;
 mod size;
+mod web;
 
 use crate::agent::{sh_quote, Agent};
 use crate::assets::{self, Assets};
@@ -43,6 +44,7 @@ pub const BENCHES: &[Bench] = &[
     Bench { name: "repro", about: "an app built twice from clean: equal images?", run: size::repro },
     Bench { name: "echo", about: "apps/echo vs a Linux PVH guest: TCP, UDP, time to serve", run: echo::echo },
     Bench { name: "dns", about: "apps/dns vs NSD in a Linux PVH guest: dnsperf from dom0", run: dns::dns },
+    Bench { name: "web", about: "apps/web vs nginx in a Linux PVH guest: wrk from dom0", run: web::web },
     Bench {
         name: "disk",
         about: "blkfront vs Linux xen-blkfront: sequential MB/s, random-read IOPS",
@@ -227,6 +229,30 @@ pub(crate) fn with_guest<T>(
             (Ok(_), Ok(reason)) => Err(format!("the guest {} after the measurements", reason.verb())),
             (Ok(_), Err(e)) => Err(e),
         }
+    })
+}
+
+/// Runs `subject` until its console says it serves, then `measure`s it (given the seconds from
+/// `xl create` to then) and shuts it down; the guest is destroyed if anything fails.
+pub fn serving_guest<T>(
+    agent: &Agent,
+    subject: &echo::Subject,
+    measure: impl FnOnce(f64) -> Result<T, String>,
+) -> Result<T, String> {
+    let started = Instant::now();
+    let limit = Duration::from_secs(900);
+    with_guest(agent, &subject.image, &subject.args, &subject.xl, limit, |lines| {
+        let deadline = started + Duration::from_secs(600);
+        loop {
+            match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.contains(subject.ready) => break,
+                Ok(_) => {}
+                Err(_) => return Err(format!("no console line {:?}", subject.ready)),
+            }
+        }
+        let figures = measure(started.elapsed().as_secs_f64())?;
+        agent.run_ok(&format!("xl shutdown -w {}", sh_quote(&subject.image.app)), STEP_LIMIT)?;
+        Ok(figures)
     })
 }
 

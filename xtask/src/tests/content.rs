@@ -102,7 +102,7 @@ pub fn setup(agent: &Agent) -> Result<(), String> {
 /// against the source files), and a file of the embedded site is not there.
 pub fn drive_web(d: &mut Driver) -> Result<(), String> {
     println!("    guest: {}", wait_first_line(d, "web: site from disk xvda")?);
-    let ip = web_address(d)?;
+    let (ip, _) = web_address(d)?;
     let site = mote_dir().join("content-cases/web-site");
     for (target, file) in [("/files/big.bin", "files/big.bin"), ("/", "index.html")] {
         let source = fs::read(site.join(file)).map_err(|e| format!("{file}: {e}"))?;
