@@ -7,7 +7,7 @@
 //! Linux as the baseline.
 
 use super::echo::LINUX_DIR;
-use super::{field, median, rounds, with_guest, Better, Ctx, Row, Section};
+use super::{field, median_rows, rounds, with_guest, Ctx, Metric, Section};
 use crate::agent::{sh_quote, Agent};
 use crate::build::{self, Image};
 use crate::guest;
@@ -28,7 +28,7 @@ const LINUX_MEMORY_MIB: u32 = 160;
 const RUN_LIMIT: Duration = Duration::from_secs(900);
 
 /// Name, unit, whether higher is better, decimals.
-const METRICS: [(&str, &str, bool, usize); 3] = [
+const METRICS: [Metric; 3] = [
     ("sequential write, 1 MiB blocks", "MB/s", true, 2),
     ("sequential read, 1 MiB blocks", "MB/s", true, 2),
     ("random read, 4 KiB, one at a time", "IOPS", true, 0),
@@ -126,16 +126,7 @@ fn parse(line: &str) -> Option<Figures> {
 
 /// The section: medians of the rounds, Linux's as the baseline.
 fn section(mote: &[Figures], linux: &[Figures], failures: Vec<String>) -> Section {
-    let rows = METRICS
-        .iter()
-        .enumerate()
-        .map(|(i, (name, unit, higher, decimals))| {
-            let better = if *higher { Better::Higher } else { Better::Lower };
-            Row::new(*name, median(mote.iter().map(|f| f[i])), unit, better)
-                .baseline(median(linux.iter().map(|f| f[i])))
-                .decimals(*decimals)
-        })
-        .collect();
+    let rows = median_rows(&METRICS, mote, linux);
     Section {
         title: format!(
             "blkfront (selftest mote) vs Linux xen-blkfront (O_DIRECT), median of {ROUNDS} rounds: {} MiB \
@@ -154,6 +145,7 @@ fn section(mote: &[Figures], linux: &[Figures], failures: Vec<String>) -> Sectio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::Better;
 
     #[test]
     fn reads_both_guests_reports() {

@@ -4,14 +4,12 @@
 //! [`OUTSTANDING`] queries in flight over [`QUERIES`] and shuts the guest down; the table shows
 //! the median of the rounds with NSD as the baseline.
 
-use super::echo::{LINUX_DIR, STEP_LIMIT};
-use super::{field, median, Better, Ctx, Row, Section};
-use crate::agent::{sh_quote, Agent};
+use super::echo::{Subject, LINUX_DIR, STEP_LIMIT};
+use super::{field, median, serving_guest, Better, Ctx, Row, Section};
+use crate::agent::Agent;
 use crate::build::{self, AppMeta, Image};
-use crate::guest::{self, Reason};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use crate::guest;
+use std::time::Duration;
 
 /// Rounds; each figure is their median.
 const ROUNDS: usize = 3;
@@ -25,11 +23,6 @@ const QUERIES: &str = "www.example.com A\nwww.example.com AAAA\nmail.example.com
                        example.com MX\nexample.com NS\nblog.example.com A\n\
                        alice.users.example.com TXT\nhost.lab.example.com A\n\
                        nope.example.com A\nwww.example.com MX\nwww.example.org A\n";
-/// Longest a guest may take to boot: Linux's kernel took over 180 s under TCG while other
-/// harnesses loaded the host's two cores.
-const BOOT_LIMIT: Duration = Duration::from_secs(600);
-/// Longest a whole guest run (boot, measurement, shutdown) may take.
-const RUN_LIMIT: Duration = Duration::from_secs(900);
 /// The Linux guest's memory: its initramfs with NSD and its libraries (18 MiB) does not fit
 /// the 96 MiB of the echo benchmark ("System is deadlocked on memory" while booting), and at
 /// 128 MiB NSD was once killed for want of memory.
@@ -67,16 +60,6 @@ const METRICS: [Metric; 8] = [
     ("guest memory, xl memory=", "MiB", false, 0, |f| f.memory_mib),
 ];
 
-/// A guest under test.
-struct Subject {
-    label: &'static str,
-    image: Image,
-    args: Vec<String>,
-    xl: Vec<String>,
-    ip: &'static str,
-    ready: &'static str,
-}
-
 /// The dns section: medians of [`ROUNDS`] rounds of both servers, NSD as the baseline.
 pub fn dns(ctx: &mut Ctx) -> Result<Section, String> {
     let mote = build::build("dns", build::Flavor::RELEASE)?;
@@ -102,86 +85,28 @@ pub fn dns(ctx: &mut Ctx) -> Result<Section, String> {
             image: Image { meta: AppMeta { memory_mib: NSD_MEMORY_MIB, ..linux.meta.clone() }, ..linux },
         },
     ];
-    let mut figures: [Vec<DnsFigures>; 2] = [Vec::new(), Vec::new()];
-    let mut failures = Vec::new();
-    for round in 1..=ROUNDS {
-        for (subject, results) in subjects.iter().zip(&mut figures) {
-            eprintln!("bench dns: round {round}/{ROUNDS}: {}", subject.label);
-            match measure_one(&agent, subject) {
-                Ok(f) => results.push(f),
-                Err(e) => {
-                    eprintln!("bench dns: {} round {round}: {e}", subject.label);
-                    failures.push(format!("{} round {round}: {e}", subject.label));
-                }
-            }
-        }
-    }
+    let (figures, failures) = super::rounds(ROUNDS, &subjects, |s| s.label, |s| measure_one(&agent, s));
     Ok(section(&figures[0], &figures[1], failures))
 }
 
 /// Boots `subject`, times it until it serves, runs dnsperf against it, shuts it down.
 fn measure_one(agent: &Agent, subject: &Subject) -> Result<DnsFigures, String> {
-    let opts = guest::Options {
-        timeout: Some(RUN_LIMIT),
-        echo: false,
-        clock: Instant::now(),
-        xl: subject.xl.clone(),
-    };
-    let (tx, lines) = mpsc::channel::<String>();
-    thread::scope(|scope| {
-        let started = Instant::now();
-        let run = scope.spawn(move || {
-            guest::run(agent, &subject.image, &subject.args, &opts, &mut |line| {
-                let _ = tx.send(line.to_owned());
-            })
-        });
-        let measured = (|| {
-            let deadline = started + BOOT_LIMIT;
-            loop {
-                match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(line) if line.contains(subject.ready) => break,
-                    Ok(_) => {}
-                    Err(_) => return Err(format!("no console line {:?}", subject.ready)),
-                }
-            }
-            let boot_s = started.elapsed().as_secs_f64();
-            // dnsperf -v prints a line per answer, "> NOERROR www.example.com A 0.000123";
-            // only the latencies and the summary come back.
-            let command = format!(
-                "dnsperf -s {ip} -d {QUERY_FILE} -l {SECONDS} -q {OUTSTANDING} -t 2 -v > /tmp/dnsperf.out 2>&1; \
-                 status=$?; grep -v '^>' /tmp/dnsperf.out; echo LATENCIES; \
-                 awk '/^> / {{ print $NF }}' /tmp/dnsperf.out; rm -f /tmp/dnsperf.out; exit $status",
-                ip = subject.ip
-            );
-            let out = agent.run_ok(&command, STEP_LIMIT + Duration::from_secs(u64::from(SECONDS)))?;
-            let figures = parse(&out, boot_s, f64::from(subject.image.meta.memory_mib))?;
-            eprintln!(
-                "bench dns:   {}: {:.0} q/s, {:.2}% lost, median {:.2} ms, p99 {:.2} ms",
-                subject.label,
-                figures.queries_per_second,
-                figures.lost_percent,
-                figures.p50_ms,
-                figures.p99_ms
-            );
-            // The figures stand whatever happens next: once, dom0's `xl shutdown` itself died
-            // (SIGSEGV) with the Linux guest up; the guest is then destroyed.
-            let shutdown = format!("xl shutdown -w {}", sh_quote(&subject.image.app));
-            if let Err(e) = agent.run_ok(&shutdown, STEP_LIMIT) {
-                eprintln!("bench dns:   {}: {e}; destroying it", subject.label);
-                let _ = agent.run(&format!("xl destroy {}", sh_quote(&subject.image.app)), STEP_LIMIT);
-            }
-            Ok(figures)
-        })();
-        if measured.is_err() {
-            let _ = agent.run(&format!("xl destroy {}", sh_quote(&subject.image.app)), STEP_LIMIT);
-        }
-        let run = run.join().map_err(|_| "the guest runner panicked".to_owned())?;
-        match &run.result {
-            Ok(Reason::Poweroff) => {}
-            Ok(reason) => eprintln!("bench dns:   {}: the guest {} at the end", subject.label, reason.verb()),
-            Err(e) => eprintln!("bench dns:   {}: {e}", subject.label),
-        }
-        measured.map_err(|e| format!("{e}\n{}", run.console))
+    serving_guest(agent, subject, |boot_s| {
+        // dnsperf -v prints a line per answer, "> NOERROR www.example.com A 0.000123";
+        // only the latencies and the summary come back.
+        let command = format!(
+            "dnsperf -s {ip} -d {QUERY_FILE} -l {SECONDS} -q {OUTSTANDING} -t 2 -v > /tmp/dnsperf.out 2>&1; \
+             status=$?; grep -v '^>' /tmp/dnsperf.out; echo LATENCIES; \
+             awk '/^> / {{ print $NF }}' /tmp/dnsperf.out; rm -f /tmp/dnsperf.out; exit $status",
+            ip = subject.ip
+        );
+        let out = agent.run_ok(&command, STEP_LIMIT + Duration::from_secs(u64::from(SECONDS)))?;
+        let figures = parse(&out, boot_s, f64::from(subject.image.meta.memory_mib))?;
+        eprintln!(
+            "bench dns:   {}: {:.0} q/s, {:.2}% lost, median {:.2} ms, p99 {:.2} ms",
+            subject.label, figures.queries_per_second, figures.lost_percent, figures.p50_ms, figures.p99_ms
+        );
+        Ok(figures)
     })
 }
 

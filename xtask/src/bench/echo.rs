@@ -3,14 +3,12 @@
 //! Linux, measures each from dom0 with the agent's clients and shuts it down; the section
 //! shows the median of the rounds with Linux as the baseline.
 
-use super::{field, median, Better, Ctx, Row, Section};
-use crate::agent::{sh_quote, Agent};
+use super::{field, median_rows, Ctx, Metric, Section};
+use crate::agent::Agent;
 use crate::assets::{self, Assets};
 use crate::build::{self, AppMeta, Image};
-use crate::guest::{self, Reason};
+use crate::guest;
 use std::path::Path;
-use std::sync::mpsc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 /// Rounds; each figure is their median.
@@ -30,8 +28,6 @@ pub const LINUX_MEMORY_MIB: u32 = 160;
 pub const LINUX_DIR: &str = "/mote/linux";
 /// Longest a guest may take to boot, or one measurement to run.
 pub const STEP_LIMIT: Duration = Duration::from_secs(180);
-/// Longest a whole guest run (boot, measurements, shutdown) may take.
-const RUN_LIMIT: Duration = Duration::from_secs(600);
 
 /// A guest under test.
 pub struct Subject {
@@ -52,7 +48,7 @@ pub struct Subject {
 type Figures = [f64; 7];
 
 /// Name, unit, whether higher is better, decimals.
-const METRICS: [(&str, &str, bool, usize); 7] = [
+const METRICS: [Metric; 7] = [
     ("TCP echo throughput", "MB/s", true, 2),
     ("TCP discard throughput", "MB/s", true, 2),
     ("UDP echo round trip, median", "ms", false, 2),
@@ -80,20 +76,7 @@ pub fn echo(ctx: &mut Ctx) -> Result<Section, String> {
         },
         linux_subject(linux),
     ];
-    let mut figures: [Vec<Figures>; 2] = [Vec::new(), Vec::new()];
-    let mut failures = Vec::new();
-    for round in 1..=ROUNDS {
-        for (subject, results) in subjects.iter().zip(&mut figures) {
-            eprintln!("bench: round {round}/{ROUNDS}: {}", subject.label);
-            match measure(&agent, subject) {
-                Ok(f) => results.push(f),
-                Err(e) => {
-                    eprintln!("bench: {} round {round}: {e}", subject.label);
-                    failures.push(format!("{} round {round}: {e}", subject.label));
-                }
-            }
-        }
-    }
+    let (figures, failures) = super::rounds(ROUNDS, &subjects, |s| s.label, |s| measure(&agent, s));
     Ok(section(&figures[0], &figures[1], failures))
 }
 
@@ -144,78 +127,34 @@ pub fn upload_linux(agent: &Agent, assets: &Assets) -> Result<Image, String> {
 
 /// Boots `subject`, times it until it serves, measures it from dom0, shuts it down.
 fn measure(agent: &Agent, subject: &Subject) -> Result<Figures, String> {
-    let opts = guest::Options {
-        timeout: Some(RUN_LIMIT),
-        echo: false,
-        clock: Instant::now(),
-        xl: subject.xl.clone(),
-    };
-    let (tx, lines) = mpsc::channel::<String>();
-    thread::scope(|scope| {
-        let started = Instant::now();
-        let run = scope.spawn(move || {
-            guest::run(agent, &subject.image, &subject.args, &opts, &mut |line| {
-                let _ = tx.send(line.to_owned());
-            })
-        });
-        let measured = (|| {
-            let deadline = started + STEP_LIMIT;
-            loop {
-                match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(line) if line.contains(subject.ready) => break,
-                    Ok(_) => {}
-                    Err(_) => return Err(format!("no console line {:?}", subject.ready)),
-                }
-            }
-            let boot = started.elapsed().as_secs_f64();
-            let check = |command: String| -> Result<String, String> {
-                let out = agent.run_ok(&format!("/mote/agent {command}"), STEP_LIMIT)?;
-                eprintln!("bench:   {}", out.trim());
-                Ok(out)
-            };
-            let ip = subject.ip;
-            let echo = check(format!("tcp-check {ip}:7 {ECHO_BYTES}"))?;
-            let discard = check(format!("discard-check {ip}:9 {DISCARD_BYTES}"))?;
-            let udp = check(format!("udp-check {ip}:7 {DATAGRAMS}"))?;
-            agent.run_ok(&format!("xl shutdown -w {}", sh_quote(&subject.image.app)), STEP_LIMIT)?;
-            let parsed = [
-                field(&echo, " (", " MB/s)"),
-                field(&discard, " (", " MB/s)"),
-                field(&udp, "median ", " ms"),
-                field(&udp, "p99 ", " ms"),
-                field(&udp, "min ", " ms"),
-            ];
-            let [Some(echo), Some(discard), Some(median), Some(p99), Some(min)] = parsed else {
-                return Err(format!("unexpected report in {echo:?} {discard:?} {udp:?}"));
-            };
-            let memory = f64::from(subject.image.meta.memory_mib);
-            Ok([echo, discard, median, p99, min, boot, memory])
-        })();
-        if measured.is_err() {
-            let _ = agent.run(&format!("xl destroy {}", sh_quote(&subject.image.app)), STEP_LIMIT);
-        }
-        let run = run.join().map_err(|_| "the guest runner panicked".to_owned())?;
-        match (measured, run.result) {
-            (Err(e), _) => Err(format!("{e}\n{}", run.console)),
-            (Ok(figures), Ok(Reason::Poweroff)) => Ok(figures),
-            (Ok(_), Ok(reason)) => Err(format!("the guest {} after the measurements", reason.verb())),
-            (Ok(_), Err(e)) => Err(e),
-        }
+    super::serving_guest(agent, subject, |boot| {
+        let check = |command: String| -> Result<String, String> {
+            let out = agent.run_ok(&format!("/mote/agent {command}"), STEP_LIMIT)?;
+            eprintln!("bench:   {}", out.trim());
+            Ok(out)
+        };
+        let ip = subject.ip;
+        let echo = check(format!("tcp-check {ip}:7 {ECHO_BYTES}"))?;
+        let discard = check(format!("discard-check {ip}:9 {DISCARD_BYTES}"))?;
+        let udp = check(format!("udp-check {ip}:7 {DATAGRAMS}"))?;
+        let parsed = [
+            field(&echo, " (", " MB/s)"),
+            field(&discard, " (", " MB/s)"),
+            field(&udp, "median ", " ms"),
+            field(&udp, "p99 ", " ms"),
+            field(&udp, "min ", " ms"),
+        ];
+        let [Some(echo), Some(discard), Some(median), Some(p99), Some(min)] = parsed else {
+            return Err(format!("unexpected report in {echo:?} {discard:?} {udp:?}"));
+        };
+        let memory = f64::from(subject.image.meta.memory_mib);
+        Ok([echo, discard, median, p99, min, boot, memory])
     })
 }
 
 /// The section: medians of the rounds, Linux's as the baseline.
 fn section(mote: &[Figures], linux: &[Figures], failures: Vec<String>) -> Section {
-    let rows = METRICS
-        .iter()
-        .enumerate()
-        .map(|(i, (name, unit, higher, decimals))| {
-            let better = if *higher { Better::Higher } else { Better::Lower };
-            Row::new(*name, median(mote.iter().map(|f| f[i])), unit, better)
-                .baseline(median(linux.iter().map(|f| f[i])))
-                .decimals(*decimals)
-        })
-        .collect();
+    let rows = median_rows(&METRICS, mote, linux);
     Section {
         title: format!(
             "apps/echo (mote) vs a Linux PVH guest, median of {ROUNDS} rounds: TCP echo {} MB and TCP \
@@ -239,6 +178,7 @@ fn section(mote: &[Figures], linux: &[Figures], failures: Vec<String>) -> Sectio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::Better;
 
     #[test]
     fn section_shows_medians_against_linux() {

@@ -232,6 +232,12 @@ pub(crate) fn with_guest<T>(
     })
 }
 
+/// Longest a guest may take to boot: Linux's kernel took over 180 s under TCG while other
+/// harnesses loaded the host's two cores.
+const BOOT_LIMIT: Duration = Duration::from_secs(600);
+/// Longest a whole guest run (boot, measurements, shutdown) may take.
+const RUN_LIMIT: Duration = Duration::from_secs(900);
+
 /// Runs `subject` until its console says it serves, then `measure`s it (given the seconds from
 /// `xl create` to then) and shuts it down; the guest is destroyed if anything fails.
 pub fn serving_guest<T>(
@@ -240,9 +246,8 @@ pub fn serving_guest<T>(
     measure: impl FnOnce(f64) -> Result<T, String>,
 ) -> Result<T, String> {
     let started = Instant::now();
-    let limit = Duration::from_secs(900);
-    with_guest(agent, &subject.image, &subject.args, &subject.xl, limit, |lines| {
-        let deadline = started + Duration::from_secs(600);
+    with_guest(agent, &subject.image, &subject.args, &subject.xl, RUN_LIMIT, |lines| {
+        let deadline = started + BOOT_LIMIT;
         loop {
             match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(line) if line.contains(subject.ready) => break,
@@ -254,6 +259,23 @@ pub fn serving_guest<T>(
         agent.run_ok(&format!("xl shutdown -w {}", sh_quote(&subject.image.app)), STEP_LIMIT)?;
         Ok(figures)
     })
+}
+
+/// A metric of a table of figures: name, unit, whether higher is better, decimals shown.
+pub type Metric = (&'static str, &'static str, bool, usize);
+
+/// One row per metric: the median of the rounds' `i`th figure, against the baseline's.
+pub fn median_rows<F: AsRef<[f64]>>(metrics: &[Metric], mote: &[F], baseline: &[F]) -> Vec<Row> {
+    metrics
+        .iter()
+        .enumerate()
+        .map(|(i, &(name, unit, higher, decimals))| {
+            let better = if higher { Better::Higher } else { Better::Lower };
+            Row::new(name, median(mote.iter().map(|f| f.as_ref()[i])), unit, better)
+                .baseline(median(baseline.iter().map(|f| f.as_ref()[i])))
+                .decimals(decimals)
+        })
+        .collect()
 }
 
 /// The number between `after` and the next `before` in `text`.
