@@ -12,7 +12,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::Cell;
 use core::fmt;
-use ext4_view::{Ext4, Ext4Error, Ext4Read};
+use ext4_view::{Ext4, Ext4Error, Ext4Read, FileType};
 
 /// What the filesystem reader needs of a disk: whole sectors by number.
 pub trait Sectors {
@@ -226,15 +226,11 @@ impl Fs {
     /// What `path` names (a symbolic link itself, not its target).
     pub fn metadata(&self, path: &str) -> Result<Metadata, FsError> {
         let m = self.ext4.symlink_metadata(path).map_err(|e| path_error(path, e))?;
-        let file_type = m.file_type();
-        let kind = if file_type.is_regular_file() {
-            Kind::File
-        } else if file_type.is_dir() {
-            Kind::Directory
-        } else {
-            Kind::Other
-        };
-        Ok(Metadata { kind, len: m.len(), modified: u64::try_from(m.modified().seconds()).unwrap_or(0) })
+        Ok(Metadata {
+            kind: kind(m.file_type()),
+            len: m.len(),
+            modified: u64::try_from(m.modified().seconds()).unwrap_or(0),
+        })
     }
 
     /// The entries of the directory at `path`, sorted by name; names that are not UTF-8 are
@@ -251,18 +247,22 @@ impl Fs {
             if name == "." || name == ".." {
                 continue;
             }
-            let file_type = entry.file_type().map_err(|e| path_error(path, e))?;
-            let kind = if file_type.is_regular_file() {
-                Kind::File
-            } else if file_type.is_dir() {
-                Kind::Directory
-            } else {
-                Kind::Other
-            };
+            let kind = kind(entry.file_type().map_err(|e| path_error(path, e))?);
             entries.push(DirEntry { name: name.to_string(), kind });
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(entries)
+    }
+}
+
+/// What an ext4 file type is to an app.
+fn kind(file_type: FileType) -> Kind {
+    if file_type.is_regular_file() {
+        Kind::File
+    } else if file_type.is_dir() {
+        Kind::Directory
+    } else {
+        Kind::Other
     }
 }
 
