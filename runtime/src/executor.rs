@@ -11,6 +11,8 @@
 //! kernel the platform is `xen::Xen`: the PV clock, and blocking in the
 //! hypervisor; host tests use a fake clock.
 
+#[cfg(feature = "hosted")]
+pub mod hosted;
 #[cfg(target_os = "none")]
 pub mod xen;
 

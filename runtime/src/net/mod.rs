@@ -17,6 +17,8 @@
 //! ```
 
 mod config;
+#[cfg(feature = "hosted")]
+mod hosted;
 mod stack;
 mod tcp;
 mod udp;
@@ -27,6 +29,8 @@ mod xen;
 mod tests;
 
 pub use config::{Config, ConfigError, Ipv4Config, Ipv6Config};
+#[cfg(feature = "hosted")]
+pub use hosted::{up, up_all, UpError, DEFAULT_TAP};
 pub use smoltcp;
 pub use stack::{Nic, Stack};
 pub use tcp::{TcpListener, TcpOptions, TcpStream};
