@@ -31,6 +31,7 @@ mod forward;
 mod fuzz;
 mod guest;
 mod harness;
+mod hosted;
 mod soak;
 mod symbolize;
 mod tests;
@@ -104,13 +105,22 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
             if !args.guest_args.is_empty() {
                 return Err("`build` takes no guest arguments".into());
             }
-            build::build_with(&args.app, args.flavor, &build_env(&args, &zones)?)?;
+            let env = build_env(&args, &zones)?;
+            if args.hosted {
+                hosted::build(&args.app, args.flavor, &env)?;
+            } else {
+                build::build_with(&args.app, args.flavor, &env)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         "run" => {
             let (rest, zones) = zones::take(rest)?;
             let args = parse_app_args(&rest, "run")?;
-            cmd_run(&args, &build_env(&args, &zones)?)
+            let env = build_env(&args, &zones)?;
+            if args.hosted {
+                return hosted::run(&hosted_options(&args, None), &env);
+            }
+            cmd_run(&args, &env)
         }
         "disk" => {
             let (dir, out) = parse_disk_args(rest)?;
@@ -120,6 +130,9 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
         "debug" => {
             let (batch, rest) = take_batch(rest)?;
             let args = parse_app_args(&rest, "debug")?;
+            if args.hosted {
+                return hosted::run(&hosted_options(&args, Some(batch.as_deref())), &build_env(&args, &[])?);
+            }
             debug::run(&debug::DebugOptions {
                 app: args.app,
                 dev: args.flavor.debug,
@@ -130,10 +143,11 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
         "symbolize" => cmd_symbolize(rest),
         "xl" => cmd_xl(rest),
         "test" => {
-            let mut opts = tests::TestOptions { integration_only: false, filter: None };
+            let mut opts = tests::TestOptions { integration_only: false, hosted_only: false, filter: None };
             for arg in rest {
                 match arg.as_str() {
                     "--integration-only" => opts.integration_only = true,
+                    "--hosted" => opts.hosted_only = true,
                     a if a.starts_with('-') => return Err(format!("unknown option {a:?}\n{USAGE}")),
                     a if opts.filter.is_none() => opts.filter = Some(a.to_owned()),
                     a => return Err(format!("unexpected argument {a:?}\n{USAGE}")),
@@ -179,6 +193,18 @@ fn build_env(args: &AppArgs, zones: &[PathBuf]) -> Result<Vec<(&'static str, std
     Ok(env)
 }
 
+/// `run`'s or `debug`'s arguments for [`hosted::run`] (`gdb`: under gdb, with that command file).
+fn hosted_options<'a>(args: &'a AppArgs, gdb: Option<Option<&'a std::path::Path>>) -> hosted::RunOptions<'a> {
+    hosted::RunOptions {
+        app: &args.app,
+        flavor: args.flavor,
+        timeout: args.timeout,
+        disk: args.disk.as_deref(),
+        guest_args: &args.guest_args,
+        gdb,
+    }
+}
+
 /// What `build` and `run` were asked.
 #[derive(Debug)]
 struct AppArgs {
@@ -190,6 +216,8 @@ struct AppArgs {
     disk: Option<PathBuf>,
     /// `--site DIR`: the site to embed.
     site: Option<PathBuf>,
+    /// `--hosted`: the app as a Linux process ([`hosted`]).
+    hosted: bool,
     guest_args: Vec<String>,
 }
 
@@ -202,6 +230,7 @@ fn parse_app_args(args: &[String], command: &str) -> Result<AppArgs, String> {
     let mut timeout = None;
     let mut disk = None;
     let mut site = None;
+    let mut hosted = false;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
@@ -216,13 +245,14 @@ fn parse_app_args(args: &[String], command: &str) -> Result<AppArgs, String> {
             }
             "--disk" if run => disk = Some(PathBuf::from(iter.next().ok_or("--disk needs an image file")?)),
             "--site" => site = Some(PathBuf::from(iter.next().ok_or("--site needs a directory")?)),
+            "--hosted" => hosted = true,
             a if a.starts_with('-') => return Err(format!("unknown option {a:?}\n{USAGE}")),
             a if app.is_none() => app = Some(a.to_owned()),
             a => return Err(format!("unexpected argument {a:?} (guest arguments go after `--`)\n{USAGE}")),
         }
     }
     let app = app.ok_or_else(|| format!("which app?\n{USAGE}"))?;
-    Ok(AppArgs { app, flavor, timeout, disk, site, guest_args: iter.cloned().collect() })
+    Ok(AppArgs { app, flavor, timeout, disk, site, hosted, guest_args: iter.cloned().collect() })
 }
 
 /// Parses `<dir> -o <image>`.
@@ -473,6 +503,11 @@ mod cli_tests {
             parse_app_args(&strings(&["web", "--gdb"]), "run").unwrap().flavor,
             build::Flavor { debug: false, gdb: true }
         );
+        let args = parse_app_args(&strings(&["web", "--hosted", "--", "ip=10.0.0.9/24"]), "run").unwrap();
+        assert!(args.hosted);
+        assert_eq!(args.guest_args, ["ip=10.0.0.9/24"]);
+        assert!(parse_app_args(&strings(&["web", "--hosted"]), "debug").unwrap().hosted);
+        assert!(!parse_app_args(&strings(&["web"]), "run").unwrap().hosted);
         // `debug` always has the stub: no flag for it.
         assert!(parse_app_args(&strings(&["web", "--gdb"]), "debug").is_err());
     }

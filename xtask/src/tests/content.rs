@@ -70,9 +70,7 @@ fn tree(dir: &Path, files: &[(&str, &[u8])]) -> Result<(), String> {
 /// and binds them to the cases' loop devices.
 pub fn setup(agent: &Agent) -> Result<(), String> {
     let work = mote_dir().join("content-cases");
-    let site = work.join("web-site");
-    let big = big_file();
-    tree(&site, &[("index.html", INDEX.as_bytes()), ("files/big.bin", &big)])?;
+    let site = web_site()?;
     let zones = work.join("dns-zones");
     tree(
         &zones,
@@ -95,6 +93,57 @@ pub fn setup(agent: &Agent) -> Result<(), String> {
     let image = work.join("damaged.img");
     fs::write(&image, damaged).map_err(|e| format!("{}: {e}", image.display()))?;
     disk::upload(agent, &image, "damaged.img", "/dev/loop6")?;
+    Ok(())
+}
+
+/// The web cases' site: an index and the 1 MiB file.
+fn web_site() -> Result<std::path::PathBuf, String> {
+    let site = mote_dir().join("content-cases/web-site");
+    tree(&site, &[("index.html", INDEX.as_bytes()), ("files/big.bin", &big_file())])?;
+    Ok(site)
+}
+
+/// The web cases' site as an ext4 image made on the host, for a hosted app's `--disk`.
+pub fn web_image() -> Result<std::path::PathBuf, String> {
+    let site = web_site()?;
+    let image = mote_dir().join("content-cases/hosted-web-site.img");
+    disk::make(&site, &image)?;
+    Ok(image)
+}
+
+/// curl from the host through 127.0.0.1:8080 (a hosted web app given [`web_image`]): the
+/// 1 MiB file and the index come from the disk byte for byte, and a file of the embedded site
+/// is not there.
+pub fn web_from_host() -> Result<(), String> {
+    let site = mote_dir().join("content-cases/web-site");
+    for (target, file) in [("/files/big.bin", "files/big.bin"), ("/", "index.html")] {
+        let source = fs::read(site.join(file)).map_err(|e| format!("{file}: {e}"))?;
+        let url = format!("http://127.0.0.1:8080{target}");
+        let out = std::process::Command::new("curl")
+            .args(["-sf", &url])
+            .output()
+            .map_err(|e| format!("curl: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("host curl {url} failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        let got = out.stdout;
+        if got != source {
+            return Err(format!(
+                "GET {url}: {} bytes, not the {} of the source file",
+                got.len(),
+                source.len()
+            ));
+        }
+        println!("    host: curl {url}: {} bytes, the source file's byte for byte", source.len());
+    }
+    let code = super::host(
+        "curl",
+        &["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:8080/docs/sample.txt"],
+    )?;
+    if code != "404" {
+        return Err(format!("GET /docs/sample.txt (only in the embedded site) answered {code}"));
+    }
+    println!("    host: curl http://127.0.0.1:8080/docs/sample.txt: 404 (the embedded site is not served)");
     Ok(())
 }
 

@@ -1,0 +1,197 @@
+//! The hosted cases: the network apps as Linux processes (`--hosted`), each in its network
+//! namespace, answering the same checks from the host's 127.0.0.1 as under Xen, then shut
+//! down by SIGTERM as `xl shutdown` shuts a guest down.
+
+use super::{case_build_env, content, dns_from_host, echo_from_host, excerpt, web_from_host, DRIVER_WAIT};
+use crate::build::{self, Flavor};
+use crate::hosted::{self, Netns};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long an app may take to exit after SIGTERM.
+const EXIT_LIMIT: Duration = Duration::from_secs(10);
+
+struct Case {
+    name: &'static str,
+    app: &'static str,
+    args: &'static [&'static str],
+    /// Makes the image given as `--disk`.
+    disk: Option<fn() -> Result<PathBuf, String>>,
+    /// Text of the console line that says the app serves.
+    serving: &'static str,
+    /// What the host checks through the forwarded ports.
+    check: fn() -> Result<(), String>,
+    /// Text the console must contain besides the app's `Poweroff requested` line.
+    expect: &'static [&'static str],
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "hosted_forwards_reach_echo_from_host_loopback",
+            app: "echo",
+            args: &[],
+            disk: None,
+            serving: "echo: serving on 10.0.0.2",
+            check: echo_from_host,
+            expect: &["net: TAP device mote0"],
+        },
+        Case {
+            name: "hosted_web_serves_curl_on_host_loopback",
+            app: "web",
+            args: &[],
+            disk: None,
+            serving: "web: serving ",
+            check: web_from_host,
+            expect: &["on http://10.0.0.2/"],
+        },
+        Case {
+            name: "hosted_dns_answers_dig_on_host_loopback",
+            app: "dns",
+            args: &[],
+            disk: None,
+            serving: "dns: serving on 10.0.0.2",
+            check: dns_from_host,
+            expect: &[],
+        },
+        Case {
+            name: "hosted_web_serves_a_site_from_a_disk_image",
+            app: "web",
+            args: &[],
+            disk: Some(content::web_image),
+            serving: "web: serving ",
+            check: content::web_from_host,
+            expect: &["web: site from disk image /", ": 2 files, 1048638 bytes"],
+        },
+    ]
+}
+
+/// Runs the hosted cases whose names `wanted` accepts; returns (passed, failed).
+pub fn run(wanted: &dyn Fn(&str) -> bool) -> (usize, usize) {
+    let cases: Vec<Case> = cases().into_iter().filter(|c| wanted(c.name)).collect();
+    let mut builds: BTreeMap<&str, Result<PathBuf, String>> = BTreeMap::new();
+    let (mut passed, mut failed) = (0, 0);
+    for case in &cases {
+        let started = Instant::now();
+        let exe = builds
+            .entry(case.app)
+            .or_insert_with(|| {
+                hosted::check_root()?;
+                hosted::build(case.app, Flavor::RELEASE, &case_build_env(case.app)?)
+            })
+            .clone();
+        let mut console = Vec::new();
+        let result = exe.and_then(|exe| run_case(case, &exe, &mut console));
+        let secs = started.elapsed().as_secs_f64();
+        match result {
+            Ok(()) => {
+                passed += 1;
+                println!("test {} ... ok ({secs:.1}s)", case.name);
+            }
+            Err(e) => {
+                failed += 1;
+                println!("test {} ... FAILED ({secs:.1}s)\n    {}", case.name, e.replace('\n', "\n    "));
+                println!(
+                    "    console ({} {}):\n{}",
+                    case.app,
+                    case.args.join(" "),
+                    excerpt(&console.join("\n"))
+                );
+            }
+        }
+    }
+    (passed, failed)
+}
+
+/// The app's process; killed if still running when dropped (a failed case).
+struct App(Child);
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn run_case(case: &Case, exe: &std::path::Path, console: &mut Vec<String>) -> Result<(), String> {
+    let meta = build::app_meta(case.app)?;
+    let disk = case.disk.map(|make| make()).transpose()?;
+    let user: Vec<String> = case.args.iter().map(|s| s.to_string()).collect();
+    let args = hosted::app_args(&meta, disk.as_deref(), &user)?;
+    let netns = Netns::create(case.app)?;
+    let relays = hosted::forward(&netns, case.app, &meta.forward)?;
+    let mut child = netns
+        .command(exe)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+    let (tx, lines) = mpsc::channel();
+    hosted::lines(child.stdout.take().expect("piped"), tx.clone());
+    hosted::lines(child.stderr.take().expect("piped"), tx);
+    let mut app = App(child);
+    wait_line(&lines, case.serving, console)?;
+    (case.check)()?;
+    hosted::signal(app.0.id(), libc::SIGTERM);
+    let deadline = Instant::now() + EXIT_LIMIT;
+    let status = loop {
+        if let Some(status) = app.0.try_wait().map_err(|e| format!("waiting for {}: {e}", case.app))? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("{} did not exit within {EXIT_LIMIT:?} of SIGTERM", case.app));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The readers end at the pipes' end: the rest of the output.
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(2)) {
+        console.push(line);
+    }
+    drop(relays);
+    drop(netns);
+    let text = console.join("\n");
+    let stopping = format!("{}: Poweroff requested, stopping", case.app);
+    let mut problems = Vec::new();
+    if !status.success() {
+        problems.push(format!("exited with {status}"));
+    }
+    for want in std::iter::once(stopping.as_str()).chain(case.expect.iter().copied()) {
+        if !text.contains(want) {
+            problems.push(format!("console lacks {want:?}"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+/// Waits for a line containing `text`, keeping every line in `console`.
+fn wait_line(lines: &mpsc::Receiver<String>, text: &str, console: &mut Vec<String>) -> Result<(), String> {
+    let deadline = Instant::now() + DRIVER_WAIT;
+    loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                let found = line.contains(text);
+                console.push(line);
+                if found {
+                    return Ok(());
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Err(format!("no console line containing {text:?} within {DRIVER_WAIT:?}"))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(format!("the app ended before printing {text:?}"))
+            }
+        }
+    }
+}
