@@ -342,11 +342,10 @@ pub fn lines(output: impl Read + Send + 'static, tx: mpsc::Sender<String>) {
     });
 }
 
-/// Sends `signal` to process `pid` (a child of ours).
+/// Sends `signal` to process `pid` (an app this run started, directly or under gdb).
 pub fn signal(pid: u32, signal: i32) {
     let Ok(pid) = libc::pid_t::try_from(pid) else { return };
-    // SAFETY: kill(2) takes plain integers; `pid` is a child of this process that has not been
-    // waited for, so the id is not reused.
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
     unsafe { libc::kill(pid, signal) };
 }
 

@@ -1790,6 +1790,7 @@ pub fn run(opts: &TestOptions) -> Result<bool, String> {
     let mut ok = true;
     let wanted = |name: &str| opts.filter.as_deref().is_none_or(|f| name.contains(f));
     if opts.hosted_only {
+        assets::install_host_deps()?;
         let (passed, failed) = hosted::run(&wanted);
         println!("hosted: {passed} passed, {failed} failed");
         return Ok(failed == 0);

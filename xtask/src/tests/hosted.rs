@@ -69,9 +69,23 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// The case run under gdb ([`gdb_case`]).
+const GDB_CASE: &str = "hosted_gdb_breaks_in_the_web_handler";
+
 /// Runs the hosted cases whose names `wanted` accepts; returns (passed, failed).
 pub fn run(wanted: &dyn Fn(&str) -> bool) -> (usize, usize) {
-    let cases: Vec<Case> = cases().into_iter().filter(|c| wanted(c.name)).collect();
+    let mut cases: Vec<Case> = cases().into_iter().filter(|c| wanted(c.name)).collect();
+    if wanted(GDB_CASE) {
+        cases.push(Case {
+            name: GDB_CASE,
+            app: "web",
+            args: &[],
+            disk: None,
+            serving: "web: serving ",
+            check: || Ok(()),
+            expect: &[],
+        });
+    }
     let mut builds: BTreeMap<&str, Result<PathBuf, String>> = BTreeMap::new();
     let (mut passed, mut failed) = (0, 0);
     for case in &cases {
@@ -84,7 +98,13 @@ pub fn run(wanted: &dyn Fn(&str) -> bool) -> (usize, usize) {
             })
             .clone();
         let mut console = Vec::new();
-        let result = exe.and_then(|exe| run_case(case, &exe, &mut console));
+        let result = exe.and_then(|exe| {
+            if case.name == GDB_CASE {
+                gdb_case(&exe, &mut console)
+            } else {
+                run_case(case, &exe, &mut console)
+            }
+        });
         let secs = started.elapsed().as_secs_f64();
         match result {
             Ok(()) => {
@@ -194,4 +214,91 @@ fn wait_line(lines: &mpsc::Receiver<String>, text: &str, console: &mut Vec<Strin
             }
         }
     }
+}
+
+/// `cargo xtask debug web --hosted --batch`'s way: gdb runs the web app in its namespace,
+/// breaks where a request's bytes reach the connection (as the Xen case does, through the
+/// stub), shows the backtrace and the request's length, steps, and lets it run on; the host's
+/// curl then gets its answer, and SIGTERM ends the app, which gdb sees exit normally.
+fn gdb_case(exe: &std::path::Path, console: &mut Vec<String>) -> Result<(), String> {
+    let line = crate::debug::web_break_line()?;
+    let script = crate::mote_dir().join("gdb-hosted-web-case.gdb");
+    std::fs::write(
+        &script,
+        format!(
+            "set pagination off\nhandle SIGTERM nostop noprint pass\nbreak apps/web/src/main.rs:{line}\nrun\n\
+             bt\nprint n\nprint/x $pc\nstepi\nprint/x $pc\ndelete\ncontinue\n"
+        ),
+    )
+    .map_err(|e| format!("{}: {e}", script.display()))?;
+    let meta = build::app_meta("web")?;
+    let args = hosted::app_args(&meta, None, &[])?;
+    let netns = Netns::create("web")?;
+    let relays = hosted::forward(&netns, "web", &meta.forward)?;
+    let mut gdb = netns.command("gdb");
+    gdb.args(["-batch", "-nx", "-x"]).arg(&script).arg("--args").arg(exe).args(&args);
+    let mut child = gdb
+        .current_dir(crate::workspace_root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run gdb: {e}"))?;
+    let (tx, lines) = mpsc::channel();
+    hosted::lines(child.stdout.take().expect("piped"), tx.clone());
+    hosted::lines(child.stderr.take().expect("piped"), tx);
+    let mut gdb = App(child);
+    wait_line(&lines, "hosted: process ", console)?;
+    let pid: u32 = console
+        .last()
+        .and_then(|l| l.split("hosted: process ").nth(1))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("no process id in {:?}", console.last()))?;
+    wait_line(&lines, "web: serving ", console)?;
+    // A request of a known length (40 bytes), answered once gdb lets the app run on.
+    let curl = std::thread::spawn(|| {
+        std::process::Command::new("curl")
+            .args(["-s", "-m", "100", "-H", "Host: mote", "-H", "User-Agent:", "-H", "Accept:"])
+            .arg("http://127.0.0.1:8080/robots.txt")
+            .output()
+    });
+    let answer = curl.join().map_err(|_| "the curl thread panicked")?.map_err(|e| format!("curl: {e}"))?;
+    let expected = super::site_file("robots.txt")?;
+    if answer.stdout != expected {
+        return Err(format!("curl got {:?}, expected robots.txt", String::from_utf8_lossy(&answer.stdout)));
+    }
+    println!("    host: curl http://127.0.0.1:8080/robots.txt answered after gdb let the app run on");
+    hosted::signal(pid, libc::SIGTERM);
+    let deadline = Instant::now() + EXIT_LIMIT;
+    let status = loop {
+        if let Some(status) = gdb.0.try_wait().map_err(|e| format!("waiting for gdb: {e}"))? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("gdb did not end within {EXIT_LIMIT:?} of the app's SIGTERM"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(2)) {
+        console.push(line);
+    }
+    drop(relays);
+    drop(netns);
+    let out = console.join("\n");
+    crate::debug::check_web_session(&out, line)?;
+    if !status.success() {
+        return Err(format!("gdb exited with {status}"));
+    }
+    for want in
+        ["web: Poweroff requested, stopping", &format!("[Inferior 1 (process {pid}) exited normally]")]
+    {
+        if !out.contains(want) {
+            return Err(format!("gdb's output lacks {want:?}"));
+        }
+    }
+    println!(
+        "    gdb: stopped at apps/web/src/main.rs:{line} in web::serve, n = 40, stepped, app exited normally"
+    );
+    Ok(())
 }
