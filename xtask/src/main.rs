@@ -1,14 +1,14 @@
 //! `cargo xtask`: builds mote images and runs them under Xen in an emulated machine.
 //!
 //! ```text
-//! cargo xtask build <app> [--debug] [--gdb] [--zone FILE…] [--site DIR]
-//! cargo xtask run <app> [--debug] [--gdb] [--timeout SECS] [--disk IMAGE] [--zone FILE…]
+//! cargo xtask build <app> [--debug] [--gdb] [--hosted] [--zone FILE…] [--site DIR]
+//! cargo xtask run <app> [--debug] [--gdb] [--hosted] [--timeout SECS] [--disk IMAGE] [--zone FILE…]
 //!     [--site DIR] [-- <guest command line>…]
 //! cargo xtask disk <dir> -o <image>
-//! cargo xtask debug <app> [--debug] [--batch FILE] [-- <guest command line>…]
+//! cargo xtask debug <app> [--debug] [--hosted] [--batch FILE] [-- <guest command line>…]
 //! cargo xtask symbolize <app> [--gdb] [FILE]
 //! cargo xtask xl <xl arguments>…
-//! cargo xtask test [--integration-only] [CASE-FILTER]
+//! cargo xtask test [--integration-only|--hosted] [CASE-FILTER]
 //! cargo xtask bench [NAME…]
 //! cargo xtask fuzz [TARGET] [--time S]
 //! cargo xtask soak [--minutes N]
@@ -19,7 +19,8 @@
 //! `debug` (gdb attached to a guest),
 //! `tests` (the test command and its integration cases), `bench` (benchmarks and their
 //! report), `fuzz` (the `cargo fuzz` targets), `soak` (sustained load and heap high-water
-//! marks), `disk` (content disk images).
+//! marks), `disk` (content disk images), `hosted` (`--hosted`: the app as a Linux process in a
+//! network namespace).
 
 mod agent;
 mod assets;
@@ -54,6 +55,11 @@ usage:
       build, boot Xen + dom0 in QEMU, run the app with <args> as its command line,
       stream its console; exit 0 when it powers off. --disk attaches IMAGE read-only
       as the guest's first disk (xvda)
+  cargo xtask build|run|debug <app> --hosted …
+      the app as a Linux process (the runtime's hosted feature; needs root): built for
+      x86_64-unknown-linux-gnu, run in network namespace mote-<app> on TAP device mote0 with
+      ip=10.0.0.2/24, its ports relayed from 127.0.0.1 as above; --disk IMAGE becomes disk=IMAGE;
+      debug runs it under gdb in the namespace; Ctrl-C asks it to shut down (SIGTERM)
   cargo xtask disk <dir> -o <image>
       write an ext4 image of <dir> (mkfs.ext4 -d) for --disk or an xl disk = [...]
   cargo xtask debug <app> [--debug] [--batch FILE] [-- <args>…]
@@ -65,9 +71,9 @@ usage:
       image built with --gdb, target/mote/gdb/<app>.debug.elf)
   cargo xtask xl <args>…
       run `xl <args>` in the dom0 of the harness a running `cargo xtask run` started
-  cargo xtask test [--integration-only] [FILTER]
+  cargo xtask test [--integration-only|--hosted] [FILTER]
       host packages, host unit tests, then the integration cases (whose name contains FILTER)
-      under Xen
+      under Xen, then the hosted cases; --hosted: only the hosted cases
   cargo xtask bench [NAME…]
       run every benchmark (or those named: size, repro, echo, dns, web, disk, boot,
       memory, density), print each figure with its baseline and ratio, write
