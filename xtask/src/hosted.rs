@@ -8,7 +8,7 @@
 
 use crate::build::{AppMeta, Flavor, Forward, SITE_ENV};
 use crate::{run_status, target_dir, workspace_root};
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::ffi::OsString;
 use std::io::{self, Read};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -293,39 +293,47 @@ fn relay_udp(socket: UdpSocket, upstream: SocketAddr, dialer: Dialer, stop: Arc<
                 return;
             }
         };
-        if !clients.contains_key(&client) {
-            let server =
-                match dialer.udp(upstream).and_then(|s| s.set_read_timeout(Some(STOP_CHECK)).map(|()| s)) {
-                    Ok(server) => server,
-                    Err(e) => {
-                        eprintln!("mote: udp socket towards {upstream}: {e}");
-                        continue;
-                    }
-                };
-            let (Ok(replies), back, stop) = (server.try_clone(), socket.clone(), stop.clone()) else {
-                continue;
-            };
-            thread::spawn(move || {
-                let mut buf = vec![0u8; 65535];
-                while !stop.load(Ordering::SeqCst) {
-                    match replies.recv(&mut buf) {
-                        Ok(n) => {
-                            let _ = back.send_to(&buf[..n], client);
-                        }
-                        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                        }
-                        Err(_) => return,
-                    }
+        let server = match clients.entry(client) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => match udp_upstream(&dialer, upstream, client, &socket, &stop) {
+                Ok(server) => e.insert(server),
+                Err(e) => {
+                    eprintln!("mote: udp socket towards {upstream}: {e}");
+                    continue;
                 }
-            });
-            clients.insert(client, server);
-        }
-        if let Some(server) = clients.get(&client) {
-            if let Err(e) = server.send(&buf[..n]) {
-                eprintln!("mote: udp to {upstream}: {e}");
-            }
+            },
+        };
+        if let Err(e) = server.send(&buf[..n]) {
+            eprintln!("mote: udp to {upstream}: {e}");
         }
     }
+}
+
+/// A socket towards `upstream` for `client`'s datagrams, and a thread that sends its replies
+/// back to `client` through `socket`.
+fn udp_upstream(
+    dialer: &Dialer,
+    upstream: SocketAddr,
+    client: SocketAddr,
+    socket: &Arc<UdpSocket>,
+    stop: &Arc<AtomicBool>,
+) -> io::Result<UdpSocket> {
+    let server = dialer.udp(upstream)?;
+    server.set_read_timeout(Some(STOP_CHECK))?;
+    let (replies, back, stop) = (server.try_clone()?, socket.clone(), stop.clone());
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 65535];
+        while !stop.load(Ordering::SeqCst) {
+            match replies.recv(&mut buf) {
+                Ok(n) => {
+                    let _ = back.send_to(&buf[..n], client);
+                }
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    Ok(server)
 }
 
 /// Sends the lines of a child's output to `tx` as they come, from a reader thread.

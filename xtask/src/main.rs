@@ -5,7 +5,7 @@
 //! cargo xtask run <app> [--debug] [--gdb] [--hosted] [--timeout SECS] [--disk IMAGE] [--zone FILE…]
 //!     [--site DIR] [-- <guest command line>…]
 //! cargo xtask disk <dir> -o <image>
-//! cargo xtask debug <app> [--debug] [--hosted] [--batch FILE] [-- <guest command line>…]
+//! cargo xtask debug <app> [--debug] [--hosted [--disk IMAGE]] [--batch FILE] [-- <guest command line>…]
 //! cargo xtask symbolize <app> [--gdb] [FILE]
 //! cargo xtask xl <xl arguments>…
 //! cargo xtask test [--integration-only|--hosted] [CASE-FILTER]
@@ -139,6 +139,9 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
             if args.hosted {
                 return hosted::run(&hosted_options(&args, Some(batch.as_deref())), &build_env(&args, &[])?);
             }
+            if args.disk.is_some() {
+                return Err("`debug --disk` is for --hosted; a guest under gdb has no disk".into());
+            }
             debug::run(&debug::DebugOptions {
                 app: args.app,
                 dev: args.flavor.debug,
@@ -227,8 +230,9 @@ struct AppArgs {
     guest_args: Vec<String>,
 }
 
-/// Parses `<app> [--debug] [--gdb] [--site DIR] [--timeout SECS] [--disk IMAGE] [-- args…]` (`--gdb` not for
-/// `debug`, which always has the stub; the last two for `run`).
+/// Parses `<app> [--debug] [--gdb] [--hosted] [--site DIR] [--timeout SECS] [--disk IMAGE] [-- args…]`
+/// (`--gdb` not for `debug`, which always has the stub; `--timeout` for `run`, `--disk` for `run`
+/// and `debug`).
 fn parse_app_args(args: &[String], command: &str) -> Result<AppArgs, String> {
     let run = command == "run";
     let mut app = None;
@@ -249,7 +253,9 @@ fn parse_app_args(args: &[String], command: &str) -> Result<AppArgs, String> {
                     secs.parse().map_err(|_| format!("--timeout: bad number of seconds {secs:?}"))?;
                 timeout = Some(Duration::from_secs(secs));
             }
-            "--disk" if run => disk = Some(PathBuf::from(iter.next().ok_or("--disk needs an image file")?)),
+            "--disk" if run || command == "debug" => {
+                disk = Some(PathBuf::from(iter.next().ok_or("--disk needs an image file")?))
+            }
             "--site" => site = Some(PathBuf::from(iter.next().ok_or("--site needs a directory")?)),
             "--hosted" => hosted = true,
             a if a.starts_with('-') => return Err(format!("unknown option {a:?}\n{USAGE}")),
