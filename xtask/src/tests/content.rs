@@ -71,15 +71,7 @@ fn tree(dir: &Path, files: &[(&str, &[u8])]) -> Result<(), String> {
 pub fn setup(agent: &Agent) -> Result<(), String> {
     let work = mote_dir().join("content-cases");
     let site = web_site()?;
-    let zones = work.join("dns-zones");
-    tree(
-        &zones,
-        &[
-            ("example.org.zone", ORG_ZONE.as_bytes()),
-            ("example.net.zone", NET_ZONE.as_bytes()),
-            ("README", b"not a zone: left alone\n"),
-        ],
-    )?;
+    let zones = dns_zones()?;
     for (dir, name, loop_device) in
         [(&site, "web-site.img", "/dev/loop4"), (&zones, "dns-zones.img", "/dev/loop5")]
     {
@@ -101,6 +93,49 @@ fn web_site() -> Result<std::path::PathBuf, String> {
     let site = mote_dir().join("content-cases/web-site");
     tree(&site, &[("index.html", INDEX.as_bytes()), ("files/big.bin", &big_file())])?;
     Ok(site)
+}
+
+/// The dns cases' zones: two zone files and a file that is not a zone.
+fn dns_zones() -> Result<std::path::PathBuf, String> {
+    let zones = mote_dir().join("content-cases/dns-zones");
+    tree(
+        &zones,
+        &[
+            ("example.org.zone", ORG_ZONE.as_bytes()),
+            ("example.net.zone", NET_ZONE.as_bytes()),
+            ("README", b"not a zone: left alone\n"),
+        ],
+    )?;
+    Ok(zones)
+}
+
+/// The dns cases' zones as an ext4 image made on the host, for a hosted app's `--disk`.
+pub fn dns_image() -> Result<std::path::PathBuf, String> {
+    let image = mote_dir().join("content-cases/hosted-dns-zones.img");
+    disk::make(&dns_zones()?, &image)?;
+    Ok(image)
+}
+
+/// dig from the host through 127.0.0.1:5353 (a hosted dns app given [`dns_image`]), over UDP
+/// and TCP: both zones on the disk answer, the embedded example.com is refused.
+pub fn dns_from_host() -> Result<(), String> {
+    for transport in ["+notcp", "+tcp"] {
+        for (question, want) in [
+            ("www.example.org A", "www.example.org. 600 IN A 198.51.100.80"),
+            ("mail.example.net AAAA", "mail.example.net. 900 IN AAAA 2001:db8::25"),
+            ("www.example.com A", "status: REFUSED"),
+        ] {
+            let mut args = vec!["@127.0.0.1", "-p", "5353", transport, "+tries=3"];
+            args.extend(question.split(' '));
+            let out = super::host("dig", &args)?;
+            let flat = out.split_whitespace().collect::<Vec<_>>().join(" ");
+            if !flat.contains(want) {
+                return Err(format!("host dig {transport} {question}: no {want:?} in:\n{out}"));
+            }
+            println!("    host: dig @127.0.0.1 -p 5353 {transport} {question}: {want}");
+        }
+    }
+    Ok(())
 }
 
 /// The web cases' site as an ext4 image made on the host, for a hosted app's `--disk`.

@@ -66,6 +66,15 @@ fn cases() -> Vec<Case> {
             check: content::web_from_host,
             expect: &["web: site from disk image /", ": 2 files, 1048638 bytes"],
         },
+        Case {
+            name: "hosted_dns_answers_zones_from_a_disk_image",
+            app: "dns",
+            args: &[],
+            disk: Some(content::dns_image),
+            serving: "dns: serving on 10.0.0.2",
+            check: content::dns_from_host,
+            expect: &["(udp/53 tcp/53): example.net. example.org."],
+        },
     ]
 }
 
