@@ -7,7 +7,7 @@ use crate::build::{self, Flavor};
 use crate::hosted::{self, Netns};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -138,6 +138,48 @@ pub fn run(wanted: &dyn Fn(&str) -> bool) -> (usize, usize) {
 /// The app's process; killed if still running when dropped (a failed case).
 struct App(Child);
 
+impl App {
+    /// Starts `command` (the app, or gdb running it); its output comes on the channel, a line
+    /// at a time, standard output and error alike.
+    fn spawn(mut command: Command) -> Result<(App, mpsc::Receiver<String>), String> {
+        let shown = command.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run `ip {shown}`: {e}"))?;
+        let (tx, lines) = mpsc::channel();
+        hosted::lines(child.stdout.take().expect("piped"), tx.clone());
+        hosted::lines(child.stderr.take().expect("piped"), tx);
+        Ok((App(child), lines))
+    }
+
+    /// Waits up to [`EXIT_LIMIT`] for the process to end (after a SIGTERM), then adds the rest
+    /// of its output to `console`.
+    fn wait(
+        &mut self,
+        lines: &mpsc::Receiver<String>,
+        console: &mut Vec<String>,
+    ) -> Result<ExitStatus, String> {
+        let deadline = Instant::now() + EXIT_LIMIT;
+        let status = loop {
+            if let Some(status) = self.0.try_wait().map_err(|e| format!("waiting for the app: {e}"))? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("the app did not end within {EXIT_LIMIT:?} of SIGTERM"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        // The readers end at the pipes' end: the rest of the output.
+        while let Ok(line) = lines.recv_timeout(Duration::from_secs(2)) {
+            console.push(line);
+        }
+        Ok(status)
+    }
+}
+
 impl Drop for App {
     fn drop(&mut self) {
         if matches!(self.0.try_wait(), Ok(None)) {
@@ -154,35 +196,13 @@ fn run_case(case: &Case, exe: &std::path::Path, console: &mut Vec<String>) -> Re
     let args = hosted::app_args(&meta, disk.as_deref(), &user)?;
     let netns = Netns::create(case.app)?;
     let relays = hosted::forward(&netns, case.app, &meta.forward)?;
-    let mut child = netns
-        .command(exe)
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
-    let (tx, lines) = mpsc::channel();
-    hosted::lines(child.stdout.take().expect("piped"), tx.clone());
-    hosted::lines(child.stderr.take().expect("piped"), tx);
-    let mut app = App(child);
+    let mut command = netns.command(exe);
+    command.args(&args);
+    let (mut app, lines) = App::spawn(command)?;
     wait_line(&lines, case.serving, console)?;
     (case.check)()?;
     hosted::signal(app.0.id(), libc::SIGTERM);
-    let deadline = Instant::now() + EXIT_LIMIT;
-    let status = loop {
-        if let Some(status) = app.0.try_wait().map_err(|e| format!("waiting for {}: {e}", case.app))? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            return Err(format!("{} did not exit within {EXIT_LIMIT:?} of SIGTERM", case.app));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    // The readers end at the pipes' end: the rest of the output.
-    while let Ok(line) = lines.recv_timeout(Duration::from_secs(2)) {
-        console.push(line);
-    }
+    let status = app.wait(&lines, console)?;
     drop(relays);
     drop(netns);
     let text = console.join("\n");
@@ -244,19 +264,10 @@ fn gdb_case(exe: &std::path::Path, console: &mut Vec<String>) -> Result<(), Stri
     let args = hosted::app_args(&meta, None, &[])?;
     let netns = Netns::create("web")?;
     let relays = hosted::forward(&netns, "web", &meta.forward)?;
-    let mut gdb = netns.command("gdb");
-    gdb.args(["-batch", "-nx", "-x"]).arg(&script).arg("--args").arg(exe).args(&args);
-    let mut child = gdb
-        .current_dir(crate::workspace_root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run gdb: {e}"))?;
-    let (tx, lines) = mpsc::channel();
-    hosted::lines(child.stdout.take().expect("piped"), tx.clone());
-    hosted::lines(child.stderr.take().expect("piped"), tx);
-    let mut gdb = App(child);
+    let mut command = netns.command("gdb");
+    command.args(["-batch", "-nx", "-x"]).arg(&script).arg("--args").arg(exe).args(&args);
+    command.current_dir(crate::workspace_root());
+    let (mut gdb, lines) = App::spawn(command)?;
     wait_line(&lines, "hosted: process ", console)?;
     let pid: u32 = console
         .last()
@@ -279,19 +290,7 @@ fn gdb_case(exe: &std::path::Path, console: &mut Vec<String>) -> Result<(), Stri
     }
     println!("    host: curl http://127.0.0.1:8080/robots.txt answered after gdb let the app run on");
     hosted::signal(pid, libc::SIGTERM);
-    let deadline = Instant::now() + EXIT_LIMIT;
-    let status = loop {
-        if let Some(status) = gdb.0.try_wait().map_err(|e| format!("waiting for gdb: {e}"))? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            return Err(format!("gdb did not end within {EXIT_LIMIT:?} of the app's SIGTERM"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    while let Ok(line) = lines.recv_timeout(Duration::from_secs(2)) {
-        console.push(line);
-    }
+    let status = gdb.wait(&lines, console)?;
     drop(relays);
     drop(netns);
     let out = console.join("\n");
