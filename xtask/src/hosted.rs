@@ -54,7 +54,12 @@ pub fn build(app: &str, flavor: Flavor, env: &[(&str, OsString)]) -> Result<Path
     }
     cargo.env_remove(SITE_ENV);
     cargo.envs(env.iter().map(|(k, v)| (k, v)));
-    run_status(&mut cargo).map_err(|e| format!("building {app} hosted: {e}"))?;
+    run_status(&mut cargo).map_err(|e| {
+        format!(
+            "building {app} hosted: {e}\n(a hosted build has no Xen-only parts of the runtime: xenstore, \
+             grants, mote::disk, the blocking mote::sleep; hello and selftest use them)"
+        )
+    })?;
     let exe = target_dir().join(TARGET).join(if flavor.debug { "debug" } else { "release" }).join(app);
     eprintln!("mote: {app} (hosted): {}", exe.display());
     Ok(exe)

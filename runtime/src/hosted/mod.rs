@@ -71,7 +71,8 @@ pub fn flush() {
 /// The process's entry, from `mote::main!`: sets up the platform, runs the app, and returns
 /// the exit status (0 when it succeeded).
 pub fn start(app: impl FnOnce() -> bool) -> i32 {
-    Instant::now();
+    // Sets time zero.
+    let _ = Instant::now();
     let line = cmdline::join_args(std::env::args().skip(1));
     let memory = Cmdline::new(&line).get_parsed::<u64>("memory").map(|m| m.map_err(String::from));
     let heap_bytes = match memory {
