@@ -15,6 +15,9 @@
 //! sockets, driven by the same executor. Both also run on the host, where
 //! their tests use a fake clock and an in-memory wire.
 //!
+//! With the `hosted` feature (`cargo xtask run <app> --hosted`), the same API runs an app as a
+//! Linux process instead, for gdb, perf and valgrind: see [`hosted`].
+//!
 //! ```ignore
 //! #![no_std]
 //! #![no_main]

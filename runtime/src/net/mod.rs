@@ -1,5 +1,6 @@
 //! Networking: smoltcp over any [`smoltcp::phy::Device`] (netfront in the
-//! kernel, an in-memory wire in the host tests), with async sockets.
+//! kernel, a TAP device hosted, an in-memory wire in the host tests), with
+//! async sockets.
 //!
 //! A [`Stack`] owns the interface and its sockets and is a driver of the
 //! running executor: every turn of the run loop polls the interface, and the
