@@ -175,7 +175,7 @@ pub fn run(opts: &DebugOptions) -> Result<ExitCode, String> {
     // The loop ends when the guest's run does: by itself, or destroyed once gdb quits.
     let mut gdb = None;
     let mut proxy = None;
-    let mut relays = Vec::new();
+    let mut relays = forward::Relays::default();
     for line in lines.iter() {
         eprintln!("{line}");
         if let Some(ip) = crate::guest_ipv4(&line).filter(|_| relays.is_empty()) {

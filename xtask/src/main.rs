@@ -337,7 +337,7 @@ fn cmd_run(args: &AppArgs, env: &[(&str, std::ffi::OsString)]) -> Result<ExitCod
     }
     let opts = guest::Options { timeout, echo: true, clock: harness.started(), xl };
     let mut stdout = std::io::stdout();
-    let mut relays = Vec::new();
+    let mut relays = forward::Relays::default();
     let run = guest::run(&agent, &image, guest_args, &opts, &mut |line| {
         let _ = writeln!(stdout, "{line}");
         let _ = stdout.flush();

@@ -1224,7 +1224,7 @@ fn drive_disk_discard(d: &mut Driver) -> Result<(), String> {
 
 /// Starts the app's forwards to the guest at the address in its console line `… on <ip>`
 /// (`marker` names that line); the relays run while the returned handles live.
-fn forward_from_host(d: &mut Driver, marker: &str) -> Result<Vec<crate::agent::Exec>, String> {
+fn forward_from_host(d: &mut Driver, marker: &str) -> Result<forward::Relays, String> {
     let line = d.wait_line(marker)?;
     let ip: std::net::Ipv4Addr = line
         .split(|c: char| c.is_whitespace() || c == '/')
