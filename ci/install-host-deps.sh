@@ -16,6 +16,7 @@ packages=(
     libvirt-clients libxml2-utils # virt-xml-validate (and its xmllint), checking the libvirt XML of `cargo xtask build`
     e2fsprogs       # mkfs.ext4 -d: cargo xtask disk, and the mote::fs tests
     gdb             # cargo xtask debug, and its integration case
+    iproute2        # ip netns, ip tuntap: the network namespace of --hosted runs and cases
     nsd             # the reference server of the DNS differential test (dns/tests/nsd.rs)
     dnsperf         # the DNS benchmark's load generator, copied into dom0
     wrk             # dom0's HTTP load generator for `cargo xtask bench web` (copied with its libraries)

@@ -37,6 +37,29 @@ impl<'a> Cmdline<'a> {
     }
 }
 
+/// Joins a process's arguments into one command line (the hosted runtime's): an argument
+/// holding whitespace has its value (after the first `=`) double-quoted, so that it stays
+/// one argument.
+pub fn join_args<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> alloc::string::String {
+    let mut line = alloc::string::String::new();
+    for arg in args {
+        let arg = arg.as_ref();
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        match arg.split_once('=') {
+            Some((key, value)) if arg.contains(char::is_whitespace) => {
+                line.push_str(key);
+                line.push_str("=\"");
+                line.push_str(value);
+                line.push('"');
+            }
+            _ => line.push_str(arg),
+        }
+    }
+    line
+}
+
 /// Iterator over `(key, value)` arguments.
 pub struct Args<'a> {
     rest: &'a str,
@@ -100,6 +123,18 @@ mod tests {
         assert_eq!(c.get("msg"), Some("hello world"));
         assert_eq!(c.get("a"), Some("2"));
         assert_eq!(c.get("eq"), Some("x=y"));
+    }
+
+    #[test]
+    fn joined_arguments_parse_back_one_for_one() {
+        let line = join_args(["ip=10.0.0.2/24", "msg=hello big world", "verbose", "log=debug"]);
+        assert_eq!(line, r#"ip=10.0.0.2/24 msg="hello big world" verbose log=debug"#);
+        let args: Vec<_> = Cmdline::new(&line).args().collect();
+        assert_eq!(
+            args,
+            [("ip", "10.0.0.2/24"), ("msg", "hello big world"), ("verbose", ""), ("log", "debug")]
+        );
+        assert_eq!(join_args(core::iter::empty::<&str>()), "");
     }
 
     #[test]

@@ -9,8 +9,11 @@
 //! ready, the loop asks the [`Platform`] to sleep until the earliest
 //! deadline — a timer, or a driver's own — or an external event. In the
 //! kernel the platform is `xen::Xen`: the PV clock, and blocking in the
-//! hypervisor; host tests use a fake clock.
+//! hypervisor; hosted, `hosted::Hosted`: Linux's clock and poll(2); host
+//! tests use a fake clock.
 
+#[cfg(feature = "hosted")]
+pub mod hosted;
 #[cfg(target_os = "none")]
 pub mod xen;
 

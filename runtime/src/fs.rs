@@ -331,6 +331,57 @@ mod guest {
 #[cfg(target_os = "none")]
 pub use guest::{mount_first, mount_vdev};
 
+/// The hosted runtime's disk: an image file.
+#[cfg(feature = "hosted")]
+mod hosted {
+    use super::{Fs, FsError, Sectors};
+    use alloc::format;
+    use alloc::string::{String, ToString};
+    use std::os::unix::fs::FileExt;
+
+    const SECTOR: usize = 512;
+
+    /// A disk image file, read in 512-byte sectors (a partial last sector is left out, as a
+    /// block device would).
+    struct ImageFile {
+        file: std::fs::File,
+        path: String,
+        sectors: u64,
+    }
+
+    impl Sectors for ImageFile {
+        fn sector_size(&self) -> usize {
+            SECTOR
+        }
+
+        fn sectors(&self) -> u64 {
+            self.sectors
+        }
+
+        fn read_sectors(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), String> {
+            self.file
+                .read_exact_at(buf, sector * SECTOR as u64)
+                .map_err(|e| format!("reading {} at sector {sector}: {e}", self.path))
+        }
+    }
+
+    /// The filesystem in the image file that `disk=PATH` on the command line names (`cargo
+    /// xtask run <app> --hosted --disk IMAGE` passes it), or `None` without one; an error when
+    /// the file cannot be opened or holds no filesystem.
+    pub fn mount_first() -> Result<Option<Fs>, FsError> {
+        let Some(path) = crate::cmdline().get("disk") else { return Ok(None) };
+        let name = format!("disk image {path}");
+        let mount_error = |e: std::io::Error| FsError::Mount { disk: name.clone(), problem: e.to_string() };
+        let file = std::fs::File::open(path).map_err(mount_error)?;
+        let bytes = file.metadata().map_err(mount_error)?.len();
+        let image = ImageFile { file, path: path.to_string(), sectors: bytes / SECTOR as u64 };
+        Fs::load(&name, image).map(Some)
+    }
+}
+
+#[cfg(feature = "hosted")]
+pub use hosted::mount_first;
+
 pub mod vdev;
 
 #[cfg(test)]

@@ -15,6 +15,9 @@
 //! sockets, driven by the same executor. Both also run on the host, where
 //! their tests use a fake clock and an in-memory wire.
 //!
+//! With the `hosted` feature (`cargo xtask run <app> --hosted`), the same API runs an app as a
+//! Linux process instead, for gdb, perf and valgrind: see [`hosted`].
+//!
 //! ```ignore
 //! #![no_std]
 //! #![no_main]
@@ -25,9 +28,15 @@
 //! ```
 #![cfg_attr(target_os = "none", no_std)]
 
+#[cfg(all(target_os = "none", feature = "hosted"))]
+compile_error!("the `hosted` feature runs an app as a Linux process: build it for a Linux target");
+
 extern crate alloc;
 
 pub mod cmdline;
+// Xen's block devices as futures: in the kernel, and in the host tests (against blkfront's
+// in-memory backend); not in a hosted build, which links nothing of Xen.
+#[cfg(any(target_os = "none", test))]
 pub mod disk_async;
 pub mod executor;
 pub mod fs;
@@ -56,9 +65,15 @@ mod gdb;
 pub mod grants;
 #[cfg(target_os = "none")]
 pub mod heap;
+#[cfg(feature = "hosted")]
+#[doc(hidden)]
+pub mod hosted;
 #[cfg(target_os = "none")]
 pub mod lifecycle;
-#[cfg(target_os = "none")]
+#[cfg(feature = "hosted")]
+#[path = "hosted/lifecycle.rs"]
+pub mod lifecycle;
+#[cfg(any(target_os = "none", feature = "hosted"))]
 mod logger;
 #[cfg(target_os = "none")]
 mod start;
@@ -78,6 +93,13 @@ pub use lifecycle::{wait_for_shutdown, Request as ShutdownRequest};
 pub use mote_xen::xenbus;
 #[cfg(target_os = "none")]
 pub use start::{boot_info, cmdline, BootInfo};
+
+#[cfg(feature = "hosted")]
+pub use executor::hosted::block_on;
+#[cfg(feature = "hosted")]
+pub use hosted::{_print, boot_info, cmdline, flush, wallclock, BootInfo};
+#[cfg(feature = "hosted")]
+pub use lifecycle::Request as ShutdownRequest;
 
 pub use executor::spawn;
 pub use log;
@@ -109,12 +131,26 @@ impl<E: core::fmt::Display> Exit for Result<(), E> {
 }
 
 /// Names the app's entry point: `mote::main!(main);`.
+#[cfg(not(feature = "hosted"))]
 #[macro_export]
 macro_rules! main {
     ($main:path) => {
         #[export_name = "__mote_app_main"]
         fn __mote_app_main() -> bool {
             $crate::Exit::succeeded($main())
+        }
+    };
+}
+
+/// Names the app's entry point: `mote::main!(main);`. Hosted, it is the C `main` of a
+/// Linux process (the app crate is `#![no_main]`, so Rust's own entry is not made).
+#[cfg(feature = "hosted")]
+#[macro_export]
+macro_rules! main {
+    ($main:path) => {
+        #[export_name = "main"]
+        extern "C" fn __mote_hosted_main(_argc: i32, _argv: *const *const u8) -> i32 {
+            $crate::hosted::start(|| $crate::Exit::succeeded($main()))
         }
     };
 }

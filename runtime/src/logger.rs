@@ -31,6 +31,7 @@ impl Log for ConsoleLogger {
     fn log(&self, record: &Record<'_>) {
         // While the gdb stub holds the CPU, the stopped code may hold the
         // console's lock: the stub's own messages (gdbstub's) are dropped.
+        #[cfg(target_os = "none")]
         if crate::gdb::stopped() {
             return;
         }

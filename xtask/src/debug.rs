@@ -175,7 +175,7 @@ pub fn run(opts: &DebugOptions) -> Result<ExitCode, String> {
     // The loop ends when the guest's run does: by itself, or destroyed once gdb quits.
     let mut gdb = None;
     let mut proxy = None;
-    let mut relays = Vec::new();
+    let mut relays = forward::Relays::default();
     for line in lines.iter() {
         eprintln!("{line}");
         if let Some(ip) = crate::guest_ipv4(&line).filter(|_| relays.is_empty()) {
@@ -333,13 +333,7 @@ impl BatchGdb {
 /// a request from dom0 hits it; gdb prints the backtrace, the handler's local `n` (the request's
 /// length), single-steps one instruction and detaches; the request is then answered.
 pub fn web_case_driver(d: &mut crate::tests::Driver) -> Result<(), String> {
-    let source = crate::workspace_root().join("apps/web/src/main.rs");
-    let text = std::fs::read_to_string(&source).map_err(|e| format!("{}: {e}", source.display()))?;
-    let line = text
-        .lines()
-        .position(|l| l.contains(WEB_BREAK_SOURCE))
-        .map(|i| i + 1)
-        .ok_or_else(|| format!("{} has no line with {WEB_BREAK_SOURCE:?}", source.display()))?;
+    let line = web_break_line()?;
     let gdb = BatchGdb::start(
         d,
         &format!(
@@ -456,10 +450,23 @@ fn wait_child(child: &mut Child, limit: Duration) -> Result<ExitStatus, String> 
     }
 }
 
-/// What the web case's gdb script must have printed.
-fn check_web_session(out: &str, line: usize) -> Result<(), String> {
+/// The line of apps/web/src/main.rs where the web cases break: where a request's bytes are
+/// fed to the connection.
+pub fn web_break_line() -> Result<usize, String> {
+    let source = crate::workspace_root().join("apps/web/src/main.rs");
+    let text = std::fs::read_to_string(&source).map_err(|e| format!("{}: {e}", source.display()))?;
+    text.lines()
+        .position(|l| l.contains(WEB_BREAK_SOURCE))
+        .map(|i| i + 1)
+        .ok_or_else(|| format!("{} has no line with {WEB_BREAK_SOURCE:?}", source.display()))
+}
+
+/// What the web cases' gdb script must have printed.
+pub fn check_web_session(out: &str, line: usize) -> Result<(), String> {
     let at = format!("apps/web/src/main.rs:{line}");
-    if !out.lines().any(|l| l.starts_with("Breakpoint 1, ") && l.contains(&at)) {
+    // A threaded program (hosted: the signal thread) says which thread: `Thread 1 "web" hit …`.
+    let stopped = |l: &str| l.starts_with("Breakpoint 1, ") || l.contains(" hit Breakpoint 1, ");
+    if !out.lines().any(|l| stopped(l) && l.contains(&at)) {
         return Err(format!("gdb did not stop at breakpoint 1 at {at}"));
     }
     let frames: Vec<&str> = out.lines().filter(|l| l.starts_with('#')).collect();

@@ -9,9 +9,9 @@ use crate::agent::{Agent, Event, Exec};
 use crate::build::Forward;
 use std::collections::hash_map::{Entry, HashMap};
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
@@ -58,10 +58,40 @@ pub fn tcp_ports(plans: &[Plan]) -> Vec<u16> {
     plans.iter().map(|p| p.tcp_port).collect()
 }
 
-/// Starts the relays to the guest at `ip`; they run until the returned
-/// handles are dropped (the dom0 side) or the process ends (the host side).
-pub fn start(agent: &Agent, plans: &mut [Plan], app: &str, ip: Ipv4Addr) -> Vec<Exec> {
-    let mut relays = Vec::new();
+/// The relays [`start`] started: the dom0 side, and this side's UDP tunnels. Dropping it
+/// ends both and frees the UDP ports before it returns (a later run in the same process, such
+/// as the hosted cases after the Xen ones, binds them again).
+#[derive(Default)]
+pub struct Relays {
+    dom0: Vec<Exec>,
+    stop: Arc<AtomicBool>,
+    tunnels: Vec<thread::JoinHandle<()>>,
+}
+
+impl Relays {
+    /// How many forwards run.
+    pub fn len(&self) -> usize {
+        self.dom0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dom0.is_empty()
+    }
+}
+
+impl Drop for Relays {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.dom0.clear();
+        for tunnel in self.tunnels.drain(..) {
+            let _ = tunnel.join();
+        }
+    }
+}
+
+/// Starts the relays to the guest at `ip`; they run until the returned [`Relays`] is dropped.
+pub fn start(agent: &Agent, plans: &mut [Plan], app: &str, ip: Ipv4Addr) -> Relays {
+    let mut relays = Relays::default();
     for plan in plans {
         let f = plan.forward;
         let mode = if f.udp { "udp-over-tcp" } else { "tcp" };
@@ -77,52 +107,76 @@ pub fn start(agent: &Agent, plans: &mut [Plan], app: &str, ip: Ipv4Addr) -> Vec<
             }
         });
         match started {
-            Ok(relay) => relays.push(relay),
+            Ok(relay) => relays.dom0.push(relay),
             Err(e) => {
                 eprintln!("mote: cannot forward port {}/{}: {e}", f.host, f.proto());
                 continue;
             }
         }
         if let Some(udp) = plan.udp.take() {
-            let tunnel = plan.tcp_port;
-            thread::spawn(move || {
-                if let Err(e) = tunnel_datagrams(udp, tunnel) {
+            let (tunnel, stop) = (plan.tcp_port, relays.stop.clone());
+            relays.tunnels.push(thread::spawn(move || {
+                if let Err(e) = tunnel_datagrams(udp, tunnel, &stop) {
                     eprintln!("mote: udp forward {}: {e}", f.host);
                 }
-            });
+            }));
         }
         eprintln!("mote: 127.0.0.1:{}/{} -> {app} {ip}:{}", f.host, f.proto(), f.guest);
     }
     relays
 }
 
-/// Each client address gets its own tunnel connection; replies come back
-/// to it.
-fn tunnel_datagrams(udp: UdpSocket, tunnel: u16) -> io::Result<()> {
+/// How often a UDP tunnel looks whether it should stop.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
+/// Each client address gets its own tunnel connection; replies come back to it. Returns once
+/// `stop` is set, with the socket and its reply threads gone.
+fn tunnel_datagrams(udp: UdpSocket, tunnel: u16, stop: &AtomicBool) -> io::Result<()> {
+    udp.set_read_timeout(Some(STOP_CHECK))?;
     let udp = Arc::new(udp);
-    let tunnels: Mutex<HashMap<SocketAddr, TcpStream>> = Mutex::new(HashMap::new());
+    let mut tunnels: HashMap<SocketAddr, TcpStream> = HashMap::new();
+    let mut replies = Vec::new();
     let mut buf = vec![0u8; 65535];
-    loop {
-        let (n, client) = udp.recv_from(&mut buf)?;
-        let mut map = tunnels.lock().unwrap_or_else(|p| p.into_inner());
-        let stream = match map.entry(client) {
+    let result = loop {
+        if stop.load(Ordering::SeqCst) {
+            break Ok(());
+        }
+        let (n, client) = match udp.recv_from(&mut buf) {
+            Ok(got) => got,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
+            Err(e) => break Err(e),
+        };
+        let stream = match tunnels.entry(client) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {
-                let stream = connect(tunnel)?;
-                let (back, mut replies) = (Arc::clone(&udp), stream.try_clone()?);
-                thread::spawn(move || {
+                let stream = match connect(tunnel) {
+                    Ok(stream) => stream,
+                    Err(err) => break Err(err),
+                };
+                let (back, mut from) = (Arc::clone(&udp), stream.try_clone()?);
+                replies.push(thread::spawn(move || {
                     let mut buf = vec![0u8; 65535];
-                    while let Ok(Some(n)) = read_datagram(&mut replies, &mut buf) {
+                    while let Ok(Some(n)) = read_datagram(&mut from, &mut buf) {
                         if back.send_to(&buf[..n], client).is_err() {
                             return;
                         }
                     }
-                });
+                }));
                 e.insert(stream)
             }
         };
-        write_datagram(stream, &buf[..n])?;
+        if let Err(e) = write_datagram(stream, &buf[..n]) {
+            break Err(e);
+        }
+    };
+    // Ends the reply threads' reads, so that the last reference to the socket goes with them.
+    for stream in tunnels.values() {
+        let _ = stream.shutdown(Shutdown::Both);
     }
+    for reply in replies {
+        let _ = reply.join();
+    }
+    result
 }
 
 /// Connects to the tunnel, giving the agent's relay a moment to listen.
@@ -177,12 +231,20 @@ mod tests {
         });
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = udp.local_addr().unwrap();
-        thread::spawn(move || tunnel_datagrams(udp, tunnel));
+        let stop = Arc::new(AtomicBool::new(false));
+        let relay = {
+            let stop = stop.clone();
+            thread::spawn(move || tunnel_datagrams(udp, tunnel, &stop))
+        };
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         client.send_to(b"abc", addr).unwrap();
         let mut buf = [0u8; 16];
         let n = client.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"cba");
+        // Stopped, the tunnel gives its port back.
+        stop.store(true, Ordering::SeqCst);
+        relay.join().unwrap().unwrap();
+        UdpSocket::bind(addr).expect("the stopped tunnel's port is free again");
     }
 }

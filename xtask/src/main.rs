@@ -1,14 +1,14 @@
 //! `cargo xtask`: builds mote images and runs them under Xen in an emulated machine.
 //!
 //! ```text
-//! cargo xtask build <app> [--debug] [--gdb] [--zone FILE…] [--site DIR]
-//! cargo xtask run <app> [--debug] [--gdb] [--timeout SECS] [--disk IMAGE] [--zone FILE…]
+//! cargo xtask build <app> [--debug] [--gdb] [--hosted] [--zone FILE…] [--site DIR]
+//! cargo xtask run <app> [--debug] [--gdb] [--hosted] [--timeout SECS] [--disk IMAGE] [--zone FILE…]
 //!     [--site DIR] [-- <guest command line>…]
 //! cargo xtask disk <dir> -o <image>
-//! cargo xtask debug <app> [--debug] [--batch FILE] [-- <guest command line>…]
+//! cargo xtask debug <app> [--debug] [--hosted [--disk IMAGE]] [--batch FILE] [-- <guest command line>…]
 //! cargo xtask symbolize <app> [--gdb] [FILE]
 //! cargo xtask xl <xl arguments>…
-//! cargo xtask test [--integration-only] [CASE-FILTER]
+//! cargo xtask test [--integration-only|--hosted] [CASE-FILTER]
 //! cargo xtask bench [NAME…]
 //! cargo xtask fuzz [TARGET] [--time S]
 //! cargo xtask soak [--minutes N]
@@ -19,7 +19,8 @@
 //! `debug` (gdb attached to a guest),
 //! `tests` (the test command and its integration cases), `bench` (benchmarks and their
 //! report), `fuzz` (the `cargo fuzz` targets), `soak` (sustained load and heap high-water
-//! marks), `disk` (content disk images).
+//! marks), `disk` (content disk images), `hosted` (`--hosted`: the app as a Linux process in a
+//! network namespace).
 
 mod agent;
 mod assets;
@@ -31,6 +32,7 @@ mod forward;
 mod fuzz;
 mod guest;
 mod harness;
+mod hosted;
 mod soak;
 mod symbolize;
 mod tests;
@@ -53,6 +55,11 @@ usage:
       build, boot Xen + dom0 in QEMU, run the app with <args> as its command line,
       stream its console; exit 0 when it powers off. --disk attaches IMAGE read-only
       as the guest's first disk (xvda)
+  cargo xtask build|run|debug <app> --hosted …
+      the app as a Linux process (the runtime's hosted feature; needs root): built for
+      x86_64-unknown-linux-gnu, run in network namespace mote-<app> on TAP device mote0 with
+      ip=10.0.0.2/24, its ports relayed from 127.0.0.1 as above; --disk IMAGE becomes disk=IMAGE;
+      debug runs it under gdb in the namespace; Ctrl-C asks it to shut down (SIGTERM)
   cargo xtask disk <dir> -o <image>
       write an ext4 image of <dir> (mkfs.ext4 -d) for --disk or an xl disk = [...]
   cargo xtask debug <app> [--debug] [--batch FILE] [-- <args>…]
@@ -64,9 +71,9 @@ usage:
       image built with --gdb, target/mote/gdb/<app>.debug.elf)
   cargo xtask xl <args>…
       run `xl <args>` in the dom0 of the harness a running `cargo xtask run` started
-  cargo xtask test [--integration-only] [FILTER]
+  cargo xtask test [--integration-only|--hosted] [FILTER]
       host packages, host unit tests, then the integration cases (whose name contains FILTER)
-      under Xen
+      under Xen, then the hosted cases; --hosted: only the hosted cases
   cargo xtask bench [NAME…]
       run every benchmark (or those named: size, repro, echo, dns, web, disk, boot,
       memory, density), print each figure with its baseline and ratio, write
@@ -104,13 +111,22 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
             if !args.guest_args.is_empty() {
                 return Err("`build` takes no guest arguments".into());
             }
-            build::build_with(&args.app, args.flavor, &build_env(&args, &zones)?)?;
+            let env = build_env(&args, &zones)?;
+            if args.hosted {
+                hosted::build(&args.app, args.flavor, &env)?;
+            } else {
+                build::build_with(&args.app, args.flavor, &env)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         "run" => {
             let (rest, zones) = zones::take(rest)?;
             let args = parse_app_args(&rest, "run")?;
-            cmd_run(&args, &build_env(&args, &zones)?)
+            let env = build_env(&args, &zones)?;
+            if args.hosted {
+                return hosted::run(&hosted_options(&args, None), &env);
+            }
+            cmd_run(&args, &env)
         }
         "disk" => {
             let (dir, out) = parse_disk_args(rest)?;
@@ -120,6 +136,12 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
         "debug" => {
             let (batch, rest) = take_batch(rest)?;
             let args = parse_app_args(&rest, "debug")?;
+            if args.hosted {
+                return hosted::run(&hosted_options(&args, Some(batch.as_deref())), &build_env(&args, &[])?);
+            }
+            if args.disk.is_some() {
+                return Err("`debug --disk` is for --hosted; a guest under gdb has no disk".into());
+            }
             debug::run(&debug::DebugOptions {
                 app: args.app,
                 dev: args.flavor.debug,
@@ -130,10 +152,11 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
         "symbolize" => cmd_symbolize(rest),
         "xl" => cmd_xl(rest),
         "test" => {
-            let mut opts = tests::TestOptions { integration_only: false, filter: None };
+            let mut opts = tests::TestOptions { integration_only: false, hosted_only: false, filter: None };
             for arg in rest {
                 match arg.as_str() {
                     "--integration-only" => opts.integration_only = true,
+                    "--hosted" => opts.hosted_only = true,
                     a if a.starts_with('-') => return Err(format!("unknown option {a:?}\n{USAGE}")),
                     a if opts.filter.is_none() => opts.filter = Some(a.to_owned()),
                     a => return Err(format!("unexpected argument {a:?}\n{USAGE}")),
@@ -179,6 +202,18 @@ fn build_env(args: &AppArgs, zones: &[PathBuf]) -> Result<Vec<(&'static str, std
     Ok(env)
 }
 
+/// `run`'s or `debug`'s arguments for [`hosted::run`] (`gdb`: under gdb, with that command file).
+fn hosted_options<'a>(args: &'a AppArgs, gdb: Option<Option<&'a std::path::Path>>) -> hosted::RunOptions<'a> {
+    hosted::RunOptions {
+        app: &args.app,
+        flavor: args.flavor,
+        timeout: args.timeout,
+        disk: args.disk.as_deref(),
+        guest_args: &args.guest_args,
+        gdb,
+    }
+}
+
 /// What `build` and `run` were asked.
 #[derive(Debug)]
 struct AppArgs {
@@ -190,11 +225,14 @@ struct AppArgs {
     disk: Option<PathBuf>,
     /// `--site DIR`: the site to embed.
     site: Option<PathBuf>,
+    /// `--hosted`: the app as a Linux process ([`hosted`]).
+    hosted: bool,
     guest_args: Vec<String>,
 }
 
-/// Parses `<app> [--debug] [--gdb] [--site DIR] [--timeout SECS] [--disk IMAGE] [-- args…]` (`--gdb` not for
-/// `debug`, which always has the stub; the last two for `run`).
+/// Parses `<app> [--debug] [--gdb] [--hosted] [--site DIR] [--timeout SECS] [--disk IMAGE] [-- args…]`
+/// (`--gdb` not for `debug`, which always has the stub; `--timeout` for `run`, `--disk` for `run`
+/// and `debug`).
 fn parse_app_args(args: &[String], command: &str) -> Result<AppArgs, String> {
     let run = command == "run";
     let mut app = None;
@@ -202,6 +240,7 @@ fn parse_app_args(args: &[String], command: &str) -> Result<AppArgs, String> {
     let mut timeout = None;
     let mut disk = None;
     let mut site = None;
+    let mut hosted = false;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
@@ -214,15 +253,18 @@ fn parse_app_args(args: &[String], command: &str) -> Result<AppArgs, String> {
                     secs.parse().map_err(|_| format!("--timeout: bad number of seconds {secs:?}"))?;
                 timeout = Some(Duration::from_secs(secs));
             }
-            "--disk" if run => disk = Some(PathBuf::from(iter.next().ok_or("--disk needs an image file")?)),
+            "--disk" if run || command == "debug" => {
+                disk = Some(PathBuf::from(iter.next().ok_or("--disk needs an image file")?))
+            }
             "--site" => site = Some(PathBuf::from(iter.next().ok_or("--site needs a directory")?)),
+            "--hosted" => hosted = true,
             a if a.starts_with('-') => return Err(format!("unknown option {a:?}\n{USAGE}")),
             a if app.is_none() => app = Some(a.to_owned()),
             a => return Err(format!("unexpected argument {a:?} (guest arguments go after `--`)\n{USAGE}")),
         }
     }
     let app = app.ok_or_else(|| format!("which app?\n{USAGE}"))?;
-    Ok(AppArgs { app, flavor, timeout, disk, site, guest_args: iter.cloned().collect() })
+    Ok(AppArgs { app, flavor, timeout, disk, site, hosted, guest_args: iter.cloned().collect() })
 }
 
 /// Parses `<dir> -o <image>`.
@@ -295,7 +337,7 @@ fn cmd_run(args: &AppArgs, env: &[(&str, std::ffi::OsString)]) -> Result<ExitCod
     }
     let opts = guest::Options { timeout, echo: true, clock: harness.started(), xl };
     let mut stdout = std::io::stdout();
-    let mut relays = Vec::new();
+    let mut relays = forward::Relays::default();
     let run = guest::run(&agent, &image, guest_args, &opts, &mut |line| {
         let _ = writeln!(stdout, "{line}");
         let _ = stdout.flush();
@@ -473,6 +515,11 @@ mod cli_tests {
             parse_app_args(&strings(&["web", "--gdb"]), "run").unwrap().flavor,
             build::Flavor { debug: false, gdb: true }
         );
+        let args = parse_app_args(&strings(&["web", "--hosted", "--", "ip=10.0.0.9/24"]), "run").unwrap();
+        assert!(args.hosted);
+        assert_eq!(args.guest_args, ["ip=10.0.0.9/24"]);
+        assert!(parse_app_args(&strings(&["web", "--hosted"]), "debug").unwrap().hosted);
+        assert!(!parse_app_args(&strings(&["web"]), "run").unwrap().hosted);
         // `debug` always has the stub: no flag for it.
         assert!(parse_app_args(&strings(&["web", "--gdb"]), "debug").is_err());
     }

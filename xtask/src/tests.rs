@@ -15,6 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 mod content;
+mod hosted;
 
 /// A case that has not ended by then fails (and its domain is destroyed). The longest, 1000
 /// web connections, took 124 s with five other harnesses sharing the host's two cores.
@@ -646,8 +647,15 @@ fn drive_bulk_echo(d: &mut Driver) -> Result<(), String> {
 /// What `cargo xtask run echo` offers: the echo ports on 127.0.0.1:7007, TCP and UDP, from
 /// the host through QEMU and dom0.
 fn drive_forwards(d: &mut Driver) -> Result<(), String> {
-    use std::io::{Read, Write};
     let relays = forward_from_host(d, "echo: serving on ")?;
+    echo_from_host()?;
+    drop(relays);
+    shut_down(d)
+}
+
+/// 127.0.0.1:7007 echoes UDP datagrams and a TCP line (under Xen or hosted).
+pub(crate) fn echo_from_host() -> Result<(), String> {
+    use std::io::{Read, Write};
     let fail = |what: &str, e: std::io::Error| format!("{what} 127.0.0.1:7007: {e}");
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| fail("udp bind for", e))?;
     udp.set_read_timeout(Some(DRIVER_WAIT)).map_err(|e| fail("udp", e))?;
@@ -670,8 +678,7 @@ fn drive_forwards(d: &mut Driver) -> Result<(), String> {
         return Err(format!("tcp echo returned {:?}", String::from_utf8_lossy(&back)));
     }
     println!("    127.0.0.1:7007 echoed 3 UDP datagrams and a TCP line");
-    drop(relays);
-    shut_down(d)
+    Ok(())
 }
 
 /// Each vif has its own stack and address, and both serve.
@@ -1217,7 +1224,7 @@ fn drive_disk_discard(d: &mut Driver) -> Result<(), String> {
 
 /// Starts the app's forwards to the guest at the address in its console line `… on <ip>`
 /// (`marker` names that line); the relays run while the returned handles live.
-fn forward_from_host(d: &mut Driver, marker: &str) -> Result<Vec<crate::agent::Exec>, String> {
+fn forward_from_host(d: &mut Driver, marker: &str) -> Result<forward::Relays, String> {
     let line = d.wait_line(marker)?;
     let ip: std::net::Ipv4Addr = line
         .split(|c: char| c.is_whitespace() || c == '/')
@@ -1250,6 +1257,12 @@ fn host(program: &str, args: &[&str]) -> Result<String, String> {
 /// What `cargo xtask run dns` offers: the host's own dig answered through 127.0.0.1:5353.
 fn drive_dns_from_host(d: &mut Driver) -> Result<(), String> {
     let _relays = forward_from_host(d, "dns: serving on ")?;
+    dns_from_host()?;
+    shut_down(d)
+}
+
+/// The host's dig gets www.example.com's address from 127.0.0.1:5353, over UDP and TCP.
+pub(crate) fn dns_from_host() -> Result<(), String> {
     for transport in ["+notcp", "+tcp"] {
         let answer = host(
             "dig",
@@ -1260,12 +1273,18 @@ fn drive_dns_from_host(d: &mut Driver) -> Result<(), String> {
         }
         println!("    host: dig @127.0.0.1 -p 5353 {transport} www.example.com A: 192.0.2.80");
     }
-    shut_down(d)
+    Ok(())
 }
 
 /// What `cargo xtask run web` offers: the host's own curl served through 127.0.0.1:8080.
 fn drive_web_from_host(d: &mut Driver) -> Result<(), String> {
     let _relays = forward_from_host(d, "web: serving ")?;
+    web_from_host()?;
+    shut_down(d)
+}
+
+/// The host's curl gets the sample site's index.html from 127.0.0.1:8080, byte for byte.
+pub(crate) fn web_from_host() -> Result<(), String> {
     let page = Command::new("curl")
         .args(["-sf", "--retry", "3", "http://127.0.0.1:8080/"])
         .output()
@@ -1280,7 +1299,7 @@ fn drive_web_from_host(d: &mut Driver) -> Result<(), String> {
         return Err("host curl http://127.0.0.1:8080/ returned something else than index.html".into());
     }
     println!("    host: curl http://127.0.0.1:8080/ returned index.html byte for byte");
-    shut_down(d)
+    Ok(())
 }
 
 /// How long `xl shutdown` may take to end a guest that is waiting for it.
@@ -1760,6 +1779,8 @@ fn excerpt(console: &str) -> String {
 pub struct TestOptions {
     /// Skip the host packages and unit tests (steps a and b).
     pub integration_only: bool,
+    /// Run only the hosted cases ([`hosted::cases`]).
+    pub hosted_only: bool,
     /// Run only the cases whose name contains this.
     pub filter: Option<String>,
 }
@@ -1767,6 +1788,13 @@ pub struct TestOptions {
 /// `cargo xtask test`; returns whether everything passed.
 pub fn run(opts: &TestOptions) -> Result<bool, String> {
     let mut ok = true;
+    let wanted = |name: &str| opts.filter.as_deref().is_none_or(|f| name.contains(f));
+    if opts.hosted_only {
+        assets::install_host_deps()?;
+        let (passed, failed) = hosted::run(&wanted);
+        println!("hosted: {passed} passed, {failed} failed");
+        return Ok(failed == 0);
+    }
     if !opts.integration_only {
         eprintln!("==> host packages");
         assets::install_host_deps()?;
@@ -1774,11 +1802,13 @@ pub fn run(opts: &TestOptions) -> Result<bool, String> {
         ok &= unit_tests();
     }
     eprintln!("==> integration tests under Xen");
-    let cases: Vec<Case> =
-        cases().into_iter().filter(|c| opts.filter.as_deref().is_none_or(|f| c.name.contains(f))).collect();
+    let cases: Vec<Case> = cases().into_iter().filter(|c| wanted(c.name)).collect();
     let (passed, failed) = integration(&cases);
     println!("integration: {passed} passed, {failed} failed");
-    Ok(ok && failed == 0)
+    eprintln!("==> hosted integration tests (Linux processes in network namespaces)");
+    let (hosted_passed, hosted_failed) = hosted::run(&wanted);
+    println!("hosted: {hosted_passed} passed, {hosted_failed} failed");
+    Ok(ok && failed == 0 && hosted_failed == 0)
 }
 
 /// Host unit tests: every workspace package but the target-only ones.
@@ -1828,6 +1858,11 @@ const DNS_ZONES: &[&str] = &["apps/dns/zones/example.com.zone", "dns/tests/zones
 /// (`site = true`) built with `--site` and its own sample site plus [`SITE_CHECK`], so that its
 /// cases show both that the sample is served and that `--site` is honoured.
 fn build_for_cases(app: &str, flavor: build::Flavor) -> Result<Image, String> {
+    build::build_with(app, flavor, &case_build_env(app)?)
+}
+
+/// The build-script variables of [`build_for_cases`] (for hosted cases too).
+pub(crate) fn case_build_env(app: &str) -> Result<Vec<(&'static str, std::ffi::OsString)>, String> {
     let mut env = Vec::new();
     if app == "dns" {
         let zones: Vec<std::path::PathBuf> = DNS_ZONES.iter().map(|z| workspace_root().join(z)).collect();
@@ -1839,7 +1874,7 @@ fn build_for_cases(app: &str, flavor: build::Flavor) -> Result<Image, String> {
         write_if_changed(&site.join(SITE_CHECK.0), SITE_CHECK.1.as_bytes())?;
         env.push(build::site_env(app, &site)?);
     }
-    build::build_with(app, flavor, &env)
+    Ok(env)
 }
 
 /// Builds the images, boots one harness, runs `cases`; returns (passed, failed).

@@ -1,5 +1,6 @@
 //! Networking: smoltcp over any [`smoltcp::phy::Device`] (netfront in the
-//! kernel, an in-memory wire in the host tests), with async sockets.
+//! kernel, a TAP device hosted, an in-memory wire in the host tests), with
+//! async sockets.
 //!
 //! A [`Stack`] owns the interface and its sockets and is a driver of the
 //! running executor: every turn of the run loop polls the interface, and the
@@ -17,6 +18,8 @@
 //! ```
 
 mod config;
+#[cfg(feature = "hosted")]
+mod hosted;
 mod stack;
 mod tcp;
 mod udp;
@@ -27,6 +30,8 @@ mod xen;
 mod tests;
 
 pub use config::{Config, ConfigError, Ipv4Config, Ipv6Config};
+#[cfg(feature = "hosted")]
+pub use hosted::{up, up_all, UpError, DEFAULT_TAP};
 pub use smoltcp;
 pub use stack::{Nic, Stack};
 pub use tcp::{TcpListener, TcpOptions, TcpStream};

@@ -70,18 +70,8 @@ fn tree(dir: &Path, files: &[(&str, &[u8])]) -> Result<(), String> {
 /// and binds them to the cases' loop devices.
 pub fn setup(agent: &Agent) -> Result<(), String> {
     let work = mote_dir().join("content-cases");
-    let site = work.join("web-site");
-    let big = big_file();
-    tree(&site, &[("index.html", INDEX.as_bytes()), ("files/big.bin", &big)])?;
-    let zones = work.join("dns-zones");
-    tree(
-        &zones,
-        &[
-            ("example.org.zone", ORG_ZONE.as_bytes()),
-            ("example.net.zone", NET_ZONE.as_bytes()),
-            ("README", b"not a zone: left alone\n"),
-        ],
-    )?;
+    let site = web_site()?;
+    let zones = dns_zones()?;
     for (dir, name, loop_device) in
         [(&site, "web-site.img", "/dev/loop4"), (&zones, "dns-zones.img", "/dev/loop5")]
     {
@@ -95,6 +85,100 @@ pub fn setup(agent: &Agent) -> Result<(), String> {
     let image = work.join("damaged.img");
     fs::write(&image, damaged).map_err(|e| format!("{}: {e}", image.display()))?;
     disk::upload(agent, &image, "damaged.img", "/dev/loop6")?;
+    Ok(())
+}
+
+/// The web cases' site: an index and the 1 MiB file.
+fn web_site() -> Result<std::path::PathBuf, String> {
+    let site = mote_dir().join("content-cases/web-site");
+    tree(&site, &[("index.html", INDEX.as_bytes()), ("files/big.bin", &big_file())])?;
+    Ok(site)
+}
+
+/// The dns cases' zones: two zone files and a file that is not a zone.
+fn dns_zones() -> Result<std::path::PathBuf, String> {
+    let zones = mote_dir().join("content-cases/dns-zones");
+    tree(
+        &zones,
+        &[
+            ("example.org.zone", ORG_ZONE.as_bytes()),
+            ("example.net.zone", NET_ZONE.as_bytes()),
+            ("README", b"not a zone: left alone\n"),
+        ],
+    )?;
+    Ok(zones)
+}
+
+/// The dns cases' zones as an ext4 image made on the host, for a hosted app's `--disk`.
+pub fn dns_image() -> Result<std::path::PathBuf, String> {
+    let image = mote_dir().join("content-cases/hosted-dns-zones.img");
+    disk::make(&dns_zones()?, &image)?;
+    Ok(image)
+}
+
+/// dig from the host through 127.0.0.1:5353 (a hosted dns app given [`dns_image`]), over UDP
+/// and TCP: both zones on the disk answer, the embedded example.com is refused.
+pub fn dns_from_host() -> Result<(), String> {
+    for transport in ["+notcp", "+tcp"] {
+        for (question, want) in [
+            ("www.example.org A", "www.example.org. 600 IN A 198.51.100.80"),
+            ("mail.example.net AAAA", "mail.example.net. 900 IN AAAA 2001:db8::25"),
+            ("www.example.com A", "status: REFUSED"),
+        ] {
+            let mut args = vec!["@127.0.0.1", "-p", "5353", transport, "+tries=3"];
+            args.extend(question.split(' '));
+            let out = super::host("dig", &args)?;
+            let flat = out.split_whitespace().collect::<Vec<_>>().join(" ");
+            if !flat.contains(want) {
+                return Err(format!("host dig {transport} {question}: no {want:?} in:\n{out}"));
+            }
+            println!("    host: dig @127.0.0.1 -p 5353 {transport} {question}: {want}");
+        }
+    }
+    Ok(())
+}
+
+/// The web cases' site as an ext4 image made on the host, for a hosted app's `--disk`.
+pub fn web_image() -> Result<std::path::PathBuf, String> {
+    let site = web_site()?;
+    let image = mote_dir().join("content-cases/hosted-web-site.img");
+    disk::make(&site, &image)?;
+    Ok(image)
+}
+
+/// curl from the host through 127.0.0.1:8080 (a hosted web app given [`web_image`]): the
+/// 1 MiB file and the index come from the disk byte for byte, and a file of the embedded site
+/// is not there.
+pub fn web_from_host() -> Result<(), String> {
+    let site = mote_dir().join("content-cases/web-site");
+    for (target, file) in [("/files/big.bin", "files/big.bin"), ("/", "index.html")] {
+        let source = fs::read(site.join(file)).map_err(|e| format!("{file}: {e}"))?;
+        let url = format!("http://127.0.0.1:8080{target}");
+        let out = std::process::Command::new("curl")
+            .args(["-sf", &url])
+            .output()
+            .map_err(|e| format!("curl: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("host curl {url} failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        let got = out.stdout;
+        if got != source {
+            return Err(format!(
+                "GET {url}: {} bytes, not the {} of the source file",
+                got.len(),
+                source.len()
+            ));
+        }
+        println!("    host: curl {url}: {} bytes, the source file's byte for byte", source.len());
+    }
+    let code = super::host(
+        "curl",
+        &["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:8080/docs/sample.txt"],
+    )?;
+    if code != "404" {
+        return Err(format!("GET /docs/sample.txt (only in the embedded site) answered {code}"));
+    }
+    println!("    host: curl http://127.0.0.1:8080/docs/sample.txt: 404 (the embedded site is not served)");
     Ok(())
 }
 

@@ -1,0 +1,312 @@
+//! The hosted cases: the network apps as Linux processes (`--hosted`), each in its network
+//! namespace, answering the same checks from the host's 127.0.0.1 as under Xen, then shut
+//! down by SIGTERM as `xl shutdown` shuts a guest down.
+
+use super::{case_build_env, content, dns_from_host, echo_from_host, excerpt, web_from_host, DRIVER_WAIT};
+use crate::build::{self, Flavor};
+use crate::hosted::{self, Netns};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long an app may take to exit after SIGTERM.
+const EXIT_LIMIT: Duration = Duration::from_secs(10);
+
+struct Case {
+    name: &'static str,
+    app: &'static str,
+    args: &'static [&'static str],
+    /// Makes the image given as `--disk`.
+    disk: Option<fn() -> Result<PathBuf, String>>,
+    /// Text of the console line that says the app serves.
+    serving: &'static str,
+    /// What the host checks through the forwarded ports.
+    check: fn() -> Result<(), String>,
+    /// Text the console must contain besides the app's `Poweroff requested` line.
+    expect: &'static [&'static str],
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "hosted_forwards_reach_echo_from_host_loopback",
+            app: "echo",
+            args: &[],
+            disk: None,
+            serving: "echo: serving on 10.0.0.2",
+            check: echo_from_host,
+            expect: &["net: TAP device mote0"],
+        },
+        Case {
+            name: "hosted_web_serves_curl_on_host_loopback",
+            app: "web",
+            args: &[],
+            disk: None,
+            serving: "web: serving ",
+            check: web_from_host,
+            expect: &["on http://10.0.0.2/"],
+        },
+        Case {
+            name: "hosted_dns_answers_dig_on_host_loopback",
+            app: "dns",
+            args: &[],
+            disk: None,
+            serving: "dns: serving on 10.0.0.2",
+            check: dns_from_host,
+            expect: &[],
+        },
+        Case {
+            name: "hosted_web_serves_a_site_from_a_disk_image",
+            app: "web",
+            args: &[],
+            disk: Some(content::web_image),
+            serving: "web: serving ",
+            check: content::web_from_host,
+            expect: &["web: site from disk image /", ": 2 files, 1048638 bytes"],
+        },
+        Case {
+            name: "hosted_dns_answers_zones_from_a_disk_image",
+            app: "dns",
+            args: &[],
+            disk: Some(content::dns_image),
+            serving: "dns: serving on 10.0.0.2",
+            check: content::dns_from_host,
+            expect: &["(udp/53 tcp/53): example.net. example.org."],
+        },
+    ]
+}
+
+/// The case run under gdb ([`gdb_case`]).
+const GDB_CASE: &str = "hosted_gdb_breaks_in_the_web_handler";
+
+/// Runs the hosted cases whose names `wanted` accepts; returns (passed, failed).
+pub fn run(wanted: &dyn Fn(&str) -> bool) -> (usize, usize) {
+    let mut cases: Vec<Case> = cases().into_iter().filter(|c| wanted(c.name)).collect();
+    if wanted(GDB_CASE) {
+        cases.push(Case {
+            name: GDB_CASE,
+            app: "web",
+            args: &[],
+            disk: None,
+            serving: "web: serving ",
+            check: || Ok(()),
+            expect: &[],
+        });
+    }
+    let mut builds: BTreeMap<&str, Result<PathBuf, String>> = BTreeMap::new();
+    let (mut passed, mut failed) = (0, 0);
+    for case in &cases {
+        let started = Instant::now();
+        let exe = builds
+            .entry(case.app)
+            .or_insert_with(|| {
+                hosted::check_root()?;
+                hosted::build(case.app, Flavor::RELEASE, &case_build_env(case.app)?)
+            })
+            .clone();
+        let mut console = Vec::new();
+        let result = exe.and_then(|exe| {
+            if case.name == GDB_CASE {
+                gdb_case(&exe, &mut console)
+            } else {
+                run_case(case, &exe, &mut console)
+            }
+        });
+        let secs = started.elapsed().as_secs_f64();
+        match result {
+            Ok(()) => {
+                passed += 1;
+                println!("test {} ... ok ({secs:.1}s)", case.name);
+            }
+            Err(e) => {
+                failed += 1;
+                println!("test {} ... FAILED ({secs:.1}s)\n    {}", case.name, e.replace('\n', "\n    "));
+                println!(
+                    "    console ({} {}):\n{}",
+                    case.app,
+                    case.args.join(" "),
+                    excerpt(&console.join("\n"))
+                );
+            }
+        }
+    }
+    (passed, failed)
+}
+
+/// The app's process; killed if still running when dropped (a failed case).
+struct App(Child);
+
+impl App {
+    /// Starts `command` (the app, or gdb running it); its output comes on the channel, a line
+    /// at a time, standard output and error alike.
+    fn spawn(mut command: Command) -> Result<(App, mpsc::Receiver<String>), String> {
+        let shown = command.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run `ip {shown}`: {e}"))?;
+        let (tx, lines) = mpsc::channel();
+        hosted::lines(child.stdout.take().expect("piped"), tx.clone());
+        hosted::lines(child.stderr.take().expect("piped"), tx);
+        Ok((App(child), lines))
+    }
+
+    /// Waits up to [`EXIT_LIMIT`] for the process to end (after a SIGTERM), then adds the rest
+    /// of its output to `console`.
+    fn wait(
+        &mut self,
+        lines: &mpsc::Receiver<String>,
+        console: &mut Vec<String>,
+    ) -> Result<ExitStatus, String> {
+        let deadline = Instant::now() + EXIT_LIMIT;
+        let status = loop {
+            if let Some(status) = self.0.try_wait().map_err(|e| format!("waiting for the app: {e}"))? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("the app did not end within {EXIT_LIMIT:?} of SIGTERM"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        // The readers end at the pipes' end: the rest of the output.
+        while let Ok(line) = lines.recv_timeout(Duration::from_secs(2)) {
+            console.push(line);
+        }
+        Ok(status)
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn run_case(case: &Case, exe: &std::path::Path, console: &mut Vec<String>) -> Result<(), String> {
+    let meta = build::app_meta(case.app)?;
+    let disk = case.disk.map(|make| make()).transpose()?;
+    let user: Vec<String> = case.args.iter().map(|s| s.to_string()).collect();
+    let args = hosted::app_args(&meta, disk.as_deref(), &user)?;
+    let netns = Netns::create(case.app)?;
+    let relays = hosted::forward(&netns, case.app, &meta.forward)?;
+    let mut command = netns.command(exe);
+    command.args(&args);
+    let (mut app, lines) = App::spawn(command)?;
+    wait_line(&lines, case.serving, console)?;
+    (case.check)()?;
+    hosted::signal(app.0.id(), libc::SIGTERM);
+    let status = app.wait(&lines, console)?;
+    drop(relays);
+    drop(netns);
+    let text = console.join("\n");
+    let stopping = format!("{}: Poweroff requested, stopping", case.app);
+    let mut problems = Vec::new();
+    if !status.success() {
+        problems.push(format!("exited with {status}"));
+    }
+    for want in std::iter::once(stopping.as_str()).chain(case.expect.iter().copied()) {
+        if !text.contains(want) {
+            problems.push(format!("console lacks {want:?}"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+/// Waits for a line containing `text`, keeping every line in `console`.
+fn wait_line(lines: &mpsc::Receiver<String>, text: &str, console: &mut Vec<String>) -> Result<(), String> {
+    let deadline = Instant::now() + DRIVER_WAIT;
+    loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                let found = line.contains(text);
+                console.push(line);
+                if found {
+                    return Ok(());
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Err(format!("no console line containing {text:?} within {DRIVER_WAIT:?}"))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(format!("the app ended before printing {text:?}"))
+            }
+        }
+    }
+}
+
+/// `cargo xtask debug web --hosted --batch`'s way: gdb runs the web app in its namespace,
+/// breaks where a request's bytes reach the connection (as the Xen case does, through the
+/// stub), shows the backtrace and the request's length, steps, and lets it run on; the host's
+/// curl then gets its answer, and SIGTERM ends the app, which gdb sees exit normally.
+fn gdb_case(exe: &std::path::Path, console: &mut Vec<String>) -> Result<(), String> {
+    let line = crate::debug::web_break_line()?;
+    let script = crate::mote_dir().join("gdb-hosted-web-case.gdb");
+    std::fs::write(
+        &script,
+        format!(
+            "set pagination off\nhandle SIGTERM nostop noprint pass\nbreak apps/web/src/main.rs:{line}\nrun\n\
+             bt\nprint n\nprint/x $pc\nstepi\nprint/x $pc\ndelete\ncontinue\n"
+        ),
+    )
+    .map_err(|e| format!("{}: {e}", script.display()))?;
+    let meta = build::app_meta("web")?;
+    let args = hosted::app_args(&meta, None, &[])?;
+    let netns = Netns::create("web")?;
+    let relays = hosted::forward(&netns, "web", &meta.forward)?;
+    let mut command = netns.command("gdb");
+    command.args(["-batch", "-nx", "-x"]).arg(&script).arg("--args").arg(exe).args(&args);
+    command.current_dir(crate::workspace_root());
+    let (mut gdb, lines) = App::spawn(command)?;
+    wait_line(&lines, "hosted: process ", console)?;
+    let pid: u32 = console
+        .last()
+        .and_then(|l| l.split("hosted: process ").nth(1))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("no process id in {:?}", console.last()))?;
+    wait_line(&lines, "web: serving ", console)?;
+    // A request of a known length (40 bytes), answered once gdb lets the app run on.
+    let curl = std::thread::spawn(|| {
+        std::process::Command::new("curl")
+            .args(["-s", "-m", "100", "-H", "Host: mote", "-H", "User-Agent:", "-H", "Accept:"])
+            .arg("http://127.0.0.1:8080/robots.txt")
+            .output()
+    });
+    let answer = curl.join().map_err(|_| "the curl thread panicked")?.map_err(|e| format!("curl: {e}"))?;
+    let expected = super::site_file("robots.txt")?;
+    if answer.stdout != expected {
+        return Err(format!("curl got {:?}, expected robots.txt", String::from_utf8_lossy(&answer.stdout)));
+    }
+    println!("    host: curl http://127.0.0.1:8080/robots.txt answered after gdb let the app run on");
+    hosted::signal(pid, libc::SIGTERM);
+    let status = gdb.wait(&lines, console)?;
+    drop(relays);
+    drop(netns);
+    let out = console.join("\n");
+    crate::debug::check_web_session(&out, line)?;
+    if !status.success() {
+        return Err(format!("gdb exited with {status}"));
+    }
+    for want in
+        ["web: Poweroff requested, stopping", &format!("[Inferior 1 (process {pid}) exited normally]")]
+    {
+        if !out.contains(want) {
+            return Err(format!("gdb's output lacks {want:?}"));
+        }
+    }
+    println!(
+        "    gdb: stopped at apps/web/src/main.rs:{line} in web::serve, n = 40, stepped, app exited normally"
+    );
+    Ok(())
+}
