@@ -19,6 +19,7 @@ use core::fmt;
 use core::time::Duration;
 use mote_xen::event::Port;
 use mote_xen::io_ring::{FrontRing, RingError, PAGE_SIZE};
+use mote_xen::xenbus::XenbusState;
 
 /// How long the backend may go without answering while requests are out
 /// before the disk gives up on it.
@@ -122,6 +123,10 @@ pub enum DiskError {
     /// The backend did not answer for this long (the disk is unusable from
     /// here on: its requests stay with the backend).
     Timeout(Duration),
+    /// The backend went to Closing or Closed (`xl block-detach`, the
+    /// backend shutting down): the disk is gone, and every request with it
+    /// failed.
+    Gone(XenbusState),
     FlushUnsupported,
     DiscardUnsupported,
     /// More than one request carries ([`Disk::start`] does not split).
@@ -143,6 +148,7 @@ impl fmt::Display for DiskError {
             DiskError::Ring(e) => write!(f, "blkif ring: {e}"),
             DiskError::Response(e) => write!(f, "{e}"),
             DiskError::Timeout(t) => write!(f, "the backend did not answer within {} s", t.as_secs()),
+            DiskError::Gone(state) => write!(f, "the disk was detached (its backend went to {state:?})"),
             DiskError::FlushUnsupported => f.write_str("the backend offers no cache flush"),
             DiskError::DiscardUnsupported => f.write_str("the backend offers no discard"),
             DiskError::TooLarge { len, max } => write!(f, "{len} bytes is more than one request's {max}"),
@@ -157,8 +163,20 @@ pub trait Signal {
     /// Tells the backend new requests are there.
     fn notify(&mut self, port: Port);
     /// Sleeps until the backend signals `port` (responses may be there):
-    /// true, or false once `timeout` has passed without a signal.
+    /// true, or false once `timeout` has passed without a signal or the
+    /// backend went away ([`Signal::gone`]).
     fn wait(&mut self, port: Port, timeout: Duration) -> bool;
+    /// The backend's state once it went to Closing or Closed: the disk is
+    /// being detached and no answer will come. Never, by default.
+    fn gone(&mut self) -> Option<XenbusState> {
+        None
+    }
+    /// Once the disk failed with [`DiskError::Gone`]: answers the backend's
+    /// closing and gives back what `disk` shared with it. Nothing, by
+    /// default.
+    fn close(&mut self, disk: &mut Disk) {
+        let _ = disk;
+    }
 }
 
 /// What the disk has sent its backend so far.
@@ -199,9 +217,13 @@ pub struct Disk {
     info: DiskInfo,
     features: Features,
     timeout: Duration,
-    /// Set once the backend broke the protocol or stopped answering.
+    /// Set once the backend broke the protocol, stopped answering or went
+    /// away.
     failed: Option<DiskError>,
     stats: Stats,
+    /// What [`crate::connect::release`] gives back: the ring and pool pages,
+    /// their grants and the event channel (none for the host's peer).
+    pub(crate) shared: Option<crate::connect::Shared>,
 }
 
 // SAFETY: the pages behind the raw pointers belong to the disk alone (and
@@ -241,6 +263,7 @@ impl Disk {
             timeout: DEFAULT_TIMEOUT,
             failed: None,
             stats: Stats::default(),
+            shared: None,
         }
     }
 
@@ -443,6 +466,9 @@ impl Disk {
             Buf::Write(d) => d.len(),
             Buf::None => 0,
         };
+        if let Some(state) = io.gone() {
+            return Err(self.backend_gone(state));
+        }
         let chunk_max = self.max_request();
         let mut next = 0usize;
         let mut posted_all = false;
@@ -486,7 +512,10 @@ impl Disk {
                         Err(e) => return Err(self.fail(DiskError::Ring(e))),
                     };
                     if !more && !io.wait(self.port, self.timeout) {
-                        return Err(self.fail(DiskError::Timeout(self.timeout)));
+                        return Err(match io.gone() {
+                            Some(state) => self.backend_gone(state),
+                            None => self.fail(DiskError::Timeout(self.timeout)),
+                        });
                     }
                 }
             }
@@ -631,10 +660,25 @@ impl Disk {
         self.timeout
     }
 
-    /// Why the disk is unusable, once the backend broke the protocol or
-    /// stopped answering.
+    /// Why the disk is unusable, once the backend broke the protocol,
+    /// stopped answering or went away.
     pub fn failure(&self) -> Option<DiskError> {
         self.failed
+    }
+
+    /// The backend went to Closing or Closed (`state`): fails the disk for
+    /// good with [`DiskError::Gone`]. The requests it had are dropped
+    /// unanswered (their callers get the error; their pages are never used
+    /// again, as the backend may still write them); returns the error.
+    pub fn backend_gone(&mut self, state: XenbusState) -> DiskError {
+        let e = DiskError::Gone(state);
+        if self.failed == Some(e) {
+            return e;
+        }
+        let lost = self.inflight.in_flight();
+        log::error!("blkfront: the disk was detached (backend {state:?}); {lost} requests with it failed");
+        self.failed = Some(e);
+        e
     }
 }
 

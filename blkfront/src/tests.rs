@@ -6,6 +6,7 @@ use crate::inflight::{Outcome, ResponseError};
 use crate::peer::{Peer, Scripted};
 use crate::wire::{Response, OP_DISCARD, OP_READ, OP_WRITE, RSP_ERROR};
 use mote_xen::io_ring::RingError;
+use mote_xen::xenbus::XenbusState;
 
 const MIB: usize = 1 << 20;
 
@@ -334,4 +335,71 @@ fn the_non_blocking_interface_fills_the_ring_with_small_reads() {
         Err(DiskError::TooLarge { len: 32 * 4096 + 512, max: 32 * 4096 })
     );
     assert!(d.start(0, Start::Write(&[1; 512])).unwrap().is_some());
+}
+
+/// The peer, which answers the first `answer` waits and then goes to
+/// Closing (`xl block-detach`) without answering again.
+struct Detached {
+    peer: Peer,
+    answer: usize,
+}
+
+impl crate::device::Signal for Detached {
+    fn notify(&mut self, _: mote_xen::event::Port) {}
+
+    fn wait(&mut self, _: mote_xen::event::Port, _: core::time::Duration) -> bool {
+        if self.answer == 0 {
+            return false;
+        }
+        self.answer -= 1;
+        self.peer.serve();
+        true
+    }
+
+    fn gone(&mut self) -> Option<XenbusState> {
+        (self.answer == 0).then_some(XenbusState::Closing)
+    }
+}
+
+#[test]
+fn a_detached_backend_fails_the_transfer_in_flight_and_every_later_one() {
+    // 1 MiB in 44 KiB requests, two at a time (the pool's 22 pages): the
+    // backend answers two rounds, then closes with requests out.
+    let (mut d, be) = Peer::connect(info(2 * MIB), Features::BASIC, 2 * 11);
+    let mut be = Detached { peer: be, answer: 2 };
+    let gone = DiskError::Gone(XenbusState::Closing);
+    assert_eq!(d.read(0, &mut vec![0; MIB], &mut be), Err(gone));
+    assert_eq!(be.peer.seen.len(), 4, "two answered, two out when the backend closed");
+    assert_eq!(d.failure(), Some(gone));
+    // Every later call fails at once, without a request or a wait.
+    assert_eq!(d.read(0, &mut [0; 512], &mut be), Err(gone));
+    assert_eq!(d.write(0, &[0; 512], &mut be), Err(gone));
+    assert_eq!(d.flush(&mut be), Err(gone));
+    assert_eq!(d.start(0, Start::Read(512)), Err(gone));
+    assert_eq!(d.poll_completion().map(|c| c.is_some()), Err(gone));
+    assert_eq!(be.peer.seen.len(), 4);
+    assert_eq!(gone.to_string(), "the disk was detached (its backend went to Closing)");
+}
+
+#[test]
+fn a_backend_gone_before_a_call_gets_no_request() {
+    let (mut d, be) = Peer::connect(info(MIB), Features::BASIC, 12);
+    let mut be = Detached { peer: be, answer: 0 };
+    assert_eq!(d.write(0, &[1; 4096], &mut be), Err(DiskError::Gone(XenbusState::Closing)));
+    assert!(be.peer.seen.is_empty());
+    assert_eq!(be.peer.pending(), 0);
+}
+
+#[test]
+fn requests_started_without_blocking_fail_when_the_backend_goes_away() {
+    let (mut d, mut be) = Peer::connect(info(MIB), indirect(32), 33);
+    d.start(0, Start::Read(4096)).unwrap().unwrap();
+    d.start(8, Start::Read(4096)).unwrap().unwrap();
+    d.push(&mut be);
+    be.serve();
+    assert!(d.poll_completion().unwrap().is_some());
+    assert_eq!(d.backend_gone(XenbusState::Closed), DiskError::Gone(XenbusState::Closed));
+    // The answer already in the ring is not taken: the disk is gone.
+    assert_eq!(d.poll_completion().map(|c| c.is_some()), Err(DiskError::Gone(XenbusState::Closed)));
+    assert_eq!(d.start(16, Start::Write(&[0; 512])), Err(DiskError::Gone(XenbusState::Closed)));
 }

@@ -2,6 +2,12 @@
 //! blkfront. Calls block the caller until the backend answers (the vCPU
 //! sleeps in the hypervisor meanwhile); [`Disk::into_async`] makes them
 //! futures instead.
+//!
+//! Each disk watches its backend: when the backend closes (`xl
+//! block-detach`, a backend shutting down), the disk fails every request it
+//! has and every later one with [`DiskError::Gone`], answers the handshake
+//! down to Closed and gives back its grants, event channel and pages; the
+//! rest of the domain goes on.
 
 use crate::events::{self, Instant, Wake};
 use alloc::boxed::Box;
@@ -11,13 +17,36 @@ use core::time::Duration;
 use mote_blkfront::connect::{self, ConnectError};
 use mote_blkfront::device::{self, Signal};
 use mote_xen::event::{self, Port};
+use mote_xen::xenbus::{BackendEvent, Frontend, XenbusState};
 use mote_xen::xenstore::XsError;
 
 pub use crate::disk_async::AsyncDisk;
 pub use mote_blkfront::device::{Discard, DiskError, DiskInfo, Features, Stats};
 
-/// The event channel both ways, through the runtime's event loop.
-struct Events;
+/// The event channel both ways, through the runtime's event loop, and the
+/// backend's state, through the xenbus frontend's watch.
+struct Events {
+    id: u32,
+    /// `None` once closed.
+    frontend: Option<Frontend>,
+    /// The backend's state once it went to Closing or Closed.
+    gone: Option<XenbusState>,
+}
+
+impl Events {
+    /// Takes the backend's state changes, if the store is free.
+    fn look(&mut self) {
+        let Some(frontend) = self.frontend.as_mut() else { return };
+        if self.gone.is_some() {
+            return;
+        }
+        match crate::xenstore::try_with(|xs| frontend.poll(xs)) {
+            Some(Ok(Some(BackendEvent::Closing(state)))) => self.gone = Some(state),
+            Some(Err(e)) => log::warn!("disk: vbd {}: backend state: {e}", self.id),
+            _ => {}
+        }
+    }
+}
 
 impl Signal for Events {
     fn notify(&mut self, port: Port) {
@@ -32,8 +61,41 @@ impl Signal for Events {
             match events::block(Some(port), deadline) {
                 Wake::Event => return true,
                 Wake::Deadline => return false,
-                Wake::Shutdown | Wake::Store => {}
+                Wake::Store => {
+                    self.look();
+                    if self.gone.is_some() {
+                        return false;
+                    }
+                }
+                Wake::Shutdown => {}
             }
+        }
+    }
+
+    fn gone(&mut self) -> Option<XenbusState> {
+        self.look();
+        self.gone
+    }
+
+    fn close(&mut self, disk: &mut device::Disk) {
+        let id = self.id;
+        let Some(frontend) = self.frontend.take() else { return };
+        match crate::xenstore::with(|xs| frontend.close(xs)) {
+            Some(Ok(state)) => log::info!("disk: vbd {id}: closed (backend {state:?})"),
+            Some(Err(e)) => log::warn!("disk: vbd {id}: closing: {e}"),
+            None => {}
+        }
+        crate::executor::xen::stop_waking_on(disk.port());
+        match crate::grants::with(|gt| connect::release(disk, gt)).flatten() {
+            Some(r) if r.still_mapped > 0 => log::warn!(
+                "disk: vbd {id}: the backend still maps {} of {} pages; keeping them",
+                r.still_mapped,
+                r.grants
+            ),
+            Some(r) => {
+                log::info!("disk: vbd {id}: gave back {} granted pages and the event channel", r.grants)
+            }
+            None => {}
         }
     }
 }
@@ -42,6 +104,7 @@ impl Signal for Events {
 pub struct Disk {
     inner: device::Disk,
     id: u32,
+    events: Events,
 }
 
 impl Disk {
@@ -57,17 +120,28 @@ impl Disk {
 
     /// Reads `buf.len()` bytes (whole sectors) from `sector` on.
     pub fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
-        self.inner.read(sector, buf, &mut Events)
+        let result = self.inner.read(sector, buf, &mut self.events);
+        self.closed_if_gone(result)
     }
 
     /// Writes `data` (whole sectors) from `sector` on.
     pub fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), DiskError> {
-        self.inner.write(sector, data, &mut Events)
+        let result = self.inner.write(sector, data, &mut self.events);
+        self.closed_if_gone(result)
     }
 
     /// Makes written data durable.
     pub fn flush(&mut self) -> Result<(), DiskError> {
-        self.inner.flush(&mut Events)
+        let result = self.inner.flush(&mut self.events);
+        self.closed_if_gone(result)
+    }
+
+    /// After a call: once the backend went away, closes the disk's end.
+    fn closed_if_gone(&mut self, result: Result<(), DiskError>) -> Result<(), DiskError> {
+        if let Err(DiskError::Gone(_)) = result {
+            self.events.close(&mut self.inner);
+        }
+        result
     }
 
     /// What was negotiated with the backend: ring pages, indirect
@@ -80,7 +154,8 @@ impl Disk {
     /// may read back as zeros); [`DiskError::DiscardUnsupported`] when the
     /// backend offers no discard.
     pub fn discard(&mut self, sector: u64, count: u64) -> Result<(), DiskError> {
-        self.inner.discard(sector, count, &mut Events)
+        let result = self.inner.discard(sector, count, &mut self.events);
+        self.closed_if_gone(result)
     }
 
     /// The disk as futures on the executor ([`crate::disk_async::AsyncDisk`]):
@@ -91,7 +166,7 @@ impl Disk {
     /// executor).
     pub fn into_async(self) -> AsyncDisk {
         let port = self.inner.port();
-        let (disk, driver) = AsyncDisk::new(self.inner, Box::new(Events), Box::new(crate::time::now));
+        let (disk, driver) = AsyncDisk::new(self.inner, Box::new(self.events), Box::new(crate::time::now));
         crate::executor::xen::wake_on(port);
         crate::executor::add_driver(driver);
         disk
@@ -134,7 +209,7 @@ pub fn open_all() -> Result<Vec<Disk>, OpenError> {
         )?;
     ids.into_iter()
         .map(|id| {
-            let inner = crate::xenstore::with(|xs| {
+            let (inner, frontend) = crate::xenstore::with(|xs| {
                 crate::grants::with(|gt| connect::connect(xs, gt, id, connect::Config::DEFAULT))
                     .ok_or(OpenError::NoXen("grant table"))
             })
@@ -150,7 +225,7 @@ pub fn open_all() -> Result<Vec<Disk>, OpenError> {
                 if info.flush { ", flush" } else { "" }
             );
             log::info!("disk: vbd {id}: {}", inner.features());
-            Ok(Disk { inner, id })
+            Ok(Disk { inner, id, events: Events { id, frontend: Some(frontend), gone: None } })
         })
         .collect()
 }

@@ -348,6 +348,23 @@ pub fn cases() -> Vec<Case> {
             driver: None,
         },
         Case {
+            name: "disk_detached_while_read_fails_the_reads_and_the_guest_runs_on",
+            app: "selftest",
+            args: &["test=disk-detach"],
+            gdb: false,
+            xl: &[DISK_ASYNC],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("blkfront: the disk was detached (backend Closing);"),
+                Contains("disk: vbd 51712: closed (backend "),
+                Contains("disk: vbd 51712: gave back 136 granted pages and the event channel"),
+                Contains(
+                    "a later read failed (the disk was detached (its backend went to Closing)) in 0 ms",
+                ),
+            ],
+            driver: Some(drive_disk_detach),
+        },
+        Case {
             name: "forwards_reach_echo_from_host_loopback",
             app: "echo",
             args: &[],
@@ -1096,6 +1113,59 @@ const DISK_RW: &str = r#"disk=["format=raw,vdev=xvda,access=rw,target=/mnt/disks
 const DISK_RO: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/mnt/disks/ro.img"]"#;
 const DISK_ASYNC: &str = r#"disk=["format=raw,vdev=xvda,access=rw,target=/mnt/disks/async.img"]"#;
 const DISK_DISCARD: &str = r#"disk=["format=raw,vdev=xvda,access=rw,target=/mnt/disks/discard.img"]"#;
+
+/// `xl block-detach` while 8 tasks read: every read fails with a clear error instead of
+/// waiting for answers that never come, the guest answers the backend's closing at once (libxl
+/// would otherwise wait 10 s and force it), the vbd is gone from dom0, and the domain keeps
+/// running until asked to stop.
+fn drive_disk_detach(d: &mut Driver) -> Result<(), String> {
+    let mut waited = d.wait_line("disk-detach: reading");
+    for _ in 0..3 {
+        match &waited {
+            Err(e) if e.starts_with("no console line") => waited = d.wait_line("disk-detach: reading"),
+            _ => break,
+        }
+    }
+    waited?;
+    let started = Instant::now();
+    let (tx, events) = mpsc::channel();
+    let _detach = d.agent.spawn(&format!("xl block-detach {} xvda 2>&1", d.name), (), tx)?;
+    d.wait_line("disk: vbd 51712: closed")?;
+    let closed = started.elapsed();
+    let mut output = Vec::new();
+    let status = loop {
+        match events.recv_timeout(DRIVER_WAIT).map(|(_, e)| e) {
+            Ok(Event::Output(chunk)) => output.extend_from_slice(&chunk),
+            Ok(Event::Exit(status)) => break status,
+            Ok(Event::Failed(e)) => return Err(format!("`xl block-detach`: {e}")),
+            Err(_) => return Err(format!("`xl block-detach` did not end within {DRIVER_WAIT:?}")),
+        }
+    };
+    let took = started.elapsed();
+    if status != 0 {
+        return Err(format!("`xl block-detach` exited {status}: {}", String::from_utf8_lossy(&output)));
+    }
+    let line = d.wait_line("disk-detach: 8 tasks stopped")?;
+    // libxl forces a detach the frontend does not answer after 10 s; the guest closes its end
+    // well before (dom0's block hotplug script runs after that, and takes seconds under TCG).
+    if closed > SHUTDOWN_LIMIT {
+        return Err(format!("the guest closed its end {closed:?} after the detach began"));
+    }
+    println!(
+        "    guest closed its end {:.1} s after `xl block-detach` began; xl returned after {:.1} s",
+        closed.as_secs_f64(),
+        took.as_secs_f64()
+    );
+    println!("    guest: {line}");
+    let vbds = d.dom0(&format!("xl block-list {}", d.name))?;
+    if vbds.lines().count() != 1 {
+        return Err(format!("the vbd is still listed after the detach: {vbds:?}"));
+    }
+    d.wait_line("disk: waiting for shutdown")?;
+    d.dom0(&format!("xl list {}", d.name))
+        .map_err(|e| format!("the domain is gone after the detach: {e}"))?;
+    shut_down(d)
+}
 
 /// The selftest's disk pattern (apps/selftest: `disk_pattern`).
 fn disk_pattern(offset: u64) -> u8 {
