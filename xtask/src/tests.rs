@@ -544,6 +544,21 @@ pub fn cases() -> Vec<Case> {
             driver: None,
         },
         Case {
+            name: "site_larger_than_memory_stops_web_with_a_clear_error",
+            app: "web",
+            args: &[],
+            gdb: false,
+            xl: &[content::TOO_BIG],
+            reason: Reason::Crash,
+            checks: vec![
+                Contains(
+                    "main returned an error: web: disk xvda (vbd 51712): /files/large.bin: 5242880 bytes do not fit in memory: the heap has ",
+                ),
+                Custom("no panic", check_no_panic),
+            ],
+            driver: Some(content::drive_too_big),
+        },
+        Case {
             name: "web_serves_a_site_from_disk",
             app: "web",
             args: &[],
@@ -1165,6 +1180,14 @@ fn drive_disk_detach(d: &mut Driver) -> Result<(), String> {
     d.dom0(&format!("xl list {}", d.name))
         .map_err(|e| format!("the domain is gone after the detach: {e}"))?;
     shut_down(d)
+}
+
+/// The guest stopped through its own error path, not a panic (an allocation failure panics).
+fn check_no_panic(console: &str, _: &Image) -> Result<(), String> {
+    match console.lines().find(|l| l.contains("PANIC")) {
+        Some(line) => Err(format!("the guest panicked: {line}")),
+        None => Ok(()),
+    }
 }
 
 /// The selftest's disk pattern (apps/selftest: `disk_pattern`).

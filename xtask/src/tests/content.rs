@@ -13,6 +13,10 @@ use std::path::Path;
 pub const WEB_SITE: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/dev/loop4"]"#;
 pub const DNS_ZONES: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/dev/loop5"]"#;
 pub const DAMAGED: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/dev/loop6"]"#;
+/// A site with a file larger than the web guest's 4 MiB of memory.
+pub const TOO_BIG: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/dev/loop3"]"#;
+/// The size of that file.
+pub const TOO_BIG_BYTES: usize = 5 << 20;
 
 /// Waits for the console line containing `text` for up to three driver waits: on a loaded
 /// host, creating the domain (hotplug scripts in the emulated dom0) has taken over a minute.
@@ -28,7 +32,7 @@ fn wait_first_line(d: &mut Driver, text: &str) -> Result<String, String> {
 
 /// Whether a case attaches one of these images.
 pub fn uses_content(xl: &[&str]) -> bool {
-    xl.iter().any(|o| [WEB_SITE, DNS_ZONES, DAMAGED].contains(o))
+    xl.iter().any(|o| [WEB_SITE, DNS_ZONES, DAMAGED, TOO_BIG].contains(o))
 }
 
 /// The large file of the test site: 1 MiB that no compressor or cache shortcut can fake.
@@ -82,9 +86,14 @@ pub fn setup(agent: &Agent) -> Result<(), String> {
             ("README", b"not a zone: left alone\n"),
         ],
     )?;
-    for (dir, name, loop_device) in
-        [(&site, "web-site.img", "/dev/loop4"), (&zones, "dns-zones.img", "/dev/loop5")]
-    {
+    let too_big = work.join("too-big-site");
+    let large: Vec<u8> = (0..TOO_BIG_BYTES).map(|i| (i % 251) as u8).collect();
+    tree(&too_big, &[("index.html", INDEX.as_bytes()), ("files/large.bin", &large)])?;
+    for (dir, name, loop_device) in [
+        (&site, "web-site.img", "/dev/loop4"),
+        (&zones, "dns-zones.img", "/dev/loop5"),
+        (&too_big, "too-big-site.img", "/dev/loop3"),
+    ] {
         let image = work.join(name);
         disk::make(dir, &image)?;
         disk::upload(agent, &image, name, loop_device)?;
@@ -95,6 +104,12 @@ pub fn setup(agent: &Agent) -> Result<(), String> {
     let image = work.join("damaged.img");
     fs::write(&image, damaged).map_err(|e| format!("{}: {e}", image.display()))?;
     disk::upload(agent, &image, "damaged.img", "/dev/loop6")?;
+    Ok(())
+}
+
+/// Shows the error the web guest stops with when its site does not fit in memory.
+pub fn drive_too_big(d: &mut Driver) -> Result<(), String> {
+    println!("    guest: {}", wait_first_line(d, "main returned an error")?);
     Ok(())
 }
 
