@@ -59,6 +59,34 @@ pub struct Discard {
     pub secure: bool,
 }
 
+impl Discard {
+    /// The part of `count` sectors (of `sector_size` bytes) from `sector` on that the backend
+    /// can discard: whole extents of `granularity` bytes starting `alignment` bytes into the
+    /// disk (`io/blkif.h`), as (first sector, sectors); `None` when the range covers no whole
+    /// extent. What is trimmed off the ends is left as it is (a discard is a hint). A
+    /// granularity of 0 counts as one sector.
+    pub fn extents(&self, sector: u64, count: u64, sector_size: u32) -> Option<(u64, u64)> {
+        let size = u128::from(sector_size);
+        let granularity = u128::from(self.granularity).max(size);
+        let alignment = u128::from(self.alignment) % granularity;
+        let start = u128::from(sector) * size;
+        let end = start + u128::from(count) * size;
+        // Extent boundaries are `alignment + k * granularity`.
+        let first = if start <= alignment {
+            alignment
+        } else {
+            alignment + (start - alignment).div_ceil(granularity) * granularity
+        };
+        if end < alignment + granularity {
+            return None;
+        }
+        let last = alignment + (end - alignment) / granularity * granularity;
+        // Sectors wholly inside [first, last).
+        let (from, to) = (first.div_ceil(size), last / size);
+        (from < to).then(|| (from as u64, (to - from) as u64))
+    }
+}
+
 /// What frontend and backend agreed on at connect time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Features {
@@ -129,6 +157,13 @@ pub enum DiskError {
     Gone(XenbusState),
     FlushUnsupported,
     DiscardUnsupported,
+    /// A discard posted with [`Disk::start`] that is not whole extents of
+    /// the backend's `discard-granularity` and `discard-alignment`
+    /// ([`Discard::extents`] gives the part that is).
+    DiscardUnaligned {
+        sector: u64,
+        count: u64,
+    },
     /// More than one request carries ([`Disk::start`] does not split).
     TooLarge {
         len: usize,
@@ -151,6 +186,9 @@ impl fmt::Display for DiskError {
             DiskError::Gone(state) => write!(f, "the disk was detached (its backend went to {state:?})"),
             DiskError::FlushUnsupported => f.write_str("the backend offers no cache flush"),
             DiskError::DiscardUnsupported => f.write_str("the backend offers no discard"),
+            DiskError::DiscardUnaligned { sector, count } => {
+                write!(f, "a discard of {count} sectors at {sector} is not whole discard extents")
+            }
             DiskError::TooLarge { len, max } => write!(f, "{len} bytes is more than one request's {max}"),
         }
     }
@@ -340,13 +378,15 @@ impl Disk {
 
     /// Tells the backend that `count` sectors from `sector` on are no
     /// longer needed (`BLKIF_OP_DISCARD`); they may read back as zeros.
-    pub fn discard(&mut self, sector: u64, count: u64, io: &mut dyn Signal) -> Result<(), DiskError> {
+    /// Only the whole discard extents in the range go to the backend
+    /// ([`Discard::extents`]); returns how many sectors that was.
+    pub fn discard(&mut self, sector: u64, count: u64, io: &mut dyn Signal) -> Result<u64, DiskError> {
         if let Some(e) = self.failed {
             return Err(e);
         }
-        if self.features.discard.is_none() {
+        let Some(discard) = self.features.discard else {
             return Err(DiskError::DiscardUnsupported);
-        }
+        };
         if self.info.read_only {
             return Err(DiskError::ReadOnly);
         }
@@ -354,10 +394,11 @@ impl Disk {
             let len = count.saturating_mul(u64::from(self.info.sector_size));
             return Err(DiskError::OutOfRange { sector, len: usize::try_from(len).unwrap_or(usize::MAX) });
         }
-        if count == 0 {
-            return Ok(());
-        }
-        self.transfer(OP_DISCARD, self.ring_sector(sector), Buf::None, self.ring_sector(count), io)
+        let Some((sector, count)) = discard.extents(sector, count, self.info.sector_size) else {
+            return Ok(0);
+        };
+        self.transfer(OP_DISCARD, self.ring_sector(sector), Buf::None, self.ring_sector(count), io)?;
+        Ok(count)
     }
 
     /// Posts the request for `buf[offset..offset + len]` (`len` 0 for a
@@ -584,7 +625,10 @@ impl Disk {
             OP_DISCARD if self.features.discard.is_none() => return Err(DiskError::DiscardUnsupported),
             _ => {}
         }
-        if op == OP_DISCARD {
+        if let (OP_DISCARD, Some(d)) = (op, self.features.discard) {
+            if d.extents(sector, discard, self.info.sector_size) != Some((sector, discard)) {
+                return Err(DiskError::DiscardUnaligned { sector, count: discard });
+            }
             if sector.checked_add(discard).is_none_or(|end| end > self.info.sectors) {
                 let len = discard.saturating_mul(u64::from(self.info.sector_size));
                 return Err(DiskError::OutOfRange {

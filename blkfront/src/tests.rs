@@ -403,3 +403,53 @@ fn requests_started_without_blocking_fail_when_the_backend_goes_away() {
     assert_eq!(d.poll_completion().map(|c| c.is_some()), Err(DiskError::Gone(XenbusState::Closed)));
     assert_eq!(d.start(16, Start::Write(&[0; 512])), Err(DiskError::Gone(XenbusState::Closed)));
 }
+
+fn discarding(granularity: u32, alignment: u32) -> Features {
+    Features { discard: Some(Discard { granularity, alignment, secure: false }), ..Features::BASIC }
+}
+
+#[test]
+fn discard_extents_are_whole_granules_from_the_alignment() {
+    let d = |granularity, alignment| Discard { granularity, alignment, secure: false };
+    // 4 KiB granules on 512-byte sectors: 1536..11776 holds the granule 4096..8192.
+    assert_eq!(d(4096, 0).extents(3, 20, 512), Some((8, 8)));
+    // Granules from byte 1024 on: 5120..9216.
+    assert_eq!(d(4096, 1024).extents(3, 20, 512), Some((10, 8)));
+    // An alignment beyond one granule is the same boundaries.
+    assert_eq!(d(4096, 1024 + 3 * 4096).extents(3, 20, 512), Some((10, 8)));
+    // Already whole granules: unchanged.
+    assert_eq!(d(4096, 0).extents(8, 16, 512), Some((8, 16)));
+    // Less than one granule, or none whole: nothing.
+    assert_eq!(d(4096, 0).extents(0, 7, 512), None);
+    assert_eq!(d(4096, 0).extents(1, 14, 512), None);
+    assert_eq!(d(4096, 0).extents(5, 0, 512), None);
+    // The part before the first boundary is not an extent.
+    assert_eq!(d(4096, 1024).extents(0, 8, 512), None);
+    assert_eq!(d(4096, 1024).extents(0, 10, 512), Some((2, 8)));
+    // A granularity below the sector size (or 0) is a sector.
+    assert_eq!(d(0, 0).extents(3, 5, 4096), Some((3, 5)));
+    assert_eq!(d(512, 0).extents(3, 5, 4096), Some((3, 5)));
+    // Granules not a whole number of sectors: only sectors wholly inside whole ones.
+    assert_eq!(d(1536, 0).extents(1, 6, 1024), Some((2, 4)));
+    // Huge ranges do not overflow.
+    assert_eq!(d(4096, 0).extents(u64::MAX - 16, 16, 4096), Some((u64::MAX - 16, 16)));
+}
+
+#[test]
+fn discards_reach_the_backend_as_whole_extents_only() {
+    let (mut d, mut be) = Peer::connect(info(MIB), discarding(4096, 1024), 12);
+    be.disk.fill(0xEE);
+    // Bytes 1536..11776: the extent 5120..9216 goes out, the ends stay.
+    assert_eq!(d.discard(3, 20, &mut be), Ok(8));
+    let last = be.seen.last().unwrap();
+    assert_eq!((last.operation, last.sector, last.sectors), (OP_DISCARD, 10, 8));
+    assert!(be.disk[5120..9216].iter().all(|&b| b == 0));
+    assert!(be.disk[..5120].iter().chain(&be.disk[9216..]).all(|&b| b == 0xEE));
+    // No whole extent: no request at all.
+    let requests = be.seen.len();
+    assert_eq!(d.discard(0, 7, &mut be), Ok(0));
+    assert_eq!(be.seen.len(), requests);
+    // The non-blocking interface refuses what is not whole extents.
+    assert_eq!(d.start(3, Start::Discard(20)), Err(DiskError::DiscardUnaligned { sector: 3, count: 20 }));
+    assert!(d.start(10, Start::Discard(8)).unwrap().is_some());
+}

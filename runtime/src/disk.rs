@@ -152,10 +152,13 @@ impl Disk {
 
     /// Tells the backend `count` sectors from `sector` on are unused (they
     /// may read back as zeros); [`DiskError::DiscardUnsupported`] when the
-    /// backend offers no discard.
-    pub fn discard(&mut self, sector: u64, count: u64) -> Result<(), DiskError> {
+    /// backend offers no discard. Only whole extents of the backend's
+    /// `discard-granularity` (at its `discard-alignment`) go out, the ends
+    /// are left as they are; returns the sectors discarded.
+    pub fn discard(&mut self, sector: u64, count: u64) -> Result<u64, DiskError> {
         let result = self.inner.discard(sector, count, &mut self.events);
-        self.closed_if_gone(result)
+        self.closed_if_gone(result.map(drop))?;
+        result
     }
 
     /// The disk as futures on the executor ([`crate::disk_async::AsyncDisk`]):

@@ -168,12 +168,18 @@ impl AsyncDisk {
         self.run(0, Io::Flush).await
     }
 
-    /// Tells the backend `count` sectors from `sector` on are unused.
-    pub async fn discard(&self, sector: u64, count: u64) -> Result<(), DiskError> {
-        if count == 0 {
-            return Ok(());
-        }
-        self.run(sector, Io::Discard(count)).await
+    /// Tells the backend `count` sectors from `sector` on are unused: the
+    /// whole discard extents among them (see
+    /// [`mote_blkfront::device::Discard::extents`]); returns how many
+    /// sectors that was.
+    pub async fn discard(&self, sector: u64, count: u64) -> Result<u64, DiskError> {
+        let (features, info) = (self.features(), self.info());
+        let discard = features.discard.ok_or(DiskError::DiscardUnsupported)?;
+        let Some((sector, count)) = discard.extents(sector, count, info.sector_size) else {
+            return Ok(0);
+        };
+        self.run(sector, Io::Discard(count)).await?;
+        Ok(count)
     }
 
     /// Posts the call's requests as room allows, collects their answers,
@@ -408,5 +414,24 @@ mod tests {
         assert_eq!(results, (vec![Err(gone); 4], Err(gone)));
         assert!(closed.get(), "the disk's end was closed");
         assert!(platform.sleeps().iter().all(|&s| s < Duration::from_secs(1)), "no wait for the timeout");
+    }
+
+    #[test]
+    fn discards_go_out_as_whole_extents() {
+        let info = DiskInfo { sectors: 2048, sector_size: 512, read_only: false, flush: true };
+        let discard = mote_blkfront::device::Discard { granularity: 4096, alignment: 0, secure: false };
+        let features = Features { discard: Some(discard), ..Features::BASIC };
+        let (disk, peer) = Peer::connect(info, features, 12);
+        let peer = StdRc::new(RefCell::new(peer));
+        let (disk, driver) = AsyncDisk::new(disk, Box::new(Silent), Box::new(executor::now));
+        let mut executor = Executor::new(FakePlatform::default());
+        let (partial, none) = executor.block_on(async {
+            executor::add_driver(Serve(peer.clone()));
+            executor::add_driver(driver);
+            (disk.discard(3, 20).await, disk.discard(1, 14).await)
+        });
+        assert_eq!((partial, none), (Ok(8), Ok(0)));
+        let seen: Vec<(u64, u64)> = peer.borrow().seen.iter().map(|s| (s.sector, s.sectors)).collect();
+        assert_eq!(seen, [(8, 8)], "one request, for the one whole extent");
     }
 }
