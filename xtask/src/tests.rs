@@ -153,6 +153,7 @@ pub fn cases() -> Vec<Case> {
                     "info lines kept off the console by log=warn come out in the crash report",
                     check_flight_recorder,
                 ),
+                Custom("the crash report gives the heap's use", check_crash_heap),
             ],
             driver: None,
         },
@@ -1180,6 +1181,17 @@ fn drive_disk_detach(d: &mut Driver) -> Result<(), String> {
     d.dom0(&format!("xl list {}", d.name))
         .map_err(|e| format!("the domain is gone after the detach: {e}"))?;
     shut_down(d)
+}
+
+/// A crash report's `heap: U of H bytes in use, at most M` line, with U <= M <= H and H > 0.
+fn check_crash_heap(console: &str, _: &Image) -> Result<(), String> {
+    let line = console.lines().find(|l| l.starts_with("heap: ")).ok_or("no `heap:` line")?;
+    let numbers: Vec<u64> =
+        line.split_whitespace().filter_map(|w| w.trim_end_matches(',').parse().ok()).collect();
+    match numbers[..] {
+        [used, size, most] if size > 0 && used <= most && most <= size => Ok(()),
+        _ => Err(format!("implausible heap line {line:?}")),
+    }
 }
 
 /// The guest stopped through its own error path, not a panic (an allocation failure panics).
@@ -2211,10 +2223,11 @@ mod unit {
         let run =
             guest::GuestRun { result: Ok(Reason::Poweroff), console: "PANIC: deliberate panic\n".into() };
         let problems = judge(case, &image(4), &run);
-        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert_eq!(problems.len(), 5, "{problems:?}");
         let report = "PANIC at apps/selftest/src/main.rs:10:5: deliberate panic\nbacktrace:\n  \
                       #0  0x1009f2 __mote_app_main at runtime/src/lib.rs:76\n        \
                       inlined selftest::main at apps/selftest/src/main.rs:10\n\
+                      heap: 4096 of 3670016 bytes in use, at most 8192\n\
                       last log lines, oldest first:\n  [INFO  mote::start] domain 3 (selftest)\n  \
                       [INFO  selftest] selftest: about to panic\n";
         let run = guest::GuestRun { result: Ok(Reason::Crash), console: report.into() };
