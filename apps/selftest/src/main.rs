@@ -35,7 +35,8 @@
 //!   disk in 64 KiB blocks over and over until a read fails (dom0 runs `xl
 //!   block-detach` meanwhile); prints `disk-detach: reading` once reads
 //!   work, then each task's error, then what a later read gets, and waits
-//!   for `xl shutdown`.
+//!   for `xl shutdown`. `test=disk-detach-blocking`: the same with one
+//!   blocking reader.
 //! - `test=disk-bench bytes=N reads=R`: `cargo xtask bench disk`'s measurement
 //!   (the same as `mote-agent disk-bench` in the Linux guest): writes the
 //!   first N bytes of the disk in 1 MiB blocks and flushes, reads them back,
@@ -248,7 +249,8 @@ fn main() -> Result<(), Error> {
         }),
         "disk" | "disk-verify" | "disk-ro" | "disk-discard" => disk(cmdline.get("test").unwrap_or_default()),
         "disk-async" => disk_async(number("tasks", 64)?, number("reads", 16)?),
-        "disk-detach" => disk_detach(),
+        "disk-detach" => disk_detach(false),
+        "disk-detach-blocking" => disk_detach(true),
         "disk-bench" => disk_bench(number("bytes", 32 << 20)?, number("reads", 2000)?),
         other => Err(Error::UnknownTest(other)),
     }
@@ -461,13 +463,38 @@ fn disk_async(tasks: u64, reads: u64) -> Result<(), Error> {
 }
 
 /// `test=disk-detach`.
-fn disk_detach() -> Result<(), Error> {
+fn disk_detach(blocking: bool) -> Result<(), Error> {
     const TASKS: usize = 8;
     const BLOCK: usize = 64 * 1024;
     let disk = mote::disk::open_all().map_err(|e| Error::Disk(alloc::format!("{e}")))?.into_iter().next();
-    let disk = disk.ok_or(Error::Disk("no disk".into()))?;
+    let mut disk = disk.ok_or(Error::Disk("no disk".into()))?;
     let sectors = disk.info().sectors;
     let per_block = (BLOCK / disk.info().sector_size as usize) as u64;
+    if blocking {
+        let mut block = alloc::vec![0u8; BLOCK];
+        let mut reads = 0u64;
+        let e = loop {
+            if let Err(e) = disk.read(reads * per_block % (sectors - per_block), &mut block) {
+                break e;
+            }
+            reads += 1;
+            if reads == 64 {
+                mote::println!("disk-detach: reading");
+            }
+        };
+        let started = Instant::now();
+        let later = match disk.read(0, &mut block[..512]) {
+            Ok(()) => String::from("succeeded"),
+            Err(e) => alloc::format!("failed ({e})"),
+        };
+        mote::println!(
+            "disk-detach: the blocking reader stopped after {reads} reads: {e}; a later read {later} in {} ms",
+            started.elapsed().as_millis()
+        );
+        mote::println!("disk: waiting for shutdown");
+        mote::wait_for_shutdown();
+        return Ok(());
+    }
     mote::block_on(async move {
         let disk = disk.into_async();
         let errors: Rc<RefCell<Vec<(usize, u64)>>> = Rc::default();

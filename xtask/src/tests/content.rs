@@ -18,18 +18,6 @@ pub const TOO_BIG: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/dev/l
 /// The size of that file.
 pub const TOO_BIG_BYTES: usize = 5 << 20;
 
-/// Waits for the console line containing `text` for up to three driver waits: on a loaded
-/// host, creating the domain (hotplug scripts in the emulated dom0) has taken over a minute.
-fn wait_first_line(d: &mut Driver, text: &str) -> Result<String, String> {
-    let mut tries = 0;
-    loop {
-        match d.wait_line(text) {
-            Err(e) if e.starts_with("no console line") && tries < 2 => tries += 1,
-            result => return result,
-        }
-    }
-}
-
 /// Whether a case attaches one of these images.
 pub fn uses_content(xl: &[&str]) -> bool {
     xl.iter().any(|o| [WEB_SITE, DNS_ZONES, DAMAGED, TOO_BIG].contains(o))
@@ -109,14 +97,14 @@ pub fn setup(agent: &Agent) -> Result<(), String> {
 
 /// Shows the error the web guest stops with when its site does not fit in memory.
 pub fn drive_too_big(d: &mut Driver) -> Result<(), String> {
-    println!("    guest: {}", wait_first_line(d, "main returned an error")?);
+    println!("    guest: {}", d.wait_first_line("main returned an error")?);
     Ok(())
 }
 
 /// curl from dom0: the 1 MiB file and the index come from the disk byte for byte (SHA-256
 /// against the source files), and a file of the embedded site is not there.
 pub fn drive_web(d: &mut Driver) -> Result<(), String> {
-    println!("    guest: {}", wait_first_line(d, "web: site from disk xvda")?);
+    println!("    guest: {}", d.wait_first_line("web: site from disk xvda")?);
     let (ip, _) = web_address(d)?;
     let site = mote_dir().join("content-cases/web-site");
     for (target, file) in [("/files/big.bin", "files/big.bin"), ("/", "index.html")] {
@@ -139,7 +127,7 @@ pub fn drive_web(d: &mut Driver) -> Result<(), String> {
 
 /// dig from dom0: both zones on the disk answer, the embedded example.com does not.
 pub fn drive_dns(d: &mut Driver) -> Result<(), String> {
-    println!("    guest: {}", wait_first_line(d, "dns: 2 zones from disk xvda")?);
+    println!("    guest: {}", d.wait_first_line("dns: 2 zones from disk xvda")?);
     let line = d.wait_line("dns: serving on ")?;
     let ip = line.split_whitespace().nth(3).ok_or_else(|| format!("no address in {line:?}"))?.to_owned();
     const CHECKS: &[DigCheck] = &[
