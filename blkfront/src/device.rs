@@ -680,9 +680,14 @@ impl Disk {
     }
 
     /// Copies a completed read's data into `buf` (its length, or shorter:
-    /// the rest is dropped) and gives the request's pages back.
+    /// the rest is dropped) and gives the request's pages back. Once the
+    /// disk has failed, nothing is copied (a detached disk's pages may be
+    /// given back to the heap already): that is the failure.
     pub fn finish(&mut self, done: Completion, buf: &mut [u8]) -> Result<(), DiskError> {
         let Completion { outcome, held, .. } = done;
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
         if outcome == Outcome::Okay {
             let len = held.len.min(buf.len());
             copy_from_pages(&self.pool, &held.pages[..held.data_pages], &mut buf[..len]);
