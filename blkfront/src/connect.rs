@@ -176,13 +176,13 @@ pub struct Released {
     pub still_mapped: usize,
 }
 
-/// Gives back what `disk` shared with its backend, once the backend is
-/// gone (the disk failed with [`crate::device::DiskError::Gone`] and the
-/// frontend is closed): closes the event channel and ends every grant; the
-/// pages go back to the heap only if the backend maps none of them any
-/// more. Nothing the second time.
+/// Gives back what `disk` shared with its backend, once its frontend is
+/// closed (the backend went away, or the disk is done with): closes the
+/// event channel and ends every grant; the pages go back to the heap only
+/// if the backend maps none of them any more. Retires the disk first, so
+/// nothing uses the pages afterwards. Nothing the second time.
 pub fn release(disk: &mut Disk, grants: &mut GrantTable<'_>) -> Option<Released> {
-    debug_assert!(disk.failure().is_some(), "a disk in use keeps its pages");
+    disk.retire();
     let shared = disk.shared.take()?;
     if let Err(e) = event::close(shared.port) {
         log::warn!("blkfront: closing {}: {e}", shared.port);
@@ -190,8 +190,8 @@ pub fn release(disk: &mut Disk, grants: &mut GrantTable<'_>) -> Option<Released>
     let still_mapped = shared.grants.iter().filter(|&&r| grants.end_access(r).is_err()).count();
     if still_mapped == 0 {
         // SAFETY: the pages are one allocation of `alloc_shared_pages`, no
-        // longer granted, and the failed disk never touches its ring or
-        // pool again.
+        // longer granted, and the retired disk never touches its ring or
+        // pool again (every call checks its failure first).
         unsafe { free_shared_pages(shared.pages) };
     }
     Some(Released { grants: shared.grants.len(), still_mapped })

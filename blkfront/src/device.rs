@@ -151,6 +151,8 @@ pub enum DiskError {
     /// The backend did not answer for this long (the disk is unusable from
     /// here on: its requests stay with the backend).
     Timeout(Duration),
+    /// The disk was closed by its owner (dropped): no more requests.
+    Closed,
     /// The backend went to Closing or Closed (`xl block-detach`, the
     /// backend shutting down): the disk is gone, and every request with it
     /// failed.
@@ -183,6 +185,7 @@ impl fmt::Display for DiskError {
             DiskError::Ring(e) => write!(f, "blkif ring: {e}"),
             DiskError::Response(e) => write!(f, "{e}"),
             DiskError::Timeout(t) => write!(f, "the backend did not answer within {} s", t.as_secs()),
+            DiskError::Closed => f.write_str("the disk was closed"),
             DiskError::Gone(state) => write!(f, "the disk was detached (its backend went to {state:?})"),
             DiskError::FlushUnsupported => f.write_str("the backend offers no cache flush"),
             DiskError::DiscardUnsupported => f.write_str("the backend offers no discard"),
@@ -209,9 +212,9 @@ pub trait Signal {
     fn gone(&mut self) -> Option<XenbusState> {
         None
     }
-    /// Once the disk failed with [`DiskError::Gone`]: answers the backend's
-    /// closing and gives back what `disk` shared with it. Nothing, by
-    /// default.
+    /// Once the disk failed with [`DiskError::Gone`], or when its owner
+    /// drops it: closes the frontend ([`Disk::retire`]s `disk` first) and
+    /// gives back what `disk` shared with the backend. Nothing, by default.
     fn close(&mut self, disk: &mut Disk) {
         let _ = disk;
     }
@@ -713,6 +716,13 @@ impl Disk {
     /// stopped answering or went away.
     pub fn failure(&self) -> Option<DiskError> {
         self.failed
+    }
+
+    /// Ends the disk's use before its end is closed and its pages given
+    /// back: every later call fails with [`DiskError::Closed`] (or the
+    /// failure the disk already had).
+    pub fn retire(&mut self) {
+        self.failed.get_or_insert(DiskError::Closed);
     }
 
     /// The backend went to Closing or Closed (`state`): fails the disk for

@@ -39,6 +39,13 @@ struct Shared {
     now: Box<dyn Fn() -> Instant>,
 }
 
+impl Drop for Shared {
+    /// The last clone and the driver are gone: the disk is closed.
+    fn drop(&mut self) {
+        self.signal.get_mut().close(self.disk.get_mut());
+    }
+}
+
 impl Shared {
     /// Takes every answer there is; wakes the waiting tasks if any came (or
     /// the disk failed).

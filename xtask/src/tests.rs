@@ -598,6 +598,9 @@ pub fn cases() -> Vec<Case> {
             reason: Reason::Poweroff,
             checks: vec![
                 Contains("web: site from disk xvda (vbd 51712): 2 files, 1048638 bytes"),
+                // The disk, dropped once the site is in memory, is closed and its pages freed.
+                Contains("disk: vbd 51712: closed (backend Closed)"),
+                Contains("disk: vbd 51712: gave back 136 granted pages and the event channel"),
                 Line("web: Poweroff requested, stopping"),
             ],
             driver: Some(content::drive_web),
