@@ -14,7 +14,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use mote_xen::event;
-use mote_xen::gnttab::{alloc_shared_pages, Access, GrantError, GrantTable};
+use mote_xen::event::Port;
+use mote_xen::gnttab::{alloc_shared_pages, free_shared_pages, Access, GrantError, GrantRef, GrantTable};
 use mote_xen::io_ring::FrontRing;
 use mote_xen::xenbus::{Frontend, XenbusError, XenbusState};
 use mote_xen::xenstore::{Client, Store, Transport, XsError};
@@ -158,13 +159,52 @@ pub fn parse_features(
     Ok(Features { ring_pages, indirect_segments, persistent: flag(read("feature-persistent")), discard })
 }
 
-/// Brings up `device/vbd/<id>` and returns it Connected.
+/// Everything a disk shares with its backend: the ring and buffer pages
+/// (one allocation), their grants and the event channel.
+#[derive(Debug)]
+pub struct Shared {
+    pages: Vec<*mut u8>,
+    grants: Vec<GrantRef>,
+    port: Port,
+}
+
+/// What [`release`] gave back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Released {
+    pub grants: usize,
+    /// Grants the backend still maps: their pages are kept for good.
+    pub still_mapped: usize,
+}
+
+/// Gives back what `disk` shared with its backend, once its frontend is
+/// closed (the backend went away, or the disk is done with): closes the
+/// event channel and ends every grant; the pages go back to the heap only
+/// if the backend maps none of them any more. Retires the disk first, so
+/// nothing uses the pages afterwards. Nothing the second time.
+pub fn release(disk: &mut Disk, grants: &mut GrantTable<'_>) -> Option<Released> {
+    disk.retire();
+    let shared = disk.shared.take()?;
+    if let Err(e) = event::close(shared.port) {
+        log::warn!("blkfront: closing {}: {e}", shared.port);
+    }
+    let still_mapped = shared.grants.iter().filter(|&&r| grants.end_access(r).is_err()).count();
+    if still_mapped == 0 {
+        // SAFETY: the pages are one allocation of `alloc_shared_pages`, no
+        // longer granted, and the retired disk never touches its ring or
+        // pool again (every call checks its failure first).
+        unsafe { free_shared_pages(shared.pages) };
+    }
+    Some(Released { grants: shared.grants.len(), still_mapped })
+}
+
+/// Brings up `device/vbd/<id>` and returns it Connected, with its xenbus
+/// frontend (to notice the backend closing: `xl block-detach`).
 pub fn connect<T: Transport>(
     xs: &mut Client<T>,
     grants: &mut GrantTable<'_>,
     id: u32,
     config: Config,
-) -> Result<Disk, ConnectError> {
+) -> Result<(Disk, Frontend), ConnectError> {
     if !config.ring_pages.is_power_of_two() || config.ring_pages > 256 {
         return Err(ConnectError::BadConfig("ring pages must be a power of two up to 256"));
     }
@@ -220,7 +260,10 @@ pub fn connect<T: Transport>(
         info.sector_size,
     )?;
     vbd.switch(xs, XenbusState::Connected)?;
-    Ok(Disk::new(ring, buffers, port, id as u16, info, features))
+    let mut disk = Disk::new(ring, buffers.clone(), port, id as u16, info, features);
+    let granted = ring_refs.iter().copied().chain(buffers.iter().map(|b| b.gref)).map(GrantRef).collect();
+    disk.shared = Some(Shared { pages, grants: granted, port });
+    Ok((disk, vbd))
 }
 
 #[cfg(test)]

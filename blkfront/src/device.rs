@@ -19,6 +19,7 @@ use core::fmt;
 use core::time::Duration;
 use mote_xen::event::Port;
 use mote_xen::io_ring::{FrontRing, RingError, PAGE_SIZE};
+use mote_xen::xenbus::XenbusState;
 
 /// How long the backend may go without answering while requests are out
 /// before the disk gives up on it.
@@ -56,6 +57,34 @@ pub struct Discard {
     pub alignment: u32,
     /// `discard-secure`: the backend can discard securely (we never ask).
     pub secure: bool,
+}
+
+impl Discard {
+    /// The part of `count` sectors (of `sector_size` bytes) from `sector` on that the backend
+    /// can discard: whole extents of `granularity` bytes starting `alignment` bytes into the
+    /// disk (`io/blkif.h`), as (first sector, sectors); `None` when the range covers no whole
+    /// extent. What is trimmed off the ends is left as it is (a discard is a hint). A
+    /// granularity of 0 counts as one sector.
+    pub fn extents(&self, sector: u64, count: u64, sector_size: u32) -> Option<(u64, u64)> {
+        let size = u128::from(sector_size);
+        let granularity = u128::from(self.granularity).max(size);
+        let alignment = u128::from(self.alignment) % granularity;
+        let start = u128::from(sector) * size;
+        let end = start + u128::from(count) * size;
+        // Extent boundaries are `alignment + k * granularity`.
+        let first = if start <= alignment {
+            alignment
+        } else {
+            alignment + (start - alignment).div_ceil(granularity) * granularity
+        };
+        if end < alignment + granularity {
+            return None;
+        }
+        let last = alignment + (end - alignment) / granularity * granularity;
+        // Sectors wholly inside [first, last).
+        let (from, to) = (first.div_ceil(size), last / size);
+        (from < to).then(|| (from as u64, (to - from) as u64))
+    }
 }
 
 /// What frontend and backend agreed on at connect time.
@@ -122,8 +151,21 @@ pub enum DiskError {
     /// The backend did not answer for this long (the disk is unusable from
     /// here on: its requests stay with the backend).
     Timeout(Duration),
+    /// The disk was closed by its owner (dropped): no more requests.
+    Closed,
+    /// The backend went to Closing or Closed (`xl block-detach`, the
+    /// backend shutting down): the disk is gone, and every request with it
+    /// failed.
+    Gone(XenbusState),
     FlushUnsupported,
     DiscardUnsupported,
+    /// A discard posted with [`Disk::start`] that is not whole extents of
+    /// the backend's `discard-granularity` and `discard-alignment`
+    /// ([`Discard::extents`] gives the part that is).
+    DiscardUnaligned {
+        sector: u64,
+        count: u64,
+    },
     /// More than one request carries ([`Disk::start`] does not split).
     TooLarge {
         len: usize,
@@ -143,8 +185,13 @@ impl fmt::Display for DiskError {
             DiskError::Ring(e) => write!(f, "blkif ring: {e}"),
             DiskError::Response(e) => write!(f, "{e}"),
             DiskError::Timeout(t) => write!(f, "the backend did not answer within {} s", t.as_secs()),
+            DiskError::Closed => f.write_str("the disk was closed"),
+            DiskError::Gone(state) => write!(f, "the disk was detached (its backend went to {state:?})"),
             DiskError::FlushUnsupported => f.write_str("the backend offers no cache flush"),
             DiskError::DiscardUnsupported => f.write_str("the backend offers no discard"),
+            DiskError::DiscardUnaligned { sector, count } => {
+                write!(f, "a discard of {count} sectors at {sector} is not whole discard extents")
+            }
             DiskError::TooLarge { len, max } => write!(f, "{len} bytes is more than one request's {max}"),
         }
     }
@@ -157,8 +204,20 @@ pub trait Signal {
     /// Tells the backend new requests are there.
     fn notify(&mut self, port: Port);
     /// Sleeps until the backend signals `port` (responses may be there):
-    /// true, or false once `timeout` has passed without a signal.
+    /// true, or false once `timeout` has passed without a signal or the
+    /// backend went away ([`Signal::gone`]).
     fn wait(&mut self, port: Port, timeout: Duration) -> bool;
+    /// The backend's state once it went to Closing or Closed: the disk is
+    /// being detached and no answer will come. Never, by default.
+    fn gone(&mut self) -> Option<XenbusState> {
+        None
+    }
+    /// Once the disk failed with [`DiskError::Gone`], or when its owner
+    /// drops it: closes the frontend ([`Disk::retire`]s `disk` first) and
+    /// gives back what `disk` shared with the backend. Nothing, by default.
+    fn close(&mut self, disk: &mut Disk) {
+        let _ = disk;
+    }
 }
 
 /// What the disk has sent its backend so far.
@@ -199,9 +258,13 @@ pub struct Disk {
     info: DiskInfo,
     features: Features,
     timeout: Duration,
-    /// Set once the backend broke the protocol or stopped answering.
+    /// Set once the backend broke the protocol, stopped answering or went
+    /// away.
     failed: Option<DiskError>,
     stats: Stats,
+    /// What [`crate::connect::release`] gives back: the ring and pool pages,
+    /// their grants and the event channel (none for the host's peer).
+    pub(crate) shared: Option<crate::connect::Shared>,
 }
 
 // SAFETY: the pages behind the raw pointers belong to the disk alone (and
@@ -241,6 +304,7 @@ impl Disk {
             timeout: DEFAULT_TIMEOUT,
             failed: None,
             stats: Stats::default(),
+            shared: None,
         }
     }
 
@@ -317,13 +381,15 @@ impl Disk {
 
     /// Tells the backend that `count` sectors from `sector` on are no
     /// longer needed (`BLKIF_OP_DISCARD`); they may read back as zeros.
-    pub fn discard(&mut self, sector: u64, count: u64, io: &mut dyn Signal) -> Result<(), DiskError> {
+    /// Only the whole discard extents in the range go to the backend
+    /// ([`Discard::extents`]); returns how many sectors that was.
+    pub fn discard(&mut self, sector: u64, count: u64, io: &mut dyn Signal) -> Result<u64, DiskError> {
         if let Some(e) = self.failed {
             return Err(e);
         }
-        if self.features.discard.is_none() {
+        let Some(discard) = self.features.discard else {
             return Err(DiskError::DiscardUnsupported);
-        }
+        };
         if self.info.read_only {
             return Err(DiskError::ReadOnly);
         }
@@ -331,10 +397,11 @@ impl Disk {
             let len = count.saturating_mul(u64::from(self.info.sector_size));
             return Err(DiskError::OutOfRange { sector, len: usize::try_from(len).unwrap_or(usize::MAX) });
         }
-        if count == 0 {
-            return Ok(());
-        }
-        self.transfer(OP_DISCARD, self.ring_sector(sector), Buf::None, self.ring_sector(count), io)
+        let Some((sector, count)) = discard.extents(sector, count, self.info.sector_size) else {
+            return Ok(0);
+        };
+        self.transfer(OP_DISCARD, self.ring_sector(sector), Buf::None, self.ring_sector(count), io)?;
+        Ok(count)
     }
 
     /// Posts the request for `buf[offset..offset + len]` (`len` 0 for a
@@ -443,6 +510,9 @@ impl Disk {
             Buf::Write(d) => d.len(),
             Buf::None => 0,
         };
+        if let Some(state) = io.gone() {
+            return Err(self.backend_gone(state));
+        }
         let chunk_max = self.max_request();
         let mut next = 0usize;
         let mut posted_all = false;
@@ -486,7 +556,10 @@ impl Disk {
                         Err(e) => return Err(self.fail(DiskError::Ring(e))),
                     };
                     if !more && !io.wait(self.port, self.timeout) {
-                        return Err(self.fail(DiskError::Timeout(self.timeout)));
+                        return Err(match io.gone() {
+                            Some(state) => self.backend_gone(state),
+                            None => self.fail(DiskError::Timeout(self.timeout)),
+                        });
                     }
                 }
             }
@@ -555,7 +628,10 @@ impl Disk {
             OP_DISCARD if self.features.discard.is_none() => return Err(DiskError::DiscardUnsupported),
             _ => {}
         }
-        if op == OP_DISCARD {
+        if let (OP_DISCARD, Some(d)) = (op, self.features.discard) {
+            if d.extents(sector, discard, self.info.sector_size) != Some((sector, discard)) {
+                return Err(DiskError::DiscardUnaligned { sector, count: discard });
+            }
             if sector.checked_add(discard).is_none_or(|end| end > self.info.sectors) {
                 let len = discard.saturating_mul(u64::from(self.info.sector_size));
                 return Err(DiskError::OutOfRange {
@@ -607,9 +683,14 @@ impl Disk {
     }
 
     /// Copies a completed read's data into `buf` (its length, or shorter:
-    /// the rest is dropped) and gives the request's pages back.
+    /// the rest is dropped) and gives the request's pages back. Once the
+    /// disk has failed, nothing is copied (a detached disk's pages may be
+    /// given back to the heap already): that is the failure.
     pub fn finish(&mut self, done: Completion, buf: &mut [u8]) -> Result<(), DiskError> {
         let Completion { outcome, held, .. } = done;
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
         if outcome == Outcome::Okay {
             let len = held.len.min(buf.len());
             copy_from_pages(&self.pool, &held.pages[..held.data_pages], &mut buf[..len]);
@@ -631,10 +712,32 @@ impl Disk {
         self.timeout
     }
 
-    /// Why the disk is unusable, once the backend broke the protocol or
-    /// stopped answering.
+    /// Why the disk is unusable, once the backend broke the protocol,
+    /// stopped answering or went away.
     pub fn failure(&self) -> Option<DiskError> {
         self.failed
+    }
+
+    /// Ends the disk's use before its end is closed and its pages given
+    /// back: every later call fails with [`DiskError::Closed`] (or the
+    /// failure the disk already had).
+    pub fn retire(&mut self) {
+        self.failed.get_or_insert(DiskError::Closed);
+    }
+
+    /// The backend went to Closing or Closed (`state`): fails the disk for
+    /// good with [`DiskError::Gone`]. The requests it had are dropped
+    /// unanswered (their callers get the error; their pages are never used
+    /// again, as the backend may still write them); returns the error.
+    pub fn backend_gone(&mut self, state: XenbusState) -> DiskError {
+        let e = DiskError::Gone(state);
+        if self.failed == Some(e) {
+            return e;
+        }
+        let lost = self.inflight.in_flight();
+        log::error!("blkfront: the disk was detached (backend {state:?}); {lost} requests with it failed");
+        self.failed = Some(e);
+        e
     }
 }
 

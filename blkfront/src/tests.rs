@@ -6,6 +6,7 @@ use crate::inflight::{Outcome, ResponseError};
 use crate::peer::{Peer, Scripted};
 use crate::wire::{Response, OP_DISCARD, OP_READ, OP_WRITE, RSP_ERROR};
 use mote_xen::io_ring::RingError;
+use mote_xen::xenbus::XenbusState;
 
 const MIB: usize = 1 << 20;
 
@@ -334,4 +335,125 @@ fn the_non_blocking_interface_fills_the_ring_with_small_reads() {
         Err(DiskError::TooLarge { len: 32 * 4096 + 512, max: 32 * 4096 })
     );
     assert!(d.start(0, Start::Write(&[1; 512])).unwrap().is_some());
+}
+
+/// The peer, which answers the first `answer` waits and then goes to
+/// Closing (`xl block-detach`) without answering again.
+struct Detached {
+    peer: Peer,
+    answer: usize,
+}
+
+impl crate::device::Signal for Detached {
+    fn notify(&mut self, _: mote_xen::event::Port) {}
+
+    fn wait(&mut self, _: mote_xen::event::Port, _: core::time::Duration) -> bool {
+        if self.answer == 0 {
+            return false;
+        }
+        self.answer -= 1;
+        self.peer.serve();
+        true
+    }
+
+    fn gone(&mut self) -> Option<XenbusState> {
+        (self.answer == 0).then_some(XenbusState::Closing)
+    }
+}
+
+#[test]
+fn a_detached_backend_fails_the_transfer_in_flight_and_every_later_one() {
+    // 1 MiB in 44 KiB requests, two at a time (the pool's 22 pages): the
+    // backend answers two rounds, then closes with requests out.
+    let (mut d, be) = Peer::connect(info(2 * MIB), Features::BASIC, 2 * 11);
+    let mut be = Detached { peer: be, answer: 2 };
+    let gone = DiskError::Gone(XenbusState::Closing);
+    assert_eq!(d.read(0, &mut vec![0; MIB], &mut be), Err(gone));
+    assert_eq!(be.peer.seen.len(), 4, "two answered, two out when the backend closed");
+    assert_eq!(d.failure(), Some(gone));
+    // Every later call fails at once, without a request or a wait.
+    assert_eq!(d.read(0, &mut [0; 512], &mut be), Err(gone));
+    assert_eq!(d.write(0, &[0; 512], &mut be), Err(gone));
+    assert_eq!(d.flush(&mut be), Err(gone));
+    assert_eq!(d.start(0, Start::Read(512)), Err(gone));
+    assert_eq!(d.poll_completion().map(|c| c.is_some()), Err(gone));
+    assert_eq!(be.peer.seen.len(), 4);
+    assert_eq!(gone.to_string(), "the disk was detached (its backend went to Closing)");
+}
+
+#[test]
+fn a_backend_gone_before_a_call_gets_no_request() {
+    let (mut d, be) = Peer::connect(info(MIB), Features::BASIC, 12);
+    let mut be = Detached { peer: be, answer: 0 };
+    assert_eq!(d.write(0, &[1; 4096], &mut be), Err(DiskError::Gone(XenbusState::Closing)));
+    assert!(be.peer.seen.is_empty());
+    assert_eq!(be.peer.pending(), 0);
+}
+
+#[test]
+fn requests_started_without_blocking_fail_when_the_backend_goes_away() {
+    let (mut d, mut be) = Peer::connect(info(MIB), indirect(32), 33);
+    d.start(0, Start::Read(4096)).unwrap().unwrap();
+    d.start(8, Start::Read(4096)).unwrap().unwrap();
+    d.push(&mut be);
+    be.serve();
+    let answered = d.poll_completion().unwrap().expect("an answer");
+    assert_eq!(d.backend_gone(XenbusState::Closed), DiskError::Gone(XenbusState::Closed));
+    // An answer taken before is not copied out of pages that may be given back by now.
+    let mut buf = [7u8; 4096];
+    assert_eq!(d.finish(answered, &mut buf), Err(DiskError::Gone(XenbusState::Closed)));
+    assert_eq!(buf, [7u8; 4096]);
+    // The answer already in the ring is not taken: the disk is gone.
+    assert_eq!(d.poll_completion().map(|c| c.is_some()), Err(DiskError::Gone(XenbusState::Closed)));
+    assert_eq!(d.start(16, Start::Write(&[0; 512])), Err(DiskError::Gone(XenbusState::Closed)));
+}
+
+fn discarding(granularity: u32, alignment: u32) -> Features {
+    Features { discard: Some(Discard { granularity, alignment, secure: false }), ..Features::BASIC }
+}
+
+#[test]
+fn discard_extents_are_whole_granules_from_the_alignment() {
+    let d = |granularity, alignment| Discard { granularity, alignment, secure: false };
+    // 4 KiB granules on 512-byte sectors: 1536..11776 holds the granule 4096..8192.
+    assert_eq!(d(4096, 0).extents(3, 20, 512), Some((8, 8)));
+    // Granules from byte 1024 on: 5120..9216.
+    assert_eq!(d(4096, 1024).extents(3, 20, 512), Some((10, 8)));
+    // An alignment beyond one granule is the same boundaries.
+    assert_eq!(d(4096, 1024 + 3 * 4096).extents(3, 20, 512), Some((10, 8)));
+    // Already whole granules: unchanged.
+    assert_eq!(d(4096, 0).extents(8, 16, 512), Some((8, 16)));
+    // Less than one granule, or none whole: nothing.
+    assert_eq!(d(4096, 0).extents(0, 7, 512), None);
+    assert_eq!(d(4096, 0).extents(1, 14, 512), None);
+    assert_eq!(d(4096, 0).extents(5, 0, 512), None);
+    // The part before the first boundary is not an extent.
+    assert_eq!(d(4096, 1024).extents(0, 8, 512), None);
+    assert_eq!(d(4096, 1024).extents(0, 10, 512), Some((2, 8)));
+    // A granularity below the sector size (or 0) is a sector.
+    assert_eq!(d(0, 0).extents(3, 5, 4096), Some((3, 5)));
+    assert_eq!(d(512, 0).extents(3, 5, 4096), Some((3, 5)));
+    // Granules not a whole number of sectors: only sectors wholly inside whole ones.
+    assert_eq!(d(1536, 0).extents(1, 6, 1024), Some((2, 4)));
+    // Huge ranges do not overflow.
+    assert_eq!(d(4096, 0).extents(u64::MAX - 16, 16, 4096), Some((u64::MAX - 16, 16)));
+}
+
+#[test]
+fn discards_reach_the_backend_as_whole_extents_only() {
+    let (mut d, mut be) = Peer::connect(info(MIB), discarding(4096, 1024), 12);
+    be.disk.fill(0xEE);
+    // Bytes 1536..11776: the extent 5120..9216 goes out, the ends stay.
+    assert_eq!(d.discard(3, 20, &mut be), Ok(8));
+    let last = be.seen.last().unwrap();
+    assert_eq!((last.operation, last.sector, last.sectors), (OP_DISCARD, 10, 8));
+    assert!(be.disk[5120..9216].iter().all(|&b| b == 0));
+    assert!(be.disk[..5120].iter().chain(&be.disk[9216..]).all(|&b| b == 0xEE));
+    // No whole extent: no request at all.
+    let requests = be.seen.len();
+    assert_eq!(d.discard(0, 7, &mut be), Ok(0));
+    assert_eq!(be.seen.len(), requests);
+    // The non-blocking interface refuses what is not whole extents.
+    assert_eq!(d.start(3, Start::Discard(20)), Err(DiskError::DiscardUnaligned { sector: 3, count: 20 }));
+    assert!(d.start(10, Start::Discard(8)).unwrap().is_some());
 }

@@ -17,6 +17,8 @@ pub const MAX_FIELDS: usize = 48;
 pub struct Connection {
     input: Vec<u8>,
     closed: bool,
+    /// The input buffer could not grow: the request is refused with 503.
+    out_of_memory: bool,
 }
 
 impl Connection {
@@ -25,12 +27,20 @@ impl Connection {
     }
 
     /// Takes bytes read from the peer (dropped once the connection is closing). The buffer
-    /// grows by what is fed, not by doubling, so what it holds is what it takes.
-    pub fn feed(&mut self, bytes: &[u8]) {
-        if !self.closed {
-            self.input.reserve_exact(bytes.len());
-            self.input.extend_from_slice(bytes);
+    /// grows by what is fed, not by doubling, so what it holds is what it takes. When the
+    /// heap has no room for them, the input is dropped and the next response is a 503 that
+    /// closes the connection; returns false then.
+    pub fn feed(&mut self, bytes: &[u8]) -> bool {
+        if self.closed || self.out_of_memory {
+            return !self.out_of_memory;
         }
+        if self.input.try_reserve_exact(bytes.len()).is_err() {
+            self.out_of_memory = true;
+            self.input = Vec::new();
+            return false;
+        }
+        self.input.extend_from_slice(bytes);
+        true
     }
 
     /// No part of a request is waiting: the connection is between requests.
@@ -60,6 +70,10 @@ impl Connection {
     pub fn next_response<'s, S: Site>(&mut self, site: &'s S, now: u64) -> Option<Response<'s>> {
         if self.closed {
             return None;
+        }
+        if self.out_of_memory {
+            self.closed = true;
+            return Some(refuse(Status::ServiceUnavailable, now));
         }
         let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
         let mut request = httparse::Request::new(&mut fields);

@@ -421,3 +421,78 @@ fn bounded_buffer_under_endless_header() {
     assert_eq!(answered, Some(Status::HeaderFieldsTooLarge));
     assert!(conn.is_closed());
 }
+
+/// The test binary's allocator: the system's, except that a test can make allocations larger
+/// than a limit fail on its thread, as a heap running out does.
+mod limited {
+    extern crate std;
+    use core::alloc::{GlobalAlloc, Layout};
+    use core::cell::Cell;
+    use std::alloc::System;
+
+    std::thread_local! {
+        static LIMIT: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+
+    struct Limited;
+
+    fn too_large(size: usize) -> bool {
+        LIMIT.try_with(Cell::get).is_ok_and(|limit| size > limit)
+    }
+
+    // SAFETY: every allocation the limit lets through goes to the system allocator unchanged.
+    unsafe impl GlobalAlloc for Limited {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            if too_large(layout.size()) {
+                return core::ptr::null_mut();
+            }
+            // SAFETY: the caller's contract is the system allocator's.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: as above; every block came from the system allocator.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            if too_large(new_size) {
+                return core::ptr::null_mut();
+            }
+            // SAFETY: as above.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: Limited = Limited;
+
+    /// Runs `f` with allocations over `bytes` failing on this thread.
+    pub fn with_limit<R>(bytes: usize, f: impl FnOnce() -> R) -> R {
+        LIMIT.with(|l| l.set(bytes));
+        let r = f();
+        LIMIT.with(|l| l.set(usize::MAX));
+        r
+    }
+}
+
+#[test]
+fn a_request_the_heap_cannot_hold_is_refused_with_503_and_the_next_connection_served() {
+    let site = StaticSite::new(FILES);
+    let padding = "x".repeat(4000);
+    let request = format!("GET /style.css HTTP/1.1\r\nHost: x\r\nX-Pad: {padding}\r\n\r\n");
+    let mut conn = Connection::new();
+    let (fed, response) = limited::with_limit(1024, || {
+        let fed = conn.feed(request.as_bytes());
+        (fed, conn.next_response(&site, NOW).map(|r| decode(&r)))
+    });
+    assert!(!fed, "the 4 KiB of input did not fit");
+    let response = response.expect("an answer, not silence");
+    assert_eq!(response.code, 503);
+    assert_eq!(response.field("Connection"), Some("close"));
+    assert!(conn.is_closed());
+    assert!(conn.next_response(&site, NOW).is_none());
+    // With memory back, the same request on a new connection is served.
+    let (seen, _) = exchange(&request);
+    assert_eq!(seen[0].code, 200);
+}

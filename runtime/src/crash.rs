@@ -33,6 +33,18 @@ fn print_backtrace(rbp: u64) {
 }
 
 fn finish() -> ! {
+    // An allocation that failed panics ("memory allocation of N bytes failed"): the heap's
+    // state says whether the guest needs more memory.
+    let heap = crate::heap::usage();
+    match crate::start::heap_bytes() {
+        Some(size) => print_fatal(format_args!(
+            "heap: {} of {size} bytes in use, at most {}\n",
+            heap.in_use, heap.high_water
+        )),
+        None => {
+            print_fatal(format_args!("heap: {} bytes in use, at most {}\n", heap.in_use, heap.high_water))
+        }
+    }
     crate::logger::print_recent(print_fatal);
     flush();
     shutdown(ShutdownReason::Crash)

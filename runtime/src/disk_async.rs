@@ -7,7 +7,9 @@
 //! parks them by id and wakes the waiting tasks, each of which collects its
 //! own. The driver also keeps the disk's timeout: a backend silent for that
 //! long with requests out fails the disk, and every waiting call returns
-//! [`DiskError::Timeout`].
+//! [`DiskError::Timeout`]. And it watches the backend: once it goes away
+//! (`xl block-detach`), every waiting and later call returns
+//! [`DiskError::Gone`] and the disk's end is closed.
 
 use crate::executor::Driver;
 use crate::time::Instant;
@@ -35,6 +37,13 @@ struct Shared {
     progress: Cell<Instant>,
     /// Clock of the executor (for the timeout).
     now: Box<dyn Fn() -> Instant>,
+}
+
+impl Drop for Shared {
+    /// The last clone and the driver are gone: the disk is closed.
+    fn drop(&mut self) {
+        self.signal.get_mut().close(self.disk.get_mut());
+    }
 }
 
 impl Shared {
@@ -85,6 +94,16 @@ pub struct DiskDriver {
 impl Driver for DiskDriver {
     fn poll(&mut self, now: Instant) -> Option<Instant> {
         let shared = &self.shared;
+        let gone = shared.signal.borrow_mut().gone();
+        if let Some(state) = gone {
+            let mut disk = shared.disk.borrow_mut();
+            if disk.failure() != Some(DiskError::Gone(state)) {
+                disk.backend_gone(state);
+                shared.signal.borrow_mut().close(&mut disk);
+                shared.waiting.borrow_mut().drain(..).for_each(Waker::wake);
+            }
+            return None;
+        }
         shared.drain();
         if shared.outstanding() == 0 || shared.disk.borrow().failure().is_some() {
             return None;
@@ -156,12 +175,18 @@ impl AsyncDisk {
         self.run(0, Io::Flush).await
     }
 
-    /// Tells the backend `count` sectors from `sector` on are unused.
-    pub async fn discard(&self, sector: u64, count: u64) -> Result<(), DiskError> {
-        if count == 0 {
-            return Ok(());
-        }
-        self.run(sector, Io::Discard(count)).await
+    /// Tells the backend `count` sectors from `sector` on are unused: the
+    /// whole discard extents among them (see
+    /// [`mote_blkfront::device::Discard::extents`]); returns how many
+    /// sectors that was.
+    pub async fn discard(&self, sector: u64, count: u64) -> Result<u64, DiskError> {
+        let (features, info) = (self.features(), self.info());
+        let discard = features.discard.ok_or(DiskError::DiscardUnsupported)?;
+        let Some((sector, count)) = discard.extents(sector, count, info.sector_size) else {
+            return Ok(0);
+        };
+        self.run(sector, Io::Discard(count)).await?;
+        Ok(count)
     }
 
     /// Posts the call's requests as room allows, collects their answers,
@@ -248,6 +273,7 @@ mod tests {
     use core::time::Duration;
     use mote_blkfront::peer::Peer;
     use mote_xen::event::Port;
+    use mote_xen::xenbus::XenbusState;
     use std::rc::Rc as StdRc;
 
     /// The peer, answering what was published on every turn of the
@@ -268,6 +294,25 @@ mod tests {
         fn notify(&mut self, _: Port) {}
         fn wait(&mut self, _: Port, _: Duration) -> bool {
             unreachable!("the async path never blocks")
+        }
+    }
+
+    /// A backend that never answers and goes to Closing once `closing` is set.
+    struct Detaching {
+        closing: StdRc<Cell<bool>>,
+        closed: StdRc<Cell<bool>>,
+    }
+
+    impl Signal for Detaching {
+        fn notify(&mut self, _: Port) {}
+        fn wait(&mut self, _: Port, _: Duration) -> bool {
+            unreachable!("the async path never blocks")
+        }
+        fn gone(&mut self) -> Option<XenbusState> {
+            self.closing.get().then_some(XenbusState::Closing)
+        }
+        fn close(&mut self, _: &mut Disk) {
+            self.closed.set(true);
         }
     }
 
@@ -342,5 +387,58 @@ mod tests {
         // The disk stays failed.
         let mut executor = Executor::new(FakePlatform::default());
         assert_eq!(executor.block_on(disk.flush()), Err(timeout));
+    }
+
+    #[test]
+    fn a_detached_backend_fails_every_waiting_call_and_the_disk_is_closed() {
+        let (disk, _peer) = disk_and_peer();
+        let (closing, closed) = (StdRc::new(Cell::new(false)), StdRc::new(Cell::new(false)));
+        let signal = Detaching { closing: closing.clone(), closed: closed.clone() };
+        let (disk, driver) = AsyncDisk::new(disk, Box::new(signal), Box::new(executor::now));
+        let platform = FakePlatform::default();
+        let mut executor = Executor::new(platform.clone());
+        let gone = DiskError::Gone(XenbusState::Closing);
+        let results = executor.block_on(async {
+            executor::add_driver(driver);
+            let results = StdRc::new(RefCell::new(Vec::new()));
+            for n in 0..4u64 {
+                let (disk, results) = (disk.clone(), results.clone());
+                executor::spawn(async move {
+                    let r = disk.read(n * 8, &mut [0u8; 4096]).await;
+                    results.borrow_mut().push(r);
+                });
+            }
+            crate::time::sleep(Duration::from_millis(1)).await;
+            assert_eq!(disk.stats().requests, 4, "the reads are with the backend");
+            closing.set(true);
+            while results.borrow().len() < 4 {
+                crate::time::sleep(Duration::from_millis(1)).await;
+            }
+            let later = disk.write(0, &[0u8; 512]).await;
+            let all = results.borrow().clone();
+            (all, later)
+        });
+        assert_eq!(results, (vec![Err(gone); 4], Err(gone)));
+        assert!(closed.get(), "the disk's end was closed");
+        assert!(platform.sleeps().iter().all(|&s| s < Duration::from_secs(1)), "no wait for the timeout");
+    }
+
+    #[test]
+    fn discards_go_out_as_whole_extents() {
+        let info = DiskInfo { sectors: 2048, sector_size: 512, read_only: false, flush: true };
+        let discard = mote_blkfront::device::Discard { granularity: 4096, alignment: 0, secure: false };
+        let features = Features { discard: Some(discard), ..Features::BASIC };
+        let (disk, peer) = Peer::connect(info, features, 12);
+        let peer = StdRc::new(RefCell::new(peer));
+        let (disk, driver) = AsyncDisk::new(disk, Box::new(Silent), Box::new(executor::now));
+        let mut executor = Executor::new(FakePlatform::default());
+        let (partial, none) = executor.block_on(async {
+            executor::add_driver(Serve(peer.clone()));
+            executor::add_driver(driver);
+            (disk.discard(3, 20).await, disk.discard(1, 14).await)
+        });
+        assert_eq!((partial, none), (Ok(8), Ok(0)));
+        let seen: Vec<(u64, u64)> = peer.borrow().seen.iter().map(|s| (s.sector, s.sectors)).collect();
+        assert_eq!(seen, [(8, 8)], "one request, for the one whole extent");
     }
 }

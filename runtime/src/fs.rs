@@ -211,16 +211,28 @@ impl Fs {
 
     /// The whole of the file at absolute `path` (symbolic links followed). A file that says
     /// it is larger than the disk (sparse, or a damaged inode) is refused rather than
-    /// allocated.
+    /// allocated, and so is one the heap has no room for (an error naming the sizes, not an
+    /// allocation failure).
     pub fn read(&self, path: &str) -> Result<Vec<u8>, FsError> {
-        let len = self.ext4.metadata(path).map_err(|e| path_error(path, e))?.len();
+        let problem = |problem: String| FsError::Path { path: path.to_string(), problem };
+        let mut file = self.ext4.open(path).map_err(|e| path_error(path, e))?;
+        let len = file.metadata().len();
         if len > self.bytes {
-            return Err(FsError::Path {
-                path: path.to_string(),
-                problem: format!("says it holds {len} bytes, more than the disk's {}", self.bytes),
-            });
+            return Err(problem(format!("says it holds {len} bytes, more than the disk's {}", self.bytes)));
         }
-        self.ext4.read(path).map_err(|e| path_error(path, e))
+        let mut data = Vec::new();
+        if data.try_reserve_exact(len as usize).is_err() {
+            return Err(problem(format!("{len} bytes do not fit in memory{}", heap_figures())));
+        }
+        data.resize(len as usize, 0);
+        let mut at = 0;
+        while at < data.len() {
+            match file.read_bytes(&mut data[at..]).map_err(|e| path_error(path, e))? {
+                0 => return Err(problem(format!("ends after {at} of its {len} bytes"))),
+                n => at += n,
+            }
+        }
+        Ok(data)
     }
 
     /// What `path` names (a symbolic link itself, not its target).
@@ -253,6 +265,18 @@ impl Fs {
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(entries)
     }
+}
+
+/// The heap's size and use, for an error about memory running out.
+#[cfg(target_os = "none")]
+fn heap_figures() -> String {
+    let size = crate::boot_info().heap_bytes;
+    format!(": the heap has {size} bytes, {} of them in use", crate::heap::usage().in_use)
+}
+
+#[cfg(not(target_os = "none"))]
+fn heap_figures() -> String {
+    String::new()
 }
 
 /// What an ext4 file type is to an app.

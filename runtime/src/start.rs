@@ -33,6 +33,11 @@ pub fn boot_info() -> &'static BootInfo {
     BOOT.get().expect("boot info is set before main runs")
 }
 
+/// The heap's size in bytes, once known (for the crash path, which must not panic).
+pub(crate) fn heap_bytes() -> Option<u64> {
+    BOOT.get().map(|b| b.heap_bytes)
+}
+
 /// The parsed command line.
 pub fn cmdline() -> Cmdline<'static> {
     Cmdline::new(&boot_info().cmdline)

@@ -92,6 +92,19 @@ impl Driver {
         }
     }
 
+    /// [`Driver::wait_line`] for up to four driver waits, for a guest's first lines: on a
+    /// loaded host, creating the domain (hotplug scripts in the emulated dom0) has taken over
+    /// a minute.
+    pub fn wait_first_line(&mut self, text: &str) -> Result<String, String> {
+        let mut tries = 0;
+        loop {
+            match self.wait_line(text) {
+                Err(e) if e.starts_with("no console line") && tries < 3 => tries += 1,
+                result => return result,
+            }
+        }
+    }
+
     /// Runs a shell command in dom0; its output, or an error naming it when it fails.
     pub fn dom0(&self, command: &str) -> Result<String, String> {
         self.agent.run_ok(command, DRIVER_WAIT)
@@ -154,6 +167,7 @@ pub fn cases() -> Vec<Case> {
                     "info lines kept off the console by log=warn come out in the crash report",
                     check_flight_recorder,
                 ),
+                Custom("the crash report gives the heap's use", check_crash_heap),
             ],
             driver: None,
         },
@@ -349,6 +363,40 @@ pub fn cases() -> Vec<Case> {
             driver: None,
         },
         Case {
+            name: "disk_detached_while_read_fails_the_reads_and_the_guest_runs_on",
+            app: "selftest",
+            args: &["test=disk-detach"],
+            gdb: false,
+            xl: &[DISK_ASYNC],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("blkfront: the disk was detached (backend Closing);"),
+                Contains("disk: vbd 51712: closed (backend "),
+                Contains("disk: vbd 51712: gave back 136 granted pages and the event channel"),
+                Contains(
+                    "a later read failed (the disk was detached (its backend went to Closing))",
+                ),
+            ],
+            driver: Some(drive_disk_detach),
+        },
+        Case {
+            name: "disk_detached_under_a_blocking_read_fails_it_and_the_guest_runs_on",
+            app: "selftest",
+            args: &["test=disk-detach-blocking"],
+            gdb: false,
+            xl: &[DISK_ASYNC],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("blkfront: the disk was detached (backend Closing);"),
+                Contains("disk: vbd 51712: closed (backend "),
+                Contains("disk: vbd 51712: gave back 136 granted pages and the event channel"),
+                Contains(
+                    "reads: the disk was detached (its backend went to Closing); a later read failed (the disk was detached (its backend went to Closing))",
+                ),
+            ],
+            driver: Some(drive_disk_detach),
+        },
+        Case {
             name: "forwards_reach_echo_from_host_loopback",
             app: "echo",
             args: &[],
@@ -528,6 +576,21 @@ pub fn cases() -> Vec<Case> {
             driver: None,
         },
         Case {
+            name: "site_larger_than_memory_stops_web_with_a_clear_error",
+            app: "web",
+            args: &[],
+            gdb: false,
+            xl: &[content::TOO_BIG],
+            reason: Reason::Crash,
+            checks: vec![
+                Contains(
+                    "main returned an error: web: disk xvda (vbd 51712): /files/large.bin: 5242880 bytes do not fit in memory: the heap has ",
+                ),
+                Custom("no panic", check_no_panic),
+            ],
+            driver: Some(content::drive_too_big),
+        },
+        Case {
             name: "web_serves_a_site_from_disk",
             app: "web",
             args: &[],
@@ -536,6 +599,9 @@ pub fn cases() -> Vec<Case> {
             reason: Reason::Poweroff,
             checks: vec![
                 Contains("web: site from disk xvda (vbd 51712): 2 files, 1048638 bytes"),
+                // The disk, dropped once the site is in memory, is closed and its pages freed.
+                Contains("disk: vbd 51712: closed (backend Closed)"),
+                Contains("disk: vbd 51712: gave back 136 granted pages and the event channel"),
                 Line("web: Poweroff requested, stopping"),
             ],
             driver: Some(content::drive_web),
@@ -1104,6 +1170,77 @@ const DISK_RO: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/mnt/disks
 const DISK_ASYNC: &str = r#"disk=["format=raw,vdev=xvda,access=rw,target=/mnt/disks/async.img"]"#;
 const DISK_DISCARD: &str = r#"disk=["format=raw,vdev=xvda,access=rw,target=/mnt/disks/discard.img"]"#;
 
+/// `xl block-detach` while 8 tasks read (or one blocking reader): every read fails with a clear
+/// error instead of waiting for answers that never come, the guest answers the backend's
+/// closing at once (libxl would otherwise wait 10 s and force it), the vbd is gone from dom0,
+/// and the domain keeps running until asked to stop.
+fn drive_disk_detach(d: &mut Driver) -> Result<(), String> {
+    d.wait_first_line("disk-detach: reading")?;
+    let domid = d.domid()?;
+    // dom0 times, by its uptime, when the backend leaves Connected (xl got to the detach: under
+    // load xl itself takes seconds to start) and when the guest's frontend is Closed.
+    let script = format!(
+        "b=/local/domain/0/backend/vbd/{domid}/51712/state; f=/local/domain/{domid}/device/vbd/51712/state; \
+         up() {{ cut -d' ' -f1 /proc/uptime; }}; start=$(up); \
+         xl block-detach {name} xvda > /tmp/block-detach.out 2>&1 & \
+         while [ \"$(xenstore-read $b 2>/dev/null)\" = 4 ]; do :; done; closing=$(up); \
+         while s=$(xenstore-read $f 2>/dev/null) && [ \"$s\" != 6 ]; do :; done; closed=$(up); \
+         wait $!; rc=$?; echo \"start $start closing $closing closed $closed frontend ${{s:-gone}} xl $rc\"; \
+         cat /tmp/block-detach.out",
+        name = d.name
+    );
+    let out = d.agent.run_ok(&script, DRIVER_WAIT * 2)?;
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let at = |key: &str| -> Option<f64> {
+        words.iter().position(|w| *w == key).and_then(|i| words.get(i + 1)?.parse().ok())
+    };
+    let (Some(start), Some(closing), Some(closed)) = (at("start"), at("closing"), at("closed")) else {
+        return Err(format!("dom0's detach timing printed {out:?}"));
+    };
+    if !out.contains("frontend 6 xl 0") {
+        return Err(format!(
+            "the frontend did not reach Closed before libxl removed it, or xl failed: {out:?}"
+        ));
+    }
+    let answered = closed - closing;
+    // libxl forces a detach the frontend does not answer after 10 s.
+    if answered > SHUTDOWN_LIMIT.as_secs_f64() {
+        return Err(format!("the guest took {answered:.1} s to close its end after the backend's Closing"));
+    }
+    println!(
+        "    dom0: backend Closing {:.1} s after `xl block-detach` began; guest's frontend Closed {answered:.1} s later",
+        closing - start
+    );
+    println!("    guest: {}", d.wait_line("; a later read")?);
+    let vbds = d.dom0(&format!("xl block-list {}", d.name))?;
+    if vbds.lines().count() != 1 {
+        return Err(format!("the vbd is still listed after the detach: {vbds:?}"));
+    }
+    d.wait_line("disk: waiting for shutdown")?;
+    d.dom0(&format!("xl list {}", d.name))
+        .map_err(|e| format!("the domain is gone after the detach: {e}"))?;
+    shut_down(d)
+}
+
+/// A crash report's `heap: U of H bytes in use, at most M` line, with U <= M <= H and H > 0.
+fn check_crash_heap(console: &str, _: &Image) -> Result<(), String> {
+    let line = console.lines().find(|l| l.starts_with("heap: ")).ok_or("no `heap:` line")?;
+    let numbers: Vec<u64> =
+        line.split_whitespace().filter_map(|w| w.trim_end_matches(',').parse().ok()).collect();
+    match numbers[..] {
+        [used, size, most] if size > 0 && used <= most && most <= size => Ok(()),
+        _ => Err(format!("implausible heap line {line:?}")),
+    }
+}
+
+/// The guest stopped through its own error path, not a panic (an allocation failure panics).
+fn check_no_panic(console: &str, _: &Image) -> Result<(), String> {
+    match console.lines().find(|l| l.contains("PANIC")) {
+        Some(line) => Err(format!("the guest panicked: {line}")),
+        None => Ok(()),
+    }
+}
+
 /// The selftest's disk pattern (apps/selftest: `disk_pattern`).
 fn disk_pattern(offset: u64) -> u8 {
     ((offset as u32).wrapping_mul(2_654_435_761) >> 24) as u8
@@ -1167,16 +1304,7 @@ fn check_disk_async(console: &str, _: &Image) -> Result<(), String> {
 /// the image must be the pattern with zeros in the middle half, and that half a hole in the
 /// file (tmpfs frees discarded pages).
 fn drive_disk_discard(d: &mut Driver) -> Result<(), String> {
-    // The guest writes and reads 8 MiB first; under load, attaching the disk alone (dom0's
-    // block hotplug script) has taken more than one driver wait.
-    let mut waited = d.wait_line("disk: waiting for shutdown");
-    for _ in 0..3 {
-        match &waited {
-            Err(e) if e.starts_with("no console line") => waited = d.wait_line("disk: waiting for shutdown"),
-            _ => break,
-        }
-    }
-    waited?;
+    d.wait_first_line("disk: waiting for shutdown")?;
     let domid = d.domid()?;
     let stats = format!("/sys/bus/xen-backend/devices/vbd-{domid}-51712/statistics");
     let discards = d.dom0(&format!("cat {stats}/ds_req"))?;
@@ -2153,10 +2281,11 @@ mod unit {
         let run =
             guest::GuestRun { result: Ok(Reason::Poweroff), console: "PANIC: deliberate panic\n".into() };
         let problems = judge(case, &image(4), &run);
-        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert_eq!(problems.len(), 5, "{problems:?}");
         let report = "PANIC at apps/selftest/src/main.rs:10:5: deliberate panic\nbacktrace:\n  \
                       #0  0x1009f2 __mote_app_main at runtime/src/lib.rs:76\n        \
                       inlined selftest::main at apps/selftest/src/main.rs:10\n\
+                      heap: 4096 of 3670016 bytes in use, at most 8192\n\
                       last log lines, oldest first:\n  [INFO  mote::start] domain 3 (selftest)\n  \
                       [INFO  selftest] selftest: about to panic\n";
         let run = guest::GuestRun { result: Ok(Reason::Crash), console: report.into() };

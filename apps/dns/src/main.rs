@@ -13,6 +13,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 use mote::net::{Stack, TcpListener, TcpOptions, TcpStream, UdpSocket};
 use mote_dns::{master, respond, Catalog, Responder, Transport};
@@ -99,7 +100,13 @@ async fn connection(stream: TcpStream, catalog: &'static Catalog) {
     let mut query = vec![];
     while let Ok(true) = mote::time::timeout(TCP_IDLE, read_message(&stream, &mut query)).await {
         let Some(reply) = respond(catalog, &query, Transport::Tcp) else { continue };
-        let framed = [&(reply.len() as u16).to_be_bytes()[..], &reply].concat();
+        let mut framed = Vec::new();
+        if framed.try_reserve_exact(2 + reply.len()).is_err() {
+            out_of_memory("a tcp reply", 2 + reply.len());
+            break;
+        }
+        framed.extend_from_slice(&(reply.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&reply);
         if stream.write_all(&framed).await.is_err() {
             break;
         }
@@ -113,8 +120,23 @@ async fn read_message(stream: &TcpStream, buf: &mut Vec<u8>) -> bool {
     if !read_exact(stream, &mut len).await {
         return false;
     }
-    buf.resize(usize::from(u16::from_be_bytes(len)), 0);
+    let len = usize::from(u16::from_be_bytes(len));
+    buf.clear();
+    if buf.try_reserve_exact(len).is_err() {
+        out_of_memory("a tcp query", len);
+        return false;
+    }
+    buf.resize(len, 0);
     read_exact(stream, buf).await
+}
+
+/// TCP connections closed because the heap had no room for a query or a reply.
+static REFUSED_FOR_MEMORY: AtomicU64 = AtomicU64::new(0);
+
+/// Counts and logs a connection dropped for want of `bytes` of heap for `what`.
+fn out_of_memory(what: &str, bytes: usize) {
+    let refused = REFUSED_FOR_MEMORY.fetch_add(1, Ordering::Relaxed) + 1;
+    mote::log::warn!("dns: no memory for {what} of {bytes} bytes: connection closed ({refused} so far)");
 }
 
 /// Fills `buf`; false when the connection ends first.

@@ -31,6 +31,12 @@
 //!   the pattern over the first 4 MiB, then T tasks (default 64) each read R
 //!   (default 16) 4 KiB blocks at pseudo-random places and verify them;
 //!   prints how many reads, how fast, and the most requests in flight.
+//! - `test=disk-detach`: through the async disk API, 8 tasks read the first
+//!   disk in 64 KiB blocks over and over until a read fails (dom0 runs `xl
+//!   block-detach` meanwhile); prints `disk-detach: reading` once reads
+//!   work, then each task's error, then what a later read gets, and waits
+//!   for `xl shutdown`. `test=disk-detach-blocking`: the same with one
+//!   blocking reader.
 //! - `test=disk-bench bytes=N reads=R`: `cargo xtask bench disk`'s measurement
 //!   (the same as `mote-agent disk-bench` in the Linux guest): writes the
 //!   first N bytes of the disk in 1 MiB blocks and flushes, reads them back,
@@ -58,7 +64,7 @@ use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use mote::grants::{Access, DomId, GrantError, GrantRef, Page};
 use mote::xenbus::{Frontend, XenbusError, XenbusState};
 use mote::xenstore::{Errno, Store, Xenstore, XsError};
@@ -243,6 +249,8 @@ fn main() -> Result<(), Error> {
         }),
         "disk" | "disk-verify" | "disk-ro" | "disk-discard" => disk(cmdline.get("test").unwrap_or_default()),
         "disk-async" => disk_async(number("tasks", 64)?, number("reads", 16)?),
+        "disk-detach" => disk_detach(false),
+        "disk-detach-blocking" => disk_detach(true),
         "disk-bench" => disk_bench(number("bytes", 32 << 20)?, number("reads", 2000)?),
         other => Err(Error::UnknownTest(other)),
     }
@@ -358,9 +366,10 @@ fn disk(test: &str) -> Result<(), Error> {
     let hole = (size / 4 / STEP as u64 * STEP as u64)..(size * 3 / 4 / STEP as u64 * STEP as u64);
     if test == "disk-discard" {
         let per_byte = u64::from(info.sector_size);
-        disk.discard(hole.start / per_byte, (hole.end - hole.start) / per_byte).map_err(io)?;
+        let sectors = disk.discard(hole.start / per_byte, (hole.end - hole.start) / per_byte).map_err(io)?;
         disk.flush().map_err(io)?;
-        mote::println!("disk: discarded {} bytes at byte {}", hole.end - hole.start, hole.start);
+        // Whole MiBs are whole extents of any discard granularity blkback offers.
+        mote::println!("disk: discarded {} bytes at byte {}", sectors * per_byte, hole.start);
     }
     let start = Instant::now();
     let mut want = alloc::vec![0u8; STEP];
@@ -449,6 +458,81 @@ fn disk_async(tasks: u64, reads: u64) -> Result<(), Error> {
             u128::from(tasks * reads) * 1000 / ms,
             disk.stats().peak_in_flight
         );
+        Ok(())
+    })
+}
+
+/// `test=disk-detach`.
+fn disk_detach(blocking: bool) -> Result<(), Error> {
+    const TASKS: usize = 8;
+    const BLOCK: usize = 64 * 1024;
+    let disk = mote::disk::open_all().map_err(|e| Error::Disk(alloc::format!("{e}")))?.into_iter().next();
+    let mut disk = disk.ok_or(Error::Disk("no disk".into()))?;
+    let sectors = disk.info().sectors;
+    let per_block = (BLOCK / disk.info().sector_size as usize) as u64;
+    if blocking {
+        let mut block = alloc::vec![0u8; BLOCK];
+        let mut reads = 0u64;
+        let e = loop {
+            if let Err(e) = disk.read(reads * per_block % (sectors - per_block), &mut block) {
+                break e;
+            }
+            reads += 1;
+            if reads == 64 {
+                mote::println!("disk-detach: reading");
+            }
+        };
+        let started = Instant::now();
+        let later = match disk.read(0, &mut block[..512]) {
+            Ok(()) => String::from("succeeded"),
+            Err(e) => alloc::format!("failed ({e})"),
+        };
+        mote::println!(
+            "disk-detach: the blocking reader stopped after {reads} reads: {e}; a later read {later} in {} ms",
+            started.elapsed().as_millis()
+        );
+        mote::println!("disk: waiting for shutdown");
+        mote::wait_for_shutdown();
+        return Ok(());
+    }
+    mote::block_on(async move {
+        let disk = disk.into_async();
+        let errors: Rc<RefCell<Vec<(usize, u64)>>> = Rc::default();
+        let reads = Rc::new(Cell::new(0u64));
+        for t in 0..TASKS {
+            let (disk, errors, reads) = (disk.clone(), errors.clone(), reads.clone());
+            mote::spawn(async move {
+                let mut block = alloc::vec![0u8; BLOCK];
+                let mut at = t as u64 * per_block;
+                loop {
+                    if let Err(e) = disk.read(at % (sectors - per_block), &mut block).await {
+                        mote::println!("disk-detach: task {t} stopped after {} reads: {e}", reads.get());
+                        errors.borrow_mut().push((t, reads.get()));
+                        return;
+                    }
+                    reads.set(reads.get() + 1);
+                    if reads.get() == 64 {
+                        mote::println!("disk-detach: reading");
+                    }
+                    at += TASKS as u64 * per_block;
+                }
+            });
+        }
+        while errors.borrow().len() < TASKS {
+            mote::time::sleep(Duration::from_millis(5)).await;
+        }
+        let started = Instant::now();
+        let later = match disk.read(0, &mut [0u8; 512]).await {
+            Ok(()) => String::from("succeeded"),
+            Err(e) => alloc::format!("failed ({e})"),
+        };
+        mote::println!(
+            "disk-detach: {TASKS} tasks stopped after {} reads; a later read {later} in {} ms",
+            reads.get(),
+            started.elapsed().as_millis()
+        );
+        mote::println!("disk: waiting for shutdown");
+        mote::lifecycle::shutdown_requested().await;
         Ok(())
     })
 }

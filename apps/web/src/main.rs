@@ -2,7 +2,9 @@
 //! embedded at build time (`site/`, or the directory given to `cargo xtask build web --site`),
 //! answered by `mote-http`. Slow or silent clients are cut off by a header-read and an idle
 //! timeout; the connections served at once are as many as the heap holds at their largest,
-//! and more are refused with 503. Serves until `xl shutdown`.
+//! and more are refused with 503, as is a request the heap has no room for. A site on the disk
+//! larger than memory stops the guest at start with an error naming the file and the sizes.
+//! Serves until `xl shutdown`.
 #![no_std]
 #![no_main]
 
@@ -11,6 +13,7 @@ extern crate alloc;
 use alloc::rc::Rc;
 use alloc::string::{String, ToString};
 use core::cell::Cell;
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 use mote::net::{TcpListener, TcpOptions, TcpStream, UpError};
 use mote::time::timeout;
@@ -83,6 +86,9 @@ fn max_connections(heap_bytes: u64) -> usize {
     (heap_bytes.saturating_sub(RESERVED_BYTES) / CONNECTION_BYTES).max(1) as usize
 }
 
+/// Requests refused with 503 because the heap had no room for their bytes.
+static REFUSED_FOR_MEMORY: AtomicU64 = AtomicU64::new(0);
+
 /// Seconds since the Unix epoch, for `Date`.
 fn now() -> u64 {
     mote::wallclock().0
@@ -110,7 +116,10 @@ async fn serve(stream: &TcpStream, site: &StaticSite) {
                 if conn.is_idle() {
                     head_started = Instant::now();
                 }
-                conn.feed(&buf[..n]);
+                if !conn.feed(&buf[..n]) {
+                    let refused = REFUSED_FOR_MEMORY.fetch_add(1, Ordering::Relaxed) + 1;
+                    mote::log::warn!("web: out of memory for a request: answered 503 ({refused} so far)");
+                }
             }
             _ => return,
         }

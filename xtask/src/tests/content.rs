@@ -13,22 +13,14 @@ use std::path::Path;
 pub const WEB_SITE: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/dev/loop4"]"#;
 pub const DNS_ZONES: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/dev/loop5"]"#;
 pub const DAMAGED: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/dev/loop6"]"#;
-
-/// Waits for the console line containing `text` for up to three driver waits: on a loaded
-/// host, creating the domain (hotplug scripts in the emulated dom0) has taken over a minute.
-fn wait_first_line(d: &mut Driver, text: &str) -> Result<String, String> {
-    let mut tries = 0;
-    loop {
-        match d.wait_line(text) {
-            Err(e) if e.starts_with("no console line") && tries < 2 => tries += 1,
-            result => return result,
-        }
-    }
-}
+/// A site with a file larger than the web guest's 4 MiB of memory.
+pub const TOO_BIG: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/dev/loop3"]"#;
+/// The size of that file.
+pub const TOO_BIG_BYTES: usize = 5 << 20;
 
 /// Whether a case attaches one of these images.
 pub fn uses_content(xl: &[&str]) -> bool {
-    xl.iter().any(|o| [WEB_SITE, DNS_ZONES, DAMAGED].contains(o))
+    xl.iter().any(|o| [WEB_SITE, DNS_ZONES, DAMAGED, TOO_BIG].contains(o))
 }
 
 /// The large file of the test site: 1 MiB that no compressor or cache shortcut can fake.
@@ -72,9 +64,14 @@ pub fn setup(agent: &Agent) -> Result<(), String> {
     let work = mote_dir().join("content-cases");
     let site = web_site()?;
     let zones = dns_zones()?;
-    for (dir, name, loop_device) in
-        [(&site, "web-site.img", "/dev/loop4"), (&zones, "dns-zones.img", "/dev/loop5")]
-    {
+    let too_big = work.join("too-big-site");
+    let large: Vec<u8> = (0..TOO_BIG_BYTES).map(|i| (i % 251) as u8).collect();
+    tree(&too_big, &[("index.html", INDEX.as_bytes()), ("files/large.bin", &large)])?;
+    for (dir, name, loop_device) in [
+        (&site, "web-site.img", "/dev/loop4"),
+        (&zones, "dns-zones.img", "/dev/loop5"),
+        (&too_big, "too-big-site.img", "/dev/loop3"),
+    ] {
         let image = work.join(name);
         disk::make(dir, &image)?;
         disk::upload(agent, &image, name, loop_device)?;
@@ -182,10 +179,16 @@ pub fn web_from_host() -> Result<(), String> {
     Ok(())
 }
 
+/// Shows the error the web guest stops with when its site does not fit in memory.
+pub fn drive_too_big(d: &mut Driver) -> Result<(), String> {
+    println!("    guest: {}", d.wait_first_line("main returned an error")?);
+    Ok(())
+}
+
 /// curl from dom0: the 1 MiB file and the index come from the disk byte for byte (SHA-256
 /// against the source files), and a file of the embedded site is not there.
 pub fn drive_web(d: &mut Driver) -> Result<(), String> {
-    println!("    guest: {}", wait_first_line(d, "web: site from disk xvda")?);
+    println!("    guest: {}", d.wait_first_line("web: site from disk xvda")?);
     let (ip, _) = web_address(d)?;
     let site = mote_dir().join("content-cases/web-site");
     for (target, file) in [("/files/big.bin", "files/big.bin"), ("/", "index.html")] {
@@ -208,7 +211,7 @@ pub fn drive_web(d: &mut Driver) -> Result<(), String> {
 
 /// dig from dom0: both zones on the disk answer, the embedded example.com does not.
 pub fn drive_dns(d: &mut Driver) -> Result<(), String> {
-    println!("    guest: {}", wait_first_line(d, "dns: 2 zones from disk xvda")?);
+    println!("    guest: {}", d.wait_first_line("dns: 2 zones from disk xvda")?);
     let line = d.wait_line("dns: serving on ")?;
     let ip = line.split_whitespace().nth(3).ok_or_else(|| format!("no address in {line:?}"))?.to_owned();
     const CHECKS: &[DigCheck] = &[
