@@ -213,6 +213,7 @@ impl AsyncDisk {
         poll_fn(|cx| {
             shared.drain();
             let mut disk = shared.disk.borrow_mut();
+            let outstanding = out.len();
             out.retain(|&(ticket, offset, n)| {
                 let Some(done) = shared.done.borrow_mut().remove(&ticket) else { return true };
                 let result = match &mut io {
@@ -224,6 +225,7 @@ impl AsyncDisk {
                 }
                 false
             });
+            let collected = out.len() < outstanding;
             while !posted_all && failure.is_none() {
                 let n = (len - next).min(max);
                 let at = sector + (next / size) as u64;
@@ -251,6 +253,11 @@ impl AsyncDisk {
                 }
             }
             disk.push(&mut **shared.signal.borrow_mut());
+            if collected {
+                // Collected answers gave their pages and ring slots back: a task that found
+                // no room may have taken these answers in itself and now waits for them.
+                shared.waiting.borrow_mut().drain(..).for_each(Waker::wake);
+            }
             if let Some(e) = disk.failure() {
                 // Requests still out stay with the backend; their pages are never reused.
                 return Poll::Ready(Err(e));
@@ -360,6 +367,43 @@ mod tests {
         assert!(results.borrow().iter().all(|&ok| ok), "a task read the wrong block");
         assert_eq!(disk.stats().peak_in_flight, 128, "the 128 small reads were out together: the whole ring");
         assert_eq!(peer.borrow().peak_outstanding, 128);
+    }
+
+    #[test]
+    fn a_task_waiting_for_room_is_woken_when_another_frees_it() {
+        // 12 pages of pool, taken by three reads of 4 pages. The backend answers them after
+        // the driver looked (the driver is added before the peer), so the late reader is the
+        // one that takes the answers in, finds no room yet (the owners have not collected
+        // them) and waits: it must be woken when the owners give their pages back.
+        let info = DiskInfo { sectors: 2048, sector_size: 512, read_only: false, flush: true };
+        let (disk, peer) = Peer::connect(info, Features::BASIC, 12);
+        let peer = StdRc::new(RefCell::new(peer));
+        let (disk, driver) = AsyncDisk::new(disk, Box::new(Silent), Box::new(executor::now));
+        let mut executor = Executor::new(FakePlatform::default());
+        let results = StdRc::new(RefCell::new(Vec::new()));
+        let turns = executor.block_on(async {
+            executor::add_driver(driver);
+            executor::add_driver(Serve(peer.clone()));
+            for n in 0..4u64 {
+                let (disk, results) = (disk.clone(), results.clone());
+                executor::spawn(async move {
+                    if n == 3 {
+                        crate::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    let r = disk.read(n * 64, &mut [0u8; 16 * 1024]).await;
+                    results.borrow_mut().push((n, r));
+                });
+            }
+            let mut turns = 0;
+            while results.borrow().len() < 4 && turns < 1000 {
+                crate::time::sleep(Duration::from_millis(1)).await;
+                turns += 1;
+            }
+            turns
+        });
+        let results = results.borrow();
+        assert_eq!(results.len(), 4, "a task waiting for room was never woken ({turns} turns): {results:?}");
+        assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
     }
 
     #[test]
