@@ -26,7 +26,9 @@ mod xen;
 #[cfg(test)]
 mod tests;
 
-pub use config::{Config, ConfigError, Ipv4Config, Ipv6Config};
+#[cfg(feature = "ipv6")]
+pub use config::Ipv6Config;
+pub use config::{Config, ConfigError, Ipv4Config};
 pub use smoltcp;
 pub use stack::{Nic, Stack};
 pub use tcp::{TcpListener, TcpOptions, TcpStream};
@@ -35,6 +37,8 @@ pub use udp::UdpSocket;
 pub use xen::{up, up_all, up_vif, UpError};
 
 use core::fmt;
+use core::net::SocketAddr;
+use smoltcp::wire::IpEndpoint;
 
 /// Why a socket operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,5 +67,17 @@ impl fmt::Display for Error {
             Error::AddrInUse => "port already in use",
             Error::TooLarge => "datagram larger than the socket buffer",
         })
+    }
+}
+
+/// `addr` as smoltcp's endpoint: an IPv6 one reaches no address in an image
+/// built without the `ipv6` feature.
+fn endpoint(addr: SocketAddr) -> Result<IpEndpoint, Error> {
+    match addr {
+        SocketAddr::V4(v4) => Ok(IpEndpoint::new((*v4.ip()).into(), v4.port())),
+        #[cfg(feature = "ipv6")]
+        SocketAddr::V6(v6) => Ok(IpEndpoint::new((*v6.ip()).into(), v6.port())),
+        #[cfg(not(feature = "ipv6"))]
+        SocketAddr::V6(_) => Err(Error::Unaddressable),
     }
 }
