@@ -152,7 +152,10 @@ fn connect_xenstore() {
         None => crate::lifecycle::GRACE,
         Some(Ok(ms)) => core::time::Duration::from_millis(ms),
         Some(Err(v)) => {
-            log::warn!("shutdown_grace_ms={v:?} is not a number; using {} s", crate::lifecycle::GRACE.as_secs());
+            log::warn!(
+                "shutdown_grace_ms={v:?} is not a number; using {} s",
+                crate::lifecycle::GRACE.as_secs()
+            );
             crate::lifecycle::GRACE
         }
     };
