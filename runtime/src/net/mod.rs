@@ -81,3 +81,23 @@ fn endpoint(addr: SocketAddr) -> Result<IpEndpoint, Error> {
         SocketAddr::V6(_) => Err(Error::Unaddressable),
     }
 }
+
+/// Shows a socket address as `SocketAddr`'s `Display` does, but links `core`'s IPv6
+/// formatting (2.7 KiB) only into images with the `ipv6` feature; without it an IPv6
+/// address, which the stack never reports then, is shown uncompressed.
+pub struct ShowAddr(pub SocketAddr);
+
+impl fmt::Display for ShowAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            SocketAddr::V4(v4) => write!(f, "{}:{}", v4.ip(), v4.port()),
+            #[cfg(feature = "ipv6")]
+            SocketAddr::V6(v6) => write!(f, "{v6}"),
+            #[cfg(not(feature = "ipv6"))]
+            SocketAddr::V6(v6) => {
+                let [a, b, c, d, e, g, h, i] = v6.ip().segments();
+                write!(f, "[{a:x}:{b:x}:{c:x}:{d:x}:{e:x}:{g:x}:{h:x}:{i:x}]:{}", v6.port())
+            }
+        }
+    }
+}

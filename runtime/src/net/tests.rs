@@ -271,3 +271,12 @@ fn a_static_address_is_there_at_once() {
         assert_eq!(a.wait_ipv4().await, Ipv4Cidr::new(Ipv4Addr::new(10, 0, 0, 1), 24));
     });
 }
+
+#[test]
+fn addresses_show_as_socket_addr_does() {
+    let v4: SocketAddr = "10.0.0.2:53".parse().unwrap();
+    assert_eq!(ShowAddr(v4).to_string(), "10.0.0.2:53");
+    let v6: SocketAddr = "[fd00::2]:53".parse().unwrap();
+    let expected = if cfg!(feature = "ipv6") { "[fd00::2]:53" } else { "[fd00:0:0:0:0:0:0:2]:53" };
+    assert_eq!(ShowAddr(v6).to_string(), expected);
+}
