@@ -144,7 +144,7 @@ pub fn wait_for(port: Port) {
 pub fn sleep(duration: Duration) {
     let deadline = Instant::now().checked_add(duration);
     if deadline.is_none() {
-        log::warn!("sleep of {duration:?} is beyond the clock's range; sleeping until woken");
+        log::warn!("sleep of {} s is beyond the clock's range; sleeping until woken", duration.as_secs());
     }
     loop {
         match block(None, deadline) {

@@ -262,7 +262,7 @@ impl Fs {
             let kind = kind(entry.file_type().map_err(|e| path_error(path, e))?);
             entries.push(DirEntry { name: name.to_string(), kind });
         }
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         Ok(entries)
     }
 }

@@ -157,7 +157,10 @@ fn connect_xenstore() {
         None => crate::lifecycle::GRACE,
         Some(Ok(ms)) => core::time::Duration::from_millis(ms),
         Some(Err(v)) => {
-            log::warn!("shutdown_grace_ms={v:?} is not a number; using {:?}", crate::lifecycle::GRACE);
+            log::warn!(
+                "shutdown_grace_ms={v:?} is not a number; using {} s",
+                crate::lifecycle::GRACE.as_secs()
+            );
             crate::lifecycle::GRACE
         }
     };

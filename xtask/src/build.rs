@@ -317,6 +317,29 @@ fn cargo_args(app: &str, flavor: Flavor) -> Vec<&str> {
     args
 }
 
+/// Extra rustflags for the target, added to those of `.cargo/config.toml`.
+const TARGET_RUSTFLAGS: &str = "CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS";
+
+/// `--remap-path-prefix` flags that cut the crates.io source directories
+/// (`$CARGO_HOME/registry/src/<index>/`) from the paths an image carries in its panic
+/// locations (3 KiB of dns); the workspace's own paths are relative already. Not for `--gdb`
+/// images, whose debugger wants the full paths to find the sources.
+fn remap_registry() -> Vec<String> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+    let Some(Ok(entries)) = home.map(|home| fs::read_dir(home.join("registry").join("src"))) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.path().to_str().map(str::to_owned))
+        // The variable is split at spaces.
+        .filter(|dir| !dir.contains(char::is_whitespace))
+        .map(|dir| format!("--remap-path-prefix={dir}/="))
+        .collect()
+}
+
 /// Builds `app` and writes `<app>{.elf,.debug.elf,.cfg,.xml}` in [`out_dir`].
 pub fn build(app: &str, flavor: Flavor) -> Result<Image, String> {
     build_with(app, flavor, &[])
@@ -327,6 +350,13 @@ pub fn build_with(app: &str, flavor: Flavor, env: &[(&str, OsString)]) -> Result
     let meta = app_meta(app)?;
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo.current_dir(workspace_root()).args(cargo_args(app, flavor));
+    if !flavor.gdb {
+        let mut flags = std::env::var(TARGET_RUSTFLAGS).unwrap_or_default();
+        for flag in remap_registry() {
+            flags = format!("{flags} {flag}");
+        }
+        cargo.env(TARGET_RUSTFLAGS, flags.trim_start());
+    }
     // Only what the command line says reaches the build script: an inherited value does not.
     cargo.env_remove(SITE_ENV);
     cargo.envs(env.iter().map(|(k, v)| (k, v)));

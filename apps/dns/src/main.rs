@@ -71,7 +71,7 @@ fn serve_udp(stack: &Stack, catalog: &'static Catalog) -> Result<(), String> {
             let (n, from) = socket.recv_from(&mut buf).await;
             if responder.respond_into(&buf[..n], Transport::Udp, &mut reply) {
                 if let Err(e) = socket.send_to(&reply, from).await {
-                    mote::log::debug!("dns: udp reply to {from}: {e}");
+                    mote::log::debug!("dns: udp reply to {}: {e}", mote::net::ShowAddr(from));
                 }
             }
         }

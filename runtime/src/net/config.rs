@@ -7,19 +7,26 @@
 //! | `ip6=` | a static IPv6 address with its prefix length: `2001:db8::2/64` | none |
 //! | `gw6=` | the IPv6 default gateway, inside the `ip6=` prefix or link-local | none |
 //!
+//! `ip6=` and `gw6=` need the `ipv6` feature; an image built without it refuses them.
+//!
 //! These configure vif 0; vif N takes the same keys prefixed `vifN.` (`vif1.ip=10.0.1.2/24`).
 
 use crate::cmdline::Cmdline;
 use alloc::string::{String, ToString};
 use core::fmt;
-use core::net::{Ipv4Addr, Ipv6Addr};
-use smoltcp::wire::{IpAddress, IpCidr, Ipv4Cidr, Ipv6Cidr};
+use core::net::Ipv4Addr;
+#[cfg(feature = "ipv6")]
+use core::net::Ipv6Addr;
+#[cfg(feature = "ipv6")]
+use smoltcp::wire::Ipv6Cidr;
+use smoltcp::wire::{IpAddress, IpCidr, Ipv4Cidr};
 
 /// How the stack gets its addresses.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Config {
     pub ipv4: Ipv4Config,
     /// A static IPv6 address, if any.
+    #[cfg(feature = "ipv6")]
     pub ipv6: Option<Ipv6Config>,
 }
 
@@ -34,6 +41,7 @@ pub enum Ipv4Config {
     },
 }
 
+#[cfg(feature = "ipv6")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ipv6Config {
     pub address: Ipv6Cidr,
@@ -49,6 +57,9 @@ pub enum ConfigError {
     GatewayWithoutAddress { key: &'static str, needs: &'static str },
     /// A gateway that is not on the address's link.
     GatewayOffLink { key: &'static str, gateway: IpAddress, subnet: IpCidr },
+    /// `ip6=` or `gw6=` given to an image built without the `ipv6` feature.
+    #[cfg(not(feature = "ipv6"))]
+    NoIpv6 { key: &'static str },
 }
 
 impl fmt::Display for ConfigError {
@@ -63,13 +74,22 @@ impl fmt::Display for ConfigError {
             ConfigError::GatewayOffLink { key, gateway, subnet } => {
                 write!(f, "bad {key}={gateway}: not inside {subnet}")
             }
+            #[cfg(not(feature = "ipv6"))]
+            ConfigError::NoIpv6 { key } => {
+                write!(
+                    f,
+                    "{key}= needs IPv6, and this image is built without it (the runtime's ipv6 feature)"
+                )
+            }
         }
     }
 }
 
 const IP_EXPECTED: &str = "dhcp or an IPv4 address with prefix length, like ip=10.0.0.2/24";
 const GW_EXPECTED: &str = "an IPv4 address, like gw=10.0.0.1";
+#[cfg(feature = "ipv6")]
 const IP6_EXPECTED: &str = "an IPv6 address with prefix length, like ip6=2001:db8::2/64";
+#[cfg(feature = "ipv6")]
 const GW6_EXPECTED: &str = "an IPv6 address, like gw6=2001:db8::1";
 
 impl Config {
@@ -105,6 +125,11 @@ impl Config {
                 Ipv4Config::Static { address, gateway }
             }
         };
+        #[cfg(not(feature = "ipv6"))]
+        if let Some(key) = ["ip6", "gw6"].into_iter().find(|key| get(key).is_some()) {
+            return Err(ConfigError::NoIpv6 { key });
+        }
+        #[cfg(feature = "ipv6")]
         let ipv6 = match get("ip6") {
             None => {
                 if get("gw6").is_some() {
@@ -118,7 +143,11 @@ impl Config {
                 Some(Ipv6Config { address, gateway })
             }
         };
-        Ok(Config { ipv4, ipv6 })
+        Ok(Config {
+            ipv4,
+            #[cfg(feature = "ipv6")]
+            ipv6,
+        })
     }
 }
 
@@ -136,6 +165,7 @@ fn parse_ipv4_cidr(value: &str) -> Option<Ipv4Cidr> {
 }
 
 /// `ADDR/NN`: a unicast address and a prefix of 1 to 128 bits.
+#[cfg(feature = "ipv6")]
 fn parse_ipv6_cidr(value: &str) -> Option<Ipv6Cidr> {
     let (addr, len) = value.split_once('/')?;
     let addr: Ipv6Addr = addr.parse().ok()?;
@@ -153,6 +183,7 @@ fn parse_gateway_v4(value: &str, subnet: Ipv4Cidr) -> Result<Ipv4Addr, ConfigErr
     Ok(gateway)
 }
 
+#[cfg(feature = "ipv6")]
 fn parse_gateway_v6(value: &str, prefix: Ipv6Cidr) -> Result<Ipv6Addr, ConfigError> {
     let gateway: Ipv6Addr = value.parse().map_err(|_| malformed("gw6", value, GW6_EXPECTED))?;
     if !(prefix.contains_addr(&gateway) || gateway.is_unicast_link_local()) {
@@ -198,7 +229,7 @@ mod tests {
 
     #[test]
     fn dhcp_by_default_and_on_request() {
-        assert_eq!(parse("name=x").unwrap(), Config { ipv4: Ipv4Config::Dhcp, ipv6: None });
+        assert_eq!(parse("name=x").unwrap().ipv4, Ipv4Config::Dhcp);
         assert_eq!(parse("ip=dhcp").unwrap(), Config::default());
     }
 
@@ -214,6 +245,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "ipv6")]
     fn static_ipv6_next_to_dhcp() {
         let config = parse("ip6=2001:db8::2/64 gw6=fe80::1").unwrap();
         assert_eq!(config.ipv4, Ipv4Config::Dhcp);
@@ -235,8 +267,11 @@ mod tests {
             message("ip=10.0.0.2/24 gw=router"),
             "bad gw=router: expected an IPv4 address, like gw=10.0.0.1"
         );
+        #[cfg(feature = "ipv6")]
         assert!(message("ip6=2001:db8::2").starts_with("bad ip6=2001:db8::2: expected an IPv6 address"));
+        #[cfg(feature = "ipv6")]
         assert!(message("ip6=ff02::1/64").starts_with("bad ip6=ff02::1/64: expected"));
+        #[cfg(feature = "ipv6")]
         assert!(message("ip6=::2/64 gw6=x").starts_with("bad gw6=x: expected an IPv6 address"));
     }
 
@@ -244,12 +279,22 @@ mod tests {
     fn gateways_need_their_address_on_the_same_link() {
         assert_eq!(message("gw=10.0.0.1"), "gw= needs a static ip= as well");
         assert_eq!(message("ip=dhcp gw=10.0.0.1"), "gw= needs a static ip= as well");
-        assert_eq!(message("gw6=fe80::1"), "gw6= needs a static ip6= as well");
         assert_eq!(message("ip=10.0.0.2/24 gw=10.0.1.1"), "bad gw=10.0.1.1: not inside 10.0.0.2/24");
+        #[cfg(feature = "ipv6")]
+        assert_eq!(message("gw6=fe80::1"), "gw6= needs a static ip6= as well");
+        #[cfg(feature = "ipv6")]
         assert_eq!(
             message("ip6=2001:db8::2/64 gw6=2001:db9::1"),
             "bad gw6=2001:db9::1: not inside 2001:db8::2/64"
         );
+    }
+
+    #[test]
+    #[cfg(not(feature = "ipv6"))]
+    fn ipv6_arguments_are_refused_without_the_feature() {
+        let expected = "needs IPv6, and this image is built without it (the runtime's ipv6 feature)";
+        assert_eq!(message("ip6=2001:db8::2/64"), alloc::format!("ip6= {expected}"));
+        assert_eq!(message("ip=10.0.0.2/24 gw6=fe80::1"), alloc::format!("gw6= {expected}"));
     }
 
     #[test]

@@ -29,7 +29,9 @@ mod xen;
 #[cfg(test)]
 mod tests;
 
-pub use config::{Config, ConfigError, Ipv4Config, Ipv6Config};
+#[cfg(feature = "ipv6")]
+pub use config::Ipv6Config;
+pub use config::{Config, ConfigError, Ipv4Config};
 #[cfg(feature = "hosted")]
 pub use hosted::{up, up_all, UpError, DEFAULT_TAP};
 pub use smoltcp;
@@ -40,6 +42,8 @@ pub use udp::UdpSocket;
 pub use xen::{up, up_all, up_vif, UpError};
 
 use core::fmt;
+use core::net::SocketAddr;
+use smoltcp::wire::IpEndpoint;
 
 /// Why a socket operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,5 +72,37 @@ impl fmt::Display for Error {
             Error::AddrInUse => "port already in use",
             Error::TooLarge => "datagram larger than the socket buffer",
         })
+    }
+}
+
+/// `addr` as smoltcp's endpoint: an IPv6 one reaches no address in an image
+/// built without the `ipv6` feature.
+fn endpoint(addr: SocketAddr) -> Result<IpEndpoint, Error> {
+    match addr {
+        SocketAddr::V4(v4) => Ok(IpEndpoint::new((*v4.ip()).into(), v4.port())),
+        #[cfg(feature = "ipv6")]
+        SocketAddr::V6(v6) => Ok(IpEndpoint::new((*v6.ip()).into(), v6.port())),
+        #[cfg(not(feature = "ipv6"))]
+        SocketAddr::V6(_) => Err(Error::Unaddressable),
+    }
+}
+
+/// Shows a socket address as `SocketAddr`'s `Display` does, but links `core`'s IPv6
+/// formatting (2.7 KiB) only into images with the `ipv6` feature; without it an IPv6
+/// address, which the stack never reports then, is shown uncompressed.
+pub struct ShowAddr(pub SocketAddr);
+
+impl fmt::Display for ShowAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            SocketAddr::V4(v4) => write!(f, "{}:{}", v4.ip(), v4.port()),
+            #[cfg(feature = "ipv6")]
+            SocketAddr::V6(v6) => write!(f, "{v6}"),
+            #[cfg(not(feature = "ipv6"))]
+            SocketAddr::V6(v6) => {
+                let [a, b, c, d, e, g, h, i] = v6.ip().segments();
+                write!(f, "[{a:x}:{b:x}:{c:x}:{d:x}:{e:x}:{g:x}:{h:x}:{i:x}]:{}", v6.port())
+            }
+        }
     }
 }

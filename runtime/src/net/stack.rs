@@ -1,7 +1,9 @@
 //! The interface, its sockets, addresses from the configuration or DHCP,
 //! and the driver that polls them on every turn of the executor.
 
-use super::config::{Config, Ipv4Config, Ipv6Config};
+#[cfg(feature = "ipv6")]
+use super::config::Ipv6Config;
+use super::config::{Config, Ipv4Config};
 use super::tcp::Backlog;
 use crate::executor::{self, Driver};
 use crate::time::Instant;
@@ -99,6 +101,7 @@ impl Stack {
                 log::info!("net: {address} (static){}", via(gateway));
             }
         }
+        #[cfg(feature = "ipv6")]
         if let Some(Ipv6Config { address, gateway }) = config.ipv6 {
             inner.add_address(address.into());
             if let Some(gw) = gateway {
@@ -149,7 +152,9 @@ impl Inner {
     fn ipv4(&self) -> Option<Ipv4Cidr> {
         self.iface.ip_addrs().iter().find_map(|cidr| match cidr {
             IpCidr::Ipv4(v4) => Some(*v4),
-            IpCidr::Ipv6(_) => None,
+            // IPv6 addresses, when the `ipv6` feature is on.
+            #[allow(unreachable_patterns)]
+            _ => None,
         })
     }
 

@@ -10,7 +10,7 @@
 //! arrival order.
 
 use super::stack::{Inner, Stack};
-use super::Error;
+use super::{endpoint, Error};
 use crate::time::Instant;
 use alloc::collections::VecDeque;
 use alloc::vec;
@@ -234,7 +234,9 @@ impl TcpStream {
         let handle = stack.with(|inner| {
             let mut socket = new_socket(&TcpOptions::default());
             let port = inner.ephemeral_port().ok_or(Error::AddrInUse)?;
-            socket.connect(inner.iface.context(), remote, port).map_err(|_| Error::Unaddressable)?;
+            socket
+                .connect(inner.iface.context(), endpoint(remote)?, port)
+                .map_err(|_| Error::Unaddressable)?;
             Ok(inner.sockets.add(socket))
         })?;
         let stream = TcpStream::new(stack, handle);

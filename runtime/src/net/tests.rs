@@ -20,12 +20,14 @@ const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
 const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
 const IP_B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
+/// `ip=` and, with the `ipv6` feature, `ip6=`.
 fn config(ip: &str, ip6: &str) -> Config {
-    Config::from_cmdline(&crate::cmdline::Cmdline::new(&format!("ip={ip} ip6={ip6}"))).unwrap()
+    let line = if cfg!(feature = "ipv6") { format!("ip={ip} ip6={ip6}") } else { format!("ip={ip}") };
+    Config::from_cmdline(&crate::cmdline::Cmdline::new(&line)).unwrap()
 }
 
 /// Runs `test` with stack A (10.0.0.1, fd00::1) and stack B (10.0.0.2,
-/// fd00::2) wired together.
+/// fd00::2) wired together (the IPv6 addresses with the `ipv6` feature).
 fn on_wire<F: Future>(test: impl FnOnce(Stack, Stack) -> F) -> F::Output {
     let wire = Wire::default();
     let mut executor = Executor::new(FakePlatform::with_wire(&wire));
@@ -54,7 +56,9 @@ fn udp_echo_round_trip_over_ipv4_and_ipv6() {
     on_wire(|a, b| async move {
         udp_echo(&b, 7);
         let client = UdpSocket::bind(&a, 0).unwrap();
-        for server in ["10.0.0.2:7", "[fd00::2]:7"] {
+        let servers: &[&str] =
+            if cfg!(feature = "ipv6") { &["10.0.0.2:7", "[fd00::2]:7"] } else { &["10.0.0.2:7"] };
+        for server in servers {
             let server: SocketAddr = server.parse().unwrap();
             client.send_to(b"hello over the wire", server).await.unwrap();
             let mut buf = [0; 64];
@@ -64,6 +68,17 @@ fn udp_echo_round_trip_over_ipv4_and_ipv6() {
         assert_eq!(UdpSocket::bind(&b, 7).err(), Some(Error::AddrInUse));
         let too_big = vec![0; 20_000];
         assert_eq!(client.send_to(&too_big, "10.0.0.2:7".parse().unwrap()).await, Err(Error::TooLarge));
+    });
+}
+
+#[test]
+#[cfg(not(feature = "ipv6"))]
+fn ipv6_destinations_are_unaddressable_without_the_feature() {
+    on_wire(|a, _| async move {
+        let client = UdpSocket::bind(&a, 0).unwrap();
+        let to = "[fd00::2]:7".parse().unwrap();
+        assert_eq!(client.send_to(b"x", to).await, Err(Error::Unaddressable));
+        assert_eq!(TcpStream::connect(&a, to).await.err(), Some(Error::Unaddressable));
     });
 }
 
@@ -255,4 +270,13 @@ fn a_static_address_is_there_at_once() {
     on_wire(|a, _b| async move {
         assert_eq!(a.wait_ipv4().await, Ipv4Cidr::new(Ipv4Addr::new(10, 0, 0, 1), 24));
     });
+}
+
+#[test]
+fn addresses_show_as_socket_addr_does() {
+    let v4: SocketAddr = "10.0.0.2:53".parse().unwrap();
+    assert_eq!(ShowAddr(v4).to_string(), "10.0.0.2:53");
+    let v6: SocketAddr = "[fd00::2]:53".parse().unwrap();
+    let expected = if cfg!(feature = "ipv6") { "[fd00::2]:53" } else { "[fd00:0:0:0:0:0:0:2]:53" };
+    assert_eq!(ShowAddr(v6).to_string(), expected);
 }

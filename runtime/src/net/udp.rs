@@ -1,7 +1,7 @@
 //! UDP sockets.
 
 use super::stack::Stack;
-use super::Error;
+use super::{endpoint, Error};
 use alloc::vec;
 use core::future::poll_fn;
 use core::net::SocketAddr;
@@ -73,6 +73,7 @@ impl UdpSocket {
 
     /// Queues `data` as one datagram to `to`, waiting for room.
     pub async fn send_to(&self, data: &[u8], to: SocketAddr) -> Result<(), Error> {
+        let to = endpoint(to)?;
         if data.len() > self.with(|socket| socket.payload_send_capacity()) {
             return Err(Error::TooLarge);
         }
