@@ -59,18 +59,13 @@ fn segment(frame: &[u8]) -> Option<Segment> {
     // IPv6 extension headers before the segment (RFC 8200 §4): hop-by-hop, routing and
     // destination options are skipped by their length; a fragment is left to smoltcp.
     if matches!(src, IpAddress::Ipv6(_)) {
-        loop {
-            match protocol {
-                IpProtocol::HopByHop | IpProtocol::Ipv6Route | IpProtocol::Ipv6Opts => {
-                    let next = *frame.get(start)?;
-                    let len = (usize::from(*frame.get(start + 1)?) + 1) * 8;
-                    protocol = next.into();
-                    start += len;
-                    if start > end {
-                        return None;
-                    }
-                }
-                _ => break,
+        while matches!(protocol, IpProtocol::HopByHop | IpProtocol::Ipv6Route | IpProtocol::Ipv6Opts) {
+            let next = *frame.get(start)?;
+            let len = (usize::from(*frame.get(start + 1)?) + 1) * 8;
+            protocol = next.into();
+            start += len;
+            if start > end {
+                return None;
             }
         }
     }

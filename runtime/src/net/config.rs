@@ -6,6 +6,7 @@
 //! | `gw=` | the IPv4 default gateway, inside the static `ip=` subnet | none |
 //! | `ip6=` | a static IPv6 address with its prefix length: `2001:db8::2/64` | none |
 //! | `gw6=` | the IPv6 default gateway, inside the `ip6=` prefix or link-local | none |
+//! | `netfront=` | offloads turned off: `no-csum-offload`, `no-sg`, or both, comma-separated | all on |
 //!
 //! These configure vif 0; vif N takes the same keys prefixed `vifN.` (`vif1.ip=10.0.1.2/24`).
 
@@ -15,12 +16,29 @@ use core::fmt;
 use core::net::{Ipv4Addr, Ipv6Addr};
 use smoltcp::wire::{IpAddress, IpCidr, Ipv4Cidr, Ipv6Cidr};
 
-/// How the stack gets its addresses.
+/// How the stack gets its addresses, and what its vif asks of the backend.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Config {
     pub ipv4: Ipv4Config,
     /// A static IPv6 address, if any.
     pub ipv6: Option<Ipv6Config>,
+    pub offload: Offload,
+}
+
+/// The offloads a vif offers its backend (netfront's, which explains them): both on unless
+/// `netfront=` turns them off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offload {
+    /// TCP/UDP checksum offload both ways (`no-csum-offload` turns it off).
+    pub csum: bool,
+    /// rx scatter-gather (`no-sg` turns it off).
+    pub sg: bool,
+}
+
+impl Default for Offload {
+    fn default() -> Self {
+        Offload { csum: true, sg: true }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -71,6 +89,7 @@ const IP_EXPECTED: &str = "dhcp or an IPv4 address with prefix length, like ip=1
 const GW_EXPECTED: &str = "an IPv4 address, like gw=10.0.0.1";
 const IP6_EXPECTED: &str = "an IPv6 address with prefix length, like ip6=2001:db8::2/64";
 const GW6_EXPECTED: &str = "an IPv6 address, like gw6=2001:db8::1";
+const NETFRONT_EXPECTED: &str = "no-csum-offload, no-sg or both, like netfront=no-csum-offload,no-sg";
 
 impl Config {
     /// Reads `ip=`, `gw=`, `ip6=` and `gw6=`; without them, DHCPv4 only.
@@ -118,7 +137,17 @@ impl Config {
                 Some(Ipv6Config { address, gateway })
             }
         };
-        Ok(Config { ipv4, ipv6 })
+        let mut offload = Offload::default();
+        if let Some(value) = get("netfront") {
+            for word in value.split(',') {
+                match word {
+                    "no-csum-offload" => offload.csum = false,
+                    "no-sg" => offload.sg = false,
+                    _ => return Err(malformed("netfront", value, NETFRONT_EXPECTED)),
+                }
+            }
+        }
+        Ok(Config { ipv4, ipv6, offload })
     }
 }
 
@@ -198,7 +227,10 @@ mod tests {
 
     #[test]
     fn dhcp_by_default_and_on_request() {
-        assert_eq!(parse("name=x").unwrap(), Config { ipv4: Ipv4Config::Dhcp, ipv6: None });
+        assert_eq!(
+            parse("name=x").unwrap(),
+            Config { ipv4: Ipv4Config::Dhcp, ipv6: None, offload: Offload { csum: true, sg: true } }
+        );
         assert_eq!(parse("ip=dhcp").unwrap(), Config::default());
     }
 
@@ -250,6 +282,22 @@ mod tests {
             message("ip6=2001:db8::2/64 gw6=2001:db9::1"),
             "bad gw6=2001:db9::1: not inside 2001:db8::2/64"
         );
+    }
+
+    #[test]
+    fn offloads_are_turned_off_by_name() {
+        assert_eq!(parse("netfront=no-sg").unwrap().offload, Offload { csum: true, sg: false });
+        assert_eq!(
+            parse("netfront=no-csum-offload,no-sg").unwrap().offload,
+            Offload { csum: false, sg: false }
+        );
+        let line = Cmdline::new("vif1.netfront=no-csum-offload");
+        assert_eq!(Config::for_vif(&line, 0).unwrap().offload, Offload::default());
+        assert!(!Config::for_vif(&line, 1).unwrap().offload.csum);
+        for bad in ["netfront=", "netfront=no-gso", "netfront=no-sg,", "netfront=NO-SG"] {
+            let e = message(bad);
+            assert!(e.starts_with(&alloc::format!("bad {bad}: expected no-csum-offload")), "{bad}: {e}");
+        }
     }
 
     #[test]

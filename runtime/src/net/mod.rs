@@ -26,7 +26,7 @@ mod xen;
 #[cfg(test)]
 mod tests;
 
-pub use config::{Config, ConfigError, Ipv4Config, Ipv6Config};
+pub use config::{Config, ConfigError, Ipv4Config, Ipv6Config, Offload};
 pub use smoltcp;
 pub use stack::{Nic, Stack};
 pub use tcp::{TcpListener, TcpOptions, TcpStream};

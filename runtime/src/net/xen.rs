@@ -21,6 +21,8 @@ use smoltcp::time::Instant as SmolInstant;
 struct Vif {
     index: u32,
     link: Link,
+    /// What netfront asks of the backend, on every (re)connection.
+    connect: connect::Config,
     /// Netfront's capabilities, the same whether the link is up or not.
     caps: DeviceCapabilities,
     /// The hardware address of a reconnection, until the stack takes it.
@@ -126,10 +128,12 @@ impl Vif {
         let stats = device.stats();
         crate::grants::with(|gt| device.release(gt));
         log::info!(
-            "net: vif {index}: {} frames sent, {} received, {} rx errors, {} tx dropped by the backend, {} for want of a slot",
+            "net: vif {index}: {} frames sent, {} received ({} over several buffers), {} rx errors, {} bad checksums, {} tx dropped by the backend, {} for want of a slot",
             stats.tx_frames,
             stats.rx_frames,
+            stats.rx_multi_slot,
             stats.rx_errors,
+            stats.rx_bad_csum,
             stats.tx_dropped,
             stats.tx_no_slot
         );
@@ -143,8 +147,9 @@ impl Vif {
         let index = self.index;
         let Link::Down { dir, frontend } = &mut self.link else { return };
         let Some(opened) = frontend.take() else { return };
+        let config = self.connect;
         let result = crate::xenstore::with(|xs| {
-            crate::grants::with(|gt| connect::connect_opened(xs, gt, opened, connect::Config::default()))
+            crate::grants::with(|gt| connect::connect_opened(xs, gt, opened, config))
         })
         .flatten();
         match result {
@@ -154,7 +159,7 @@ impl Vif {
                 }
                 crate::executor::xen::wake_on(device.port());
                 let mac = device.mac();
-                log_connected(index, mac);
+                log_connected(index, &device);
                 self.relinked = Some(mac);
                 self.link = Link::Up { device: alloc::boxed::Box::new(device), frontend, closing: false };
             }
@@ -173,15 +178,17 @@ fn open(index: u32) -> Option<Frontend> {
     crate::xenstore::with(|xs| Frontend::open(xs, &format!("device/vif/{index}")).ok()).flatten()
 }
 
-fn log_connected(index: u32, mac: [u8; 6]) {
+fn log_connected(index: u32, device: &Netfront) {
+    let mac = device.mac();
     log::info!(
-        "net: vif {index} connected, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        "net: vif {index} connected, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}; {}",
         mac[0],
         mac[1],
         mac[2],
         mac[3],
         mac[4],
-        mac[5]
+        mac[5],
+        device.features()
     );
 }
 
@@ -278,16 +285,18 @@ pub fn up_all() -> Result<alloc::vec::Vec<Stack>, UpError> {
 
 /// Brings up vif `index` (`device/vif/<index>`) with `config`.
 pub fn up_vif(index: u32, config: &Config) -> Result<Stack, UpError> {
+    let offload = connect::Offload { csum: config.offload.csum, sg: config.offload.sg };
+    let connect_config = connect::Config { offload, ..connect::Config::default() };
     let (netfront, frontend) = crate::xenstore::with(|xs| {
-        crate::grants::with(|gt| connect::connect(xs, gt, index, connect::Config::default()))
+        crate::grants::with(|gt| connect::connect(xs, gt, index, connect_config))
             .ok_or(UpError::NoXen("grant table"))
     })
     .ok_or(UpError::NoXen("xenstore"))??
     .map_err(|e| UpError::Vif(index, e))?;
-    log_connected(index, netfront.mac());
+    log_connected(index, &netfront);
     crate::executor::xen::wake_on(netfront.port());
     let mac = netfront.mac();
-    let caps = mote_netfront::device::capabilities();
+    let caps = mote_netfront::device::capabilities(offload);
     let link = Link::Up { device: alloc::boxed::Box::new(netfront), frontend, closing: false };
-    Ok(Stack::new(Vif { index, link, caps, relinked: None }, mac, config))
+    Ok(Stack::new(Vif { index, link, connect: connect_config, caps, relinked: None }, mac, config))
 }
