@@ -495,6 +495,16 @@ pub fn cases() -> Vec<Case> {
             driver: Some(drive_vif_reattach),
         },
         Case {
+            name: "vif_hot_attached_with_a_new_number_serves",
+            app: "echo",
+            args: &["ip=10.0.0.10/24", "vif1.ip=10.0.0.11/24"],
+            gdb: false,
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Contains("net: vif 1 attached"), Line("echo: Poweroff requested, stopping")],
+            driver: Some(drive_vif_hot_attach),
+        },
+        Case {
             name: "vif_reattached_leases_again_by_dhcp",
             app: "echo",
             args: &[],
@@ -1979,6 +1989,42 @@ fn drive_vif_reattach(d: &mut Driver) -> Result<(), String> {
     dom0_check(d, &format!("/mote/agent tcp-check {ip}:7 100000"))?;
     for _ in 0..2 {
         reattach_vif0(d)?;
+        dom0_check(d, &format!("ping -c 2 -W 5 {ip}"))?;
+        dom0_check(d, &format!("/mote/agent udp-check {ip}:7 5"))?;
+        dom0_check(d, &format!("/mote/agent tcp-check {ip}:7 100000"))?;
+    }
+    shut_down(d)
+}
+
+/// The guest boots with one vif; `xl network-attach` gives it a second (vif 1, a number it
+/// never had): the guest picks it up, serves echo on its address (`vif1.ip=`), and vif 0
+/// serves on.
+fn drive_vif_hot_attach(d: &mut Driver) -> Result<(), String> {
+    let first = echo_address(d)?;
+    if first != "10.0.0.10" {
+        return Err(format!("serving on {first}, not 10.0.0.10"));
+    }
+    let started = Instant::now();
+    d.dom0(&format!("xl network-attach {} bridge=xenbr0", d.name))?;
+    // Serving (sockets bound on the new stack) and connected (the handshake done), in
+    // whichever order they come.
+    let (mut serving, mut connected) = (None, false);
+    while serving.is_none() || !connected {
+        let line = d.wait_line("")?;
+        connected |= line.contains("net: vif 1 connected");
+        if line.contains("echo: serving on ") {
+            serving = line.split_whitespace().nth(3).map(str::to_owned);
+        }
+    }
+    let second = serving.unwrap_or_default();
+    if second != "10.0.0.11" {
+        return Err(format!("the attached vif serves on {second}, not 10.0.0.11"));
+    }
+    println!(
+        "    vif 1 attached and serving {:.1} s after xl network-attach",
+        started.elapsed().as_secs_f64()
+    );
+    for ip in [second.as_str(), first.as_str()] {
         dom0_check(d, &format!("ping -c 2 -W 5 {ip}"))?;
         dom0_check(d, &format!("/mote/agent udp-check {ip}:7 5"))?;
         dom0_check(d, &format!("/mote/agent tcp-check {ip}:7 100000"))?;

@@ -32,7 +32,7 @@ pub use stack::{Nic, Stack};
 pub use tcp::{TcpListener, TcpOptions, TcpStream};
 pub use udp::UdpSocket;
 #[cfg(target_os = "none")]
-pub use xen::{up, up_all, up_vif, UpError};
+pub use xen::{up, up_all, up_all_and_watch, up_vif, Attached, UpError};
 
 use core::fmt;
 
