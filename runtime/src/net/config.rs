@@ -16,6 +16,10 @@ use core::fmt;
 use core::net::{Ipv4Addr, Ipv6Addr};
 use smoltcp::wire::{IpAddress, IpCidr, Ipv4Cidr, Ipv6Cidr};
 
+/// The offloads a vif offers its backend (netfront's, which explains them): both on unless
+/// `netfront=` turns them off.
+pub use mote_netfront::connect::Offload;
+
 /// How the stack gets its addresses, and what its vif asks of the backend.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Config {
@@ -23,22 +27,6 @@ pub struct Config {
     /// A static IPv6 address, if any.
     pub ipv6: Option<Ipv6Config>,
     pub offload: Offload,
-}
-
-/// The offloads a vif offers its backend (netfront's, which explains them): both on unless
-/// `netfront=` turns them off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Offload {
-    /// TCP/UDP checksum offload both ways (`no-csum-offload` turns it off).
-    pub csum: bool,
-    /// rx scatter-gather (`no-sg` turns it off).
-    pub sg: bool,
-}
-
-impl Default for Offload {
-    fn default() -> Self {
-        Offload { csum: true, sg: true }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -365,7 +365,7 @@ fn attach_vif(index: u32, config: &Config) -> Result<Stack, UpError> {
         .ok_or(UpError::NoXen("xenstore"))?
         .map_err(UpError::Watch)?;
     log::info!("net: vif {index} attached; connecting when its backend is ready");
-    let offload = connect::Offload { csum: config.offload.csum, sg: config.offload.sg };
+    let offload = config.offload;
     let connect_config = connect::Config { offload, ..connect::Config::default() };
     let frontend = open(index);
     let ready = frontend.as_ref().is_some_and(|f| f.backend_state() == XenbusState::InitWait);
@@ -410,7 +410,7 @@ fn up_indexes(indexes: &[u32]) -> Result<alloc::vec::Vec<Stack>, UpError> {
 
 /// Brings up vif `index` (`device/vif/<index>`) with `config`.
 pub fn up_vif(index: u32, config: &Config) -> Result<Stack, UpError> {
-    let offload = connect::Offload { csum: config.offload.csum, sg: config.offload.sg };
+    let offload = config.offload;
     let connect_config = connect::Config { offload, ..connect::Config::default() };
     let (netfront, frontend) = crate::xenstore::with(|xs| {
         crate::grants::with(|gt| connect::connect(xs, gt, index, connect_config))
