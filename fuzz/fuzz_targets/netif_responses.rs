@@ -12,9 +12,9 @@ use libfuzzer_sys::fuzz_target;
 use mote_netfront::rx::{
     Gather, RxError, RxFeatures, RxSlots, Step, BUFFER_SIZE, MAX_RX_FRAME, MAX_RX_SLOTS,
 };
-use mote_netfront::wire::{NETRXF_CSUM_BLANK, NETRXF_MORE_DATA};
 use mote_netfront::tx::{TxError, TxIds};
 use mote_netfront::wire::{RxResponse, TxResponse};
+use mote_netfront::wire::{NETRXF_CSUM_BLANK, NETRXF_MORE_DATA};
 
 #[derive(Arbitrary, Debug)]
 enum Op {
