@@ -377,8 +377,24 @@ pub fn cases() -> Vec<Case> {
             checks: vec![
                 Contains("net: 10.0.0.2/24 (static), gateway 10.0.0.1"),
                 Contains("net: fd00::2/64 (static)"),
+                // What Linux's netback offers, taken: checksums left to it both ways.
+                Contains(
+                    "; rx checksum offload on, tx checksum offload on (IPv4) on (IPv6), rx scatter-gather on",
+                ),
             ],
             driver: Some(drive_static_echo),
+        },
+        Case {
+            name: "netfront_offloads_off_still_echo_ipv4_and_ipv6",
+            app: "echo",
+            args: &["ip=10.0.0.12/24", "ip6=fd00::12/64", "netfront=no-csum-offload,no-sg"],
+            gdb: false,
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Contains(
+                "; rx checksum offload off, tx checksum offload off (IPv4) off (IPv6), rx scatter-gather off",
+            )],
+            driver: Some(drive_offloads_off),
         },
         Case {
             name: "tcp_echo_50mb_byte_for_byte",
@@ -643,6 +659,17 @@ fn drive_static_echo(d: &mut Driver) -> Result<(), String> {
     dom0_check(d, "ping6 -c 3 -W 5 fd00::2")?;
     dom0_check(d, "/mote/agent udp-check [fd00::2]:7 10")?;
     dom0_check(d, "/mote/agent tcp-check [fd00::2]:7 100000")?;
+    shut_down(d)
+}
+
+/// With `netfront=no-csum-offload,no-sg` (smoltcp sums every checksum) echo works over IPv4
+/// and IPv6.
+fn drive_offloads_off(d: &mut Driver) -> Result<(), String> {
+    echo_address(d)?;
+    for ip in ["10.0.0.12", "[fd00::12]"] {
+        dom0_check(d, &format!("/mote/agent udp-check {ip}:7 10"))?;
+        dom0_check(d, &format!("/mote/agent tcp-check {ip}:7 1000000"))?;
+    }
     shut_down(d)
 }
 
