@@ -1,8 +1,9 @@
 //! The kernel command line (xl's `extra=`, written by whoever configures the domain): the
-//! `key=value` splitter, the network keys of every vif (`ip=`, `gw=`, `ip6=`, `gw6=`, and
-//! `vifN.`-prefixed) and `log=`. Nothing may panic; a configuration accepted is coherent (a
-//! gateway on its address's link); an error names a key and value the line really gave
-//! for that vif, never one made up by splitting a quoted value again.
+//! `key=value` splitter, the network keys of every vif (`ip=`, `gw=`, `ip6=`, `gw6=`,
+//! `netfront=`, and `vifN.`-prefixed) and `log=`. Nothing may panic; a configuration accepted
+//! is coherent (a gateway on its address's link, the offloads the words named); an error
+//! names a key and value the line really gave for that vif, never one made up by splitting a
+//! quoted value again.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -39,6 +40,11 @@ fuzz_target!(|data: &[u8]| {
                 }
                 assert_eq!(config.ipv4 == Ipv4Config::Dhcp, matches!(given("ip"), None | Some("dhcp")));
                 assert_eq!(config.ipv6.is_some(), given("ip6").is_some());
+                let off = |word: &str| given("netfront").is_some_and(|v| v.split(',').any(|w| w == word));
+                assert_eq!(
+                    (config.offload.csum, config.offload.sg),
+                    (!off("no-csum-offload"), !off("no-sg"))
+                );
             }
             Err(e) => {
                 assert!(!e.to_string().is_empty());

@@ -2,14 +2,19 @@
 //! posting rx buffers and taking, publishing and returning tx ids, checked against the trackers
 //! ([`RxSlots`], [`TxIds`]) and a model of which ids are with the backend. A response is
 //! accepted only for an id that is out, an accepted rx frame lies within its page, every
-//! named id comes back exactly once, and the counts always match the model.
+//! named id comes back exactly once, and the counts always match the model. Accepted rx
+//! pieces go through [`Gather`], which must keep every packet within its bounds, carry no
+//! flag that was not negotiated, and report at most one refusal per packet.
 #![no_main]
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use mote_netfront::rx::{RxError, RxSlots, BUFFER_SIZE};
+use mote_netfront::rx::{
+    Gather, RxError, RxFeatures, RxSlots, Step, BUFFER_SIZE, MAX_RX_FRAME, MAX_RX_SLOTS,
+};
 use mote_netfront::tx::{TxError, TxIds};
 use mote_netfront::wire::{RxResponse, TxResponse};
+use mote_netfront::wire::{NETRXF_CSUM_BLANK, NETRXF_MORE_DATA};
 
 #[derive(Arbitrary, Debug)]
 enum Op {
@@ -32,11 +37,17 @@ enum Tx {
 struct Input {
     rx_slots: u8,
     tx_ids: u8,
+    sg: bool,
+    csum_blank: bool,
     ops: Vec<Op>,
 }
 
 fuzz_target!(|input: Input| {
-    let mut rx = RxSlots::new(input.rx_slots.into());
+    let features = RxFeatures { sg: input.sg, csum_blank: input.csum_blank };
+    let mut rx = RxSlots::new(input.rx_slots.into(), features);
+    let mut gather = Gather::default();
+    // The packet being gathered: its length and pieces so far, and whether it was refused.
+    let (mut len, mut pieces, mut refused) = (0usize, 0usize, false);
     let mut posted = vec![false; input.rx_slots.into()];
     let mut tx = TxIds::new(input.tx_ids.into());
     // Each tx id: free, taken (not yet published), or out with the backend.
@@ -58,9 +69,31 @@ fuzz_target!(|input: Input| {
                         if let Ok(frame) = result {
                             assert_eq!((frame.id, frame.offset), (id, usize::from(offset)));
                             assert!(frame.len > 0 && frame.offset + frame.len <= BUFFER_SIZE);
+                            assert!(input.sg || flags & NETRXF_MORE_DATA == 0);
+                            assert!(input.csum_blank || flags & NETRXF_CSUM_BLANK == 0);
                         }
                     }
                 }
+                let more = flags & NETRXF_MORE_DATA != 0;
+                pieces += 1;
+                match gather.step(result, more) {
+                    Step::Append { frame, first, last } => {
+                        assert!(!refused);
+                        assert_eq!(first, pieces == 1);
+                        len += frame.len;
+                        assert!(len <= MAX_RX_FRAME && pieces <= MAX_RX_SLOTS);
+                        assert_eq!(last.is_some(), !more);
+                    }
+                    Step::Skip => assert!(refused, "a piece skipped in a packet not refused"),
+                    Step::Refuse(_) => {
+                        assert!(!refused, "a packet refused twice");
+                        refused = true;
+                    }
+                }
+                if !more {
+                    (len, pieces, refused) = (0, 0, false);
+                }
+                assert_eq!(gather.in_packet(), pieces > 0);
             }
             Op::TakeTx => match tx.take() {
                 Some(id) => {

@@ -2,12 +2,13 @@
 //! "feature negotiation" keys), the shared rings and the pre-granted
 //! buffers.
 //!
-//! We ask for the simplest data path that performs: rx by copy
-//! (`request-rx-copy`), no scatter-gather or GSO (every frame fits one
-//! buffer), checksums done by us (`feature-no-csum-offload`), one queue.
+//! We ask for rx by copy (`request-rx-copy`), one queue, no GSO, and by
+//! default (see [`Offload`]) checksum offload both ways and rx
+//! scatter-gather; each can be turned off.
 
 use crate::device::Netfront;
 use crate::queues::{GrantedPage, Queues};
+use crate::rx::RxFeatures;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -26,13 +27,77 @@ pub struct Config {
     pub rx_buffers: u16,
     /// Transmit pages, two frame slots each.
     pub tx_pages: u16,
+    pub offload: Offload,
 }
 
 impl Default for Config {
     /// 64 rx pages and 32 tx pages: 384 KiB, enough to keep a 1 Gbit/s
     /// backend busy without costing a small guest much of its memory.
     fn default() -> Self {
-        Config { rx_buffers: 64, tx_pages: 32 }
+        Config { rx_buffers: 64, tx_pages: 32, offload: Offload::default() }
+    }
+}
+
+/// What the frontend offers the backend beyond the basic data path. Both are
+/// on by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offload {
+    /// Checksum offload: we take frames whose TCP/UDP checksum the backend
+    /// validated or left blank (and verify the others ourselves), and leave
+    /// the checksum of frames we send to a backend that completes them
+    /// (`feature-no-csum-offload` = 0, `feature-ipv6-csum-offload` = 1).
+    /// Off, smoltcp verifies and fills in every checksum.
+    pub csum: bool,
+    /// rx scatter-gather (`feature-sg`): a packet may span several rx
+    /// buffers. Only a backend whose MTU is above 4 KiB uses it; sending
+    /// never does (smoltcp's frames fit one tx slot).
+    pub sg: bool,
+}
+
+impl Default for Offload {
+    fn default() -> Self {
+        Offload { csum: true, sg: true }
+    }
+}
+
+/// What the handshake settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Features {
+    /// We do TCP/UDP checksums per frame (smoltcp does none): [`Offload::csum`].
+    pub csum: bool,
+    pub rx: RxFeatures,
+    /// The backend completes blank TCP/UDP checksums of IPv4 frames we send
+    /// (its `feature-no-csum-offload` absent or 0) and of IPv6 ones
+    /// (`feature-ipv6-csum-offload` = 1).
+    pub tx_csum_v4: bool,
+    pub tx_csum_v6: bool,
+}
+
+impl fmt::Display for Features {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let on = |b: bool| if b { "on" } else { "off" };
+        write!(
+            f,
+            "rx checksum offload {}, tx checksum offload {} (IPv4) {} (IPv6), rx scatter-gather {}",
+            on(self.rx.csum_blank),
+            on(self.tx_csum_v4),
+            on(self.tx_csum_v6),
+            on(self.rx.sg)
+        )
+    }
+}
+
+/// Settles the offloads from our [`Offload`] and the backend's keys (`read`
+/// gives a key's value, `None` when absent).
+pub fn negotiate(offload: Offload, mut read: impl FnMut(&str) -> Option<String>) -> Features {
+    let mut flag = |key: &str| read(key).map(|v| v.trim() == "1");
+    Features {
+        csum: offload.csum,
+        rx: RxFeatures { sg: offload.sg, csum_blank: offload.csum },
+        // io/netif.h: "If it is missing then the feature is assumed to be on."
+        tx_csum_v4: offload.csum && flag("feature-no-csum-offload") != Some(true),
+        // "If it is missing then the feature is assumed to be off."
+        tx_csum_v6: offload.csum && flag("feature-ipv6-csum-offload") == Some(true),
     }
 }
 
@@ -136,6 +201,8 @@ pub fn connect_opened<T: Transport>(
         return Err(ConnectError::NoRxCopy);
     }
     let backend = vif.backend_id();
+    let backend_path = String::from(vif.backend());
+    let features = negotiate(config.offload, |key| xs.read_string(&format!("{backend_path}/{key}")).ok());
 
     let count = 2 + usize::from(config.tx_pages) + usize::from(config.rx_buffers);
     let pages = alloc_shared_pages(count).ok_or(ConnectError::NoMemory)?;
@@ -159,7 +226,7 @@ pub fn connect_opened<T: Transport>(
         let port: Port = event::alloc_unbound(backend).map_err(ConnectError::EventChannel)?;
         shared.port = Some(port);
         event::unmask(port).map_err(ConnectError::EventChannel)?;
-        let mut queues = Queues::new(tx, rx, tx_pages, rx_pages);
+        let mut queues = Queues::new(tx, rx, tx_pages, rx_pages, features.rx);
         // The posted rx buffers are in the ring before netback connects to it.
         queues.publish();
 
@@ -169,16 +236,17 @@ pub fn connect_opened<T: Transport>(
             keys.write("event-channel", &format!("{}", port.0))?;
             keys.write("request-rx-copy", "1")?;
             keys.write("feature-rx-notify", "1")?;
-            keys.write("feature-sg", "0")?;
+            keys.write("feature-sg", if features.rx.sg { "1" } else { "0" })?;
             keys.write("feature-gso-tcpv4", "0")?;
-            keys.write("feature-no-csum-offload", "1")
+            keys.write("feature-no-csum-offload", if features.rx.csum_blank { "0" } else { "1" })?;
+            keys.write("feature-ipv6-csum-offload", if features.rx.csum_blank { "1" } else { "0" })
         })?;
         vif.wait_backend(xs, |s| s == XenbusState::Connected)?;
         event::send(port).map_err(ConnectError::EventChannel)?;
         Ok((queues, port))
     })();
     match result {
-        Ok((queues, port)) => Ok((Netfront::new(queues, port, mac, shared), vif)),
+        Ok((queues, port)) => Ok((Netfront::new(queues, port, mac, shared, features), vif)),
         Err(e) => {
             shared.release(grants);
             Err(e)
@@ -236,5 +304,34 @@ mod tests {
         for bad in ["", "00:16:3e:5a:01", "00:16:3e:5a:01:ff:00", "0:16:3e:5a:01:ff", "zz:16:3e:5a:01:ff"] {
             assert_eq!(parse_mac(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn offloads_follow_our_choice_and_the_backends_keys() {
+        let keys = |pairs: &'static [(&'static str, &'static str)]| {
+            move |key: &str| pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| String::from(*v))
+        };
+        // Linux's netback writes no feature-no-csum-offload (on) and ipv6 offload 1.
+        let linux =
+            negotiate(Offload::default(), keys(&[("feature-ipv6-csum-offload", "1"), ("feature-sg", "1")]));
+        assert_eq!(
+            linux,
+            Features {
+                csum: true,
+                rx: RxFeatures { sg: true, csum_blank: true },
+                tx_csum_v4: true,
+                tx_csum_v6: true
+            }
+        );
+        let refusing = negotiate(Offload::default(), keys(&[("feature-no-csum-offload", "1")]));
+        assert!(refusing.csum && !refusing.tx_csum_v4 && !refusing.tx_csum_v6 && refusing.rx.csum_blank);
+        // Anything but 1 is not a refusal; anything but 1 is no IPv6 offload.
+        let odd = negotiate(
+            Offload::default(),
+            keys(&[("feature-no-csum-offload", "yes"), ("feature-ipv6-csum-offload", "")]),
+        );
+        assert!(odd.tx_csum_v4 && !odd.tx_csum_v6);
+        let off = negotiate(Offload { csum: false, sg: false }, keys(&[("feature-ipv6-csum-offload", "1")]));
+        assert_eq!(off, Features::default());
     }
 }

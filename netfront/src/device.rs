@@ -2,8 +2,11 @@
 //! already copied into our own buffer; sent frames go into a pre-granted tx
 //! slot, and the backend is notified only when it asked to be.
 
-use crate::connect::Shared;
+use crate::connect::{Features, Offload, Shared};
+use crate::csum;
 use crate::queues::{QueueError, Queues, TxReady, MAX_FRAME};
+use crate::rx::RxCsum;
+use crate::wire::{NETTXF_CSUM_BLANK, NETTXF_DATA_VALIDATED};
 use alloc::vec::Vec;
 use mote_xen::event::{self, Port};
 use mote_xen::gnttab::GrantTable;
@@ -18,14 +21,28 @@ pub struct Netfront {
     mac: [u8; 6],
     rx_frame: Vec<u8>,
     shared: Shared,
+    features: Features,
     /// A ring the backend broke (an index running ahead): the vif carries
     /// no more frames, and its owner should close it.
     broken: Option<RingError>,
 }
 
 impl Netfront {
-    pub fn new(queues: Queues, port: Port, mac: [u8; 6], shared: Shared) -> Self {
-        Netfront { queues, port, mac, rx_frame: Vec::with_capacity(MAX_FRAME), shared, broken: None }
+    pub fn new(queues: Queues, port: Port, mac: [u8; 6], shared: Shared, features: Features) -> Self {
+        Netfront {
+            queues,
+            port,
+            mac,
+            rx_frame: Vec::with_capacity(MAX_FRAME),
+            shared,
+            features,
+            broken: None,
+        }
+    }
+
+    /// The offloads the handshake settled.
+    pub fn features(&self) -> Features {
+        self.features
     }
 
     /// Gives the rings, buffers, grants and event channel back, once the
@@ -120,8 +137,14 @@ impl phy::Device for Netfront {
                 return None;
             }
             match self.queues.recv(&mut self.rx_frame) {
-                Ok(true) => break,
-                Ok(false) => return None,
+                // With checksum offload smoltcp verifies no TCP/UDP checksum: what the backend
+                // did not vouch for is verified here.
+                Ok(Some(RxCsum::Unchecked)) if self.features.csum && !csum::verify_rx(&self.rx_frame) => {
+                    self.queues.stats.rx_bad_csum += 1;
+                    log::debug!("netfront: dropped a received segment with a bad checksum");
+                }
+                Ok(Some(_)) => break,
+                Ok(None) => return None,
                 // A bad response is dropped (and counted); look at the next
                 // one. At most a ring's worth: each takes one of our requests.
                 Err(e) => self.fault(e),
@@ -129,26 +152,33 @@ impl phy::Device for Netfront {
         }
         // The reposted rx buffer goes back to the backend at once.
         Self::flush(&mut self.queues, self.port);
-        Some((RxToken { frame: &self.rx_frame }, TxToken { queues: &mut self.queues, port: self.port }))
+        let tx = TxToken { queues: &mut self.queues, port: self.port, features: self.features };
+        Some((RxToken { frame: &self.rx_frame }, tx))
     }
 
     fn transmit(&mut self, now: Instant) -> Option<TxToken<'_>> {
-        self.tx_room(now).then_some(TxToken { queues: &mut self.queues, port: self.port })
+        let features = self.features;
+        self.tx_room(now).then_some(TxToken { queues: &mut self.queues, port: self.port, features })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
-        capabilities()
+        capabilities(Offload { csum: self.features.csum, sg: self.features.rx.sg })
     }
 }
 
-/// What every vif offers smoltcp (the same whether connected or not).
-pub fn capabilities() -> DeviceCapabilities {
+/// What a vif with these offloads offers smoltcp (the same whether connected or not, as
+/// smoltcp reads it once).
+pub fn capabilities(offload: Offload) -> DeviceCapabilities {
     let mut caps = DeviceCapabilities::default();
     caps.medium = Medium::Ethernet;
     caps.max_transmission_unit = MAX_FRAME;
-    // We told the backend `feature-no-csum-offload`: checksums are ours both ways.
     caps.checksum = ChecksumCapabilities::default();
     caps.checksum.ipv4 = Checksum::Both;
+    if offload.csum {
+        // Per frame in netfront instead (see `csum`): smoltcp's choice is per device.
+        caps.checksum.tcp = Checksum::None;
+        caps.checksum.udp = Checksum::None;
+    }
     caps
 }
 
@@ -165,6 +195,7 @@ impl phy::RxToken for RxToken<'_> {
 pub struct TxToken<'a> {
     queues: &'a mut Queues,
     port: Port,
+    features: Features,
 }
 
 impl phy::TxToken for TxToken<'_> {
@@ -176,9 +207,15 @@ impl phy::TxToken for TxToken<'_> {
         }
         let mut frame = [0u8; MAX_FRAME];
         let result = f(&mut frame[..len]);
+        let on = self.features;
+        let flags = if on.csum && csum::prepare_tx(&mut frame[..len], on.tx_csum_v4, on.tx_csum_v6) {
+            NETTXF_CSUM_BLANK | NETTXF_DATA_VALIDATED
+        } else {
+            0
+        };
         // Without a free slot (a backend that stopped answering) the frame
         // is dropped and counted by `send`.
-        if self.queues.send(&frame[..len]) {
+        if self.queues.send(&frame[..len], flags) {
             Netfront::flush(self.queues, self.port);
         }
         result

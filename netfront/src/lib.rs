@@ -12,6 +12,7 @@
 extern crate alloc;
 
 pub mod connect;
+pub mod csum;
 pub mod device;
 pub mod queues;
 pub mod rx;

@@ -6,7 +6,7 @@
 //! frame is copied out of its rx page before anything parses it, then the
 //! page goes straight back to the backend.
 
-use crate::rx::{RxError, RxSlots, BUFFER_SIZE};
+use crate::rx::{Gather, RxCsum, RxError, RxFeatures, RxSlots, Step, BUFFER_SIZE};
 use crate::tx::{TxError, TxIds, TxOutcome};
 use crate::wire::{RxRequest, RxResponse, TxRequest, TxResponse};
 use alloc::vec::Vec;
@@ -16,7 +16,8 @@ use mote_xen::io_ring::{FrontRing, RingError};
 
 /// Bytes of one tx slot: room for a full Ethernet frame (1514 bytes).
 pub const TX_SLOT_SIZE: usize = 2048;
-/// Largest frame we send: no scatter-gather, one slot.
+/// Largest frame we send: one slot (no tx scatter-gather: with a 1500-byte MTU every frame
+/// fits a slot).
 pub const MAX_FRAME: usize = 1514;
 
 /// A page shared with the backend: where it is, and its grant.
@@ -57,7 +58,11 @@ pub struct Stats {
     /// Frames dropped here: no tx slot free after [`TX_STALL_MS`].
     pub tx_no_slot: u64,
     pub rx_frames: u64,
+    /// Received packets that took more than one buffer (`feature-sg`).
+    pub rx_multi_slot: u64,
     pub rx_errors: u64,
+    /// Received TCP or UDP segments with a wrong checksum, dropped (checksum offload).
+    pub rx_bad_csum: u64,
 }
 
 /// Whether a frame can go out now (see [`Queues::tx_ready`]).
@@ -91,6 +96,8 @@ pub struct Queues {
     /// the drops since were logged.
     tx_stalled_since: Option<(i64, bool)>,
     rx_slots: RxSlots,
+    /// The packet being received, which may span several buffers.
+    rx_gather: Gather,
     rx_pages: Vec<GrantedPage>,
     pub stats: Stats,
 }
@@ -106,6 +113,7 @@ impl Queues {
         rx: FrontRing<'static, RxRequest, RxResponse>,
         tx_pages: Vec<GrantedPage>,
         rx_pages: Vec<GrantedPage>,
+        rx_features: RxFeatures,
     ) -> Self {
         let tx_slots = (tx_pages.len() * (BUFFER_SIZE / TX_SLOT_SIZE)).min(tx.size() as usize);
         let rx_count = rx_pages.len().min(rx.size() as usize);
@@ -118,7 +126,8 @@ impl Queues {
             tx_stalled_since: None,
             tx_unpublished: Vec::new(),
             rx_unpublished: Vec::new(),
-            rx_slots: RxSlots::new(rx_count as u16),
+            rx_slots: RxSlots::new(rx_count as u16, rx_features),
+            rx_gather: Gather::default(),
             rx_pages,
             stats: Stats::default(),
         };
@@ -173,9 +182,9 @@ impl Queues {
     }
 
     /// Copies `frame` into a free slot and queues it (published by
-    /// [`Queues::publish`]). `false` if it is too long, or no slot is free
-    /// (the frame is dropped and counted in [`Stats::tx_no_slot`]).
-    pub fn send(&mut self, frame: &[u8]) -> bool {
+    /// [`Queues::publish`]) with `flags` (`NETTXF_*`). `false` if it is too long, or no slot is
+    /// free (the frame is dropped and counted in [`Stats::tx_no_slot`]).
+    pub fn send(&mut self, frame: &[u8], flags: u16) -> bool {
         if frame.len() > MAX_FRAME {
             return false;
         }
@@ -202,8 +211,7 @@ impl Queues {
                 core::ptr::write_bytes(slot.add(frame.len()), 0, usize::from(used) - frame.len());
             }
         }
-        let req =
-            TxRequest { gref: page.gref.0, offset: offset as u16, flags: 0, id, size: frame.len() as u16 };
+        let req = TxRequest { gref: page.gref.0, offset: offset as u16, flags, id, size: frame.len() as u16 };
         if self.tx.push(req).is_err() {
             self.tx_ids.untake(id);
             return false;
@@ -224,38 +232,55 @@ impl Queues {
         Ok(())
     }
 
-    /// The next received frame, copied into `out` (cleared first); its
-    /// buffer is posted again. `Ok(false)`: nothing received. A bad response
-    /// is an error, and its buffer (if it was ours) is posted again too.
-    pub fn recv(&mut self, out: &mut Vec<u8>) -> Result<bool, QueueError> {
-        let Some(rsp) = self.rx.pop_response().map_err(QueueError::Ring)? else { return Ok(false) };
-        let result = self.rx_slots.complete(rsp);
-        let id = match result {
-            Ok(f) => f.id,
-            Err(RxError::UnknownId(_)) => {
-                self.stats.rx_errors += 1;
-                return Err(QueueError::Rx(result.unwrap_err()));
+    /// The next received packet, copied into `out` (cleared first) piece by piece; each
+    /// buffer is posted again at once. `Ok(None)`: no whole packet yet (a packet whose first
+    /// pieces have come is gathered on the next call). A bad response is an error, once per
+    /// packet: the rest of that packet is skipped, and every buffer of ours it named is posted
+    /// again too.
+    pub fn recv(&mut self, out: &mut Vec<u8>) -> Result<Option<RxCsum>, QueueError> {
+        loop {
+            let Some(rsp) = self.rx.pop_response().map_err(QueueError::Ring)? else { return Ok(None) };
+            let more = rsp.flags & crate::wire::NETRXF_MORE_DATA != 0;
+            let piece = self.rx_slots.complete(rsp);
+            let id = match piece {
+                Ok(f) => Some(f.id),
+                Err(
+                    RxError::Backend { id, .. }
+                    | RxError::OutOfBounds { id, .. }
+                    | RxError::Unnegotiated { id, .. },
+                ) => Some(id),
+                Err(RxError::UnknownId(_) | RxError::TooManySlots | RxError::TooLong) => None,
+            };
+            let step = self.rx_gather.step(piece, more);
+            if let Step::Append { frame, first, .. } = step {
+                let page = self.rx_pages[usize::from(frame.id)];
+                if first {
+                    out.clear();
+                }
+                // SAFETY: `complete` checked offset + len <= the page size; the
+                // page is ours until we post it again below.
+                out.extend_from_slice(unsafe {
+                    core::slice::from_raw_parts(page.addr.add(frame.offset), frame.len)
+                });
             }
-            Err(
-                RxError::Backend { id, .. }
-                | RxError::OutOfBounds { id, .. }
-                | RxError::Unnegotiated { id, .. },
-            ) => id,
-        };
-        if let Ok(frame) = result {
-            let page = self.rx_pages[usize::from(id)];
-            out.clear();
-            // SAFETY: `complete` checked offset + len <= the page size; the
-            // page is ours until we post it again below.
-            out.extend_from_slice(unsafe {
-                core::slice::from_raw_parts(page.addr.add(frame.offset), frame.len)
-            });
-            self.stats.rx_frames += 1;
-        } else {
-            self.stats.rx_errors += 1;
+            if let Some(id) = id {
+                self.post_rx(id);
+            }
+            match step {
+                Step::Append { last: Some(csum), first, .. } => {
+                    self.stats.rx_frames += 1;
+                    if !first {
+                        self.stats.rx_multi_slot += 1;
+                    }
+                    return Ok(Some(csum));
+                }
+                Step::Refuse(e) => {
+                    self.stats.rx_errors += 1;
+                    return Err(QueueError::Rx(e));
+                }
+                Step::Append { last: None, .. } | Step::Skip => {}
+            }
         }
-        self.post_rx(id);
-        result.map(|_| true).map_err(QueueError::Rx)
     }
 
     /// Asks for an event on the next rx or tx response; true if one is
@@ -270,6 +295,7 @@ impl Queues {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rx::RxCsum;
     use crate::testing::queues;
     use crate::wire::NETIF_RSP_OKAY;
 
@@ -277,7 +303,7 @@ mod tests {
     fn frames_are_sent_from_granted_slots_and_slots_come_back() {
         let (mut q, mut back, _, txb, _) = queues(2, 1);
         let frames: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 60 + usize::from(i)]).collect();
-        let sent = frames.iter().take_while(|f| q.send(f)).count();
+        let sent = frames.iter().take_while(|f| q.send(f, 0)).count();
         assert_eq!(sent, 4, "two pages hold four slots");
         q.publish();
         let reqs: Vec<TxRequest> = back.requests(12);
@@ -290,7 +316,7 @@ mod tests {
             back.respond(12, TxResponse { id: req.id, status: NETIF_RSP_OKAY });
         }
         q.reap_tx().unwrap();
-        assert!(q.send(&frames[4]));
+        assert!(q.send(&frames[4], 0));
         q.publish();
         back.requests::<TxRequest>(12);
         // A second response for an id already answered is refused.
@@ -309,9 +335,9 @@ mod tests {
         unsafe { core::ptr::copy_nonoverlapping(b"hello frame".as_ptr(), page.addr.add(10), 11) };
         back.respond(8, RxResponse { id: req.id, offset: 10, flags: 0, status: 11 });
         let mut out = Vec::new();
-        assert_eq!(q.recv(&mut out), Ok(true));
+        assert_eq!(q.recv(&mut out), Ok(Some(RxCsum::Unchecked)));
         assert_eq!(out, b"hello frame");
-        assert_eq!(q.recv(&mut out), Ok(false));
+        assert_eq!(q.recv(&mut out), Ok(None));
         q.publish();
         let reposted: Vec<RxRequest> = back.requests(8);
         assert_eq!(reposted, [req]);

@@ -3,8 +3,14 @@
 //! responses, and misbehave).
 
 use crate::queues::{GrantedPage, Queues};
+use crate::rx::RxFeatures;
 use mote_xen::gnttab::{alloc_shared_pages, GrantRef};
 use mote_xen::io_ring::FrontRing;
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Address, Ipv4Packet,
+    Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// `n` pages as the frontend gets them, from a heap whose last blocks of
@@ -74,6 +80,15 @@ impl Back {
 /// Queues over `tx_pages` tx pages and `rx_pages` rx buffers with both
 /// rings' backend sides, and the buffers (tx, rx).
 pub fn queues(tx_pages: usize, rx_pages: usize) -> (Queues, Back, Back, Vec<GrantedPage>, Vec<GrantedPage>) {
+    queues_with(tx_pages, rx_pages, RxFeatures::default())
+}
+
+/// [`queues`] that take on rx what `features` says.
+pub fn queues_with(
+    tx_pages: usize,
+    rx_pages: usize,
+    features: RxFeatures,
+) -> (Queues, Back, Back, Vec<GrantedPage>, Vec<GrantedPage>) {
     let all = pages(2 + tx_pages + rx_pages);
     let (txp, rxp) = (all[0], all[1]);
     // SAFETY: fresh pages, used only through these rings and `Back`.
@@ -87,7 +102,7 @@ pub fn queues(tx_pages: usize, rx_pages: usize) -> (Queues, Back, Back, Vec<Gran
     };
     let txb = granted(&all[2..2 + tx_pages], 100);
     let rxb = granted(&all[2 + tx_pages..], 200);
-    let q = Queues::new(tx, rx, txb.clone(), rxb.clone());
+    let q = Queues::new(tx, rx, txb.clone(), rxb.clone(), features);
     (q, Back { base: txp, req_cons: 0, rsp_prod: 0 }, Back { base: rxp, req_cons: 0, rsp_prod: 0 }, txb, rxb)
 }
 
@@ -95,4 +110,59 @@ pub fn queues(tx_pages: usize, rx_pages: usize) -> (Queues, Back, Back, Vec<Gran
 pub fn bytes(page: &GrantedPage) -> &'static mut [u8] {
     // SAFETY: the test's pages are leaked heap pages of 4096 bytes.
     unsafe { core::slice::from_raw_parts_mut(page.addr, 4096) }
+}
+
+/// The addresses of [`tcp_v4`]'s frames.
+pub const V4: (Ipv4Address, Ipv4Address) = (Ipv4Address::new(10, 0, 0, 1), Ipv4Address::new(10, 0, 0, 2));
+
+/// An Ethernet frame around `ip`.
+pub fn ethernet(ethertype: EthernetProtocol, ip: &[u8]) -> Vec<u8> {
+    let repr = EthernetRepr {
+        src_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
+        dst_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
+        ethertype,
+    };
+    let mut frame = vec![0; repr.buffer_len() + ip.len()];
+    repr.emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
+    frame[repr.buffer_len()..].copy_from_slice(ip);
+    frame
+}
+
+/// Checksums filled in, or left zero.
+pub fn caps(fill: bool) -> ChecksumCapabilities {
+    if fill {
+        ChecksumCapabilities::default()
+    } else {
+        ChecksumCapabilities::ignored()
+    }
+}
+
+/// An IPv4 TCP frame with `payload`, its checksum filled in or left zero.
+pub fn tcp_v4(payload: &[u8], fill: bool) -> Vec<u8> {
+    let tcp = TcpRepr {
+        src_port: 7,
+        dst_port: 40000,
+        control: TcpControl::Psh,
+        seq_number: TcpSeqNumber(1234),
+        ack_number: Some(TcpSeqNumber(99)),
+        window_len: 1000,
+        window_scale: None,
+        max_seg_size: None,
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload,
+    };
+    let ip = Ipv4Repr {
+        src_addr: V4.0,
+        dst_addr: V4.1,
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp.buffer_len(),
+        hop_limit: 64,
+    };
+    let mut bytes = vec![0; ip.buffer_len() + tcp.buffer_len()];
+    let c = caps(fill);
+    ip.emit(&mut Ipv4Packet::new_unchecked(&mut bytes[..]), &ChecksumCapabilities::default());
+    tcp.emit(&mut TcpPacket::new_unchecked(&mut bytes[ip.buffer_len()..]), &V4.0.into(), &V4.1.into(), &c);
+    ethernet(EthernetProtocol::Ipv4, &bytes)
 }

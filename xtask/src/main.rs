@@ -75,7 +75,7 @@ usage:
       host packages, host unit tests, then the integration cases (whose name contains FILTER)
       under Xen, then the hosted cases; --hosted: only the hosted cases
   cargo xtask bench [NAME…]
-      run every benchmark (or those named: size, repro, echo, dns, web, disk, boot,
+      run every benchmark (or those named: size, repro, echo, offload, dns, web, disk, boot,
       memory, density), print each figure with its baseline and ratio, write
       target/mote/bench/report.md and .json
 

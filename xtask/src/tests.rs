@@ -426,8 +426,24 @@ pub fn cases() -> Vec<Case> {
             checks: vec![
                 Contains("net: 10.0.0.2/24 (static), gateway 10.0.0.1"),
                 Contains("net: fd00::2/64 (static)"),
+                // What Linux's netback offers, taken: checksums left to it both ways.
+                Contains(
+                    "; rx checksum offload on, tx checksum offload on (IPv4) on (IPv6), rx scatter-gather on",
+                ),
             ],
             driver: Some(drive_static_echo),
+        },
+        Case {
+            name: "netfront_offloads_off_still_echo_ipv4_and_ipv6",
+            app: "echo",
+            args: &["ip=10.0.0.12/24", "ip6=fd00::12/64", "netfront=no-csum-offload,no-sg"],
+            gdb: false,
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Contains(
+                "; rx checksum offload off, tx checksum offload off (IPv4) off (IPv6), rx scatter-gather off",
+            )],
+            driver: Some(drive_offloads_off),
         },
         Case {
             name: "tcp_echo_50mb_byte_for_byte",
@@ -542,6 +558,16 @@ pub fn cases() -> Vec<Case> {
             reason: Reason::Poweroff,
             checks: vec![Contains("net: vif 0: closed"), Line("echo: Poweroff requested, stopping")],
             driver: Some(drive_vif_reattach),
+        },
+        Case {
+            name: "vif_hot_attached_with_a_new_number_serves",
+            app: "echo",
+            args: &["ip=10.0.0.10/24", "vif1.ip=10.0.0.11/24"],
+            gdb: false,
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Contains("net: vif 1 attached"), Line("echo: Poweroff requested, stopping")],
+            driver: Some(drive_vif_hot_attach),
         },
         Case {
             name: "vif_reattached_leases_again_by_dhcp",
@@ -700,6 +726,17 @@ fn drive_static_echo(d: &mut Driver) -> Result<(), String> {
     dom0_check(d, "ping6 -c 3 -W 5 fd00::2")?;
     dom0_check(d, "/mote/agent udp-check [fd00::2]:7 10")?;
     dom0_check(d, "/mote/agent tcp-check [fd00::2]:7 100000")?;
+    shut_down(d)
+}
+
+/// With `netfront=no-csum-offload,no-sg` (smoltcp sums every checksum) echo works over IPv4
+/// and IPv6.
+fn drive_offloads_off(d: &mut Driver) -> Result<(), String> {
+    echo_address(d)?;
+    for ip in ["10.0.0.12", "[fd00::12]"] {
+        dom0_check(d, &format!("/mote/agent udp-check {ip}:7 10"))?;
+        dom0_check(d, &format!("/mote/agent tcp-check {ip}:7 1000000"))?;
+    }
     shut_down(d)
 }
 
@@ -2145,6 +2182,42 @@ fn drive_vif_reattach(d: &mut Driver) -> Result<(), String> {
     dom0_check(d, &format!("/mote/agent tcp-check {ip}:7 100000"))?;
     for _ in 0..2 {
         reattach_vif0(d)?;
+        dom0_check(d, &format!("ping -c 2 -W 5 {ip}"))?;
+        dom0_check(d, &format!("/mote/agent udp-check {ip}:7 5"))?;
+        dom0_check(d, &format!("/mote/agent tcp-check {ip}:7 100000"))?;
+    }
+    shut_down(d)
+}
+
+/// The guest boots with one vif; `xl network-attach` gives it a second (vif 1, a number it
+/// never had): the guest picks it up, serves echo on its address (`vif1.ip=`), and vif 0
+/// serves on.
+fn drive_vif_hot_attach(d: &mut Driver) -> Result<(), String> {
+    let first = echo_address(d)?;
+    if first != "10.0.0.10" {
+        return Err(format!("serving on {first}, not 10.0.0.10"));
+    }
+    let started = Instant::now();
+    d.dom0(&format!("xl network-attach {} bridge=xenbr0", d.name))?;
+    // Serving (sockets bound on the new stack) and connected (the handshake done), in
+    // whichever order they come.
+    let (mut serving, mut connected) = (None, false);
+    while serving.is_none() || !connected {
+        let line = d.wait_line("")?;
+        connected |= line.contains("net: vif 1 connected");
+        if line.contains("echo: serving on ") {
+            serving = line.split_whitespace().nth(3).map(str::to_owned);
+        }
+    }
+    let second = serving.unwrap_or_default();
+    if second != "10.0.0.11" {
+        return Err(format!("the attached vif serves on {second}, not 10.0.0.11"));
+    }
+    println!(
+        "    vif 1 attached and serving {:.1} s after xl network-attach",
+        started.elapsed().as_secs_f64()
+    );
+    for ip in [second.as_str(), first.as_str()] {
         dom0_check(d, &format!("ping -c 2 -W 5 {ip}"))?;
         dom0_check(d, &format!("/mote/agent udp-check {ip}:7 5"))?;
         dom0_check(d, &format!("/mote/agent tcp-check {ip}:7 100000"))?;

@@ -1,6 +1,7 @@
 //! Echo services (RFC 862, 863, 864): UDP and TCP echo on port 7, a TCP
 //! discard sink on 9 and a chargen source on 19, for testing and measuring
-//! the network path, on every vif the domain has. Serves until `xl shutdown`.
+//! the network path, on every vif the domain has, including vifs attached while it runs.
+//! Serves until `xl shutdown`.
 #![no_std]
 #![no_main]
 
@@ -14,28 +15,43 @@ const CHARGEN: u16 = 19;
 
 fn main() -> Result<(), UpError> {
     mote::block_on(async {
-        // Every vif serves: each has its own stack and address.
-        for stack in mote::net::up_all()? {
-            let address = stack.wait_ipv4().await;
-            let udp = UdpSocket::bind(&stack, ECHO).expect("port 7 is free at start");
-            mote::spawn(async move {
-                let mut buf = [0u8; 1500];
-                loop {
-                    let (n, from) = udp.recv_from(&mut buf).await;
-                    if let Err(e) = udp.send_to(&buf[..n], from).await {
-                        mote::log::warn!("udp echo to {from}: {e:?}");
-                    }
-                }
-            });
-            serve(&stack, ECHO, echo);
-            serve(&stack, DISCARD, discard);
-            serve(&stack, CHARGEN, chargen);
-            mote::println!("echo: serving on {} (udp/7 tcp/7 tcp/9 tcp/19)", address.address());
+        // Every vif serves, each with its own stack and address, and so does every vif
+        // attached while the domain runs.
+        let (stacks, mut attached) = mote::net::up_all_and_watch()?;
+        for stack in stacks {
+            serve_vif(stack).await;
         }
+        mote::spawn(async move {
+            loop {
+                match attached.next().await {
+                    Ok(stack) => mote::spawn(serve_vif(stack)),
+                    Err(e) => mote::log::warn!("echo: attached vif: {e}"),
+                }
+            }
+        });
         let request = mote::lifecycle::shutdown_requested().await;
         mote::println!("echo: {request:?} requested, stopping");
         Ok(())
     })
+}
+
+/// Serves every service on `stack` once it has an IPv4 address.
+async fn serve_vif(stack: Stack) {
+    let address = stack.wait_ipv4().await;
+    let udp = UdpSocket::bind(&stack, ECHO).expect("port 7 is free on a new stack");
+    mote::spawn(async move {
+        let mut buf = [0u8; 1500];
+        loop {
+            let (n, from) = udp.recv_from(&mut buf).await;
+            if let Err(e) = udp.send_to(&buf[..n], from).await {
+                mote::log::warn!("udp echo to {from}: {e:?}");
+            }
+        }
+    });
+    serve(&stack, ECHO, echo);
+    serve(&stack, DISCARD, discard);
+    serve(&stack, CHARGEN, chargen);
+    mote::println!("echo: serving on {} (udp/7 tcp/7 tcp/9 tcp/19)", address.address());
 }
 
 /// Accepts connections on `port` forever, each handled by its own task.

@@ -6,6 +6,7 @@
 //! | `gw=` | the IPv4 default gateway, inside the static `ip=` subnet | none |
 //! | `ip6=` | a static IPv6 address with its prefix length: `2001:db8::2/64` | none |
 //! | `gw6=` | the IPv6 default gateway, inside the `ip6=` prefix or link-local | none |
+//! | `netfront=` | offloads turned off: `no-csum-offload`, `no-sg`, or both, comma-separated | all on |
 //!
 //! `ip6=` and `gw6=` need the `ipv6` feature; an image built without it refuses them.
 //!
@@ -21,13 +22,20 @@ use core::net::Ipv6Addr;
 use smoltcp::wire::Ipv6Cidr;
 use smoltcp::wire::{IpAddress, IpCidr, Ipv4Cidr};
 
-/// How the stack gets its addresses.
+/// The offloads a vif offers its backend (netfront's, which explains them): both on unless
+/// `netfront=` turns them off. A hosted process has no netfront, and no `netfront=`.
+#[cfg(any(target_os = "none", test))]
+pub use mote_netfront::connect::Offload;
+
+/// How the stack gets its addresses, and what its vif asks of the backend.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Config {
     pub ipv4: Ipv4Config,
     /// A static IPv6 address, if any.
     #[cfg(feature = "ipv6")]
     pub ipv6: Option<Ipv6Config>,
+    #[cfg(any(target_os = "none", test))]
+    pub offload: Offload,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -91,6 +99,8 @@ const GW_EXPECTED: &str = "an IPv4 address, like gw=10.0.0.1";
 const IP6_EXPECTED: &str = "an IPv6 address with prefix length, like ip6=2001:db8::2/64";
 #[cfg(feature = "ipv6")]
 const GW6_EXPECTED: &str = "an IPv6 address, like gw6=2001:db8::1";
+#[cfg(any(target_os = "none", test))]
+const NETFRONT_EXPECTED: &str = "no-csum-offload, no-sg or both, like netfront=no-csum-offload,no-sg";
 
 impl Config {
     /// Reads `ip=`, `gw=`, `ip6=` and `gw6=`; without them, DHCPv4 only.
@@ -143,10 +153,24 @@ impl Config {
                 Some(Ipv6Config { address, gateway })
             }
         };
+        #[cfg(any(target_os = "none", test))]
+        let mut offload = Offload::default();
+        #[cfg(any(target_os = "none", test))]
+        if let Some(value) = get("netfront") {
+            for word in value.split(',') {
+                match word {
+                    "no-csum-offload" => offload.csum = false,
+                    "no-sg" => offload.sg = false,
+                    _ => return Err(malformed("netfront", value, NETFRONT_EXPECTED)),
+                }
+            }
+        }
         Ok(Config {
             ipv4,
             #[cfg(feature = "ipv6")]
             ipv6,
+            #[cfg(any(target_os = "none", test))]
+            offload,
         })
     }
 }
@@ -229,7 +253,11 @@ mod tests {
 
     #[test]
     fn dhcp_by_default_and_on_request() {
-        assert_eq!(parse("name=x").unwrap().ipv4, Ipv4Config::Dhcp);
+        let config = parse("name=x").unwrap();
+        assert_eq!(config.ipv4, Ipv4Config::Dhcp);
+        #[cfg(feature = "ipv6")]
+        assert_eq!(config.ipv6, None);
+        assert_eq!(config.offload, Offload { csum: true, sg: true });
         assert_eq!(parse("ip=dhcp").unwrap(), Config::default());
     }
 
@@ -290,11 +318,19 @@ mod tests {
     }
 
     #[test]
-    #[cfg(not(feature = "ipv6"))]
-    fn ipv6_arguments_are_refused_without_the_feature() {
-        let expected = "needs IPv6, and this image is built without it (the runtime's ipv6 feature)";
-        assert_eq!(message("ip6=2001:db8::2/64"), alloc::format!("ip6= {expected}"));
-        assert_eq!(message("ip=10.0.0.2/24 gw6=fe80::1"), alloc::format!("gw6= {expected}"));
+    fn offloads_are_turned_off_by_name() {
+        assert_eq!(parse("netfront=no-sg").unwrap().offload, Offload { csum: true, sg: false });
+        assert_eq!(
+            parse("netfront=no-csum-offload,no-sg").unwrap().offload,
+            Offload { csum: false, sg: false }
+        );
+        let line = Cmdline::new("vif1.netfront=no-csum-offload");
+        assert_eq!(Config::for_vif(&line, 0).unwrap().offload, Offload::default());
+        assert!(!Config::for_vif(&line, 1).unwrap().offload.csum);
+        for bad in ["netfront=", "netfront=no-gso", "netfront=no-sg,", "netfront=NO-SG"] {
+            let e = message(bad);
+            assert!(e.starts_with(&alloc::format!("bad {bad}: expected no-csum-offload")), "{bad}: {e}");
+        }
     }
 
     #[test]

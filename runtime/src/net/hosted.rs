@@ -60,3 +60,19 @@ pub fn up() -> Result<Stack, UpError> {
 pub fn up_all() -> Result<Vec<Stack>, UpError> {
     up().map(|stack| vec![stack])
 }
+
+/// Every interface and the ones attached later: hosted, the one of [`up`], and none later
+/// (a process's interfaces are the TAP device it was given).
+pub fn up_all_and_watch() -> Result<(Vec<Stack>, Attached), UpError> {
+    Ok((up_all()?, Attached))
+}
+
+/// Interfaces attached while the process runs: there are none.
+pub struct Attached;
+
+impl Attached {
+    /// Waits forever: no interface is attached to a hosted process.
+    pub async fn next(&mut self) -> Result<Stack, UpError> {
+        core::future::pending().await
+    }
+}

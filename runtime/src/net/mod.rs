@@ -31,15 +31,17 @@ mod tests;
 
 #[cfg(feature = "ipv6")]
 pub use config::Ipv6Config;
+#[cfg(any(target_os = "none", test))]
+pub use config::Offload;
 pub use config::{Config, ConfigError, Ipv4Config};
 #[cfg(feature = "hosted")]
-pub use hosted::{up, up_all, UpError, DEFAULT_TAP};
+pub use hosted::{up, up_all, up_all_and_watch, Attached, UpError, DEFAULT_TAP};
 pub use smoltcp;
 pub use stack::{Nic, Stack};
 pub use tcp::{TcpListener, TcpOptions, TcpStream};
 pub use udp::UdpSocket;
 #[cfg(target_os = "none")]
-pub use xen::{up, up_all, up_vif, UpError};
+pub use xen::{up, up_all, up_all_and_watch, up_vif, Attached, UpError};
 
 use core::fmt;
 use core::net::SocketAddr;

@@ -1,9 +1,12 @@
 //! Networking on Xen: the domain's vif (netfront) under the stack.
 
 use super::{Config, ConfigError, Nic, Stack};
-use crate::xenstore::{Store, WatchId};
+use crate::xenstore::{Store, WatchId, XsError};
 use alloc::format;
+use alloc::rc::Rc;
+use core::cell::RefCell;
 use core::fmt;
+use core::task::{Poll, Waker};
 use mote_netfront::connect::{self, ConnectError};
 use mote_netfront::device::Netfront;
 use mote_xen::xenbus::{BackendEvent, Frontend, XenbusState};
@@ -21,6 +24,8 @@ use smoltcp::time::Instant as SmolInstant;
 struct Vif {
     index: u32,
     link: Link,
+    /// What netfront asks of the backend, on every (re)connection.
+    connect: connect::Config,
     /// Netfront's capabilities, the same whether the link is up or not.
     caps: DeviceCapabilities,
     /// The hardware address of a reconnection, until the stack takes it.
@@ -126,10 +131,12 @@ impl Vif {
         let stats = device.stats();
         crate::grants::with(|gt| device.release(gt));
         log::info!(
-            "net: vif {index}: {} frames sent, {} received, {} rx errors, {} tx dropped by the backend, {} for want of a slot",
+            "net: vif {index}: {} frames sent, {} received ({} over several buffers), {} rx errors, {} bad checksums, {} tx dropped by the backend, {} for want of a slot",
             stats.tx_frames,
             stats.rx_frames,
+            stats.rx_multi_slot,
             stats.rx_errors,
+            stats.rx_bad_csum,
             stats.tx_dropped,
             stats.tx_no_slot
         );
@@ -143,8 +150,9 @@ impl Vif {
         let index = self.index;
         let Link::Down { dir, frontend } = &mut self.link else { return };
         let Some(opened) = frontend.take() else { return };
+        let config = self.connect;
         let result = crate::xenstore::with(|xs| {
-            crate::grants::with(|gt| connect::connect_opened(xs, gt, opened, connect::Config::default()))
+            crate::grants::with(|gt| connect::connect_opened(xs, gt, opened, config))
         })
         .flatten();
         match result {
@@ -154,7 +162,7 @@ impl Vif {
                 }
                 crate::executor::xen::wake_on(device.port());
                 let mac = device.mac();
-                log_connected(index, mac);
+                log_connected(index, &device);
                 self.relinked = Some(mac);
                 self.link = Link::Up { device: alloc::boxed::Box::new(device), frontend, closing: false };
             }
@@ -173,15 +181,17 @@ fn open(index: u32) -> Option<Frontend> {
     crate::xenstore::with(|xs| Frontend::open(xs, &format!("device/vif/{index}")).ok()).flatten()
 }
 
-fn log_connected(index: u32, mac: [u8; 6]) {
+fn log_connected(index: u32, device: &Netfront) {
+    let mac = device.mac();
     log::info!(
-        "net: vif {index} connected, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        "net: vif {index} connected, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}; {}",
         mac[0],
         mac[1],
         mac[2],
         mac[3],
         mac[4],
-        mac[5]
+        mac[5],
+        device.features()
     );
 }
 
@@ -232,6 +242,8 @@ pub enum UpError {
     Vif(u32, ConnectError),
     /// The domain has no vif (`vif = [...]` in the xl config).
     NoVif,
+    /// Watching `device/vif` for vifs attached later.
+    Watch(XsError),
 }
 
 impl fmt::Display for UpError {
@@ -241,6 +253,7 @@ impl fmt::Display for UpError {
             UpError::NoXen(what) => write!(f, "no {what}: cannot bring up the vif"),
             UpError::Vif(vif, e) => write!(f, "vif {vif}: {e}"),
             UpError::NoVif => f.write_str("the domain has no vif (add vif = [...] to its xl config)"),
+            UpError::Watch(e) => write!(f, "watching device/vif: {e}"),
         }
     }
 }
@@ -257,6 +270,120 @@ pub fn up() -> Result<Stack, UpError> {
 /// Brings up every vif the domain has, each with its own stack and
 /// configuration (`vifN.ip=` … for vif N; see [`Config::for_vif`]).
 pub fn up_all() -> Result<alloc::vec::Vec<Stack>, UpError> {
+    up_indexes(&vif_indexes()?)
+}
+
+/// Brings up every vif the domain has, like [`up_all`], and watches for vifs attached later
+/// with numbers not seen before (`xl network-attach` while the domain runs): [`Attached`]
+/// hands out a stack for each. (A vif detached and attached again under a number already up
+/// goes on in its old stack, which follows it.)
+pub fn up_all_and_watch() -> Result<(alloc::vec::Vec<Stack>, Attached), UpError> {
+    // The watch comes first, so that a vif attached while the others come up is not missed.
+    let watch = crate::xenstore::with(|xs| xs.watch("device/vif", "device/vif (attached)"))
+        .ok_or(UpError::NoXen("xenstore"))?
+        .map_err(UpError::Watch)?;
+    let indexes = vif_indexes()?;
+    let stacks = up_indexes(&indexes)?;
+    let shared = Rc::new(RefCell::new(Watcher { watch, known: indexes, changed: false, waker: None }));
+    crate::executor::add_driver(WatchDriver(shared.clone()));
+    Ok((stacks, Attached(shared)))
+}
+
+/// New vifs of a running domain: see [`up_all_and_watch`].
+pub struct Attached(Rc<RefCell<Watcher>>);
+
+struct Watcher {
+    watch: WatchId,
+    /// Every vif number that has a stack.
+    known: alloc::vec::Vec<u32>,
+    /// `device/vif` changed since it was last read.
+    changed: bool,
+    waker: Option<Waker>,
+}
+
+/// Takes the watch's events on every turn of the run loop, and wakes the task waiting in
+/// [`Attached::next`] when there were some.
+struct WatchDriver(Rc<RefCell<Watcher>>);
+
+impl crate::executor::Driver for WatchDriver {
+    fn poll(&mut self, _now: crate::time::Instant) -> Option<crate::time::Instant> {
+        let mut w = self.0.borrow_mut();
+        let watch = w.watch;
+        let fired = crate::xenstore::try_with(|xs| {
+            let mut fired = false;
+            while let Ok(Some(_)) = xs.next_event(watch) {
+                fired = true;
+            }
+            fired
+        });
+        if fired == Some(true) {
+            w.changed = true;
+            if let Some(waker) = w.waker.take() {
+                waker.wake();
+            }
+        }
+        None
+    }
+}
+
+impl Attached {
+    /// The stack of the next vif attached with a new number, configured like the others
+    /// (`vifN.ip=` …). It is returned as soon as the vif's directory appears; the vif
+    /// connects when its backend is ready (`net: vif N connected`). An error concerns that
+    /// vif only: call again for the next.
+    pub async fn next(&mut self) -> Result<Stack, UpError> {
+        let index = core::future::poll_fn(|cx| {
+            let mut w = self.0.borrow_mut();
+            if core::mem::take(&mut w.changed) {
+                if let Ok(now) = vif_indexes() {
+                    if let Some(&new) = now.iter().find(|i| !w.known.contains(i)) {
+                        w.known.push(new);
+                        // Others are found on the next call.
+                        w.changed = true;
+                        return Poll::Ready(new);
+                    }
+                }
+            }
+            w.waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+        let config = Config::for_vif(&crate::cmdline(), index).map_err(|e| UpError::Config(index, e))?;
+        attach_vif(index, &config)
+    }
+}
+
+/// A stack for vif `index`, whose backend may not be ready yet: the vif starts closed and
+/// connects like one attached again ([`Vif::tend`]).
+fn attach_vif(index: u32, config: &Config) -> Result<Stack, UpError> {
+    let path = format!("device/vif/{index}");
+    let mac_text = crate::xenstore::with(|xs| xs.read_string(&format!("{path}/mac")))
+        .ok_or(UpError::NoXen("xenstore"))?
+        .map_err(|e| UpError::Vif(index, ConnectError::Xenstore(e)))?;
+    let mac = connect::parse_mac(&mac_text).ok_or(UpError::Vif(index, ConnectError::BadMac(mac_text)))?;
+    let dir = crate::xenstore::with(|xs| xs.watch(&path, &format!("{path} (vif)")))
+        .ok_or(UpError::NoXen("xenstore"))?
+        .map_err(UpError::Watch)?;
+    log::info!("net: vif {index} attached; connecting when its backend is ready");
+    let offload = config.offload;
+    let connect_config = connect::Config { offload, ..connect::Config::default() };
+    let frontend = open(index);
+    let ready = frontend.as_ref().is_some_and(|f| f.backend_state() == XenbusState::InitWait);
+    let mut vif = Vif {
+        index,
+        link: Link::Down { dir: Some(dir), frontend },
+        connect: connect_config,
+        caps: mote_netfront::device::capabilities(offload),
+        relinked: None,
+    };
+    if ready {
+        vif.reconnect();
+    }
+    Ok(Stack::new(vif, mac, config))
+}
+
+/// The vif numbers in `device/vif`, in order.
+fn vif_indexes() -> Result<alloc::vec::Vec<u32>, UpError> {
     let mut indexes: alloc::vec::Vec<u32> = crate::xenstore::with(|xs| xs.directory("device/vif"))
         .ok_or(UpError::NoXen("xenstore"))?
         .map_err(|_| UpError::NoVif)?
@@ -264,12 +391,17 @@ pub fn up_all() -> Result<alloc::vec::Vec<Stack>, UpError> {
         .filter_map(|name| name.parse().ok())
         .collect();
     indexes.sort_unstable();
+    Ok(indexes)
+}
+
+/// Brings up the vifs `indexes`, each with its configuration.
+fn up_indexes(indexes: &[u32]) -> Result<alloc::vec::Vec<Stack>, UpError> {
     if indexes.is_empty() {
         return Err(UpError::NoVif);
     }
     indexes
-        .into_iter()
-        .map(|index| {
+        .iter()
+        .map(|&index| {
             let config = Config::for_vif(&crate::cmdline(), index).map_err(|e| UpError::Config(index, e))?;
             up_vif(index, &config)
         })
@@ -278,16 +410,18 @@ pub fn up_all() -> Result<alloc::vec::Vec<Stack>, UpError> {
 
 /// Brings up vif `index` (`device/vif/<index>`) with `config`.
 pub fn up_vif(index: u32, config: &Config) -> Result<Stack, UpError> {
+    let offload = config.offload;
+    let connect_config = connect::Config { offload, ..connect::Config::default() };
     let (netfront, frontend) = crate::xenstore::with(|xs| {
-        crate::grants::with(|gt| connect::connect(xs, gt, index, connect::Config::default()))
+        crate::grants::with(|gt| connect::connect(xs, gt, index, connect_config))
             .ok_or(UpError::NoXen("grant table"))
     })
     .ok_or(UpError::NoXen("xenstore"))??
     .map_err(|e| UpError::Vif(index, e))?;
-    log_connected(index, netfront.mac());
+    log_connected(index, &netfront);
     crate::executor::xen::wake_on(netfront.port());
     let mac = netfront.mac();
-    let caps = mote_netfront::device::capabilities();
+    let caps = mote_netfront::device::capabilities(offload);
     let link = Link::Up { device: alloc::boxed::Box::new(netfront), frontend, closing: false };
-    Ok(Stack::new(Vif { index, link, caps, relinked: None }, mac, config))
+    Ok(Stack::new(Vif { index, link, connect: connect_config, caps, relinked: None }, mac, config))
 }

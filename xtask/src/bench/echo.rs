@@ -80,6 +80,56 @@ pub fn echo(ctx: &mut Ctx) -> Result<Section, String> {
     Ok(section(&figures[0], &figures[1], failures))
 }
 
+/// `cargo xtask bench offload`: apps/echo with netfront's offloads off, with checksum offload
+/// only, and with both (the default), one after the other in each round; each offload's rows
+/// compare the median with it against the median without it.
+pub fn offload(ctx: &mut Ctx) -> Result<Section, String> {
+    let image = build::build("echo", build::Flavor::RELEASE)?;
+    let agent = ctx.agent()?;
+    guest::upload(&agent, &image)?;
+    let subject = |label, netfront: Option<&str>| Subject {
+        label,
+        args: ["ip=10.0.0.2/24"].into_iter().chain(netfront).map(String::from).collect(),
+        xl: Vec::new(),
+        ip: "10.0.0.2",
+        ready: "echo: serving on",
+        image: image.clone(),
+    };
+    let subjects = [
+        subject("netfront=no-csum-offload,no-sg", Some("netfront=no-csum-offload,no-sg")),
+        subject("netfront=no-sg", Some("netfront=no-sg")),
+        subject("default (both on)", None),
+    ];
+    let (figures, failures) = super::rounds(ROUNDS, &subjects, |s| s.label, |s| measure(&agent, s));
+    let rows = |prefix: &str, with: &[Figures], without: &[Figures]| {
+        let mut rows = median_rows(&METRICS[..5], with, without);
+        rows.iter_mut().for_each(|row| row.name = format!("{prefix}: {}", row.name));
+        rows
+    };
+    let mut rows_all = rows("checksum offload", &figures[1], &figures[0]);
+    rows_all.extend(rows("rx scatter-gather", &figures[2], &figures[1]));
+    Ok(Section {
+        title: format!(
+            "netfront's offloads in apps/echo, median of {ROUNDS} rounds (the same loads as `echo`)"
+        ),
+        baseline: "the same image without the offload (checksum offload: netfront=no-csum-offload,no-sg; \
+                   scatter-gather: netfront=no-sg)"
+            .into(),
+        notes: vec![format!(
+            "rounds measured: {}",
+            subjects
+                .iter()
+                .zip(&figures)
+                .map(|(s, f)| format!("{} {}", s.label, f.len()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )],
+        rows: rows_all,
+        failures,
+        ..Section::default()
+    })
+}
+
 /// The Linux guest serving echo on 10.0.0.50.
 pub fn linux_subject(image: Image) -> Subject {
     Subject {

@@ -43,6 +43,11 @@ pub const BENCHES: &[Bench] = &[
     },
     Bench { name: "repro", about: "an app built twice from clean: equal images?", run: size::repro },
     Bench { name: "echo", about: "apps/echo vs a Linux PVH guest: TCP, UDP, time to serve", run: echo::echo },
+    Bench {
+        name: "offload",
+        about: "apps/echo with netfront's checksum offload and rx scatter-gather off and on",
+        run: echo::offload,
+    },
     Bench { name: "dns", about: "apps/dns vs NSD in a Linux PVH guest: dnsperf from dom0", run: dns::dns },
     Bench { name: "web", about: "apps/web vs nginx in a Linux PVH guest: wrk from dom0", run: web::web },
     Bench {
