@@ -28,11 +28,25 @@ pub struct Config {
     pub tx_pages: u16,
 }
 
-impl Default for Config {
+impl Config {
     /// 64 rx pages and 32 tx pages: 384 KiB, enough to keep a 1 Gbit/s
     /// backend busy without costing a small guest much of its memory.
+    pub const DEFAULT: Config = Config { rx_buffers: 64, tx_pages: 32 };
+
+    /// Pages a connected vif holds: its buffers and its two ring pages.
+    pub const fn pages(&self) -> usize {
+        2 + self.tx_pages as usize + self.rx_buffers as usize
+    }
+
+    /// Heap bytes a connected vif holds in its [`pages`](Config::pages).
+    pub const fn heap_bytes(&self) -> usize {
+        self.pages() * mote_xen::types::PAGE_SIZE
+    }
+}
+
+impl Default for Config {
     fn default() -> Self {
-        Config { rx_buffers: 64, tx_pages: 32 }
+        Config::DEFAULT
     }
 }
 
@@ -137,7 +151,7 @@ pub fn connect_opened<T: Transport>(
     }
     let backend = vif.backend_id();
 
-    let count = 2 + usize::from(config.tx_pages) + usize::from(config.rx_buffers);
+    let count = config.pages();
     let pages = alloc_shared_pages(count).ok_or(ConnectError::NoMemory)?;
     // From here on, whatever was granted is given back (or kept, if the
     // backend still maps it) when a step fails.
@@ -236,5 +250,11 @@ mod tests {
         for bad in ["", "00:16:3e:5a:01", "00:16:3e:5a:01:ff:00", "0:16:3e:5a:01:ff", "zz:16:3e:5a:01:ff"] {
             assert_eq!(parse_mac(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn default_data_path_takes_98_pages() {
+        assert_eq!(Config::DEFAULT.pages(), 98);
+        assert_eq!(Config::DEFAULT.heap_bytes(), 392 * 1024);
     }
 }

@@ -31,13 +31,13 @@ mod tests;
 
 pub use config::{Config, ConfigError, Ipv4Config, Ipv6Config};
 #[cfg(feature = "hosted")]
-pub use hosted::{up, up_all, UpError, DEFAULT_TAP};
+pub use hosted::{up, up_all, UpError, DEFAULT_TAP, VIF_HEAP_BYTES};
 pub use smoltcp;
 pub use stack::{Nic, Stack};
 pub use tcp::{TcpListener, TcpOptions, TcpStream};
 pub use udp::UdpSocket;
 #[cfg(target_os = "none")]
-pub use xen::{up, up_all, up_vif, UpError};
+pub use xen::{up, up_all, up_vif, UpError, VIF_HEAP_BYTES};
 
 use core::fmt;
 

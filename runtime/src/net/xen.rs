@@ -144,7 +144,7 @@ impl Vif {
         let Link::Down { dir, frontend } = &mut self.link else { return };
         let Some(opened) = frontend.take() else { return };
         let result = crate::xenstore::with(|xs| {
-            crate::grants::with(|gt| connect::connect_opened(xs, gt, opened, connect::Config::default()))
+            crate::grants::with(|gt| connect::connect_opened(xs, gt, opened, connect::Config::DEFAULT))
         })
         .flatten();
         match result {
@@ -276,10 +276,14 @@ pub fn up_all() -> Result<alloc::vec::Vec<Stack>, UpError> {
         .collect()
 }
 
+/// Heap bytes a vif holds once up: netfront's rings and frame buffers (384 KiB of buffers),
+/// for apps that size their work from the heap.
+pub const VIF_HEAP_BYTES: usize = connect::Config::DEFAULT.heap_bytes();
+
 /// Brings up vif `index` (`device/vif/<index>`) with `config`.
 pub fn up_vif(index: u32, config: &Config) -> Result<Stack, UpError> {
     let (netfront, frontend) = crate::xenstore::with(|xs| {
-        crate::grants::with(|gt| connect::connect(xs, gt, index, connect::Config::default()))
+        crate::grants::with(|gt| connect::connect(xs, gt, index, connect::Config::DEFAULT))
             .ok_or(UpError::NoXen("grant table"))
     })
     .ok_or(UpError::NoXen("xenstore"))??
