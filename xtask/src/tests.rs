@@ -725,6 +725,7 @@ fn drive_many_connections(d: &mut Driver) -> Result<(), String> {
 /// connections at once`.
 fn web_address(d: &mut Driver) -> Result<(String, usize), String> {
     let line = d.wait_line("web: serving ")?;
+    println!("    guest: {line}");
     let address = line.split("http://").nth(1).and_then(|rest| rest.split('/').next());
     let limit = line.split("at most ").nth(1).and_then(|rest| rest.split(' ').next()?.parse().ok());
     match (address, limit) {
