@@ -204,6 +204,12 @@ fn heap_hwm(out: &str) -> Option<u64> {
     out[start..start + len].parse().ok()
 }
 
+/// The last non-empty line of a script's output: the end of the guest's console, which it
+/// prints last.
+fn last_line(out: &str) -> &str {
+    out.lines().rev().map(str::trim).find(|l| !l.is_empty()).unwrap_or("")
+}
+
 /// How a guest did at one `memory=` under the memory benchmark's load.
 struct Served {
     /// Booted, answered its first probe and then every query of the load.
@@ -230,7 +236,7 @@ fn serves_with(agent: &Agent, p: &Probe, memory: u32) -> Result<Served, String> 
         "bench:   {} memory={memory}: {}, heap high-water mark {}",
         p.name,
         if !answered {
-            "no answer".to_owned()
+            format!("no answer (the script's last line: {:?})", last_line(&out))
         } else {
             format!("{load_ok}/{} answered under load", LOAD * LOAD_ROUNDS)
         },
@@ -480,6 +486,8 @@ mod tests {
         assert_eq!(heap_hwm("load_ok=20 \nheap_hwm= \n"), None);
         assert_eq!(heap_hwm("load_ok=20 \n"), None);
         assert_eq!(heap_hwm("heap_hwm=12x4 "), None);
+        assert_eq!(last_line("first_ms=9 \n[ERROR mote] out of memory\n\n"), "[ERROR mote] out of memory");
+        assert_eq!(last_line(""), "");
     }
 
     #[test]
