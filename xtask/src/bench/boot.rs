@@ -89,7 +89,7 @@ fn first_answer_script(p: &Probe, extra: &[String], then: &str) -> String {
            if [ $((i % {PROBE_BATCH})) -eq 0 ]; then wait; xl domid {name} >/dev/null 2>&1 || break; fi; done; \
          wait; first=$(sort -n $r/t 2>/dev/null | head -n 1); \
          if [ -n \"$first\" ]; then echo \"first_ms=$((first - t0)) \"; {then} fi; \
-         sleep 0.3; cat {log} 2>/dev/null; xl destroy {name}; [ -n \"$first\" ]",
+         sleep 0.3; cat {log} 2>/dev/null; xl destroy {name} 2>/dev/null; [ -n \"$first\" ]",
         probe = p.probe,
     )
 }
@@ -472,7 +472,7 @@ mod tests {
         );
         assert!(s.contains("wait; xl domid 'dns' >/dev/null 2>&1 || break; fi; done;"), "{s}");
         assert!(
-            s.contains("cat '/var/log/xen/console/guest-dns.log'") && s.contains("xl destroy 'dns'"),
+            s.contains("cat '/var/log/xen/console/guest-dns.log'") && s.contains("xl destroy 'dns' 2>/dev/null;"),
             "{s}"
         );
     }
