@@ -48,13 +48,18 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn main() -> Result<(), String> {
     // The first disk's site when the domain has a disk, else the embedded one.
-    let site = StaticSite::new(disk::site()?.unwrap_or(site::FILES));
+    let (files, site_heap) = match disk::site()? {
+        Some(files) => (files, disk::heap_bytes(files)),
+        None => (site::FILES, 0),
+    };
+    let site = StaticSite::new(files);
     mote::block_on(async move {
         let stack = mote::net::up().map_err(|e: UpError| e.to_string())?;
         let address = stack.wait_ipv4().await;
         let listener = TcpListener::bind_with(&stack, PORT, TCP).expect("port 80 is free at start");
         let heap_bytes = mote::boot_info().heap_bytes;
-        let max_connections = max_connections(heap_bytes);
+        // A site read from disk lives in the heap too.
+        let max_connections = max_connections(heap_bytes.saturating_sub(site_heap));
         let active = Rc::new(Cell::new(0usize));
         mote::spawn(async move {
             loop {

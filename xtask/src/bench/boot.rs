@@ -472,7 +472,8 @@ mod tests {
         );
         assert!(s.contains("wait; xl domid 'dns' >/dev/null 2>&1 || break; fi; done;"), "{s}");
         assert!(
-            s.contains("cat '/var/log/xen/console/guest-dns.log'") && s.contains("xl destroy 'dns' 2>/dev/null;"),
+            s.contains("cat '/var/log/xen/console/guest-dns.log'")
+                && s.contains("xl destroy 'dns' 2>/dev/null;"),
             "{s}"
         );
     }
