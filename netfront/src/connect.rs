@@ -30,11 +30,25 @@ pub struct Config {
     pub offload: Offload,
 }
 
-impl Default for Config {
+impl Config {
     /// 64 rx pages and 32 tx pages: 384 KiB, enough to keep a 1 Gbit/s
     /// backend busy without costing a small guest much of its memory.
+    pub const DEFAULT: Config = Config { rx_buffers: 64, tx_pages: 32, offload: Offload::ALL };
+
+    /// Pages a connected vif holds: its buffers and its two ring pages.
+    pub const fn pages(&self) -> usize {
+        2 + self.tx_pages as usize + self.rx_buffers as usize
+    }
+
+    /// Heap bytes a connected vif holds in its [`pages`](Config::pages).
+    pub const fn heap_bytes(&self) -> usize {
+        self.pages() * mote_xen::types::PAGE_SIZE
+    }
+}
+
+impl Default for Config {
     fn default() -> Self {
-        Config { rx_buffers: 64, tx_pages: 32, offload: Offload::default() }
+        Config::DEFAULT
     }
 }
 
@@ -54,9 +68,13 @@ pub struct Offload {
     pub sg: bool,
 }
 
+impl Offload {
+    pub const ALL: Offload = Offload { csum: true, sg: true };
+}
+
 impl Default for Offload {
     fn default() -> Self {
-        Offload { csum: true, sg: true }
+        Offload::ALL
     }
 }
 
@@ -204,7 +222,7 @@ pub fn connect_opened<T: Transport>(
     let backend_path = String::from(vif.backend());
     let features = negotiate(config.offload, |key| xs.read_string(&format!("{backend_path}/{key}")).ok());
 
-    let count = 2 + usize::from(config.tx_pages) + usize::from(config.rx_buffers);
+    let count = config.pages();
     let pages = alloc_shared_pages(count).ok_or(ConnectError::NoMemory)?;
     // From here on, whatever was granted is given back (or kept, if the
     // backend still maps it) when a step fails.
@@ -333,5 +351,11 @@ mod tests {
         assert!(odd.tx_csum_v4 && !odd.tx_csum_v6);
         let off = negotiate(Offload { csum: false, sg: false }, keys(&[("feature-ipv6-csum-offload", "1")]));
         assert_eq!(off, Features::default());
+    }
+
+    #[test]
+    fn default_data_path_takes_98_pages() {
+        assert_eq!(Config::DEFAULT.pages(), 98);
+        assert_eq!(Config::DEFAULT.heap_bytes(), 392 * 1024);
     }
 }

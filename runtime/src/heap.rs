@@ -85,18 +85,38 @@ const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 /// When the usage was last written, and what.
 static PUBLISHED: spin::Mutex<Option<(Instant, HeapUsage)>> = spin::Mutex::new(None);
 
+/// When the usage was "last written" once writing it failed: never again.
+const GAVE_UP: Instant = Instant::from_nanos(u64::MAX);
+
+/// What [`publish`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Published {
+    /// Nothing new to write.
+    Nothing,
+    /// It talked to xenstore: replies it read may have brought watch events
+    /// along (taking the store's event with them), so the executor must look
+    /// at its drivers again before it sleeps.
+    Talked,
+    /// The usage changed but is not written yet (written less than
+    /// [`PUBLISH_EVERY`] ago, or the store was busy): call again by then, so
+    /// that a guest going idle after a burst still publishes its peak.
+    Due(Instant),
+}
+
 /// Writes the usage to `data/heap-used` and `data/heap-hwm` when it
 /// changed, at most every [`PUBLISH_EVERY`]; called by the executor before
-/// it idles. Gives up quietly while the store is busy (the next idle
-/// retries). True if it talked to xenstore: replies it read may have
-/// brought watch events along (taking the store's event with them), so the
-/// executor must look at its drivers again before it sleeps.
-pub(crate) fn publish(now: Instant) -> bool {
-    let Some(mut published) = PUBLISHED.try_lock() else { return false };
+/// it idles.
+pub(crate) fn publish(now: Instant) -> Published {
+    let retry = Published::Due(now.saturating_add(PUBLISH_EVERY));
+    let Some(mut published) = PUBLISHED.try_lock() else { return retry };
     let usage = usage();
     if let Some((at, last)) = *published {
-        if last == usage || now < at.saturating_add(PUBLISH_EVERY) {
-            return false;
+        if last == usage || at == GAVE_UP {
+            return Published::Nothing;
+        }
+        let due = at.saturating_add(PUBLISH_EVERY);
+        if now < due {
+            return Published::Due(due);
         }
     }
     let written = crate::xenstore::try_with(|xs| {
@@ -107,11 +127,11 @@ pub(crate) fn publish(now: Instant) -> bool {
         Some(Ok(())) => *published = Some((now, usage)),
         Some(Err(e)) => {
             log::warn!("heap: writing data/heap-hwm: {e}; not trying again");
-            *published = Some((Instant::from_nanos(u64::MAX), usage));
+            *published = Some((GAVE_UP, usage));
         }
-        None => return false,
+        None => return retry,
     }
-    true
+    Published::Talked
 }
 
 /// Only the identity-mapped first 4 GiB can be handed out.

@@ -36,6 +36,12 @@ pub fn site() -> Result<Option<&'static [StaticFile]>, String> {
     Ok(Some(Box::leak(files.into_boxed_slice())))
 }
 
+/// Heap bytes a site from [`site`] keeps: its bodies, paths and file table.
+pub fn heap_bytes(files: &[StaticFile]) -> u64 {
+    let data: usize = files.iter().map(|f| f.body.len() + f.path.len()).sum();
+    (data + core::mem::size_of_val(files)) as u64
+}
+
 /// Directories nested deeper are refused (a damaged filesystem could loop).
 const MAX_DEPTH: usize = 32;
 

@@ -36,9 +36,12 @@ const READ_SIZE: usize = 2048;
 /// The most a served connection holds: its TCP buffers, the request bytes kept (below
 /// `MAX_HEAD` plus one read), and its task, socket and response head.
 const CONNECTION_BYTES: u64 = (TCP.rx_buffer + TCP.tx_buffer + MAX_HEAD + READ_SIZE + 4096) as u64;
-/// Heap kept for the rest: the network device's buffers (256 receive pages and 256 transmit
-/// slots of 2 KiB), a full backlog, refused connections and the executor.
-const RESERVED_BYTES: u64 = (1536 * 1024 + TCP.backlog * (TCP.rx_buffer + TCP.tx_buffer) + 256 * 1024) as u64;
+/// Heap kept for the rest: the network device's rings and buffers, a full backlog, refused
+/// connections, the stack and the executor.
+const RESERVED_BYTES: u64 =
+    (mote::net::VIF_HEAP_BYTES + TCP.backlog * (TCP.rx_buffer + TCP.tx_buffer) + REST_BYTES) as u64;
+/// The stack, the executor, the listener and refused connections in their last moments.
+const REST_BYTES: usize = 256 * 1024;
 /// A request head must arrive in full within this time of its first byte (slowloris).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection with no request under way is closed after this long.
@@ -48,12 +51,18 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn main() -> Result<(), String> {
     // The first disk's site when the domain has a disk, else the embedded one.
-    let site = StaticSite::new(disk::site()?.unwrap_or(site::FILES));
+    let (files, site_heap) = match disk::site()? {
+        Some(files) => (files, disk::heap_bytes(files)),
+        None => (site::FILES, 0),
+    };
+    let site = StaticSite::new(files);
     mote::block_on(async move {
         let stack = mote::net::up().map_err(|e: UpError| e.to_string())?;
         let address = stack.wait_ipv4().await;
         let listener = TcpListener::bind_with(&stack, PORT, TCP).expect("port 80 is free at start");
-        let max_connections = max_connections(mote::boot_info().heap_bytes);
+        let heap_bytes = mote::boot_info().heap_bytes;
+        // A site read from disk lives in the heap too.
+        let max_connections = max_connections(heap_bytes.saturating_sub(site_heap));
         let active = Rc::new(Cell::new(0usize));
         mote::spawn(async move {
             loop {
@@ -71,9 +80,10 @@ fn main() -> Result<(), String> {
             }
         });
         mote::println!(
-            "web: serving {} files on http://{}/ to at most {max_connections} connections at once",
+            "web: serving {} files on http://{}/ to at most {max_connections} connections at once (heap {} KiB)",
             site.files().len(),
-            address.address()
+            address.address(),
+            heap_bytes / 1024
         );
         let request = mote::lifecycle::shutdown_requested().await;
         mote::println!("web: {request:?} requested, stopping");

@@ -5,6 +5,7 @@
 
 use super::{Executor, Platform};
 use crate::events;
+use crate::heap::Published;
 use crate::time::Instant;
 use core::future::Future;
 use mote_xen::event::Port;
@@ -40,9 +41,11 @@ impl Platform for Xen {
     }
 
     fn idle(&mut self, deadline: Option<Instant>) {
-        if crate::heap::publish(Instant::now()) {
-            return;
-        }
+        let deadline = match crate::heap::publish(Instant::now()) {
+            Published::Talked => return,
+            Published::Due(due) => Some(deadline.map_or(due, |d| d.min(due))),
+            Published::Nothing => deadline,
+        };
         let ports = WAKE_PORTS.lock().clone();
         events::block_any(&ports, deadline);
     }

@@ -8,6 +8,10 @@ use core::fmt;
 use smoltcp::phy::{Medium, TunTapInterface};
 use std::os::fd::AsRawFd;
 
+/// Heap bytes the interface holds once up: none beyond the frame being read (the TAP
+/// device's buffers are the kernel's).
+pub const VIF_HEAP_BYTES: usize = 0;
+
 /// The TAP device used without `tap=`.
 pub const DEFAULT_TAP: &str = "mote0";
 /// The interface's hardware address: locally administered (bit 1 of the first byte).

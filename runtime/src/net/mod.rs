@@ -35,13 +35,13 @@ pub use config::Ipv6Config;
 pub use config::Offload;
 pub use config::{Config, ConfigError, Ipv4Config};
 #[cfg(feature = "hosted")]
-pub use hosted::{up, up_all, up_all_and_watch, Attached, UpError, DEFAULT_TAP};
+pub use hosted::{up, up_all, up_all_and_watch, Attached, UpError, DEFAULT_TAP, VIF_HEAP_BYTES};
 pub use smoltcp;
 pub use stack::{Nic, Stack};
 pub use tcp::{TcpListener, TcpOptions, TcpStream};
 pub use udp::UdpSocket;
 #[cfg(target_os = "none")]
-pub use xen::{up, up_all, up_all_and_watch, up_vif, Attached, UpError};
+pub use xen::{up, up_all, up_all_and_watch, up_vif, Attached, UpError, VIF_HEAP_BYTES};
 
 use core::fmt;
 use core::net::SocketAddr;

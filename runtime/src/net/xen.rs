@@ -366,7 +366,7 @@ fn attach_vif(index: u32, config: &Config) -> Result<Stack, UpError> {
         .map_err(UpError::Watch)?;
     log::info!("net: vif {index} attached; connecting when its backend is ready");
     let offload = config.offload;
-    let connect_config = connect::Config { offload, ..connect::Config::default() };
+    let connect_config = connect::Config { offload, ..connect::Config::DEFAULT };
     let frontend = open(index);
     let ready = frontend.as_ref().is_some_and(|f| f.backend_state() == XenbusState::InitWait);
     let mut vif = Vif {
@@ -408,10 +408,14 @@ fn up_indexes(indexes: &[u32]) -> Result<alloc::vec::Vec<Stack>, UpError> {
         .collect()
 }
 
+/// Heap bytes a vif holds once up: netfront's rings and frame buffers (384 KiB of buffers),
+/// for apps that size their work from the heap.
+pub const VIF_HEAP_BYTES: usize = connect::Config::DEFAULT.heap_bytes();
+
 /// Brings up vif `index` (`device/vif/<index>`) with `config`.
 pub fn up_vif(index: u32, config: &Config) -> Result<Stack, UpError> {
     let offload = config.offload;
-    let connect_config = connect::Config { offload, ..connect::Config::default() };
+    let connect_config = connect::Config { offload, ..connect::Config::DEFAULT };
     let (netfront, frontend) = crate::xenstore::with(|xs| {
         crate::grants::with(|gt| connect::connect(xs, gt, index, connect_config))
             .ok_or(UpError::NoXen("grant table"))

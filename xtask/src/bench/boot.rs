@@ -71,7 +71,8 @@ fn linux(image: &Image) -> Probe {
 /// A dom0 script: creates the domain (with `extra` settings), probes every 100 ms in the
 /// background until one probe succeeds, prints `first_ms=` (xl create to the first answer),
 /// runs `then` if it answered, prints the guest's console and destroys the domain; fails
-/// unless the guest answered.
+/// unless the guest answered. Probing stops early when the domain is gone (it stopped or
+/// crashed at start, as a guest with too little memory does).
 fn first_answer_script(p: &Probe, extra: &[String], then: &str) -> String {
     let mut create = format!("xl create -q {}", sh_quote(&format!("/mote/images/{}.cfg", p.name)));
     for setting in p.xl.iter().chain(extra) {
@@ -85,10 +86,10 @@ fn first_answer_script(p: &Probe, extra: &[String], then: &str) -> String {
          r=/tmp/bench-first; rm -rf $r; mkdir -p $r; \
          t0=$(ms); {create} || exit 3; i=0; \
          while [ ! -s $r/t ] && [ $i -lt {PROBE_TICKS} ]; do ( {probe} && ms >> $r/t ) & sleep 0.1; i=$((i+1)); \
-           if [ $((i % {PROBE_BATCH})) -eq 0 ]; then wait; fi; done; \
+           if [ $((i % {PROBE_BATCH})) -eq 0 ]; then wait; xl domid {name} >/dev/null 2>&1 || break; fi; done; \
          wait; first=$(sort -n $r/t 2>/dev/null | head -n 1); \
          if [ -n \"$first\" ]; then echo \"first_ms=$((first - t0)) \"; {then} fi; \
-         sleep 0.3; cat {log} 2>/dev/null; xl destroy {name}; [ -n \"$first\" ]",
+         sleep 0.3; cat {log} 2>/dev/null; xl destroy {name} 2>/dev/null; [ -n \"$first\" ]",
         probe = p.probe,
     )
 }
@@ -186,28 +187,62 @@ pub fn boot(ctx: &mut Ctx) -> Result<Section, String> {
     })
 }
 
+/// A dom0 command printing `heap_hwm=N ` (bytes): the guest heap's high-water mark, as the
+/// runtime publishes it in xenstore. It publishes at most once a second when idle, hence the wait.
+fn heap_hwm_script(name: &str) -> String {
+    format!(
+        "sleep 1.5; echo \"heap_hwm=$(xenstore-read /local/domain/$(xl domid {})/data/heap-hwm 2>/dev/null) \";",
+        sh_quote(name)
+    )
+}
+
+/// The heap high-water mark from [`heap_hwm_script`]'s output: `None` when the guest published
+/// none (the field is empty) or the text is not a byte count.
+fn heap_hwm(out: &str) -> Option<u64> {
+    let start = out.find("heap_hwm=")? + "heap_hwm=".len();
+    let len = out[start..].find(' ')?;
+    out[start..start + len].parse().ok()
+}
+
+/// The last non-empty line of a script's output: the end of the guest's console, which it
+/// prints last.
+fn last_line(out: &str) -> &str {
+    out.lines().rev().map(str::trim).find(|l| !l.is_empty()).unwrap_or("")
+}
+
+/// How a guest did at one `memory=` under the memory benchmark's load.
+struct Served {
+    /// Booted, answered its first probe and then every query of the load.
+    all: bool,
+    /// The guest heap's high-water mark after the load, bytes.
+    heap_hwm: Option<u64>,
+}
+
 /// Whether `app` at `memory` MiB boots, answers and then answers [`LOAD_ROUNDS`] rounds of
-/// [`LOAD`] concurrent queries or requests.
-fn serves_with(agent: &Agent, p: &Probe, memory: u32) -> Result<bool, String> {
+/// [`LOAD`] concurrent queries or requests, and its heap's high-water mark after them.
+fn serves_with(agent: &Agent, p: &Probe, memory: u32) -> Result<Served, String> {
     let load = format!(
         "ok=0; for round in $(seq {LOAD_ROUNDS}); do pids=''; for q in $(seq {LOAD}); do ( {} ) & pids=\"$pids $!\"; done; \
-         for pid in $pids; do wait $pid && ok=$((ok+1)); done; done; echo \"load_ok=$ok \";",
-        p.probe
+         for pid in $pids; do wait $pid && ok=$((ok+1)); done; done; echo \"load_ok=$ok \"; {}",
+        p.probe,
+        heap_hwm_script(&p.name)
     );
     let script = first_answer_script(p, &[format!("memory={memory}")], &load);
     let (status, out) = agent.run(&script, SCRIPT_LIMIT).inspect_err(|_| destroy(agent, p))?;
     let answered = status == 0;
     let load_ok = field(&out, "load_ok=", " ").unwrap_or(0.0) as u32;
+    let hwm = heap_hwm(&out);
     eprintln!(
-        "bench:   {} memory={memory}: {}",
+        "bench:   {} memory={memory}: {}, heap high-water mark {}",
         p.name,
         if !answered {
-            "no answer".to_owned()
+            format!("no answer (the script's last line: {:?})", last_line(&out))
         } else {
             format!("{load_ok}/{} answered under load", LOAD * LOAD_ROUNDS)
-        }
+        },
+        hwm.map_or("not published".to_owned(), |b| format!("{} KiB", b / 1024))
     );
-    Ok(answered && load_ok == LOAD * LOAD_ROUNDS)
+    Ok(Served { all: answered && load_ok == LOAD * LOAD_ROUNDS, heap_hwm: hwm })
 }
 
 /// The memory section: the smallest `memory=` with which dns and web serve under load.
@@ -223,17 +258,32 @@ pub fn memory(ctx: &mut Ctx) -> Result<Section, String> {
         // 1 MiB cannot work (the image loads at 1 MiB); count up from 2 to twice the setting.
         let mut floor = None;
         for memory in 2..=image.meta.memory_mib * 2 {
-            if serves_with(&agent, &p, memory)? {
-                floor = Some(memory);
+            let served = serves_with(&agent, &p, memory)?;
+            if served.all {
+                floor = Some((memory, served.heap_hwm));
                 break;
             }
         }
         match floor {
-            Some(m) => rows.push(
-                Row::new(format!("{app}: smallest memory= serving"), f64::from(m), "MiB", Better::Lower)
-                    .baseline(f64::from(super::echo::LINUX_MEMORY_MIB))
-                    .decimals(0),
-            ),
+            Some((m, hwm)) => {
+                rows.push(
+                    Row::new(format!("{app}: smallest memory= serving"), f64::from(m), "MiB", Better::Lower)
+                        .baseline(f64::from(super::echo::LINUX_MEMORY_MIB))
+                        .decimals(0),
+                );
+                match hwm {
+                    Some(bytes) => rows.push(
+                        Row::new(
+                            format!("{app}: heap high-water mark at memory={m}"),
+                            bytes as f64 / 1024.0,
+                            "KiB",
+                            Better::Lower,
+                        )
+                        .decimals(0),
+                    ),
+                    None => failures.push(format!("{app} at memory={m}: no data/heap-hwm in xenstore")),
+                }
+            }
             None => {
                 failures.push(format!("{app} served with no memory= up to {} MiB", image.meta.memory_mib * 2))
             }
@@ -244,7 +294,11 @@ pub fn memory(ctx: &mut Ctx) -> Result<Section, String> {
         "serving: answers a first probe, then {LOAD_ROUNDS} rounds of {LOAD} concurrent dig queries (dns) or curl \
          requests (web) from dom0, every one answered"
     ));
-    notes.push("the guest heap's high-water mark is not exposed by the runtime yet".into());
+    notes.push(
+        "heap high-water mark: the most the guest's heap held at once since boot, after the load, from \
+         xenstore-read /local/domain/<domid>/data/heap-hwm in dom0 (published by the runtime)"
+            .into(),
+    );
     Ok(Section {
         title: "memory floor: smallest xl memory= (MiB) with which each app boots and serves a short load"
             .into(),
@@ -416,10 +470,25 @@ mod tests {
             ),
             "{s}"
         );
+        assert!(s.contains("wait; xl domid 'dns' >/dev/null 2>&1 || break; fi; done;"), "{s}");
         assert!(
-            s.contains("cat '/var/log/xen/console/guest-dns.log'") && s.contains("xl destroy 'dns'"),
+            s.contains("cat '/var/log/xen/console/guest-dns.log'")
+                && s.contains("xl destroy 'dns' 2>/dev/null;"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn reads_heap_hwm_after_the_load() {
+        let s = heap_hwm_script("web");
+        assert!(s.contains("xenstore-read /local/domain/$(xl domid 'web')/data/heap-hwm"), "{s}");
+        assert_eq!(heap_hwm("load_ok=20 \nheap_hwm=1234567 \n[INFO  mote] web: ..."), Some(1_234_567));
+        // Nothing published, or no line at all.
+        assert_eq!(heap_hwm("load_ok=20 \nheap_hwm= \n"), None);
+        assert_eq!(heap_hwm("load_ok=20 \n"), None);
+        assert_eq!(heap_hwm("heap_hwm=12x4 "), None);
+        assert_eq!(last_line("first_ms=9 \n[ERROR mote] out of memory\n\n"), "[ERROR mote] out of memory");
+        assert_eq!(last_line(""), "");
     }
 
     #[test]
