@@ -361,7 +361,7 @@ pub fn density(ctx: &mut Ctx) -> Result<Section, String> {
         );
     }
     Ok(Section {
-        title: format!("density: {n} dns motes (memory = {} MiB each) created one after another in one host", image.meta.memory_mib),
+        title: format!("{n} dns motes (memory = {} MiB each) created one after another in one host", image.meta.memory_mib),
         baseline: format!("the Linux guest's smallest memory ({} MiB)", super::echo::LINUX_MEMORY_MIB),
         notes: vec![
             format!(
