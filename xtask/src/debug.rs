@@ -269,7 +269,7 @@ fn spawn_waiter(mut child: Child, agent: Agent, app: &str) -> thread::JoinHandle
 
 /// The web app's request handler line the integration case breaks at: where `serve` feeds the
 /// bytes it read (`n` of them) to the HTTP connection.
-const WEB_BREAK_SOURCE: &str = "conn.feed(&buf[..n])";
+const WEB_BREAK_SOURCE: &str = "let fed = conn.feed(&buf[..n]);";
 
 /// gdb in batch mode against a case's guest, stopped in `gdb=wait`.
 struct BatchGdb {

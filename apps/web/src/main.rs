@@ -126,7 +126,8 @@ async fn serve(stream: &TcpStream, site: &StaticSite) {
                 if conn.is_idle() {
                     head_started = Instant::now();
                 }
-                if !conn.feed(&buf[..n]) {
+                let fed = conn.feed(&buf[..n]);
+                if !fed {
                     let refused = REFUSED_FOR_MEMORY.fetch_add(1, Ordering::Relaxed) + 1;
                     mote::log::warn!("web: out of memory for a request: answered 503 ({refused} so far)");
                 }
