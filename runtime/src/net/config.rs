@@ -22,10 +22,22 @@ use core::net::Ipv6Addr;
 use smoltcp::wire::Ipv6Cidr;
 use smoltcp::wire::{IpAddress, IpCidr, Ipv4Cidr};
 
-/// The offloads a vif offers its backend (netfront's, which explains them): both on unless
-/// `netfront=` turns them off. A hosted process has no netfront, and no `netfront=`.
-#[cfg(any(target_os = "none", test))]
-pub use mote_netfront::connect::Offload;
+/// The offloads a vif offers its backend: both on unless `netfront=` turns them off
+/// (netfront's `connect::Offload` says what each does). A hosted process has no netfront and
+/// takes no notice of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offload {
+    /// Checksum offload.
+    pub csum: bool,
+    /// rx scatter-gather.
+    pub sg: bool,
+}
+
+impl Default for Offload {
+    fn default() -> Self {
+        Offload { csum: true, sg: true }
+    }
+}
 
 /// How the stack gets its addresses, and what its vif asks of the backend.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -34,7 +46,6 @@ pub struct Config {
     /// A static IPv6 address, if any.
     #[cfg(feature = "ipv6")]
     pub ipv6: Option<Ipv6Config>,
-    #[cfg(any(target_os = "none", test))]
     pub offload: Offload,
 }
 
@@ -99,7 +110,6 @@ const GW_EXPECTED: &str = "an IPv4 address, like gw=10.0.0.1";
 const IP6_EXPECTED: &str = "an IPv6 address with prefix length, like ip6=2001:db8::2/64";
 #[cfg(feature = "ipv6")]
 const GW6_EXPECTED: &str = "an IPv6 address, like gw6=2001:db8::1";
-#[cfg(any(target_os = "none", test))]
 const NETFRONT_EXPECTED: &str = "no-csum-offload, no-sg or both, like netfront=no-csum-offload,no-sg";
 
 impl Config {
@@ -153,9 +163,7 @@ impl Config {
                 Some(Ipv6Config { address, gateway })
             }
         };
-        #[cfg(any(target_os = "none", test))]
         let mut offload = Offload::default();
-        #[cfg(any(target_os = "none", test))]
         if let Some(value) = get("netfront") {
             for word in value.split(',') {
                 match word {
@@ -169,7 +177,6 @@ impl Config {
             ipv4,
             #[cfg(feature = "ipv6")]
             ipv6,
-            #[cfg(any(target_os = "none", test))]
             offload,
         })
     }

@@ -31,9 +31,7 @@ mod tests;
 
 #[cfg(feature = "ipv6")]
 pub use config::Ipv6Config;
-#[cfg(any(target_os = "none", test))]
-pub use config::Offload;
-pub use config::{Config, ConfigError, Ipv4Config};
+pub use config::{Config, ConfigError, Ipv4Config, Offload};
 #[cfg(feature = "hosted")]
 pub use hosted::{up, up_all, up_all_and_watch, Attached, UpError, DEFAULT_TAP, VIF_HEAP_BYTES};
 pub use smoltcp;

@@ -365,7 +365,7 @@ fn attach_vif(index: u32, config: &Config) -> Result<Stack, UpError> {
         .ok_or(UpError::NoXen("xenstore"))?
         .map_err(UpError::Watch)?;
     log::info!("net: vif {index} attached; connecting when its backend is ready");
-    let offload = config.offload;
+    let offload = connect::Offload { csum: config.offload.csum, sg: config.offload.sg };
     let connect_config = connect::Config { offload, ..connect::Config::DEFAULT };
     let frontend = open(index);
     let ready = frontend.as_ref().is_some_and(|f| f.backend_state() == XenbusState::InitWait);
@@ -414,7 +414,7 @@ pub const VIF_HEAP_BYTES: usize = connect::Config::DEFAULT.heap_bytes();
 
 /// Brings up vif `index` (`device/vif/<index>`) with `config`.
 pub fn up_vif(index: u32, config: &Config) -> Result<Stack, UpError> {
-    let offload = config.offload;
+    let offload = connect::Offload { csum: config.offload.csum, sg: config.offload.sg };
     let connect_config = connect::Config { offload, ..connect::Config::DEFAULT };
     let (netfront, frontend) = crate::xenstore::with(|xs| {
         crate::grants::with(|gt| connect::connect(xs, gt, index, connect_config))
