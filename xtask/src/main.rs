@@ -276,22 +276,30 @@ fn parse_disk_args(args: &[String]) -> Result<(PathBuf, PathBuf), String> {
     }
 }
 
-/// Takes `--batch FILE` out of `debug`'s arguments (before any `--`).
+/// Takes `--batch FILE` out of `debug`'s arguments (before any `--`); the last one counts.
 fn take_batch(args: &[String]) -> Result<(Option<PathBuf>, Vec<String>), String> {
-    let mut batch = None;
-    let mut rest = Vec::new();
+    let (rest, files) = take_paths(args, "--batch", "a gdb command file")?;
+    Ok((files.into_iter().last(), rest))
+}
+
+/// Splits `NAME FILE` and `NAME=FILE` pairs off `args`: the other arguments, in order, and the
+/// files. Arguments after `--` (the guest's) are left alone.
+pub fn take_paths(args: &[String], name: &str, what: &str) -> Result<(Vec<String>, Vec<PathBuf>), String> {
+    let (mut rest, mut paths) = (Vec::new(), Vec::new());
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
-        match arg.as_str() {
-            "--" => {
-                rest.push(arg.clone());
-                rest.extend(iter.by_ref().cloned());
-            }
-            "--batch" => batch = Some(PathBuf::from(iter.next().ok_or("--batch needs a gdb command file")?)),
-            _ => rest.push(arg.clone()),
+        if arg == "--" {
+            rest.push(arg.clone());
+            rest.extend(iter.by_ref().cloned());
+        } else if arg == name {
+            paths.push(PathBuf::from(iter.next().ok_or_else(|| format!("{name} needs {what}"))?));
+        } else if let Some(path) = arg.strip_prefix(name).and_then(|p| p.strip_prefix('=')) {
+            paths.push(PathBuf::from(path));
+        } else {
+            rest.push(arg.clone());
         }
     }
-    Ok((batch, rest))
+    Ok((rest, paths))
 }
 
 /// Parses `[TARGET] [--seconds N]`.

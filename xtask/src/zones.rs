@@ -12,22 +12,7 @@ pub const ENV: &str = "MOTE_DNS_ZONES";
 /// Splits `--zone FILE` pairs off `args`; the other arguments, in order, and the files.
 /// Arguments after `--` (the guest's) are left alone.
 pub fn take(args: &[String]) -> Result<(Vec<String>, Vec<PathBuf>), String> {
-    let (mut rest, mut zones) = (Vec::new(), Vec::new());
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        match arg.as_str() {
-            "--" => {
-                rest.push(arg.clone());
-                rest.extend(iter.by_ref().cloned());
-            }
-            "--zone" => zones.push(PathBuf::from(iter.next().ok_or("--zone needs a master file")?)),
-            _ => match arg.strip_prefix("--zone=") {
-                Some(file) => zones.push(PathBuf::from(file)),
-                None => rest.push(arg.clone()),
-            },
-        }
-    }
-    Ok((rest, zones))
+    crate::take_paths(args, "--zone", "a master file")
 }
 
 /// Loads every zone as the server will (all of them together, so a zone given twice is an
