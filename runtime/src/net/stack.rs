@@ -16,9 +16,12 @@ use core::task::{Poll, Waker};
 use core::time::Duration;
 use litemap::LiteMap;
 use smoltcp::iface::{self, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet};
-use smoltcp::phy::Device;
+use smoltcp::phy::{Device, TxToken};
 use smoltcp::socket::{dhcpv4, Socket};
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr,
+    HardwareAddress, IpCidr, Ipv4Cidr,
+};
 
 /// Frames taken from the device per turn of the run loop, so that a flood
 /// cannot starve the tasks.
@@ -65,6 +68,9 @@ pub(super) struct Inner {
     dhcp: Option<SocketHandle>,
     /// Tasks waiting for an IPv4 address.
     ipv4_waiters: Vec<Waker>,
+    /// A gratuitous ARP is due: the IPv4 address or the hardware address
+    /// changed since the last one went out.
+    announce: bool,
 }
 
 impl Stack {
@@ -90,6 +96,7 @@ impl Stack {
             next_port: EPHEMERAL_FIRST + (random_seed % range) as u16,
             dhcp: None,
             ipv4_waiters: Vec::new(),
+            announce: false,
         };
         match config.ipv4 {
             Ipv4Config::Dhcp => {
@@ -175,6 +182,7 @@ impl Inner {
             if let Some(gw) = gateway {
                 self.iface.routes_mut().add_default_ipv4_route(gw).expect("a route table has room for two");
             }
+            self.announce = true;
             self.ipv4_waiters.drain(..).for_each(Waker::wake);
         }
     }
@@ -184,6 +192,7 @@ impl Inner {
     /// link (and the address the server gives) may have changed.
     fn relink(&mut self, mac: [u8; 6]) {
         self.iface.set_hardware_addr(HardwareAddress::Ethernet(EthernetAddress(mac)));
+        self.announce = self.ipv4().is_some();
         if let Some(handle) = self.dhcp {
             self.sockets.get_mut::<dhcpv4::Socket>(handle).reset();
         }
@@ -225,12 +234,47 @@ impl Inner {
         }
         while self.iface.poll_egress(at, device, &mut self.sockets) == PollResult::SocketStateChanged {}
         self.update_dhcp();
+        if self.announce {
+            self.announce = !self.send_gratuitous_arp(device, at);
+        }
         let reap_at = self.reap_closed(now);
         if taken == INGRESS_BUDGET {
             return Some(now);
         }
         let poll_at = self.iface.poll_delay(at, &self.sockets).map(|d| now.saturating_add(Duration::from(d)));
         executor::earliest(poll_at, reap_at)
+    }
+
+    /// Broadcasts an ARP request for our own IPv4 address (RFC 5227 §3's
+    /// announcement), so that neighbours waiting to resolve it (a client
+    /// that asked while we booted) or holding an old hardware address for it
+    /// (a vif re-attached with a new MAC) learn the current one at once, not
+    /// after their cache times out. Linux's netfront does the same on
+    /// connect. False when the device had no room to send; the next turn
+    /// tries again.
+    fn send_gratuitous_arp(&self, device: &mut impl Device, at: smoltcp::time::Instant) -> bool {
+        let (Some(cidr), HardwareAddress::Ethernet(mac)) = (self.ipv4(), self.iface.hardware_addr()) else {
+            return true;
+        };
+        let arp = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            source_hardware_addr: mac,
+            source_protocol_addr: cidr.address(),
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: cidr.address(),
+        };
+        let eth = EthernetRepr {
+            src_addr: mac,
+            dst_addr: EthernetAddress::BROADCAST,
+            ethertype: EthernetProtocol::Arp,
+        };
+        let Some(token) = device.transmit(at) else { return false };
+        token.consume(eth.buffer_len() + arp.buffer_len(), |buf| {
+            let mut frame = EthernetFrame::new_unchecked(buf);
+            eth.emit(&mut frame);
+            arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+        });
+        true
     }
 
     /// A free port from the dynamic range, if any is left.

@@ -272,6 +272,49 @@ fn a_static_address_is_there_at_once() {
     });
 }
 
+/// Whether `frame` is a gratuitous ARP request (sender = target = `ip`) from `mac`.
+fn is_announcement(frame: &[u8], mac: [u8; 6], ip: Ipv4Addr) -> bool {
+    use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetAddress};
+    let Ok(eth) = EthernetFrame::new_checked(frame) else { return false };
+    let arp = ArpPacket::new_checked(eth.payload()).and_then(|p| ArpRepr::parse(&p));
+    eth.ethertype() == EthernetProtocol::Arp
+        && eth.dst_addr() == EthernetAddress::BROADCAST
+        && arp
+            == Ok(ArpRepr::EthernetIpv4 {
+                operation: ArpOperation::Request,
+                source_hardware_addr: EthernetAddress(mac),
+                source_protocol_addr: ip,
+                target_hardware_addr: EthernetAddress([0; 6]),
+                target_protocol_addr: ip,
+            })
+}
+
+#[test]
+fn a_static_address_is_announced_once_by_gratuitous_arp() {
+    let wire = Wire::default();
+    let mut executor = Executor::new(FakePlatform::default());
+    executor.block_on(async {
+        let _stack = Stack::new(wire.ends().0, MAC_A, &config("10.0.0.1/24", "fd00::1/64"));
+        time::sleep(Duration::from_millis(100)).await;
+    });
+    let announced =
+        wire.sent_by_a().iter().filter(|f| is_announcement(f, MAC_A, Ipv4Addr::new(10, 0, 0, 1))).count();
+    assert_eq!(announced, 1);
+}
+
+#[test]
+fn no_announcement_before_dhcp_gives_an_address() {
+    let wire = Wire::default();
+    let mut executor = Executor::new(FakePlatform::default());
+    executor.block_on(async {
+        let _stack = Stack::new(wire.ends().0, MAC_A, &Config::default());
+        time::sleep(Duration::from_millis(100)).await;
+    });
+    let arp =
+        |f: &Vec<u8>| EthernetFrame::new_checked(f).is_ok_and(|e| e.ethertype() == EthernetProtocol::Arp);
+    assert!(!wire.sent_by_a().iter().any(arp));
+}
+
 #[test]
 fn addresses_show_as_socket_addr_does() {
     let v4: SocketAddr = "10.0.0.2:53".parse().unwrap();

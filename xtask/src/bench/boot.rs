@@ -12,11 +12,8 @@ use std::time::Duration;
 const ROUNDS: usize = 3;
 /// Longest one dom0 script of these benchmarks may run.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(600);
-/// How long a guest has to answer its first query (in 100 ms probe intervals).
-const PROBE_TICKS: u32 = 600;
-/// Probes in flight at most: each batch is waited for, so that slow probes on a loaded dom0
-/// do not pile up.
-const PROBE_BATCH: u32 = 5;
+/// How long a guest has to answer its first query, in seconds.
+const FIRST_ANSWER_LIMIT: u32 = 60;
 /// Motes started by the density benchmark.
 const DENSITY: u32 = 100;
 /// Domain names of the density motes: this prefix and their index.
@@ -41,6 +38,9 @@ struct Probe {
     name: String,
     /// Settings after the config on `xl create`'s command line.
     xl: Vec<String>,
+    /// What `mote-agent first-answer` asks until the first answer (kind, address, argument).
+    first: String,
+    /// One query or request of the memory benchmark's load, as a dom0 command.
     probe: String,
 }
 
@@ -52,8 +52,16 @@ fn http_probe(ip: &str) -> String {
     format!("curl -s -o /dev/null --max-time 1 http://{ip}/")
 }
 
-fn mote(app: &str, ip: &str, probe: String) -> Probe {
-    Probe { label: "mote", name: app.into(), xl: vec![format!("extra=\"ip={ip}/24\"")], probe }
+fn dns_mote(ip: &str) -> Probe {
+    mote("dns", ip, format!("dns {ip}:53 www.example.com"), dns_probe(ip))
+}
+
+fn web_mote(ip: &str) -> Probe {
+    mote("web", ip, format!("http {ip}:80 /"), http_probe(ip))
+}
+
+fn mote(app: &str, ip: &str, first: String, probe: String) -> Probe {
+    Probe { label: "mote", name: app.into(), xl: vec![format!("extra=\"ip={ip}/24\"")], first, probe }
 }
 
 fn linux(image: &Image) -> Probe {
@@ -64,15 +72,18 @@ fn linux(image: &Image) -> Probe {
         label: "Linux",
         name: image.app.clone(),
         xl,
+        first: format!("udp-echo {}:7", subject.ip),
         probe: format!("/mote/agent udp-check {}:7 1 >/dev/null 2>&1", subject.ip),
     }
 }
 
-/// A dom0 script: creates the domain (with `extra` settings), probes every 100 ms in the
-/// background until one probe succeeds, prints `first_ms=` (xl create to the first answer),
-/// runs `then` if it answered, prints the guest's console and destroys the domain; fails
-/// unless the guest answered. Probing stops early when the domain is gone (it stopped or
-/// crashed at start, as a guest with too little memory does).
+/// A dom0 script: starts `mote-agent first-answer` (one process asking every 50 ms; see
+/// ci/agent/src/first.rs), creates the domain (with `extra` settings), prints `create_ms=`
+/// (until `xl create` returned) and `first_ms=` (until the first answer), both from before
+/// `xl create`, runs `then` if it answered, prints the guest's console and destroys the
+/// domain; fails unless the guest answered. The probe stops early when the domain is gone (it
+/// stopped or crashed at start, as a guest with too little memory does); that check runs every
+/// 2 s, as each `xl` process costs the one emulated CPU that dom0 and the guest share.
 fn first_answer_script(p: &Probe, extra: &[String], then: &str) -> String {
     let mut create = format!("xl create -q {}", sh_quote(&format!("/mote/images/{}.cfg", p.name)));
     for setting in p.xl.iter().chain(extra) {
@@ -84,13 +95,14 @@ fn first_answer_script(p: &Probe, extra: &[String], then: &str) -> String {
     format!(
         "{MS}if xl domid {name} >/dev/null 2>&1; then xl destroy {name}; fi; rm -f {log}; \
          r=/tmp/bench-first; rm -rf $r; mkdir -p $r; \
-         t0=$(ms); {create} || exit 3; i=0; \
-         while [ ! -s $r/t ] && [ $i -lt {PROBE_TICKS} ]; do ( {probe} && ms >> $r/t ) & sleep 0.1; i=$((i+1)); \
-           if [ $((i % {PROBE_BATCH})) -eq 0 ]; then wait; xl domid {name} >/dev/null 2>&1 || break; fi; done; \
-         wait; first=$(sort -n $r/t 2>/dev/null | head -n 1); \
+         t0=$(ms); /mote/agent first-answer {first} {FIRST_ANSWER_LIMIT} > $r/t 2>/dev/null & probe=$!; \
+         {create} || {{ kill $probe; exit 3; }}; echo \"create_ms=$(($(ms) - t0)) \"; \
+         while kill -0 $probe 2>/dev/null; do sleep 2; kill -0 $probe 2>/dev/null || break; \
+           xl domid {name} >/dev/null 2>&1 || {{ kill $probe; break; }}; done; \
+         wait $probe; first=$(sed -n 's/^first_answer_ms=\\([0-9]*\\).*/\\1/p' $r/t); \
          if [ -n \"$first\" ]; then echo \"first_ms=$((first - t0)) \"; {then} fi; \
          sleep 0.3; cat {log} 2>/dev/null; xl destroy {name} 2>/dev/null; [ -n \"$first\" ]",
-        probe = p.probe,
+        first = p.first,
     )
 }
 
@@ -102,13 +114,21 @@ fn destroy(agent: &Agent, p: &Probe) {
         agent.run(&format!("if xl domid {name} >/dev/null 2>&1; then xl destroy {name}; fi"), SCRIPT_LIMIT);
 }
 
-/// Milliseconds from `xl create` to the first answer, and the guest's own boot time from its
-/// console (`boot: main N us after the first instruction`).
-fn first_answer(agent: &Agent, p: &Probe, extra: &[String]) -> Result<(f64, Option<f64>), String> {
+/// One boot as measured: milliseconds from before `xl create` to its return and to the first
+/// answer, and the guest's own time to `main` from its console (`boot: main N us after the
+/// first instruction`), in microseconds.
+struct Boot {
+    create_ms: f64,
+    first_ms: f64,
+    main_us: Option<f64>,
+}
+
+fn first_answer(agent: &Agent, p: &Probe, extra: &[String]) -> Result<Boot, String> {
     let out =
         agent.run_ok(&first_answer_script(p, extra, ""), SCRIPT_LIMIT).inspect_err(|_| destroy(agent, p))?;
-    let first = field(&out, "first_ms=", " ").ok_or_else(|| format!("no answer: {out}"))?;
-    Ok((first, field(&out, "boot: main ", " us after the first instruction")))
+    let first_ms = field(&out, "first_ms=", " ").ok_or_else(|| format!("no answer: {out}"))?;
+    let create_ms = field(&out, "create_ms=", " ").ok_or_else(|| format!("no create_ms: {out}"))?;
+    Ok(Boot { create_ms, first_ms, main_us: field(&out, "boot: main ", " us after the first instruction") })
 }
 
 /// The boot section: dns and web motes and the Linux guest, xl create to first answer.
@@ -118,21 +138,19 @@ pub fn boot(ctx: &mut Ctx) -> Result<Section, String> {
         guest::upload(&agent, &build::build(app, build::Flavor::RELEASE)?)?;
     }
     let linux_image = ctx.linux()?;
-    let probes = [
-        mote("dns", "10.0.0.2", dns_probe("10.0.0.2")),
-        mote("web", "10.0.0.3", http_probe("10.0.0.3")),
-        linux(&linux_image),
-    ];
+    let probes = [dns_mote("10.0.0.2"), web_mote("10.0.0.3"), linux(&linux_image)];
     let mut wall: [Vec<f64>; 3] = Default::default();
+    let mut create: [Vec<f64>; 3] = Default::default();
     let mut inside: [Vec<f64>; 2] = Default::default();
     let mut failures = Vec::new();
     for round in 1..=ROUNDS {
         for (i, p) in probes.iter().enumerate() {
             eprintln!("bench: boot round {round}/{ROUNDS}: {} {}", p.label, p.name);
             match first_answer(&agent, p, &[]) {
-                Ok((first, boot)) => {
-                    wall[i].push(first / 1e3);
-                    match (i, boot) {
+                Ok(Boot { create_ms, first_ms, main_us }) => {
+                    wall[i].push(first_ms / 1e3);
+                    create[i].push(create_ms / 1e3);
+                    match (i, main_us) {
                         (0 | 1, Some(us)) => inside[i].push(us / 1e3),
                         (0 | 1, None) => {
                             failures.push(format!("{} round {round}: no boot line on its console", p.name))
@@ -157,6 +175,18 @@ pub fn boot(ctx: &mut Ctx) -> Result<Section, String> {
             .baseline(linux_wall),
         );
     }
+    let linux_create = median(create[2].iter().copied());
+    for (i, app) in ["dns", "web"].iter().enumerate() {
+        rows.push(
+            Row::new(
+                format!("{app}: xl create returns"),
+                median(create[i].iter().copied()),
+                "s",
+                Better::Lower,
+            )
+            .baseline(linux_create),
+        );
+    }
     for (i, app) in ["dns", "web"].iter().enumerate() {
         rows.push(
             Row::new(
@@ -169,12 +199,18 @@ pub fn boot(ctx: &mut Ctx) -> Result<Section, String> {
         );
     }
     Ok(Section {
-        title: format!("boot time, median of {ROUNDS} rounds: dns (dig) and web (curl) motes against the Linux guest (UDP echo)"),
+        title: format!(
+            "boot time, median of {ROUNDS} rounds: dns (DNS query) and web (HTTP GET) motes against the Linux guest (UDP echo)"
+        ),
         baseline: "the Linux PVH guest, `xl create` to its first UDP echo reply".into(),
         notes: vec![
-            "xl create to first answer: in dom0, from before `xl create` to the first probe that got an answer; \
-             probes start every 100 ms, at most 5 in flight (dig +time=1, curl --max-time 1, mote-agent udp-check), \
-             so the figure is late by up to 100 ms plus one probe's own time; dom0's clock is /proc/uptime (10 ms steps)"
+            "xl create to first answer: in dom0, from before `xl create` to the first correct answer to \
+             `mote-agent first-answer`, one process started before `xl create` that asks every 50 ms (an A query \
+             for www.example.com, a GET of /, a UDP echo; each try waits up to 300 ms); dom0's clock is \
+             /proc/uptime (10 ms steps)"
+                .into(),
+            "xl create returns: from the same start until `xl create -q` returned (domain built, devices \
+             added, hotplug scripts run); the guest runs from some time before that"
                 .into(),
             "first instruction to main: the runtime reads the TSC first thing and logs the PV-clock time from then \
              to calling the app's main (`boot: main N us after the first instruction`)"
@@ -251,10 +287,10 @@ pub fn memory(ctx: &mut Ctx) -> Result<Section, String> {
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     let mut notes = Vec::new();
-    for (app, probe) in [("dns", dns_probe("10.0.0.2")), ("web", http_probe("10.0.0.2"))] {
+    for p in [dns_mote("10.0.0.2"), web_mote("10.0.0.2")] {
+        let app = p.name.as_str();
         let image = build::build(app, build::Flavor::RELEASE)?;
         guest::upload(&agent, &image)?;
-        let p = mote(app, "10.0.0.2", probe);
         // 1 MiB cannot work (the image loads at 1 MiB); count up from 2 to twice the setting.
         let mut floor = None;
         for memory in 2..=image.meta.memory_mib * 2 {
@@ -459,20 +495,22 @@ mod tests {
 
     #[test]
     fn first_answer_script_creates_probes_and_cleans_up() {
-        let p = mote("dns", "10.0.0.2", dns_probe("10.0.0.2"));
+        let p = dns_mote("10.0.0.2");
         let s = first_answer_script(&p, &["memory=3".into()], "echo load;");
         assert!(
-            s.contains("xl create -q '/mote/images/dns.cfg' 'extra=\"ip=10.0.0.2/24\"' 'memory=3' || exit 3"),
+            s.contains("xl create -q '/mote/images/dns.cfg' 'extra=\"ip=10.0.0.2/24\"' 'memory=3' || { kill $probe; exit 3; }"),
             "{s}"
         );
         assert!(s.contains("echo \"first_ms=$((first - t0)) \"; echo load; fi"), "{s}");
+        assert!(s.contains("|| { kill $probe; exit 3; }; echo \"create_ms=$(($(ms) - t0)) \";"), "{s}");
         assert!(
             s.contains(
-                "( dig +time=1 +tries=1 @10.0.0.2 www.example.com A >/dev/null 2>&1 && ms >> $r/t ) &"
+                "/mote/agent first-answer dns 10.0.0.2:53 www.example.com 60 > $r/t 2>/dev/null & probe=$!;"
             ),
             "{s}"
         );
-        assert!(s.contains("wait; xl domid 'dns' >/dev/null 2>&1 || break; fi; done;"), "{s}");
+        assert!(s.contains("xl domid 'dns' >/dev/null 2>&1 || { kill $probe; break; }; done;"), "{s}");
+        assert!(s.contains("first=$(sed -n 's/^first_answer_ms=\\([0-9]*\\).*/\\1/p' $r/t);"), "{s}");
         assert!(
             s.contains("cat '/var/log/xen/console/guest-dns.log'")
                 && s.contains("xl destroy 'dns' 2>/dev/null;"),
