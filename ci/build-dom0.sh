@@ -8,7 +8,7 @@
 #   /mote/agent               <agent-binary> (mote-agent, dynamically linked against glibc)
 #   /usr/lib/xen-4.17/bin/*   the Xen toolstack (xl, xenstored, xenconsoled, xen-init-dom0, ...)
 #   /usr/bin/xenstore-*       xenstore-utils
-#   /etc/xen                  xl.conf and the hotplug scripts
+#   /etc/xen                  xl.conf and the hotplug scripts, with host/vif-mote added
 #   /lib/modules/<version>    the Xen backend, bridge, loop and e1000 modules, with modules.dep
 #   /usr/bin/dig              bind9-dnsutils' dig, for the DNS cases (with /etc/resolv.conf, which
 #                             dig reads at start even when given @server)
@@ -56,6 +56,7 @@ rm -rf "$stage/usr/lib/xen-4.17/lib/python"
 cp -a "$root/usr/lib/x86_64-linux-gnu" "$stage/usr/lib/"
 cp -a "$root"/usr/bin/xenstore{,-chmod,-exists,-list,-ls,-read,-rm,-watch,-write} "$stage/usr/bin/"
 cp -a "$root/etc/xen" "$stage/etc/"
+install -m 0755 "$here/../host/vif-mote" "$stage/etc/xen/scripts/vif-mote"
 # The Debian names in /usr/sbin are wrappers that pick a Xen version: link straight to 4.17.
 for tool in xl xenstored xenconsoled xenstore-control; do
     ln -sf ../lib/xen-4.17/bin/"$tool" "$stage/usr/sbin/$tool"

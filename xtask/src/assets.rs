@@ -101,6 +101,10 @@ fn initramfs(cache: &Path, name: &str, agent: &Path, kernel: &Path) -> Result<Pa
     let script = ci_script(&format!("build-{name}.sh"))?;
     let mut inputs = vec![agent.to_path_buf(), script.clone(), ci_script("initramfs-common.sh")?];
     collect_files(&workspace_root().join("ci").join(name), &mut inputs)?;
+    if name == "dom0" {
+        // ci/build-dom0.sh installs the lean hotplug script operators get from host/.
+        inputs.push(workspace_root().join("host").join("vif-mote"));
+    }
     let mut hash = Fnv64::new();
     // The initramfs also carries the kernel's modules (and dom0's the toolstack) unpacked by
     // ci/fetch-xen.sh: a new fetch (its stamp) or kernel means a new build. Their sizes and

@@ -447,6 +447,16 @@ pub fn cases() -> Vec<Case> {
             driver: Some(drive_offloads_off),
         },
         Case {
+            name: "vif_mote_hotplug_script_serves_and_names_a_missing_bridge",
+            app: "echo",
+            args: &["ip=10.0.0.13/24"],
+            gdb: false,
+            xl: &[r#"vif=["bridge=xenbr0,script=vif-mote"]"#],
+            reason: Reason::Poweroff,
+            checks: vec![Line("echo: Poweroff requested, stopping")],
+            driver: Some(drive_vif_mote),
+        },
+        Case {
             name: "tcp_echo_50mb_byte_for_byte",
             app: "echo",
             args: &["ip=10.0.0.3/24"],
@@ -738,6 +748,27 @@ fn drive_offloads_off(d: &mut Driver) -> Result<(), String> {
         dom0_check(d, &format!("/mote/agent udp-check {ip}:7 10"))?;
         dom0_check(d, &format!("/mote/agent tcp-check {ip}:7 1000000"))?;
     }
+    shut_down(d)
+}
+
+/// host/vif-mote put the guest's vif on the bridge at the bridge's MTU (echo answers), and a
+/// guest whose vif names a bridge dom0 lacks fails `xl create` at once with the script's reason.
+fn drive_vif_mote(d: &mut Driver) -> Result<(), String> {
+    let ip = echo_address(d)?;
+    dom0_check(d, &format!("/mote/agent udp-check {ip}:7 10"))?;
+    dom0_check(d, &format!("/mote/agent tcp-check {ip}:7 100000"))?;
+    let vif = format!("vif{}.0", d.domid()?);
+    let link = d.dom0(&format!("ip -o link show dev {vif}"))?;
+    if !(link.contains("master xenbr0") && link.contains("mtu 1500") && link.contains(",UP")) {
+        return Err(format!("{vif} is not up on xenbr0 at MTU 1500: {link}"));
+    }
+    let out = d.dom0(
+        r#"xl create /mote/images/echo.cfg 'name="vifbad"' 'vif=["bridge=nobr0,script=vif-mote"]' 2>&1; echo "status=$?"; xl destroy vifbad 2>/dev/null; true"#,
+    )?;
+    if !out.contains("vif-mote: nobr0 is not a bridge in dom0") || out.contains("status=0") {
+        return Err(format!("xl create with a missing bridge did not fail with vif-mote's reason:\n{out}"));
+    }
+    println!("    xl create with bridge=nobr0: failed with \"vif-mote: nobr0 is not a bridge in dom0\"");
     shut_down(d)
 }
 

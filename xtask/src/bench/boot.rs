@@ -13,7 +13,7 @@ const ROUNDS: usize = 3;
 /// Longest one dom0 script of these benchmarks may run.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(600);
 /// How long a guest has to answer its first query, in seconds.
-const FIRST_ANSWER_LIMIT: u32 = 60;
+const FIRST_ANSWER_LIMIT: u32 = 300;
 /// Motes started by the density benchmark.
 const DENSITY: u32 = 100;
 /// Domain names of the density motes: this prefix and their index.
@@ -131,7 +131,13 @@ fn first_answer(agent: &Agent, p: &Probe, extra: &[String]) -> Result<Boot, Stri
     Ok(Boot { create_ms, first_ms, main_us: field(&out, "boot: main ", " us after the first instruction") })
 }
 
-/// The boot section: dns and web motes and the Linux guest, xl create to first answer.
+/// The vif hotplug scripts the boot benchmark compares: Xen's stock one (the configs' default)
+/// and host/vif-mote, named in an `xl create` setting for the vif on the bridge.
+const HOTPLUG: [(&str, Option<&str>); 2] =
+    [("vif-bridge", None), ("vif-mote", Some("vif=[\"bridge=xenbr0,script=vif-mote\"]"))];
+
+/// The boot section: dns and web motes and the Linux guest, xl create to first answer, with
+/// each hotplug script of [`HOTPLUG`].
 pub fn boot(ctx: &mut Ctx) -> Result<Section, String> {
     let agent = ctx.agent()?;
     for app in ["dns", "web"] {
@@ -139,53 +145,60 @@ pub fn boot(ctx: &mut Ctx) -> Result<Section, String> {
     }
     let linux_image = ctx.linux()?;
     let probes = [dns_mote("10.0.0.2"), web_mote("10.0.0.3"), linux(&linux_image)];
-    let mut wall: [Vec<f64>; 3] = Default::default();
-    let mut create: [Vec<f64>; 3] = Default::default();
+    // By hotplug script, then guest: seconds to the first answer and to `xl create`'s return.
+    let mut wall: [[Vec<f64>; 3]; 2] = Default::default();
+    let mut create: [[Vec<f64>; 3]; 2] = Default::default();
     let mut inside: [Vec<f64>; 2] = Default::default();
     let mut failures = Vec::new();
     for round in 1..=ROUNDS {
-        for (i, p) in probes.iter().enumerate() {
-            eprintln!("bench: boot round {round}/{ROUNDS}: {} {}", p.label, p.name);
-            match first_answer(&agent, p, &[]) {
-                Ok(Boot { create_ms, first_ms, main_us }) => {
-                    wall[i].push(first_ms / 1e3);
-                    create[i].push(create_ms / 1e3);
-                    match (i, main_us) {
-                        (0 | 1, Some(us)) => inside[i].push(us / 1e3),
-                        (0 | 1, None) => {
-                            failures.push(format!("{} round {round}: no boot line on its console", p.name))
+        for (h, (script, setting)) in HOTPLUG.iter().enumerate() {
+            let extra: Vec<String> = setting.iter().map(|s| s.to_string()).collect();
+            for (i, p) in probes.iter().enumerate() {
+                eprintln!("bench: boot round {round}/{ROUNDS}: {} {} ({script})", p.label, p.name);
+                match first_answer(&agent, p, &extra) {
+                    Ok(Boot { create_ms, first_ms, main_us }) => {
+                        wall[h][i].push(first_ms / 1e3);
+                        create[h][i].push(create_ms / 1e3);
+                        match (i, main_us) {
+                            (0 | 1, Some(us)) => inside[i].push(us / 1e3),
+                            (0 | 1, None) => failures.push(format!(
+                                "{} round {round} ({script}): no boot line on its console",
+                                p.name
+                            )),
+                            _ => {}
                         }
-                        _ => {}
                     }
+                    Err(e) => failures.push(format!("{} round {round} ({script}): {e}", p.name)),
                 }
-                Err(e) => failures.push(format!("{} round {round}: {e}", p.name)),
             }
         }
     }
-    let linux_wall = median(wall[2].iter().copied());
     let mut rows = Vec::new();
-    for (i, app) in ["dns", "web"].iter().enumerate() {
-        rows.push(
-            Row::new(
-                format!("{app}: xl create to first answer"),
-                median(wall[i].iter().copied()),
-                "s",
-                Better::Lower,
-            )
-            .baseline(linux_wall),
-        );
-    }
-    let linux_create = median(create[2].iter().copied());
-    for (i, app) in ["dns", "web"].iter().enumerate() {
-        rows.push(
-            Row::new(
-                format!("{app}: xl create returns"),
-                median(create[i].iter().copied()),
-                "s",
-                Better::Lower,
-            )
-            .baseline(linux_create),
-        );
+    for (h, (script, _)) in HOTPLUG.iter().enumerate() {
+        let linux_wall = median(wall[h][2].iter().copied());
+        let linux_create = median(create[h][2].iter().copied());
+        for (i, app) in ["dns", "web"].iter().enumerate() {
+            rows.push(
+                Row::new(
+                    format!("{app}: xl create to first answer, {script}"),
+                    median(wall[h][i].iter().copied()),
+                    "s",
+                    Better::Lower,
+                )
+                .baseline(linux_wall),
+            );
+        }
+        for (i, app) in ["dns", "web"].iter().enumerate() {
+            rows.push(
+                Row::new(
+                    format!("{app}: xl create returns, {script}"),
+                    median(create[h][i].iter().copied()),
+                    "s",
+                    Better::Lower,
+                )
+                .baseline(linux_create),
+            );
+        }
     }
     for (i, app) in ["dns", "web"].iter().enumerate() {
         rows.push(
@@ -198,11 +211,23 @@ pub fn boot(ctx: &mut Ctx) -> Result<Section, String> {
             .decimals(3),
         );
     }
+    let answered: Vec<String> = HOTPLUG
+        .iter()
+        .enumerate()
+        .map(|(h, (script, _))| {
+            format!(
+                "{script}: dns {}, web {}, Linux {}",
+                wall[h][0].len(),
+                wall[h][1].len(),
+                wall[h][2].len()
+            )
+        })
+        .collect();
     Ok(Section {
         title: format!(
             "boot time, median of {ROUNDS} rounds: dns (DNS query) and web (HTTP GET) motes against the Linux guest (UDP echo)"
         ),
-        baseline: "the Linux PVH guest, `xl create` to its first UDP echo reply".into(),
+        baseline: "the Linux PVH guest, `xl create` to its first UDP echo reply, with the same hotplug script".into(),
         notes: vec![
             "xl create to first answer: in dom0, from before `xl create` to the first correct answer to \
              `mote-agent first-answer`, one process started before `xl create` that asks every 50 ms (an A query \
@@ -210,12 +235,15 @@ pub fn boot(ctx: &mut Ctx) -> Result<Section, String> {
              /proc/uptime (10 ms steps)"
                 .into(),
             "xl create returns: from the same start until `xl create -q` returned (domain built, devices \
-             added, hotplug scripts run); the guest runs from some time before that"
+             added, the vif's hotplug script run, domain unpaused); the guest runs from about then"
+                .into(),
+            "vif-bridge is Xen's stock hotplug script (what the generated configs use); vif-mote is host/vif-mote, \
+             the lean one this repository ships (`script=vif-mote` in the vif setting)"
                 .into(),
             "first instruction to main: the runtime reads the TSC first thing and logs the PV-clock time from then \
              to calling the app's main (`boot: main N us after the first instruction`)"
                 .into(),
-            format!("rounds answered: dns {}, web {}, Linux {}", wall[0].len(), wall[1].len(), wall[2].len()),
+            format!("rounds answered: {}", answered.join("; ")),
         ],
         rows,
         failures,
@@ -505,7 +533,7 @@ mod tests {
         assert!(s.contains("|| { kill $probe; exit 3; }; echo \"create_ms=$(($(ms) - t0)) \";"), "{s}");
         assert!(
             s.contains(
-                "/mote/agent first-answer dns 10.0.0.2:53 www.example.com 60 > $r/t 2>/dev/null & probe=$!;"
+                "/mote/agent first-answer dns 10.0.0.2:53 www.example.com 300 > $r/t 2>/dev/null & probe=$!;"
             ),
             "{s}"
         );
