@@ -105,6 +105,22 @@ pub use executor::spawn;
 pub use log;
 pub use time::Instant;
 
+/// Tells that the app serves from now on: logs `boot: ready N us after the first instruction`
+/// (hosted: after the process started), the guest's own time to serve, which `cargo xtask bench
+/// boot` reports. Call it once the app's sockets are bound, from inside the executor.
+///
+/// # Panics
+/// Outside [`executor::Executor::block_on`].
+pub fn ready() {
+    #[cfg(target_os = "none")]
+    let start = boot_info().first_instruction;
+    #[cfg(not(target_os = "none"))]
+    let start = Instant::default();
+    // In u64: formatting a u128 would bring its own code.
+    let us = u64::try_from(time::now().duration_since(start).as_micros()).unwrap_or(u64::MAX);
+    log::info!("boot: ready {us} us after the first instruction");
+}
+
 /// What an app's `main` may return: `()`, or a `Result` whose error is
 /// logged before the domain ends as crashed.
 pub trait Exit {

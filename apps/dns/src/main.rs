@@ -42,6 +42,7 @@ fn main() -> Result<(), String> {
         serve_tcp(&stack, catalog)?;
         let origins: Vec<String> = catalog.zones().iter().map(|z| format!("{}", z.origin())).collect();
         mote::println!("dns: serving on {} (udp/53 tcp/53): {}", address.address(), origins.join(" "));
+        mote::ready();
         let request = mote::lifecycle::shutdown_requested().await;
         mote::println!("dns: {request:?} requested, stopping");
         Ok(())

@@ -21,6 +21,7 @@ fn main() -> Result<(), UpError> {
         for stack in stacks {
             serve_vif(stack).await;
         }
+        mote::ready();
         mote::spawn(async move {
             loop {
                 match attached.next().await {

@@ -85,6 +85,7 @@ fn main() -> Result<(), String> {
             address.address(),
             heap_bytes / 1024
         );
+        mote::ready();
         let request = mote::lifecycle::shutdown_requested().await;
         mote::println!("web: {request:?} requested, stopping");
         Ok(())
