@@ -556,6 +556,7 @@ pub fn cases() -> Vec<Case> {
             reason: Reason::Poweroff,
             checks: vec![
                 Contains("(udp/53 tcp/53): example.com. test."),
+                Custom("ready is logged after main, once serving", ready_after_main),
                 Line("dns: Poweroff requested, stopping"),
             ],
             driver: Some(drive_dns),
@@ -770,6 +771,23 @@ fn drive_vif_mote(d: &mut Driver) -> Result<(), String> {
     }
     println!("    xl create with bridge=nobr0: failed with \"vif-mote: nobr0 is not a bridge in dom0\"");
     shut_down(d)
+}
+
+/// `boot: ready N us …` follows the serving line and gives a time no earlier than `boot: main`'s.
+fn ready_after_main(console: &str, _: &Image) -> Result<(), String> {
+    let us = |prefix: &str| -> Option<(usize, u64)> {
+        let at = console.find(prefix)?;
+        let rest = &console[at + prefix.len()..];
+        Some((at, rest.split(' ').next()?.parse().ok()?))
+    };
+    let (main_at, main) = us("boot: main ").ok_or("no `boot: main N us` line")?;
+    let (ready_at, ready) = us("boot: ready ").ok_or("no `boot: ready N us` line")?;
+    let serving_at = console.find(" serving on ").ok_or("no serving line")?;
+    if !(main_at < serving_at && serving_at < ready_at && main <= ready) {
+        return Err(format!("boot: main {main} us and ready {ready} us out of order with the serving line"));
+    }
+    println!("    guest: main {main} us, serving {ready} us after the first instruction");
+    Ok(())
 }
 
 /// 50 MB through TCP echo come back byte for byte.
