@@ -36,12 +36,23 @@ const UDP_MEMO_BYTES: usize = 64 * 1024;
 fn main() -> Result<(), String> {
     let catalog: &'static Catalog = Box::leak(Box::new(load()?));
     mote::block_on(async move {
-        let stack = mote::net::up().map_err(|e| format!("{e}"))?;
-        let address = stack.wait_ipv4().await;
-        serve_udp(&stack, catalog)?;
-        serve_tcp(&stack, catalog)?;
-        let origins: Vec<String> = catalog.zones().iter().map(|z| format!("{}", z.origin())).collect();
-        mote::println!("dns: serving on {} (udp/53 tcp/53): {}", address.address(), origins.join(" "));
+        // Every vif serves, and so does every vif attached while the domain runs.
+        let (stacks, mut attached) = mote::net::up_all_and_watch().map_err(|e| format!("{e}"))?;
+        for stack in stacks {
+            serve(stack, catalog).await?;
+        }
+        mote::spawn(async move {
+            loop {
+                match attached.next().await {
+                    Ok(stack) => mote::spawn(async move {
+                        if let Err(e) = serve(stack, catalog).await {
+                            mote::log::warn!("dns: attached vif: {e}");
+                        }
+                    }),
+                    Err(e) => mote::log::warn!("dns: attached vif: {e}"),
+                }
+            }
+        });
         let request = mote::lifecycle::shutdown_requested().await;
         mote::println!("dns: {request:?} requested, stopping");
         Ok(())
@@ -59,6 +70,16 @@ fn load() -> Result<Catalog, String> {
             .collect::<Result<_, _>>()?,
     };
     Catalog::new(zones).map_err(|(zone, e)| format!("zone {zone}: {e}"))
+}
+
+/// Serves UDP and TCP on `stack` once it has an IPv4 address.
+async fn serve(stack: Stack, catalog: &'static Catalog) -> Result<(), String> {
+    let address = stack.wait_ipv4().await;
+    serve_udp(&stack, catalog)?;
+    serve_tcp(&stack, catalog)?;
+    let origins: Vec<String> = catalog.zones().iter().map(|z| format!("{}", z.origin())).collect();
+    mote::println!("dns: serving on {} (udp/53 tcp/53): {}", address.address(), origins.join(" "));
+    Ok(())
 }
 
 fn serve_udp(stack: &Stack, catalog: &'static Catalog) -> Result<(), String> {
