@@ -571,6 +571,16 @@ pub fn cases() -> Vec<Case> {
             driver: Some(drive_vif_hot_attach),
         },
         Case {
+            name: "dns_serves_on_a_hot_attached_vif",
+            app: "dns",
+            args: &["ip=10.0.0.24/24", "vif1.ip=10.0.0.25/24"],
+            gdb: false,
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Contains("net: vif 1 attached"), Line("dns: Poweroff requested, stopping")],
+            driver: Some(drive_dns_hot_attach),
+        },
+        Case {
             name: "vif_reattached_leases_again_by_dhcp",
             app: "echo",
             args: &[],
@@ -1216,6 +1226,34 @@ fn drive_dns(d: &mut Driver) -> Result<(), String> {
         return Err(format!("`{command}` printed {out:?}"));
     }
     println!("    dig +tcp +keepopen: 3 queries on one connection ok");
+    shut_down(d)
+}
+
+/// dns serves on a vif attached while it runs, under a number it has not seen, as on its first.
+fn drive_dns_hot_attach(d: &mut Driver) -> Result<(), String> {
+    let line = d.wait_line("dns: serving on ")?;
+    let first = line.split_whitespace().nth(3).unwrap_or_default().to_owned();
+    if first != "10.0.0.24" {
+        return Err(format!("serving on {first}, not 10.0.0.24"));
+    }
+    d.dom0(&format!("xl network-attach {} bridge=xenbr0", d.name))?;
+    let (mut serving, mut connected) = (None, false);
+    while serving.is_none() || !connected {
+        let line = d.wait_line("")?;
+        connected |= line.contains("net: vif 1 connected");
+        if line.contains("dns: serving on ") {
+            serving = line.split_whitespace().nth(3).map(str::to_owned);
+        }
+    }
+    let second = serving.unwrap_or_default();
+    if second != "10.0.0.25" {
+        return Err(format!("the attached vif serves on {second}, not 10.0.0.25"));
+    }
+    for ip in [second.as_str(), first.as_str()] {
+        dig(d, ip, "+notcp", DIG_CHECKS)?;
+        dig(d, ip, "+tcp", DIG_CHECKS)?;
+        println!("    {ip}: dig over UDP and TCP ok");
+    }
     shut_down(d)
 }
 
