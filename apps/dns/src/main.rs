@@ -16,7 +16,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 use mote::net::{Stack, TcpListener, TcpOptions, TcpStream, UdpSocket};
-use mote_dns::{master, respond, Catalog, Responder, Transport};
+use mote_dns::{master, try_respond, Catalog, OutOfMemory, Responder, Transport};
 
 mote::main!(main);
 
@@ -90,10 +90,18 @@ fn serve_udp(stack: &Stack, catalog: &'static Catalog) -> Result<(), String> {
         let mut reply = Vec::with_capacity(usize::from(mote_dns::query::MAX_UDP_PAYLOAD));
         loop {
             let (n, from) = socket.recv_from(&mut buf).await;
-            if responder.respond_into(&buf[..n], Transport::Udp, &mut reply) {
-                if let Err(e) = socket.send_to(&reply, from).await {
-                    mote::log::debug!("dns: udp reply to {}: {e}", mote::net::ShowAddr(from));
+            match responder.respond_into(&buf[..n], Transport::Udp, &mut reply) {
+                Ok(true) => {
+                    if let Err(e) = socket.send_to(&reply, from).await {
+                        mote::log::debug!("dns: udp reply to {}: {e}", mote::net::ShowAddr(from));
+                    }
                 }
+                Ok(false) => {}
+                Err(OutOfMemory) => mote::log::warn!(
+                    "dns: no memory to answer a udp query from {}: dropped ({} so far)",
+                    mote::net::ShowAddr(from),
+                    responder.out_of_memory()
+                ),
             }
         }
     });
@@ -120,10 +128,17 @@ fn serve_tcp(stack: &Stack, catalog: &'static Catalog) -> Result<(), String> {
 async fn connection(stream: TcpStream, catalog: &'static Catalog) {
     let mut query = vec![];
     while let Ok(true) = mote::time::timeout(TCP_IDLE, read_message(&stream, &mut query)).await {
-        let Some(reply) = respond(catalog, &query, Transport::Tcp) else { continue };
+        let reply = match try_respond(catalog, &query, Transport::Tcp) {
+            Ok(Some(reply)) => reply,
+            Ok(None) => continue,
+            Err(OutOfMemory) => {
+                out_of_memory(format_args!("the answer to a tcp query"));
+                break;
+            }
+        };
         let mut framed = Vec::new();
         if framed.try_reserve_exact(2 + reply.len()).is_err() {
-            out_of_memory("a tcp reply", 2 + reply.len());
+            out_of_memory(format_args!("a tcp reply of {} bytes", 2 + reply.len()));
             break;
         }
         framed.extend_from_slice(&(reply.len() as u16).to_be_bytes());
@@ -144,7 +159,7 @@ async fn read_message(stream: &TcpStream, buf: &mut Vec<u8>) -> bool {
     let len = usize::from(u16::from_be_bytes(len));
     buf.clear();
     if buf.try_reserve_exact(len).is_err() {
-        out_of_memory("a tcp query", len);
+        out_of_memory(format_args!("a tcp query of {len} bytes"));
         return false;
     }
     buf.resize(len, 0);
@@ -154,10 +169,10 @@ async fn read_message(stream: &TcpStream, buf: &mut Vec<u8>) -> bool {
 /// TCP connections closed because the heap had no room for a query or a reply.
 static REFUSED_FOR_MEMORY: AtomicU64 = AtomicU64::new(0);
 
-/// Counts and logs a connection dropped for want of `bytes` of heap for `what`.
-fn out_of_memory(what: &str, bytes: usize) {
+/// Counts and logs a connection dropped for want of heap for `what`.
+fn out_of_memory(what: core::fmt::Arguments) {
     let refused = REFUSED_FOR_MEMORY.fetch_add(1, Ordering::Relaxed) + 1;
-    mote::log::warn!("dns: no memory for {what} of {bytes} bytes: connection closed ({refused} so far)");
+    mote::log::warn!("dns: no memory for {what}: connection closed ({refused} so far)");
 }
 
 /// Fills `buf`; false when the connection ends first.
