@@ -1,8 +1,9 @@
 //! An authoritative DNS server: the zones on the first disk, or else those
 //! embedded at build time (the sample `zones/example.com.zone`, or the files
 //! given to `cargo xtask build dns --zone FILE…`), answered over UDP and TCP
-//! (RFC 7766) on port 53 by `mote-dns`. A zone that does not load stops the
-//! server before it serves anything.
+//! (RFC 7766) on port 53 by `mote-dns`, on every vif, vifs attached while it
+//! runs included. A zone that does not load stops the server before it
+//! serves anything.
 #![no_std]
 #![no_main]
 
