@@ -26,5 +26,24 @@ pub mod zone;
 
 pub use memo::Responder;
 pub use name::Name;
-pub use query::{respond, Transport};
+pub use query::{respond, try_respond, Transport};
 pub use zone::{Catalog, Zone};
+
+/// The heap had no room for what answering a query needed: that query goes unanswered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfMemory;
+
+impl core::fmt::Display for OutOfMemory {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("out of memory")
+    }
+}
+
+impl core::error::Error for OutOfMemory {}
+
+/// `vec.push(item)`, or [`OutOfMemory`] when the vector cannot grow.
+pub(crate) fn try_push<T>(vec: &mut alloc::vec::Vec<T>, item: T) -> Result<(), OutOfMemory> {
+    vec.try_reserve(1).map_err(|_| OutOfMemory)?;
+    vec.push(item);
+    Ok(())
+}

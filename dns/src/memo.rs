@@ -6,10 +6,10 @@
 //! end like the question point into it (the writer compresses against it
 //! first), so they echo the new spelling too.
 
-use crate::query::{respond, Transport};
+use crate::query::{try_respond, Transport};
 use crate::zone::Catalog;
+use crate::OutOfMemory;
 use alloc::vec::Vec;
-use litemap::LiteMap;
 
 use crate::wire::{flags, HEADER_LEN};
 
@@ -91,59 +91,106 @@ impl Key {
 
 /// Answers queries from a catalog, remembering replies up to a byte budget
 /// (past it, what was remembered is dropped and filled again). The replies sit
-/// in a sorted vector (`LiteMap`): a miss's insert moves the entries after it
-/// (48 bytes each, their number bounded by the budget), and the dns image is
-/// 2.9 KiB smaller than with a `BTreeMap` of its own key and value types.
+/// in a vector sorted by key: a miss's insert moves the entries after it (48
+/// bytes each, their number bounded by the budget). Every allocation is
+/// fallible: a query the heap has no room to answer gets [`OutOfMemory`] (and
+/// is counted), and a reply it has no room to remember empties the memory,
+/// which gives the heap back what it held.
 pub struct Responder<'c> {
     catalog: &'c Catalog,
-    replies: LiteMap<Vec<u8>, Vec<u8>>,
+    replies: Vec<(Vec<u8>, Vec<u8>)>,
     bytes: usize,
     budget: usize,
+    out_of_memory: u64,
 }
 
 impl<'c> Responder<'c> {
     /// A responder remembering at most `budget` bytes of keys and replies.
     pub fn new(catalog: &'c Catalog, budget: usize) -> Responder<'c> {
-        Responder { catalog, replies: LiteMap::new(), bytes: 0, budget }
+        Responder { catalog, replies: Vec::new(), bytes: 0, budget, out_of_memory: 0 }
     }
 
     /// Writes the reply to `query` into `out` (cleared first; its capacity
     /// is reused); false when the query gets no reply. A query answered
     /// before costs no allocation once `out` has grown to the reply's size.
-    pub fn respond_into(&mut self, query: &[u8], transport: Transport, out: &mut Vec<u8>) -> bool {
+    /// [`OutOfMemory`]: the heap had no room to answer; counted in
+    /// [`Responder::out_of_memory`].
+    pub fn respond_into(
+        &mut self,
+        query: &[u8],
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, OutOfMemory> {
+        let answered = self.answer_into(query, transport, out);
+        if answered.is_err() {
+            self.out_of_memory += 1;
+        }
+        answered
+    }
+
+    fn answer_into(
+        &mut self,
+        query: &[u8],
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, OutOfMemory> {
         out.clear();
         let key = Key::of(query, transport);
-        if let Some(key) = &key {
-            if let Some(reply) = self.replies.get(key.bytes()) {
-                out.extend_from_slice(reply);
-                out[..2].copy_from_slice(&query[..2]);
-                let echoed = flags::RD | flags::CD;
-                let request_flags = u16::from_be_bytes([query[2], query[3]]) & echoed;
-                let reply_flags = u16::from_be_bytes([reply[2], reply[3]]) & !echoed | request_flags;
-                out[2..4].copy_from_slice(&reply_flags.to_be_bytes());
-                out[HEADER_LEN..key.question_end].copy_from_slice(&query[HEADER_LEN..key.question_end]);
-                return true;
-            }
+        let found =
+            key.as_ref().map(|key| (key, self.replies.binary_search_by(|(k, _)| k[..].cmp(key.bytes()))));
+        if let Some((key, Ok(at))) = found {
+            let reply = &self.replies[at].1;
+            out.try_reserve(reply.len()).map_err(|_| OutOfMemory)?;
+            out.extend_from_slice(reply);
+            out[..2].copy_from_slice(&query[..2]);
+            let echoed = flags::RD | flags::CD;
+            let request_flags = u16::from_be_bytes([query[2], query[3]]) & echoed;
+            let reply_flags = u16::from_be_bytes([reply[2], reply[3]]) & !echoed | request_flags;
+            out[2..4].copy_from_slice(&reply_flags.to_be_bytes());
+            out[HEADER_LEN..key.question_end].copy_from_slice(&query[HEADER_LEN..key.question_end]);
+            return Ok(true);
         }
-        let Some(reply) = respond(self.catalog, query, transport) else { return false };
+        let Some(reply) = try_respond(self.catalog, query, transport)? else { return Ok(false) };
+        out.try_reserve(reply.len()).map_err(|_| OutOfMemory)?;
         out.extend_from_slice(&reply);
-        if let Some(key) = key {
-            let cost = key.len + reply.len();
-            if self.bytes + cost > self.budget {
-                self.replies.clear();
-                self.bytes = 0;
-            }
-            if cost <= self.budget {
-                self.bytes += cost;
-                self.replies.insert(key.bytes().to_vec(), reply);
-            }
+        if let Some((key, Err(_))) = found {
+            self.remember(key.bytes(), reply);
         }
-        true
+        Ok(true)
+    }
+
+    /// Keeps `reply` under `key`, within the budget; with no room in the heap,
+    /// forgets everything instead.
+    fn remember(&mut self, key: &[u8], reply: Vec<u8>) {
+        let cost = key.len() + reply.len();
+        if self.bytes + cost > self.budget {
+            self.replies.clear();
+            self.bytes = 0;
+        }
+        if cost > self.budget {
+            return;
+        }
+        let mut owned = Vec::new();
+        if owned.try_reserve_exact(key.len()).is_err() || self.replies.try_reserve(1).is_err() {
+            self.replies = Vec::new();
+            self.bytes = 0;
+            return;
+        }
+        owned.extend_from_slice(key);
+        // Not found before `try_respond`, and clearing keeps the order: the search gives the place.
+        let at = self.replies.binary_search_by(|(k, _)| k[..].cmp(key)).unwrap_or_else(|at| at);
+        self.replies.insert(at, (owned, reply));
+        self.bytes += cost;
     }
 
     /// Bytes of keys and replies remembered.
     pub fn remembered(&self) -> usize {
         self.bytes
+    }
+
+    /// Queries left unanswered because the heap had no room.
+    pub fn out_of_memory(&self) -> u64 {
+        self.out_of_memory
     }
 }
 
@@ -151,6 +198,7 @@ impl<'c> Responder<'c> {
 mod tests {
     use super::*;
     use crate::master;
+    use crate::query::respond;
 
     fn catalog() -> Catalog {
         let zone = master::parse("t.zone", crate::query::tests::ZONE).unwrap();
@@ -196,7 +244,7 @@ mod tests {
                     for opt in [None, Some((1232, false)), Some((512, true))] {
                         for flag_bits in [0, 0x0100, 0x0110] {
                             let q = query(i as u16 * 7 + round, flag_bits, name, qtype, opt);
-                            assert!(responder.respond_into(&q, Transport::Udp, &mut out));
+                            assert_eq!(responder.respond_into(&q, Transport::Udp, &mut out), Ok(true));
                             let fresh = respond(&catalog, &q, Transport::Udp).unwrap();
                             assert_eq!(out, fresh, "{name} {qtype} {opt:?} {flag_bits:#x} round {round}");
                         }
@@ -224,13 +272,13 @@ mod tests {
         let mut version1 = query(1, 0, "www.example.com", 1, Some((1232, false)));
         version1[len - 5] = 1;
         for q in [trailing, status, bad_opt, version1] {
-            assert!(responder.respond_into(&q, Transport::Udp, &mut out));
+            assert_eq!(responder.respond_into(&q, Transport::Udp, &mut out), Ok(true));
             assert_eq!(out, respond(&catalog, &q, Transport::Udp).unwrap());
             assert_eq!(responder.remembered(), 0, "{q:?}");
         }
         let mut response = plain.clone();
         response[2] = 0x80;
-        assert!(!responder.respond_into(&response, Transport::Udp, &mut out));
+        assert_eq!(responder.respond_into(&response, Transport::Udp, &mut out), Ok(false));
     }
 
     #[test]
@@ -239,7 +287,10 @@ mod tests {
         let mut responder = Responder::new(&catalog, 300);
         let mut out = Vec::new();
         for name in ["www.example.com", "ns1.example.com", "ns2.example.com", "mail.example.com"] {
-            assert!(responder.respond_into(&query(1, 0, name, 1, None), Transport::Udp, &mut out));
+            assert_eq!(
+                responder.respond_into(&query(1, 0, name, 1, None), Transport::Udp, &mut out),
+                Ok(true)
+            );
             assert!(responder.remembered() <= 300);
         }
     }

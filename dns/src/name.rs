@@ -1,6 +1,7 @@
 //! Domain names (RFC 1035 §3.1) in uncompressed wire form, compared without
 //! regard to ASCII case (RFC 4343).
 
+use crate::OutOfMemory;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -64,6 +65,14 @@ impl Name {
         Name(wire)
     }
 
+    /// [`Name::from_wire`] of a copy of `wire`, or [`OutOfMemory`] when the heap has no room.
+    pub(crate) fn try_from_wire(wire: &[u8]) -> Result<Name, OutOfMemory> {
+        let mut copy = Vec::new();
+        copy.try_reserve_exact(wire.len()).map_err(|_| OutOfMemory)?;
+        copy.extend_from_slice(wire);
+        Ok(Name::from_wire(copy))
+    }
+
     /// The name in uncompressed wire form.
     pub fn wire(&self) -> &[u8] {
         &self.0
@@ -101,11 +110,18 @@ impl Name {
     /// Whether `self` is `other` or below it.
     pub fn is_subdomain_of(&self, other: &Name) -> bool {
         self.0.len() >= other.0.len()
-            && self.ancestor(self.label_count().wrapping_sub(other.label_count())) == *other
+            && self
+                .suffix(self.label_count().wrapping_sub(other.label_count()))
+                .eq_ignore_ascii_case(&other.0)
     }
 
     /// The ancestor `n` labels up (`self` for 0); the root if `n` is too large.
     pub fn ancestor(&self, n: usize) -> Name {
+        Name(self.suffix(n).to_vec())
+    }
+
+    /// The wire form of [`Name::ancestor`]`(n)`, without copying it.
+    pub fn suffix(&self, n: usize) -> &[u8] {
         let mut at = 0;
         for _ in 0..n {
             match self.0[at] {
@@ -113,7 +129,7 @@ impl Name {
                 len => at += 1 + len as usize,
             }
         }
-        Name(self.0[at..].to_vec())
+        &self.0[at..]
     }
 
     /// Whether the leftmost label is `*` (RFC 4592 §2.1.1).

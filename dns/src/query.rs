@@ -5,10 +5,11 @@
 mod edns;
 mod resolve;
 
-use crate::name::Name;
+use crate::name::{Name, MAX_NAME};
 use crate::rdata::{types, CLASS_ANY, CLASS_CH, CLASS_IN};
 use crate::wire::{flags, Packet, Question, Reader, WireError, Writer, HEADER_LEN};
 use crate::zone::Catalog;
+use crate::OutOfMemory;
 use alloc::vec::Vec;
 use edns::{ede, Edns};
 use resolve::{Answer, Rr};
@@ -37,19 +38,33 @@ pub const MAX_UDP_PAYLOAD: u16 = 1232;
 const CLASSIC_UDP_PAYLOAD: usize = 512;
 
 /// The reply to `query`, or `None` for what must not be answered: a
-/// message too short for a header, or a response (QR set).
+/// message too short for a header, or a response (QR set). Running out of
+/// memory panics, as for any `Vec`: a server uses [`try_respond`].
 pub fn respond(catalog: &Catalog, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
-    let packet = Packet::new_checked(query).ok()?;
+    try_respond(catalog, query, transport).expect("out of memory answering a query")
+}
+
+/// [`respond`], with [`OutOfMemory`] when the heap has no room for what the
+/// reply needs: the question's name, the lists of RRsets and the reply's
+/// bytes, each allocated fallibly.
+pub fn try_respond(
+    catalog: &Catalog,
+    query: &[u8],
+    transport: Transport,
+) -> Result<Option<Vec<u8>>, OutOfMemory> {
+    let Ok(packet) = Packet::new_checked(query) else { return Ok(None) };
     if packet.flags() & flags::QR != 0 {
-        return None;
+        return Ok(None);
     }
     let reply = Reply::new(&packet);
     if packet.opcode() != 0 {
-        return Some(reply.bare(rcode::NOTIMP));
+        return reply.bare(rcode::NOTIMP).map(Some);
     }
-    let Ok((question, edns)) = parse(&packet) else {
-        return Some(reply.bare(rcode::FORMERR));
+    let mut name = [0u8; MAX_NAME];
+    let Ok((name_len, qtype, qclass, edns)) = parse(&packet, &mut name) else {
+        return reply.bare(rcode::FORMERR).map(Some);
     };
+    let question = Question { name: Name::try_from_wire(&name[..name_len])?, qtype, qclass };
     let limit = match (transport, &edns) {
         (Transport::Tcp, _) => usize::from(u16::MAX),
         (Transport::Udp, None) => CLASSIC_UDP_PAYLOAD,
@@ -57,7 +72,7 @@ pub fn respond(catalog: &Catalog, query: &[u8], transport: Transport) -> Option<
     };
     let reply = Reply { edns, limit, ..reply };
     if reply.edns.as_ref().is_some_and(|e| e.version != 0) {
-        return Some(reply.finish(&question, rcode::BADVERS, &Answer::default(), None));
+        return reply.finish(&question, rcode::BADVERS, &Answer::default(), None).map(Some);
     }
     let refused = |error| (Answer::rcode(rcode::REFUSED), Some(error));
     let (answer, error) = match (question.qclass, question.qtype) {
@@ -68,7 +83,7 @@ pub fn respond(catalog: &Catalog, query: &[u8], transport: Transport) -> Option<
         (CLASS_IN | CLASS_ANY, types::AXFR | types::IXFR) => refused(ede::PROHIBITED),
         (CLASS_IN | CLASS_ANY, _) => match catalog.find(&question.name) {
             Some(zone) => {
-                let mut answer = resolve::resolve(zone, &question.name, question.qtype);
+                let mut answer = resolve::resolve(zone, &question.name, question.qtype)?;
                 // QCLASS * (RFC 1035 §3.2.5) is answered from our IN data, but
                 // not authoritatively: other classes may hold more.
                 answer.authoritative &= question.qclass == CLASS_IN;
@@ -79,41 +94,51 @@ pub fn respond(catalog: &Catalog, query: &[u8], transport: Transport) -> Option<
         (CLASS_CH, types::TXT) if is_identity_query(&question.name) => refused(ede::PROHIBITED),
         _ => refused(ede::NOT_SUPPORTED),
     };
-    Some(reply.finish(&question, answer.rcode, &answer, error))
+    reply.finish(&question, answer.rcode, &answer, error).map(Some)
 }
 
 /// The CHAOS-class names that ask for the server's version or identity
 /// (RFC 4892 §2.3), which we do not tell.
 fn is_identity_query(name: &Name) -> bool {
-    ["version.bind", "version.server", "hostname.bind", "id.server"].iter().any(|known| {
-        let labels = known.split('.').map(str::as_bytes);
-        Name::from_labels(labels).is_ok_and(|n| n == *name)
-    })
+    const KNOWN: [&[u8]; 4] = [
+        b"\x07version\x04bind\0",
+        b"\x07version\x06server\0",
+        b"\x08hostname\x04bind\0",
+        b"\x02id\x06server\0",
+    ];
+    KNOWN.iter().any(|known| name.wire().eq_ignore_ascii_case(known))
 }
 
-/// The one question and the OPT record of a query, or why it is malformed
-/// (FORMERR): not exactly one question, answer records in a query, or a
-/// record or OPT that does not parse (RFC 6891 §6.1.1: one OPT, owned by the root).
-fn parse(packet: &Packet<&[u8]>) -> Result<(Question, Option<Edns>), WireError> {
+/// The one question (its name into `name`: its length, then type and class)
+/// and the OPT record of a query, or why it is malformed (FORMERR): not
+/// exactly one question, answer records in a query, or a record or OPT that
+/// does not parse (RFC 6891 §6.1.1: one OPT, owned by the root).
+fn parse(
+    packet: &Packet<&[u8]>,
+    name: &mut [u8; MAX_NAME],
+) -> Result<(usize, u16, u16, Option<Edns>), WireError> {
     if packet.qdcount() != 1 || packet.ancount() != 0 {
         return Err(WireError::Malformed);
     }
     let mut r = Reader::new(packet.bytes(), HEADER_LEN);
-    let question = Question::parse(&mut r)?;
+    let name_len = r.name_into(name)?;
+    let (qtype, qclass) = (r.u16()?, r.u16()?);
     let mut edns = None;
+    let mut owner = [0u8; MAX_NAME];
     for i in 0..u32::from(packet.nscount()) + u32::from(packet.arcount()) {
-        let owner = r.name()?;
+        let owner_len = r.name_into(&mut owner)?;
         let (rtype, class, ttl, len) = (r.u16()?, r.u16()?, r.u32()?, usize::from(r.u16()?));
         let rdata = r.bytes(len)?;
         if rtype == types::OPT {
             let additional = i >= u32::from(packet.nscount());
-            if !additional || edns.is_some() || !owner.is_root() {
+            // The root name is one zero octet.
+            if !additional || edns.is_some() || owner_len != 1 {
                 return Err(WireError::Malformed);
             }
             edns = Some(Edns::parse(class, ttl, rdata)?);
         }
     }
-    Ok((question, edns))
+    Ok((name_len, qtype, qclass, edns))
 }
 
 /// The parts of the reply known before resolution.
@@ -138,7 +163,7 @@ impl Reply {
     }
 
     /// A header alone, for a query whose question cannot be trusted.
-    fn bare(&self, rcode: u16) -> Vec<u8> {
+    fn bare(&self, rcode: u16) -> Result<Vec<u8>, OutOfMemory> {
         let mut w = Writer::new();
         self.header(&mut w, rcode);
         w.finish()
@@ -146,7 +171,13 @@ impl Reply {
 
     /// The full reply: question, sections as far as they fit, OPT (with the
     /// Extended DNS Error `error` when the query had EDNS, RFC 8914 §3).
-    fn finish(&self, question: &Question, rcode: u16, answer: &Answer<'_>, error: Option<u16>) -> Vec<u8> {
+    fn finish(
+        &self,
+        question: &Question,
+        rcode: u16,
+        answer: &Answer<'_>,
+        error: Option<u16>,
+    ) -> Result<Vec<u8>, OutOfMemory> {
         let mut w = Writer::new();
         self.header(&mut w, rcode);
         w.name(&question.name);
@@ -197,14 +228,15 @@ impl Reply {
 /// Writes an RRset; returns its number of records.
 fn emit(w: &mut Writer, rr: &Rr<'_>) -> u16 {
     for rdata in rr.rdatas {
-        w.name(&rr.owner);
+        w.name(rr.owner);
         w.u16(rr.rtype);
         w.u16(CLASS_IN);
         w.u32(rr.ttl);
         let len_at = w.len();
         w.u16(0);
         rdata.emit(w);
-        let len = w.len() - len_at - 2;
+        // Short of the field itself only when a write found no room (`finish` says so).
+        let len = w.len().saturating_sub(len_at + 2);
         w.set_u16(len_at, len as u16);
     }
     rr.rdatas.len() as u16

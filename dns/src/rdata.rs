@@ -161,6 +161,6 @@ mod tests {
         let mut w = Writer::new();
         w.name(&target);
         RData::Srv { priority: 1, weight: 2, port: 3, target: target.clone() }.emit(&mut w);
-        assert_eq!(&w.finish()[9 + 6..], target.wire());
+        assert_eq!(&w.finish().unwrap()[9 + 6..], target.wire());
     }
 }

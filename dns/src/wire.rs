@@ -3,6 +3,7 @@
 //! [`Writer`] that compresses names on output (RFC 1035 §4.1.4).
 
 use crate::name::{Name, MAX_NAME};
+use crate::OutOfMemory;
 use alloc::vec::Vec;
 
 pub const HEADER_LEN: usize = 12;
@@ -116,7 +117,14 @@ impl<'a> Reader<'a> {
     /// it replaces, so a chain of them always ends; the result is bounded by
     /// [`MAX_NAME`].
     pub fn name(&mut self) -> Result<Name, WireError> {
-        let mut wire = Vec::new();
+        let mut wire = [0u8; MAX_NAME];
+        let len = self.name_into(&mut wire)?;
+        Ok(Name::from_wire(wire[..len].to_vec()))
+    }
+
+    /// [`Reader::name`] into `wire`, without allocating: its length in wire form.
+    pub fn name_into(&mut self, wire: &mut [u8; MAX_NAME]) -> Result<usize, WireError> {
+        let mut len_out = 0;
         let mut at = self.at;
         let mut resume = None;
         loop {
@@ -124,10 +132,9 @@ impl<'a> Reader<'a> {
             match len & 0xc0 {
                 0x00 => {
                     let label = self.msg.get(at..at + 1 + len as usize).ok_or(WireError::Truncated)?;
-                    wire.extend_from_slice(label);
-                    if wire.len() > MAX_NAME {
-                        return Err(WireError::NameTooLong);
-                    }
+                    let out = wire.get_mut(len_out..len_out + label.len()).ok_or(WireError::NameTooLong)?;
+                    out.copy_from_slice(label);
+                    len_out += label.len();
                     at += 1 + len as usize;
                     if len == 0 {
                         break;
@@ -146,7 +153,7 @@ impl<'a> Reader<'a> {
             }
         }
         self.at = resume.unwrap_or(at);
-        Ok(Name::from_wire(wire))
+        Ok(len_out)
     }
 }
 
@@ -164,24 +171,25 @@ impl Question {
     }
 }
 
-/// Where a name written earlier starts, for compression pointers.
-struct Written {
-    key: Vec<u8>,
-    offset: u16,
-}
-
 /// Builds a message; names may be compressed against names written before.
+/// It allocates fallibly: once the heap has had no room for a write, that and
+/// every later write are dropped and [`Writer::finish`] says [`OutOfMemory`].
 pub struct Writer {
     buf: Vec<u8>,
-    names: Vec<Written>,
+    /// Where each name suffix written in full starts, for compression pointers.
+    names: Vec<u16>,
+    out_of_memory: bool,
 }
 
 /// Offsets above this cannot be the target of a pointer (14 bits).
 const MAX_POINTER: usize = 0x3fff;
+/// Bytes the buffer takes at its first write: most replies fit.
+const FIRST_CAPACITY: usize = 512;
 
 impl Writer {
+    /// A writer; it allocates at its first write.
     pub fn new() -> Writer {
-        Writer { buf: Vec::with_capacity(512), names: Vec::new() }
+        Writer { buf: Vec::new(), names: Vec::new(), out_of_memory: false }
     }
 
     pub fn len(&self) -> usize {
@@ -195,55 +203,100 @@ impl Writer {
     /// Cuts the message back to `len` bytes (forgetting names written after).
     pub fn truncate(&mut self, len: usize) {
         self.buf.truncate(len);
-        self.names.retain(|w| usize::from(w.offset) < len);
+        self.names.retain(|&offset| usize::from(offset) < len);
     }
 
     pub fn u8(&mut self, v: u8) {
-        self.buf.push(v);
+        self.bytes(&[v]);
     }
     pub fn u16(&mut self, v: u16) {
-        self.buf.extend_from_slice(&v.to_be_bytes());
+        self.bytes(&v.to_be_bytes());
     }
     pub fn u32(&mut self, v: u32) {
-        self.buf.extend_from_slice(&v.to_be_bytes());
+        self.bytes(&v.to_be_bytes());
     }
     pub fn bytes(&mut self, b: &[u8]) {
+        if self.out_of_memory {
+            return;
+        }
+        if self.buf.capacity() - self.buf.len() < b.len()
+            && self.buf.try_reserve(b.len().max(FIRST_CAPACITY)).is_err()
+        {
+            self.out_of_memory = true;
+            return;
+        }
         self.buf.extend_from_slice(b);
     }
 
-    /// Overwrites the 16-bit field at `at`.
+    /// Overwrites the 16-bit field at `at` (a field lost to a failed write stays lost).
     pub fn set_u16(&mut self, at: usize, v: u16) {
-        self.buf[at..at + 2].copy_from_slice(&v.to_be_bytes());
+        match self.buf.get_mut(at..at + 2) {
+            Some(field) => field.copy_from_slice(&v.to_be_bytes()),
+            None => debug_assert!(self.out_of_memory, "field at {at} of a {}-byte message", self.buf.len()),
+        }
     }
 
     /// A name, its longest suffix already in the message replaced by a
     /// pointer (matched without case, so the first spelling wins).
     pub fn name(&mut self, name: &Name) {
         let wire = name.wire();
-        let key = name.key();
         let mut at = 0;
         while wire[at] != 0 {
-            if let Some(w) = self.names.iter().find(|w| w.key == key[at..]) {
-                self.u16(0xc000 | w.offset);
+            if let Some(&offset) = self.names.iter().find(|&&o| self.spells(usize::from(o), &wire[at..])) {
+                self.u16(0xc000 | offset);
                 return;
             }
-            if self.buf.len() <= MAX_POINTER {
-                self.names.push(Written { key: key[at..].to_vec(), offset: self.buf.len() as u16 });
+            if self.buf.len() <= MAX_POINTER && !self.out_of_memory {
+                if self.names.try_reserve(1).is_err() {
+                    self.out_of_memory = true;
+                    return;
+                }
+                self.names.push(self.buf.len() as u16);
             }
             let end = at + 1 + wire[at] as usize;
-            self.buf.extend_from_slice(&wire[at..end]);
+            self.bytes(&wire[at..end]);
             at = end;
         }
-        self.buf.push(0);
+        self.u8(0);
+    }
+
+    /// Whether the name written at `offset` (its labels, then a pointer or the
+    /// root) is `wire` without regard to case.
+    fn spells(&self, mut offset: usize, mut wire: &[u8]) -> bool {
+        loop {
+            let Some(&len) = self.buf.get(offset) else { return false };
+            if len & 0xc0 == 0xc0 {
+                let Some(&low) = self.buf.get(offset + 1) else { return false };
+                // Pointers we wrote point backwards, so this ends.
+                offset = usize::from(len & 0x3f) << 8 | usize::from(low);
+                continue;
+            }
+            let end = offset + 1 + usize::from(len);
+            let (Some(written), Some(wanted)) = (self.buf.get(offset..end), wire.get(..end - offset)) else {
+                return false;
+            };
+            if !written.eq_ignore_ascii_case(wanted) {
+                return false;
+            }
+            if len == 0 {
+                return true;
+            }
+            wire = &wire[end - offset..];
+            offset = end;
+        }
     }
 
     /// A name never compressed (RFC 3597 §4: rdata of types not in RFC 1035).
     pub fn name_uncompressed(&mut self, name: &Name) {
-        self.buf.extend_from_slice(name.wire());
+        self.bytes(name.wire());
     }
 
-    pub fn finish(self) -> Vec<u8> {
-        self.buf
+    /// The message, or [`OutOfMemory`] when a write found no room.
+    pub fn finish(self) -> Result<Vec<u8>, OutOfMemory> {
+        if self.out_of_memory {
+            return Err(OutOfMemory);
+        }
+        Ok(self.buf)
     }
 }
 
@@ -279,7 +332,7 @@ mod tests {
         w.name(&name("www.Example.com"));
         w.name(&name("mail.example.COM"));
         w.name(&name("example.com"));
-        let msg = w.finish();
+        let msg = w.finish().unwrap();
         // www.Example.com (17) + mail + pointer (7) + pointer (2)
         assert_eq!(msg.len(), HEADER_LEN + 17 + 7 + 2);
         let mut r = Reader::new(&msg, HEADER_LEN);

@@ -1,7 +1,7 @@
 //! Zone data: the names of a zone with their RRsets, empty non-terminals
 //! included (RFC 4592 §2.2.2), and the set of zones a server answers for.
 
-use crate::name::Name;
+use crate::name::{Name, MAX_NAME};
 use crate::rdata::{types, RData};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -110,7 +110,18 @@ impl Zone {
     }
 
     pub fn node(&self, name: &Name) -> Option<&Node> {
-        self.nodes.get(&name.key())
+        self.node_by_wire(name.wire())
+    }
+
+    /// The node of the name `wire` in wire form (at most [`MAX_NAME`] octets), looked up
+    /// without allocating.
+    pub fn node_by_wire(&self, wire: &[u8]) -> Option<&Node> {
+        let mut key = [0u8; MAX_NAME];
+        let key = key.get_mut(..wire.len())?;
+        for (k, b) in key.iter_mut().zip(wire) {
+            *k = b.to_ascii_lowercase();
+        }
+        self.nodes.get(&key[..])
     }
 
     pub fn apex(&self) -> Option<&Node> {

@@ -475,7 +475,7 @@ fn mote_ask(responder: &mut Responder, catalog: &Catalog, case: &Case) -> Option
     let answered = responder.respond_into(&case.query, Transport::Udp, &mut first);
     assert_eq!(answered, responder.respond_into(&case.query, Transport::Udp, &mut again));
     assert_eq!(first, again, "{}: the remembered reply differs", case.label);
-    answered.then_some(first)
+    answered.unwrap().then_some(first)
 }
 
 // ---------------------------------------------------------------------------------------------

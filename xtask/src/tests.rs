@@ -582,6 +582,16 @@ pub fn cases() -> Vec<Case> {
             driver: Some(drive_vif_hot_attach),
         },
         Case {
+            name: "dns_serves_on_a_hot_attached_vif",
+            app: "dns",
+            args: &["ip=10.0.0.24/24", "vif1.ip=10.0.0.25/24"],
+            gdb: false,
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Contains("net: vif 1 attached"), Line("dns: Poweroff requested, stopping")],
+            driver: Some(drive_dns_hot_attach),
+        },
+        Case {
             name: "vif_reattached_leases_again_by_dhcp",
             app: "echo",
             args: &[],
@@ -1265,6 +1275,16 @@ fn drive_dns(d: &mut Driver) -> Result<(), String> {
         return Err(format!("`{command}` printed {out:?}"));
     }
     println!("    dig +tcp +keepopen: 3 queries on one connection ok");
+    shut_down(d)
+}
+
+/// dns serves on a vif attached while it runs, under a number it has not seen, as on its first.
+fn drive_dns_hot_attach(d: &mut Driver) -> Result<(), String> {
+    for ip in hot_attach(d, "dns: serving on ", ["10.0.0.24", "10.0.0.25"])? {
+        dig(d, ip, "+notcp", DIG_CHECKS)?;
+        dig(d, ip, "+tcp", DIG_CHECKS)?;
+        println!("    {ip}: dig over UDP and TCP ok");
+    }
     shut_down(d)
 }
 
@@ -2267,36 +2287,48 @@ fn drive_vif_reattach(d: &mut Driver) -> Result<(), String> {
 /// never had): the guest picks it up, serves echo on its address (`vif1.ip=`), and vif 0
 /// serves on.
 fn drive_vif_hot_attach(d: &mut Driver) -> Result<(), String> {
-    let first = echo_address(d)?;
-    if first != "10.0.0.10" {
-        return Err(format!("serving on {first}, not 10.0.0.10"));
-    }
-    let started = Instant::now();
-    d.dom0(&format!("xl network-attach {} bridge=xenbr0", d.name))?;
-    // Serving (sockets bound on the new stack) and connected (the handshake done), in
-    // whichever order they come.
-    let (mut serving, mut connected) = (None, false);
-    while serving.is_none() || !connected {
-        let line = d.wait_line("")?;
-        connected |= line.contains("net: vif 1 connected");
-        if line.contains("echo: serving on ") {
-            serving = line.split_whitespace().nth(3).map(str::to_owned);
-        }
-    }
-    let second = serving.unwrap_or_default();
-    if second != "10.0.0.11" {
-        return Err(format!("the attached vif serves on {second}, not 10.0.0.11"));
-    }
-    println!(
-        "    vif 1 attached and serving {:.1} s after xl network-attach",
-        started.elapsed().as_secs_f64()
-    );
-    for ip in [second.as_str(), first.as_str()] {
+    for ip in hot_attach(d, "echo: serving on ", ["10.0.0.10", "10.0.0.11"])? {
         dom0_check(d, &format!("ping -c 2 -W 5 {ip}"))?;
         dom0_check(d, &format!("/mote/agent udp-check {ip}:7 5"))?;
         dom0_check(d, &format!("/mote/agent tcp-check {ip}:7 100000"))?;
     }
     shut_down(d)
+}
+
+/// Waits for the app's `serving` line (`<app>: serving on <ip> …`) with the first address,
+/// attaches a vif with `xl network-attach` and waits for the guest to connect it (vif 1) and
+/// serve on the second; the addresses, the new one first.
+fn hot_attach<'a>(
+    d: &mut Driver,
+    serving: &str,
+    [first, second]: [&'a str; 2],
+) -> Result<[&'a str; 2], String> {
+    let address = |line: &str| line.split_whitespace().nth(3).unwrap_or_default().to_owned();
+    let on = address(&d.wait_line(serving)?);
+    if on != first {
+        return Err(format!("serving on {on}, not {first}"));
+    }
+    let started = Instant::now();
+    d.dom0(&format!("xl network-attach {} bridge=xenbr0", d.name))?;
+    // Serving (sockets bound on the new stack) and connected (the handshake done), in
+    // whichever order they come.
+    let (mut attached, mut connected) = (None, false);
+    while attached.is_none() || !connected {
+        let line = d.wait_line("")?;
+        connected |= line.contains("net: vif 1 connected");
+        if line.contains(serving) {
+            attached = Some(address(&line));
+        }
+    }
+    let attached = attached.unwrap_or_default();
+    if attached != second {
+        return Err(format!("the attached vif serves on {attached}, not {second}"));
+    }
+    println!(
+        "    vif 1 attached and serving {:.1} s after xl network-attach",
+        started.elapsed().as_secs_f64()
+    );
+    Ok([second, first])
 }
 
 /// The same with DHCP: the new vif has a new MAC, the guest asks for a lease again and serves

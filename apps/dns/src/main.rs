@@ -1,8 +1,9 @@
 //! An authoritative DNS server: the zones on the first disk, or else those
 //! embedded at build time (the sample `zones/example.com.zone`, or the files
 //! given to `cargo xtask build dns --zone FILE…`), answered over UDP and TCP
-//! (RFC 7766) on port 53 by `mote-dns`. A zone that does not load stops the
-//! server before it serves anything.
+//! (RFC 7766) on port 53 by `mote-dns`, on every vif, vifs attached while it
+//! runs included. A zone that does not load stops the server before it
+//! serves anything.
 #![no_std]
 #![no_main]
 
@@ -16,7 +17,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 use mote::net::{Stack, TcpListener, TcpOptions, TcpStream, UdpSocket};
-use mote_dns::{master, respond, Catalog, Responder, Transport};
+use mote_dns::{master, try_respond, Catalog, OutOfMemory, Responder, Transport};
 
 mote::main!(main);
 
@@ -36,13 +37,24 @@ const UDP_MEMO_BYTES: usize = 64 * 1024;
 fn main() -> Result<(), String> {
     let catalog: &'static Catalog = Box::leak(Box::new(load()?));
     mote::block_on(async move {
-        let stack = mote::net::up().map_err(|e| format!("{e}"))?;
-        let address = stack.wait_ipv4().await;
-        serve_udp(&stack, catalog)?;
-        serve_tcp(&stack, catalog)?;
-        let origins: Vec<String> = catalog.zones().iter().map(|z| format!("{}", z.origin())).collect();
-        mote::println!("dns: serving on {} (udp/53 tcp/53): {}", address.address(), origins.join(" "));
+        // Every vif serves, and so does every vif attached while the domain runs.
+        let (stacks, mut attached) = mote::net::up_all_and_watch().map_err(|e| format!("{e}"))?;
+        for stack in stacks {
+            serve(stack, catalog).await?;
+        }
         mote::ready();
+        mote::spawn(async move {
+            loop {
+                match attached.next().await {
+                    Ok(stack) => mote::spawn(async move {
+                        if let Err(e) = serve(stack, catalog).await {
+                            mote::log::warn!("dns: attached vif: {e}");
+                        }
+                    }),
+                    Err(e) => mote::log::warn!("dns: attached vif: {e}"),
+                }
+            }
+        });
         let request = mote::lifecycle::shutdown_requested().await;
         mote::println!("dns: {request:?} requested, stopping");
         Ok(())
@@ -62,6 +74,16 @@ fn load() -> Result<Catalog, String> {
     Catalog::new(zones).map_err(|(zone, e)| format!("zone {zone}: {e}"))
 }
 
+/// Serves UDP and TCP on `stack` once it has an IPv4 address.
+async fn serve(stack: Stack, catalog: &'static Catalog) -> Result<(), String> {
+    let address = stack.wait_ipv4().await;
+    serve_udp(&stack, catalog)?;
+    serve_tcp(&stack, catalog)?;
+    let origins: Vec<String> = catalog.zones().iter().map(|z| format!("{}", z.origin())).collect();
+    mote::println!("dns: serving on {} (udp/53 tcp/53): {}", address.address(), origins.join(" "));
+    Ok(())
+}
+
 fn serve_udp(stack: &Stack, catalog: &'static Catalog) -> Result<(), String> {
     let socket = UdpSocket::bind(stack, PORT).map_err(|e| format!("udp/{PORT}: {e}"))?;
     mote::spawn(async move {
@@ -70,10 +92,18 @@ fn serve_udp(stack: &Stack, catalog: &'static Catalog) -> Result<(), String> {
         let mut reply = Vec::with_capacity(usize::from(mote_dns::query::MAX_UDP_PAYLOAD));
         loop {
             let (n, from) = socket.recv_from(&mut buf).await;
-            if responder.respond_into(&buf[..n], Transport::Udp, &mut reply) {
-                if let Err(e) = socket.send_to(&reply, from).await {
-                    mote::log::debug!("dns: udp reply to {}: {e}", mote::net::ShowAddr(from));
+            match responder.respond_into(&buf[..n], Transport::Udp, &mut reply) {
+                Ok(true) => {
+                    if let Err(e) = socket.send_to(&reply, from).await {
+                        mote::log::debug!("dns: udp reply to {}: {e}", mote::net::ShowAddr(from));
+                    }
                 }
+                Ok(false) => {}
+                Err(OutOfMemory) => mote::log::warn!(
+                    "dns: no memory to answer a udp query from {}: dropped ({} so far)",
+                    mote::net::ShowAddr(from),
+                    responder.out_of_memory()
+                ),
             }
         }
     });
@@ -100,10 +130,17 @@ fn serve_tcp(stack: &Stack, catalog: &'static Catalog) -> Result<(), String> {
 async fn connection(stream: TcpStream, catalog: &'static Catalog) {
     let mut query = vec![];
     while let Ok(true) = mote::time::timeout(TCP_IDLE, read_message(&stream, &mut query)).await {
-        let Some(reply) = respond(catalog, &query, Transport::Tcp) else { continue };
+        let reply = match try_respond(catalog, &query, Transport::Tcp) {
+            Ok(Some(reply)) => reply,
+            Ok(None) => continue,
+            Err(OutOfMemory) => {
+                out_of_memory(format_args!("the answer to a tcp query"));
+                break;
+            }
+        };
         let mut framed = Vec::new();
         if framed.try_reserve_exact(2 + reply.len()).is_err() {
-            out_of_memory("a tcp reply", 2 + reply.len());
+            out_of_memory(format_args!("a tcp reply of {} bytes", 2 + reply.len()));
             break;
         }
         framed.extend_from_slice(&(reply.len() as u16).to_be_bytes());
@@ -124,7 +161,7 @@ async fn read_message(stream: &TcpStream, buf: &mut Vec<u8>) -> bool {
     let len = usize::from(u16::from_be_bytes(len));
     buf.clear();
     if buf.try_reserve_exact(len).is_err() {
-        out_of_memory("a tcp query", len);
+        out_of_memory(format_args!("a tcp query of {len} bytes"));
         return false;
     }
     buf.resize(len, 0);
@@ -134,10 +171,10 @@ async fn read_message(stream: &TcpStream, buf: &mut Vec<u8>) -> bool {
 /// TCP connections closed because the heap had no room for a query or a reply.
 static REFUSED_FOR_MEMORY: AtomicU64 = AtomicU64::new(0);
 
-/// Counts and logs a connection dropped for want of `bytes` of heap for `what`.
-fn out_of_memory(what: &str, bytes: usize) {
+/// Counts and logs a connection dropped for want of heap for `what`.
+fn out_of_memory(what: core::fmt::Arguments) {
     let refused = REFUSED_FOR_MEMORY.fetch_add(1, Ordering::Relaxed) + 1;
-    mote::log::warn!("dns: no memory for {what} of {bytes} bytes: connection closed ({refused} so far)");
+    mote::log::warn!("dns: no memory for {what}: connection closed ({refused} so far)");
 }
 
 /// Fills `buf`; false when the connection ends first.

@@ -15,7 +15,7 @@ use alloc::string::{String, ToString};
 use core::cell::Cell;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
-use mote::net::{TcpListener, TcpOptions, TcpStream, UpError};
+use mote::net::{Stack, TcpListener, TcpOptions, TcpStream, UpError};
 use mote::time::timeout;
 use mote::Instant;
 use mote_http::{Connection, Response, StaticSite, MAX_HEAD};
@@ -57,35 +57,23 @@ fn main() -> Result<(), String> {
     };
     let site = StaticSite::new(files);
     mote::block_on(async move {
-        let stack = mote::net::up().map_err(|e: UpError| e.to_string())?;
-        let address = stack.wait_ipv4().await;
-        let listener = TcpListener::bind_with(&stack, PORT, TCP).expect("port 80 is free at start");
-        let heap_bytes = mote::boot_info().heap_bytes;
-        // A site read from disk lives in the heap too.
-        let max_connections = max_connections(heap_bytes.saturating_sub(site_heap));
-        let active = Rc::new(Cell::new(0usize));
+        // Every vif serves, and so does every vif attached while the domain runs; the
+        // connection limit is shared, and a site read from disk lives in the heap too.
+        let (stacks, mut attached) = mote::net::up_all_and_watch().map_err(|e: UpError| e.to_string())?;
+        let heap_bytes = mote::boot_info().heap_bytes.saturating_sub(site_heap);
+        let limit = Rc::new(Limit { active: Cell::new(0), vifs: Cell::new(0), heap_bytes });
+        for stack in stacks {
+            serve_vif(stack, site, limit.clone()).await;
+        }
+        mote::ready();
         mote::spawn(async move {
             loop {
-                let stream = listener.accept().await;
-                if active.get() >= max_connections {
-                    mote::spawn(refuse(stream));
-                    continue;
+                match attached.next().await {
+                    Ok(stack) => mote::spawn(serve_vif(stack, site, limit.clone())),
+                    Err(e) => mote::log::warn!("web: attached vif: {e}"),
                 }
-                active.set(active.get() + 1);
-                let active = active.clone();
-                mote::spawn(async move {
-                    serve(&stream, &site).await;
-                    active.set(active.get() - 1);
-                });
             }
         });
-        mote::println!(
-            "web: serving {} files on http://{}/ to at most {max_connections} connections at once (heap {} KiB)",
-            site.files().len(),
-            address.address(),
-            heap_bytes / 1024
-        );
-        mote::ready();
         let request = mote::lifecycle::shutdown_requested().await;
         mote::println!("web: {request:?} requested, stopping");
         Ok(())
@@ -95,6 +83,51 @@ fn main() -> Result<(), String> {
 /// How many connections a heap of `heap_bytes` serves at once, each at its largest.
 fn max_connections(heap_bytes: u64) -> usize {
     (heap_bytes.saturating_sub(RESERVED_BYTES) / CONNECTION_BYTES).max(1) as usize
+}
+
+/// The connections served at once, over every vif.
+struct Limit {
+    active: Cell<usize>,
+    /// Vifs serving; each past the first takes its rings and buffers from the connections'.
+    vifs: Cell<u64>,
+    /// The heap less what a site read from disk takes.
+    heap_bytes: u64,
+}
+
+impl Limit {
+    fn max(&self) -> usize {
+        let more_vifs = self.vifs.get().saturating_sub(1) * mote::net::VIF_HEAP_BYTES as u64;
+        max_connections(self.heap_bytes.saturating_sub(more_vifs))
+    }
+}
+
+/// Serves the site on `stack` once it has an IPv4 address.
+async fn serve_vif(stack: Stack, site: StaticSite, limit: Rc<Limit>) {
+    limit.vifs.set(limit.vifs.get() + 1);
+    let address = stack.wait_ipv4().await;
+    let listener = TcpListener::bind_with(&stack, PORT, TCP).expect("port 80 is free on a new stack");
+    mote::println!(
+        "web: serving {} files on http://{}/ to at most {} connections at once (heap {} KiB)",
+        site.files().len(),
+        address.address(),
+        limit.max(),
+        mote::boot_info().heap_bytes / 1024
+    );
+    mote::spawn(async move {
+        loop {
+            let stream = listener.accept().await;
+            if limit.active.get() >= limit.max() {
+                mote::spawn(refuse(stream));
+                continue;
+            }
+            limit.active.set(limit.active.get() + 1);
+            let limit = limit.clone();
+            mote::spawn(async move {
+                serve(&stream, &site).await;
+                limit.active.set(limit.active.get() - 1);
+            });
+        }
+    });
 }
 
 /// Requests refused with 503 because the heap had no room for their bytes.

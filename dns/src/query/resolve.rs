@@ -3,25 +3,26 @@
 //! (RFC 2308).
 
 use super::rcode;
-use crate::name::Name;
+use crate::name::{Name, MAX_NAME};
 use crate::rdata::{types, RData};
 use crate::zone::{Node, RRset, Zone};
+use crate::{try_push, OutOfMemory};
 use alloc::vec::Vec;
 
 /// Longest CNAME chain followed (a loop ends sooner: a name is never visited twice).
 const MAX_CHAIN: usize = 8;
 
-/// An RRset as it goes into a reply.
+/// An RRset as it goes into a reply; its owner is the query's name or one of the zone's.
 #[derive(Debug)]
 pub struct Rr<'z> {
-    pub owner: Name,
+    pub owner: &'z Name,
     pub rtype: u16,
     pub ttl: u32,
     pub rdatas: &'z [RData],
 }
 
 impl<'z> Rr<'z> {
-    fn new(owner: Name, set: &'z RRset) -> Rr<'z> {
+    fn new(owner: &'z Name, set: &'z RRset) -> Rr<'z> {
         Rr { owner, rtype: set.rtype, ttl: set.ttl, rdatas: &set.rdatas }
     }
 }
@@ -53,20 +54,21 @@ enum Found<'z> {
     Missing,
 }
 
-/// Answers `qtype` at `qname`, which is in `zone`.
-pub fn resolve<'z>(zone: &'z Zone, qname: &Name, qtype: u16) -> Answer<'z> {
+/// Answers `qtype` at `qname`, which is in `zone`; the only allocations are
+/// the sections' vectors, and [`OutOfMemory`] when the heap has no room for them.
+pub fn resolve<'z>(zone: &'z Zone, qname: &'z Name, qtype: u16) -> Result<Answer<'z>, OutOfMemory> {
     let mut answer = Answer { authoritative: true, ..Answer::default() };
-    let mut name = qname.clone();
+    let mut name = qname;
     for _ in 0..MAX_CHAIN {
-        let node = match find(zone, &name) {
+        let node = match find(zone, name) {
             Found::Cut(cut) => {
-                referral(zone, cut, &mut answer);
-                return answer;
+                referral(zone, cut, &mut answer)?;
+                return Ok(answer);
             }
             Found::Missing => {
                 answer.rcode = rcode::NXDOMAIN;
-                negative(zone, &mut answer);
-                return answer;
+                negative(zone, &mut answer)?;
+                return Ok(answer);
             }
             Found::Node(node) => node,
         };
@@ -75,27 +77,27 @@ pub fn resolve<'z>(zone: &'z Zone, qname: &Name, qtype: u16) -> Answer<'z> {
         if let Some(set) = wanted {
             // Minimal responses: the additional section has only the
             // addresses of name servers (of an NS answer, or a referral).
-            answer.answer.push(Rr::new(name, set));
+            try_push(&mut answer.answer, Rr::new(name, set))?;
             if set.rtype == types::NS {
-                glue(zone, set, &mut answer);
+                glue(zone, set, &mut answer)?;
             }
-            return answer;
+            return Ok(answer);
         }
         let Some(cname) = node.rrset(types::CNAME) else {
-            negative(zone, &mut answer);
-            return answer;
+            negative(zone, &mut answer)?;
+            return Ok(answer);
         };
-        answer.answer.push(Rr::new(name, cname));
+        try_push(&mut answer.answer, Rr::new(name, cname))?;
         let Some(RData::Name(target)) = cname.rdatas.first() else {
-            return answer;
+            return Ok(answer);
         };
-        let seen = answer.answer.iter().any(|rr| rr.owner == *target);
+        let seen = answer.answer.iter().any(|rr| rr.owner == target);
         if seen || !target.is_subdomain_of(zone.origin()) {
-            return answer;
+            return Ok(answer);
         }
-        name = target.clone();
+        name = target;
     }
-    answer
+    Ok(answer)
 }
 
 /// Walks down from the apex to `name`, stopping at a zone cut.
@@ -105,12 +107,18 @@ fn find<'z>(zone: &'z Zone, name: &Name) -> Found<'z> {
     };
     let below = name.label_count() - zone.origin().label_count();
     for up in (0..below).rev() {
-        match zone.node(&name.ancestor(up)) {
+        match zone.node_by_wire(name.suffix(up)) {
             Some(node) if node.rrset(types::NS).is_some() => return Found::Cut(node),
             Some(node) => closest = node,
             None => {
-                let wildcard = closest.name.prepend(b"*").ok().and_then(|w| zone.node(&w));
-                return wildcard.map_or(Found::Missing, Found::Node);
+                // `*.closest`, built on the stack; none when it would be too long.
+                let mut wildcard = [0u8; MAX_NAME + 2];
+                let closest_wire = closest.name.wire();
+                wildcard[..2].copy_from_slice(b"\x01*");
+                wildcard[2..2 + closest_wire.len()].copy_from_slice(closest_wire);
+                let len = 2 + closest_wire.len();
+                let node = (len <= MAX_NAME).then(|| zone.node_by_wire(&wildcard[..len])).flatten();
+                return node.map_or(Found::Missing, Found::Node);
             }
         }
     }
@@ -119,37 +127,38 @@ fn find<'z>(zone: &'z Zone, name: &Name) -> Found<'z> {
 
 /// A referral (RFC 1034 §4.3.2 step 3b): AA clear unless the answer
 /// section already has our data, the cut's NS RRset, and glue.
-fn referral<'z>(zone: &'z Zone, cut: &'z Node, answer: &mut Answer<'z>) {
-    let Some(ns) = cut.rrset(types::NS) else { return };
+fn referral<'z>(zone: &'z Zone, cut: &'z Node, answer: &mut Answer<'z>) -> Result<(), OutOfMemory> {
+    let Some(ns) = cut.rrset(types::NS) else { return Ok(()) };
     answer.authoritative = !answer.answer.is_empty();
-    answer.authority.push(Rr::new(cut.name.clone(), ns));
-    glue(zone, ns, answer);
+    try_push(&mut answer.authority, Rr::new(&cut.name, ns))?;
+    glue(zone, ns, answer)
 }
 
 /// NXDOMAIN or NODATA: the SOA in the authority section, its TTL the
 /// lesser of its own and its MINIMUM (RFC 2308 §3).
-fn negative<'z>(zone: &'z Zone, answer: &mut Answer<'z>) {
-    let Some(soa) = zone.soa() else { return };
+fn negative<'z>(zone: &'z Zone, answer: &mut Answer<'z>) -> Result<(), OutOfMemory> {
+    let Some(soa) = zone.soa() else { return Ok(()) };
     let minimum = match soa.rdatas.first() {
         Some(RData::Soa { minimum, .. }) => *minimum,
         _ => soa.ttl,
     };
-    let mut rr = Rr::new(zone.origin().clone(), soa);
+    let mut rr = Rr::new(zone.origin(), soa);
     rr.ttl = rr.ttl.min(minimum);
-    answer.authority.push(rr);
+    try_push(&mut answer.authority, rr)
 }
 
 /// Addresses of the name servers of an NS RRset, when the zone has them
 /// (RFC 1034 §4.3.2 step 3b for referrals; glue below a cut included).
-fn glue<'z>(zone: &'z Zone, set: &'z RRset, answer: &mut Answer<'z>) {
+fn glue<'z>(zone: &'z Zone, set: &'z RRset, answer: &mut Answer<'z>) -> Result<(), OutOfMemory> {
     for target in set.rdatas.iter().filter_map(|r| r.additional_target(set.rtype)) {
         let Some(node) = zone.node(target) else { continue };
         for rtype in [types::A, types::AAAA] {
             let Some(addresses) = node.rrset(rtype) else { continue };
-            let present = |rr: &Rr<'_>| rr.rtype == rtype && rr.owner == *target;
+            let present = |rr: &Rr<'_>| rr.rtype == rtype && rr.owner == target;
             if !answer.additional.iter().any(present) && !answer.answer.iter().any(present) {
-                answer.additional.push(Rr::new(node.name.clone(), addresses));
+                try_push(&mut answer.additional, Rr::new(&node.name, addresses))?;
             }
         }
     }
+    Ok(())
 }

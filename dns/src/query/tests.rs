@@ -57,7 +57,7 @@ fn query(name: &str, qtype: u16, opt: Option<(u16, u8)>) -> Vec<u8> {
         w.u32(u32::from(version) << 16);
         w.u16(0);
     }
-    w.finish()
+    w.finish().unwrap()
 }
 
 /// A reply, decoded: flags, rcode (extended included) and each section as
