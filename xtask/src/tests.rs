@@ -588,7 +588,27 @@ pub fn cases() -> Vec<Case> {
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("echo: Poweroff requested, stopping")],
-            driver: Some(drive_soak),
+            driver: Some(drive_soak_echo),
+        },
+        Case {
+            name: "soak_dns_one_minute_of_dnsperf",
+            app: "dns",
+            args: &["ip=10.0.0.24/24"],
+            gdb: false,
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Line("dns: Poweroff requested, stopping")],
+            driver: Some(drive_soak_dns),
+        },
+        Case {
+            name: "soak_web_one_minute_of_wrk",
+            app: "web",
+            args: &["ip=10.0.0.25/24"],
+            gdb: false,
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Line("web: Poweroff requested, stopping")],
+            driver: Some(drive_soak_web),
         },
         Case {
             name: "damaged_content_disk_stops_web_at_start",
@@ -688,6 +708,12 @@ const NET_CHECK_LIMIT: Duration = Duration::from_secs(100);
 /// The address in `echo: serving on A.B.C.D …`.
 fn echo_address(d: &mut Driver) -> Result<String, String> {
     let line = d.wait_line("echo: serving on ")?;
+    line.split_whitespace().nth(3).map(str::to_owned).ok_or_else(|| format!("no address in {line:?}"))
+}
+
+/// The address in `dns: serving on A.B.C.D …`.
+fn dns_address(d: &mut Driver) -> Result<String, String> {
+    let line = d.wait_line("dns: serving on ")?;
     line.split_whitespace().nth(3).map(str::to_owned).ok_or_else(|| format!("no address in {line:?}"))
 }
 
@@ -1203,8 +1229,7 @@ fn dig(d: &Driver, ip: &str, transport: &str, checks: &[DigCheck]) -> Result<(),
 /// dig from dom0 over UDP and TCP: answers, CNAME chain, NXDOMAIN, referral, TXT, wildcard,
 /// REFUSED; then several queries over one TCP connection.
 fn drive_dns(d: &mut Driver) -> Result<(), String> {
-    let line = d.wait_line("dns: serving on ")?;
-    let ip = line.split_whitespace().nth(3).ok_or_else(|| format!("no address in {line:?}"))?.to_owned();
+    let ip = dns_address(d)?;
     dig(d, &ip, "+notcp", DIG_CHECKS)?;
     dig(d, &ip, "+tcp", DIG_CHECKS)?;
     let command = format!(
@@ -2269,20 +2294,40 @@ fn drive_vif_reattach_dhcp(d: &mut Driver) -> Result<(), String> {
     shut_down(d)
 }
 
-/// A minute of echo load from dom0 (`cargo xtask soak`'s rounds): no answer fails, and the
-/// heap high-water mark the guest writes to xenstore stays flat.
-fn drive_soak(d: &mut Driver) -> Result<(), String> {
-    let ip = echo_address(d)?;
-    let run = Duration::from_secs(60);
-    let report = crate::soak::soak(&d.agent, d.name, "echo", &ip, run)?;
-    println!("    {}", report.line("echo", run));
-    if report.failed > 0 {
-        return Err(format!("{} of {} echo checks failed", report.failed, report.answers + report.failed));
-    }
-    if !report.flat(run) {
-        return Err(format!("the heap high-water mark grew: {:?}", report.samples));
+/// How long each soak case of `cargo xtask test` loads its service.
+const SOAK_CASE_RUN: Duration = Duration::from_secs(60);
+
+/// A minute of `cargo xtask soak`'s load on one service at `ip`: it must pass
+/// ([`crate::soak::Report::passes`]: the load generator's failures and losses within the rule,
+/// the heap high-water mark the guest writes to xenstore flat).
+fn soak_case(d: &mut Driver, app: &'static str, ip: &str) -> Result<(), String> {
+    let report = crate::soak::soak(&d.agent, d.name, app, ip, SOAK_CASE_RUN)?;
+    println!("    {}", report.line(app, SOAK_CASE_RUN));
+    if !report.passes(SOAK_CASE_RUN) {
+        return Err(format!(
+            "the {app} soak failed: {}; heap samples {:?}",
+            report.load.detail, report.samples
+        ));
     }
     shut_down(d)
+}
+
+/// Echo under rounds of `mote-agent` checks.
+fn drive_soak_echo(d: &mut Driver) -> Result<(), String> {
+    let ip = echo_address(d)?;
+    soak_case(d, "echo", &ip)
+}
+
+/// dns under dnsperf.
+fn drive_soak_dns(d: &mut Driver) -> Result<(), String> {
+    let ip = dns_address(d)?;
+    soak_case(d, "dns", &ip)
+}
+
+/// web under wrk.
+fn drive_soak_web(d: &mut Driver) -> Result<(), String> {
+    let (ip, _) = web_address(d)?;
+    soak_case(d, "web", &ip)
 }
 
 #[cfg(test)]
