@@ -226,6 +226,7 @@ impl Inner {
         while self.iface.poll_egress(at, device, &mut self.sockets) == PollResult::SocketStateChanged {}
         self.update_dhcp();
         let reap_at = self.reap_closed(now);
+        self.tend_listeners();
         if taken == INGRESS_BUDGET {
             return Some(now);
         }
