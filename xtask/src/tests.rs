@@ -551,6 +551,21 @@ pub fn cases() -> Vec<Case> {
             driver: Some(drive_dns),
         },
         Case {
+            name: "dns_out_of_memory_closes_a_tcp_connection_and_udp_answers",
+            app: "dns",
+            args: &["ip=10.0.0.26/24"],
+            gdb: false,
+            // The smallest memory dns runs in: a few large TCP queries fill its heap.
+            xl: &["memory=2"],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("dns: no memory for a tcp query of 65535 bytes: connection closed (1 so far)"),
+                Custom("no panic", check_no_panic),
+                Line("dns: Poweroff requested, stopping"),
+            ],
+            driver: Some(drive_dns_out_of_memory),
+        },
+        Case {
             name: "vif_detached_and_attached_serves_again",
             app: "echo",
             args: &["ip=10.0.0.9/24"],
@@ -2291,6 +2306,68 @@ fn drive_vif_reattach_dhcp(d: &mut Driver) -> Result<(), String> {
     println!("    leased {ip} again by DHCP");
     dom0_check(d, &format!("/mote/agent udp-check {ip}:7 5"))?;
     dom0_check(d, &format!("/mote/agent tcp-check {ip}:7 100000"))?;
+    shut_down(d)
+}
+
+/// Most connections [`drive_dns_out_of_memory`] opens.
+const DNS_HOGS_MAX: usize = 60;
+
+/// `www.example.com A`, id 0x1234, no recursion wanted, as a UDP query in `printf` octal.
+const RAW_QUERY: &str =
+    r"\022\064\000\000\000\001\000\000\000\000\000\000\003www\007example\003com\000\000\001\000\001";
+
+/// A bash snippet that sends [`RAW_QUERY`] to `ip` over UDP and prints the reply in hex (or
+/// nothing after 5 s).
+fn raw_udp_query(ip: &str) -> String {
+    format!(
+        "exec {{u}}<>/dev/udp/{ip}/53; printf '{RAW_QUERY}' >&$u; \
+         timeout 5 dd bs=512 count=1 <&$u 2>/dev/null | od -An -tx1 | tr -d ' \\n'; echo; exec {{u}}>&-"
+    )
+}
+
+/// Fills the heap of dns (at `memory=2`) with TCP queries it must hold: connections that each
+/// announce a query of 65 535 bytes (the most RFC 7766's two-octet length allows) and send one
+/// byte of it, opened one after another (each held until its query is complete or dns's 10 s
+/// idle limit passes) until the guest closes one. The guest must log that it had no memory for
+/// the query and closed that connection, answer UDP meanwhile (the question, asked once
+/// before, from its memo of replies), and answer over TCP again once the connections are gone.
+fn drive_dns_out_of_memory(d: &mut Driver) -> Result<(), String> {
+    let ip = dns_address(d)?;
+    let answer = |hex: &str| hex.starts_with("1234") && hex.contains("c0000250");
+    let before = d.dom0(&format!("bash -c {}", sh_quote(&raw_udp_query(&ip))))?;
+    if !answer(before.trim()) {
+        return Err(format!("no UDP answer for www.example.com A before the test: {before:?}"));
+    }
+    let script = format!(
+        "held=0; end='no connection refused'
+         for i in $(seq {DNS_HOGS_MAX}); do
+           if ! exec {{fd}}<>/dev/tcp/{ip}/53; then end=\"connection $i refused\"; break; fi
+           printf '\\377\\377\\000' >&$fd
+           read -t 0.5 -N 1 -u $fd _
+           if [ $? -le 128 ]; then end=\"connection $i closed by the guest\"; break; fi
+           held=$((held+1))
+         done
+         echo \"held $held; $end\"
+         {}",
+        raw_udp_query(&ip)
+    );
+    // At most DNS_HOGS_MAX half-second waits, and the UDP query's 5 s.
+    let out = d.agent.run_ok(&format!("bash -c {}", sh_quote(&script)), DRIVER_WAIT * 2)?;
+    let (report, reply) = out.trim().split_once('\n').unwrap_or((out.trim(), ""));
+    println!("    {DNS_HOGS_MAX} connections at most, each announcing a 65535-byte query: {report}");
+    if !report.contains("closed by the guest") || report.starts_with("held 0;") {
+        return Err(format!("expected connections held, then one closed by the guest: {report:?}"));
+    }
+    d.wait_line("dns: no memory for a tcp query of 65535 bytes: connection closed")?;
+    if !answer(reply.trim()) {
+        return Err(format!("no UDP answer while the heap was full: {reply:?}"));
+    }
+    println!("    UDP answered www.example.com A while TCP queries filled the heap");
+    let tcp = d.dom0(&format!("dig @{ip} +tcp +norec +time=5 +tries=2 +short www.example.com A"))?;
+    if tcp.trim() != "192.0.2.80" {
+        return Err(format!("TCP did not answer again once the connections closed: {tcp:?}"));
+    }
+    println!("    TCP answered again once they closed");
     shut_down(d)
 }
 
