@@ -528,6 +528,21 @@ pub fn cases() -> Vec<Case> {
             driver: Some(drive_web_over_limit),
         },
         Case {
+            name: "web_out_of_memory_answers_503_and_serves_other_connections",
+            app: "web",
+            args: &["ip=10.0.0.27/24"],
+            gdb: false,
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("tcp: port 80: no memory for a listening socket (20480 bytes): new connections refused"),
+                Contains("web: out of memory for a request: answered 503 (1 so far)"),
+                Custom("no panic", check_no_panic),
+                Line("web: Poweroff requested, stopping"),
+            ],
+            driver: Some(drive_web_out_of_memory),
+        },
+        Case {
             name: "dns_answers_dig_on_host_loopback",
             app: "dns",
             args: &[],
@@ -1114,6 +1129,72 @@ fn drive_web_over_limit(d: &mut Driver) -> Result<(), String> {
         hwm / 1024
     );
     // The refused clients left nothing behind: the server still answers.
+    curl_expect(d, &format!("-o /dev/null -w '%{{http_code}}' http://{ip}/"), "200")?;
+    shut_down(d)
+}
+
+/// Served connections of [`drive_web_out_of_memory`] that send only small requests.
+const WEB_SMALL_ASKERS: usize = 4;
+
+/// The dom0 bash script of [`drive_web_out_of_memory`]; `ip` and `limit` are set before it.
+/// Reads one response head per `status` call (HEAD requests: no bodies) and prints its code.
+const WEB_OOM_SCRIPT: &str = r#"export LC_ALL=C
+status() {
+  local line code=
+  while read -t 20 -u "$1" line; do
+    line=${line%$'\r'}
+    if [ -z "$code" ]; then code=${line#HTTP/1.1 }; code=${code%% *}; elif [ -z "$line" ]; then break; fi
+  done
+  echo "${code:-none}"
+}
+tally() { sort | uniq -c | awk '{ printf "%s%d x %s", sep, $1, $2; sep = ", " }'; }
+served=()
+for i in $(seq "$limit"); do
+  exec {fd}<>/dev/tcp/$ip/80 || exit 1
+  printf 'HEAD / HTTP/1.1\r\nHost: mote\r\n\r\n' >&$fd
+  served+=("$fd")
+done
+first=$(for fd in "${served[@]}"; do status "$fd"; done | tally)
+extra=0; refused=0
+for i in $(seq 400); do
+  if exec {fd}<>/dev/tcp/$ip/80 2>/dev/null; then extra=$((extra+1)); refused=0
+  else refused=$((refused+1)); [ $refused -ge 3 ] && break; sleep 0.3; fi
+done
+pad=$(printf '%07000d' 0)
+for fd in "${served[@]:SMALL}"; do
+  printf 'HEAD / HTTP/1.1\r\nHost: mote\r\nX-Pad: %s\r\n\r\n' "$pad" >&$fd
+done
+for fd in "${served[@]:0:SMALL}"; do printf 'HEAD / HTTP/1.1\r\nHost: mote\r\n\r\n' >&$fd; done
+large=$(for fd in "${served[@]:SMALL}"; do status "$fd"; done | tally)
+small=$(for fd in "${served[@]:0:SMALL}"; do status "$fd"; done | tally)
+echo "first requests: $first; held $extra more, then refused $refused times; large requests: $large; small requests: $small"
+"#;
+
+/// Exhausts web's heap (default memory) the way clients that ignore its refusals do: the
+/// connections it serves at once (its limit) are opened and asked once, then more, which it
+/// answers 503 and closes, and which the client keeps half-open (each holds its 20 KiB of TCP
+/// buffers in the guest until the client closes or a minute passes), until the guest has no
+/// memory for a listening socket and refuses connections outright. Then the served connections
+/// send requests: large ones (7 KB of header fields; the heap has no room for most) must get
+/// 503 for want of memory, small ones (their buffer's room kept from the first request) 200;
+/// once the client closes, web serves again.
+fn drive_web_out_of_memory(d: &mut Driver) -> Result<(), String> {
+    let (ip, limit) = web_address(d)?;
+    if limit <= WEB_SMALL_ASKERS {
+        return Err(format!("the guest takes only {limit} connections at once"));
+    }
+    let script = format!("ip={ip}; limit={limit}; SMALL={WEB_SMALL_ASKERS}\n{WEB_OOM_SCRIPT}");
+    let out = d.agent.run_ok(&format!("bash -c {}", sh_quote(&script)), NET_CHECK_LIMIT)?;
+    println!("    {}", out.trim());
+    let large = out.split("large requests: ").nth(1).and_then(|r| r.split(';').next()).unwrap_or("");
+    let expected = [
+        format!("first requests: {limit} x 200;"),
+        format!("small requests: {WEB_SMALL_ASKERS} x 200"),
+    ];
+    if !expected.iter().all(|e| out.contains(e)) || !large.contains(" x 503") {
+        return Err(format!("expected {expected:?} and large requests answered 503"));
+    }
+    d.wait_line("web: out of memory for a request: answered 503")?;
     curl_expect(d, &format!("-o /dev/null -w '%{{http_code}}' http://{ip}/"), "200")?;
     shut_down(d)
 }
