@@ -1187,10 +1187,8 @@ fn drive_web_out_of_memory(d: &mut Driver) -> Result<(), String> {
     let out = d.agent.run_ok(&format!("bash -c {}", sh_quote(&script)), NET_CHECK_LIMIT)?;
     println!("    {}", out.trim());
     let large = out.split("large requests: ").nth(1).and_then(|r| r.split(';').next()).unwrap_or("");
-    let expected = [
-        format!("first requests: {limit} x 200;"),
-        format!("small requests: {WEB_SMALL_ASKERS} x 200"),
-    ];
+    let expected =
+        [format!("first requests: {limit} x 200;"), format!("small requests: {WEB_SMALL_ASKERS} x 200")];
     if !expected.iter().all(|e| out.contains(e)) || !large.contains(" x 503") {
         return Err(format!("expected {expected:?} and large requests answered 503"));
     }
