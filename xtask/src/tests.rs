@@ -1136,9 +1136,10 @@ fn drive_web_over_limit(d: &mut Driver) -> Result<(), String> {
 /// Served connections of [`drive_web_out_of_memory`] that send only small requests.
 const WEB_SMALL_ASKERS: usize = 4;
 
-/// The dom0 bash script of [`drive_web_out_of_memory`]; `ip` and `limit` are set before it.
-/// Reads one response head per `status` call (HEAD requests: no bodies) and prints its code.
-const WEB_OOM_SCRIPT: &str = r#"export LC_ALL=C
+/// The dom0 bash script of [`drive_web_out_of_memory`], run as `bash FILE IP LIMIT SMALL`.
+/// `status` reads one response head (HEAD requests: no bodies) and prints its code.
+const WEB_OOM_SCRIPT: &str = r#"ip=$1; limit=$2; SMALL=$3
+export LC_ALL=C
 status() {
   local line code=
   while read -t 20 -u "$1" line; do
@@ -1183,8 +1184,9 @@ fn drive_web_out_of_memory(d: &mut Driver) -> Result<(), String> {
     if limit <= WEB_SMALL_ASKERS {
         return Err(format!("the guest takes only {limit} connections at once"));
     }
-    let script = format!("ip={ip}; limit={limit}; SMALL={WEB_SMALL_ASKERS}\n{WEB_OOM_SCRIPT}");
-    let out = d.agent.run_ok(&format!("bash -c {}", sh_quote(&script)), NET_CHECK_LIMIT)?;
+    d.agent.put(OOM_SCRIPT_FILE, WEB_OOM_SCRIPT.as_bytes(), 0o644, DRIVER_WAIT)?;
+    let command = format!("bash {OOM_SCRIPT_FILE} {ip} {limit} {WEB_SMALL_ASKERS}");
+    let out = d.agent.run_ok(&command, NET_CHECK_LIMIT)?;
     println!("    {}", out.trim());
     let large = out.split("large requests: ").nth(1).and_then(|r| r.split(';').next()).unwrap_or("");
     let expected =
@@ -2391,18 +2393,31 @@ fn drive_vif_reattach_dhcp(d: &mut Driver) -> Result<(), String> {
 /// Most connections [`drive_dns_out_of_memory`] opens.
 const DNS_HOGS_MAX: usize = 60;
 
-/// `www.example.com A`, id 0x1234, no recursion wanted, as a UDP query in `printf` octal.
-const RAW_QUERY: &str =
-    r"\022\064\000\000\000\001\000\000\000\000\000\000\003www\007example\003com\000\000\001\000\001";
-
-/// A bash snippet that sends [`RAW_QUERY`] to `ip` over UDP and prints the reply in hex (or
-/// nothing after 5 s).
-fn raw_udp_query(ip: &str) -> String {
-    format!(
-        "exec {{u}}<>/dev/udp/{ip}/53; printf '{RAW_QUERY}' >&$u; \
-         timeout 5 dd bs=512 count=1 <&$u 2>/dev/null | od -An -tx1 | tr -d ' \\n'; echo; exec {{u}}>&-"
-    )
+/// The dom0 bash script of [`drive_dns_out_of_memory`], run as `bash FILE IP MAX`. `query`
+/// sends `www.example.com A` (id 0x1234, no recursion wanted) over UDP and prints the reply in
+/// hex, or nothing after 5 s.
+const DNS_OOM_SCRIPT: &str = r#"ip=$1
+query() {
+  exec {u}<>/dev/udp/$ip/53
+  printf '\022\064\000\000\000\001\000\000\000\000\000\000\003www\007example\003com\000\000\001\000\001' >&$u
+  timeout 5 dd bs=512 count=1 <&$u 2>/dev/null | od -An -tx1 | tr -d ' \n'
+  exec {u}>&-
 }
+echo "before $(query)"
+held=0; end='no connection closed'
+for i in $(seq "$2"); do
+  if ! exec {fd}<>/dev/tcp/$ip/53; then end="connection $i refused"; break; fi
+  printf '\377\377\000' >&$fd
+  read -t 0.5 -N 1 -u $fd _
+  if [ $? -le 128 ]; then end="connection $i closed by the guest"; break; fi
+  held=$((held+1))
+done
+echo "held $held; $end"
+echo "during $(query)"
+"#;
+
+/// Where the out-of-memory cases put their dom0 scripts (the agent takes one-line commands).
+const OOM_SCRIPT_FILE: &str = "/tmp/out-of-memory.sh";
 
 /// Fills the heap of dns (at `memory=2`) with TCP queries it must hold: connections that each
 /// announce a query of 65 535 bytes (the most RFC 7766's two-octet length allows) and send one
@@ -2412,34 +2427,22 @@ fn raw_udp_query(ip: &str) -> String {
 /// before, from its memo of replies), and answer over TCP again once the connections are gone.
 fn drive_dns_out_of_memory(d: &mut Driver) -> Result<(), String> {
     let ip = dns_address(d)?;
-    let answer = |hex: &str| hex.starts_with("1234") && hex.contains("c0000250");
-    let before = d.dom0(&format!("bash -c {}", sh_quote(&raw_udp_query(&ip))))?;
-    if !answer(before.trim()) {
-        return Err(format!("no UDP answer for www.example.com A before the test: {before:?}"));
+    d.agent.put(OOM_SCRIPT_FILE, DNS_OOM_SCRIPT.as_bytes(), 0o644, DRIVER_WAIT)?;
+    // At most DNS_HOGS_MAX half-second waits, and the UDP queries' 5 s each.
+    let out = d.agent.run_ok(&format!("bash {OOM_SCRIPT_FILE} {ip} {DNS_HOGS_MAX}"), DRIVER_WAIT * 3)?;
+    let line = |key: &str| out.lines().find_map(|l| l.strip_prefix(key)).unwrap_or("").trim();
+    let answered = |hex: &str| hex.starts_with("1234") && hex.contains("c0000250");
+    if !answered(line("before ")) {
+        return Err(format!("no UDP answer for www.example.com A before the test: {out:?}"));
     }
-    let script = format!(
-        "held=0; end='no connection refused'
-         for i in $(seq {DNS_HOGS_MAX}); do
-           if ! exec {{fd}}<>/dev/tcp/{ip}/53; then end=\"connection $i refused\"; break; fi
-           printf '\\377\\377\\000' >&$fd
-           read -t 0.5 -N 1 -u $fd _
-           if [ $? -le 128 ]; then end=\"connection $i closed by the guest\"; break; fi
-           held=$((held+1))
-         done
-         echo \"held $held; $end\"
-         {}",
-        raw_udp_query(&ip)
-    );
-    // At most DNS_HOGS_MAX half-second waits, and the UDP query's 5 s.
-    let out = d.agent.run_ok(&format!("bash -c {}", sh_quote(&script)), DRIVER_WAIT * 2)?;
-    let (report, reply) = out.trim().split_once('\n').unwrap_or((out.trim(), ""));
-    println!("    {DNS_HOGS_MAX} connections at most, each announcing a 65535-byte query: {report}");
-    if !report.contains("closed by the guest") || report.starts_with("held 0;") {
-        return Err(format!("expected connections held, then one closed by the guest: {report:?}"));
+    let report = line("held ");
+    println!("    {DNS_HOGS_MAX} connections at most, each announcing a 65535-byte query: held {report}");
+    if !report.contains("closed by the guest") || report.starts_with("0;") {
+        return Err(format!("expected connections held, then one closed by the guest: {out:?}"));
     }
     d.wait_line("dns: no memory for a tcp query of 65535 bytes: connection closed")?;
-    if !answer(reply.trim()) {
-        return Err(format!("no UDP answer while the heap was full: {reply:?}"));
+    if !answered(line("during ")) {
+        return Err(format!("no UDP answer while the heap was full: {out:?}"));
     }
     println!("    UDP answered www.example.com A while TCP queries filled the heap");
     let tcp = d.dom0(&format!("dig @{ip} +tcp +norec +time=5 +tries=2 +short www.example.com A"))?;
