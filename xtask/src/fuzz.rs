@@ -82,11 +82,12 @@ pub fn run(target: Option<&str>, seconds: u64) -> Result<bool, String> {
         Some(t) => return Err(format!("no fuzz target {t:?}; the targets are {}", TARGETS.join(", "))),
         None => TARGETS.to_vec(),
     };
-    ensure_cargo_fuzz()?;
+    let nightly = nightly()?;
+    ensure_cargo_fuzz(&nightly)?;
     let mut clean = true;
     let mut lines = Vec::new();
     for target in targets {
-        let summary = run_one(target, seconds)?;
+        let summary = run_one(&nightly, target, seconds)?;
         println!("{}", summary.line(target, seconds));
         clean &= summary.crash.is_none();
         lines.push(summary.line(target, seconds));
@@ -97,16 +98,38 @@ pub fn run(target: Option<&str>, seconds: u64) -> Result<bool, String> {
     Ok(clean)
 }
 
-/// Installs cargo-fuzz unless `cargo +nightly fuzz` already works.
-fn ensure_cargo_fuzz() -> Result<(), String> {
+/// The file that names the pinned nightly.
+const TOOLCHAIN_FILE: &str = "fuzz/rust-toolchain.toml";
+
+/// The nightly toolchain the targets build with: the `channel` of [`TOOLCHAIN_FILE`].
+fn nightly() -> Result<String, String> {
+    let path = crate::workspace_root().join(TOOLCHAIN_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    channel(&text).ok_or_else(|| format!("{}: no `channel = \"nightly-…\"` line", path.display()))
+}
+
+/// The value of a `channel = "…"` line naming a nightly.
+fn channel(toml: &str) -> Option<String> {
+    toml.lines().find_map(|l| {
+        let value = l.trim().strip_prefix("channel")?.trim().strip_prefix('=')?.trim();
+        let name = value.strip_prefix('"')?.strip_suffix('"')?;
+        name.starts_with("nightly").then(|| name.to_owned())
+    })
+}
+
+/// Installs cargo-fuzz unless `cargo +NIGHTLY fuzz` already works.
+fn ensure_cargo_fuzz(nightly: &str) -> Result<(), String> {
     let works = |cmd: &mut Command| {
         cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
     };
-    if works(Command::new("cargo").args(["+nightly", "fuzz", "--version"])) {
+    let toolchain = format!("+{nightly}");
+    if works(Command::new("cargo").args([&toolchain, "fuzz", "--version"])) {
         return Ok(());
     }
-    if !works(Command::new("cargo").args(["+nightly", "--version"])) {
-        return Err("fuzzing needs a nightly toolchain: `rustup toolchain install nightly`".into());
+    if !works(Command::new("cargo").args([&toolchain, "--version"])) {
+        return Err(format!(
+            "fuzzing needs the nightly pinned in {TOOLCHAIN_FILE}: `rustup toolchain install {nightly} --profile minimal`"
+        ));
     }
     println!("xtask: installing cargo-fuzz (cargo install cargo-fuzz --locked)");
     crate::run_status(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"])).map_err(|e| {
@@ -115,7 +138,7 @@ fn ensure_cargo_fuzz() -> Result<(), String> {
 }
 
 /// One target's run; libFuzzer's output goes to `target/fuzz-corpus/TARGET/fuzz.log`.
-fn run_one(target: &str, seconds: u64) -> Result<Summary, String> {
+fn run_one(nightly: &str, target: &str, seconds: u64) -> Result<Summary, String> {
     let dir = crate::target_dir().join("fuzz-corpus").join(target);
     let (corpus, artifacts) = (dir.join("corpus"), dir.join("artifacts"));
     for d in [&corpus, &artifacts] {
@@ -129,7 +152,8 @@ fn run_one(target: &str, seconds: u64) -> Result<Summary, String> {
     let seeds = root.join("fuzz/seeds").join(target);
     let status = Command::new("cargo")
         .current_dir(&root)
-        .args(["+nightly", "fuzz", "run", target])
+        .arg(format!("+{nightly}"))
+        .args(["fuzz", "run", target])
         .arg(&corpus)
         .args(seeds.is_dir().then_some(&seeds))
         .arg("--")
@@ -138,7 +162,7 @@ fn run_one(target: &str, seconds: u64) -> Result<Summary, String> {
         .stdout(log)
         .stderr(err_log)
         .status()
-        .map_err(|e| format!("cannot run cargo +nightly fuzz: {e}"))?;
+        .map_err(|e| format!("cannot run cargo +{nightly} fuzz: {e}"))?;
     let text = std::fs::read_to_string(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let summary = Summary::parse(&text);
     if summary.crash.is_some() {
@@ -182,6 +206,18 @@ mod tests {
             summary.line("dns_query", 60),
             "fuzz dns_query: 1100000 runs in 60 s, cov 251, ft 903, corpus 121, 0 crashes"
         );
+    }
+
+    #[test]
+    fn the_pinned_nightly_is_read_from_its_file() {
+        let pinned = nightly().unwrap();
+        assert!(pinned.len() == "nightly-2026-10-30".len() && pinned.starts_with("nightly-20"), "{pinned}");
+        assert_eq!(
+            channel("[toolchain]\nchannel = \"nightly-2026-10-30\"\n").as_deref(),
+            Some("nightly-2026-10-30")
+        );
+        assert_eq!(channel("channel = \"1.95.0\"\n"), None);
+        assert_eq!(channel("# channel\n"), None);
     }
 
     #[test]

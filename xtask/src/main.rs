@@ -81,11 +81,12 @@ usage:
 
   cargo xtask fuzz [TARGET] [--time S]
       run each fuzz target in fuzz/ (or TARGET) for S seconds (default 60; --seconds is the
-      same) with cargo +nightly fuzz; corpus and crashes in target/fuzz-corpus/; fails on a
-      crash
+      same) with cargo fuzz on the nightly pinned in fuzz/rust-toolchain.toml; corpus and
+      crashes in target/fuzz-corpus/; fails on a crash
   cargo xtask soak [--minutes N]
-      the echo, dns and web motes under load from dom0 for N minutes (default 10): answers,
-      failures and each guest's heap high-water mark over time; fails on a failed answer or
+      the echo, dns and web motes under sustained load from dom0 for N minutes (default 10):
+      mote-agent checks on echo, dnsperf on dns, wrk on web, and each guest's heap high-water
+      mark over time; fails on a failed answer, dnsperf losing more than 1 query in 1000, or
       a high-water mark that grows";
 
 fn main() -> ExitCode {

@@ -538,6 +538,21 @@ pub fn cases() -> Vec<Case> {
             driver: Some(drive_web_over_limit),
         },
         Case {
+            name: "web_out_of_memory_answers_503_and_serves_other_connections",
+            app: "web",
+            args: &["ip=10.0.0.27/24"],
+            gdb: false,
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("tcp: port 80: no memory for a listening socket (20480 bytes): new connections refused"),
+                Contains("web: out of memory for a request: answered 503 (1 so far)"),
+                Custom("no panic", check_no_panic),
+                Line("web: Poweroff requested, stopping"),
+            ],
+            driver: Some(drive_web_out_of_memory),
+        },
+        Case {
             name: "dns_answers_dig_on_host_loopback",
             app: "dns",
             args: &[],
@@ -560,6 +575,22 @@ pub fn cases() -> Vec<Case> {
                 Line("dns: Poweroff requested, stopping"),
             ],
             driver: Some(drive_dns),
+        },
+        Case {
+            name: "dns_out_of_memory_closes_a_tcp_connection_and_udp_answers",
+            app: "dns",
+            args: &["ip=10.0.0.26/24"],
+            gdb: false,
+            // A small dns: a dozen large TCP queries fill its heap (at 2 MiB not even one fits;
+            // at the default 4 MiB the connections it takes to fill it expire before the last).
+            xl: &["memory=3"],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("dns: no memory for a tcp query of 65535 bytes: connection closed (1 so far)"),
+                Custom("no panic", check_no_panic),
+                Line("dns: Poweroff requested, stopping"),
+            ],
+            driver: Some(drive_dns_out_of_memory),
         },
         Case {
             name: "vif_detached_and_attached_serves_again",
@@ -609,7 +640,27 @@ pub fn cases() -> Vec<Case> {
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("echo: Poweroff requested, stopping")],
-            driver: Some(drive_soak),
+            driver: Some(drive_soak_echo),
+        },
+        Case {
+            name: "soak_dns_one_minute_of_dnsperf",
+            app: "dns",
+            args: &["ip=10.0.0.24/24"],
+            gdb: false,
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Line("dns: Poweroff requested, stopping")],
+            driver: Some(drive_soak_dns),
+        },
+        Case {
+            name: "soak_web_one_minute_of_wrk",
+            app: "web",
+            args: &["ip=10.0.0.25/24"],
+            gdb: false,
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Line("web: Poweroff requested, stopping")],
+            driver: Some(drive_soak_web),
         },
         Case {
             name: "damaged_content_disk_stops_web_at_start",
@@ -709,6 +760,12 @@ const NET_CHECK_LIMIT: Duration = Duration::from_secs(100);
 /// The address in `echo: serving on A.B.C.D …`.
 fn echo_address(d: &mut Driver) -> Result<String, String> {
     let line = d.wait_line("echo: serving on ")?;
+    line.split_whitespace().nth(3).map(str::to_owned).ok_or_else(|| format!("no address in {line:?}"))
+}
+
+/// The address in `dns: serving on A.B.C.D …`.
+fn dns_address(d: &mut Driver) -> Result<String, String> {
+    let line = d.wait_line("dns: serving on ")?;
     line.split_whitespace().nth(3).map(str::to_owned).ok_or_else(|| format!("no address in {line:?}"))
 }
 
@@ -1136,6 +1193,90 @@ fn drive_web_over_limit(d: &mut Driver) -> Result<(), String> {
     shut_down(d)
 }
 
+/// Served connections of [`drive_web_out_of_memory`] that send only small requests.
+const WEB_SMALL_ASKERS: usize = 4;
+
+/// The dom0 bash script of [`drive_web_out_of_memory`], run as `bash FILE IP LIMIT SMALL`.
+/// `status` reads one response head (HEAD requests: no bodies) and prints its code.
+const WEB_OOM_SCRIPT: &str = r#"ip=$1; limit=$2; SMALL=$3
+export LC_ALL=C
+status() {
+  local line code=
+  while read -t 20 -u "$1" line; do
+    line=${line%$'\r'}
+    if [ -z "$code" ]; then code=${line#HTTP/1.1 }; code=${code%% *}; elif [ -z "$line" ]; then break; fi
+  done
+  echo "${code:-none}"
+}
+tally() { sort | uniq -c | awk '{ printf "%s%d x %s", sep, $1, $2; sep = ", " }'; }
+small() { printf 'HEAD / HTTP/1.1\r\nHost: mote\r\n\r\n' >&$1; }
+# Asks every served connection again (they idle out after 30 s), recording the statuses.
+refresh() {
+  for fd in "${served[@]}"; do small "$fd"; done
+  for fd in "${served[@]}"; do status "$fd"; done >> /tmp/web-oom-statuses
+  asked=$SECONDS
+}
+served=(); asked=$SECONDS; : > /tmp/web-oom-statuses
+for i in $(seq "$limit"); do
+  exec {fd}<>/dev/tcp/$ip/80 || exit 1
+  small "$fd"
+  status "$fd" >> /tmp/web-oom-statuses
+  served+=("$fd")
+  [ $((SECONDS - asked)) -ge 10 ] && refresh
+done
+extra=0; refused=0
+for i in $(seq 400); do
+  [ $((SECONDS - asked)) -ge 10 ] && refresh
+  if exec {fd}<>/dev/tcp/$ip/80 2>/dev/null; then extra=$((extra+1)); refused=0
+  else refused=$((refused+1)); [ $refused -ge 3 ] && break; sleep 0.3; fi
+done
+first=$(tally < /tmp/web-oom-statuses)
+flood=$SECONDS
+big=("${served[@]:0:limit-SMALL}"); little=("${served[@]:limit-SMALL}")
+pad=$(printf '%07000d' 0)
+for fd in "${big[@]}"; do printf 'HEAD / HTTP/1.1\r\nHost: mote\r\nX-Pad: %s\r\n\r\n' "$pad" >&$fd; done
+for fd in "${little[@]}"; do small "$fd"; done
+small=$(for fd in "${little[@]}"; do status "$fd"; done | tally)
+large=$(for fd in "${big[@]}"; do status "$fd"; done | tally)
+echo "requests before: $first; held $extra more, then refused $refused times (after $flood s); large requests: $large; small requests: $small; $SECONDS s"
+"#;
+
+/// Exhausts web's heap (default memory) the way clients that ignore its refusals do: the
+/// connections it serves at once (its limit) are opened and asked once (those open asked
+/// again every 10 s, so that none idles out), then more, which it answers 503 and closes, and which the client
+/// keeps half-open (each holds its 20 KiB of TCP
+/// buffers in the guest until the client closes or a minute passes), until the guest has no
+/// memory for a listening socket and refuses connections outright. Then the served connections
+/// send requests: large ones (7 KB of header fields; the heap has no room for most) must get
+/// 503 for want of memory, small ones (their buffer's room kept from the first request) 200;
+/// once the client closes, web serves again.
+fn drive_web_out_of_memory(d: &mut Driver) -> Result<(), String> {
+    let (ip, limit) = web_address(d)?;
+    if limit <= WEB_SMALL_ASKERS {
+        return Err(format!("the guest takes only {limit} connections at once"));
+    }
+    d.agent.put(OOM_SCRIPT_FILE, WEB_OOM_SCRIPT.as_bytes(), 0o644, DRIVER_WAIT)?;
+    let command = format!("bash {OOM_SCRIPT_FILE} {ip} {limit} {WEB_SMALL_ASKERS}");
+    let out = d.agent.run_ok(&command, NET_CHECK_LIMIT)?;
+    println!("    {}", out.trim());
+    let large = out.split("large requests: ").nth(1).and_then(|r| r.split(';').next()).unwrap_or("");
+    let before = out.split("requests before: ").nth(1).and_then(|r| r.split(';').next()).unwrap_or("");
+    let asked = before.strip_suffix(" x 200").and_then(|n| n.parse::<usize>().ok());
+    let small = format!("small requests: {WEB_SMALL_ASKERS} x 200;");
+    if asked.is_none_or(|n| n < limit)
+        || !out.contains(&small)
+        || !large.contains(" x 503")
+        || large.contains("none")
+    {
+        return Err(format!(
+            "expected every request before the large ones answered 200 ({limit} connections), the large ones 503 and the small ones 200"
+        ));
+    }
+    d.wait_line("web: out of memory for a request: answered 503")?;
+    curl_expect(d, &format!("-o /dev/null -w '%{{http_code}}' http://{ip}/"), "200")?;
+    shut_down(d)
+}
+
 /// One `dig` query from dom0 and what its output must show: the status, whether AA is set,
 /// and records (whitespace-normalised, as dig prints them).
 struct DigCheck {
@@ -1262,8 +1403,7 @@ fn dig(d: &Driver, ip: &str, transport: &str, checks: &[DigCheck]) -> Result<(),
 /// dig from dom0 over UDP and TCP: answers, CNAME chain, NXDOMAIN, referral, TXT, wildcard,
 /// REFUSED; then several queries over one TCP connection.
 fn drive_dns(d: &mut Driver) -> Result<(), String> {
-    let line = d.wait_line("dns: serving on ")?;
-    let ip = line.split_whitespace().nth(3).ok_or_else(|| format!("no address in {line:?}"))?.to_owned();
+    let ip = dns_address(d)?;
     dig(d, &ip, "+notcp", DIG_CHECKS)?;
     dig(d, &ip, "+tcp", DIG_CHECKS)?;
     let command = format!(
@@ -2350,20 +2490,103 @@ fn drive_vif_reattach_dhcp(d: &mut Driver) -> Result<(), String> {
     shut_down(d)
 }
 
-/// A minute of echo load from dom0 (`cargo xtask soak`'s rounds): no answer fails, and the
-/// heap high-water mark the guest writes to xenstore stays flat.
-fn drive_soak(d: &mut Driver) -> Result<(), String> {
-    let ip = echo_address(d)?;
-    let run = Duration::from_secs(60);
-    let report = crate::soak::soak(&d.agent, d.name, "echo", &ip, run)?;
-    println!("    {}", report.line("echo", run));
-    if report.failed > 0 {
-        return Err(format!("{} of {} echo checks failed", report.failed, report.answers + report.failed));
+/// Most connections [`drive_dns_out_of_memory`] opens.
+const DNS_HOGS_MAX: usize = 60;
+
+/// The dom0 bash script of [`drive_dns_out_of_memory`], run as `bash FILE IP MAX`. `query`
+/// sends `www.example.com A` (id 0x1234, no recursion wanted) over UDP and prints the reply in
+/// hex, or nothing after 5 s.
+const DNS_OOM_SCRIPT: &str = r#"ip=$1
+query() {
+  exec {u}<>/dev/udp/$ip/53
+  printf '\022\064\000\000\000\001\000\000\000\000\000\000\003www\007example\003com\000\000\001\000\001' >&$u
+  timeout 5 dd bs=512 count=1 <&$u 2>/dev/null | od -An -tx1 | tr -d ' \n'
+  exec {u}>&-
+}
+echo "before $(query)"
+held=0; end='no connection closed'
+for i in $(seq "$2"); do
+  if ! exec {fd}<>/dev/tcp/$ip/53; then end="connection $i refused"; break; fi
+  printf '\377\377\000' >&$fd
+  read -t 0.3 -N 1 -u $fd _
+  if [ $? -le 128 ]; then end="connection $i closed by the guest"; break; fi
+  held=$((held+1))
+done
+echo "held $held; $end"
+echo "during $(query)"
+"#;
+
+/// Where the out-of-memory cases put their dom0 scripts (the agent takes one-line commands).
+const OOM_SCRIPT_FILE: &str = "/tmp/out-of-memory.sh";
+
+/// Fills the heap of dns (at `memory=3`) with TCP queries it must hold: connections that each
+/// announce a query of 65 535 bytes (the most RFC 7766's two-octet length allows) and send one
+/// byte of it, opened one after another (each held until its query is complete or dns's 10 s
+/// idle limit passes: the script waits 0.3 s on each) until the guest closes one. The guest must log that it had no memory for
+/// the query and closed that connection, answer UDP meanwhile (the question, asked once
+/// before, from its memo of replies), and answer over TCP again once the connections are gone.
+fn drive_dns_out_of_memory(d: &mut Driver) -> Result<(), String> {
+    let ip = dns_address(d)?;
+    d.agent.put(OOM_SCRIPT_FILE, DNS_OOM_SCRIPT.as_bytes(), 0o644, DRIVER_WAIT)?;
+    // At most DNS_HOGS_MAX waits of 0.3 s, and the UDP queries' 5 s each.
+    let out = d.agent.run_ok(&format!("bash {OOM_SCRIPT_FILE} {ip} {DNS_HOGS_MAX}"), DRIVER_WAIT * 3)?;
+    let line = |key: &str| out.lines().find_map(|l| l.strip_prefix(key)).unwrap_or("").trim();
+    let answered = |hex: &str| hex.starts_with("1234") && hex.contains("c0000250");
+    if !answered(line("before ")) {
+        return Err(format!("no UDP answer for www.example.com A before the test: {out:?}"));
     }
-    if !report.flat(run) {
-        return Err(format!("the heap high-water mark grew: {:?}", report.samples));
+    let report = line("held ");
+    println!("    {DNS_HOGS_MAX} connections at most, each announcing a 65535-byte query: held {report}");
+    if !report.contains("closed by the guest") || report.starts_with("0;") {
+        return Err(format!("expected connections held, then one closed by the guest: {out:?}"));
+    }
+    d.wait_line("dns: no memory for a tcp query of 65535 bytes: connection closed")?;
+    if !answered(line("during ")) {
+        return Err(format!("no UDP answer while the heap was full: {out:?}"));
+    }
+    println!("    UDP answered www.example.com A while TCP queries filled the heap");
+    let tcp = d.dom0(&format!("dig @{ip} +tcp +norec +time=5 +tries=2 +short www.example.com A"))?;
+    if tcp.trim() != "192.0.2.80" {
+        return Err(format!("TCP did not answer again once the connections closed: {tcp:?}"));
+    }
+    println!("    TCP answered again once they closed");
+    shut_down(d)
+}
+
+/// How long each soak case of `cargo xtask test` loads its service.
+const SOAK_CASE_RUN: Duration = Duration::from_secs(60);
+
+/// A minute of `cargo xtask soak`'s load on one service at `ip`: it must pass
+/// ([`crate::soak::Report::passes`]: the load generator's failures and losses within the rule,
+/// the heap high-water mark the guest writes to xenstore flat).
+fn soak_case(d: &mut Driver, app: &'static str, ip: &str) -> Result<(), String> {
+    let report = crate::soak::soak(&d.agent, d.name, app, ip, SOAK_CASE_RUN)?;
+    println!("    {}", report.line(app, SOAK_CASE_RUN));
+    if !report.passes(SOAK_CASE_RUN) {
+        return Err(format!(
+            "the {app} soak failed: {}; heap samples {:?}",
+            report.load.detail, report.samples
+        ));
     }
     shut_down(d)
+}
+
+/// Echo under rounds of `mote-agent` checks.
+fn drive_soak_echo(d: &mut Driver) -> Result<(), String> {
+    let ip = echo_address(d)?;
+    soak_case(d, "echo", &ip)
+}
+
+/// dns under dnsperf.
+fn drive_soak_dns(d: &mut Driver) -> Result<(), String> {
+    let ip = dns_address(d)?;
+    soak_case(d, "dns", &ip)
+}
+
+/// web under wrk.
+fn drive_soak_web(d: &mut Driver) -> Result<(), String> {
+    let (ip, _) = web_address(d)?;
+    soak_case(d, "web", &ip)
 }
 
 #[cfg(test)]

@@ -238,6 +238,7 @@ impl Inner {
             self.announce = !self.send_gratuitous_arp(device, at);
         }
         let reap_at = self.reap_closed(now);
+        self.tend_listeners();
         if taken == INGRESS_BUDGET {
             return Some(now);
         }

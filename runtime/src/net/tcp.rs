@@ -14,9 +14,11 @@ use super::{endpoint, Error};
 use crate::time::Instant;
 use alloc::collections::VecDeque;
 use alloc::vec;
+use alloc::vec::Vec;
 use core::cell::Cell;
 use core::future::poll_fn;
 use core::net::SocketAddr;
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::task::{Poll, Waker};
 use core::time::Duration;
 use smoltcp::iface::{SocketHandle, SocketSet};
@@ -50,6 +52,20 @@ fn new_socket(options: &TcpOptions) -> tcp::Socket<'static> {
     )
 }
 
+/// [`new_socket`], or `None` when the heap has no room for its buffers.
+fn try_new_socket(options: &TcpOptions) -> Option<tcp::Socket<'static>> {
+    let buffer = |len: usize| {
+        let mut bytes = Vec::new();
+        bytes.try_reserve_exact(len).ok()?;
+        bytes.resize(len, 0);
+        Some(tcp::SocketBuffer::new(bytes))
+    };
+    Some(tcp::Socket::new(buffer(options.rx_buffer)?, buffer(options.tx_buffer)?))
+}
+
+/// Times a listener found no memory for its next listening socket.
+static STARVED: AtomicU64 = AtomicU64::new(0);
+
 /// A listening port's sockets.
 pub(super) struct Backlog {
     port: u16,
@@ -60,6 +76,8 @@ pub(super) struct Backlog {
     pending: VecDeque<SocketHandle>,
     /// The task in [`TcpListener::accept`].
     waker: Option<Waker>,
+    /// The heap had no room for a listening socket the last time one was needed.
+    starved: bool,
 }
 
 impl Backlog {
@@ -82,9 +100,24 @@ impl Backlog {
             !gone
         });
         if self.listening.is_none() && self.pending.len() < self.options.backlog {
-            let mut socket = new_socket(&self.options);
-            socket.listen(self.port).expect("a new socket listens on a non-zero port");
-            self.listening = Some(sockets.add(socket));
+            // Out of memory, SYNs are answered with RST (refused) until a socket fits again.
+            match try_new_socket(&self.options) {
+                Some(mut socket) => {
+                    socket.listen(self.port).expect("a new socket listens on a non-zero port");
+                    self.listening = Some(sockets.add(socket));
+                    self.starved = false;
+                }
+                None if !self.starved => {
+                    self.starved = true;
+                    let n = STARVED.fetch_add(1, Ordering::Relaxed) + 1;
+                    log::warn!(
+                        "tcp: port {}: no memory for a listening socket ({} bytes): new connections refused until there is ({n} so far)",
+                        self.port,
+                        self.options.rx_buffer + self.options.tx_buffer
+                    );
+                }
+                None => {}
+            }
         }
         if self.pending.iter().any(|&h| is_established(sockets.get(h))) {
             if let Some(waker) = self.waker.take() {
@@ -107,7 +140,8 @@ fn is_established(socket: &tcp::Socket) -> bool {
 }
 
 impl Inner {
-    /// Runs after every frame taken in: see [`Backlog::tend`].
+    /// Runs after every frame taken in, and once per turn (so that a listener
+    /// starved of memory listens again once some is freed): see [`Backlog::tend`].
     pub(super) fn tend_listeners(&mut self) {
         for backlog in self.listeners.iter_mut().map(|(_, b)| b) {
             backlog.tend(&mut self.sockets);
@@ -168,8 +202,14 @@ impl TcpListener {
             if inner.listeners.values().any(|b| b.port == port) {
                 return Err(Error::AddrInUse);
             }
-            let mut backlog =
-                Backlog { port, options, listening: None, pending: VecDeque::new(), waker: None };
+            let mut backlog = Backlog {
+                port,
+                options,
+                listening: None,
+                pending: VecDeque::new(),
+                waker: None,
+                starved: false,
+            };
             backlog.tend(&mut inner.sockets);
             Ok(inner.add_listener(backlog))
         })?;

@@ -208,6 +208,26 @@ fn connecting_to_a_closed_port_is_refused() {
 }
 
 #[test]
+fn a_listener_without_memory_for_its_socket_refuses_and_the_stack_serves_on() {
+    on_wire(|a, b| async move {
+        // Buffers no heap holds: the listener has no socket to take a SYN with.
+        let huge = TcpOptions { rx_buffer: isize::MAX as usize, tx_buffer: 4096, backlog: 4 };
+        let _starved = TcpListener::bind_with(&b, 80, huge).unwrap();
+        tcp_echo(&b, 7);
+        let result = TcpStream::connect(&a, SocketAddr::from((IP_B, 80))).await;
+        assert_eq!(result.err(), Some(Error::ConnectionRefused));
+        let stream = TcpStream::connect(&a, SocketAddr::from((IP_B, 7))).await.unwrap();
+        stream.write_all(b"still here").await.unwrap();
+        let mut buf = [0; 10];
+        let mut got = 0;
+        while got < buf.len() {
+            got += stream.read(&mut buf[got..]).await.unwrap();
+        }
+        assert_eq!(&buf, b"still here");
+    });
+}
+
+#[test]
 fn ping_gets_an_echo_reply() {
     on_wire(|a, _b| async move {
         let handle = a.with(|inner| {

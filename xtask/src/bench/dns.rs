@@ -38,7 +38,7 @@ const MIN_RATE: u32 = 4;
 const KEPT_UP: f64 = 0.9;
 /// The query mix, over the sample zone (apps/dns/zones/example.com.zone): answers, a CNAME
 /// chain, a wildcard, a referral, NXDOMAIN, NODATA and a name outside the zone.
-const QUERIES: &str = "www.example.com A\nwww.example.com AAAA\nmail.example.com A\n\
+pub const QUERIES: &str = "www.example.com A\nwww.example.com AAAA\nmail.example.com A\n\
                        example.com MX\nexample.com NS\nblog.example.com A\n\
                        alice.users.example.com TXT\nhost.lab.example.com A\n\
                        nope.example.com A\nwww.example.com MX\nwww.example.org A\n";

@@ -9,11 +9,11 @@
 
 mod boot;
 mod disk;
-mod dns;
+pub mod dns;
 mod echo;
 pub mod report;
 mod size;
-mod web;
+pub mod web;
 
 use crate::agent::{sh_quote, Agent};
 use crate::assets::{self, Assets};

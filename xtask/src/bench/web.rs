@@ -137,16 +137,30 @@ fn wrk(agent: &crate::agent::Agent, ip: &str, path: &str, connections: u32) -> R
     parse_wrk(&out).ok_or_else(|| format!("unexpected wrk output: {out:?}"))
 }
 
+/// The rest of the line of wrk's report that starts with `label`, trimmed.
+fn wrk_value(out: &str, label: &str) -> Option<String> {
+    out.lines().find_map(|l| l.trim().strip_prefix(label).map(|rest| rest.trim().to_owned()))
+}
+
+/// What wrk counts as errors: its socket errors (`connect`, `read`, `write`, `timeout`) and the
+/// responses other than 2xx or 3xx; absent lines count 0.
+pub fn wrk_errors(out: &str) -> u64 {
+    wrk_value(out, "Socket errors:")
+        .map(|s| s.split(',').filter_map(|e| e.split_whitespace().nth(1)?.parse::<u64>().ok()).sum())
+        .unwrap_or(0)
+        + wrk_value(out, "Non-2xx or 3xx responses:").and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+/// The requests wrk completed (`N requests in 10.00s, …`).
+pub fn wrk_requests(out: &str) -> Option<u64> {
+    out.lines().find_map(|l| l.trim().split_once(" requests in ")?.0.parse().ok())
+}
+
 /// Reads wrk's `--latency` report.
 fn parse_wrk(out: &str) -> Option<Wrk> {
-    let value_after = |label: &str| {
-        out.lines().find_map(|l| l.trim().strip_prefix(label).map(|rest| rest.trim().to_owned()))
-    };
+    let value_after = |label: &str| wrk_value(out, label);
     let percentile = |p: &str| millis(&value_after(p)?);
-    let errors: f64 = value_after("Socket errors:")
-        .map(|s| s.split(',').filter_map(|e| e.split_whitespace().nth(1)?.parse::<f64>().ok()).sum())
-        .unwrap_or(0.0)
-        + value_after("Non-2xx or 3xx responses:").and_then(|n| n.parse().ok()).unwrap_or(0.0);
+    let errors = wrk_errors(out) as f64;
     Some(Wrk {
         requests_per_s: value_after("Requests/sec:")?.parse().ok()?,
         mb_per_s: bytes(&value_after("Transfer/sec:")?)? / 1e6,
@@ -270,6 +284,8 @@ Transfer/sec:      1.25MB
             .replace("  Socket errors: connect 1, read 2, write 0, timeout 4\n", "");
         assert_eq!(parse_wrk(&clean).unwrap().errors, 0.0);
         assert!(parse_wrk("wrk: unable to connect").is_none());
+        assert_eq!((wrk_requests(WRK_OUTPUT), wrk_errors(WRK_OUTPUT)), (Some(19500), 10));
+        assert_eq!(wrk_requests("wrk: unable to connect"), None);
     }
 
     #[test]
