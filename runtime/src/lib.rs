@@ -36,7 +36,7 @@ extern crate alloc;
 pub mod cmdline;
 // Xen's block devices as futures: in the kernel, and in the host tests (against blkfront's
 // in-memory backend); not in a hosted build, which links nothing of Xen.
-#[cfg(any(target_os = "none", test))]
+#[cfg(all(feature = "disk", any(target_os = "none", test)))]
 pub mod disk_async;
 pub mod executor;
 pub mod fs;
@@ -52,7 +52,7 @@ mod testing;
 mod console;
 #[cfg(target_os = "none")]
 mod crash;
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", feature = "disk"))]
 pub mod disk;
 #[cfg(target_os = "none")]
 pub mod events;

@@ -147,7 +147,7 @@ pub fn run(opts: &DebugOptions) -> Result<ExitCode, String> {
     args.retain(|a| !a.starts_with("gdb="));
     args.push("gdb=wait".into());
     guest::extra_value(&args)?;
-    let image = build::build(&opts.app, build::Flavor { debug: opts.dev, gdb: true })?;
+    let image = build::build(&opts.app, build::Flavor { debug: opts.dev, gdb: true, disk: false })?;
     assets::install_host_deps()?;
     let assets = assets::ensure()?;
     // The app's ports are a convenience here: the session goes on without them.

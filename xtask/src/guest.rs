@@ -115,7 +115,7 @@ pub fn upload(agent: &Agent, image: &Image) -> Result<(), String> {
     let elf = std::fs::read(&image.elf).map_err(|e| format!("read {}: {e}", image.elf.display()))?;
     let kernel = format!("{IMAGE_DIR}/{}.elf", image.stem());
     agent.put(&kernel, &elf, 0o755, COMMAND_TIMEOUT)?;
-    let cfg = xl_cfg(&image.app, &kernel, &image.meta);
+    let cfg = xl_cfg(&image.app, &kernel, &image.meta, image.flavor.disk);
     agent.put(&format!("{IMAGE_DIR}/{}.cfg", image.stem()), cfg.as_bytes(), 0o644, COMMAND_TIMEOUT)
 }
 

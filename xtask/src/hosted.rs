@@ -32,13 +32,17 @@ pub const APP_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const STOP_CHECK: Duration = Duration::from_millis(100);
 
 /// Builds `app` for [`TARGET`] with the runtime's `hosted` feature (release profile, which
-/// keeps debug info, or the dev profile with `--debug`); the path of the executable.
+/// keeps debug info, or the dev profile with `--debug`); the path of the executable. An app
+/// that reads content disks always gets its reader (its `disk` feature): a process's size
+/// is not what the split is for.
 pub fn build(app: &str, flavor: Flavor, env: &[(&str, OsString)]) -> Result<PathBuf, String> {
     if flavor.gdb {
         return Err(
             "--gdb builds the gdb stub of a Xen image; a hosted app is debugged with gdb itself".into()
         );
     }
+    let features =
+        if crate::build::app_meta(app)?.content.is_some() { "mote/hosted,disk" } else { "mote/hosted" };
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo.current_dir(workspace_root()).args([
         "build",
@@ -47,7 +51,7 @@ pub fn build(app: &str, flavor: Flavor, env: &[(&str, OsString)]) -> Result<Path
         "-p",
         app,
         "--features",
-        "mote/hosted",
+        features,
     ]);
     if !flavor.debug {
         cargo.arg("--release");

@@ -1,12 +1,12 @@
 //! `cargo xtask`: builds mote images and runs them under Xen in an emulated machine.
 //!
 //! ```text
-//! cargo xtask build <app> [--debug] [--gdb] [--hosted] [--zone FILE…] [--site DIR]
-//! cargo xtask run <app> [--debug] [--gdb] [--hosted] [--timeout SECS] [--disk IMAGE] [--zone FILE…]
-//!     [--site DIR] [-- <guest command line>…]
+//! cargo xtask build <app> [--debug] [--gdb] [--disk-support] [--hosted] [--zone FILE…] [--site DIR]
+//! cargo xtask run <app> [--debug] [--gdb] [--disk-support] [--hosted] [--timeout SECS] [--disk IMAGE]
+//!     [--zone FILE…] [--site DIR] [-- <guest command line>…]
 //! cargo xtask disk <dir> -o <image>
 //! cargo xtask debug <app> [--debug] [--hosted [--disk IMAGE]] [--batch FILE] [-- <guest command line>…]
-//! cargo xtask symbolize <app> [--gdb] [FILE]
+//! cargo xtask symbolize <app> [--gdb] [--disk-support] [FILE]
 //! cargo xtask xl <xl arguments>…
 //! cargo xtask test [--integration-only|--hosted] [CASE-FILTER]
 //! cargo xtask bench [NAME…]
@@ -45,30 +45,35 @@ use std::time::Duration;
 
 const USAGE: &str = "\
 usage:
-  cargo xtask build <app> [--debug] [--gdb] [--zone FILE…]
+  cargo xtask build <app> [--debug] [--gdb] [--disk-support] [--zone FILE…] [--site DIR]
       build apps/<app> into target/mote/<app>.elf (stripped), <app>.debug.elf and <app>.cfg;
       --gdb links the gdb stub (gdb=wait|on on the command line) and writes target/mote/gdb/;
+      --disk-support (dns, web) links the content-disk reader and writes <app>-disk.elf, .cfg…:
+      the image that reads its zones or site from a disk (without it, one with a disk refuses
+      to start);
       for dns, --zone embeds these master files instead of the sample zone (checked first);
       --site embeds DIR as the site of an app that serves one (web) instead of its sample
-  cargo xtask run <app> [--debug] [--gdb] [--timeout SECS] [--disk IMAGE] [--zone FILE…]
-          [--site DIR] [-- <args>…]
+  cargo xtask run <app> [--debug] [--gdb] [--disk-support] [--timeout SECS] [--disk IMAGE]
+          [--zone FILE…] [--site DIR] [-- <args>…]
       build, boot Xen + dom0 in QEMU, run the app with <args> as its command line,
       stream its console; exit 0 when it powers off. --disk attaches IMAGE read-only
-      as the guest's first disk (xvda)
+      as the guest's first disk (xvda), and runs the --disk-support image
   cargo xtask build|run|debug <app> --hosted …
       the app as a Linux process (the runtime's hosted feature; needs root): built for
       x86_64-unknown-linux-gnu, run in network namespace mote-<app> on TAP device mote0 with
-      ip=10.0.0.2/24, its ports relayed from 127.0.0.1 as above; --disk IMAGE becomes disk=IMAGE;
+      ip=10.0.0.2/24, its ports relayed from 127.0.0.1 as above; --disk IMAGE becomes disk=IMAGE
+      (a hosted dns or web always has the content-disk reader);
       debug runs it under gdb in the namespace; Ctrl-C asks it to shut down (SIGTERM)
   cargo xtask disk <dir> -o <image>
       write an ext4 image of <dir> (mkfs.ext4 -d) for --disk or an xl disk = [...]
   cargo xtask debug <app> [--debug] [--batch FILE] [-- <args>…]
       run the app with gdb=wait and attach gdb (with the image's symbols) to its stub;
       --batch runs gdb on a command file; the guest is destroyed when gdb quits
-  cargo xtask symbolize <app> [--gdb] [FILE]
+  cargo xtask symbolize <app> [--gdb] [--disk-support] [FILE]
       add function names and source lines to the addresses of a crash report (FILE or stdin,
       e.g. a console log from a Xen host) from target/mote/<app>.debug.elf (--gdb: of the
-      image built with --gdb, target/mote/gdb/<app>.debug.elf)
+      image built with --gdb, target/mote/gdb/<app>.debug.elf; --disk-support: of
+      <app>-disk.debug.elf)
   cargo xtask xl <args>…
       run `xl <args>` in the dom0 of the harness a running `cargo xtask run` started
   cargo xtask test [--integration-only|--hosted] [FILTER]
@@ -248,6 +253,7 @@ fn parse_app_args(args: &[String], command: &str) -> Result<AppArgs, String> {
             "--" => break,
             "--debug" => flavor.debug = true,
             "--gdb" if command != "debug" => flavor.gdb = true,
+            "--disk-support" if command != "debug" => flavor.disk = true,
             "--timeout" if run => {
                 let secs = iter.next().ok_or("--timeout needs a number of seconds")?;
                 let secs: u64 =
@@ -325,15 +331,16 @@ fn parse_fuzz_args(args: &[String]) -> Result<(Option<String>, u64), String> {
 
 /// `cargo xtask run`.
 fn cmd_run(args: &AppArgs, env: &[(&str, std::ffi::OsString)]) -> Result<ExitCode, String> {
-    let AppArgs { app, flavor, timeout, guest_args, .. } = args;
+    let AppArgs { app, timeout, guest_args, .. } = args;
     let (app, timeout) = (app.as_str(), *timeout);
     guest::extra_value(guest_args)?;
+    let flavor = run_flavor(args)?;
     if let Some(disk) = &args.disk {
         if !disk.is_file() {
             return Err(format!("--disk {}: no such file", disk.display()));
         }
     }
-    let image = build::build_with(app, *flavor, env)?;
+    let image = build::build_with(app, flavor, env)?;
     assets::install_host_deps()?;
     let assets = assets::ensure()?;
     let mut forwards = forward::plan(&image.meta.forward)?;
@@ -377,6 +384,17 @@ fn cmd_run(args: &AppArgs, env: &[(&str, std::ffi::OsString)]) -> Result<ExitCod
     }
 }
 
+/// The flavor `run` builds: the one asked for, with the content-disk reader when a disk is
+/// attached to an app that reads content disks (another app, like selftest, gets the disk as
+/// it is).
+fn run_flavor(args: &AppArgs) -> Result<build::Flavor, String> {
+    let mut flavor = args.flavor;
+    if args.disk.is_some() && build::app_meta(&args.app)?.content.is_some() {
+        flavor.disk = true;
+    }
+    Ok(flavor)
+}
+
 /// The guest's IPv4 address from the runtime's `net: A.B.C.D/N …` log line.
 pub fn guest_ipv4(line: &str) -> Option<std::net::Ipv4Addr> {
     let rest = &line[line.find("net: ")? + 5..];
@@ -385,18 +403,28 @@ pub fn guest_ipv4(line: &str) -> Option<std::net::Ipv4Addr> {
 
 /// `cargo xtask symbolize <app> [--gdb] [FILE]`.
 fn cmd_symbolize(args: &[String]) -> Result<ExitCode, String> {
-    let gdb = args.iter().any(|a| a == "--gdb");
-    let rest: Vec<&String> = args.iter().filter(|a| *a != "--gdb").collect();
+    let flags = ["--gdb", "--disk-support"];
+    let flavor = build::Flavor {
+        gdb: args.iter().any(|a| a == flags[0]),
+        disk: args.iter().any(|a| a == flags[1]),
+        ..build::Flavor::RELEASE
+    };
+    let rest: Vec<&String> = args.iter().filter(|a| !flags.contains(&a.as_str())).collect();
     let (app, file) = match rest[..] {
         [app] => (app, None),
         [app, file] => (app, Some(file)),
-        _ => return Err(format!("`symbolize` takes an app, --gdb and at most one file\n{USAGE}")),
+        _ => {
+            return Err(format!(
+                "`symbolize` takes an app, --gdb, --disk-support and at most one file\n{USAGE}"
+            ))
+        }
     };
     build::app_meta(app)?;
-    let elf = build::out_dir(build::Flavor { debug: false, gdb }).join(format!("{app}.debug.elf"));
+    let elf = build::out_dir(flavor).join(format!("{}.debug.elf", flavor.file_stem(app)));
     if !elf.is_file() {
-        let flag = if gdb { " --gdb" } else { "" };
-        return Err(format!("no {} (build it with `cargo xtask build {app}{flag}`)", elf.display()));
+        let flags: String =
+            args.iter().filter(|a| flags.contains(&a.as_str())).map(|a| format!(" {a}")).collect();
+        return Err(format!("no {} (build it with `cargo xtask build {app}{flags}`)", elf.display()));
     }
     let text = match file {
         Some(path) => std::fs::read(path).map_err(|e| format!("{path}: {e}"))?,
@@ -502,7 +530,7 @@ mod cli_tests {
         let args = parse_app_args(&strings(&["hello", "--debug", "--", "a=b", "--x"]), "run").unwrap();
         assert_eq!(
             (args.app.as_str(), args.flavor, args.timeout),
-            ("hello", build::Flavor { debug: true, gdb: false }, None)
+            ("hello", build::Flavor { debug: true, ..build::Flavor::RELEASE }, None)
         );
         assert_eq!(args.guest_args, ["a=b", "--x"]);
         let args = parse_app_args(&strings(&["hello", "--timeout", "30"]), "run").unwrap();
@@ -510,6 +538,17 @@ mod cli_tests {
         assert!(args.guest_args.is_empty());
         let args = parse_app_args(&strings(&["web", "--disk", "site.img"]), "run").unwrap();
         assert_eq!(args.disk, Some(PathBuf::from("site.img")));
+        assert_eq!(
+            run_flavor(&args).unwrap(),
+            build::Flavor::DISK,
+            "a disk is read by the disk-capable image"
+        );
+        let args = parse_app_args(&strings(&["selftest", "--disk", "raw.img"]), "run").unwrap();
+        assert_eq!(run_flavor(&args).unwrap(), build::Flavor::RELEASE, "selftest reads raw disks as it is");
+        let args = parse_app_args(&strings(&["dns", "--disk-support"]), "build").unwrap();
+        assert_eq!(args.flavor, build::Flavor::DISK);
+        assert!(parse_app_args(&strings(&["web", "--disk-support"]), "debug").is_err());
+
         assert!(parse_app_args(&strings(&["web", "--disk"]), "run").is_err());
         assert!(parse_app_args(&strings(&["web", "--disk", "site.img"]), "build").is_err());
         let args = parse_app_args(&strings(&["web", "--site", "/srv/www"]), "build").unwrap();
@@ -519,10 +558,10 @@ mod cli_tests {
         assert!(parse_app_args(&strings(&["--debug"]), "run").is_err());
         assert!(parse_app_args(&strings(&["hello", "--timeout", "1"]), "build").is_err());
         let args = parse_app_args(&strings(&["web", "--gdb"]), "build").unwrap();
-        assert_eq!(args.flavor, build::Flavor { debug: false, gdb: true });
+        assert_eq!(args.flavor, build::Flavor { gdb: true, ..build::Flavor::RELEASE });
         assert_eq!(
             parse_app_args(&strings(&["web", "--gdb"]), "run").unwrap().flavor,
-            build::Flavor { debug: false, gdb: true }
+            build::Flavor { gdb: true, ..build::Flavor::RELEASE }
         );
         let args = parse_app_args(&strings(&["web", "--hosted", "--", "ip=10.0.0.9/24"]), "run").unwrap();
         assert!(args.hosted);

@@ -56,6 +56,9 @@ pub struct Case {
     pub args: &'static [&'static str],
     /// Built with the gdb stub (`cargo xtask build --gdb`), for cases that use `gdb=`.
     pub gdb: bool,
+    /// Built with the content-disk reader (`cargo xtask build --disk-support`), for cases
+    /// that attach a content disk the app reads.
+    pub disk: bool,
     /// Overrides of the app's xl config for this case (`key=value`, e.g. a `vif`).
     pub xl: &'static [&'static str],
     pub reason: Reason,
@@ -63,6 +66,13 @@ pub struct Case {
     /// Acts on the running guest from dom0 (`xl shutdown`, `xenstore-write`, …) and checks
     /// what it sees; `None` lets the guest run on its own.
     pub driver: Option<DriverFn>,
+}
+
+impl Case {
+    /// How its app's image is built.
+    fn flavor(&self) -> build::Flavor {
+        build::Flavor { gdb: self.gdb, disk: self.disk, ..build::Flavor::RELEASE }
+    }
 }
 
 /// A case's driver; an `Err` fails the case and destroys the domain.
@@ -137,6 +147,7 @@ pub fn cases() -> Vec<Case> {
             app: "hello",
             args: &["greeting=hi", "mode=test"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![
@@ -153,6 +164,7 @@ pub fn cases() -> Vec<Case> {
             app: "hello",
             args: &["gdb=wait"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![
@@ -166,6 +178,7 @@ pub fn cases() -> Vec<Case> {
             app: "selftest",
             args: &["test=panic", "log=warn"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Crash,
             checks: vec![
@@ -187,6 +200,7 @@ pub fn cases() -> Vec<Case> {
             app: "hello",
             args: &["log=error,mote::start=info"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Contains("[INFO  mote::start] domain ")],
@@ -197,6 +211,7 @@ pub fn cases() -> Vec<Case> {
             app: "selftest",
             args: &["test=pagefault"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Crash,
             checks: vec![
@@ -213,6 +228,7 @@ pub fn cases() -> Vec<Case> {
             app: "selftest",
             args: &["test=longline", "len=10240"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Custom("LONGLINE of 10240 characters", check_long_line), Line("longline done")],
@@ -223,6 +239,7 @@ pub fn cases() -> Vec<Case> {
             app: "selftest",
             args: &["test=xenstore"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("xenstore: dom0 wrote ping-from-dom0")],
@@ -233,6 +250,7 @@ pub fn cases() -> Vec<Case> {
             app: "selftest",
             args: &["test=timer"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Custom("the guest's PV clock measured 1 s", check_guest_sleep)],
@@ -243,6 +261,7 @@ pub fn cases() -> Vec<Case> {
             app: "selftest",
             args: &["test=async"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![
@@ -256,6 +275,7 @@ pub fn cases() -> Vec<Case> {
             app: "selftest",
             args: &["test=wait"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("wait: Poweroff requested")],
@@ -266,6 +286,7 @@ pub fn cases() -> Vec<Case> {
             app: "selftest",
             args: &["test=wait"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("wait: Reboot requested"), Line("wait: Poweroff requested")],
@@ -276,6 +297,7 @@ pub fn cases() -> Vec<Case> {
             app: "selftest",
             args: &["test=grant"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![
@@ -292,6 +314,7 @@ pub fn cases() -> Vec<Case> {
             app: "selftest",
             args: &["test=idle", "secs=14"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("idle: done")],
@@ -302,6 +325,7 @@ pub fn cases() -> Vec<Case> {
             app: "selftest",
             args: &["test=xenbus"],
             gdb: false,
+            disk: false,
             xl: &[r#"vif=["bridge=xenbr0"]"#],
             reason: Reason::Poweroff,
             checks: vec![
@@ -316,6 +340,7 @@ pub fn cases() -> Vec<Case> {
             app: "selftest",
             args: &["test=disk"],
             gdb: false,
+            disk: false,
             xl: &[DISK_RW],
             reason: Reason::Poweroff,
             checks: vec![
@@ -330,6 +355,7 @@ pub fn cases() -> Vec<Case> {
             app: "selftest",
             args: &["test=disk-verify"],
             gdb: false,
+            disk: false,
             xl: &[DISK_RW],
             reason: Reason::Poweroff,
             checks: vec![Contains("disk: read and verified 67108864 bytes")],
@@ -340,6 +366,7 @@ pub fn cases() -> Vec<Case> {
             app: "selftest",
             args: &["test=disk-discard"],
             gdb: false,
+            disk: false,
             xl: &[DISK_DISCARD],
             reason: Reason::Poweroff,
             checks: vec![
@@ -355,6 +382,7 @@ pub fn cases() -> Vec<Case> {
             app: "selftest",
             args: &["test=disk-async", "tasks=64", "reads=16"],
             gdb: false,
+            disk: false,
             xl: &[DISK_ASYNC],
             reason: Reason::Poweroff,
             checks: vec![
@@ -368,6 +396,7 @@ pub fn cases() -> Vec<Case> {
             app: "selftest",
             args: &["test=disk-ro"],
             gdb: false,
+            disk: false,
             xl: &[DISK_RO],
             reason: Reason::Poweroff,
             checks: vec![Line("disk: write refused: the disk is read-only")],
@@ -378,6 +407,7 @@ pub fn cases() -> Vec<Case> {
             app: "selftest",
             args: &["test=disk-detach"],
             gdb: false,
+            disk: false,
             xl: &[DISK_ASYNC],
             reason: Reason::Poweroff,
             checks: detach_checks(
@@ -390,6 +420,7 @@ pub fn cases() -> Vec<Case> {
             app: "selftest",
             args: &["test=disk-detach-blocking"],
             gdb: false,
+            disk: false,
             xl: &[DISK_ASYNC],
             reason: Reason::Poweroff,
             checks: detach_checks(
@@ -402,6 +433,7 @@ pub fn cases() -> Vec<Case> {
             app: "echo",
             args: &[],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("echo: Poweroff requested, stopping")],
@@ -412,6 +444,7 @@ pub fn cases() -> Vec<Case> {
             app: "echo",
             args: &[],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Contains("via DHCP, gateway 10.0.0.1"), Line("echo: Poweroff requested, stopping")],
@@ -422,6 +455,7 @@ pub fn cases() -> Vec<Case> {
             app: "echo",
             args: &["ip=10.0.0.2/24", "gw=10.0.0.1", "ip6=fd00::2/64"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![
@@ -439,6 +473,7 @@ pub fn cases() -> Vec<Case> {
             app: "echo",
             args: &["ip=10.0.0.12/24", "ip6=fd00::12/64", "netfront=no-csum-offload,no-sg"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Contains(
@@ -461,6 +496,7 @@ pub fn cases() -> Vec<Case> {
             app: "echo",
             args: &["ip=10.0.0.3/24"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("echo: Poweroff requested, stopping")],
@@ -471,6 +507,7 @@ pub fn cases() -> Vec<Case> {
             app: "echo",
             args: &["ip=10.0.0.5/24", "vif1.ip=10.0.0.6/24"],
             gdb: false,
+            disk: false,
             xl: &[r#"vif=["bridge=xenbr0","bridge=xenbr0"]"#],
             reason: Reason::Poweroff,
             checks: vec![Contains("net: vif 1 connected"), Line("echo: Poweroff requested, stopping")],
@@ -481,6 +518,7 @@ pub fn cases() -> Vec<Case> {
             app: "echo",
             args: &["ip=10.0.0.7/24", "vif1.ip=10.0.0.8/24"],
             gdb: false,
+            disk: false,
             xl: &[r#"vif=["bridge=xenbr0","bridge=xenbr0"]"#],
             reason: Reason::Poweroff,
             checks: vec![Contains("net: vif 1: backend Closing, closing"), Contains("net: vif 1: closed")],
@@ -491,6 +529,7 @@ pub fn cases() -> Vec<Case> {
             app: "echo",
             args: &["ip=10.0.0.4/24"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("echo: Poweroff requested, stopping")],
@@ -501,6 +540,7 @@ pub fn cases() -> Vec<Case> {
             app: "web",
             args: &[],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("web: Poweroff requested, stopping")],
@@ -511,6 +551,7 @@ pub fn cases() -> Vec<Case> {
             app: "web",
             args: &[],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Contains("via DHCP, gateway 10.0.0.1"), Line("web: Poweroff requested, stopping")],
@@ -521,6 +562,7 @@ pub fn cases() -> Vec<Case> {
             app: "web",
             args: &["ip=10.0.0.20/24"],
             gdb: false,
+            disk: false,
             // 1000 connections at their largest (34 KiB each) and the rest: see apps/web.
             xl: &["memory=40"],
             reason: Reason::Poweroff,
@@ -532,6 +574,7 @@ pub fn cases() -> Vec<Case> {
             app: "web",
             args: &["ip=10.0.0.20/24"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("web: Poweroff requested, stopping")],
@@ -557,6 +600,7 @@ pub fn cases() -> Vec<Case> {
             app: "dns",
             args: &[],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("dns: Poweroff requested, stopping")],
@@ -567,6 +611,7 @@ pub fn cases() -> Vec<Case> {
             app: "dns",
             args: &[],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![
@@ -597,6 +642,7 @@ pub fn cases() -> Vec<Case> {
             app: "echo",
             args: &["ip=10.0.0.9/24"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Contains("net: vif 0: closed"), Line("echo: Poweroff requested, stopping")],
@@ -607,6 +653,7 @@ pub fn cases() -> Vec<Case> {
             app: "echo",
             args: &["ip=10.0.0.10/24", "vif1.ip=10.0.0.11/24"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Contains("net: vif 1 attached"), Line("echo: Poweroff requested, stopping")],
@@ -627,6 +674,7 @@ pub fn cases() -> Vec<Case> {
             app: "echo",
             args: &[],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Contains("net: DHCP lease on"), Line("echo: Poweroff requested, stopping")],
@@ -637,6 +685,7 @@ pub fn cases() -> Vec<Case> {
             app: "echo",
             args: &["ip=10.0.0.23/24"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("echo: Poweroff requested, stopping")],
@@ -667,6 +716,7 @@ pub fn cases() -> Vec<Case> {
             app: "web",
             args: &[],
             gdb: false,
+            disk: true,
             xl: &[content::DAMAGED],
             reason: Reason::Crash,
             checks: vec![Contains(
@@ -679,6 +729,7 @@ pub fn cases() -> Vec<Case> {
             app: "web",
             args: &[],
             gdb: false,
+            disk: true,
             xl: &[content::TOO_BIG],
             reason: Reason::Crash,
             checks: vec![
@@ -694,6 +745,7 @@ pub fn cases() -> Vec<Case> {
             app: "web",
             args: &[],
             gdb: false,
+            disk: true,
             xl: &[content::WEB_SITE],
             reason: Reason::Poweroff,
             checks: vec![
@@ -710,6 +762,7 @@ pub fn cases() -> Vec<Case> {
             app: "dns",
             args: &[],
             gdb: false,
+            disk: true,
             xl: &[content::DNS_ZONES],
             reason: Reason::Poweroff,
             checks: vec![
@@ -719,10 +772,28 @@ pub fn cases() -> Vec<Case> {
             driver: Some(content::drive_dns),
         },
         Case {
+            name: "content_disk_stops_dns_built_without_the_reader",
+            app: "dns",
+            args: &[],
+            gdb: false,
+            disk: false,
+            xl: &[content::DNS_ZONES],
+            reason: Reason::Crash,
+            checks: vec![
+                Contains(
+                    "main returned an error: dns: the domain has disk xvda (vbd 51712), but this image reads no content disk",
+                ),
+                Contains("`cargo xtask build dns --disk-support`: dns-disk.elf"),
+                Custom("no panic", check_no_panic),
+            ],
+            driver: None,
+        },
+        Case {
             name: "gdb_breaks_in_the_web_handler",
             app: "web",
             args: &["gdb=wait"],
             gdb: true,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Contains(crate::debug::WAITING_LINE), Contains("web: serving")],
@@ -733,6 +804,7 @@ pub fn cases() -> Vec<Case> {
             app: "selftest",
             args: &["test=pagefault", "gdb=wait"],
             gdb: true,
+            disk: false,
             xl: &[],
             reason: Reason::Crash,
             checks: vec![
@@ -746,6 +818,7 @@ pub fn cases() -> Vec<Case> {
             app: "selftest",
             args: &["test=idle", "secs=20", "gdb=wait"],
             gdb: true,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("idle: done")],
@@ -2290,10 +2363,9 @@ fn integration(cases: &[Case]) -> (usize, usize) {
     if cases.is_empty() {
         return (0, 0);
     }
-    let mut images: BTreeMap<(&str, bool), Result<Image, String>> = BTreeMap::new();
+    let mut images: BTreeMap<(&str, build::Flavor), Result<Image, String>> = BTreeMap::new();
     for case in cases {
-        let flavor = build::Flavor { gdb: case.gdb, ..build::Flavor::RELEASE };
-        images.entry((case.app, case.gdb)).or_insert_with(|| build_for_cases(case.app, flavor));
+        images.entry((case.app, case.flavor())).or_insert_with(|| build_for_cases(case.app, case.flavor()));
     }
     let assets = match assets::ensure() {
         Ok(a) => a,
@@ -2350,7 +2422,7 @@ fn integration(cases: &[Case]) -> (usize, usize) {
     let (mut passed, mut failed) = (0, 0);
     for case in cases {
         let started = Instant::now();
-        let problems_and_console = match &images[&(case.app, case.gdb)] {
+        let problems_and_console = match &images[&(case.app, case.flavor())] {
             Err(e) => (vec![format!("image {}: {e}", case.app)], String::new()),
             Ok(image) => match harness.check_alive() {
                 Err(e) => (vec![e], String::new()),
@@ -2621,6 +2693,19 @@ mod unit {
             let expects_no_stub =
                 case.checks.iter().any(|c| matches!(c, Check::Contains(t) if t.contains("has no gdb stub")));
             assert_eq!(case.gdb, asks && !expects_no_stub, "{}", case.name);
+        }
+    }
+
+    /// A case that attaches a content disk runs the image that reads it, but for the one that
+    /// checks the refusal of an image without the reader; only those cases pay for the build.
+    #[test]
+    fn content_disk_cases_use_the_disk_build() {
+        for case in cases() {
+            let refusal = case
+                .checks
+                .iter()
+                .any(|c| matches!(c, Check::Contains(t) if t.contains("reads no content disk")));
+            assert_eq!(case.disk, content::uses_content(case.xl) && !refusal, "{}", case.name);
         }
     }
 

@@ -4,15 +4,19 @@
 //! holds `example.com.` (`.zone` the root zone); the text sets the origin (`$ORIGIN`, or
 //! absolute names) and a file whose origin differs from its name is an error, so the zone an
 //! operator drops in is the one served.
+//!
+//! The reader is the `disk` feature (`cargo xtask build dns --disk-support`, the image
+//! `dns-disk.elf`); an image without it refuses to start with a disk attached.
 
-use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use mote::fs::Kind;
-use mote_dns::{master, Zone};
+use mote_dns::Zone;
+#[cfg(feature = "disk")]
+use {alloc::format, mote::fs::Kind, mote_dns::master};
 
 /// Every zone on the first disk, or `None` without a disk; an error when the disk holds no
 /// readable filesystem, no zone file, or a zone that does not load.
+#[cfg(feature = "disk")]
 pub fn zones() -> Result<Option<Vec<Zone>>, String> {
     let Some(fs) = mote::fs::mount_first().map_err(|e| format!("dns: {e}"))? else {
         return Ok(None);
@@ -42,4 +46,10 @@ pub fn zones() -> Result<Option<Vec<Zone>>, String> {
     }
     mote::println!("dns: {} zones from {disk}", zones.len());
     Ok(Some(zones))
+}
+
+/// `None`, as this image reads no disk; an error when the domain has one anyway.
+#[cfg(not(feature = "disk"))]
+pub fn zones() -> Result<Option<Vec<Zone>>, String> {
+    mote::fs::refuse_attached("dns").map(|()| None)
 }

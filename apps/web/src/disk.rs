@@ -3,16 +3,24 @@
 //! start and kept for the server's life, so the guest's memory must hold the site. Symbolic
 //! links and special files are left out, as in the embedded site. Files are served as they
 //! are on the disk: no gzip variants are made at start.
+//!
+//! The reader is the `disk` feature (`cargo xtask build web --disk-support`, the image
+//! `web-disk.elf`); an image without it refuses to start with a disk attached.
 
-use alloc::boxed::Box;
-use alloc::format;
-use alloc::string::{String, ToString};
-use alloc::vec::Vec;
-use mote::fs::{Fs, Kind};
+use alloc::string::String;
 use mote_http::StaticFile;
+#[cfg(feature = "disk")]
+use {
+    alloc::boxed::Box,
+    alloc::format,
+    alloc::string::ToString,
+    alloc::vec::Vec,
+    mote::fs::{Fs, Kind},
+};
 
 /// The files of the first disk's filesystem sorted by path, or `None` without a disk; an
 /// error when the disk holds no readable filesystem or a file cannot be read.
+#[cfg(feature = "disk")]
 pub fn site() -> Result<Option<&'static [StaticFile]>, String> {
     let started = mote::Instant::now();
     let Some(fs) = mote::fs::mount_first().map_err(|e| format!("web: {e}"))? else {
@@ -42,10 +50,18 @@ pub fn heap_bytes(files: &[StaticFile]) -> u64 {
     (data + core::mem::size_of_val(files)) as u64
 }
 
+/// `None`, as this image reads no disk; an error when the domain has one anyway.
+#[cfg(not(feature = "disk"))]
+pub fn site() -> Result<Option<&'static [StaticFile]>, String> {
+    mote::fs::refuse_attached("web").map(|()| None)
+}
+
 /// Directories nested deeper are refused (a damaged filesystem could loop).
+#[cfg(feature = "disk")]
 const MAX_DEPTH: usize = 32;
 
 /// Adds every file below `dir` (`""` for the root), `depth` levels down, to `files`.
+#[cfg(feature = "disk")]
 fn walk(fs: &Fs, dir: String, depth: usize, files: &mut Vec<StaticFile>) -> Result<(), String> {
     if depth > MAX_DEPTH {
         return Err(format!("{dir}: directories nested deeper than {MAX_DEPTH}"));

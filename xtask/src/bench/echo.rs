@@ -159,7 +159,7 @@ pub fn upload_linux(agent: &Agent, assets: &Assets) -> Result<Image, String> {
     agent.put(&format!("{LINUX_DIR}/vmlinux"), &read(&assets.dom0_kernel)?, 0o644, limit)?;
     agent.put(&format!("{LINUX_DIR}/initrd.cpio"), &read(initrd)?, 0o644, limit)?;
     let meta = AppMeta { memory_mib: LINUX_MEMORY_MIB, network: true, ..AppMeta::default() };
-    let cfg = build::xl_cfg("linux", &format!("{LINUX_DIR}/vmlinux"), &meta);
+    let cfg = build::xl_cfg("linux", &format!("{LINUX_DIR}/vmlinux"), &meta, false);
     agent.put("/mote/images/linux.cfg", cfg.as_bytes(), 0o644, limit)?;
     // `Image` describes a mote; of it `guest::run` needs only the name (for the config uploaded
     // here) and the file to symbolize crash reports with, which no Linux console line resembles.
