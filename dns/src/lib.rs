@@ -1,5 +1,6 @@
 //! Sans-IO authoritative DNS: the message codec ([`wire`]), zone master files
-//! ([`master`]), zone data ([`zone`]) and the query engine ([`query`]).
+//! ([`master`]), zone data ([`zone`]), zones compiled at build time ([`compiled`]) and the
+//! query engine ([`query`]).
 //!
 //! ```
 //! use mote_dns::{master, respond, Catalog, Transport};
@@ -16,6 +17,7 @@
 
 extern crate alloc;
 
+pub mod compiled;
 pub mod master;
 pub mod memo;
 pub mod name;

@@ -179,6 +179,8 @@ pub struct Writer {
     /// Where each name suffix written in full starts, for compression pointers.
     names: Vec<u16>,
     out_of_memory: bool,
+    /// Whether [`Writer::name`] compresses (not for [`Writer::uncompressed`]).
+    compress: bool,
 }
 
 /// Offsets above this cannot be the target of a pointer (14 bits).
@@ -189,7 +191,13 @@ const FIRST_CAPACITY: usize = 512;
 impl Writer {
     /// A writer; it allocates at its first write.
     pub fn new() -> Writer {
-        Writer { buf: Vec::new(), names: Vec::new(), out_of_memory: false }
+        Writer { buf: Vec::new(), names: Vec::new(), out_of_memory: false, compress: true }
+    }
+
+    /// A writer that never compresses, so every name keeps its own spelling (a compressed
+    /// name takes the case of the one it points to): for a compiled zone.
+    pub fn uncompressed() -> Writer {
+        Writer { compress: false, ..Writer::new() }
     }
 
     pub fn len(&self) -> usize {
@@ -239,6 +247,9 @@ impl Writer {
     /// A name, its longest suffix already in the message replaced by a
     /// pointer (matched without case, so the first spelling wins).
     pub fn name(&mut self, name: &Name) {
+        if !self.compress {
+            return self.name_uncompressed(name);
+        }
         let wire = name.wire();
         let mut at = 0;
         while wire[at] != 0 {

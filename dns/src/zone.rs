@@ -109,6 +109,21 @@ impl Zone {
         self.apex().and_then(|n| n.rrset(types::SOA)).map(drop).ok_or(ZoneError::NoSoa)
     }
 
+    /// Every name of the zone, empty non-terminals included, in key order.
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.values()
+    }
+
+    /// Adds a whole node, as a compiled zone lists them; the caller keeps them in key order
+    /// and unique.
+    pub(crate) fn insert_node(&mut self, node: Node) -> Result<(), ZoneError> {
+        if !node.name.is_subdomain_of(&self.origin) {
+            return Err(ZoneError::OutOfZone(node.name));
+        }
+        self.nodes.insert(node.name.key(), node);
+        Ok(())
+    }
+
     pub fn node(&self, name: &Name) -> Option<&Node> {
         self.node_by_wire(name.wire())
     }

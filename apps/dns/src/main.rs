@@ -1,9 +1,9 @@
-//! An authoritative DNS server: the zones on the first disk, or else those
-//! embedded at build time (the sample `zones/example.com.zone`, or the files
-//! given to `cargo xtask build dns --zone FILE…`), answered over UDP and TCP
-//! (RFC 7766) on port 53 by `mote-dns`, on every vif, vifs attached while it
-//! runs included. A zone that does not load stops the server before it
-//! serves anything.
+//! An authoritative DNS server: the zones embedded at build time (the sample
+//! `zones/example.com.zone`, or the files given to `cargo xtask build dns
+//! --zone FILE…`, compiled by build.rs), or with the `disk` feature those on the
+//! first disk, answered over UDP and TCP (RFC 7766) on port 53 by `mote-dns`, on
+//! every vif, vifs attached while it runs included. A zone that does not load
+//! stops the server before it serves anything.
 #![no_std]
 #![no_main]
 
@@ -17,7 +17,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 use mote::net::{Stack, TcpListener, TcpOptions, TcpStream, UdpSocket};
-use mote_dns::{master, try_respond, Catalog, OutOfMemory, Responder, Transport};
+use mote_dns::{compiled, try_respond, Catalog, OutOfMemory, Responder, Transport};
 
 mote::main!(main);
 
@@ -61,14 +61,14 @@ fn main() -> Result<(), String> {
     })
 }
 
-/// Parses every zone, from the first disk when there is one, else those built
+/// Loads every zone, from the first disk when there is one, else those built
 /// in; all of them load or none does.
 fn load() -> Result<Catalog, String> {
     let zones = match disk::zones()? {
         Some(zones) => zones,
         None => ZONES
             .iter()
-            .map(|(file, text)| master::parse_bytes(file, text, None).map_err(|e| format!("{e}")))
+            .map(|(file, zone)| compiled::read(zone).map_err(|e| format!("{file}: {e}")))
             .collect::<Result<_, _>>()?,
     };
     Catalog::new(zones).map_err(|(zone, e)| format!("zone {zone}: {e}"))

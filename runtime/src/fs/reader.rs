@@ -329,7 +329,8 @@ mod guest {
     /// no such disk or it holds no filesystem.
     pub fn mount_vdev(vdev: &str) -> Result<Fs, FsError> {
         let mount_error = |problem: String| FsError::Mount { disk: format!("disk {vdev}"), problem };
-        let id = crate::fs::vdev::id(vdev).ok_or_else(|| mount_error("not a disk name like xvda".to_string()))?;
+        let id =
+            crate::fs::vdev::id(vdev).ok_or_else(|| mount_error("not a disk name like xvda".to_string()))?;
         let disks = disk::open_all().map_err(|e| mount_error(e.to_string()))?;
         let disk = disks.into_iter().find(|d| d.id() == id);
         Fs::mount(disk.ok_or_else(|| mount_error("the domain has no such disk".to_string()))?)
