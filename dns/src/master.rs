@@ -8,7 +8,7 @@
 use crate::name::Name;
 use crate::rdata::{types, RData, CLASS_IN, MNEMONICS};
 use crate::wire::Reader;
-use crate::zone::Zone;
+use crate::zone::{Builder, Zone};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -396,7 +396,7 @@ fn parse_zone(file: &str, text: &str, apex: Option<&Name>) -> Result<Zone, Maste
     let mut default_ttl: Option<u32> = None;
     let mut last_ttl: Option<u32> = None;
     let mut owner: Option<Name> = None;
-    let mut zone: Option<Zone> = None;
+    let mut zone: Option<Builder> = None;
     let mut last_line = 1;
     for entry in &entries {
         let line = entry.line;
@@ -458,7 +458,7 @@ fn parse_zone(file: &str, text: &str, apex: Option<&Name>) -> Result<Zone, Maste
                 if !origin_given {
                     origin = owner.clone();
                 }
-                zone.insert(Zone::new(owner.clone()))
+                zone.insert(Builder::new(owner.clone()))
             }
             None => return Err(at(String::from("the first record must be the zone's SOA"))),
         };
@@ -474,7 +474,7 @@ fn parse_zone(file: &str, text: &str, apex: Option<&Name>) -> Result<Zone, Maste
         last_ttl = Some(ttl);
         zone.add(owner, rtype, ttl, rdata).map_err(|e| at(format!("{e}")))?;
     }
-    let zone = zone.ok_or_else(|| fail(last_line, String::from("no records")))?;
+    let zone = zone.ok_or_else(|| fail(last_line, String::from("no records")))?.finish();
     zone.validate().map_err(|e| fail(last_line, format!("{e}")))?;
     Ok(zone)
 }

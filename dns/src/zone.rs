@@ -1,5 +1,11 @@
 //! Zone data: the names of a zone with their RRsets, empty non-terminals
 //! included (RFC 4592 §2.2.2), and the set of zones a server answers for.
+//!
+//! A [`Zone`] is read-only once built: its names in a vector sorted by key
+//! (a `LiteMap`), found by binary search. Records in any order go through a
+//! [`Builder`], which keeps them in a B-tree until [`Builder::finish`]; a
+//! compiled zone, whose names come in order, is appended to directly, so an
+//! image that only loads compiled zones carries no B-tree code.
 
 use crate::name::{Name, MAX_NAME};
 use crate::rdata::{types, RData};
@@ -7,6 +13,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+use litemap::LiteMap;
 
 /// The records of one owner name and type (RFC 2181 §5).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,16 +67,34 @@ impl fmt::Display for ZoneError {
 #[derive(Debug, Clone)]
 pub struct Zone {
     origin: Name,
+    /// By [`Name::key`], in its order.
+    nodes: LiteMap<Vec<u8>, Node>,
+}
+
+/// A zone being loaded, its records in any order.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    origin: Name,
     nodes: BTreeMap<Vec<u8>, Node>,
 }
 
-impl Zone {
-    pub fn new(origin: Name) -> Zone {
-        Zone { origin, nodes: BTreeMap::new() }
+impl Builder {
+    pub fn new(origin: Name) -> Builder {
+        Builder { origin, nodes: BTreeMap::new() }
     }
 
     pub fn origin(&self) -> &Name {
         &self.origin
+    }
+
+    /// The zone, not validated yet (see [`Zone::validate`]).
+    pub fn finish(self) -> Zone {
+        let mut nodes = LiteMap::with_capacity(self.nodes.len());
+        for (key, node) in self.nodes {
+            // A B-tree's keys come in order: each one appends.
+            let _ = nodes.try_append(key, node);
+        }
+        Zone { origin: self.origin, nodes }
     }
 
     /// Adds a record; identical records are kept once (RFC 2181 §5), and an
@@ -103,6 +128,17 @@ impl Zone {
         }
         Ok(())
     }
+}
+
+impl Zone {
+    /// A zone with no names yet, filled by [`Zone::append`].
+    pub(crate) fn new(origin: Name) -> Zone {
+        Zone { origin, nodes: LiteMap::new() }
+    }
+
+    pub fn origin(&self) -> &Name {
+        &self.origin
+    }
 
     /// Checks what a zone needs to be served: an SOA at the apex.
     pub fn validate(&self) -> Result<(), ZoneError> {
@@ -114,14 +150,16 @@ impl Zone {
         self.nodes.values()
     }
 
-    /// Adds a whole node, as a compiled zone lists them; the caller keeps them in key order
-    /// and unique.
-    pub(crate) fn insert_node(&mut self, node: Node) -> Result<(), ZoneError> {
+    /// Adds a whole node after the others, as a compiled zone lists them: it must be in the
+    /// zone and come after them in key order (`Err(None)` when not).
+    pub(crate) fn append(&mut self, node: Node) -> Result<(), Option<ZoneError>> {
         if !node.name.is_subdomain_of(&self.origin) {
-            return Err(ZoneError::OutOfZone(node.name));
+            return Err(Some(ZoneError::OutOfZone(node.name)));
         }
-        self.nodes.insert(node.name.key(), node);
-        Ok(())
+        match self.nodes.try_append(node.name.key(), node) {
+            None => Ok(()),
+            Some(_) => Err(None),
+        }
     }
 
     pub fn node(&self, name: &Name) -> Option<&Node> {
@@ -190,8 +228,9 @@ mod tests {
 
     #[test]
     fn empty_non_terminals_exist() {
-        let mut z = Zone::new(name("example"));
+        let mut z = Builder::new(name("example"));
         z.add(name("a.b.c.example"), types::A, 60, RData::Opaque([1, 2, 3, 4].to_vec())).unwrap();
+        let z = z.finish();
         assert!(z.node(&name("b.c.example")).unwrap().rrsets.is_empty());
         assert!(z.node(&name("C.example")).is_some());
         assert!(z.node(&name("d.example")).is_none());
@@ -199,7 +238,7 @@ mod tests {
 
     #[test]
     fn cname_excludes_other_data() {
-        let mut z = Zone::new(name("example"));
+        let mut z = Builder::new(name("example"));
         z.add(name("a.example"), types::CNAME, 60, RData::Name(name("b.example"))).unwrap();
         let err = z.add(name("a.example"), types::A, 60, RData::Opaque([1, 2, 3, 4].to_vec()));
         assert_eq!(err, Err(ZoneError::CnameAndOtherData(name("a.example"))));
@@ -208,12 +247,26 @@ mod tests {
 
     #[test]
     fn duplicates_are_kept_once() {
-        let mut z = Zone::new(name("example"));
+        let mut z = Builder::new(name("example"));
         for _ in 0..2 {
             z.add(name("a.example"), types::A, 60, RData::Opaque([1, 2, 3, 4].to_vec())).unwrap();
         }
+        let z = z.finish();
         assert_eq!(z.node(&name("a.example")).unwrap().rrsets[0].rdatas.len(), 1);
         assert_eq!(z.validate(), Err(ZoneError::NoSoa));
+    }
+
+    #[test]
+    fn names_are_found_without_case_in_key_order() {
+        let mut z = Builder::new(name("example"));
+        for n in ["zz.example", "a.example", "B.example", "mail.example"] {
+            z.add(name(n), types::A, 60, RData::Opaque([1, 2, 3, 4].to_vec())).unwrap();
+        }
+        let z = z.finish();
+        let keys: Vec<Vec<u8>> = z.nodes().map(|n| n.name.key()).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+        assert_eq!(z.node(&name("b.EXAMPLE")).unwrap().name.wire(), name("B.example").wire());
+        assert!(z.node(&name("c.example")).is_none());
     }
 
     #[test]
@@ -227,11 +280,11 @@ mod tests {
             expire: 4,
             minimum: 5,
         };
-        let mut outer = Zone::new(name("example"));
+        let mut outer = Builder::new(name("example"));
         outer.add(name("example"), types::SOA, 60, soa()).unwrap();
-        let mut inner = Zone::new(name("sub.example"));
+        let mut inner = Builder::new(name("sub.example"));
         inner.add(name("sub.example"), types::SOA, 60, soa()).unwrap();
-        let catalog = Catalog::new(alloc::vec![outer, inner]).unwrap();
+        let catalog = Catalog::new(alloc::vec![outer.finish(), inner.finish()]).unwrap();
         assert_eq!(catalog.find(&name("a.sub.example")).unwrap().origin(), &name("sub.example"));
         assert_eq!(catalog.find(&name("a.example")).unwrap().origin(), &name("example"));
         assert!(catalog.find(&name("example.org")).is_none());
@@ -248,10 +301,10 @@ mod tests {
             expire: 4,
             minimum: 5,
         };
-        let mut z = Zone::new(name("example"));
+        let mut z = Builder::new(name("example"));
         z.add(name("example"), types::SOA, 60, soa(1)).unwrap();
         z.add(name("example"), types::SOA, 60, soa(1)).unwrap();
         assert_eq!(z.add(name("example"), types::SOA, 60, soa(2)), Err(ZoneError::SecondSoa));
-        assert_eq!(z.soa().unwrap().rdatas.len(), 1);
+        assert_eq!(z.finish().soa().unwrap().rdatas.len(), 1);
     }
 }
