@@ -14,40 +14,29 @@ pub use reader::*;
 
 use alloc::string::String;
 
-/// The domain's first disk (lowest device id) as errors name it, like `disk xvda (vbd
-/// 51712)`, or `None` without a disk; hosted, the image file `disk=PATH` names. Nothing is
+/// One of the domain's disks, as errors name it: `device/vbd/51712` (its xenstore
+/// directory), or `None` without a disk; hosted, the image file `disk=PATH` names. Nothing is
 /// opened: the disk is only looked up.
 #[cfg(target_os = "none")]
 pub fn attached() -> Option<String> {
     use mote_xen::xenstore::{Errno, Store, XsError};
-    let listed = crate::xenstore::with(|xs| xs.directory("device/vbd"))?;
-    let ids = match listed {
-        Ok(ids) => ids,
+    match crate::xenstore::with(|xs| xs.directory("device/vbd"))? {
+        Ok(ids) => ids.into_iter().next().map(|id| alloc::format!("device/vbd/{id}")),
         // No device/vbd directory: no disks.
-        Err(XsError::Xen(Errno::NoEnt)) => return None,
+        Err(XsError::Xen(Errno::NoEnt)) => None,
         Err(e) => {
             log::warn!("fs: listing the domain's disks (device/vbd): {e}");
-            return None;
+            None
         }
-    };
-    ids.iter().filter_map(|id| id.parse().ok()).min().map(disk_name)
-}
-
-/// How errors name the disk of device id `id`: `disk xvda (vbd 51712)`.
-#[cfg(target_os = "none")]
-fn disk_name(id: u32) -> String {
-    match vdev::name(id) {
-        Some(vdev) => alloc::format!("disk {vdev} (vbd {id})"),
-        None => alloc::format!("disk vbd {id}"),
     }
 }
 
-/// The domain's first disk as errors name it; hosted, the image file `disk=PATH` names.
+/// One of the domain's disks; hosted, the image file `disk=PATH` names.
 #[cfg(not(target_os = "none"))]
 pub fn attached() -> Option<String> {
     #[cfg(feature = "hosted")]
     if let Some(path) = crate::cmdline().get("disk") {
-        return Some(alloc::format!("disk image {path}"));
+        return Some(alloc::string::ToString::to_string(path));
     }
     None
 }
@@ -58,8 +47,8 @@ pub fn attached() -> Option<String> {
 pub fn refuse_attached(app: &str) -> Result<(), String> {
     match attached() {
         Some(disk) => Err(alloc::format!(
-            "{app}: the domain has {disk}, but this image reads no content disk (it is built without \
-             disk support and serves what is built into it): boot the disk-capable image \
+            "{app}: the domain has a disk ({disk}), but this image reads no content disk (it is built \
+             without disk support and serves what is built into it): boot the disk-capable image \
              (`cargo xtask build {app} --disk-support`: {app}-disk.elf) or detach the disk"
         )),
         None => Ok(()),

@@ -781,7 +781,7 @@ pub fn cases() -> Vec<Case> {
             reason: Reason::Crash,
             checks: vec![
                 Contains(
-                    "main returned an error: dns: the domain has disk xvda (vbd 51712), but this image reads no content disk",
+                    "main returned an error: dns: the domain has a disk (device/vbd/51712), but this image reads no content disk",
                 ),
                 Contains("`cargo xtask build dns --disk-support`: dns-disk.elf"),
                 Custom("no panic", check_no_panic),

@@ -14,6 +14,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 use mote::net::{Stack, TcpListener, TcpOptions, TcpStream, UdpSocket};
@@ -61,6 +62,16 @@ fn main() -> Result<(), String> {
     })
 }
 
+/// The zones' origins, each after a space, for the serving line (written straight to the
+/// console: no strings to allocate and join).
+struct Origins(&'static Catalog);
+
+impl fmt::Display for Origins {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.zones().iter().try_for_each(|zone| write!(f, " {}", zone.origin()))
+    }
+}
+
 /// Loads every zone, from the first disk when there is one, else those built
 /// in; all of them load or none does.
 fn load() -> Result<Catalog, String> {
@@ -79,8 +90,7 @@ async fn serve(stack: Stack, catalog: &'static Catalog) -> Result<(), String> {
     let address = stack.wait_ipv4().await;
     serve_udp(&stack, catalog)?;
     serve_tcp(&stack, catalog)?;
-    let origins: Vec<String> = catalog.zones().iter().map(|z| format!("{}", z.origin())).collect();
-    mote::println!("dns: serving on {} (udp/53 tcp/53): {}", address.address(), origins.join(" "));
+    mote::println!("dns: serving on {} (udp/53 tcp/53):{}", address.address(), Origins(catalog));
     Ok(())
 }
 

@@ -321,7 +321,11 @@ mod guest {
     impl Fs {
         /// The filesystem on `disk`.
         pub fn mount(disk: Disk) -> Result<Fs, FsError> {
-            Fs::load(&crate::fs::disk_name(disk.id()), disk)
+            let name = match crate::fs::vdev::name(disk.id()) {
+                Some(vdev) => format!("disk {vdev} (vbd {})", disk.id()),
+                None => format!("disk vbd {}", disk.id()),
+            };
+            Fs::load(&name, disk)
         }
     }
 
