@@ -486,6 +486,7 @@ pub fn cases() -> Vec<Case> {
             app: "echo",
             args: &["ip=10.0.0.13/24"],
             gdb: false,
+            disk: false,
             xl: &[r#"vif=["bridge=xenbr0,script=vif-mote"]"#],
             reason: Reason::Poweroff,
             checks: vec![Line("echo: Poweroff requested, stopping")],
