@@ -15,7 +15,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// An event-channel port of this domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Port(pub u32);
 
 /// Ports the 2-level ABI can address on x86-64.
@@ -39,6 +39,13 @@ impl Port {
 impl fmt::Display for Port {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "port {}", self.0)
+    }
+}
+
+/// As `Display` (a derived `Debug` would bring in the tuple-struct builder for one number).
+impl fmt::Debug for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
