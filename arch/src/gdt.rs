@@ -27,8 +27,10 @@ static GDT: Once<(GlobalDescriptorTable, SegmentSelector, SegmentSelector, Segme
 pub(crate) fn init() {
     let tss = TSS.call_once(|| {
         let mut tss = TaskStateSegment::new();
-        let bottom = VirtAddr::from_ptr(core::ptr::addr_of!(FATAL_STACK));
-        tss.interrupt_stack_table[usize::from(FATAL_IST - 1)] = bottom + FATAL_STACK_SIZE as u64;
+        // The image lies in the identity-mapped low 4 GiB, so the address is canonical as it
+        // is; `new_truncate` has no panic path (`VirtAddr::new`'s brings in Debug formatting).
+        let top = core::ptr::addr_of!(FATAL_STACK) as u64 + FATAL_STACK_SIZE as u64;
+        tss.interrupt_stack_table[usize::from(FATAL_IST - 1)] = VirtAddr::new_truncate(top);
         tss
     });
     let (gdt, code, data, tss_sel) = GDT.call_once(|| {

@@ -95,7 +95,9 @@ pub(crate) fn init() {
     });
     let pointer = DescriptorTablePointer {
         limit: (core::mem::size_of::<Idt>() - 1) as u16,
-        base: VirtAddr::from_ptr(idt),
+        // Canonical as it is (the image is in the identity-mapped low 4 GiB), and without
+        // `VirtAddr::new`'s panic path.
+        base: VirtAddr::new_truncate(core::ptr::from_ref(idt) as u64),
     };
     // SAFETY: the IDT lives in a static and every present gate points at a
     // stub below that saves state and calls `dispatch`.
