@@ -26,7 +26,8 @@ fn main() {
         let text = std::fs::read(path).unwrap_or_else(|e| fail(&format!("zone {name}: {e}")));
         let zone = master::parse_bytes(name, &text, None).unwrap_or_else(|e| fail(&e.to_string()));
         let file = out.join(format!("zone-{i}.bin"));
-        std::fs::write(&file, compiled::write(&zone)).unwrap();
+        std::fs::write(&file, compiled::write(&zone).unwrap_or_else(|e| fail(&format!("zone {name}: {e}"))))
+            .unwrap();
         writeln!(table, "    ({name:?}, include_bytes!({:?})),", path_str(&file)).unwrap();
     }
     table.push_str("];\n");

@@ -17,6 +17,7 @@ use crate::name::Name;
 use crate::rdata::RData;
 use crate::wire::{Reader, WireError, Writer};
 use crate::zone::{Node, RRset, Zone};
+use crate::OutOfMemory;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -39,8 +40,8 @@ impl fmt::Display for CompiledError {
     }
 }
 
-/// `zone` in compiled form.
-pub fn write(zone: &Zone) -> Vec<u8> {
+/// `zone` in compiled form; [`OutOfMemory`] when the heap has no room for it.
+pub fn write(zone: &Zone) -> Result<Vec<u8>, OutOfMemory> {
     let mut w = Writer::uncompressed();
     w.bytes(MAGIC);
     w.name(zone.origin());
@@ -128,7 +129,7 @@ mod tests {
     #[test]
     fn a_zone_comes_back_as_loaded() {
         let zone = master::parse("t.zone", TEXT).unwrap();
-        let compiled = write(&zone);
+        let compiled = write(&zone).unwrap();
         let back = read(&compiled).unwrap();
         assert_eq!(back.origin().wire(), zone.origin().wire());
         assert_eq!(dump(&back), dump(&zone));
@@ -141,7 +142,7 @@ mod tests {
 
     #[test]
     fn damaged_bytes_are_errors_not_zones() {
-        let compiled = write(&master::parse("t.zone", TEXT).unwrap());
+        let compiled = write(&master::parse("t.zone", TEXT).unwrap()).unwrap();
         assert_eq!(read(b"mdz0").unwrap_err().problem, "no compiled zone here");
         for len in 0..compiled.len() {
             assert!(read(&compiled[..len]).is_err(), "cut at {len}");
@@ -164,7 +165,7 @@ mod tests {
         w.u16(1);
         w.u16(5);
         w.bytes(&[1, 2, 3, 4, 5]);
-        assert_eq!(read(&w.finish()).unwrap_err().problem, "truncated or malformed");
+        assert_eq!(read(&w.finish().unwrap()).unwrap_err().problem, "truncated or malformed");
         assert_eq!(RData::parse(1, &mut Reader::new(&[1, 2, 3, 4, 5], 0), 5), Err(WireError::BadRdata));
     }
 
@@ -180,7 +181,7 @@ mod tests {
                 w.name(&Name::from_labels(n.split('.').map(str::as_bytes)).unwrap());
                 w.u16(0);
             }
-            w.finish()
+            w.finish().unwrap()
         };
         // Key order is that of the lower-cased wire form: a shorter first label comes first.
         assert!(read(&compiled(&["a.example", "example"])).is_ok());

@@ -586,6 +586,7 @@ pub fn cases() -> Vec<Case> {
             app: "web",
             args: &["ip=10.0.0.27/24"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![
@@ -627,6 +628,7 @@ pub fn cases() -> Vec<Case> {
             app: "dns",
             args: &["ip=10.0.0.26/24"],
             gdb: false,
+            disk: false,
             // A small dns: a dozen large TCP queries fill its heap (at 2 MiB not even one fits;
             // at the default 4 MiB the connections it takes to fill it expire before the last).
             xl: &["memory=3"],
@@ -665,6 +667,7 @@ pub fn cases() -> Vec<Case> {
             app: "dns",
             args: &["ip=10.0.0.24/24", "vif1.ip=10.0.0.25/24"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Contains("net: vif 1 attached"), Line("dns: Poweroff requested, stopping")],
@@ -697,6 +700,7 @@ pub fn cases() -> Vec<Case> {
             app: "dns",
             args: &["ip=10.0.0.24/24"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("dns: Poweroff requested, stopping")],
@@ -707,6 +711,7 @@ pub fn cases() -> Vec<Case> {
             app: "web",
             args: &["ip=10.0.0.25/24"],
             gdb: false,
+            disk: false,
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Line("web: Poweroff requested, stopping")],
