@@ -42,6 +42,9 @@ fn main() -> Result<(), String> {
         serve_tcp(&stack, catalog)?;
         let origins: Vec<String> = catalog.zones().iter().map(|z| format!("{}", z.origin())).collect();
         mote::println!("dns: serving on {} (udp/53 tcp/53): {}", address.address(), origins.join(" "));
+        // A content disk attached again is not read: the content is loaded once, at start.
+        #[cfg(target_os = "none")]
+        mote::disk::log_attached("dns", "zones are loaded at start");
         let request = mote::lifecycle::shutdown_requested().await;
         mote::println!("dns: {request:?} requested, stopping");
         Ok(())

@@ -37,6 +37,12 @@
 //!   work, then each task's error, then what a later read gets, and waits
 //!   for `xl shutdown`. `test=disk-detach-blocking`: the same with one
 //!   blocking reader.
+//! - `test=disk-reattach count=N`: reads the first disk through the async
+//!   API and watches for disks attached later (`mote::disk::watch`); prints
+//!   `disk-reattach: watching`, then for each of N (default 2) disks
+//!   attached (dom0 detaches the first and attaches others, one under its
+//!   name) connects it and prints its name and the text of its first line,
+//!   then waits for `xl shutdown`.
 //! - `test=disk-bench bytes=N reads=R`: `cargo xtask bench disk`'s measurement
 //!   (the same as `mote-agent disk-bench` in the Linux guest): writes the
 //!   first N bytes of the disk in 1 MiB blocks and flushes, reads them back,
@@ -251,6 +257,7 @@ fn main() -> Result<(), Error> {
         "disk-async" => disk_async(number("tasks", 64)?, number("reads", 16)?),
         "disk-detach" => disk_detach(false),
         "disk-detach-blocking" => disk_detach(true),
+        "disk-reattach" => disk_reattach(number("count", 2)?),
         "disk-bench" => disk_bench(number("bytes", 32 << 20)?, number("reads", 2000)?),
         other => Err(Error::UnknownTest(other)),
     }
@@ -535,6 +542,38 @@ fn disk_detach(blocking: bool) -> Result<(), Error> {
         mote::lifecycle::shutdown_requested().await;
         Ok(())
     })
+}
+
+/// `test=disk-reattach`.
+fn disk_reattach(count: u64) -> Result<(), Error> {
+    let failed = |e: &dyn fmt::Display| Error::Disk(alloc::format!("{e}"));
+    let disk = mote::disk::open_all().map_err(|e| failed(&e))?.into_iter().next();
+    let mut disk = disk.ok_or(Error::Disk("no disk".into()))?;
+    mote::println!("disk-reattach: vbd {} reads: {}", disk.id(), first_line(&mut disk)?);
+    mote::block_on(async move {
+        // Through the async API, whose driver notices the detach with no read under way.
+        let first = disk.into_async();
+        let mut attached = mote::disk::watch().map_err(|e| failed(&e))?;
+        mote::println!("disk-reattach: watching");
+        for _ in 0..count {
+            let offer = attached.next().await.map_err(|e| failed(&e))?;
+            let name = offer.name();
+            let mut disk = offer.connect().await.map_err(|e| failed(&e))?;
+            mote::println!("disk-reattach: {name} connected, reads: {}", first_line(&mut disk)?);
+        }
+        drop(first);
+        mote::println!("disk: waiting for shutdown");
+        mote::lifecycle::shutdown_requested().await;
+        Ok(())
+    })
+}
+
+/// The disk's first line of text (up to 64 bytes of its first sector).
+fn first_line(disk: &mut mote::disk::Disk) -> Result<String, Error> {
+    let mut sector = alloc::vec![0u8; disk.info().sector_size as usize];
+    disk.read(0, &mut sector).map_err(|e| Error::Disk(alloc::format!("{e}")))?;
+    let line = sector.iter().take(64).take_while(|&&b| b.is_ascii_graphic() || b == b' ');
+    Ok(line.map(|&b| char::from(b)).collect())
 }
 
 /// `test=disk-bench`.

@@ -85,6 +85,9 @@ fn main() -> Result<(), String> {
             address.address(),
             heap_bytes / 1024
         );
+        // A content disk attached again is not read: the content is loaded once, at start.
+        #[cfg(target_os = "none")]
+        mote::disk::log_attached("web", "the site is read at start");
         let request = mote::lifecycle::shutdown_requested().await;
         mote::println!("web: {request:?} requested, stopping");
         Ok(())
