@@ -47,7 +47,9 @@
 //!   (the same as `mote-agent disk-bench` in the Linux guest): writes the
 //!   first N bytes of the disk in 1 MiB blocks and flushes, reads them back,
 //!   then makes R 4 KiB reads at pseudo-random offsets, one at a time;
-//!   prints `disk-bench: seq-write W MB/s, seq-read R MB/s, rand-read I IOPS`.
+//!   prints `disk-bench: start` as it starts, then `disk-bench: seq-write W
+//!   MB/s, seq-read R MB/s, rand-read I IOPS in T s` (T: all three, by the
+//!   PV clock).
 //! - `test=wait`: waits for `xl shutdown` or `xl reboot`, says which, and
 //!   returns (the runtime then ends the domain as asked).
 //! - `test=grant`: grants dom0 a page holding a text, read-write then
@@ -587,6 +589,8 @@ fn disk_bench(bytes: u64, reads: u64) -> Result<(), Error> {
     let steps = bytes.min(disk.info().bytes()) / STEP as u64;
     let mb = (steps * STEP as u64) as f64 / 1e6;
     let mut buf = alloc::vec![0u8; STEP];
+    mote::println!("disk-bench: start");
+    let all = Instant::now();
     let start = Instant::now();
     for n in 0..steps {
         buf.fill(n as u8);
@@ -609,8 +613,9 @@ fn disk_bench(bytes: u64, reads: u64) -> Result<(), Error> {
         disk.read(block * BLOCK as u64 / sector, &mut buf[..BLOCK]).map_err(io)?;
     }
     let iops = reads as f64 / start.elapsed().as_secs_f64();
+    let total = all.elapsed().as_secs_f64();
     mote::println!(
-        "disk-bench: seq-write {write:.2} MB/s, seq-read {read:.2} MB/s, rand-read {iops:.0} IOPS"
+        "disk-bench: seq-write {write:.2} MB/s, seq-read {read:.2} MB/s, rand-read {iops:.0} IOPS in {total:.2} s"
     );
     Ok(())
 }
