@@ -435,8 +435,10 @@ impl crate::executor::Driver for WatchDriver {
                         true
                     }
                 };
-                if let (true, Some(waker)) = (woken, p.waker.take()) {
-                    waker.wake();
+                if woken {
+                    if let Some(waker) = p.waker.take() {
+                        waker.wake();
+                    }
                 }
             }
         });
