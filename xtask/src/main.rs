@@ -1,7 +1,7 @@
 //! `cargo xtask`: builds mote images and runs them under Xen in an emulated machine.
 //!
 //! ```text
-//! cargo xtask build <app> [--debug] [--gdb] [--hosted] [--zone FILE…] [--site DIR]
+//! cargo xtask build <app> [--debug] [--gdb] [--hosted] [--zone FILE…] [--site DIR] [--disk IMAGE]
 //! cargo xtask run <app> [--debug] [--gdb] [--hosted] [--timeout SECS] [--disk IMAGE] [--zone FILE…]
 //!     [--site DIR] [-- <guest command line>…]
 //! cargo xtask disk <dir> -o <image>
@@ -45,8 +45,9 @@ use std::time::Duration;
 
 const USAGE: &str = "\
 usage:
-  cargo xtask build <app> [--debug] [--gdb] [--zone FILE…]
-      build apps/<app> into target/mote/<app>.elf (stripped), <app>.debug.elf and <app>.cfg;
+  cargo xtask build <app> [--debug] [--gdb] [--zone FILE…] [--disk IMAGE]
+      build apps/<app> into target/mote/<app>.elf (stripped), <app>.debug.elf, <app>.cfg and
+      <app>.xml (libvirt); --disk names IMAGE in both, attached read-only as xvda;
       --gdb links the gdb stub (gdb=wait|on on the command line) and writes target/mote/gdb/;
       for dns, --zone embeds these master files instead of the sample zone (checked first);
       --site embeds DIR as the site of an app that serves one (web) instead of its sample
@@ -114,9 +115,24 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
             }
             let env = build_env(&args, &zones)?;
             if args.hosted {
+                if args.disk.is_some() {
+                    return Err("`build --hosted` takes no --disk: give it to `run --hosted`".into());
+                }
                 hosted::build(&args.app, args.flavor, &env)?;
             } else {
-                build::build_with(&args.app, args.flavor, &env)?;
+                let image = build::build_with(&args.app, args.flavor, &env)?;
+                if let Some(disk) = &args.disk {
+                    let disk = disk.canonicalize().map_err(|e| format!("--disk {}: {e}", disk.display()))?;
+                    let disk =
+                        disk.to_str().ok_or_else(|| format!("--disk {}: not UTF-8", disk.display()))?;
+                    let xml = build::write_configs(&image, Some(disk))?;
+                    eprintln!(
+                        "mote: {}: {disk} attached read-only as xvda in {} and {}",
+                        args.app,
+                        image.cfg.display(),
+                        xml.display()
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -222,7 +238,7 @@ struct AppArgs {
     /// `--debug`, `--gdb`.
     flavor: build::Flavor,
     timeout: Option<Duration>,
-    /// A content disk image to attach (`run --disk`).
+    /// A content disk image to attach (`run --disk`), or to name in the configs (`build --disk`).
     disk: Option<PathBuf>,
     /// `--site DIR`: the site to embed.
     site: Option<PathBuf>,
@@ -232,8 +248,8 @@ struct AppArgs {
 }
 
 /// Parses `<app> [--debug] [--gdb] [--hosted] [--site DIR] [--timeout SECS] [--disk IMAGE] [-- args…]`
-/// (`--gdb` not for `debug`, which always has the stub; `--timeout` for `run`, `--disk` for `run`
-/// and `debug`).
+/// (`--gdb` not for `debug`, which always has the stub; `--timeout` for `run`, `--disk` for `run`,
+/// `build` and `debug`).
 fn parse_app_args(args: &[String], command: &str) -> Result<AppArgs, String> {
     let run = command == "run";
     let mut app = None;
@@ -254,7 +270,7 @@ fn parse_app_args(args: &[String], command: &str) -> Result<AppArgs, String> {
                     secs.parse().map_err(|_| format!("--timeout: bad number of seconds {secs:?}"))?;
                 timeout = Some(Duration::from_secs(secs));
             }
-            "--disk" if run || command == "debug" => {
+            "--disk" if run || command == "debug" || command == "build" => {
                 disk = Some(PathBuf::from(iter.next().ok_or("--disk needs an image file")?))
             }
             "--site" => site = Some(PathBuf::from(iter.next().ok_or("--site needs a directory")?)),
@@ -511,7 +527,9 @@ mod cli_tests {
         let args = parse_app_args(&strings(&["web", "--disk", "site.img"]), "run").unwrap();
         assert_eq!(args.disk, Some(PathBuf::from("site.img")));
         assert!(parse_app_args(&strings(&["web", "--disk"]), "run").is_err());
-        assert!(parse_app_args(&strings(&["web", "--disk", "site.img"]), "build").is_err());
+        let args = parse_app_args(&strings(&["web", "--disk", "site.img"]), "build").unwrap();
+        assert_eq!(args.disk, Some(PathBuf::from("site.img")));
+        assert!(parse_app_args(&strings(&["web", "--disk", "site.img"]), "symbolize").is_err());
         let args = parse_app_args(&strings(&["web", "--site", "/srv/www"]), "build").unwrap();
         assert_eq!(args.site, Some(PathBuf::from("/srv/www")));
         assert!(parse_app_args(&strings(&["web", "--site"]), "build").is_err());

@@ -55,6 +55,9 @@ fn main() -> Result<(), String> {
                 }
             }
         });
+        // A content disk attached again is not read: the content is loaded once, at start.
+        #[cfg(target_os = "none")]
+        mote::disk::log_attached("dns", "zones are loaded at start");
         let request = mote::lifecycle::shutdown_requested().await;
         mote::println!("dns: {request:?} requested, stopping");
         Ok(())

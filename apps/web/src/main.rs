@@ -74,6 +74,9 @@ fn main() -> Result<(), String> {
                 }
             }
         });
+        // A content disk attached again is not read: the content is loaded once, at start.
+        #[cfg(target_os = "none")]
+        mote::disk::log_attached("web", "the site is read at start");
         let request = mote::lifecycle::shutdown_requested().await;
         mote::println!("web: {request:?} requested, stopping");
         Ok(())
