@@ -33,10 +33,6 @@ use mote_xen::xenstore::{WatchId, XsError};
 pub use crate::disk_async::AsyncDisk;
 pub use mote_blkfront::device::{Discard, DiskError, DiskInfo, Features, Stats};
 
-/// How long closing a disk waits for its backend to follow (libxl forces a
-/// detach the frontend does not answer after 10 s too).
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The event channel both ways, through the runtime's event loop, and the
 /// backend's state, through the xenbus frontend's watch.
 struct Events {
@@ -61,26 +57,17 @@ impl Events {
         }
     }
 
-    /// Walks the frontend to Closed, waiting at most [`CLOSE_TIMEOUT`] for
+    /// Walks the frontend to Closed, waiting at most [`crate::xenstore::CLOSE_LIMIT`] for
     /// the backend to follow; stops watching it either way.
     fn close_frontend(&mut self) {
         let id = self.id;
         let Some(frontend) = self.frontend.take() else { return };
-        let deadline = Instant::now().checked_add(CLOSE_TIMEOUT);
-        // Sleeps until xenstore traffic or the deadline (the PV clock's one-shot timer).
-        let wait = || loop {
-            match events::block(None, deadline) {
-                Wake::Store => return true,
-                Wake::Deadline => return false,
-                Wake::Event | Wake::Shutdown => {}
-            }
-        };
-        match crate::xenstore::with(|xs| frontend.close_within(xs, wait)) {
+        match crate::xenstore::close_frontend(frontend) {
             Some(Ok(state)) => log::info!("disk: vbd {id}: closed (backend {state:?})"),
             Some(Err(XenbusError::NoAnswer(state))) => log::error!(
                 "disk: vbd {id}: the backend did not answer our closing within {} s (it stayed {state:?}); \
                  giving up on it",
-                CLOSE_TIMEOUT.as_secs()
+                crate::xenstore::CLOSE_LIMIT.as_secs()
             ),
             Some(Err(e)) => log::warn!("disk: vbd {id}: closing: {e}"),
             None => {}
