@@ -8,7 +8,7 @@
 //! read once the backend is Connected.
 
 use crate::device::{Discard, Disk, DiskInfo, Features, GrantedPage};
-use crate::wire::{MAX_INDIRECT_PAGES, SEGMENTS_PER_INDIRECT_PAGE, VDISK_READONLY};
+use crate::wire::{RequestSlot, Response, MAX_INDIRECT_PAGES, SEGMENTS_PER_INDIRECT_PAGE, VDISK_READONLY};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -176,6 +176,26 @@ pub struct Released {
     pub still_mapped: usize,
 }
 
+impl Shared {
+    /// Closes the event channel and ends every grant; the pages go back to
+    /// the heap only if the backend maps none of them any more (a grant it
+    /// still maps stays, and its reference is not reused).
+    fn give_back(self, grants: &mut GrantTable<'_>) -> Released {
+        if let Err(e) = event::close(self.port) {
+            log::warn!("blkfront: closing {}: {e}", self.port);
+        }
+        let still_mapped = self.grants.iter().filter(|&&r| grants.end_access(r).is_err()).count();
+        if still_mapped == 0 {
+            // SAFETY: the pages are one allocation of `alloc_shared_pages`,
+            // no longer granted, and nothing uses them afterwards: a retired
+            // disk never touches its ring or pool again (every call checks
+            // its failure first), an abandoned handshake made no disk.
+            unsafe { free_shared_pages(self.pages) };
+        }
+        Released { grants: self.grants.len(), still_mapped }
+    }
+}
+
 /// Gives back what `disk` shared with its backend, once its frontend is
 /// closed (the backend went away, or the disk is done with): closes the
 /// event channel and ends every grant; the pages go back to the heap only
@@ -183,45 +203,65 @@ pub struct Released {
 /// nothing uses the pages afterwards. Nothing the second time.
 pub fn release(disk: &mut Disk, grants: &mut GrantTable<'_>) -> Option<Released> {
     disk.retire();
-    let shared = disk.shared.take()?;
-    if let Err(e) = event::close(shared.port) {
-        log::warn!("blkfront: closing {}: {e}", shared.port);
-    }
-    let still_mapped = shared.grants.iter().filter(|&&r| grants.end_access(r).is_err()).count();
-    if still_mapped == 0 {
-        // SAFETY: the pages are one allocation of `alloc_shared_pages`, no
-        // longer granted, and the retired disk never touches its ring or
-        // pool again (every call checks its failure first).
-        unsafe { free_shared_pages(shared.pages) };
-    }
-    Some(Released { grants: shared.grants.len(), still_mapped })
+    Some(disk.shared.take()?.give_back(grants))
 }
 
 /// Brings up `device/vbd/<id>` and returns it Connected, with its xenbus
-/// frontend (to notice the backend closing: `xl block-detach`).
+/// frontend (to notice the backend closing: `xl block-detach`). Blocks
+/// until the backend is ready; [`begin`] and [`Handshake::finish`] are the
+/// two halves, for a caller that waits for the backend itself.
 pub fn connect<T: Transport>(
     xs: &mut Client<T>,
     grants: &mut GrantTable<'_>,
     id: u32,
     config: Config,
 ) -> Result<(Disk, Frontend), ConnectError> {
+    let mut vbd = Frontend::open(xs, &format!("device/vbd/{id}"))?;
+    vbd.switch(xs, XenbusState::Initialising)?;
+    vbd.wait_backend(xs, |s| s == XenbusState::InitWait)?;
+    let handshake = begin(xs, grants, &vbd, id, config)?;
+    if let Err(e) = vbd.wait_backend(xs, |s| s == XenbusState::Connected) {
+        handshake.abandon(grants);
+        return Err(e.into());
+    }
+    let disk = handshake.finish(xs, grants, &vbd)?;
+    Ok((disk, vbd))
+}
+
+/// A disk whose ring and event channel are published (the frontend is
+/// Initialised), until the backend is Connected.
+pub struct Handshake {
+    id: u32,
+    ring: FrontRing<'static, RequestSlot, Response>,
+    ring_pages: usize,
+    buffers: Vec<GrantedPage>,
+    shared: Shared,
+    indirect_segments: usize,
+}
+
+/// The first half of the handshake, once `vbd`'s backend is in InitWait:
+/// grants a ring of up to `config.ring_pages` pages (within the backend's
+/// `max-ring-page-order`) and the buffer pool, makes the event channel, and
+/// publishes them with Initialised.
+pub fn begin<T: Transport>(
+    xs: &mut Client<T>,
+    grants: &mut GrantTable<'_>,
+    vbd: &Frontend,
+    id: u32,
+    config: Config,
+) -> Result<Handshake, ConnectError> {
     if !config.ring_pages.is_power_of_two() || config.ring_pages > 256 {
         return Err(ConnectError::BadConfig("ring pages must be a power of two up to 256"));
     }
     if config.buffer_pages < 2 || config.buffer_pages > usize::from(u16::MAX) {
         return Err(ConnectError::BadConfig("buffer pages must be 2 to 65535"));
     }
-    let path = format!("device/vbd/{id}");
-    let mut vbd = Frontend::open(xs, &path)?;
-    vbd.switch(xs, XenbusState::Initialising)?;
-    vbd.wait_backend(xs, |s| s == XenbusState::InitWait)?;
     let backend = vbd.backend_id();
-    let be = String::from(vbd.backend());
-    let max_order = xs.read_string(&format!("{be}/max-ring-page-order")).ok();
+    let max_order = xs.read_string(&format!("{}/max-ring-page-order", vbd.backend())).ok();
     let ring_pages = ring_pages(config.ring_pages, max_order.as_deref())?;
     let pages = alloc_shared_pages(ring_pages + config.buffer_pages).ok_or(ConnectError::NoMemory)?;
     // SAFETY: the pages are fresh, contiguous, page-aligned, ours alone (and
-    // the backend's once granted) and never freed.
+    // the backend's once granted), and freed only by `Shared::give_back`.
     let ring = unsafe { FrontRing::init_pages(pages[0], ring_pages) };
     let grant = |grants: &mut GrantTable<'_>, addr: *mut u8| {
         grants.grant_access(backend, Gfn::containing(addr as u64), Access::ReadWrite).map(|r| r.0)
@@ -234,7 +274,16 @@ pub fn connect<T: Transport>(
         .collect::<Result<Vec<_>, ConnectError>>()?;
     let port = event::alloc_unbound(backend).map_err(ConnectError::EventChannel)?;
     event::unmask(port).map_err(ConnectError::EventChannel)?;
-    vbd.publish(xs, XenbusState::Initialised, |keys| {
+    let granted = ring_refs.iter().copied().chain(buffers.iter().map(|b| b.gref)).map(GrantRef).collect();
+    let handshake = Handshake {
+        id,
+        ring,
+        ring_pages,
+        buffers,
+        shared: Shared { pages, grants: granted, port },
+        indirect_segments: config.indirect_segments,
+    };
+    let published = vbd.publish(xs, XenbusState::Initialised, |keys| {
         if ring_pages == 1 {
             keys.write("ring-ref", &format!("{}", ring_refs[0]))?;
         } else {
@@ -246,24 +295,66 @@ pub fn connect<T: Transport>(
         keys.write("event-channel", &format!("{}", port.0))?;
         keys.write("protocol", "x86_64-abi")?;
         keys.write("feature-persistent", "1")
-    })?;
-    vbd.wait_backend(xs, |s| s == XenbusState::Connected)?;
-    let sectors = xs.read_string(&format!("{be}/sectors"))?;
-    let sector_size = xs.read_string(&format!("{be}/sector-size")).ok();
-    let info = xs.read_string(&format!("{be}/info"))?;
-    let flush = xs.read_string(&format!("{be}/feature-flush-cache")).ok();
-    let info = parse_info(&sectors, sector_size.as_deref(), &info, flush.as_deref())?;
-    let features = parse_features(
-        &mut |key| xs.read_string(&format!("{be}/{key}")).ok(),
-        ring_pages,
-        config.indirect_segments,
-        info.sector_size,
-    )?;
-    vbd.switch(xs, XenbusState::Connected)?;
-    let mut disk = Disk::new(ring, buffers.clone(), port, id as u16, info, features);
-    let granted = ring_refs.iter().copied().chain(buffers.iter().map(|b| b.gref)).map(GrantRef).collect();
-    disk.shared = Some(Shared { pages, grants: granted, port });
-    Ok((disk, vbd))
+    });
+    match published {
+        Ok(()) => Ok(handshake),
+        Err(e) => {
+            handshake.abandon(grants);
+            Err(e.into())
+        }
+    }
+}
+
+impl Handshake {
+    /// The second half, once the backend is Connected: reads the disk's
+    /// geometry and the backend's features and goes Connected.
+    pub fn finish<T: Transport>(
+        self,
+        xs: &mut Client<T>,
+        grants: &mut GrantTable<'_>,
+        vbd: &Frontend,
+    ) -> Result<Disk, ConnectError> {
+        match self.read_backend(xs, vbd) {
+            Ok((info, features)) => {
+                let Handshake { id, ring, buffers, shared, .. } = self;
+                let mut disk = Disk::new(ring, buffers, shared.port, id as u16, info, features);
+                disk.shared = Some(shared);
+                Ok(disk)
+            }
+            Err(e) => {
+                self.abandon(grants);
+                Err(e)
+            }
+        }
+    }
+
+    fn read_backend<T: Transport>(
+        &self,
+        xs: &mut Client<T>,
+        vbd: &Frontend,
+    ) -> Result<(DiskInfo, Features), ConnectError> {
+        let be = vbd.backend();
+        let sectors = xs.read_string(&format!("{be}/sectors"))?;
+        let sector_size = xs.read_string(&format!("{be}/sector-size")).ok();
+        let info = xs.read_string(&format!("{be}/info"))?;
+        let flush = xs.read_string(&format!("{be}/feature-flush-cache")).ok();
+        let info = parse_info(&sectors, sector_size.as_deref(), &info, flush.as_deref())?;
+        let features = parse_features(
+            &mut |key| xs.read_string(&format!("{be}/{key}")).ok(),
+            self.ring_pages,
+            self.indirect_segments,
+            info.sector_size,
+        )?;
+        vbd.switch(xs, XenbusState::Connected)?;
+        Ok((info, features))
+    }
+
+    /// Gives up on the handshake (the backend closed, or broke it): gives
+    /// back what was shared, as [`release`] does.
+    pub fn abandon(self, grants: &mut GrantTable<'_>) -> Released {
+        log::warn!("blkfront: vbd {}: handshake abandoned", self.id);
+        self.shared.give_back(grants)
+    }
 }
 
 #[cfg(test)]

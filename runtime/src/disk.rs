@@ -8,17 +8,27 @@
 //! has and every later one with [`DiskError::Gone`], answers the handshake
 //! down to Closed and gives back its grants, event channel and pages; the
 //! rest of the domain goes on. A disk dropped is closed the same way.
+//!
+//! Closing waits at most 10 s (the PV clock's timer) for the backend to
+//! follow. A backend silent that long is given up on, with an error logged:
+//! the event channel is closed and every grant it no longer maps is ended,
+//! but a page it still maps stays granted and the disk's pages (one
+//! allocation) are never freed or reused, so a late write by that backend
+//! lands in memory nothing else uses.
 
 use crate::events::{self, Instant, Wake};
 use alloc::boxed::Box;
+use alloc::rc::Rc;
 use alloc::vec::Vec;
+use core::cell::RefCell;
 use core::fmt;
+use core::task::{Poll, Waker};
 use core::time::Duration;
 use mote_blkfront::connect::{self, ConnectError};
 use mote_blkfront::device::{self, Signal};
 use mote_xen::event::{self, Port};
-use mote_xen::xenbus::{BackendEvent, Frontend, XenbusState};
-use mote_xen::xenstore::XsError;
+use mote_xen::xenbus::{BackendEvent, Frontend, XenbusError, XenbusState};
+use mote_xen::xenstore::{WatchId, XsError};
 
 pub use crate::disk_async::AsyncDisk;
 pub use mote_blkfront::device::{Discard, DiskError, DiskInfo, Features, Stats};
@@ -44,6 +54,23 @@ impl Events {
             Some(Ok(Some(BackendEvent::Closing(state)))) => self.gone = Some(state),
             Some(Err(e)) => log::warn!("disk: vbd {}: backend state: {e}", self.id),
             _ => {}
+        }
+    }
+
+    /// Walks the frontend to Closed, waiting at most [`crate::xenstore::CLOSE_LIMIT`] for
+    /// the backend to follow; stops watching it either way.
+    fn close_frontend(&mut self) {
+        let id = self.id;
+        let Some(frontend) = self.frontend.take() else { return };
+        match crate::xenstore::close_frontend(frontend) {
+            Some(Ok(state)) => log::info!("disk: vbd {id}: closed (backend {state:?})"),
+            Some(Err(XenbusError::NoAnswer(state))) => log::error!(
+                "disk: vbd {id}: the backend did not answer our closing within {} s (it stayed {state:?}); \
+                 giving up on it",
+                crate::xenstore::CLOSE_LIMIT.as_secs()
+            ),
+            Some(Err(e)) => log::warn!("disk: vbd {id}: closing: {e}"),
+            None => {}
         }
     }
 }
@@ -79,19 +106,19 @@ impl Signal for Events {
 
     fn close(&mut self, disk: &mut device::Disk) {
         let id = self.id;
-        let Some(frontend) = self.frontend.take() else { return };
-        disk.retire();
-        match crate::xenstore::with(|xs| frontend.close(xs)) {
-            Some(Ok(state)) => log::info!("disk: vbd {id}: closed (backend {state:?})"),
-            Some(Err(e)) => log::warn!("disk: vbd {id}: closing: {e}"),
-            None => {}
+        if self.frontend.is_none() {
+            return;
         }
+        disk.retire();
+        self.close_frontend();
         crate::executor::xen::stop_waking_on(disk.port());
         match crate::grants::with(|gt| connect::release(disk, gt)).flatten() {
             Some(r) if r.still_mapped > 0 => log::warn!(
-                "disk: vbd {id}: the backend still maps {} of {} pages; keeping them",
+                "disk: vbd {id}: the backend still maps {} of {} granted pages: those stay granted, \
+                 and the disk's {} KiB of ring and buffers stay allocated for good",
                 r.still_mapped,
-                r.grants
+                r.grants,
+                r.grants * 4
             ),
             Some(r) => {
                 log::info!("disk: vbd {id}: gave back {} granted pages and the event channel", r.grants)
@@ -231,17 +258,35 @@ impl fmt::Display for OpenError {
     }
 }
 
+/// A disk connected: logged, with its way to the backend.
+fn opened(id: u32, inner: device::Disk, frontend: Frontend) -> Disk {
+    let info = inner.info();
+    log::info!(
+        "disk: vbd {id}: {} sectors of {} bytes ({} MiB){}{}",
+        info.sectors,
+        info.sector_size,
+        info.bytes() >> 20,
+        if info.read_only { ", read-only" } else { "" },
+        if info.flush { ", flush" } else { "" }
+    );
+    log::info!("disk: vbd {id}: {}", inner.features());
+    let events = Events { id, frontend: Some(frontend), gone: None };
+    Disk { link: Some(Link { disk: inner, events }), id }
+}
+
+/// The ids in `device/vbd`, in order; none without the directory.
+fn disk_ids() -> Result<Vec<u32>, OpenError> {
+    crate::xenstore::with(connect::devices).ok_or(OpenError::NoXen("xenstore"))?.or_else(|e| match e {
+        // No device/vbd directory: no disks.
+        XsError::Xen(mote_xen::xenstore::Errno::NoEnt) => Ok(Vec::new()),
+        e => Err(OpenError::Xenstore(e)),
+    })
+}
+
 /// Opens every disk the domain has, in device-id order.
 pub fn open_all() -> Result<Vec<Disk>, OpenError> {
-    let ids =
-        crate::xenstore::with(connect::devices).ok_or(OpenError::NoXen("xenstore"))?.or_else(
-            |e| match e {
-                // No device/vbd directory: no disks.
-                XsError::Xen(mote_xen::xenstore::Errno::NoEnt) => Ok(Vec::new()),
-                e => Err(OpenError::Xenstore(e)),
-            },
-        )?;
-    ids.into_iter()
+    disk_ids()?
+        .into_iter()
         .map(|id| {
             let (inner, frontend) = crate::xenstore::with(|xs| {
                 crate::grants::with(|gt| connect::connect(xs, gt, id, connect::Config::DEFAULT))
@@ -249,18 +294,286 @@ pub fn open_all() -> Result<Vec<Disk>, OpenError> {
             })
             .ok_or(OpenError::NoXen("xenstore"))??
             .map_err(|e| OpenError::Disk(id, e))?;
-            let info = inner.info();
-            log::info!(
-                "disk: vbd {id}: {} sectors of {} bytes ({} MiB){}{}",
-                info.sectors,
-                info.sector_size,
-                info.bytes() >> 20,
-                if info.read_only { ", read-only" } else { "" },
-                if info.flush { ", flush" } else { "" }
-            );
-            log::info!("disk: vbd {id}: {}", inner.features());
-            let events = Events { id, frontend: Some(frontend), gone: None };
-            Ok(Disk { link: Some(Link { disk: inner, events }), id })
+            Ok(opened(id, inner, frontend))
         })
         .collect()
+}
+
+/// Watches `device/vbd` for disks attached while the domain runs (`xl
+/// block-attach`, under a new name or under the name of one detached
+/// before): [`Attached::next`] offers each, and the app decides whether to
+/// [`Offer::connect`] it. The disks there already are not offered. Call
+/// inside [`crate::block_on`].
+pub fn watch() -> Result<Attached, OpenError> {
+    // The watch comes first, so that a disk attached meanwhile is not missed.
+    let watch = crate::xenstore::with(|xs| xs.watch("device/vbd", "device/vbd (attached)"))
+        .ok_or(OpenError::NoXen("xenstore"))?
+        .map_err(OpenError::Xenstore)?;
+    let watcher = Watcher {
+        watch,
+        present: disk_ids()?,
+        fresh: Vec::new(),
+        waker: None,
+        error: None,
+        pending: Vec::new(),
+    };
+    let shared = Rc::new(RefCell::new(watcher));
+    crate::executor::add_driver(WatchDriver(shared.clone()));
+    Ok(Attached(shared))
+}
+
+/// For an app that reads its disks at start only: logs each disk attached
+/// later (also one detached and attached again) on the console, `<app>:
+/// disk xvda (vbd 51712) attached while serving: not read (<why>); restart
+/// the domain to use it`, and leaves it unconnected. Call inside
+/// [`crate::block_on`].
+pub fn log_attached(app: &'static str, why: &'static str) {
+    let mut attached = match watch() {
+        Ok(attached) => attached,
+        Err(e) => return log::warn!("{app}: not watching for disks attached later: {e}"),
+    };
+    crate::spawn(async move {
+        loop {
+            match attached.next().await {
+                Ok(disk) => crate::println!(
+                    "{app}: disk {} attached while serving: not read ({why}); restart the domain to use it",
+                    disk.name()
+                ),
+                Err(e) => log::warn!("{app}: watching for disks attached later: {e}"),
+            }
+        }
+    });
+}
+
+/// Disks attached while the domain runs: see [`watch`].
+pub struct Attached(Rc<RefCell<Watcher>>);
+
+struct Watcher {
+    watch: WatchId,
+    /// The ids in `device/vbd` when last read.
+    present: Vec<u32>,
+    /// Ids that appeared, not offered yet.
+    fresh: Vec<u32>,
+    /// The task waiting in [`Attached::next`].
+    waker: Option<Waker>,
+    /// Reading `device/vbd` failed.
+    error: Option<XsError>,
+    /// Disks being connected ([`Offer::connect`]), by id: their frontends,
+    /// polled for the backend's state.
+    pending: Vec<(u32, Pending)>,
+}
+
+impl Watcher {
+    /// The disk being connected under `id`.
+    fn pending(&mut self, id: u32) -> &mut Pending {
+        let found = self.pending.iter_mut().find(|(i, _)| *i == id);
+        &mut found.expect("a disk being connected is pending").1
+    }
+
+    /// Takes the disk being connected under `id` out of the pending ones.
+    fn take(&mut self, id: u32) -> Option<Pending> {
+        let at = self.pending.iter().position(|(i, _)| *i == id)?;
+        Some(self.pending.swap_remove(at).1)
+    }
+}
+
+struct Pending {
+    frontend: Frontend,
+    waker: Option<Waker>,
+    error: Option<XenbusError>,
+}
+
+/// On every turn of the run loop: takes the watch's events, notes the ids
+/// that appeared in `device/vbd` (one detached and attached again between
+/// two looks is missed: it never left the directory), and follows the
+/// backends of the disks being connected.
+struct WatchDriver(Rc<RefCell<Watcher>>);
+
+impl crate::executor::Driver for WatchDriver {
+    fn poll(&mut self, _now: crate::time::Instant) -> Option<crate::time::Instant> {
+        let mut w = self.0.borrow_mut();
+        let w = &mut *w;
+        crate::xenstore::try_with(|xs| {
+            let mut fired = false;
+            while let Ok(Some(_)) = xs.next_event(w.watch) {
+                fired = true;
+            }
+            if fired {
+                match connect::devices(xs) {
+                    Ok(now) => {
+                        w.fresh.extend(now.iter().filter(|id| !w.present.contains(id)));
+                        w.present = now;
+                    }
+                    Err(XsError::Xen(mote_xen::xenstore::Errno::NoEnt)) => w.present.clear(),
+                    Err(e) => w.error = Some(e),
+                }
+                if !w.fresh.is_empty() || w.error.is_some() {
+                    if let Some(waker) = w.waker.take() {
+                        waker.wake();
+                    }
+                }
+            }
+            for (_, p) in w.pending.iter_mut() {
+                let woken = match p.frontend.poll(xs) {
+                    Ok(None) => false,
+                    Ok(Some(_)) => true,
+                    Err(e) => {
+                        p.error = Some(e);
+                        true
+                    }
+                };
+                if woken {
+                    if let Some(waker) = p.waker.take() {
+                        waker.wake();
+                    }
+                }
+            }
+        });
+        None
+    }
+}
+
+impl Attached {
+    /// The next disk attached: as soon as its directory appears in
+    /// `device/vbd`, before its backend is ready. An error is reading that
+    /// directory; call again for the next.
+    pub async fn next(&mut self) -> Result<Offer, OpenError> {
+        let id = core::future::poll_fn(|cx| {
+            let mut w = self.0.borrow_mut();
+            if let Some(e) = w.error.take() {
+                return Poll::Ready(Err(OpenError::Xenstore(e)));
+            }
+            if !w.fresh.is_empty() {
+                return Poll::Ready(Ok(w.fresh.remove(0)));
+            }
+            w.waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await?;
+        let offer = Offer { id, watcher: self.0.clone() };
+        log::info!("disk: {} attached", offer.name());
+        Ok(offer)
+    }
+}
+
+/// A disk attached while the domain runs, not connected yet: left alone
+/// when dropped (its backend waits, as for a disk never opened).
+pub struct Offer {
+    id: u32,
+    watcher: Rc<RefCell<Watcher>>,
+}
+
+impl Offer {
+    /// The virtual device id (`device/vbd/<id>`; 51712 is xvda).
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// `xvda (vbd 51712)`, or `vbd <id>` for an id with no xvd name.
+    pub fn name(&self) -> alloc::string::String {
+        match crate::fs::vdev::name(self.id) {
+            Some(vdev) => alloc::format!("{vdev} (vbd {})", self.id),
+            None => alloc::format!("vbd {}", self.id),
+        }
+    }
+
+    /// Connects the disk once its backend is ready (blkback waits for
+    /// dom0's hotplug script), without holding up the other tasks
+    /// meanwhile. A backend that closes instead is an error, and what was
+    /// shared with it is given back.
+    pub async fn connect(self) -> Result<Disk, OpenError> {
+        let id = self.id;
+        let failed = |e: ConnectError| OpenError::Disk(id, e);
+        let frontend = crate::xenstore::with(|xs| {
+            let frontend = Frontend::open(xs, &alloc::format!("device/vbd/{id}"))?;
+            frontend.switch(xs, XenbusState::Initialising)?;
+            Ok(frontend)
+        })
+        .ok_or(OpenError::NoXen("xenstore"))?
+        .map_err(|e: XenbusError| failed(e.into()))?;
+        let guard = PendingGuard { watcher: &self.watcher, id };
+        self.watcher.borrow_mut().pending.push((id, Pending { frontend, waker: None, error: None }));
+        let result = self.handshake().await;
+        let frontend = guard.take();
+        match result {
+            Ok(inner) => Ok(opened(id, inner, frontend)),
+            Err(e) => {
+                let mut events = Events { id, frontend: Some(frontend), gone: None };
+                events.close_frontend();
+                Err(failed(e))
+            }
+        }
+    }
+
+    async fn handshake(&self) -> Result<device::Disk, ConnectError> {
+        let id = self.id;
+        self.backend(XenbusState::InitWait).await?;
+        let handshake = self.with_frontend(|xs, gt, frontend| {
+            connect::begin(xs, gt, frontend, id, connect::Config::DEFAULT)
+        })?;
+        if let Err(e) = self.backend(XenbusState::Connected).await {
+            crate::grants::with(|gt| handshake.abandon(gt));
+            return Err(e);
+        }
+        self.with_frontend(|xs, gt, frontend| handshake.finish(xs, gt, frontend))
+    }
+
+    /// Runs `f` with the store, the grant table and the disk's frontend.
+    fn with_frontend<R>(
+        &self,
+        f: impl FnOnce(
+            &mut crate::xenstore::Xenstore,
+            &mut mote_xen::gnttab::GrantTable<'_>,
+            &Frontend,
+        ) -> Result<R, ConnectError>,
+    ) -> Result<R, ConnectError> {
+        let mut w = self.watcher.borrow_mut();
+        let frontend = &w.pending(self.id).frontend;
+        crate::xenstore::with(|xs| crate::grants::with(|gt| f(xs, gt, frontend)))
+            .flatten()
+            .ok_or(ConnectError::BadConfig("no xenstore or grant table"))?
+    }
+
+    /// Until the backend is in `want`; an error if it closes instead.
+    async fn backend(&self, want: XenbusState) -> Result<(), ConnectError> {
+        core::future::poll_fn(|cx| {
+            let mut w = self.watcher.borrow_mut();
+            let p = w.pending(self.id);
+            if let Some(e) = p.error.take() {
+                return Poll::Ready(Err(e.into()));
+            }
+            match p.frontend.backend_state() {
+                state if state == want => Poll::Ready(Ok(())),
+                state if state.is_closing() => Poll::Ready(Err(XenbusError::BackendClosed(state).into())),
+                _ => {
+                    p.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// Takes a disk's frontend out of the pending ones when its connect ends
+/// (or is dropped half-way: then it stops watching the backend).
+struct PendingGuard<'a> {
+    watcher: &'a Rc<RefCell<Watcher>>,
+    id: u32,
+}
+
+impl PendingGuard<'_> {
+    fn take(self) -> Frontend {
+        let pending = self.watcher.borrow_mut().take(self.id);
+        core::mem::forget(self);
+        pending.expect("a disk being connected is pending").frontend
+    }
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.watcher.borrow_mut().take(self.id) {
+            crate::xenstore::with(|xs| p.frontend.forget(xs));
+        }
+    }
 }

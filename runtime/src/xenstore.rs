@@ -1,9 +1,11 @@
 //! The domain's xenstore connection, shared by the runtime (lifecycle) and
 //! apps ([`with`]).
 
-use crate::events;
+use crate::events::{self, Instant, Wake};
 use alloc::boxed::Box;
+use core::time::Duration;
 use mote_xen::event::{self, Port};
+use mote_xen::xenbus::{Frontend, XenbusError, XenbusState};
 use mote_xen::xenstore::{Client, Interface, RingTransport};
 use spin::{Mutex, Once};
 
@@ -48,4 +50,25 @@ pub fn with<R>(f: impl FnOnce(&mut Xenstore) -> R) -> Option<R> {
 /// runtime's background work must not wait on an app's request).
 pub(crate) fn try_with<R>(f: impl FnOnce(&mut Xenstore) -> R) -> Option<R> {
     STORE.try_lock()?.as_mut().map(f)
+}
+
+/// How long closing a PV device waits for its backend to follow: a backend that never answers
+/// does not hold the guest (the caller keeps whatever the backend may still map). libxl forces
+/// a detach the frontend does not answer after 10 s too.
+pub(crate) const CLOSE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Walks `frontend` to Closed, waiting at most [`CLOSE_LIMIT`] for the backend to follow
+/// (sleeping until xenstore traffic or the deadline, on the PV clock's one-shot timer); stops
+/// watching it either way. A backend that did not follow in time is
+/// [`XenbusError::NoAnswer`]; `None` without a store.
+pub(crate) fn close_frontend(frontend: Frontend) -> Option<Result<XenbusState, XenbusError>> {
+    let deadline = Instant::now().checked_add(CLOSE_LIMIT);
+    let wait = || loop {
+        match events::block(None, deadline) {
+            Wake::Store => return true,
+            Wake::Deadline => return false,
+            Wake::Event | Wake::Shutdown => {}
+        }
+    };
+    with(|xs| frontend.close_within(xs, wait))
 }

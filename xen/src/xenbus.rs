@@ -105,6 +105,9 @@ pub enum XenbusError {
     /// The backend went to Closing or Closed while we waited for another
     /// state.
     BackendClosed(XenbusState),
+    /// The backend did not follow our close in the time given
+    /// ([`Frontend::close_within`]); its state when we gave up.
+    NoAnswer(XenbusState),
 }
 
 impl From<XsError> for XenbusError {
@@ -122,6 +125,9 @@ impl fmt::Display for XenbusError {
             XenbusError::BadBackendId => f.write_str("xenbus: backend-id does not match the backend path"),
             XenbusError::BadState => f.write_str("xenbus: the backend's state is not a XenbusState"),
             XenbusError::BackendClosed(state) => write!(f, "xenbus: the backend went to {state:?}"),
+            XenbusError::NoAnswer(state) => {
+                write!(f, "xenbus: the backend did not answer our closing (it stayed {state:?})")
+            }
         }
     }
 }
@@ -151,6 +157,10 @@ fn check_backend(backend: &str, backend_id: &str) -> Result<DomId, XenbusError> 
         _ => Err(XenbusError::BadBackendId),
     }
 }
+
+/// Sleeps until the backend's watch may have fired: false when the
+/// caller's time is up.
+type Waiter<'a, T> = dyn FnMut(&mut Client<T>, WatchId) -> Result<bool, XenbusError> + 'a;
 
 /// The frontend end of one device.
 #[derive(Debug)]
@@ -268,9 +278,34 @@ impl Frontend {
     /// Closes the device: Closing, then (once the backend is Closing or
     /// Closed) Closed, then waits for the backend to be Closed; a backend
     /// whose state node is gone (Unknown) counts as closed. Stops watching
-    /// the backend; returns its last state.
-    pub fn close<T: Transport>(mut self, xs: &mut Client<T>) -> Result<XenbusState, XenbusError> {
-        let result = self.walk_to_closed(xs);
+    /// the backend; returns its last state. Waits as long as the backend
+    /// takes: [`Frontend::close_within`] gives up.
+    pub fn close<T: Transport>(self, xs: &mut Client<T>) -> Result<XenbusState, XenbusError> {
+        self.close_with(xs, &mut |xs, watch| {
+            xs.wait_event(watch)?;
+            Ok(true)
+        })
+    }
+
+    /// [`Frontend::close`] that gives up on a backend that does not follow:
+    /// `wait` blocks until xenstore traffic may have arrived (true) or the
+    /// caller's time is up (false), then the close fails with
+    /// [`XenbusError::NoAnswer`], our state left at Closing or Closed.
+    /// Either way the backend is no longer watched.
+    pub fn close_within<T: Transport>(
+        self,
+        xs: &mut Client<T>,
+        mut wait: impl FnMut() -> bool,
+    ) -> Result<XenbusState, XenbusError> {
+        self.close_with(xs, &mut |_, _| Ok(wait()))
+    }
+
+    fn close_with<T: Transport>(
+        mut self,
+        xs: &mut Client<T>,
+        wait: &mut Waiter<'_, T>,
+    ) -> Result<XenbusState, XenbusError> {
+        let result = self.walk_to_closed(xs, wait);
         let unwatched = xs.unwatch(self.watch);
         let state = result?;
         unwatched?;
@@ -283,23 +318,43 @@ impl Frontend {
         Ok(xs.unwatch(self.watch)?)
     }
 
-    fn walk_to_closed<T: Transport>(&mut self, xs: &mut Client<T>) -> Result<XenbusState, XenbusError> {
+    fn walk_to_closed<T: Transport>(
+        &mut self,
+        xs: &mut Client<T>,
+        wait: &mut Waiter<'_, T>,
+    ) -> Result<XenbusState, XenbusError> {
         use XenbusState::*;
         self.switch(xs, Closing)?;
-        self.wait_until(xs, |s| matches!(s, Closing | Closed | Unknown))?;
+        self.wait_with(xs, |s| matches!(s, Closing | Closed | Unknown), wait)?;
         self.switch(xs, Closed)?;
-        self.wait_until(xs, |s| matches!(s, Closed | Unknown))
+        self.wait_with(xs, |s| matches!(s, Closed | Unknown), wait)
     }
 
     /// Blocks until `want` accepts the backend's state, and returns it.
     fn wait_until<T: Transport>(
         &mut self,
         xs: &mut Client<T>,
+        want: impl FnMut(XenbusState) -> bool,
+    ) -> Result<XenbusState, XenbusError> {
+        self.wait_with(xs, want, &mut |xs, watch| {
+            xs.wait_event(watch)?;
+            Ok(true)
+        })
+    }
+
+    /// Until `want` accepts the backend's state, reads it again after each
+    /// `wait`; a `wait` that gives up is [`XenbusError::NoAnswer`].
+    fn wait_with<T: Transport>(
+        &mut self,
+        xs: &mut Client<T>,
         mut want: impl FnMut(XenbusState) -> bool,
+        wait: &mut Waiter<'_, T>,
     ) -> Result<XenbusState, XenbusError> {
         self.poll(xs)?;
         while !want(self.backend_state) {
-            xs.wait_event(self.watch)?;
+            if !wait(xs, self.watch)? {
+                return Err(XenbusError::NoAnswer(self.backend_state));
+            }
             self.reread(xs)?;
         }
         Ok(self.backend_state)

@@ -133,8 +133,22 @@ fn xml_escape(text: &str) -> String {
 
 /// The libvirt domain XML (libxl driver) of an app whose stripped image is at `kernel`: the
 /// same guest as [`xl_cfg`], a Xen PVH domain (`<os><type>xenpvh</type>`).
-pub fn libvirt_xml(app: &str, kernel: &str, meta: &AppMeta) -> String {
+pub fn libvirt_xml(app: &str, kernel: &str, meta: &AppMeta, disk: Option<&str>) -> String {
     let mut devices = String::new();
+    match (disk, &meta.content) {
+        // Read-only as xvda, as `run --disk` attaches it; libxl picks the backend as xl does.
+        (Some(image), _) => devices.push_str(&format!(
+            "    <disk type='file' device='disk'>\n      <driver type='raw'/>\n      \
+             <source file='{}'/>\n      <target dev='xvda' bus='xen'/>\n      <readonly/>\n    </disk>\n",
+            xml_escape(image)
+        )),
+        (None, Some(content)) => devices.push_str(&format!(
+            "    <!-- Content disk: {app} reads {} from its first disk when it has one;\n         \
+             `cargo xtask build {app}` given a disk image writes this file with a disk element for it. -->\n",
+            xml_escape(content)
+        )),
+        (None, None) => {}
+    }
     if meta.network {
         devices
             .push_str("    <interface type='bridge'>\n      <source bridge='xenbr0'/>\n    </interface>\n");
@@ -287,6 +301,29 @@ pub fn xl_cfg(app: &str, kernel: &str, meta: &AppMeta, disk: bool) -> String {
     cfg
 }
 
+/// The xl config line attaching `image` read-only as the guest's first disk (xvda).
+pub fn xl_disk(image: &str) -> String {
+    format!("disk = [ \"format=raw,vdev=xvda,access=ro,target={image}\" ]\n")
+}
+
+/// Writes the image's xl config and libvirt XML, with `disk` (an absolute path) attached
+/// read-only as xvda when given.
+pub fn write_configs(image: &Image, disk: Option<&str>) -> Result<PathBuf, String> {
+    if let Some(bad) = disk.filter(|d| d.contains(['"', '\n', '\''])) {
+        return Err(format!("--disk {bad:?}: a path with quotes or a newline cannot go in an xl config"));
+    }
+    let kernel = path_str(&image.elf)?;
+    let mut cfg = xl_cfg(&image.app, kernel, &image.meta, image.flavor.disk);
+    if let Some(disk) = disk {
+        cfg.push_str(&xl_disk(disk));
+    }
+    fs::write(&image.cfg, cfg).map_err(|e| format!("write {}: {e}", image.cfg.display()))?;
+    let xml = image.cfg.with_extension("xml");
+    fs::write(&xml, libvirt_xml(&image.app, kernel, &image.meta, disk))
+        .map_err(|e| format!("write {}: {e}", xml.display()))?;
+    Ok(xml)
+}
+
 /// Reads the app's metadata; fails with a clear message when `apps/<app>` is not an app.
 pub fn app_meta(app: &str) -> Result<AppMeta, String> {
     let valid = !app.is_empty() && app.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
@@ -430,11 +467,7 @@ pub fn build_with(app: &str, flavor: Flavor, env: &[(&str, OsString)]) -> Result
         .map_err(|e| format!("copy {} to {}: {e}", built.display(), image.debug_elf.display()))?;
     run_status(Command::new("objcopy").arg("--strip-all").arg(&image.debug_elf).arg(&image.elf))
         .map_err(|e| format!("stripping {app}: {e}"))?;
-    let kernel = path_str(&image.elf)?;
-    fs::write(&image.cfg, xl_cfg(app, kernel, &meta, flavor.disk))
-        .map_err(|e| format!("write {}: {e}", image.cfg.display()))?;
-    let xml = out.join(format!("{stem}.xml"));
-    fs::write(&xml, libvirt_xml(app, kernel, &meta)).map_err(|e| format!("write {}: {e}", xml.display()))?;
+    let xml = write_configs(&image, None)?;
 
     let size = fs::metadata(&image.elf).map_err(|e| format!("{}: {e}", image.elf.display()))?.len();
     let debug_size = fs::metadata(&image.debug_elf).map(|m| m.len()).unwrap_or(0);
@@ -599,14 +632,35 @@ mod tests {
     #[test]
     fn libvirt_xml_is_a_pvh_domain() {
         let meta = AppMeta { memory_mib: 2, network: true, ..AppMeta::default() };
-        let xml = libvirt_xml("dns", "/w/t&t/dns.elf", &meta);
+        let xml = libvirt_xml("dns", "/w/t&t/dns.elf", &meta, None);
         assert!(xml.contains("<domain type='xen'>"), "{xml}");
         assert!(xml.contains("<type arch='x86_64' machine='xenpvh'>xenpvh</type>"), "{xml}");
         assert!(xml.contains("<kernel>/w/t&amp;t/dns.elf</kernel>"), "{xml}");
         assert!(xml.contains("<memory unit='MiB'>2</memory>"), "{xml}");
         assert!(xml.contains("<source bridge='xenbr0'/>"), "{xml}");
-        let plain = libvirt_xml("hello", "/k.elf", &AppMeta::default());
+        let plain = libvirt_xml("hello", "/k.elf", &AppMeta::default(), None);
         assert!(!plain.contains("<interface"), "{plain}");
+        assert!(!plain.contains("disk"), "{plain}");
+    }
+
+    #[test]
+    fn libvirt_xml_attaches_a_given_disk_read_only_as_xvda() {
+        let meta = AppMeta { content: Some("the site to serve".into()), ..AppMeta::default() };
+        let xml = libvirt_xml("web", "/k.elf", &meta, Some("/srv/a&b.img"));
+        assert!(xml.contains("<source file='/srv/a&amp;b.img'/>"), "{xml}");
+        assert!(xml.contains("<target dev='xvda' bus='xen'/>\n      <readonly/>"), "{xml}");
+        assert!(!xml.contains("<!-- Content disk"), "{xml}");
+        let without = libvirt_xml("web", "/k.elf", &meta, None);
+        assert!(without.contains("<!-- Content disk: web reads the site to serve"), "{without}");
+        assert!(!without.contains("<disk"), "{without}");
+        // XML comments may not hold a double hyphen.
+        let comment = without.split("<!-- Content disk").nth(1).unwrap().split("-->").next().unwrap();
+        assert!(!comment.contains("--"), "{comment}");
+        let cfg = xl_cfg("web", "/k.elf", &meta, true) + &xl_disk("/srv/site.img");
+        assert!(
+            cfg.ends_with("disk = [ \"format=raw,vdev=xvda,access=ro,target=/srv/site.img\" ]\n"),
+            "{cfg}"
+        );
     }
 
     /// libvirt's own schema check (`virt-xml-validate`, Debian's libvirt-clients, which
@@ -615,12 +669,18 @@ mod tests {
     fn libvirt_xml_validates_against_libvirts_schema() {
         let dir = std::env::temp_dir().join(format!("mote-libvirt-xml-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        for (app, meta) in [
-            ("hello", AppMeta::default()),
-            ("web", AppMeta { memory_mib: 4, network: true, ..AppMeta::default() }),
+        let content =
+            AppMeta { memory_mib: 8, network: true, content: Some("the site".into()), ..AppMeta::default() };
+        for (name, app, meta, disk) in [
+            ("hello", "hello", AppMeta::default(), None),
+            ("web", "web", AppMeta { memory_mib: 4, network: true, ..AppMeta::default() }, None),
+            // A content app: with the comment on how to attach its disk, and with a disk.
+            ("web-content", "web", content.clone(), None),
+            ("web-disk", "web", content.clone(), Some("/images/site.img")),
+            ("hello-disk", "hello", AppMeta::default(), Some("/images/a&b.img")),
         ] {
-            let path = dir.join(format!("{app}.xml"));
-            fs::write(&path, libvirt_xml(app, &format!("/images/{app}.elf"), &meta)).unwrap();
+            let path = dir.join(format!("{name}.xml"));
+            fs::write(&path, libvirt_xml(app, &format!("/images/{app}.elf"), &meta, disk)).unwrap();
             let out = Command::new("virt-xml-validate")
                 .arg(&path)
                 .arg("domain")
@@ -628,7 +688,7 @@ mod tests {
                 .expect("virt-xml-validate runs (install libvirt-clients: ci/install-host-deps.sh)");
             assert!(
                 out.status.success(),
-                "{app}.xml: {}{}",
+                "{name}.xml: {}{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo xtask build <app> [--debug] [--gdb] [--disk-support] [--hosted] [--zone FILE…] [--site DIR]
+//!     [--disk IMAGE]
 //! cargo xtask run <app> [--debug] [--gdb] [--disk-support] [--hosted] [--timeout SECS] [--disk IMAGE]
 //!     [--zone FILE…] [--site DIR] [-- <guest command line>…]
 //! cargo xtask disk <dir> -o <image>
@@ -45,8 +46,10 @@ use std::time::Duration;
 
 const USAGE: &str = "\
 usage:
-  cargo xtask build <app> [--debug] [--gdb] [--disk-support] [--zone FILE…] [--site DIR]
-      build apps/<app> into target/mote/<app>.elf (stripped), <app>.debug.elf and <app>.cfg;
+  cargo xtask build <app> [--debug] [--gdb] [--disk-support] [--zone FILE…] [--site DIR] [--disk IMAGE]
+      build apps/<app> into target/mote/<app>.elf (stripped), <app>.debug.elf, <app>.cfg and
+      <app>.xml (libvirt); --disk names IMAGE in both, attached read-only as xvda (dns and web:
+      their --disk-support image);
       --gdb links the gdb stub (gdb=wait|on on the command line) and writes target/mote/gdb/;
       --disk-support (dns, web) links the content-disk reader and writes <app>-disk.elf, .cfg…:
       the image that reads its zones or site from a disk (without it, one with a disk refuses
@@ -119,9 +122,25 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
             }
             let env = build_env(&args, &zones)?;
             if args.hosted {
+                if args.disk.is_some() {
+                    return Err("`build --hosted` takes no --disk: give it to `run --hosted`".into());
+                }
                 hosted::build(&args.app, args.flavor, &env)?;
             } else {
-                build::build_with(&args.app, args.flavor, &env)?;
+                // An image given a content disk is the one that reads it.
+                let image = build::build_with(&args.app, run_flavor(&args)?, &env)?;
+                if let Some(disk) = &args.disk {
+                    let disk = disk.canonicalize().map_err(|e| format!("--disk {}: {e}", disk.display()))?;
+                    let disk =
+                        disk.to_str().ok_or_else(|| format!("--disk {}: not UTF-8", disk.display()))?;
+                    let xml = build::write_configs(&image, Some(disk))?;
+                    eprintln!(
+                        "mote: {}: {disk} attached read-only as xvda in {} and {}",
+                        args.app,
+                        image.cfg.display(),
+                        xml.display()
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -227,7 +246,7 @@ struct AppArgs {
     /// `--debug`, `--gdb`.
     flavor: build::Flavor,
     timeout: Option<Duration>,
-    /// A content disk image to attach (`run --disk`).
+    /// A content disk image to attach (`run --disk`), or to name in the configs (`build --disk`).
     disk: Option<PathBuf>,
     /// `--site DIR`: the site to embed.
     site: Option<PathBuf>,
@@ -237,8 +256,8 @@ struct AppArgs {
 }
 
 /// Parses `<app> [--debug] [--gdb] [--hosted] [--site DIR] [--timeout SECS] [--disk IMAGE] [-- args…]`
-/// (`--gdb` not for `debug`, which always has the stub; `--timeout` for `run`, `--disk` for `run`
-/// and `debug`).
+/// (`--gdb` not for `debug`, which always has the stub; `--timeout` for `run`, `--disk` for `run`,
+/// `build` and `debug`).
 fn parse_app_args(args: &[String], command: &str) -> Result<AppArgs, String> {
     let run = command == "run";
     let mut app = None;
@@ -260,7 +279,7 @@ fn parse_app_args(args: &[String], command: &str) -> Result<AppArgs, String> {
                     secs.parse().map_err(|_| format!("--timeout: bad number of seconds {secs:?}"))?;
                 timeout = Some(Duration::from_secs(secs));
             }
-            "--disk" if run || command == "debug" => {
+            "--disk" if run || command == "debug" || command == "build" => {
                 disk = Some(PathBuf::from(iter.next().ok_or("--disk needs an image file")?))
             }
             "--site" => site = Some(PathBuf::from(iter.next().ok_or("--site needs a directory")?)),
@@ -384,7 +403,7 @@ fn cmd_run(args: &AppArgs, env: &[(&str, std::ffi::OsString)]) -> Result<ExitCod
     }
 }
 
-/// The flavor `run` builds: the one asked for, with the content-disk reader when a disk is
+/// The flavor `run` (and `build --disk`) builds: the one asked for, with the content-disk reader when a disk is
 /// attached to an app that reads content disks (another app, like selftest, gets the disk as
 /// it is).
 fn run_flavor(args: &AppArgs) -> Result<build::Flavor, String> {
@@ -550,7 +569,9 @@ mod cli_tests {
         assert!(parse_app_args(&strings(&["web", "--disk-support"]), "debug").is_err());
 
         assert!(parse_app_args(&strings(&["web", "--disk"]), "run").is_err());
-        assert!(parse_app_args(&strings(&["web", "--disk", "site.img"]), "build").is_err());
+        let args = parse_app_args(&strings(&["web", "--disk", "site.img"]), "build").unwrap();
+        assert_eq!(args.disk, Some(PathBuf::from("site.img")));
+        assert!(parse_app_args(&strings(&["web", "--disk", "site.img"]), "symbolize").is_err());
         let args = parse_app_args(&strings(&["web", "--site", "/srv/www"]), "build").unwrap();
         assert_eq!(args.site, Some(PathBuf::from("/srv/www")));
         assert!(parse_app_args(&strings(&["web", "--site"]), "build").is_err());

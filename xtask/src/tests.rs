@@ -416,6 +416,24 @@ pub fn cases() -> Vec<Case> {
             driver: Some(drive_disk_detach),
         },
         Case {
+            name: "disk_detached_and_attached_again_is_offered_to_the_app",
+            app: "selftest",
+            args: &["test=disk-reattach"],
+            gdb: false,
+            disk: false,
+            xl: &[DISK_REATTACH],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("disk-reattach: vbd 51712 reads: disk-a"),
+                Contains("disk: vbd 51712: closed (backend "),
+                Contains("disk: xvda (vbd 51712) attached"),
+                Contains("disk-reattach: xvda (vbd 51712) connected, reads: disk-b"),
+                Contains("disk: xvdb (vbd 51728) attached"),
+                Contains("disk-reattach: xvdb (vbd 51728) connected, reads: disk-c"),
+            ],
+            driver: Some(drive_disk_reattach),
+        },
+        Case {
             name: "disk_detached_under_a_blocking_read_fails_it_and_the_guest_runs_on",
             app: "selftest",
             args: &["test=disk-detach-blocking"],
@@ -762,6 +780,23 @@ pub fn cases() -> Vec<Case> {
                 Line("web: Poweroff requested, stopping"),
             ],
             driver: Some(content::drive_web),
+        },
+        Case {
+            name: "web_says_a_content_disk_attached_again_is_not_read",
+            app: "web",
+            args: &[],
+            gdb: false,
+            disk: true,
+            xl: &[content::WEB_SITE],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("disk: xvda (vbd 51712) attached"),
+                Contains(
+                    "web: disk xvda (vbd 51712) attached while serving: not read (the site is read at start); restart the domain to use it",
+                ),
+                Line("web: Poweroff requested, stopping"),
+            ],
+            driver: Some(content::drive_web_reattach),
         },
         Case {
             name: "dns_answers_zones_from_disk",
@@ -1510,14 +1545,17 @@ fn drive_dns_hot_attach(d: &mut Driver) -> Result<(), String> {
 /// The disk images the disk cases attach, made in dom0 once per harness.
 /// They live on a tmpfs of their own: dom0's root file system has little room.
 const DISK_SETUP: &str = "mkdir -p /mnt/disks && (mountpoint -q /mnt/disks || \
-                          mount -t tmpfs -o size=80m tmpfs /mnt/disks) && \
+                          mount -t tmpfs -o size=84m tmpfs /mnt/disks) && \
                           dd if=/dev/zero of=/mnt/disks/rw.img bs=1M count=64 && \
                           dd if=/dev/zero of=/mnt/disks/ro.img bs=1M count=1 && \
                           dd if=/dev/zero of=/mnt/disks/discard.img bs=1M count=8 && \
-                          dd if=/dev/zero of=/mnt/disks/async.img bs=1M count=4";
+                          dd if=/dev/zero of=/mnt/disks/async.img bs=1M count=4 && \
+                          for d in a b c; do dd if=/dev/zero of=/mnt/disks/reattach-$d.img bs=1M count=1 && \
+                          echo disk-$d | dd of=/mnt/disks/reattach-$d.img conv=notrunc || exit 1; done";
 const DISK_RW: &str = r#"disk=["format=raw,vdev=xvda,access=rw,target=/mnt/disks/rw.img"]"#;
 const DISK_RO: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/mnt/disks/ro.img"]"#;
 const DISK_ASYNC: &str = r#"disk=["format=raw,vdev=xvda,access=rw,target=/mnt/disks/async.img"]"#;
+const DISK_REATTACH: &str = r#"disk=["format=raw,vdev=xvda,access=ro,target=/mnt/disks/reattach-a.img"]"#;
 const DISK_DISCARD: &str = r#"disk=["format=raw,vdev=xvda,access=rw,target=/mnt/disks/discard.img"]"#;
 
 /// `xl block-detach` while 8 tasks read (or one blocking reader): every read fails with a clear
@@ -1569,6 +1607,33 @@ fn drive_disk_detach(d: &mut Driver) -> Result<(), String> {
     d.wait_line("disk: waiting for shutdown")?;
     d.dom0(&format!("xl list {}", d.name))
         .map_err(|e| format!("the domain is gone after the detach: {e}"))?;
+    shut_down(d)
+}
+
+/// `xl block-detach` of the guest's only disk, then `xl block-attach` of another image under
+/// the same name (xvda) and of a third under a new one (xvdb): the guest's `mote::disk::watch`
+/// offers each, and it connects them and reads their first lines.
+fn drive_disk_reattach(d: &mut Driver) -> Result<(), String> {
+    d.wait_first_line("disk-reattach: watching")?;
+    d.dom0(&format!("xl block-detach {} xvda", d.name))?;
+    d.wait_line("disk: vbd 51712: closed")?;
+    for (vdev, image) in [("xvda", "b"), ("xvdb", "c")] {
+        let started = Instant::now();
+        // xl runs dom0's block hotplug script (a loop device for the file), which has taken
+        // over 30 s on a loaded host.
+        let attach = format!(
+            "xl block-attach {} format=raw,vdev={vdev},access=ro,target=/mnt/disks/reattach-{image}.img",
+            d.name
+        );
+        d.agent.run_ok(&attach, DRIVER_WAIT * 4)?;
+        let line = d.wait_line(&format!("disk-reattach: {vdev} "))?;
+        println!(
+            "    guest: {} ({:.1} s after `xl block-attach` began)",
+            line.trim(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    d.wait_line("disk: waiting for shutdown")?;
     shut_down(d)
 }
 

@@ -74,6 +74,10 @@ fn main() -> Result<(), String> {
                 }
             }
         });
+        // A content disk attached again is not read: the content is loaded once, at start.
+        // (Without the disk reader there is no disk watch: the image refused disks at start.)
+        #[cfg(all(target_os = "none", feature = "disk"))]
+        mote::disk::log_attached("web", "the site is read at start");
         let request = mote::lifecycle::shutdown_requested().await;
         mote::println!("web: {request:?} requested, stopping");
         Ok(())

@@ -188,3 +188,33 @@ fn a_vanished_backend_counts_as_closed() {
     assert_eq!(front.close(&mut xs), Ok(Unknown));
     assert_eq!(xs.read(&format!("{DEVICE}/state")).unwrap(), b"6");
 }
+
+#[test]
+fn a_silent_backend_does_not_hold_the_close_forever() {
+    // The backend stays Connected whatever we write: nothing answers our Closing.
+    let (mut xs, fake) = device("4");
+    let front = Frontend::open(&mut xs, DEVICE).unwrap();
+    let watches = fake.borrow().watch_count();
+    let mut waits = 0;
+    let result = front.close_within(&mut xs, || {
+        waits += 1;
+        waits < 3
+    });
+    assert_eq!(result, Err(XenbusError::NoAnswer(Connected)));
+    assert_eq!(waits, 3, "waited until the caller's time was up, no longer");
+    assert_eq!(xs.read(&format!("{DEVICE}/state")).unwrap(), b"5", "left at Closing");
+    assert_eq!(fake.borrow().watch_count(), watches - 1, "the backend is no longer watched");
+    assert_eq!(
+        XenbusError::NoAnswer(Connected).to_string(),
+        "xenbus: the backend did not answer our closing (it stayed Connected)"
+    );
+}
+
+#[test]
+fn a_backend_that_answers_in_time_closes_within_the_limit() {
+    let (mut xs, fake) = device("4");
+    fake.borrow_mut().peer = Some(Box::new(netback));
+    let front = Frontend::open(&mut xs, DEVICE).unwrap();
+    assert_eq!(front.close_within(&mut xs, || true), Ok(Closed));
+    assert_eq!(xs.read(&format!("{DEVICE}/state")).unwrap(), b"6");
+}

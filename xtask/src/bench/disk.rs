@@ -86,20 +86,30 @@ pub fn disk(ctx: &mut Ctx) -> Result<Section, String> {
     Ok(section(&figures[0], &figures[1], failures))
 }
 
-/// Boots `subject`, takes its `disk-bench:` line, and sees it gone.
+/// Boots `subject`, takes its `disk-bench:` line, and sees it gone. The guest's own time for
+/// the measurements must agree with the host's between its `disk-bench: start` line and its
+/// report ([`clock_agrees`]), else the round is refused.
 fn measure(agent: &Agent, subject: &Subject) -> Result<Figures, String> {
     with_guest(agent, &subject.image, &subject.args, &subject.xl, RUN_LIMIT, |lines| {
         let deadline = Instant::now() + RUN_LIMIT;
+        let mut started = None;
         let mut report = None;
         loop {
             match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.contains("disk-bench: start") => started = Some(Instant::now()),
                 Ok(line) if line.contains("disk-bench: seq-write") => {
-                    eprintln!("bench:   {}", line.trim());
-                    report = Some(line);
+                    let host = started.map(|s| s.elapsed().as_secs_f64());
+                    eprintln!(
+                        "bench:   {} (host: {})",
+                        line.trim(),
+                        host.map_or("?".into(), |h| format!("{h:.2} s"))
+                    );
+                    report = Some((line, host));
                     if subject.done.is_none() {
                         break;
                     }
                 }
+                Ok(line) if line.contains("mote-linux: clocksource") => eprintln!("bench:   {}", line.trim()),
                 Ok(line) if subject.done.is_some_and(|d| line.contains(d)) => break,
                 Ok(_) => {}
                 Err(_) => return Err("no `disk-bench:` line".to_owned()),
@@ -108,20 +118,37 @@ fn measure(agent: &Agent, subject: &Subject) -> Result<Figures, String> {
         if subject.done.is_some() {
             agent.run_ok(&format!("xl shutdown -w {}", sh_quote(&subject.image.app)), RUN_LIMIT)?;
         }
-        let report = report.ok_or("no `disk-bench:` line")?;
-        parse(&report).ok_or_else(|| format!("unexpected report {report:?}"))
+        let (report, host) = report.ok_or("no `disk-bench:` line")?;
+        let host = host.ok_or("a report without `disk-bench: start` before it")?;
+        let (figures, guest) = parse(&report).ok_or_else(|| format!("unexpected report {report:?}"))?;
+        if !clock_agrees(guest, host) {
+            return Err(format!(
+                "the guest's clock disagrees with the host's: the measurements took {guest:.2} s by the guest's, \
+                 {host:.2} s by the host's; figures not used: {report:?}"
+            ));
+        }
+        Ok(figures)
     })
 }
 
-/// `disk-bench: seq-write W MB/s, seq-read R MB/s, rand-read I IOPS`; `None` also for a
-/// figure that is not a finite number (a guest whose clock stood still prints `inf`).
-fn parse(line: &str) -> Option<Figures> {
+/// Whether `guest` seconds by the guest's clock and `host` seconds between the console lines
+/// around them, by the host's, tell the same time: within half of `host` or a second (the
+/// console's delay), whichever is more.
+fn clock_agrees(guest: f64, host: f64) -> bool {
+    (guest - host).abs() <= (host / 2.0).max(1.0)
+}
+
+/// `disk-bench: seq-write W MB/s, seq-read R MB/s, rand-read I IOPS in T s`: the figures
+/// and T; `None` also for a figure that is not a finite number (a guest whose clock stood
+/// still prints `inf`).
+fn parse(line: &str) -> Option<(Figures, f64)> {
     let figures = [
         field(line, "seq-write ", " MB/s")?,
         field(line, "seq-read ", " MB/s")?,
         field(line, "rand-read ", " IOPS")?,
     ];
-    figures.iter().all(|f| f.is_finite()).then_some(figures)
+    let total = field(line, " IOPS in ", " s")?;
+    figures.iter().all(|f| f.is_finite()).then_some((figures, total))
 }
 
 /// The section: medians of the rounds, Linux's as the baseline.
@@ -149,10 +176,25 @@ mod tests {
 
     #[test]
     fn reads_both_guests_reports() {
-        let line = "[    3.1] disk-bench: seq-write 12.50 MB/s, seq-read 20.25 MB/s, rand-read 812 IOPS";
-        assert_eq!(parse(line), Some([12.5, 20.25, 812.0]));
+        let line =
+            "[    3.1] disk-bench: seq-write 12.50 MB/s, seq-read 20.25 MB/s, rand-read 812 IOPS in 4.07 s";
+        assert_eq!(parse(line), Some(([12.5, 20.25, 812.0], 4.07)));
         assert_eq!(parse("disk-bench: seq-write 1 MB/s"), None);
-        assert_eq!(parse("disk-bench: seq-write inf MB/s, seq-read inf MB/s, rand-read inf IOPS"), None);
+        assert_eq!(parse("disk-bench: seq-write 1 MB/s, seq-read 1 MB/s, rand-read 1 IOPS"), None);
+        assert_eq!(
+            parse("disk-bench: seq-write inf MB/s, seq-read inf MB/s, rand-read inf IOPS in 0.00 s"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_guest_clock_off_from_the_hosts_is_caught() {
+        assert!(clock_agrees(4.0, 4.6));
+        assert!(clock_agrees(0.4, 1.2), "a second of console delay is allowed");
+        assert!(clock_agrees(9.0, 6.5));
+        // What a Linux round printed under load: 16 MiB at 1891 MB/s, 1000 reads at 4924 IOPS.
+        assert!(!clock_agrees(0.23, 9.0));
+        assert!(!clock_agrees(30.0, 9.0));
     }
 
     #[test]

@@ -209,6 +209,22 @@ pub fn drive_web(d: &mut Driver) -> Result<(), String> {
     shut_down(d)
 }
 
+/// The site's disk detached and attached again while web serves: the guest says it is not
+/// read (the site is loaded at start), and the site loaded from it is still served.
+pub fn drive_web_reattach(d: &mut Driver) -> Result<(), String> {
+    println!("    guest: {}", d.wait_first_line("web: site from disk xvda")?);
+    let (ip, _) = web_address(d)?;
+    d.dom0(&format!("xl block-detach {} xvda", d.name))?;
+    d.dom0(&format!("xl block-attach {} format=raw,vdev=xvda,access=ro,target=/dev/loop4", d.name))?;
+    println!("    guest: {}", d.wait_line("web: disk xvda (vbd 51712) attached while serving")?);
+    let out = d.agent.run_ok(&format!("curl -sf http://{ip}/ | head -c 200"), DRIVER_WAIT)?;
+    if !out.contains("served from a disk") {
+        return Err(format!("GET / after the disk came back answered {out:?}"));
+    }
+    println!("    curl http://{ip}/: still the site read at start");
+    shut_down(d)
+}
+
 /// dig from dom0: both zones on the disk answer, the embedded example.com does not.
 pub fn drive_dns(d: &mut Driver) -> Result<(), String> {
     println!("    guest: {}", d.wait_first_line("dns: 2 zones from disk xvda")?);
