@@ -25,7 +25,7 @@ use smoltcp::wire::{
 
 /// Frames taken from the device per turn of the run loop, so that a flood
 /// cannot starve the tasks.
-const INGRESS_BUDGET: usize = 64;
+pub(super) const INGRESS_BUDGET: usize = 64;
 
 /// Dynamic ports (RFC 6335), for connections and sockets bound to port 0.
 const EPHEMERAL_FIRST: u16 = 49152;

@@ -9,8 +9,10 @@ use core::task::Poll;
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::udp::{self, SendError};
 
-/// Datagrams each direction can queue.
-const QUEUED_DATAGRAMS: usize = 32;
+/// Datagrams each direction can queue: as many as the stack takes from the device in one
+/// turn of the run loop (its ingress budget), so that a burst arriving while the guest was
+/// not running fits a drained socket instead of being dropped before the app sees it.
+const QUEUED_DATAGRAMS: usize = super::stack::INGRESS_BUDGET;
 /// Payload bytes each direction can queue.
 const BUFFER_BYTES: usize = 16 * 1024;
 
