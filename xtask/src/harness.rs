@@ -135,12 +135,7 @@ impl Harness {
             "-accel",
             "tcg",
             "-cpu",
-            // No AVX: with it, Linux processes in dom0 and in the Linux baseline guest crashed
-            // now and then when several domains ran (segfaults, a dynamic loader's symbol
-            // version lookup failing, glibc's "malloc(): invalid size"), which fits AVX state
-            // not surviving the switches between domains under this QEMU's emulation: 3 of 6
-            // Linux guest boots of one `bench boot` run failed so, 0 of 6 without AVX.
-            "max,-smap,-rdtscp,-avx",
+            "max,-smap,-rdtscp",
             "-smp",
             "1",
             "-m",
