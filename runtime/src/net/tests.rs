@@ -340,6 +340,7 @@ fn addresses_show_as_socket_addr_does() {
     let v4: SocketAddr = "10.0.0.2:53".parse().unwrap();
     assert_eq!(ShowAddr(v4).to_string(), "10.0.0.2:53");
     let v6: SocketAddr = "[fd00::2]:53".parse().unwrap();
-    let expected = if cfg!(feature = "ipv6") { "[fd00::2]:53" } else { "[fd00:0:0:0:0:0:0:2]:53" };
+    // Without IPv6 the stack never reports such a peer, and the image carries no IPv6 formatting.
+    let expected = if cfg!(feature = "ipv6") { "[fd00::2]:53" } else { "[IPv6]:53" };
     assert_eq!(ShowAddr(v6).to_string(), expected);
 }
