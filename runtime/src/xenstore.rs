@@ -55,14 +55,12 @@ pub(crate) fn try_with<R>(f: impl FnOnce(&mut Xenstore) -> R) -> Option<R> {
 /// How long closing a PV device waits for its backend to follow: a backend that never answers
 /// does not hold the guest (the caller keeps whatever the backend may still map). libxl forces
 /// a detach the frontend does not answer after 10 s too.
-#[cfg(feature = "disk")]
 pub(crate) const CLOSE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Walks `frontend` to Closed, waiting at most [`CLOSE_LIMIT`] for the backend to follow
 /// (sleeping until xenstore traffic or the deadline, on the PV clock's one-shot timer); stops
 /// watching it either way. A backend that did not follow in time is
 /// [`XenbusError::NoAnswer`]; `None` without a store.
-#[cfg(feature = "disk")]
 pub(crate) fn close_frontend(frontend: Frontend) -> Option<Result<XenbusState, XenbusError>> {
     let deadline = Instant::now().checked_add(CLOSE_LIMIT);
     let wait = || loop {

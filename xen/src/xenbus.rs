@@ -382,11 +382,14 @@ fn read_node<T: Transport>(xs: &mut Client<T>, dir: &str, node: &'static str) ->
 }
 
 /// The backend's state; Unknown while (or once) its node does not exist,
-/// as Linux reads it.
+/// as Linux reads it. xenstored answers EACCES instead of ENOENT for a missing
+/// node whose nearest existing parent we may not read: that is how a backend
+/// directory looks once the toolstack removed it with its empty parents
+/// (`backend/vif/<domid>`), leaving dom0's `backend/vif`.
 fn read_state<T: Transport>(xs: &mut Client<T>, backend: &str) -> Result<XenbusState, XenbusError> {
     match xs.read(&format!("{backend}/state")) {
         Ok(text) => XenbusState::parse(&text),
-        Err(XsError::Xen(Errno::NoEnt)) => Ok(XenbusState::Unknown),
+        Err(XsError::Xen(Errno::NoEnt | Errno::Acces)) => Ok(XenbusState::Unknown),
         Err(e) => Err(e.into()),
     }
 }

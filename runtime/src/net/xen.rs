@@ -9,7 +9,7 @@ use core::fmt;
 use core::task::{Poll, Waker};
 use mote_netfront::connect::{self, ConnectError};
 use mote_netfront::device::Netfront;
-use mote_xen::xenbus::{BackendEvent, Frontend, XenbusState};
+use mote_xen::xenbus::{BackendEvent, Frontend, XenbusError, XenbusState};
 use smoltcp::phy::{Device, DeviceCapabilities};
 use smoltcp::time::Instant as SmolInstant;
 
@@ -122,8 +122,13 @@ impl Vif {
         else {
             return;
         };
-        match crate::xenstore::with(|xs| frontend.close(xs)) {
+        match crate::xenstore::close_frontend(frontend) {
             Some(Ok(state)) => log::info!("net: vif {index}: closed (backend {state:?})"),
+            Some(Err(XenbusError::NoAnswer(state))) => log::error!(
+                "net: vif {index}: the backend did not answer our closing within {} s (it stayed {state:?}); \
+                 giving up on it",
+                crate::xenstore::CLOSE_LIMIT.as_secs()
+            ),
             Some(Err(e)) => log::warn!("net: vif {index}: closing: {e}"),
             None => {}
         }

@@ -190,6 +190,19 @@ fn a_vanished_backend_counts_as_closed() {
 }
 
 #[test]
+fn a_backend_removed_with_its_parents_counts_as_closed() {
+    let (mut xs, fake) = device("4");
+    let mut front = Frontend::open(&mut xs, DEVICE).unwrap();
+    // libxl removes the backend's directory and its empty parents: what is left, dom0's
+    // `backend`, we may not read, so xenstored answers EACCES, not ENOENT.
+    fake.borrow_mut().remove("/local/domain/0/backend/vif");
+    assert_eq!(xs.read(BACK_STATE), Err(XsError::Xen(Errno::Acces)));
+    assert_eq!(front.poll(&mut xs), Ok(Some(BackendEvent::State(Unknown))));
+    assert_eq!(front.close_within(&mut xs, || true), Ok(Unknown));
+    assert_eq!(xs.read(&format!("{DEVICE}/state")).unwrap(), b"6");
+}
+
+#[test]
 fn a_silent_backend_does_not_hold_the_close_forever() {
     // The backend stays Connected whatever we write: nothing answers our Closing.
     let (mut xs, fake) = device("4");

@@ -105,6 +105,16 @@ fn allowed(node: &Node, want: Access) -> bool {
     owner.domid == GUEST || access == Access::Both || access == want
 }
 
+/// The error for a missing `path`, as xenstored gives it: EACCES when we may
+/// not read its nearest existing parent (we may not learn what it holds).
+fn missing(tree: &Tree, path: &str) -> String {
+    let mut at = parent(path);
+    while !tree.contains_key(at) {
+        at = parent(at);
+    }
+    if allowed(&tree[at], Access::Read) { "ENOENT" } else { "EACCES" }.into()
+}
+
 /// Encodes a message from xenstored.
 pub fn message(ty: u32, req_id: u32, payload: &[u8]) -> Vec<u8> {
     let mut raw = Vec::new();
@@ -119,7 +129,14 @@ impl FakeXenstored {
     pub fn new(intf: &'static Interface) -> Self {
         let mut tree = Tree::new();
         let dom0 = perms(DomId(0), Access::None);
-        for path in ["/", "/local", "/local/domain", "/local/domain/0", "/local/domain/0/secret"] {
+        for path in [
+            "/",
+            "/local",
+            "/local/domain",
+            "/local/domain/0",
+            "/local/domain/0/secret",
+            "/local/domain/0/backend",
+        ] {
             tree.insert(path.into(), Node { value: Vec::new(), perms: dom0.clone() });
         }
         let mine = perms(GUEST, Access::None);
@@ -304,7 +321,7 @@ impl FakeXenstored {
         let ok = b"OK\0".to_vec();
         let changed = match h.ty {
             MsgType::Read | MsgType::Directory | MsgType::GetPerms => {
-                let node = node.ok_or("ENOENT")?;
+                let node = node.ok_or_else(|| missing(tree, path))?;
                 if !allowed(node, Access::Read) {
                     return Err("EACCES".into());
                 }
