@@ -84,13 +84,6 @@ impl From<GrantError> for ConnectError {
     }
 }
 
-/// The virtual devices the toolstack gave the domain (`device/vbd/<id>`).
-pub fn devices<T: Transport>(xs: &mut Client<T>) -> Result<Vec<u32>, XsError> {
-    let mut ids: Vec<u32> = xs.directory("device/vbd")?.iter().filter_map(|d| d.parse().ok()).collect();
-    ids.sort_unstable();
-    Ok(ids)
-}
-
 /// Parses what the backend published about the disk.
 pub fn parse_info(
     sectors: &str,

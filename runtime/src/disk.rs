@@ -16,6 +16,7 @@
 //! allocation) are never freed or reused, so a late write by that backend
 //! lands in memory nothing else uses.
 
+use crate::devices::Appeared;
 use crate::events::{self, Instant, Wake};
 use alloc::boxed::Box;
 use alloc::rc::Rc;
@@ -28,7 +29,7 @@ use mote_blkfront::connect::{self, ConnectError};
 use mote_blkfront::device::{self, Signal};
 use mote_xen::event::{self, Port};
 use mote_xen::xenbus::{BackendEvent, Frontend, XenbusError, XenbusState};
-use mote_xen::xenstore::{WatchId, XsError};
+use mote_xen::xenstore::XsError;
 
 pub use crate::disk_async::AsyncDisk;
 pub use mote_blkfront::device::{Discard, DiskError, DiskInfo, Features, Stats};
@@ -276,11 +277,7 @@ fn opened(id: u32, inner: device::Disk, frontend: Frontend) -> Disk {
 
 /// The ids in `device/vbd`, in order; none without the directory.
 fn disk_ids() -> Result<Vec<u32>, OpenError> {
-    crate::xenstore::with(connect::devices).ok_or(OpenError::NoXen("xenstore"))?.or_else(|e| match e {
-        // No device/vbd directory: no disks.
-        XsError::Xen(mote_xen::xenstore::Errno::NoEnt) => Ok(Vec::new()),
-        e => Err(OpenError::Xenstore(e)),
-    })
+    crate::devices::numbers("vbd").ok_or(OpenError::NoXen("xenstore"))?.map_err(OpenError::Xenstore)
 }
 
 /// Opens every disk the domain has, in device-id order.
@@ -305,21 +302,11 @@ pub fn open_all() -> Result<Vec<Disk>, OpenError> {
 /// [`Offer::connect`] it. The disks there already are not offered. Call
 /// inside [`crate::block_on`].
 pub fn watch() -> Result<Attached, OpenError> {
-    // The watch comes first, so that a disk attached meanwhile is not missed.
-    let watch = crate::xenstore::with(|xs| xs.watch("device/vbd", "device/vbd (attached)"))
-        .ok_or(OpenError::NoXen("xenstore"))?
-        .map_err(OpenError::Xenstore)?;
-    let watcher = Watcher {
-        watch,
-        present: disk_ids()?,
-        fresh: Vec::new(),
-        waker: None,
-        error: None,
-        pending: Vec::new(),
-    };
-    let shared = Rc::new(RefCell::new(watcher));
+    let (appeared, _) =
+        Appeared::watch("vbd").ok_or(OpenError::NoXen("xenstore"))?.map_err(OpenError::Xenstore)?;
+    let shared = Rc::new(RefCell::new(Watcher { pending: Vec::new() }));
     crate::executor::add_driver(WatchDriver(shared.clone()));
-    Ok(Attached(shared))
+    Ok(Attached { appeared, watcher: shared })
 }
 
 /// For an app that reads its disks at start only: logs each disk attached
@@ -346,18 +333,12 @@ pub fn log_attached(app: &'static str, why: &'static str) {
 }
 
 /// Disks attached while the domain runs: see [`watch`].
-pub struct Attached(Rc<RefCell<Watcher>>);
+pub struct Attached {
+    appeared: Appeared,
+    watcher: Rc<RefCell<Watcher>>,
+}
 
 struct Watcher {
-    watch: WatchId,
-    /// The ids in `device/vbd` when last read.
-    present: Vec<u32>,
-    /// Ids that appeared, not offered yet.
-    fresh: Vec<u32>,
-    /// The task waiting in [`Attached::next`].
-    waker: Option<Waker>,
-    /// Reading `device/vbd` failed.
-    error: Option<XsError>,
     /// Disks being connected ([`Offer::connect`]), by id: their frontends,
     /// polled for the backend's state.
     pending: Vec<(u32, Pending)>,
@@ -383,36 +364,17 @@ struct Pending {
     error: Option<XenbusError>,
 }
 
-/// On every turn of the run loop: takes the watch's events, notes the ids
-/// that appeared in `device/vbd` (one detached and attached again between
-/// two looks is missed: it never left the directory), and follows the
+/// On every turn of the run loop, if the store is free: follows the
 /// backends of the disks being connected.
 struct WatchDriver(Rc<RefCell<Watcher>>);
 
 impl crate::executor::Driver for WatchDriver {
     fn poll(&mut self, _now: crate::time::Instant) -> Option<crate::time::Instant> {
         let mut w = self.0.borrow_mut();
-        let w = &mut *w;
+        if w.pending.is_empty() {
+            return None;
+        }
         crate::xenstore::try_with(|xs| {
-            let mut fired = false;
-            while let Ok(Some(_)) = xs.next_event(w.watch) {
-                fired = true;
-            }
-            if fired {
-                match connect::devices(xs) {
-                    Ok(now) => {
-                        w.fresh.extend(now.iter().filter(|id| !w.present.contains(id)));
-                        w.present = now;
-                    }
-                    Err(XsError::Xen(mote_xen::xenstore::Errno::NoEnt)) => w.present.clear(),
-                    Err(e) => w.error = Some(e),
-                }
-                if !w.fresh.is_empty() || w.error.is_some() {
-                    if let Some(waker) = w.waker.take() {
-                        waker.wake();
-                    }
-                }
-            }
             for (_, p) in w.pending.iter_mut() {
                 let woken = match p.frontend.poll(xs) {
                     Ok(None) => false,
@@ -438,19 +400,8 @@ impl Attached {
     /// `device/vbd`, before its backend is ready. An error is reading that
     /// directory; call again for the next.
     pub async fn next(&mut self) -> Result<Offer, OpenError> {
-        let id = core::future::poll_fn(|cx| {
-            let mut w = self.0.borrow_mut();
-            if let Some(e) = w.error.take() {
-                return Poll::Ready(Err(OpenError::Xenstore(e)));
-            }
-            if !w.fresh.is_empty() {
-                return Poll::Ready(Ok(w.fresh.remove(0)));
-            }
-            w.waker = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await?;
-        let offer = Offer { id, watcher: self.0.clone() };
+        let id = self.appeared.next().await.map_err(OpenError::Xenstore)?;
+        let offer = Offer { id, watcher: self.watcher.clone() };
         log::info!("disk: {} attached", offer.name());
         Ok(offer)
     }

@@ -52,6 +52,8 @@ mod testing;
 mod console;
 #[cfg(target_os = "none")]
 mod crash;
+#[cfg(target_os = "none")]
+mod devices;
 #[cfg(all(target_os = "none", feature = "disk"))]
 pub mod disk;
 #[cfg(target_os = "none")]

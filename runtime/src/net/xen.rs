@@ -1,12 +1,10 @@
 //! Networking on Xen: the domain's vif (netfront) under the stack.
 
 use super::{Config, ConfigError, Nic, Stack};
+use crate::devices::Appeared;
 use crate::xenstore::{Store, WatchId, XsError};
 use alloc::format;
-use alloc::rc::Rc;
-use core::cell::RefCell;
 use core::fmt;
-use core::task::{Poll, Waker};
 use mote_netfront::connect::{self, ConnectError};
 use mote_netfront::device::Netfront;
 use mote_xen::xenbus::{BackendEvent, Frontend, XenbusError, XenbusState};
@@ -247,7 +245,7 @@ pub enum UpError {
     Vif(u32, ConnectError),
     /// The domain has no vif (`vif = [...]` in the xl config).
     NoVif,
-    /// Watching `device/vif` for vifs attached later.
+    /// Reading `device/vif`, or watching it for vifs attached later.
     Watch(XsError),
 }
 
@@ -258,7 +256,7 @@ impl fmt::Display for UpError {
             UpError::NoXen(what) => write!(f, "no {what}: cannot bring up the vif"),
             UpError::Vif(vif, e) => write!(f, "vif {vif}: {e}"),
             UpError::NoVif => f.write_str("the domain has no vif (add vif = [...] to its xl config)"),
-            UpError::Watch(e) => write!(f, "watching device/vif: {e}"),
+            UpError::Watch(e) => write!(f, "reading or watching device/vif: {e}"),
         }
     }
 }
@@ -283,52 +281,17 @@ pub fn up_all() -> Result<alloc::vec::Vec<Stack>, UpError> {
 /// hands out a stack for each. (A vif detached and attached again under a number already up
 /// goes on in its old stack, which follows it.)
 pub fn up_all_and_watch() -> Result<(alloc::vec::Vec<Stack>, Attached), UpError> {
-    // The watch comes first, so that a vif attached while the others come up is not missed.
-    let watch = crate::xenstore::with(|xs| xs.watch("device/vif", "device/vif (attached)"))
-        .ok_or(UpError::NoXen("xenstore"))?
-        .map_err(UpError::Watch)?;
-    let indexes = vif_indexes()?;
+    let (appeared, indexes) =
+        Appeared::watch("vif").ok_or(UpError::NoXen("xenstore"))?.map_err(UpError::Watch)?;
     let stacks = up_indexes(&indexes)?;
-    let shared = Rc::new(RefCell::new(Watcher { watch, known: indexes, changed: false, waker: None }));
-    crate::executor::add_driver(WatchDriver(shared.clone()));
-    Ok((stacks, Attached(shared)))
+    Ok((stacks, Attached { appeared, known: indexes }))
 }
 
 /// New vifs of a running domain: see [`up_all_and_watch`].
-pub struct Attached(Rc<RefCell<Watcher>>);
-
-struct Watcher {
-    watch: WatchId,
+pub struct Attached {
+    appeared: Appeared,
     /// Every vif number that has a stack.
     known: alloc::vec::Vec<u32>,
-    /// `device/vif` changed since it was last read.
-    changed: bool,
-    waker: Option<Waker>,
-}
-
-/// Takes the watch's events on every turn of the run loop, and wakes the task waiting in
-/// [`Attached::next`] when there were some.
-struct WatchDriver(Rc<RefCell<Watcher>>);
-
-impl crate::executor::Driver for WatchDriver {
-    fn poll(&mut self, _now: crate::time::Instant) -> Option<crate::time::Instant> {
-        let mut w = self.0.borrow_mut();
-        let watch = w.watch;
-        let fired = crate::xenstore::try_with(|xs| {
-            let mut fired = false;
-            while let Ok(Some(_)) = xs.next_event(watch) {
-                fired = true;
-            }
-            fired
-        });
-        if fired == Some(true) {
-            w.changed = true;
-            if let Some(waker) = w.waker.take() {
-                waker.wake();
-            }
-        }
-        None
-    }
 }
 
 impl Attached {
@@ -337,22 +300,13 @@ impl Attached {
     /// connects when its backend is ready (`net: vif N connected`). An error concerns that
     /// vif only: call again for the next.
     pub async fn next(&mut self) -> Result<Stack, UpError> {
-        let index = core::future::poll_fn(|cx| {
-            let mut w = self.0.borrow_mut();
-            if core::mem::take(&mut w.changed) {
-                if let Ok(now) = vif_indexes() {
-                    if let Some(&new) = now.iter().find(|i| !w.known.contains(i)) {
-                        w.known.push(new);
-                        // Others are found on the next call.
-                        w.changed = true;
-                        return Poll::Ready(new);
-                    }
-                }
+        let index = loop {
+            let index = self.appeared.next().await.map_err(UpError::Watch)?;
+            if !self.known.contains(&index) {
+                self.known.push(index);
+                break index;
             }
-            w.waker = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await;
+        };
         let config = Config::for_vif(&crate::cmdline(), index).map_err(|e| UpError::Config(index, e))?;
         attach_vif(index, &config)
     }
@@ -389,16 +343,7 @@ fn attach_vif(index: u32, config: &Config) -> Result<Stack, UpError> {
 
 /// The vif numbers in `device/vif`, in order.
 fn vif_indexes() -> Result<alloc::vec::Vec<u32>, UpError> {
-    let names = crate::xenstore::with(|xs| xs.directory("device/vif"))
-        .ok_or(UpError::NoXen("xenstore"))?
-        .map_err(|_| UpError::NoVif)?;
-    // Each put in its place as it comes (a domain has a few vifs): no sort routine in the
-    // image, 2.3 KiB of it.
-    let mut indexes = alloc::vec::Vec::new();
-    for index in names.iter().filter_map(|name| name.parse::<u32>().ok()) {
-        indexes.insert(indexes.partition_point(|&i| i < index), index);
-    }
-    Ok(indexes)
+    crate::devices::numbers("vif").ok_or(UpError::NoXen("xenstore"))?.map_err(UpError::Watch)
 }
 
 /// Brings up the vifs `indexes`, each with its configuration.
