@@ -152,3 +152,46 @@ impl Count {
         .await
     }
 }
+
+/// The system allocator, refusing allocations of one size on the thread that
+/// asked for it ([`refuse_size`]): the heap running out exactly when a given
+/// table grows.
+struct Refusing;
+
+std::thread_local! {
+    static REFUSED_SIZE: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+// SAFETY: every call goes to the system allocator unchanged, or fails (null)
+// before reaching it.
+unsafe impl std::alloc::GlobalAlloc for Refusing {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // `try_with`: the thread-local may be gone while the thread exits.
+        if REFUSED_SIZE.try_with(Cell::get).ok().flatten() == Some(layout.size()) {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the caller's contract is the system allocator's.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: `ptr` came from the system allocator (refusals return null).
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static REFUSING: Refusing = Refusing;
+
+/// Makes allocations of exactly `bytes` on this thread fail until the guard
+/// is dropped.
+pub(crate) fn refuse_size(bytes: usize) -> impl Drop {
+    struct Guard;
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            REFUSED_SIZE.with(|r| r.set(None));
+        }
+    }
+    REFUSED_SIZE.with(|r| r.set(Some(bytes)));
+    Guard
+}

@@ -60,6 +60,8 @@ pub enum Error {
     AddrInUse,
     /// A datagram larger than the socket's buffer.
     TooLarge,
+    /// The heap has no room for the socket.
+    NoMemory,
 }
 
 impl fmt::Display for Error {
@@ -71,6 +73,7 @@ impl fmt::Display for Error {
             Error::Unaddressable => "no address or route for the destination",
             Error::AddrInUse => "port already in use",
             Error::TooLarge => "datagram larger than the socket buffer",
+            Error::NoMemory => "no memory for the socket",
         })
     }
 }

@@ -15,8 +15,11 @@ use core::net::Ipv4Addr;
 use core::task::{Poll, Waker};
 use core::time::Duration;
 use litemap::LiteMap;
-use smoltcp::iface::{self, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet};
+use smoltcp::iface::{
+    self, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet, SocketStorage,
+};
 use smoltcp::phy::{Device, TxToken};
+use smoltcp::socket::AnySocket;
 use smoltcp::socket::{dhcpv4, Socket};
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr,
@@ -48,6 +51,44 @@ pub trait Nic: Device {
     }
 }
 
+/// smoltcp's socket set, grown only when the heap has room: smoltcp adds a
+/// slot to a full set with an infallible `Vec` push, which would abort the
+/// guest on an exhausted heap.
+pub(super) struct SocketTable {
+    set: SocketSet<'static>,
+    /// Slots in `set`, free or not (smoltcp fills a free slot before it adds one).
+    slots: usize,
+}
+
+impl SocketTable {
+    /// Adds `socket`, or `None` when every slot is taken and the heap has no
+    /// room for the larger table. The table only grows here, single-threaded:
+    /// the block the probe got and gave back is there for the `Vec` to grow
+    /// into, which asks for at most twice its slots (at least 4).
+    pub(super) fn try_add<T: AnySocket<'static>>(&mut self, socket: T) -> Option<SocketHandle> {
+        if self.set.iter().count() == self.slots {
+            let mut probe = Vec::<SocketStorage<'static>>::new();
+            probe.try_reserve_exact((2 * self.slots).max(4)).ok()?;
+            drop(probe);
+            self.slots += 1;
+        }
+        Some(self.set.add(socket))
+    }
+}
+
+impl core::ops::Deref for SocketTable {
+    type Target = SocketSet<'static>;
+    fn deref(&self) -> &SocketSet<'static> {
+        &self.set
+    }
+}
+
+impl core::ops::DerefMut for SocketTable {
+    fn deref_mut(&mut self) -> &mut SocketSet<'static> {
+        &mut self.set
+    }
+}
+
 /// A network stack: an interface with its addresses and sockets. Cheap to
 /// clone (a handle); sockets keep it alive.
 #[derive(Clone)]
@@ -57,7 +98,7 @@ pub struct Stack {
 
 pub(super) struct Inner {
     pub(super) iface: Interface,
-    pub(super) sockets: SocketSet<'static>,
+    pub(super) sockets: SocketTable,
     /// Listening TCP ports, by listener id.
     pub(super) listeners: LiteMap<u64, Backlog>,
     next_listener: u64,
@@ -89,7 +130,7 @@ impl Stack {
         let range = u64::from(u16::MAX - EPHEMERAL_FIRST) + 1;
         let mut inner = Inner {
             iface,
-            sockets: SocketSet::new(Vec::new()),
+            sockets: SocketTable { set: SocketSet::new(Vec::new()), slots: 0 },
             listeners: LiteMap::new(),
             next_listener: 0,
             closing: Vec::new(),
@@ -101,7 +142,10 @@ impl Stack {
         match config.ipv4 {
             Ipv4Config::Dhcp => {
                 log::info!("net: asking for an IPv4 address by DHCP");
-                inner.dhcp = Some(inner.sockets.add(dhcpv4::Socket::new()));
+                inner.dhcp = inner.sockets.try_add(dhcpv4::Socket::new());
+                if inner.dhcp.is_none() {
+                    log::error!("net: no memory for the DHCP socket: no IPv4 address");
+                }
             }
             Ipv4Config::Static { address, gateway } => {
                 inner.set_ipv4(Some(address), gateway);

@@ -9,7 +9,7 @@
 //! accepted yet. [`TcpListener::accept`] hands out the established ones in
 //! arrival order.
 
-use super::stack::{Inner, Stack};
+use super::stack::{Inner, SocketTable, Stack};
 use super::{endpoint, Error};
 use crate::time::Instant;
 use alloc::collections::VecDeque;
@@ -21,7 +21,7 @@ use core::net::SocketAddr;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::task::{Poll, Waker};
 use core::time::Duration;
-use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::{self, RecvError, SendError, State};
 
 /// How long a dropped stream may take to finish closing before it is reset.
@@ -84,7 +84,7 @@ impl Backlog {
     /// Moves a socket that left LISTEN to the backlog, drops connections
     /// reset before they were accepted, keeps a socket listening while the
     /// backlog has room, and wakes `accept` when a connection is established.
-    fn tend(&mut self, sockets: &mut SocketSet<'static>) {
+    fn tend(&mut self, sockets: &mut SocketTable) {
         if let Some(handle) = self.listening {
             if !sockets.get::<tcp::Socket>(handle).is_listening() {
                 self.pending.push_back(handle);
@@ -101,10 +101,13 @@ impl Backlog {
         });
         if self.listening.is_none() && self.pending.len() < self.options.backlog {
             // Out of memory, SYNs are answered with RST (refused) until a socket fits again.
-            match try_new_socket(&self.options) {
-                Some(mut socket) => {
-                    socket.listen(self.port).expect("a new socket listens on a non-zero port");
-                    self.listening = Some(sockets.add(socket));
+            let added = try_new_socket(&self.options).and_then(|mut socket| {
+                socket.listen(self.port).expect("a new socket listens on a non-zero port");
+                sockets.try_add(socket)
+            });
+            match added {
+                Some(handle) => {
+                    self.listening = Some(handle);
                     self.starved = false;
                 }
                 None if !self.starved => {
@@ -127,7 +130,7 @@ impl Backlog {
     }
 
     /// The first established connection, if any.
-    fn take(&mut self, sockets: &mut SocketSet<'static>) -> Option<SocketHandle> {
+    fn take(&mut self, sockets: &mut SocketTable) -> Option<SocketHandle> {
         let i = self.pending.iter().position(|&h| is_established(sockets.get(h)))?;
         let handle = self.pending.remove(i);
         self.tend(sockets);
@@ -176,8 +179,15 @@ impl Inner {
         next
     }
 
+    /// Keeps `handle` until its connection is over; with no memory to keep
+    /// it, removes the socket at once (the peer's next segment gets a reset).
     fn close_later(&mut self, handle: SocketHandle) {
-        self.closing.push((handle, None));
+        if self.closing.try_reserve(1).is_ok() {
+            self.closing.push((handle, None));
+        } else {
+            log::warn!("tcp: no memory to close a connection gracefully: dropped");
+            self.sockets.remove(handle);
+        }
     }
 }
 
@@ -202,14 +212,11 @@ impl TcpListener {
             if inner.listeners.values().any(|b| b.port == port) {
                 return Err(Error::AddrInUse);
             }
-            let mut backlog = Backlog {
-                port,
-                options,
-                listening: None,
-                pending: VecDeque::new(),
-                waker: None,
-                starved: false,
-            };
+            // Reserved now: a connection joins the backlog while frames come in.
+            let mut pending = VecDeque::new();
+            pending.try_reserve_exact(options.backlog).map_err(|_| Error::NoMemory)?;
+            let mut backlog =
+                Backlog { port, options, listening: None, pending, waker: None, starved: false };
             backlog.tend(&mut inner.sockets);
             Ok(inner.add_listener(backlog))
         })?;
@@ -277,7 +284,7 @@ impl TcpStream {
             socket
                 .connect(inner.iface.context(), endpoint(remote)?, port)
                 .map_err(|_| Error::Unaddressable)?;
-            Ok(inner.sockets.add(socket))
+            inner.sockets.try_add(socket).ok_or(Error::NoMemory)
         })?;
         let stream = TcpStream::new(stack, handle);
         poll_fn(|cx| {

@@ -344,3 +344,24 @@ fn addresses_show_as_socket_addr_does() {
     let expected = if cfg!(feature = "ipv6") { "[fd00::2]:53" } else { "[IPv6]:53" };
     assert_eq!(ShowAddr(v6).to_string(), expected);
 }
+
+#[test]
+fn a_socket_the_heap_has_no_room_to_list_is_refused_until_it_has() {
+    on_wire(|a, _b| async move {
+        // Four sockets: the fifth makes smoltcp grow its table to eight slots.
+        let mut sockets: Vec<_> = (1..=4).map(|port| UdpSocket::bind(&a, port).unwrap()).collect();
+        {
+            let _heap_full = crate::testing::refuse_size(8 * size_of::<smoltcp::iface::SocketStorage>());
+            assert!(matches!(UdpSocket::bind(&a, 5), Err(Error::NoMemory)));
+            assert!(matches!(
+                TcpStream::connect(&a, "10.0.0.2:80".parse().unwrap()).await,
+                Err(Error::NoMemory)
+            ));
+            // A socket's freed slot takes the next one without growing the table.
+            sockets.pop();
+            sockets.push(UdpSocket::bind(&a, 6).unwrap());
+        }
+        sockets.push(UdpSocket::bind(&a, 7).unwrap());
+        assert_eq!(a.with(|inner| inner.sockets.iter().count()), 5);
+    });
+}

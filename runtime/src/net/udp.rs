@@ -41,7 +41,7 @@ impl UdpSocket {
             };
             let mut socket = udp::Socket::new(buffer(), buffer());
             socket.bind(port).map_err(|_| Error::Unaddressable)?;
-            Ok((inner.sockets.add(socket), port))
+            Ok((inner.sockets.try_add(socket).ok_or(Error::NoMemory)?, port))
         })?;
         Ok(UdpSocket { stack: stack.clone(), handle, port })
     }
