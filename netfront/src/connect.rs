@@ -140,7 +140,7 @@ impl fmt::Display for ConnectError {
             ConnectError::Xenstore(e) => write!(f, "xenstore: {e}"),
             ConnectError::Grant(e) => write!(f, "granting buffers: {e}"),
             ConnectError::EventChannel(e) => write!(f, "event channel: {e}"),
-            ConnectError::BadMac(m) => write!(f, "bad mac address {m:?}"),
+            ConnectError::BadMac(m) => write!(f, "bad mac address \"{m}\""),
             ConnectError::NoRxCopy => f.write_str("the backend does not offer feature-rx-copy"),
             ConnectError::NoMemory => f.write_str("out of memory for rings and buffers"),
         }

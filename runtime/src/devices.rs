@@ -3,20 +3,19 @@
 //! (`xl network-attach`, `xl block-attach`). The vif and disk watchers share it.
 
 use crate::xenstore::{Errno, Store, WatchId, Xenstore, XsError};
-use alloc::format;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::task::{Poll, Waker};
 
-/// The device numbers in `device/<class>`, in order; none without the
-/// directory. `None` without xenstore.
-pub(crate) fn numbers(class: &str) -> Option<Result<Vec<u32>, XsError>> {
-    crate::xenstore::with(|xs| read(xs, class))
+/// The device numbers in `dir` (`device/vif`, `device/vbd`), in order; none
+/// without the directory. `None` without xenstore.
+pub(crate) fn numbers(dir: &str) -> Option<Result<Vec<u32>, XsError>> {
+    crate::xenstore::with(|xs| read(xs, dir))
 }
 
-fn read(xs: &mut Xenstore, class: &str) -> Result<Vec<u32>, XsError> {
-    let names = match xs.directory(&format!("device/{class}")) {
+fn read(xs: &mut Xenstore, dir: &str) -> Result<Vec<u32>, XsError> {
+    let names = match xs.directory(dir) {
         Err(XsError::Xen(Errno::NoEnt)) => return Ok(Vec::new()),
         names => names?,
     };
@@ -29,13 +28,13 @@ fn read(xs: &mut Xenstore, class: &str) -> Result<Vec<u32>, XsError> {
     Ok(numbers)
 }
 
-/// Numbers that appear in `device/<class>` while the domain runs, one
+/// Numbers that appear in a device directory while the domain runs, one
 /// [`Appeared::next`] each. A device removed and added again between two
 /// looks at the directory is missed: it never left it.
 pub(crate) struct Appeared(Rc<RefCell<State>>);
 
 struct State {
-    class: &'static str,
+    dir: &'static str,
     watch: WatchId,
     /// The numbers in the directory when last read.
     present: Vec<u32>,
@@ -48,14 +47,15 @@ struct State {
 }
 
 impl Appeared {
-    /// Watches `device/<class>` and returns the numbers there now, which
+    /// Watches `dir` (`device/vif`, `device/vbd`) and returns the numbers there now, which
     /// [`Appeared::next`] does not give. The watch comes first, so that a
     /// device added meanwhile is not missed. `None` without xenstore; call
     /// inside [`crate::block_on`].
-    pub(crate) fn watch(class: &'static str) -> Option<Result<(Appeared, Vec<u32>), XsError>> {
+    pub(crate) fn watch(dir: &'static str) -> Option<Result<(Appeared, Vec<u32>), XsError>> {
         let watched = crate::xenstore::with(|xs| {
-            let watch = xs.watch(&format!("device/{class}"), &format!("device/{class} (attached)"))?;
-            match read(xs, class) {
+            // The directory is the token: the devices' own watches are on their own paths.
+            let watch = xs.watch(dir, dir)?;
+            match read(xs, dir) {
                 Ok(present) => Ok((watch, present)),
                 Err(e) => {
                     // Best effort: the read's error is the one to report.
@@ -69,7 +69,7 @@ impl Appeared {
             Err(e) => return Some(Err(e)),
         };
         let state =
-            State { class, watch, present: present.clone(), fresh: Vec::new(), error: None, waker: None };
+            State { dir, watch, present: present.clone(), fresh: Vec::new(), error: None, waker: None };
         let shared = Rc::new(RefCell::new(state));
         crate::executor::add_driver(Driver(shared.clone()));
         Some(Ok((Appeared(shared), present)))
@@ -109,7 +109,7 @@ impl crate::executor::Driver for Driver {
             if !fired {
                 return;
             }
-            match read(xs, s.class) {
+            match read(xs, s.dir) {
                 Ok(now) => {
                     for &n in &now {
                         if !s.present.contains(&n) && !s.fresh.contains(&n) {

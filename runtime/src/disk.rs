@@ -277,7 +277,7 @@ fn opened(id: u32, inner: device::Disk, frontend: Frontend) -> Disk {
 
 /// The ids in `device/vbd`, in order; none without the directory.
 fn disk_ids() -> Result<Vec<u32>, OpenError> {
-    crate::devices::numbers("vbd").ok_or(OpenError::NoXen("xenstore"))?.map_err(OpenError::Xenstore)
+    crate::devices::numbers("device/vbd").ok_or(OpenError::NoXen("xenstore"))?.map_err(OpenError::Xenstore)
 }
 
 /// Opens every disk the domain has, in device-id order.
@@ -303,7 +303,7 @@ pub fn open_all() -> Result<Vec<Disk>, OpenError> {
 /// inside [`crate::block_on`].
 pub fn watch() -> Result<Attached, OpenError> {
     let (appeared, _) =
-        Appeared::watch("vbd").ok_or(OpenError::NoXen("xenstore"))?.map_err(OpenError::Xenstore)?;
+        Appeared::watch("device/vbd").ok_or(OpenError::NoXen("xenstore"))?.map_err(OpenError::Xenstore)?;
     let shared = Rc::new(RefCell::new(Watcher { pending: Vec::new() }));
     crate::executor::add_driver(WatchDriver(shared.clone()));
     Ok(Attached { appeared, watcher: shared })

@@ -150,7 +150,7 @@ fn take_request(xs: &mut xenstore::Xenstore, watch: WatchId) -> Result<Option<Re
             "reboot" => Request::Reboot,
             // Left unacknowledged, so the toolstack reports that the guest did not comply.
             other => {
-                log::warn!("unsupported shutdown request {other:?} (not acknowledged)");
+                log::warn!("unsupported shutdown request \"{other}\" (not acknowledged)");
                 continue;
             }
         };

@@ -21,7 +21,7 @@ pub struct BadEntry(pub String);
 
 impl fmt::Display for BadEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "bad log= entry {:?}: expected LEVEL or MODULE=LEVEL (levels: off, error, warn, info, debug, trace)", self.0)
+        write!(f, "bad log= entry \"{}\": expected LEVEL or MODULE=LEVEL (levels: off, error, warn, info, debug, trace)", self.0)
     }
 }
 

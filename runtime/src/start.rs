@@ -158,7 +158,7 @@ fn connect_xenstore() {
         Some(Ok(ms)) => core::time::Duration::from_millis(ms),
         Some(Err(v)) => {
             log::warn!(
-                "shutdown_grace_ms={v:?} is not a number; using {} s",
+                "shutdown_grace_ms=\"{v}\" is not a number; using {} s",
                 crate::lifecycle::GRACE.as_secs()
             );
             crate::lifecycle::GRACE

@@ -120,7 +120,7 @@ impl fmt::Display for XenbusError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             XenbusError::Xenstore(e) => e.fmt(f),
-            XenbusError::Missing(node) => write!(f, "xenbus: the frontend has no {node:?} node"),
+            XenbusError::Missing(node) => write!(f, "xenbus: the frontend has no \"{node}\" node"),
             XenbusError::BadBackendPath => f.write_str("xenbus: backend is not /local/domain/<id>/backend/…"),
             XenbusError::BadBackendId => f.write_str("xenbus: backend-id does not match the backend path"),
             XenbusError::BadState => f.write_str("xenbus: the backend's state is not a XenbusState"),

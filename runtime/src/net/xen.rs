@@ -282,7 +282,7 @@ pub fn up_all() -> Result<alloc::vec::Vec<Stack>, UpError> {
 /// goes on in its old stack, which follows it.)
 pub fn up_all_and_watch() -> Result<(alloc::vec::Vec<Stack>, Attached), UpError> {
     let (appeared, indexes) =
-        Appeared::watch("vif").ok_or(UpError::NoXen("xenstore"))?.map_err(UpError::Watch)?;
+        Appeared::watch("device/vif").ok_or(UpError::NoXen("xenstore"))?.map_err(UpError::Watch)?;
     let stacks = up_indexes(&indexes)?;
     Ok((stacks, Attached { appeared, known: indexes }))
 }
@@ -343,7 +343,7 @@ fn attach_vif(index: u32, config: &Config) -> Result<Stack, UpError> {
 
 /// The vif numbers in `device/vif`, in order.
 fn vif_indexes() -> Result<alloc::vec::Vec<u32>, UpError> {
-    crate::devices::numbers("vif").ok_or(UpError::NoXen("xenstore"))?.map_err(UpError::Watch)
+    crate::devices::numbers("device/vif").ok_or(UpError::NoXen("xenstore"))?.map_err(UpError::Watch)
 }
 
 /// Brings up the vifs `indexes`, each with its configuration.

@@ -151,7 +151,7 @@ impl fmt::Display for XsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             XsError::Xen(e) => write!(f, "xenstore: {}", e.name()),
-            XsError::UnknownXen(name) => write!(f, "xenstore: unknown error {name:?}"),
+            XsError::UnknownXen(name) => write!(f, "xenstore: unknown error \"{name}\""),
             XsError::TooLong(len) => write!(f, "xenstore request of {len} bytes is too long"),
             XsError::BadArgument(what) => write!(f, "xenstore: invalid {what}"),
             XsError::TokenInUse => f.write_str("xenstore watch token already in use"),
