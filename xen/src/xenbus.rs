@@ -343,7 +343,9 @@ impl Frontend {
     }
 
     /// Until `want` accepts the backend's state, reads it again after each
-    /// `wait`; a `wait` that gives up is [`XenbusError::NoAnswer`].
+    /// `wait`; a `wait` that gives up is [`XenbusError::NoAnswer`]. A watch
+    /// event the client already holds is not waited for: it may have come in
+    /// with the reply to our last read, under that reply's notification.
     fn wait_with<T: Transport>(
         &mut self,
         xs: &mut Client<T>,
@@ -352,7 +354,7 @@ impl Frontend {
     ) -> Result<XenbusState, XenbusError> {
         self.poll(xs)?;
         while !want(self.backend_state) {
-            if !wait(xs, self.watch)? {
+            if xs.next_event(self.watch)?.is_none() && !wait(xs, self.watch)? {
                 return Err(XenbusError::NoAnswer(self.backend_state));
             }
             self.reread(xs)?;

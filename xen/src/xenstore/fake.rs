@@ -66,6 +66,9 @@ pub struct FakeXenstored {
     /// Transactions started, to count retries.
     pub started: u32,
     pub peer: Option<Peer>,
+    /// Write the peer's answers after this step's replies, so that their watch events come
+    /// in the same batch as the reply to the client's next request.
+    pub answers_after_replies: bool,
     /// The peer's answers, written at the next step.
     answers: Vec<(String, String)>,
     tree: Tree,
@@ -155,6 +158,7 @@ impl FakeXenstored {
             garble: None,
             started: 0,
             peer: None,
+            answers_after_replies: false,
             answers: Vec::new(),
             tree,
             txs: BTreeMap::new(),
@@ -195,6 +199,11 @@ impl FakeXenstored {
         self.tree.get(path).map(|n| &n.value[..])
     }
 
+    /// Whether the peer has answers not written yet (the next step writes them).
+    pub fn answers_pending(&self) -> bool {
+        !self.answers.is_empty()
+    }
+
     /// How many watches the guest has registered.
     pub fn watch_count(&self) -> usize {
         self.watches.len()
@@ -204,14 +213,22 @@ impl FakeXenstored {
     pub fn step(&mut self) {
         self.steps += 1;
         assert!(self.steps < 100_000, "the client waits for something that never comes");
-        for (path, value) in std::mem::take(&mut self.answers) {
-            self.put(&path, &value);
+        let answers = std::mem::take(&mut self.answers);
+        if !self.answers_after_replies {
+            for (path, value) in &answers {
+                self.put(path, value);
+            }
         }
         let mut buf = vec![0; self.chunk];
         let n = self.rx.read_some(&mut buf).expect("the client corrupted the request ring");
         self.inbox.push(&buf[..n]);
         while let Some(msg) = self.inbox.next_message().expect("the client sent a bad header") {
             self.handle(msg);
+        }
+        if self.answers_after_replies {
+            for (path, value) in &answers {
+                self.put(path, value);
+            }
         }
         let take = self.chunk.min(self.outbox.len());
         let bytes: Vec<u8> = self.outbox.iter().take(take).copied().collect();
