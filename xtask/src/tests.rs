@@ -1668,7 +1668,7 @@ fn drive_disk_hash(d: &mut Driver) -> Result<(), String> {
         match d.wait_line(marker) {
             Ok(line) => println!("    guest: {line}"),
             Err(e) => {
-                // What dom0 saw, for the write that stalls in about one run in four
+                // What dom0 saw, for the write that now and then stalls
                 // (docs/measurements.md, "Closing with a time limit").
                 let seen = d.dom0(
                     "dmesg | tail -n 20; xenstore-ls -f /local/domain/0/backend/vbd 2>&1 | grep -E '/state|/sectors'; \
