@@ -63,16 +63,7 @@ impl Events {
     fn close_frontend(&mut self) {
         let id = self.id;
         let Some(frontend) = self.frontend.take() else { return };
-        match crate::xenstore::close_frontend(frontend) {
-            Some(Ok(state)) => log::info!("disk: vbd {id}: closed (backend {state:?})"),
-            Some(Err(XenbusError::NoAnswer(state))) => log::error!(
-                "disk: vbd {id}: the backend did not answer our closing within {} s (it stayed {state:?}); \
-                 giving up on it",
-                crate::xenstore::CLOSE_LIMIT.as_secs()
-            ),
-            Some(Err(e)) => log::warn!("disk: vbd {id}: closing: {e}"),
-            None => {}
-        }
+        crate::xenstore::close_frontend(frontend, module_path!(), format_args!("disk: vbd {id}"));
     }
 }
 

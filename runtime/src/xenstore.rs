@@ -3,9 +3,10 @@
 
 use crate::events::{self, Instant, Wake};
 use alloc::boxed::Box;
+use core::fmt;
 use core::time::Duration;
 use mote_xen::event::{self, Port};
-use mote_xen::xenbus::{Frontend, XenbusError, XenbusState};
+use mote_xen::xenbus::{Frontend, XenbusError};
 use mote_xen::xenstore::{Client, Interface, RingTransport};
 use spin::{Mutex, Once};
 
@@ -59,9 +60,9 @@ pub(crate) const CLOSE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Walks `frontend` to Closed, waiting at most [`CLOSE_LIMIT`] for the backend to follow
 /// (sleeping until xenstore traffic or the deadline, on the PV clock's one-shot timer); stops
-/// watching it either way. A backend that did not follow in time is
-/// [`XenbusError::NoAnswer`]; `None` without a store.
-pub(crate) fn close_frontend(frontend: Frontend) -> Option<Result<XenbusState, XenbusError>> {
+/// watching it either way. Logs the outcome as `<device>: closed (backend <state>)` or why
+/// not, under the caller's log `target` (its module path).
+pub(crate) fn close_frontend(frontend: Frontend, target: &str, device: fmt::Arguments<'_>) {
     let deadline = Instant::now().checked_add(CLOSE_LIMIT);
     let wait = || loop {
         match events::block(None, deadline) {
@@ -70,5 +71,14 @@ pub(crate) fn close_frontend(frontend: Frontend) -> Option<Result<XenbusState, X
             Wake::Event | Wake::Shutdown => {}
         }
     };
-    with(|xs| frontend.close_within(xs, wait))
+    match with(|xs| frontend.close_within(xs, wait)) {
+        Some(Ok(state)) => log::info!(target: target, "{device}: closed (backend {state:?})"),
+        Some(Err(XenbusError::NoAnswer(state))) => log::error!(
+            target: target,
+            "{device}: the backend did not answer our closing within {} s (it stayed {state:?}); giving up on it",
+            CLOSE_LIMIT.as_secs()
+        ),
+        Some(Err(e)) => log::warn!(target: target, "{device}: closing: {e}"),
+        None => {}
+    }
 }

@@ -354,7 +354,7 @@ impl Frontend {
     ) -> Result<XenbusState, XenbusError> {
         self.poll(xs)?;
         while !want(self.backend_state) {
-            if xs.next_event(self.watch)?.is_none() && !wait(xs, self.watch)? {
+            if !xs.holds_event(self.watch) && !wait(xs, self.watch)? {
                 return Err(XenbusError::NoAnswer(self.backend_state));
             }
             self.reread(xs)?;

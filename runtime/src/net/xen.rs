@@ -7,7 +7,7 @@ use alloc::format;
 use core::fmt;
 use mote_netfront::connect::{self, ConnectError};
 use mote_netfront::device::Netfront;
-use mote_xen::xenbus::{BackendEvent, Frontend, XenbusError, XenbusState};
+use mote_xen::xenbus::{BackendEvent, Frontend, XenbusState};
 use smoltcp::phy::{Device, DeviceCapabilities};
 use smoltcp::time::Instant as SmolInstant;
 
@@ -120,16 +120,7 @@ impl Vif {
         else {
             return;
         };
-        match crate::xenstore::close_frontend(frontend) {
-            Some(Ok(state)) => log::info!("net: vif {index}: closed (backend {state:?})"),
-            Some(Err(XenbusError::NoAnswer(state))) => log::error!(
-                "net: vif {index}: the backend did not answer our closing within {} s (it stayed {state:?}); \
-                 giving up on it",
-                crate::xenstore::CLOSE_LIMIT.as_secs()
-            ),
-            Some(Err(e)) => log::warn!("net: vif {index}: closing: {e}"),
-            None => {}
-        }
+        crate::xenstore::close_frontend(frontend, module_path!(), format_args!("net: vif {index}"));
         crate::executor::xen::stop_waking_on(device.port());
         let stats = device.stats();
         crate::grants::with(|gt| device.release(gt));

@@ -206,6 +206,12 @@ impl<T: Transport> Client<T> {
         self.pop_event(id)
     }
 
+    /// Whether the client already holds an event of the watch (taken in with
+    /// an earlier reply), without looking at the ring.
+    pub fn holds_event(&mut self, id: WatchId) -> bool {
+        self.watches.get_mut(&id).is_some_and(|w| !w.events.is_empty())
+    }
+
     /// Blocks until the watch has an event.
     pub fn wait_event(&mut self, id: WatchId) -> Result<WatchEvent, XsError> {
         loop {
