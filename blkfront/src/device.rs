@@ -558,7 +558,7 @@ impl Disk {
                     if !more && !io.wait(self.port, self.timeout) {
                         return Err(match io.gone() {
                             Some(state) => self.backend_gone(state),
-                            None => self.fail(DiskError::Timeout(self.timeout)),
+                            None => self.time_out(),
                         });
                     }
                 }
@@ -705,6 +705,7 @@ impl Disk {
     /// Gives up on a backend that has not answered for `self.timeout()`
     /// with requests out: the disk fails for good.
     pub fn time_out(&mut self) -> DiskError {
+        log::warn!("blkfront: {} requests out, ring: {}", self.inflight.in_flight(), self.ring.indices());
         self.fail(DiskError::Timeout(self.timeout))
     }
 

@@ -79,7 +79,16 @@ impl Signal for Events {
         loop {
             match events::block(Some(port), deadline) {
                 Wake::Event => return true,
-                Wake::Deadline => return false,
+                Wake::Deadline => {
+                    let (pending, masked, fired) = events::delivery(port);
+                    log::warn!(
+                        "disk: vbd {}: no event from the backend in {} s ({port}: pending {pending}, \
+                         masked {masked}, taken in {fired})",
+                        self.id,
+                        timeout.as_secs()
+                    );
+                    return false;
+                }
                 Wake::Store => {
                     self.look();
                     if self.gone.is_some() {

@@ -32,6 +32,14 @@ pub(crate) fn take_fired(port: Port) -> bool {
     DEMUX.take(port)
 }
 
+/// `port`'s delivery state, for the report of a peer that went quiet:
+/// Xen's pending and mask bits, and whether the upcall recorded the event
+/// (`(pending, masked, fired)`).
+pub(crate) fn delivery(port: Port) -> (bool, bool, bool) {
+    let (pending, masked) = SHARED.get().map_or((false, false), |shared| event::flags(shared, port));
+    (pending, masked, DEMUX.is_fired(port))
+}
+
 /// Maps shared info, routes upcalls to [`mote_arch::idt::EXTERNAL_VECTOR`],
 /// binds the timer VIRQ and turns interrupts on.
 pub(crate) fn init() -> Result<(), XenError> {

@@ -147,6 +147,14 @@ pub fn take_pending(shared: &SharedInfo, port: Port) -> bool {
     shared.evtchn_pending.get(word).is_some_and(|w| w.fetch_and(!bit, Ordering::SeqCst) & bit != 0)
 }
 
+/// `port`'s pending and mask bits in shared info, without changing them:
+/// `(pending, masked)`.
+pub fn flags(shared: &SharedInfo, port: Port) -> (bool, bool) {
+    let (word, bit) = port.word_bit();
+    let set = |words: &[AtomicU64]| words.get(word).is_some_and(|w| w.load(Ordering::SeqCst) & bit != 0);
+    (set(&shared.evtchn_pending), set(&shared.evtchn_mask))
+}
+
 /// Resumes delivery; Xen re-raises the upcall if an event came while masked.
 pub fn unmask(port: Port) -> Result<(), XenError> {
     evtchn_op(EVTCHNOP_UNMASK, &mut PortArg { port: port.0 }).map(drop)

@@ -93,6 +93,29 @@ pub struct FrontRing<'a, Req, Rsp> {
 // moves that exclusive view with it.
 unsafe impl<Req: Send, Rsp: Send> Send for FrontRing<'_, Req, Rsp> {}
 
+/// A front ring's indices at one moment ([`FrontRing::indices`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Indices {
+    /// Requests we published, and the one the backend wants an event for.
+    pub req_prod: u32,
+    pub req_event: u32,
+    /// Responses the backend published, those we took, and the one we want
+    /// an event for.
+    pub rsp_prod: u32,
+    pub rsp_cons: u32,
+    pub rsp_event: u32,
+}
+
+impl core::fmt::Display for Indices {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "requests published {} (event at {}), responses published {} taken {} (event at {})",
+            self.req_prod, self.req_event, self.rsp_prod, self.rsp_cons, self.rsp_event
+        )
+    }
+}
+
 impl<'a, Req: RingEntry, Rsp: RingEntry> FrontRing<'a, Req, Rsp> {
     const ENTRY_SIZE: usize =
         if size_of::<Req>() > size_of::<Rsp>() { size_of::<Req>() } else { size_of::<Rsp>() };
@@ -164,6 +187,19 @@ impl<'a, Req: RingEntry, Rsp: RingEntry> FrontRing<'a, Req, Rsp> {
         unsafe { self.slot(self.req_prod_pvt).cast::<Req>().write_unaligned(req) };
         self.req_prod_pvt = self.req_prod_pvt.wrapping_add(1);
         Ok(())
+    }
+
+    /// The indices as they stand, for the report of a backend that stopped
+    /// answering: whether it answered unseen, or never answered.
+    pub fn indices(&self) -> Indices {
+        let h = self.header;
+        Indices {
+            req_prod: self.req_published,
+            req_event: h.req_event.load(Ordering::SeqCst),
+            rsp_prod: h.rsp_prod.load(Ordering::SeqCst),
+            rsp_cons: self.rsp_cons,
+            rsp_event: h.rsp_event.load(Ordering::SeqCst),
+        }
     }
 
     /// Publishes pushed requests (`RING_PUSH_REQUESTS_AND_CHECK_NOTIFY`);

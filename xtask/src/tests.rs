@@ -1668,14 +1668,28 @@ fn drive_disk_hash(d: &mut Driver) -> Result<(), String> {
         match d.wait_line(marker) {
             Ok(line) => println!("    guest: {line}"),
             Err(e) => {
-                // What dom0 saw, for the write that now and then stalls
-                // (docs/measurements.md, "Closing with a time limit").
-                let seen = d.dom0(
-                    "dmesg | tail -n 20; xenstore-ls -f /local/domain/0/backend/vbd 2>&1 | grep -E '/state|/sectors'; \
-                     free -m; true",
-                );
+                // What dom0 and Xen saw, for the transfer that now and then stalls
+                // (docs/measurements.md, "Closing with a time limit"): blkback's
+                // counters twice, 2 s apart (moving or not), its and the loop
+                // device's kernel threads, and Xen's view of the guest's vCPU and
+                // event channels (pending/masked per port).
+                let domid = d.domid().map_or_else(|e| e, |id| id.to_string());
+                let seen = d.dom0(&format!(
+                    "dmesg | tail -n 12; xenstore-ls -f /local/domain/0/backend/vbd 2>&1 | grep -E '/state|/sectors'; \
+                     free -m; stats() {{ for f in /sys/bus/xen-backend/devices/vbd-*/statistics/*; do \
+                     printf '%s=%s ' ${{f##*/}} $(cat $f); done; echo; }}; stats; sleep 2; stats; \
+                     for p in /proc/[0-9]*; do case $(cat $p/comm) in blkback*|loop*|*xenbus*|*xenwatch*) \
+                     echo \"$(cat $p/comm) $(awk '{{print $3}}' $p/stat) $(cat $p/wchan)\";; esac; done; \
+                     xl debug-keys q; xl debug-keys e; xl dmesg | awk '/Event channel information for domain/ {{ on = $0 ~ / {domid}:/ }} on' | head -n 24; \
+                     xl dmesg | grep -A12 'VCPU information and callbacks for d{domid}' | head -n 14; true"
+                ));
                 for line in seen.unwrap_or_else(|e| e).lines() {
                     println!("    dom0| {line}");
+                }
+                // The guest gives up after its own limit (blkfront's 30 s) and
+                // reports the ring's indices and the event channel's state.
+                if let Ok(line) = d.wait_line("blkfront:") {
+                    println!("    guest: {line}");
                 }
                 return Err(e);
             }
