@@ -18,7 +18,7 @@ use mote_xen::event::Port;
 use mote_xen::gnttab::{alloc_shared_pages, free_shared_pages, Access, GrantError, GrantRef, GrantTable};
 use mote_xen::io_ring::FrontRing;
 use mote_xen::xenbus::{Frontend, XenbusError, XenbusState};
-use mote_xen::xenstore::{Client, Store, Transport, XsError};
+use mote_xen::xenstore::{Client, Errno, Reply, Request, Store, Transport, XsError};
 use mote_xen::{Gfn, XenError};
 
 /// What the frontend asks for, at most; the backend may offer less.
@@ -110,6 +110,21 @@ pub fn parse_info(
         flush: flush.map(str::trim) == Some("1"),
     })
 }
+
+/// The backend's keys [`parse_info`] and [`parse_features`] read, taken in one
+/// round trip once the backend is Connected.
+const BACKEND_KEYS: [&str; 10] = [
+    "sectors",
+    "sector-size",
+    "info",
+    "feature-flush-cache",
+    "feature-max-indirect-segments",
+    "feature-discard",
+    "discard-granularity",
+    "discard-alignment",
+    "discard-secure",
+    "feature-persistent",
+];
 
 /// The ring's size in pages: ours, within what the backend's
 /// `max-ring-page-order` allows (absent: one page).
@@ -210,14 +225,14 @@ pub fn connect<T: Transport>(
     config: Config,
 ) -> Result<(Disk, Frontend), ConnectError> {
     let mut vbd = Frontend::open(xs, &format!("device/vbd/{id}"))?;
-    vbd.switch(xs, XenbusState::Initialising)?;
+    vbd.initialise(xs)?;
     vbd.wait_backend(xs, |s| s == XenbusState::InitWait)?;
-    let handshake = begin(xs, grants, &vbd, id, config)?;
+    let handshake = begin(xs, grants, &mut vbd, id, config)?;
     if let Err(e) = vbd.wait_backend(xs, |s| s == XenbusState::Connected) {
         handshake.abandon(grants);
         return Err(e.into());
     }
-    let disk = handshake.finish(xs, grants, &vbd)?;
+    let disk = handshake.finish(xs, grants, &mut vbd)?;
     Ok((disk, vbd))
 }
 
@@ -239,7 +254,7 @@ pub struct Handshake {
 pub fn begin<T: Transport>(
     xs: &mut Client<T>,
     grants: &mut GrantTable<'_>,
-    vbd: &Frontend,
+    vbd: &mut Frontend,
     id: u32,
     config: Config,
 ) -> Result<Handshake, ConnectError> {
@@ -278,16 +293,16 @@ pub fn begin<T: Transport>(
     };
     let published = vbd.publish(xs, XenbusState::Initialised, |keys| {
         if ring_pages == 1 {
-            keys.write("ring-ref", &format!("{}", ring_refs[0]))?;
+            keys.write("ring-ref", &format!("{}", ring_refs[0]));
         } else {
-            keys.write("ring-page-order", &format!("{}", ring_pages.trailing_zeros()))?;
+            keys.write("ring-page-order", &format!("{}", ring_pages.trailing_zeros()));
             for (i, r) in ring_refs.iter().enumerate() {
-                keys.write(&format!("ring-ref{i}"), &format!("{r}"))?;
+                keys.write(&format!("ring-ref{i}"), &format!("{r}"));
             }
         }
-        keys.write("event-channel", &format!("{}", port.0))?;
-        keys.write("protocol", "x86_64-abi")?;
-        keys.write("feature-persistent", "1")
+        keys.write("event-channel", &format!("{}", port.0));
+        keys.write("protocol", "x86_64-abi");
+        keys.write("feature-persistent", "1");
     });
     match published {
         Ok(()) => Ok(handshake),
@@ -305,7 +320,7 @@ impl Handshake {
         self,
         xs: &mut Client<T>,
         grants: &mut GrantTable<'_>,
-        vbd: &Frontend,
+        vbd: &mut Frontend,
     ) -> Result<Disk, ConnectError> {
         match self.read_backend(xs, vbd) {
             Ok((info, features)) => {
@@ -324,16 +339,21 @@ impl Handshake {
     fn read_backend<T: Transport>(
         &self,
         xs: &mut Client<T>,
-        vbd: &Frontend,
+        vbd: &mut Frontend,
     ) -> Result<(DiskInfo, Features), ConnectError> {
-        let be = vbd.backend();
-        let sectors = xs.read_string(&format!("{be}/sectors"))?;
-        let sector_size = xs.read_string(&format!("{be}/sector-size")).ok();
-        let info = xs.read_string(&format!("{be}/info"))?;
-        let flush = xs.read_string(&format!("{be}/feature-flush-cache")).ok();
+        // Every key of the backend's we use, in one round trip.
+        let paths = BACKEND_KEYS.map(|key| format!("{}/{key}", vbd.backend()));
+        let replies = xs.call_all(&paths.each_ref().map(|p| Request::Read(p)));
+        let values: Vec<_> =
+            BACKEND_KEYS.iter().zip(replies).map(|(&k, r)| (k, r.and_then(Reply::into_string))).collect();
+        let value = |key: &str| {
+            values.iter().find(|(k, _)| *k == key).map_or(Err(XsError::Xen(Errno::NoEnt)), |(_, v)| v.clone())
+        };
+        let (sectors, info) = (value("sectors")?, value("info")?);
+        let (sector_size, flush) = (value("sector-size").ok(), value("feature-flush-cache").ok());
         let info = parse_info(&sectors, sector_size.as_deref(), &info, flush.as_deref())?;
         let features = parse_features(
-            &mut |key| xs.read_string(&format!("{be}/{key}")).ok(),
+            &mut |key| value(key).ok(),
             self.ring_pages,
             self.indirect_segments,
             info.sector_size,

@@ -17,7 +17,7 @@ use mote_xen::event::{self, Port};
 use mote_xen::gnttab::{alloc_shared_pages, free_shared_pages, Access, GrantError, GrantRef, GrantTable};
 use mote_xen::io_ring::FrontRing;
 use mote_xen::xenbus::{Frontend, XenbusError, XenbusState};
-use mote_xen::xenstore::{Client, Store, Transport, XsError};
+use mote_xen::xenstore::{Client, Errno, Request, Store, Transport, XsError};
 use mote_xen::{DomId, Gfn, XenError};
 
 /// How much memory the data path gets.
@@ -105,17 +105,22 @@ impl fmt::Display for Features {
     }
 }
 
-/// Settles the offloads from our [`Offload`] and the backend's keys (`read`
-/// gives a key's value, `None` when absent).
-pub fn negotiate(offload: Offload, mut read: impl FnMut(&str) -> Option<String>) -> Features {
-    let mut flag = |key: &str| read(key).map(|v| v.trim() == "1");
+/// Settles the offloads from our [`Offload`] and the values of the backend's
+/// `feature-no-csum-offload` and `feature-ipv6-csum-offload` (`None` when
+/// absent).
+pub fn negotiate(
+    offload: Offload,
+    no_csum_offload: Option<&str>,
+    ipv6_csum_offload: Option<&str>,
+) -> Features {
+    let flag = |value: Option<&str>| value.map(|v| v.trim() == "1");
     Features {
         csum: offload.csum,
         rx: RxFeatures { sg: offload.sg, csum_blank: offload.csum },
         // io/netif.h: "If it is missing then the feature is assumed to be on."
-        tx_csum_v4: offload.csum && flag("feature-no-csum-offload") != Some(true),
+        tx_csum_v4: offload.csum && flag(no_csum_offload) != Some(true),
         // "If it is missing then the feature is assumed to be off."
-        tx_csum_v6: offload.csum && flag("feature-ipv6-csum-offload") == Some(true),
+        tx_csum_v6: offload.csum && flag(ipv6_csum_offload) == Some(true),
     }
 }
 
@@ -210,17 +215,27 @@ pub fn connect_opened<T: Transport>(
     mut vif: Frontend,
     config: Config,
 ) -> Result<(Netfront, Frontend), ConnectError> {
-    let path = String::from(vif.path());
-    let mac_text = xs.read_string(&format!("{path}/mac"))?;
-    let mac = parse_mac(&mac_text).ok_or(ConnectError::BadMac(mac_text))?;
-    vif.switch(xs, XenbusState::Initialising)?;
+    vif.initialise(xs)?;
     vif.wait_backend(xs, |s| s == XenbusState::InitWait)?;
-    if xs.read_string(&format!("{}/feature-rx-copy", vif.backend())).ok().as_deref() != Some("1") {
+    // Our mac and the backend's features, in one round trip.
+    let be = vif.backend();
+    let nodes = [
+        format!("{}/mac", vif.path()),
+        format!("{be}/feature-rx-copy"),
+        format!("{be}/feature-no-csum-offload"),
+        format!("{be}/feature-ipv6-csum-offload"),
+    ];
+    let mut values =
+        xs.call_all(&nodes.each_ref().map(|n| Request::Read(n))).into_iter().map(|r| r?.into_string());
+    let mut next = || values.next().unwrap_or(Err(XsError::Xen(Errno::NoEnt)));
+    let mac_text = next()?;
+    let mac = parse_mac(&mac_text).ok_or(ConnectError::BadMac(mac_text))?;
+    if next().ok().as_deref() != Some("1") {
         return Err(ConnectError::NoRxCopy);
     }
+    let (no_csum, ipv6_csum) = (next().ok(), next().ok());
+    let features = negotiate(config.offload, no_csum.as_deref(), ipv6_csum.as_deref());
     let backend = vif.backend_id();
-    let backend_path = String::from(vif.backend());
-    let features = negotiate(config.offload, |key| xs.read_string(&format!("{backend_path}/{key}")).ok());
 
     let count = config.pages();
     let pages = alloc_shared_pages(count).ok_or(ConnectError::NoMemory)?;
@@ -249,15 +264,15 @@ pub fn connect_opened<T: Transport>(
         queues.publish();
 
         vif.publish(xs, XenbusState::Connected, |keys| {
-            keys.write("tx-ring-ref", &format!("{}", ring_grants[0].gref.0))?;
-            keys.write("rx-ring-ref", &format!("{}", ring_grants[1].gref.0))?;
-            keys.write("event-channel", &format!("{}", port.0))?;
-            keys.write("request-rx-copy", "1")?;
-            keys.write("feature-rx-notify", "1")?;
-            keys.write("feature-sg", if features.rx.sg { "1" } else { "0" })?;
-            keys.write("feature-gso-tcpv4", "0")?;
-            keys.write("feature-no-csum-offload", if features.rx.csum_blank { "0" } else { "1" })?;
-            keys.write("feature-ipv6-csum-offload", if features.rx.csum_blank { "1" } else { "0" })
+            keys.write("tx-ring-ref", &format!("{}", ring_grants[0].gref.0));
+            keys.write("rx-ring-ref", &format!("{}", ring_grants[1].gref.0));
+            keys.write("event-channel", &format!("{}", port.0));
+            keys.write("request-rx-copy", "1");
+            keys.write("feature-rx-notify", "1");
+            keys.write("feature-sg", if features.rx.sg { "1" } else { "0" });
+            keys.write("feature-gso-tcpv4", "0");
+            keys.write("feature-no-csum-offload", if features.rx.csum_blank { "0" } else { "1" });
+            keys.write("feature-ipv6-csum-offload", if features.rx.csum_blank { "1" } else { "0" });
         })?;
         vif.wait_backend(xs, |s| s == XenbusState::Connected)?;
         event::send(port).map_err(ConnectError::EventChannel)?;
@@ -326,12 +341,8 @@ mod tests {
 
     #[test]
     fn offloads_follow_our_choice_and_the_backends_keys() {
-        let keys = |pairs: &'static [(&'static str, &'static str)]| {
-            move |key: &str| pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| String::from(*v))
-        };
         // Linux's netback writes no feature-no-csum-offload (on) and ipv6 offload 1.
-        let linux =
-            negotiate(Offload::default(), keys(&[("feature-ipv6-csum-offload", "1"), ("feature-sg", "1")]));
+        let linux = negotiate(Offload::default(), None, Some("1"));
         assert_eq!(
             linux,
             Features {
@@ -341,15 +352,12 @@ mod tests {
                 tx_csum_v6: true
             }
         );
-        let refusing = negotiate(Offload::default(), keys(&[("feature-no-csum-offload", "1")]));
+        let refusing = negotiate(Offload::default(), Some("1"), None);
         assert!(refusing.csum && !refusing.tx_csum_v4 && !refusing.tx_csum_v6 && refusing.rx.csum_blank);
         // Anything but 1 is not a refusal; anything but 1 is no IPv6 offload.
-        let odd = negotiate(
-            Offload::default(),
-            keys(&[("feature-no-csum-offload", "yes"), ("feature-ipv6-csum-offload", "")]),
-        );
+        let odd = negotiate(Offload::default(), Some("yes"), Some(""));
         assert!(odd.tx_csum_v4 && !odd.tx_csum_v6);
-        let off = negotiate(Offload { csum: false, sg: false }, keys(&[("feature-ipv6-csum-offload", "1")]));
+        let off = negotiate(Offload { csum: false, sg: false }, None, Some("1"));
         assert_eq!(off, Features::default());
     }
 

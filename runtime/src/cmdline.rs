@@ -74,8 +74,9 @@ impl<'a> Iterator for Args<'a> {
             self.rest = s;
             return None;
         }
-        let token_end = token_end(s);
-        let (token, rest) = s.split_at(token_end);
+        // `token_end` is a char boundary: the checked split only spares the
+        // image core's slicing panic (3 KiB with its char escaping).
+        let (token, rest) = s.split_at_checked(token_end(s)).unwrap_or((s, ""));
         self.rest = rest;
         Some(match token.split_once('=') {
             Some((k, v)) => (k, unquote(v)),

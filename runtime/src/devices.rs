@@ -2,7 +2,7 @@
 //! numbers in one, and a watch for numbers that appear while the domain runs
 //! (`xl network-attach`, `xl block-attach`). The vif and disk watchers share it.
 
-use crate::xenstore::{Errno, Store, WatchId, Xenstore, XsError};
+use crate::xenstore::{Errno, Reply, Request, Store, WatchId, Xenstore, XsError};
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
@@ -15,9 +15,14 @@ pub(crate) fn numbers(dir: &str) -> Option<Result<Vec<u32>, XsError>> {
 }
 
 fn read(xs: &mut Xenstore, dir: &str) -> Result<Vec<u32>, XsError> {
-    let names = match xs.directory(dir) {
+    parse(xs.call(&Request::Directory(dir)))
+}
+
+/// The numbers a directory listing gives, in order.
+fn parse(listing: Result<Reply, XsError>) -> Result<Vec<u32>, XsError> {
+    let names = match listing {
         Err(XsError::Xen(Errno::NoEnt)) => return Ok(Vec::new()),
-        names => names?,
+        listing => listing?.directory()?,
     };
     // Each put in its place as it comes (a domain has a few devices): no sort
     // routine in the image, 2.3 KiB of it.
@@ -54,8 +59,8 @@ impl Appeared {
     pub(crate) fn watch(dir: &'static str) -> Option<Result<(Appeared, Vec<u32>), XsError>> {
         let watched = crate::xenstore::with(|xs| {
             // The directory is the token: the devices' own watches are on their own paths.
-            let watch = xs.watch(dir, dir)?;
-            match read(xs, dir) {
+            let (watch, mut listing) = xs.watch_then(dir, dir, &[Request::Directory(dir)])?;
+            match parse(listing.pop().unwrap_or(Err(XsError::Xen(Errno::NoEnt)))) {
                 Ok(present) => Ok((watch, present)),
                 Err(e) => {
                     // Best effort: the read's error is the one to report.

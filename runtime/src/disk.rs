@@ -436,8 +436,8 @@ impl Offer {
         let id = self.id;
         let failed = |e: ConnectError| OpenError::Disk(id, e);
         let frontend = crate::xenstore::with(|xs| {
-            let frontend = Frontend::open(xs, &alloc::format!("device/vbd/{id}"))?;
-            frontend.switch(xs, XenbusState::Initialising)?;
+            let mut frontend = Frontend::open(xs, &alloc::format!("device/vbd/{id}"))?;
+            frontend.initialise(xs)?;
             Ok(frontend)
         })
         .ok_or(OpenError::NoXen("xenstore"))?
@@ -475,11 +475,11 @@ impl Offer {
         f: impl FnOnce(
             &mut crate::xenstore::Xenstore,
             &mut mote_xen::gnttab::GrantTable<'_>,
-            &Frontend,
+            &mut Frontend,
         ) -> Result<R, ConnectError>,
     ) -> Result<R, ConnectError> {
         let mut w = self.watcher.borrow_mut();
-        let frontend = &w.pending(self.id).frontend;
+        let frontend = &mut w.pending(self.id).frontend;
         crate::xenstore::with(|xs| crate::grants::with(|gt| f(xs, gt, frontend)))
             .flatten()
             .ok_or(ConnectError::BadConfig("no xenstore or grant table"))?

@@ -46,11 +46,13 @@ static GRACE_NS: Once<u64> = Once::new();
 /// Advertises the control features and watches `control/shutdown`.
 pub(crate) fn init(xs: &mut xenstore::Xenstore, grace: Duration) -> Result<(), XsError> {
     GRACE_NS.call_once(|| u64::try_from(grace.as_nanos()).unwrap_or(u64::MAX));
-    xs.write("control/feature-poweroff", b"1")?;
-    xs.write("control/feature-reboot", b"1")?;
-    let watch = xs.watch("control/shutdown", "mote-lifecycle")?;
+    let features = [
+        xenstore::Request::Write("control/feature-poweroff", b"1"),
+        xenstore::Request::Write("control/feature-reboot", b"1"),
+    ];
+    let (watch, written) = xs.watch_then("control/shutdown", "mote-lifecycle", &features)?;
     WATCH.call_once(|| watch);
-    Ok(())
+    written.into_iter().try_for_each(|w| w.map(drop))
 }
 
 /// When a requested shutdown will be forced, if one is pending.

@@ -165,8 +165,7 @@ fn connect_xenstore() {
         }
     };
     let result = crate::xenstore::with(|xs| {
-        let domid = xs.domid()?;
-        let name = xs.name()?;
+        let (domid, name) = xs.identity()?;
         log::info!("domain {} ({name}) on {}", domid.0, boot_info().xen);
         crate::lifecycle::init(xs, grace)
     });

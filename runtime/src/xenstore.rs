@@ -10,7 +10,7 @@ use mote_xen::xenbus::{Frontend, XenbusError};
 use mote_xen::xenstore::{Client, Interface, RingTransport};
 use spin::{Mutex, Once};
 
-pub use mote_xen::xenstore::{Errno, Permission, Store, WatchId, XsError};
+pub use mote_xen::xenstore::{Errno, Permission, Reply, Request, Store, WatchId, XsError};
 
 /// How the ring transport notifies xenstored and waits for it.
 type Hook = Box<dyn FnMut() + Send>;

@@ -14,10 +14,11 @@
 //! The backend is another domain and is not trusted: its paths and states
 //! are validated, and a state that is not in the header is an error.
 
-use crate::xenstore::{Client, Errno, Store, Transaction, Transport, WatchId, XsError};
+use crate::xenstore::{Client, Errno, Reply, Request, Store, Transport, WatchId, XsError};
 use crate::DomId;
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 
 /// `enum xenbus_state` in `io/xenbus.h`; stored in xenstore as its decimal
@@ -168,36 +169,50 @@ pub struct Frontend {
     path: String,
     backend: String,
     backend_id: DomId,
+    /// Our state, as read at [`Frontend::open`] and published since.
+    state: XenbusState,
     /// The backend's state as last read.
     backend_state: XenbusState,
     watch: WatchId,
 }
 
-/// The frontend's directory inside a [`Frontend::publish`] transaction.
-pub struct Keys<'a, 'c, T> {
-    tx: &'a mut Transaction<'c, T>,
+/// The keys a [`Frontend::publish`] writes in the frontend's directory.
+pub struct Keys<'a> {
     dir: &'a str,
+    /// Full paths and values, in the order written.
+    writes: Vec<(String, String)>,
 }
 
-impl<T: Transport> Keys<'_, '_, T> {
+impl Keys<'_> {
     /// Writes `value` at `key` in the frontend's directory.
-    pub fn write(&mut self, key: &str, value: &str) -> Result<(), XsError> {
-        self.tx.write(&format!("{}/{key}", self.dir), value.as_bytes())
+    pub fn write(&mut self, key: &str, value: &str) {
+        self.writes.push((format!("{}/{key}", self.dir), value.into()));
     }
 }
 
 impl Frontend {
     /// Opens the device whose frontend directory is `path` (e.g.
     /// `device/vif/0`): reads and checks `backend` and `backend-id`, reads
-    /// the backend's state and watches it.
+    /// our state, reads the backend's state and watches it.
     pub fn open<T: Transport>(xs: &mut Client<T>, path: &str) -> Result<Frontend, XenbusError> {
-        let backend = read_node(xs, path, "backend")?;
-        let backend_id = check_backend(&backend, &read_node(xs, path, "backend-id")?)?;
-        let backend_state = read_state(xs, &backend)?;
-        // Registered after the first read: the event it fires at once makes
-        // the next poll read again, so no change in between is lost.
-        let watch = xs.watch(&format!("{backend}/state"), path)?;
-        Ok(Frontend { path: path.into(), backend, backend_id, backend_state, watch })
+        let nodes = [format!("{path}/backend"), format!("{path}/backend-id"), format!("{path}/state")];
+        let mut nodes = xs.call_all(&nodes.each_ref().map(|n| Request::Read(n))).into_iter();
+        let backend = node_text(nodes.next(), "backend")?;
+        let backend_id = check_backend(&backend, &node_text(nodes.next(), "backend-id")?)?;
+        let state = XenbusState::parse(node_text(nodes.next(), "state")?.as_bytes())?;
+        // The backend's state is read after the watch is in place, in the
+        // same round trip: no change in between is lost.
+        let state_node = format!("{backend}/state");
+        let (watch, mut read) = xs.watch_then(&state_node, path, &[Request::Read(&state_node)])?;
+        let backend_state = match state_of(read.pop().unwrap_or(Err(XsError::Xen(Errno::NoEnt)))) {
+            Ok(state) => state,
+            Err(e) => {
+                // Best effort: the read's error is the one to report.
+                let _ = xs.unwatch(watch);
+                return Err(e);
+            }
+        };
+        Ok(Frontend { path: path.into(), backend, backend_id, state, backend_state, watch })
     }
 
     /// The frontend directory, as given to [`Frontend::open`].
@@ -221,32 +236,59 @@ impl Frontend {
         self.backend_state
     }
 
+    /// Our state as last read or published.
+    pub fn state(&self) -> XenbusState {
+        self.state
+    }
+
     /// Publishes our `state`.
-    pub fn switch<T: Transport>(&self, xs: &mut Client<T>, state: XenbusState) -> Result<(), XenbusError> {
-        self.publish(xs, state, |_| Ok(()))
+    pub fn switch<T: Transport>(
+        &mut self,
+        xs: &mut Client<T>,
+        state: XenbusState,
+    ) -> Result<(), XenbusError> {
+        self.publish(xs, state, |_| {})
+    }
+
+    /// Starts a handshake: our state to Initialising, unless it is already
+    /// (as the toolstack creates a device: the transaction's three round
+    /// trips saved at boot).
+    pub fn initialise<T: Transport>(&mut self, xs: &mut Client<T>) -> Result<(), XenbusError> {
+        match self.state {
+            XenbusState::Initialising => Ok(()),
+            _ => self.switch(xs, XenbusState::Initialising),
+        }
     }
 
     /// Writes the keys `body` writes (ring references, event channel, …)
     /// and our `state` in one transaction, so the backend sees them
-    /// together; `body` runs again if the transaction is retried. A device
-    /// whose directory was removed is not recreated: that is
-    /// [`XenbusError::Missing`].
+    /// together. The transaction's requests go in one round trip
+    /// ([`Store::call_all`]). A device whose directory was removed is not
+    /// recreated: that is [`XenbusError::Missing`].
     pub fn publish<T: Transport>(
-        &self,
+        &mut self,
         xs: &mut Client<T>,
         state: XenbusState,
-        mut body: impl FnMut(&mut Keys<'_, '_, T>) -> Result<(), XsError>,
+        body: impl FnOnce(&mut Keys<'_>),
     ) -> Result<(), XenbusError> {
         let dir = self.path.as_str();
         let node = format!("{dir}/state");
-        let result = xs.transaction(|tx| {
-            tx.read(&node)?;
-            body(&mut Keys { tx, dir })?;
-            tx.write(&node, state.text().as_bytes())
-        });
+        let mut keys = Keys { dir, writes: Vec::new() };
+        body(&mut keys);
+        // Checked first: writes would recreate a removed directory, but the
+        // transaction is then not committed.
+        let mut reqs = Vec::with_capacity(keys.writes.len() + 2);
+        reqs.push(Request::Read(&node));
+        reqs.extend(keys.writes.iter().map(|(path, value)| Request::Write(path, value.as_bytes())));
+        reqs.push(Request::Write(&node, state.text().as_bytes()));
+        let result = xs.transaction(|tx| tx.call_all(&reqs).into_iter().try_for_each(|r| r.map(drop)));
         match result {
             Err(XsError::Xen(Errno::NoEnt)) => Err(XenbusError::Missing("state")),
-            result => Ok(result?),
+            result => {
+                result?;
+                self.state = state;
+                Ok(())
+            }
         }
     }
 
@@ -375,11 +417,12 @@ impl Frontend {
     }
 }
 
-/// The text of `dir/node`; a missing node is [`XenbusError::Missing`].
-fn read_node<T: Transport>(xs: &mut Client<T>, dir: &str, node: &'static str) -> Result<String, XenbusError> {
-    match xs.read_string(&format!("{dir}/{node}")) {
-        Err(XsError::Xen(Errno::NoEnt)) => Err(XenbusError::Missing(node)),
-        result => Ok(result?),
+/// The text a read of node `name` gives; a missing node is
+/// [`XenbusError::Missing`].
+fn node_text(reply: Option<Result<Reply, XsError>>, name: &'static str) -> Result<String, XenbusError> {
+    match reply.unwrap_or(Err(XsError::Xen(Errno::NoEnt))) {
+        Err(XsError::Xen(Errno::NoEnt)) => Err(XenbusError::Missing(name)),
+        reply => Ok(reply?.into_string()?),
     }
 }
 
@@ -389,8 +432,13 @@ fn read_node<T: Transport>(xs: &mut Client<T>, dir: &str, node: &'static str) ->
 /// directory looks once the toolstack removed it with its empty parents
 /// (`backend/vif/<domid>`), leaving dom0's `backend/vif`.
 fn read_state<T: Transport>(xs: &mut Client<T>, backend: &str) -> Result<XenbusState, XenbusError> {
-    match xs.read(&format!("{backend}/state")) {
-        Ok(text) => XenbusState::parse(&text),
+    state_of(xs.call(&Request::Read(&format!("{backend}/state"))))
+}
+
+/// The state a read of a backend's `state` node gives: see [`read_state`].
+fn state_of(reply: Result<Reply, XsError>) -> Result<XenbusState, XenbusError> {
+    match reply {
+        Ok(text) => XenbusState::parse(&text.into_bytes()),
         Err(XsError::Xen(Errno::NoEnt | Errno::Acces)) => Ok(XenbusState::Unknown),
         Err(e) => Err(e.into()),
     }

@@ -96,22 +96,26 @@ fn backend_paths_and_ids_are_checked() {
 fn handshake_reaches_connected_and_closes() {
     let (mut xs, fake) = device("2");
     fake.borrow_mut().peer = Some(Box::new(netback));
+    let steps = fake.borrow().steps();
     let mut front = Frontend::open(&mut xs, DEVICE).unwrap();
+    // The backend's path and id, then its state read under the new watch.
+    assert_eq!(fake.borrow().steps() - steps, 2);
     assert_eq!((front.path(), front.backend(), front.backend_id()), (DEVICE, BACKEND, DomId(0)));
     assert_eq!(front.backend_state(), InitWait);
     assert_eq!(front.poll(&mut xs), Ok(None));
 
-    // The ring and the state land together even when the commit is retried.
+    // The ring and the state land together even when the commit is retried,
+    // each attempt in three round trips: start, the writes, the commit.
     fake.borrow_mut().conflicts = 2;
-    let mut runs = 0;
+    let (started, steps) = (fake.borrow().started, fake.borrow().steps());
     front
         .publish(&mut xs, Initialised, |keys| {
-            runs += 1;
-            keys.write("tx-ring-ref", "8")?;
-            keys.write("event-channel", "5")
+            keys.write("tx-ring-ref", "8");
+            keys.write("event-channel", "5");
         })
         .unwrap();
-    assert_eq!(runs, 3);
+    assert_eq!(fake.borrow().started - started, 3);
+    assert_eq!(fake.borrow().steps() - steps, 9);
     assert_eq!(front.wait_backend(&mut xs, |s| s == Connected), Ok(Connected));
     front.switch(&mut xs, Connected).unwrap();
     assert_eq!(xs.read(&format!("{DEVICE}/event-channel")).unwrap(), b"5");
@@ -170,9 +174,27 @@ fn a_missing_or_forged_backend_is_refused() {
 }
 
 #[test]
+fn a_handshake_starts_from_initialising_without_rewriting_it() {
+    let (mut xs, fake) = device("2");
+    fake.borrow_mut().peer = Some(Box::new(netback));
+    let mut front = Frontend::open(&mut xs, DEVICE).unwrap();
+    assert_eq!(front.state(), Initialising);
+    let steps = fake.borrow().steps();
+    front.initialise(&mut xs).unwrap();
+    assert_eq!(fake.borrow().steps(), steps, "the toolstack's Initialising is rewritten");
+
+    // A device we closed starts over from Closed.
+    assert_eq!(front.close(&mut xs), Ok(Closed));
+    let mut front = Frontend::open(&mut xs, DEVICE).unwrap();
+    assert_eq!(front.state(), Closed);
+    front.initialise(&mut xs).unwrap();
+    assert_eq!((front.state(), xs.read(&format!("{DEVICE}/state")).unwrap()), (Initialising, b"1".to_vec()));
+}
+
+#[test]
 fn a_removed_device_is_not_recreated() {
     let (mut xs, _) = device("2");
-    let front = Frontend::open(&mut xs, DEVICE).unwrap();
+    let mut front = Frontend::open(&mut xs, DEVICE).unwrap();
     xs.rm(DEVICE).unwrap();
     assert_eq!(front.switch(&mut xs, Initialised), Err(XenbusError::Missing("state")));
     assert_eq!(xs.read(DEVICE), Err(XsError::Xen(Errno::NoEnt)));

@@ -36,6 +36,11 @@ impl Reply {
         self.0
     }
 
+    /// The payload, which must be UTF-8 text.
+    pub fn into_string(self) -> Result<String, XsError> {
+        String::from_utf8(self.0).map_err(|_| XsError::BadValue("is not UTF-8"))
+    }
+
     pub fn directory(&self) -> Result<Vec<String>, XsError> {
         Ok(wire::parse_directory(&self.0)?)
     }
@@ -64,6 +69,11 @@ pub trait Store {
     /// Sends `req` and waits for its reply.
     fn call(&mut self, req: &Request<'_>) -> Result<Reply, XsError>;
 
+    /// Sends every request before waiting for the first reply: one round
+    /// trip to xenstored (which handles them in order) instead of one each.
+    /// Each request's result, in order.
+    fn call_all(&mut self, reqs: &[Request<'_>]) -> Vec<Result<Reply, XsError>>;
+
     /// The value at `path`.
     fn read(&mut self, path: &str) -> Result<Vec<u8>, XsError> {
         Ok(self.call(&Request::Read(path))?.into_bytes())
@@ -71,7 +81,7 @@ pub trait Store {
 
     /// The value at `path`, which must be UTF-8 text.
     fn read_string(&mut self, path: &str) -> Result<String, XsError> {
-        String::from_utf8(self.read(path)?).map_err(|_| XsError::BadValue("is not UTF-8"))
+        self.call(&Request::Read(path))?.into_string()
     }
 
     /// Stores `value` at `path`, creating missing parents.
@@ -145,6 +155,15 @@ impl<T: Transport> Client<T> {
         self.read_string("name")
     }
 
+    /// [`Client::domid`] and [`Client::name`] in one round trip.
+    pub fn identity(&mut self) -> Result<(DomId, String), XsError> {
+        let mut replies =
+            self.call_all_in(TxId::NONE, &[Request::Read("domid"), Request::Read("name")]).into_iter();
+        let mut text = || replies.next().unwrap_or(Err(XsError::Xen(Errno::NoEnt)))?.into_string();
+        let domid = text()?.parse().map(DomId).map_err(|_| XsError::BadValue("is not a domain id"))?;
+        Ok((domid, text()?))
+    }
+
     /// Sends `req` (in transaction `tx`, or [`TxId::NONE`]) without waiting
     /// for the reply, so that several requests can be in flight. Every id
     /// returned must be passed to [`Client::wait_reply`].
@@ -174,6 +193,20 @@ impl<T: Transport> Client<T> {
     /// Watches `path` (and its children) under `token`, which must not be
     /// in use by another watch. xenstored fires a new watch once at once.
     pub fn watch(&mut self, path: &str, token: &str) -> Result<WatchId, XsError> {
+        self.watch_then(path, token, &[]).map(|(id, _)| id)
+    }
+
+    /// [`Client::watch`], then `then` in the same round trip
+    /// ([`Store::call_all`]): xenstored handles them after the watch is in
+    /// place, so a read among them misses no change the watch would not
+    /// report. The watch's own failure is the error; `then`'s results are
+    /// returned in order.
+    pub fn watch_then(
+        &mut self,
+        path: &str,
+        token: &str,
+        then: &[Request<'_>],
+    ) -> Result<(WatchId, Vec<Result<Reply, XsError>>), XsError> {
         if self.watches.values().any(|w| w.token == token) {
             return Err(XsError::TokenInUse);
         }
@@ -182,11 +215,15 @@ impl<T: Transport> Client<T> {
         // Registered before asking: the first event may beat the reply.
         let watch = Watch { path: path.into(), token: token.into(), events: VecDeque::new() };
         self.watches.insert(id, watch);
-        let result = self.call_in(TxId::NONE, &Request::Watch { path, token });
-        if result.is_err() {
+        let mut reqs = Vec::with_capacity(then.len() + 1);
+        reqs.push(Request::Watch { path, token });
+        reqs.extend_from_slice(then);
+        let mut replies = self.call_all_in(TxId::NONE, &reqs);
+        if let Err(e) = replies.remove(0) {
             self.watches.remove(&id);
+            return Err(e);
         }
-        result.map(|_| id)
+        Ok((id, replies))
     }
 
     /// Removes a watch; its queued and future events are discarded.
@@ -248,6 +285,13 @@ impl<T: Transport> Client<T> {
     fn call_in(&mut self, tx: TxId, req: &Request<'_>) -> Result<Reply, XsError> {
         let id = self.submit(tx, req)?;
         self.wait_reply(id)
+    }
+
+    /// Every reply is waited for, even after an error, so none is left to
+    /// arrive for a request nobody owns.
+    fn call_all_in(&mut self, tx: TxId, reqs: &[Request<'_>]) -> Vec<Result<Reply, XsError>> {
+        let ids: Vec<_> = reqs.iter().map(|req| self.submit(tx, req)).collect();
+        ids.into_iter().map(|id| id.and_then(|id| self.wait_reply(id))).collect()
     }
 
     fn healthy(&self) -> Result<(), XsError> {
@@ -346,6 +390,10 @@ impl<T: Transport> Store for Client<T> {
     fn call(&mut self, req: &Request<'_>) -> Result<Reply, XsError> {
         self.call_in(TxId::NONE, req)
     }
+
+    fn call_all(&mut self, reqs: &[Request<'_>]) -> Vec<Result<Reply, XsError>> {
+        self.call_all_in(TxId::NONE, reqs)
+    }
 }
 
 /// The view of the store inside [`Client::transaction`]: reads see a
@@ -364,5 +412,9 @@ impl<T> Transaction<'_, T> {
 impl<T: Transport> Store for Transaction<'_, T> {
     fn call(&mut self, req: &Request<'_>) -> Result<Reply, XsError> {
         self.client.call_in(self.id, req)
+    }
+
+    fn call_all(&mut self, reqs: &[Request<'_>]) -> Vec<Result<Reply, XsError>> {
+        self.client.call_all_in(self.id, reqs)
     }
 }

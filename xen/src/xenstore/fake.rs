@@ -204,6 +204,11 @@ impl FakeXenstored {
         !self.answers.is_empty()
     }
 
+    /// Steps taken so far: the client's round trips, as each waits for one.
+    pub fn steps(&self) -> u32 {
+        self.steps
+    }
+
     /// How many watches the guest has registered.
     pub fn watch_count(&self) -> usize {
         self.watches.len()

@@ -86,6 +86,53 @@ fn replies_out_of_order_reach_their_requests() {
 }
 
 #[test]
+fn requests_sent_together_take_one_round_trip_and_answer_in_order() {
+    let (mut xs, fake, _) = connect(0);
+    let steps = fake.borrow().steps();
+    let too_long = vec![b'x'; PAYLOAD_MAX];
+    let replies = xs.call_all(&[
+        Request::Write("data/a", b"1"),
+        Request::Read("data/a"),
+        Request::Read("missing"),
+        Request::Write("data/big", &too_long),
+        Request::Directory("data"),
+    ]);
+    assert_eq!(fake.borrow().steps() - steps, 1);
+    let replies: Vec<_> = replies.into_iter().map(|r| r.map(|r| r.into_bytes())).collect();
+    assert_eq!(
+        replies,
+        [
+            Ok(b"OK\0".to_vec()),
+            Ok(b"1".to_vec()),
+            Err(XsError::Xen(Errno::NoEnt)),
+            Err(XsError::TooLong(PAYLOAD_MAX + 9)),
+            Ok(b"a\0".to_vec())
+        ]
+    );
+    // No reply is left over for a later request to trip on.
+    assert_eq!(xs.identity(), Ok((GUEST, "guest".into())));
+    assert_eq!(fake.borrow().steps() - steps, 2);
+}
+
+#[test]
+fn a_watch_and_what_follows_it_take_one_round_trip() {
+    let (mut xs, fake, _) = connect(0);
+    xs.write("device/vif/0", b"").unwrap();
+    let steps = fake.borrow().steps();
+    let (dev, listing) = xs.watch_then("device/vif", "vifs", &[Request::Directory("device/vif")]).unwrap();
+    assert_eq!(fake.borrow().steps() - steps, 1);
+    assert_eq!(listing.into_iter().map(|r| r.unwrap().directory().unwrap()).collect::<Vec<_>>(), [["0"]]);
+    assert_eq!(xs.next_event(dev), Ok(Some(event("device/vif", "vifs"))));
+    // A refused watch is not kept; what followed it was still answered, and
+    // taken, so no reply is left over.
+    let refused = xs.watch_then("bad\0path", "s", &[Request::Read("name")]);
+    assert_eq!(refused, Err(XsError::BadArgument("path")));
+    assert_eq!(xs.watch("/local/domain/7/data", "s").map(drop), Ok(()));
+    assert_eq!(xs.identity(), Ok((GUEST, "guest".into())));
+    assert_eq!(xs.watch_then("elsewhere", "vifs", &[]).map(drop), Err(XsError::TokenInUse));
+}
+
+#[test]
 fn watch_events_go_to_their_owners_between_replies() {
     let (mut xs, fake, _) = connect(0);
     let dev = xs.watch("device", "dev").unwrap();
