@@ -239,6 +239,13 @@ impl Disk {
     pub fn stats(&self) -> Stats {
         self.link().disk.stats()
     }
+
+    /// How long the backend may leave requests unanswered before the disk
+    /// fails for good ([`DiskError::Timeout`], with the ring's state logged);
+    /// 30 s unless set.
+    pub fn set_timeout(&mut self, timeout: core::time::Duration) {
+        self.link_mut().disk.set_timeout(timeout);
+    }
 }
 
 /// Why the disks could not be opened.

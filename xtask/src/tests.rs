@@ -98,16 +98,22 @@ impl Driver {
     /// Waits for the next console line containing `text` (lines before it are skipped);
     /// returns the line.
     pub fn wait_line(&mut self, text: &str) -> Result<String, String> {
+        self.wait_line_of(text, &[text])
+    }
+
+    /// [`Driver::wait_line`] for the next line containing any of `texts` (`what` names them
+    /// in the error).
+    pub fn wait_line_of(&mut self, what: &str, texts: &[&str]) -> Result<String, String> {
         let deadline = Instant::now() + DRIVER_WAIT;
         loop {
             match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.contains(text) => return Ok(line),
+                Ok(line) if texts.iter().any(|t| line.contains(t)) => return Ok(line),
                 Ok(_) => {}
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    return Err(format!("no console line containing {text:?} within {DRIVER_WAIT:?}"))
+                    return Err(format!("no console line containing {what:?} within {DRIVER_WAIT:?}"))
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(format!("the guest ended before printing {text:?}"))
+                    return Err(format!("the guest ended before printing {what:?}"))
                 }
             }
         }
@@ -338,7 +344,8 @@ pub fn cases() -> Vec<Case> {
         Case {
             name: "disk_written_flushed_and_hashed_by_dom0",
             app: "selftest",
-            args: &["test=disk"],
+            // Under the driver's wait: a stalled transfer is reported by the guest too.
+            args: &["test=disk", "disk_timeout_s=15"],
             gdb: false,
             disk: false,
             xl: &[DISK_RW],
@@ -1664,8 +1671,14 @@ fn disk_pattern(offset: u64) -> u8 {
 /// After the guest wrote the pattern, flushed and powered off, dom0 hashes the image file: it
 /// must be the pattern, byte for byte.
 fn drive_disk_hash(d: &mut Driver) -> Result<(), String> {
+    // The guest's report of a stalled transfer (`disk_timeout_s`) ends the wait too, while the
+    // domain and its backend are still there to look at.
+    const STALLED: &str = "no event from the backend";
     for marker in ["disk: wrote and flushed", "disk: read and verified"] {
-        match d.wait_line(marker) {
+        match d.wait_line_of(marker, &[marker, STALLED]).and_then(|line| match line.contains(STALLED) {
+            true => Err(format!("the guest reported a stalled transfer: {line}")),
+            false => Ok(line),
+        }) {
             Ok(line) => println!("    guest: {line}"),
             Err(e) => {
                 // What dom0 and Xen saw, for the transfer that now and then stalls
@@ -1678,16 +1691,16 @@ fn drive_disk_hash(d: &mut Driver) -> Result<(), String> {
                     "dmesg | tail -n 12; xenstore-ls -f /local/domain/0/backend/vbd 2>&1 | grep -E '/state|/sectors'; \
                      free -m; stats() {{ for f in /sys/bus/xen-backend/devices/vbd-*/statistics/*; do \
                      printf '%s=%s ' ${{f##*/}} $(cat $f); done; echo; }}; stats; sleep 2; stats; \
-                     for p in /proc/[0-9]*; do case $(cat $p/comm) in blkback*|loop*|*xenbus*|*xenwatch*) \
-                     echo \"$(cat $p/comm) $(awk '{{print $3}}' $p/stat) $(cat $p/wchan)\";; esac; done; \
+                     for p in /proc/[0-9]*; do case $(cat $p/comm) in *blkback*|*xvda*|*loop*) \
+                     echo \"$(cat $p/comm) $(awk '{{print $3}}' $p/stat) $(cat $p/wchan)\"; cat $p/stack;; esac; done; \
+                     echo w >/proc/sysrq-trigger; dmesg | grep -A14 'blocked state' | tail -n 40; \
                      xl debug-keys q; xl debug-keys e; xl dmesg | awk '/Event channel information for domain/ {{ on = $0 ~ / {domid}:/ }} on' | head -n 24; \
-                     xl dmesg | grep -A12 'VCPU information and callbacks for d{domid}' | head -n 14; true"
+                     xl dmesg | grep -A6 'VCPU information and callbacks for d{domid}' | head -n 8; true"
                 ));
                 for line in seen.unwrap_or_else(|e| e).lines() {
                     println!("    dom0| {line}");
                 }
-                // The guest gives up after its own limit (blkfront's 30 s) and
-                // reports the ring's indices and the event channel's state.
+                // The guest's report goes on with the ring's indices.
                 if let Ok(line) = d.wait_line("blkfront:") {
                     println!("    guest: {line}");
                 }

@@ -23,7 +23,8 @@
 //!   reads it back and verifies it; `test=disk-verify` only reads and
 //!   verifies (a later boot); `test=disk-ro` expects its write to be refused.
 //!   Each prints the requests it sent: how many, how many indirect, and the
-//!   most in flight at once. `test=disk-discard`: writes the pattern over
+//!   most in flight at once. `disk_timeout_s=N` fails the disk when the
+//!   backend leaves requests unanswered for N s (blkfront's default: 30). `test=disk-discard`: writes the pattern over
 //!   the whole disk, discards its middle half, checks that the discarded
 //!   half reads as zeros and the rest as the pattern, then waits for
 //!   `xl shutdown` (dom0 looks at the backend meanwhile).
@@ -343,6 +344,9 @@ fn disk(test: &str) -> Result<(), Error> {
     const STEP: usize = 1 << 20;
     let mut disks = mote::disk::open_all().map_err(|e| Error::Disk(alloc::format!("{e}")))?;
     let disk = disks.first_mut().ok_or(Error::Disk("no disk".into()))?;
+    if let Some(Ok(seconds)) = mote::cmdline().get_parsed::<u64>("disk_timeout_s") {
+        disk.set_timeout(core::time::Duration::from_secs(seconds));
+    }
     let info = disk.info();
     let size = info.bytes();
     let mut buf = alloc::vec![0u8; STEP];
