@@ -320,23 +320,25 @@ impl<T: Transport> Client<T> {
 
     /// Writes a whole message, taking in replies while the ring is full
     /// (xenstored may be waiting for room to answer before it reads on).
+    /// xenstored is signalled when we wait ([`Client::poll_or_wait`]), so
+    /// that requests sent in a row reach it with one signal.
     fn send_all(&mut self, mut msg: &[u8]) -> Result<(), XsError> {
         while !msg.is_empty() {
             let sent = self.transport.send(msg).map_err(|e| self.fail(e.into()))?;
             msg = &msg[sent..];
-            if sent > 0 {
-                self.transport.notify();
-            } else {
+            if sent == 0 {
                 self.poll_or_wait()?;
             }
         }
         Ok(())
     }
 
-    /// Files what has arrived, or waits for xenstored if nothing has.
+    /// Files what has arrived, or signals xenstored and waits for it if
+    /// nothing has.
     fn poll_or_wait(&mut self) -> Result<(), XsError> {
         self.healthy()?;
         if !self.poll()? {
+            self.transport.notify();
             self.transport.wait();
         }
         Ok(())

@@ -7,7 +7,7 @@ use super::transport::{Transport, TransportError};
 use crate::event::Port;
 use crate::hvm::{self, RingPageError};
 use crate::ring::{Consumer, Producer, SharedBytes};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{fence, AtomicU32, Ordering};
 
 /// `XENSTORE_RING_SIZE`.
 pub const RING_SIZE: usize = 1024;
@@ -78,6 +78,12 @@ pub struct RingTransport<'a, N, W> {
     /// Our indices must be re-read from the page: set at start and while
     /// xenstored resets the ring.
     stale: bool,
+    /// xenstored may be asleep: it had taken every request before our last
+    /// write, or had no room left to answer before our last read. Only then
+    /// does [`Transport::notify`] signal it, as Linux's xenbus does: each
+    /// signal may switch the CPU to dom0, so requests written in a row go
+    /// with one signal instead of one each.
+    wake: bool,
     notify: N,
     wait: W,
 }
@@ -89,6 +95,7 @@ impl<'a, N: FnMut(), W: FnMut()> RingTransport<'a, N, W> {
             req: Producer::new(&intf.req, &intf.req_cons, &intf.req_prod),
             rsp: Consumer::new(&intf.rsp, &intf.rsp_cons, &intf.rsp_prod),
             stale: true,
+            wake: false,
             notify,
             wait,
         }
@@ -114,6 +121,7 @@ impl<'a, N: FnMut(), W: FnMut()> RingTransport<'a, N, W> {
             self.req = Producer::new(&intf.req, &intf.req_cons, &intf.req_prod);
             self.rsp = Consumer::new(&intf.rsp, &intf.rsp_cons, &intf.rsp_prod);
             self.stale = false;
+            self.wake = true;
         }
         Ok(true)
     }
@@ -124,18 +132,31 @@ impl<N: FnMut(), W: FnMut()> Transport for RingTransport<'_, N, W> {
         if !self.ready()? {
             return Ok(0);
         }
-        self.req.write_some(bytes).map_err(TransportError::Corrupt)
+        let before = self.intf.req_prod.load(Ordering::Relaxed);
+        let n = self.req.write_some(bytes).map_err(TransportError::Corrupt)?;
+        // Our new index is visible before we look at how far xenstored got.
+        fence(Ordering::SeqCst);
+        if n > 0 && self.intf.req_cons.load(Ordering::SeqCst) == before {
+            self.wake = true;
+        }
+        Ok(n)
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> Result<usize, TransportError> {
         if !self.ready()? {
             return Ok(0);
         }
-        self.rsp.read_some(buf).map_err(TransportError::Corrupt)
+        let before = self.intf.rsp_cons.load(Ordering::Relaxed);
+        let full = self.intf.rsp_prod.load(Ordering::Acquire).wrapping_sub(before) as usize >= RING_SIZE;
+        let n = self.rsp.read_some(buf).map_err(TransportError::Corrupt)?;
+        self.wake |= n > 0 && full;
+        Ok(n)
     }
 
     fn notify(&mut self) {
-        (self.notify)();
+        if core::mem::take(&mut self.wake) {
+            (self.notify)();
+        }
     }
 
     fn wait(&mut self) {
@@ -224,13 +245,49 @@ mod tests {
 
     #[test]
     fn hooks_are_the_creators() {
-        let (notified, waited) = (Cell::new(0), Cell::new(0));
+        let waited = Cell::new(0);
         let intf = Interface::new();
-        let mut t =
-            RingTransport::new(&intf, || notified.set(notified.get() + 1), || waited.set(waited.get() + 1));
+        let mut t = RingTransport::new(&intf, || {}, || waited.set(waited.get() + 1));
+        t.wait();
+        t.wait();
+        assert_eq!(waited.get(), 2);
+    }
+
+    #[test]
+    fn xenstored_is_signalled_only_when_it_may_be_asleep() {
+        let notified = Cell::new(0);
+        let intf = Interface::new();
+        let mut t = RingTransport::new(&intf, || notified.set(notified.get() + 1), || {});
+        let (mut s_rx, mut s_tx) = server(&intf);
+        // Nothing moved: nothing to tell.
         t.notify();
-        t.wait();
-        t.wait();
-        assert_eq!((notified.get(), waited.get()), (1, 2));
+        assert_eq!(notified.get(), 0);
+        // Requests written in a row to an idle xenstored: one signal.
+        assert_eq!(t.send(b"one"), Ok(3));
+        assert_eq!(t.send(b"two"), Ok(3));
+        t.notify();
+        t.notify();
+        assert_eq!(notified.get(), 1);
+        // xenstored has taken part of them: it is awake and will see the rest.
+        assert_eq!(s_rx.read_some(&mut [0; 3]), Ok(3));
+        assert_eq!(t.send(b"three"), Ok(5));
+        t.notify();
+        assert_eq!(notified.get(), 1);
+        // It took everything: the next request wakes it.
+        assert_eq!(s_rx.read_some(&mut [0; 16]), Ok(8));
+        assert_eq!(t.send(b"four"), Ok(4));
+        t.notify();
+        assert_eq!(notified.get(), 2);
+
+        // Reading answers from a ring with room left tells it nothing; from a
+        // full ring (xenstored may be waiting for room), it does.
+        assert_eq!(s_tx.write_some(&[7; 10]), Ok(10));
+        assert_eq!(t.recv(&mut [0; 10]), Ok(10));
+        t.notify();
+        assert_eq!(notified.get(), 2);
+        assert_eq!(s_tx.write_some(&[7; RING_SIZE]), Ok(RING_SIZE));
+        assert_eq!(t.recv(&mut [0; 1]), Ok(1));
+        t.notify();
+        assert_eq!(notified.get(), 3);
     }
 }

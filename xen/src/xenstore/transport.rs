@@ -30,7 +30,8 @@ pub trait Transport {
     fn send(&mut self, bytes: &[u8]) -> Result<usize, TransportError>;
     /// Copies out what has arrived, up to `buf.len()`; 0 when nothing has.
     fn recv(&mut self, buf: &mut [u8]) -> Result<usize, TransportError>;
-    /// Tells xenstored that `send` or `recv` moved data.
+    /// Tells xenstored that `send` or `recv` moved data, if it may need
+    /// telling (a transport may skip the signal when xenstored is busy).
     fn notify(&mut self);
     /// Blocks until xenstored may have made progress.
     fn wait(&mut self);
