@@ -35,6 +35,7 @@ pub(crate) fn take_fired(port: Port) -> bool {
 /// `port`'s delivery state, for the report of a peer that went quiet:
 /// Xen's pending and mask bits, and whether the upcall recorded the event
 /// (`(pending, masked, fired)`).
+#[cfg(feature = "disk")]
 pub(crate) fn delivery(port: Port) -> (bool, bool, bool) {
     let (pending, masked) = SHARED.get().map_or((false, false), |shared| event::flags(shared, port));
     (pending, masked, DEMUX.is_fired(port))

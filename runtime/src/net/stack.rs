@@ -103,8 +103,11 @@ pub(super) struct Inner {
     pub(super) listeners: LiteMap<u64, Backlog>,
     next_listener: u64,
     /// Sockets of dropped TCP streams, removed once the connection is over,
-    /// with the time they get reset if it takes too long.
+    /// with the time they get reset if it takes too long. It keeps room for
+    /// every live stream, so that closing one needs no memory.
     pub(super) closing: Vec<(SocketHandle, Option<Instant>)>,
+    /// TCP streams not dropped yet.
+    pub(super) streams: usize,
     next_port: u16,
     dhcp: Option<SocketHandle>,
     /// Tasks waiting for an IPv4 address.
@@ -134,6 +137,7 @@ impl Stack {
             listeners: LiteMap::new(),
             next_listener: 0,
             closing: Vec::new(),
+            streams: 0,
             next_port: EPHEMERAL_FIRST + (random_seed % range) as u16,
             dhcp: None,
             ipv4_waiters: Vec::new(),

@@ -179,10 +179,22 @@ impl Inner {
         next
     }
 
-    /// Keeps `handle` until its connection is over; with no memory to keep
-    /// it, removes the socket at once (the peer's next segment gets a reset).
+    /// Counts a new stream, with room kept in `closing` for its close; false,
+    /// counting nothing, when the heap has no room for that.
+    fn count_stream(&mut self) -> bool {
+        if self.closing.try_reserve(self.streams + 1).is_err() {
+            return false;
+        }
+        self.streams += 1;
+        true
+    }
+
+    /// Keeps `handle` until its connection is over. A stream's room was kept
+    /// when it was counted; another socket (a listener's) takes room beyond
+    /// the streams', or with no memory for it is removed at once (the
+    /// peer's next segment gets a reset).
     fn close_later(&mut self, handle: SocketHandle) {
-        if self.closing.try_reserve(1).is_ok() {
+        if self.closing.try_reserve(self.streams + 1).is_ok() {
             self.closing.push((handle, None));
         } else {
             log::warn!("tcp: no memory to close a connection gracefully: dropped");
@@ -230,16 +242,19 @@ impl TcpListener {
     /// The next established connection.
     pub async fn accept(&self) -> TcpStream {
         let handle = poll_fn(|cx| {
-            self.stack.with(|inner| {
+            self.stack.with(|inner| loop {
                 let backlog =
                     inner.listeners.get_mut(&self.id).expect("a listener's backlog lives as long as it");
-                match backlog.take(&mut inner.sockets) {
-                    Some(handle) => Poll::Ready(handle),
-                    None => {
-                        backlog.waker = Some(cx.waker().clone());
-                        Poll::Pending
-                    }
+                let Some(handle) = backlog.take(&mut inner.sockets) else {
+                    backlog.waker = Some(cx.waker().clone());
+                    return Poll::Pending;
+                };
+                if inner.count_stream() {
+                    return Poll::Ready(handle);
                 }
+                log::warn!("tcp: port {}: no memory to keep a connection: reset", self.port);
+                inner.sockets.get_mut::<tcp::Socket>(handle).abort();
+                inner.close_later(handle);
             })
         })
         .await;
@@ -284,7 +299,12 @@ impl TcpStream {
             socket
                 .connect(inner.iface.context(), endpoint(remote)?, port)
                 .map_err(|_| Error::Unaddressable)?;
-            inner.sockets.try_add(socket).ok_or(Error::NoMemory)
+            let handle = inner.sockets.try_add(socket).ok_or(Error::NoMemory)?;
+            if !inner.count_stream() {
+                inner.sockets.remove(handle);
+                return Err(Error::NoMemory);
+            }
+            Ok(handle)
         })?;
         let stream = TcpStream::new(stack, handle);
         poll_fn(|cx| {
@@ -370,6 +390,7 @@ impl Drop for TcpStream {
     fn drop(&mut self) {
         self.stack.with(|inner| {
             inner.sockets.get_mut::<tcp::Socket>(self.handle).close();
+            inner.streams -= 1;
             inner.close_later(self.handle);
         });
     }

@@ -365,3 +365,32 @@ fn a_socket_the_heap_has_no_room_to_list_is_refused_until_it_has() {
         assert_eq!(a.with(|inner| inner.sockets.iter().count()), 5);
     });
 }
+
+#[test]
+fn a_stream_closes_gracefully_when_the_heap_has_no_room_left() {
+    on_wire(|a, b| async move {
+        let listener = TcpListener::bind(&b, 80).unwrap();
+        spawn(async move {
+            let stream = listener.accept().await;
+            stream.write_all(b"503 and goodbye").await.unwrap();
+            // Closing keeps the socket until its data is out: the room for
+            // that was kept when the stream was accepted.
+            let _heap_full = crate::testing::refuse_size(
+                4 * size_of::<(smoltcp::iface::SocketHandle, Option<time::Instant>)>(),
+            );
+            drop(stream);
+        });
+        let client = TcpStream::connect(&a, SocketAddr::from((IP_B, 80))).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0; 64];
+        loop {
+            match client.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("the stream was reset after {got:?}: {e:?}"),
+            }
+        }
+        assert_eq!(got, b"503 and goodbye");
+        assert_eq!(b.inner.borrow().streams, 0);
+    });
+}
