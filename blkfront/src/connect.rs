@@ -18,7 +18,7 @@ use mote_xen::event::Port;
 use mote_xen::gnttab::{alloc_shared_pages, free_shared_pages, Access, GrantError, GrantRef, GrantTable};
 use mote_xen::io_ring::FrontRing;
 use mote_xen::xenbus::{Frontend, XenbusError, XenbusState};
-use mote_xen::xenstore::{Client, Errno, Reply, Request, Store, Transport, XsError};
+use mote_xen::xenstore::{Client, Reply, Request, Store, Transport, XsError};
 use mote_xen::{Gfn, XenError};
 
 /// What the frontend asks for, at most; the backend may offer less.
@@ -347,7 +347,7 @@ impl Handshake {
         let values: Vec<_> =
             BACKEND_KEYS.iter().zip(replies).map(|(&k, r)| (k, r.and_then(Reply::into_string))).collect();
         let value = |key: &str| {
-            values.iter().find(|(k, _)| *k == key).map_or(Err(XsError::Xen(Errno::NoEnt)), |(_, v)| v.clone())
+            values.iter().find(|(k, _)| *k == key).map_or(Err(XsError::NoReply), |(_, v)| v.clone())
         };
         let (sectors, info) = (value("sectors")?, value("info")?);
         let (sector_size, flush) = (value("sector-size").ok(), value("feature-flush-cache").ok());

@@ -17,7 +17,7 @@ use mote_xen::event::{self, Port};
 use mote_xen::gnttab::{alloc_shared_pages, free_shared_pages, Access, GrantError, GrantRef, GrantTable};
 use mote_xen::io_ring::FrontRing;
 use mote_xen::xenbus::{Frontend, XenbusError, XenbusState};
-use mote_xen::xenstore::{Client, Errno, Request, Store, Transport, XsError};
+use mote_xen::xenstore::{Client, Request, Store, Transport, XsError};
 use mote_xen::{DomId, Gfn, XenError};
 
 /// How much memory the data path gets.
@@ -225,9 +225,8 @@ pub fn connect_opened<T: Transport>(
         format!("{be}/feature-no-csum-offload"),
         format!("{be}/feature-ipv6-csum-offload"),
     ];
-    let mut values =
-        xs.call_all(&nodes.each_ref().map(|n| Request::Read(n))).into_iter().map(|r| r?.into_string());
-    let mut next = || values.next().unwrap_or(Err(XsError::Xen(Errno::NoEnt)));
+    let mut values = xs.call_all(&nodes.each_ref().map(|n| Request::Read(n)));
+    let mut next = || values.next_reply()?.into_string();
     let mac_text = next()?;
     let mac = parse_mac(&mac_text).ok_or(ConnectError::BadMac(mac_text))?;
     if next().ok().as_deref() != Some("1") {

@@ -60,7 +60,7 @@ impl Appeared {
         let watched = crate::xenstore::with(|xs| {
             // The directory is the token: the devices' own watches are on their own paths.
             let (watch, mut listing) = xs.watch_then(dir, dir, &[Request::Directory(dir)])?;
-            match parse(listing.pop().unwrap_or(Err(XsError::Xen(Errno::NoEnt)))) {
+            match parse(listing.next_reply()) {
                 Ok(present) => Ok((watch, present)),
                 Err(e) => {
                     // Best effort: the read's error is the one to report.

@@ -196,15 +196,15 @@ impl Frontend {
     /// our state, reads the backend's state and watches it.
     pub fn open<T: Transport>(xs: &mut Client<T>, path: &str) -> Result<Frontend, XenbusError> {
         let nodes = [format!("{path}/backend"), format!("{path}/backend-id"), format!("{path}/state")];
-        let mut nodes = xs.call_all(&nodes.each_ref().map(|n| Request::Read(n))).into_iter();
-        let backend = node_text(nodes.next(), "backend")?;
-        let backend_id = check_backend(&backend, &node_text(nodes.next(), "backend-id")?)?;
-        let state = XenbusState::parse(node_text(nodes.next(), "state")?.as_bytes())?;
+        let mut nodes = xs.call_all(&nodes.each_ref().map(|n| Request::Read(n)));
+        let backend = node_text(nodes.next_reply(), "backend")?;
+        let backend_id = check_backend(&backend, &node_text(nodes.next_reply(), "backend-id")?)?;
+        let state = XenbusState::parse(node_text(nodes.next_reply(), "state")?.as_bytes())?;
         // The backend's state is read after the watch is in place, in the
         // same round trip: no change in between is lost.
         let state_node = format!("{backend}/state");
         let (watch, mut read) = xs.watch_then(&state_node, path, &[Request::Read(&state_node)])?;
-        let backend_state = match state_of(read.pop().unwrap_or(Err(XsError::Xen(Errno::NoEnt)))) {
+        let backend_state = match state_of(read.next_reply()) {
             Ok(state) => state,
             Err(e) => {
                 // Best effort: the read's error is the one to report.
@@ -281,7 +281,7 @@ impl Frontend {
         reqs.push(Request::Read(&node));
         reqs.extend(keys.writes.iter().map(|(path, value)| Request::Write(path, value.as_bytes())));
         reqs.push(Request::Write(&node, state.text().as_bytes()));
-        let result = xs.transaction(|tx| tx.call_all(&reqs).into_iter().try_for_each(|r| r.map(drop)));
+        let result = xs.transaction(|tx| tx.call_all(&reqs).try_for_each(|r| r.map(drop)));
         match result {
             Err(XsError::Xen(Errno::NoEnt)) => Err(XenbusError::Missing("state")),
             result => {
@@ -419,8 +419,8 @@ impl Frontend {
 
 /// The text a read of node `name` gives; a missing node is
 /// [`XenbusError::Missing`].
-fn node_text(reply: Option<Result<Reply, XsError>>, name: &'static str) -> Result<String, XenbusError> {
-    match reply.unwrap_or(Err(XsError::Xen(Errno::NoEnt))) {
+fn node_text(reply: Result<Reply, XsError>, name: &'static str) -> Result<String, XenbusError> {
+    match reply {
         Err(XsError::Xen(Errno::NoEnt)) => Err(XenbusError::Missing(name)),
         reply => Ok(reply?.into_string()?),
     }

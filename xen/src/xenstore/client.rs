@@ -15,7 +15,7 @@ use super::wire::{
 use crate::DomId;
 use alloc::collections::VecDeque;
 use alloc::string::String;
-use alloc::vec::Vec;
+use alloc::vec::{self, Vec};
 use litemap::LiteMap;
 
 /// How often [`Client::transaction`] runs its body before giving up.
@@ -25,6 +25,25 @@ const CHUNK: usize = 1024;
 /// Receives per poll: enough for one maximal message, and a bound so a
 /// peer that never stops sending cannot keep us polling.
 const POLL_CHUNKS: usize = (PAYLOAD_MAX + wire::HEADER_LEN).div_ceil(CHUNK) + 1;
+
+/// The results of [`Store::call_all`], one per request, in the order sent.
+#[derive(Debug)]
+pub struct Replies(vec::IntoIter<Result<Reply, XsError>>);
+
+impl Replies {
+    /// The next request's result; [`XsError::NoReply`] past the last one.
+    pub fn next_reply(&mut self) -> Result<Reply, XsError> {
+        self.0.next().unwrap_or(Err(XsError::NoReply))
+    }
+}
+
+impl Iterator for Replies {
+    type Item = Result<Reply, XsError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next()
+    }
+}
 
 /// A successful reply's payload; its type and errors are already checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +91,7 @@ pub trait Store {
     /// Sends every request before waiting for the first reply: one round
     /// trip to xenstored (which handles them in order) instead of one each.
     /// Each request's result, in order.
-    fn call_all(&mut self, reqs: &[Request<'_>]) -> Vec<Result<Reply, XsError>>;
+    fn call_all(&mut self, reqs: &[Request<'_>]) -> Replies;
 
     /// The value at `path`.
     fn read(&mut self, path: &str) -> Result<Vec<u8>, XsError> {
@@ -157,9 +176,8 @@ impl<T: Transport> Client<T> {
 
     /// [`Client::domid`] and [`Client::name`] in one round trip.
     pub fn identity(&mut self) -> Result<(DomId, String), XsError> {
-        let mut replies =
-            self.call_all_in(TxId::NONE, &[Request::Read("domid"), Request::Read("name")]).into_iter();
-        let mut text = || replies.next().unwrap_or(Err(XsError::Xen(Errno::NoEnt)))?.into_string();
+        let mut replies = self.call_all_in(TxId::NONE, &[Request::Read("domid"), Request::Read("name")]);
+        let mut text = || replies.next_reply()?.into_string();
         let domid = text()?.parse().map(DomId).map_err(|_| XsError::BadValue("is not a domain id"))?;
         Ok((domid, text()?))
     }
@@ -206,7 +224,7 @@ impl<T: Transport> Client<T> {
         path: &str,
         token: &str,
         then: &[Request<'_>],
-    ) -> Result<(WatchId, Vec<Result<Reply, XsError>>), XsError> {
+    ) -> Result<(WatchId, Replies), XsError> {
         if self.watches.values().any(|w| w.token == token) {
             return Err(XsError::TokenInUse);
         }
@@ -219,7 +237,7 @@ impl<T: Transport> Client<T> {
         reqs.push(Request::Watch { path, token });
         reqs.extend_from_slice(then);
         let mut replies = self.call_all_in(TxId::NONE, &reqs);
-        if let Err(e) = replies.remove(0) {
+        if let Err(e) = replies.next_reply() {
             self.watches.remove(&id);
             return Err(e);
         }
@@ -289,9 +307,10 @@ impl<T: Transport> Client<T> {
 
     /// Every reply is waited for, even after an error, so none is left to
     /// arrive for a request nobody owns.
-    fn call_all_in(&mut self, tx: TxId, reqs: &[Request<'_>]) -> Vec<Result<Reply, XsError>> {
+    fn call_all_in(&mut self, tx: TxId, reqs: &[Request<'_>]) -> Replies {
         let ids: Vec<_> = reqs.iter().map(|req| self.submit(tx, req)).collect();
-        ids.into_iter().map(|id| id.and_then(|id| self.wait_reply(id))).collect()
+        let replies: Vec<_> = ids.into_iter().map(|id| id.and_then(|id| self.wait_reply(id))).collect();
+        Replies(replies.into_iter())
     }
 
     fn healthy(&self) -> Result<(), XsError> {
@@ -393,7 +412,7 @@ impl<T: Transport> Store for Client<T> {
         self.call_in(TxId::NONE, req)
     }
 
-    fn call_all(&mut self, reqs: &[Request<'_>]) -> Vec<Result<Reply, XsError>> {
+    fn call_all(&mut self, reqs: &[Request<'_>]) -> Replies {
         self.call_all_in(TxId::NONE, reqs)
     }
 }
@@ -416,7 +435,7 @@ impl<T: Transport> Store for Transaction<'_, T> {
         self.client.call_in(self.id, req)
     }
 
-    fn call_all(&mut self, reqs: &[Request<'_>]) -> Vec<Result<Reply, XsError>> {
+    fn call_all(&mut self, reqs: &[Request<'_>]) -> Replies {
         self.client.call_all_in(self.id, reqs)
     }
 }

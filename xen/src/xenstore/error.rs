@@ -125,6 +125,9 @@ pub enum XsError {
     UnknownWatch,
     /// The request id is not in flight (never submitted or already taken).
     NotInFlight(ReqId),
+    /// More replies were taken from [`Replies`](super::Replies) than
+    /// requests were sent: the caller's mistake.
+    NoReply,
     /// A value is not what the caller asked for (not UTF-8, not a number).
     BadValue(&'static str),
     /// Every attempt of a transaction conflicted with other writers.
@@ -157,6 +160,7 @@ impl fmt::Display for XsError {
             XsError::TokenInUse => f.write_str("xenstore watch token already in use"),
             XsError::UnknownWatch => f.write_str("xenstore watch not registered"),
             XsError::NotInFlight(id) => write!(f, "xenstore request {} not in flight", id.0),
+            XsError::NoReply => f.write_str("xenstore: a reply was taken for a request never sent"),
             XsError::BadValue(what) => write!(f, "xenstore value {what}"),
             XsError::Conflict { attempts } => {
                 write!(f, "xenstore transaction conflicted {attempts} times")

@@ -34,7 +34,7 @@ pub(crate) mod fake;
 #[cfg(test)]
 mod tests;
 
-pub use client::{Client, Reply, Store, Transaction, WatchId, TX_ATTEMPTS};
+pub use client::{Client, Replies, Reply, Store, Transaction, WatchId, TX_ATTEMPTS};
 pub use error::{Errno, ProtocolError, XsError};
 pub use ring::{Interface, RingTransport};
 pub use transport::{Transport, TransportError};

@@ -2,7 +2,7 @@
 
 use super::fake::{connect, message, GUEST};
 use super::wire::{Access, MsgType, Permission, Request, TxId, WatchEvent, PAYLOAD_MAX};
-use super::{Errno, ProtocolError, Store, TransportError, XsError, TX_ATTEMPTS};
+use super::{Errno, ProtocolError, Reply, Store, TransportError, XsError, TX_ATTEMPTS};
 use crate::ring::RingCorrupt;
 use crate::DomId;
 use core::sync::atomic::Ordering;
@@ -86,6 +86,14 @@ fn replies_out_of_order_reach_their_requests() {
 }
 
 #[test]
+fn a_reply_taken_past_the_last_request_is_no_reply() {
+    let (mut xs, _, _) = connect(0);
+    let mut replies = xs.call_all(&[Request::Write("data/a", b"1")]);
+    assert_eq!(replies.next_reply().map(Reply::into_bytes), Ok(b"OK\0".to_vec()));
+    assert_eq!(replies.next_reply(), Err(XsError::NoReply));
+}
+
+#[test]
 fn requests_sent_together_take_one_round_trip_and_answer_in_order() {
     let (mut xs, fake, _) = connect(0);
     let steps = fake.borrow().steps();
@@ -126,7 +134,7 @@ fn a_watch_and_what_follows_it_take_one_round_trip() {
     // A refused watch is not kept; what followed it was still answered, and
     // taken, so no reply is left over.
     let refused = xs.watch_then("bad\0path", "s", &[Request::Read("name")]);
-    assert_eq!(refused, Err(XsError::BadArgument("path")));
+    assert_eq!(refused.map(drop).unwrap_err(), XsError::BadArgument("path"));
     assert_eq!(xs.watch("/local/domain/7/data", "s").map(drop), Ok(()));
     assert_eq!(xs.identity(), Ok((GUEST, "guest".into())));
     assert_eq!(xs.watch_then("elsewhere", "vifs", &[]).map(drop), Err(XsError::TokenInUse));
