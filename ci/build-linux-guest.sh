@@ -8,7 +8,7 @@
 #   /init                     ci/linux-guest/init
 #   /mote/agent               <agent-binary>, which serves echo and discard (`echo-server`)
 #   /usr/bin/nsd, /etc/nsd    Debian's NSD with ci/linux-guest/nsd.conf and the dns app's sample
-#                             zone, for `cargo xtask bench dns` (started with mote.nsd on the
+#                             zone, for `cargo xtask bench dns` (started with mote.serve=nsd on the
 #                             kernel command line)
 #   /usr/sbin/nginx           Debian's nginx (package nginx, the server of nginx-light: downloaded
 #                             and unpacked here, never installed on the host), with

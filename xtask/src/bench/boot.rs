@@ -36,7 +36,6 @@ const MS: &str = "ms() { awk '{ printf \"%d\\n\", $1 * 1000 }' /proc/uptime; }; 
 
 /// A guest to boot and the dom0 command that succeeds once it answered.
 struct Probe {
-    label: &'static str,
     /// Domain name = config name in `/mote/images`.
     name: String,
     /// Settings after the config on `xl create`'s command line.
@@ -45,6 +44,8 @@ struct Probe {
     first: String,
     /// One query or request of the memory benchmark's load, as a dom0 command.
     probe: String,
+    /// The Linux guest's service (`mote.serve=`), whose console line gives its own time.
+    service: Option<&'static str>,
 }
 
 fn dns_probe(ip: &str) -> String {
@@ -56,28 +57,33 @@ fn http_probe(ip: &str) -> String {
 }
 
 fn dns_mote(ip: &str) -> Probe {
-    mote("dns", ip, format!("dns {ip}:53 www.example.com"), dns_probe(ip))
+    mote("dns", ip, dns_first(ip), dns_probe(ip))
 }
 
 fn web_mote(ip: &str) -> Probe {
-    mote("web", ip, format!("http {ip}:80 /"), http_probe(ip))
+    mote("web", ip, http_first(ip), http_probe(ip))
 }
 
 fn mote(app: &str, ip: &str, first: String, probe: String) -> Probe {
-    Probe { label: "mote", name: app.into(), xl: vec![format!("extra=\"ip={ip}/24\"")], first, probe }
+    Probe { name: app.into(), xl: vec![format!("extra=\"ip={ip}/24\"")], first, probe, service: None }
 }
 
-fn linux(image: &Image) -> Probe {
+/// The Linux guest serving only `service` (`mote.serve=`: nsd or nginx), the baseline of the
+/// mote app that answers `first`.
+fn linux(image: &Image, service: &'static str, first: impl Fn(&str) -> String) -> Probe {
     let subject = super::echo::linux_subject(image.clone());
     let mut xl = subject.xl.clone();
-    xl.push(format!("extra=\"{}\"", subject.args.join(" ")));
-    Probe {
-        label: "Linux",
-        name: image.app.clone(),
-        xl,
-        first: format!("udp-echo {}:7", subject.ip),
-        probe: format!("/mote/agent udp-check {}:7 1 >/dev/null 2>&1", subject.ip),
-    }
+    xl.push(format!("extra=\"{} mote.serve={service}\"", subject.args.join(" ")));
+    let probe = if service == "nsd" { dns_probe(subject.ip) } else { http_probe(subject.ip) };
+    Probe { name: image.app.clone(), xl, first: first(subject.ip), probe, service: Some(service) }
+}
+
+fn dns_first(ip: &str) -> String {
+    format!("dns {ip}:53 www.example.com")
+}
+
+fn http_first(ip: &str) -> String {
+    format!("http {ip}:80 /")
 }
 
 /// A dom0 script: starts `mote-agent first-answer` (one process asking every 50 ms; see
@@ -120,7 +126,7 @@ fn destroy(agent: &Agent, p: &Probe) {
 /// One boot as measured: milliseconds from before `xl create` to its return and to the first
 /// answer, and the guest's own times from its console: a mote's to `main` and to serving
 /// (`boot: main N us after the first instruction`, `boot: ready N us …`), in microseconds, or
-/// the Linux guest's to its echo service listening (`mote-linux: echo serving N ms …`).
+/// the Linux guest's to its service serving (`mote-linux: nsd serving N ms …`).
 struct Boot {
     create_ms: f64,
     first_ms: f64,
@@ -139,65 +145,83 @@ fn first_answer(agent: &Agent, p: &Probe, extra: &[String]) -> Result<Boot, Stri
         first_ms,
         main_us: field(&out, "boot: main ", " us after the first instruction"),
         ready_us: field(&out, "boot: ready ", " us after the first instruction"),
-        linux_serving_ms: field(&out, "mote-linux: echo serving ", " ms after the kernel's clock started"),
+        linux_serving_ms: p.service.and_then(|service| serving_ms(&out, service)),
     })
+}
+
+/// The Linux guest's milliseconds to `service` serving, from its init's console line.
+fn serving_ms(out: &str, service: &str) -> Option<f64> {
+    field(out, &format!("mote-linux: {service} serving "), " ms after the kernel's clock started")
 }
 
 /// The vif hotplug scripts the boot benchmark compares: Xen's stock one (the configs' default)
 /// and host/vif-mote, named in an `xl create` setting for the vif on the bridge.
 const HOTPLUG: [(&str, Option<&str>); 2] = [("vif-bridge", None), ("vif-mote", Some(VIF_MOTE))];
 
-/// The boot section: dns and web motes and the Linux guest, xl create to first answer, with
-/// each hotplug script of [`HOTPLUG`].
+/// The apps of the boot section, each with the Linux guest's service it is compared with.
+const APPS: [(&str, &str); 2] = [("dns", "nsd"), ("web", "nginx")];
+
+/// The boot section: the dns and web motes and, as their baselines, the Linux guest serving
+/// DNS with NSD and HTTP with nginx; xl create to first answer, with each hotplug script of
+/// [`HOTPLUG`].
 pub fn boot(ctx: &mut Ctx) -> Result<Section, String> {
     let agent = ctx.agent()?;
-    for app in ["dns", "web"] {
+    for (app, _) in APPS {
         guest::upload(&agent, &build::build(app, build::Flavor::RELEASE)?)?;
     }
     let linux_image = ctx.linux()?;
-    let probes = [dns_mote("10.0.0.2"), web_mote("10.0.0.3"), linux(&linux_image)];
-    // By hotplug script, then guest: seconds to the first answer and to `xl create`'s return.
-    let mut wall: [[Vec<f64>; 3]; 2] = Default::default();
-    let mut create: [[Vec<f64>; 3]; 2] = Default::default();
-    // dns, web and Linux: the guest's own milliseconds to main (motes) and to serving.
+    // The motes, then their baselines: probe i + APPS.len() is probe i's.
+    let probes = [
+        dns_mote("10.0.0.2"),
+        web_mote("10.0.0.3"),
+        linux(&linux_image, APPS[0].1, dns_first),
+        linux(&linux_image, APPS[1].1, http_first),
+    ];
+    // By hotplug script, then probe: seconds to the first answer and to `xl create`'s return.
+    let mut wall: [[Vec<f64>; 4]; 2] = Default::default();
+    let mut create: [[Vec<f64>; 4]; 2] = Default::default();
+    // By probe: the guest's own milliseconds to main (motes) and to serving.
     let mut inside: [Vec<f64>; 2] = Default::default();
-    let mut ready: [Vec<f64>; 3] = Default::default();
+    let mut ready: [Vec<f64>; 4] = Default::default();
     let mut failures = Vec::new();
+    let name = |p: &Probe| match p.service {
+        Some(service) => format!("Linux {service}"),
+        None => p.name.clone(),
+    };
     for round in 1..=ROUNDS {
         for (h, (script, setting)) in HOTPLUG.iter().enumerate() {
             let extra: Vec<String> = setting.iter().map(|s| s.to_string()).collect();
             for (i, p) in probes.iter().enumerate() {
-                eprintln!("bench: boot round {round}/{ROUNDS}: {} {} ({script})", p.label, p.name);
+                eprintln!("bench: boot round {round}/{ROUNDS}: {} ({script})", name(p));
                 match first_answer(&agent, p, &extra) {
                     Ok(Boot { create_ms, first_ms, main_us, ready_us, linux_serving_ms }) => {
                         wall[h][i].push(first_ms / 1e3);
                         create[h][i].push(create_ms / 1e3);
-                        match (i, main_us, ready_us, linux_serving_ms) {
-                            (0 | 1, Some(main), Some(serving), _) => {
+                        match (main_us, ready_us, linux_serving_ms) {
+                            (Some(main), Some(serving), _) if i < APPS.len() => {
                                 inside[i].push(main / 1e3);
                                 ready[i].push(serving / 1e3);
                             }
-                            (2, _, _, Some(serving)) => ready[2].push(serving),
+                            (_, _, Some(serving)) if i >= APPS.len() => ready[i].push(serving),
                             _ => failures.push(format!(
                                 "{} round {round} ({script}): no boot lines on its console",
-                                p.name
+                                name(p)
                             )),
                         }
                     }
-                    Err(e) => failures.push(format!("{} round {round} ({script}): {e}", p.name)),
+                    Err(e) => failures.push(format!("{} round {round} ({script}): {e}", name(p))),
                 }
             }
         }
     }
     let mut rows = Vec::new();
     for (h, (script, _)) in HOTPLUG.iter().enumerate() {
-        // Each mote beside the Linux guest (index 2) booted with the same script.
         for (what, seconds) in [("xl create to first answer", &wall[h]), ("xl create returns", &create[h])] {
-            let linux = median(seconds[2].iter().copied());
-            for (i, app) in ["dns", "web"].iter().enumerate() {
+            for (i, (app, service)) in APPS.iter().enumerate() {
+                let linux = median(seconds[i + APPS.len()].iter().copied());
                 rows.push(
                     Row::new(
-                        format!("{app}: {what}, {script}"),
+                        format!("{app}: {what}, {script} (Linux: {service})"),
                         median(seconds[i].iter().copied()),
                         "s",
                         Better::Lower,
@@ -207,7 +231,7 @@ pub fn boot(ctx: &mut Ctx) -> Result<Section, String> {
             }
         }
     }
-    for (i, app) in ["dns", "web"].iter().enumerate() {
+    for (i, (app, service)) in APPS.iter().enumerate() {
         rows.push(
             Row::new(
                 format!("{app}: first instruction to main, PV clock"),
@@ -219,39 +243,38 @@ pub fn boot(ctx: &mut Ctx) -> Result<Section, String> {
         );
         rows.push(
             Row::new(
-                format!("{app}: first instruction to serving, PV clock"),
+                format!("{app}: first instruction to serving, PV clock (Linux: {service})"),
                 median(ready[i].iter().copied()),
                 "ms",
                 Better::Lower,
             )
             .decimals(3)
-            .baseline(median(ready[2].iter().copied())),
+            .baseline(median(ready[i + APPS.len()].iter().copied())),
         );
     }
     let answered: Vec<String> = HOTPLUG
         .iter()
         .enumerate()
         .map(|(h, (script, _))| {
-            format!(
-                "{script}: dns {}, web {}, Linux {}",
-                wall[h][0].len(),
-                wall[h][1].len(),
-                wall[h][2].len()
-            )
+            let counts: Vec<String> =
+                probes.iter().zip(&wall[h]).map(|(p, w)| format!("{} {}", name(p), w.len())).collect();
+            format!("{script}: {}", counts.join(", "))
         })
         .collect();
     Ok(Section {
         title: format!(
-            "boot time, median of {ROUNDS} rounds: dns (DNS query) and web (HTTP GET) motes against the Linux guest (UDP echo)"
+            "boot time, median of {ROUNDS} rounds: dns (DNS query) and web (HTTP GET) motes against the Linux guest \
+             serving the same with NSD and nginx"
         ),
-        baseline: "the Linux PVH guest with the same hotplug script: `xl create` to its first UDP echo reply; for \
-                   the guest's own time to serving, its uptime when its echo service listens"
+        baseline: "the Linux PVH guest with the same hotplug script, serving only NSD (dns's baseline) or only nginx \
+                   (web's): `xl create` to its first answer; for the guest's own time to serving, its uptime when \
+                   that service serves"
             .into(),
         notes: vec![
             "xl create to first answer: in dom0, from before `xl create` to the first correct answer to \
              `mote-agent first-answer`, one process started before `xl create` that asks every 50 ms (an A query \
-             for www.example.com, a GET of /, a UDP echo; each try waits up to 300 ms); dom0's clock is \
-             /proc/uptime (10 ms steps)"
+             for www.example.com, a GET of /; each try waits up to 300 ms); dom0's clock is /proc/uptime (10 ms \
+             steps)"
                 .into(),
             "xl create returns: from the same start until `xl create -q` returned (domain built, devices \
              added, the vif's hotplug script run, domain unpaused); the guest runs from about then"
@@ -262,8 +285,9 @@ pub fn boot(ctx: &mut Ctx) -> Result<Section, String> {
             "first instruction to main / to serving: the runtime reads the TSC first thing and logs the PV-clock \
              time from then to calling the app's main (`boot: main N us after the first instruction`) and to the \
              app's `mote::ready()` once its sockets are bound (`boot: ready N us …`); the Linux guest's \
-             baseline is /proc/uptime (10 ms steps) when its echo service listens, from its init; the kernel's \
-             clock starts early in its boot, so the first moments are left out, in Linux's favour"
+             baseline is /proc/uptime (10 ms steps) when its init saw the service serve (nginx listening, NSD \
+             answering a query; polled every 0.1 s); the kernel's clock starts early in its boot, so the first \
+             moments are left out, in Linux's favour"
                 .into(),
             format!("rounds answered: {}", answered.join("; ")),
         ],
@@ -568,6 +592,27 @@ mod tests {
                 && s.contains("xl destroy 'dns' 2>/dev/null;"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn the_linux_baselines_serve_only_the_service_they_are_compared_with() {
+        let image = Image {
+            app: "linux".into(),
+            meta: build::AppMeta::default(),
+            flavor: build::Flavor::RELEASE,
+            elf: "vmlinux".into(),
+            debug_elf: "vmlinux".into(),
+            cfg: "linux.cfg".into(),
+        };
+        let nsd = first_answer_script(&linux(&image, "nsd", dns_first), &[], "");
+        assert!(nsd.contains("mote.ip=10.0.0.50/24 mote.serve=nsd\"'"), "{nsd}");
+        assert!(nsd.contains("/mote/agent first-answer dns 10.0.0.50:53 www.example.com 300 "), "{nsd}");
+        let nginx = first_answer_script(&linux(&image, "nginx", http_first), &[], "");
+        assert!(nginx.contains("mote.ip=10.0.0.50/24 mote.serve=nginx\"'"), "{nginx}");
+        assert!(nginx.contains("/mote/agent first-answer http 10.0.0.50:80 / 300 "), "{nginx}");
+        let out = "first_ms=30100 \nmote-linux: nginx serving 27310 ms after the kernel's clock started\n";
+        assert_eq!(serving_ms(out, "nginx"), Some(27310.0));
+        assert_eq!(serving_ms(out, "nsd"), None);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `cargo xtask bench dns`: dnsperf in dom0 against the dns mote and against NSD in the Linux
-//! PVH guest (ci/linux-guest, `mote.nsd`), both serving the dns app's sample zone, in one
+//! PVH guest (ci/linux-guest, `mote.serve=nsd`), both serving the dns app's sample zone, in one
 //! harness. Each round boots the mote, then Linux; against each it runs dnsperf for
 //! [`SECONDS`] with [`OUTSTANDING`] queries in flight over [`QUERIES`], then searches for the
 //! highest rate (`-Q`) answered without loss in short runs ([`next_rate`]), and shuts the guest
@@ -118,7 +118,9 @@ pub fn dns(ctx: &mut Ctx) -> Result<Section, String> {
         },
         Subject {
             label: "NSD",
-            args: ["console=hvc0", "quiet", "mote.ip=10.0.0.50/24", "mote.nsd"].map(String::from).to_vec(),
+            args: ["console=hvc0", "quiet", "mote.ip=10.0.0.50/24", "mote.serve=nsd"]
+                .map(String::from)
+                .to_vec(),
             xl: vec![format!("ramdisk=\"{LINUX_DIR}/initrd.cpio\""), format!("memory={NSD_MEMORY_MIB}")],
             ip: "10.0.0.50",
             ready: "mote-linux: ready",
