@@ -149,6 +149,11 @@ fn first_answer(agent: &Agent, p: &Probe, extra: &[String]) -> Result<Boot, Stri
     })
 }
 
+/// Seconds with two decimals, comma-separated: every round's figure beside the median.
+fn seconds_list(seconds: &[f64]) -> String {
+    seconds.iter().map(|s| format!("{s:.2}")).collect::<Vec<_>>().join(", ")
+}
+
 /// The Linux guest's milliseconds to `service` serving, from its init's console line.
 fn serving_ms(out: &str, service: &str) -> Option<f64> {
     field(out, &format!("mote-linux: {service} serving "), " ms after the kernel's clock started")
@@ -256,9 +261,12 @@ pub fn boot(ctx: &mut Ctx) -> Result<Section, String> {
         .iter()
         .enumerate()
         .map(|(h, (script, _))| {
-            let counts: Vec<String> =
-                probes.iter().zip(&wall[h]).map(|(p, w)| format!("{} {}", name(p), w.len())).collect();
-            format!("{script}: {}", counts.join(", "))
+            let rounds: Vec<String> = probes
+                .iter()
+                .zip(&wall[h])
+                .map(|(p, w)| format!("{} [{}]", name(p), seconds_list(w)))
+                .collect();
+            format!("{script}: {}", rounds.join(", "))
         })
         .collect();
     Ok(Section {
@@ -289,7 +297,7 @@ pub fn boot(ctx: &mut Ctx) -> Result<Section, String> {
              answering a query; polled every 0.1 s); the kernel's clock starts early in its boot, so the first \
              moments are left out, in Linux's favour"
                 .into(),
-            format!("rounds answered: {}", answered.join("; ")),
+            format!("xl create to first answer in each round that answered (s): {}", answered.join("; ")),
         ],
         rows,
         failures,
@@ -613,6 +621,8 @@ mod tests {
         let out = "first_ms=30100 \nmote-linux: nginx serving 27310 ms after the kernel's clock started\n";
         assert_eq!(serving_ms(out, "nginx"), Some(27310.0));
         assert_eq!(serving_ms(out, "nsd"), None);
+        assert_eq!(seconds_list(&[1.914, 36.3]), "1.91, 36.30");
+        assert_eq!(seconds_list(&[]), "");
     }
 
     #[test]
