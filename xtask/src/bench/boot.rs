@@ -68,14 +68,16 @@ fn mote(app: &str, ip: &str, first: String, probe: String) -> Probe {
     Probe { name: app.into(), xl: vec![format!("extra=\"ip={ip}/24\"")], first, probe, service: None }
 }
 
-/// The Linux guest serving only `service` (`mote.serve=`: nsd or nginx), the baseline of the
-/// mote app that answers `first`.
-fn linux(image: &Image, service: &'static str, first: impl Fn(&str) -> String) -> Probe {
+/// The Linux guest serving only `service` (`mote.serve=`): NSD, asked as the dns mote is, or
+/// nginx, as the web mote is.
+fn linux(image: &Image, service: &'static str) -> Probe {
     let subject = super::echo::linux_subject(image.clone());
     let mut xl = subject.xl.clone();
     xl.push(format!("extra=\"{} mote.serve={service}\"", subject.args.join(" ")));
-    let probe = if service == "nsd" { dns_probe(subject.ip) } else { http_probe(subject.ip) };
-    Probe { name: image.app.clone(), xl, first: first(subject.ip), probe, service: Some(service) }
+    let ip = subject.ip;
+    let (first, probe) =
+        if service == "nsd" { (dns_first(ip), dns_probe(ip)) } else { (http_first(ip), http_probe(ip)) };
+    Probe { name: image.app.clone(), xl, first, probe, service: Some(service) }
 }
 
 fn dns_first(ip: &str) -> String {
@@ -179,8 +181,8 @@ pub fn boot(ctx: &mut Ctx) -> Result<Section, String> {
     let probes = [
         dns_mote("10.0.0.2"),
         web_mote("10.0.0.3"),
-        linux(&linux_image, APPS[0].1, dns_first),
-        linux(&linux_image, APPS[1].1, http_first),
+        linux(&linux_image, APPS[0].1),
+        linux(&linux_image, APPS[1].1),
     ];
     // By hotplug script, then probe: seconds to the first answer and to `xl create`'s return.
     let mut wall: [[Vec<f64>; 4]; 2] = Default::default();
@@ -612,10 +614,10 @@ mod tests {
             debug_elf: "vmlinux".into(),
             cfg: "linux.cfg".into(),
         };
-        let nsd = first_answer_script(&linux(&image, "nsd", dns_first), &[], "");
+        let nsd = first_answer_script(&linux(&image, "nsd"), &[], "");
         assert!(nsd.contains("mote.ip=10.0.0.50/24 mote.serve=nsd\"'"), "{nsd}");
         assert!(nsd.contains("/mote/agent first-answer dns 10.0.0.50:53 www.example.com 300 "), "{nsd}");
-        let nginx = first_answer_script(&linux(&image, "nginx", http_first), &[], "");
+        let nginx = first_answer_script(&linux(&image, "nginx"), &[], "");
         assert!(nginx.contains("mote.ip=10.0.0.50/24 mote.serve=nginx\"'"), "{nginx}");
         assert!(nginx.contains("/mote/agent first-answer http 10.0.0.50:80 / 300 "), "{nginx}");
         let out = "first_ms=30100 \nmote-linux: nginx serving 27310 ms after the kernel's clock started\n";
