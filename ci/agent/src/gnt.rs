@@ -2,7 +2,8 @@
 //! domain DOMID into dom0 through `/dev/xen/gntdev` (Linux's `include/uapi/xen/gntdev.h`), the
 //! way a backend would, and holds the mapping while a test looks at the granting guest.
 //!
-//! It prints the page's text (up to the first NUL) as `gnt-map: read "…"`; with `--write` it maps
+//! It prints the page's text (up to the first NUL) as `gnt-map: read "…"`, and with `--hex N` its
+//! first N bytes in hex (`gnt-map: hex …`, e.g. a shared ring's indices); with `--write` it maps
 //! the page read-write and writes TEXT and a NUL at its start (`gnt-map: wrote "…"`), else it maps
 //! it read-only. Then it prints `gnt-map: holding (pid N)` and keeps the mapping until SIGTERM,
 //! SIGINT or SIGHUP (`gnt-map: unmapped`, status 0) or until SECONDS (default 60) pass (unmapped
@@ -17,7 +18,7 @@ use std::time::Duration;
 const GNTDEV: &str = "/dev/xen/gntdev";
 const PAGE_SIZE: usize = 4096;
 const DEFAULT_HOLD: Duration = Duration::from_secs(60);
-const USAGE: &str = "usage: mote-agent gnt-map DOMID REF [--write TEXT] [--hold SECONDS]";
+const USAGE: &str = "usage: mote-agent gnt-map DOMID REF [--write TEXT] [--hex BYTES] [--hold SECONDS]";
 
 /// `struct ioctl_gntdev_grant_ref`.
 #[repr(C)]
@@ -59,6 +60,8 @@ pub struct MapArgs {
     pub gref: u32,
     /// Map read-write and write this at the start of the page.
     pub write: Option<String>,
+    /// Print this many bytes from the start of the page in hex.
+    pub hex: usize,
     pub hold: Duration,
 }
 
@@ -72,6 +75,7 @@ pub fn parse_args(args: &[String]) -> Result<MapArgs, String> {
         domid: number("DOMID", domid)?,
         gref: number("REF", gref)?,
         write: None,
+        hex: 0,
         hold: DEFAULT_HOLD,
     };
     let mut options = options.iter();
@@ -79,6 +83,7 @@ pub fn parse_args(args: &[String]) -> Result<MapArgs, String> {
         let value = options.next().ok_or_else(|| format!("{option} needs a value; {USAGE}"))?;
         match option.as_str() {
             "--write" => parsed.write = Some(value.clone()),
+            "--hex" => parsed.hex = (number("BYTES", value)? as usize).min(PAGE_SIZE),
             "--hold" => parsed.hold = Duration::from_secs(number("SECONDS", value)?.into()),
             _ => return Err(format!("unknown option {option:?}; {USAGE}")),
         }
@@ -103,7 +108,12 @@ fn run(args: &MapArgs) -> Result<(), String> {
     let signals = block_signals();
     let mapping = Mapping::new(args.domid, args.gref, args.write.is_some())
         .map_err(|e| format!("mapping grant {} of domain {}: {e}", args.gref, args.domid))?;
-    println!("gnt-map: read {:?}", text_of(&mapping.read()));
+    let page = mapping.read();
+    println!("gnt-map: read {:?}", text_of(&page));
+    if args.hex > 0 {
+        let hex: Vec<String> = page[..args.hex].iter().map(|b| format!("{b:02x}")).collect();
+        println!("gnt-map: hex {}", hex.join(" "));
+    }
     if let Some(text) = &args.write {
         let mut bytes = text.clone().into_bytes();
         bytes.push(0);
@@ -259,11 +269,17 @@ mod tests {
     fn parses_arguments() {
         assert_eq!(
             parse_args(&args(&["3", "12"])),
-            Ok(MapArgs { domid: 3, gref: 12, write: None, hold: DEFAULT_HOLD })
+            Ok(MapArgs { domid: 3, gref: 12, write: None, hex: 0, hold: DEFAULT_HOLD })
         );
         assert_eq!(
-            parse_args(&args(&["3", "12", "--hold", "5", "--write", "hi there"])),
-            Ok(MapArgs { domid: 3, gref: 12, write: Some("hi there".into()), hold: Duration::from_secs(5) })
+            parse_args(&args(&["3", "12", "--hold", "5", "--write", "hi there", "--hex", "16"])),
+            Ok(MapArgs {
+                domid: 3,
+                gref: 12,
+                write: Some("hi there".into()),
+                hex: 16,
+                hold: Duration::from_secs(5)
+            })
         );
         for bad in
             [&[][..], &["3"], &["x", "12"], &["3", "-1"], &["3", "12", "--write"], &["3", "12", "rw", "x"]]
