@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Builds the harness's dom0 initramfs (newc cpio, uncompressed: see ci/README.md).
 #
-#   ci/build-dom0.sh <cache-dir> <agent-binary> <out.cpio>
+#   ci/build-dom0.sh <cache-dir> <agent-binary> <out.cpio> <vif-mote-binary>
 #
-# <cache-dir> must hold what ci/fetch-xen.sh produced. The archive contains:
+# <cache-dir> must hold what ci/fetch-xen.sh produced; <vif-mote-binary> is what
+# `cargo xtask build vif-mote` writes (target/mote/vif-mote). The archive contains:
 #   /init                     ci/dom0/init
 #   /mote/agent               <agent-binary> (mote-agent, dynamically linked against glibc)
 #   /usr/lib/xen-4.17/bin/*   the Xen toolstack (xl, xenstored, xenconsoled, xen-init-dom0, ...)
 #   /usr/bin/xenstore-*       xenstore-utils
-#   /etc/xen                  xl.conf and the hotplug scripts, with host/vif-mote added
+#   /etc/xen                  xl.conf and the hotplug scripts, with vif-mote (host/vif-mote) added
 #   /lib/modules/<version>    the Xen backend, bridge, loop and e1000 modules, with modules.dep
 #   /usr/bin/dig              bind9-dnsutils' dig, for the DNS cases (with /etc/resolv.conf, which
 #                             dig reads at start even when given @server)
@@ -20,6 +21,7 @@
 set -euo pipefail
 
 tool=build-dom0
+usage_extra=("<vif-mote-binary>")
 # shellcheck source=ci/initramfs-common.sh
 source "$(dirname "$(realpath "$0")")/initramfs-common.sh"
 
@@ -56,7 +58,8 @@ rm -rf "$stage/usr/lib/xen-4.17/lib/python"
 cp -a "$root/usr/lib/x86_64-linux-gnu" "$stage/usr/lib/"
 cp -a "$root"/usr/bin/xenstore{,-chmod,-exists,-list,-ls,-read,-rm,-watch,-write} "$stage/usr/bin/"
 cp -a "$root/etc/xen" "$stage/etc/"
-install -m 0755 "$here/../host/vif-mote" "$stage/etc/xen/scripts/vif-mote"
+[[ -x $4 ]] || die "no vif-mote binary at $4 (cargo xtask build vif-mote)"
+install -m 0755 "$4" "$stage/etc/xen/scripts/vif-mote"
 # The Debian names in /usr/sbin are wrappers that pick a Xen version: link straight to 4.17.
 for tool in xl xenstored xenconsoled xenstore-control; do
     ln -sf ../lib/xen-4.17/bin/"$tool" "$stage/usr/sbin/$tool"

@@ -19,6 +19,7 @@
 set -euo pipefail
 
 tool=build-linux-guest
+usage_extra=()
 # shellcheck source=ci/initramfs-common.sh
 source "$(dirname "$(realpath "$0")")/initramfs-common.sh"
 

@@ -1,10 +1,10 @@
 # Sourced by build-dom0.sh and build-linux-guest.sh with their arguments
-# (<cache-dir> <agent-binary> <out.cpio>) and $tool set to the script's name:
-# checks them and sets cache, agent, out, here (ci/), root (the unpacked
-# packages) and kver (the kernel's version); defines die.
+# (<cache-dir> <agent-binary> <out.cpio>, and for dom0 <vif-mote-binary>) and $tool and
+# $usage_extra set by the script: checks them and sets cache, agent, out, here (ci/), root
+# (the unpacked packages) and kver (the kernel's version); defines die.
 
-if [[ $# -ne 3 ]]; then
-    echo "usage: $tool <cache-dir> <agent-binary> <out.cpio>" >&2
+if [[ $# -ne $((3 + ${#usage_extra[@]})) ]]; then
+    echo "usage: $tool <cache-dir> <agent-binary> <out.cpio>${usage_extra[*]/#/ }" >&2
     exit 2
 fi
 cache=$(realpath "$1")

@@ -3,7 +3,7 @@
 //! of everything that goes into it); for `cargo xtask bench`, the initramfs of a Linux guest
 //! (`ci/build-linux-guest.sh`, cached the same way).
 
-use crate::{run_status, target_dir, workspace_root};
+use crate::{mote_dir, run_status, target_dir, workspace_root};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -94,6 +94,35 @@ fn build_agent() -> Result<PathBuf, String> {
     Ok(agent)
 }
 
+/// Builds host/vif-mote (`cargo xtask build vif-mote`) into `target/mote/vif-mote`: static and
+/// not position-independent, so that it runs in any x86-64 Linux dom0 and its start costs no
+/// dynamic loading or relocation, which under emulation took about 0.1 s of each `xl create`
+/// (docs/measurements.md, Boot).
+pub fn build_vif_mote() -> Result<PathBuf, String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // `cargo rustc` gives the flags to the binary's own link only; naming the target keeps
+    // them (and the static C runtime) away from build scripts and proc-macros.
+    run_status(Command::new(cargo).current_dir(workspace_root()).args([
+        "rustc",
+        "--release",
+        "-p",
+        "vif-mote",
+        "--target",
+        "x86_64-unknown-linux-gnu",
+        "--",
+        "-C",
+        "target-feature=+crt-static",
+        "-C",
+        "relocation-model=static",
+    ]))
+    .map_err(|e| format!("building vif-mote: {e}"))?;
+    let built = target_dir().join("x86_64-unknown-linux-gnu").join("release").join("vif-mote");
+    let out = mote_dir().join("vif-mote");
+    fs::create_dir_all(mote_dir()).map_err(|e| format!("create {}: {e}", mote_dir().display()))?;
+    fs::copy(&built, &out).map_err(|e| format!("copy {} to {}: {e}", built.display(), out.display()))?;
+    Ok(out)
+}
+
 /// The cached initramfs `<cache>/<name>-<hash>.cpio` that `ci/build-<name>.sh` (with
 /// `ci/initramfs-common.sh`) builds from the agent, the files under `ci/<name>/` and what
 /// ci/fetch-xen.sh unpacked; built if missing.
@@ -101,10 +130,9 @@ fn initramfs(cache: &Path, name: &str, agent: &Path, kernel: &Path) -> Result<Pa
     let script = ci_script(&format!("build-{name}.sh"))?;
     let mut inputs = vec![agent.to_path_buf(), script.clone(), ci_script("initramfs-common.sh")?];
     collect_files(&workspace_root().join("ci").join(name), &mut inputs)?;
-    if name == "dom0" {
-        // ci/build-dom0.sh installs the lean hotplug script operators get from host/.
-        inputs.push(workspace_root().join("host").join("vif-mote"));
-    }
+    // ci/build-dom0.sh installs the lean hotplug helper operators get from host/vif-mote.
+    let vif_mote = if name == "dom0" { Some(build_vif_mote()?) } else { None };
+    inputs.extend(vif_mote.clone());
     let mut hash = Fnv64::new();
     // The initramfs also carries the kernel's modules (and dom0's the toolstack) unpacked by
     // ci/fetch-xen.sh: a new fetch (its stamp) or kernel means a new build. Their sizes and
@@ -131,7 +159,7 @@ fn initramfs(cache: &Path, name: &str, agent: &Path, kernel: &Path) -> Result<Pa
         return Ok(out);
     }
     let partial = cache.join(format!("{name}-{:016x}.cpio.partial", hash.finish()));
-    run_status(Command::new("bash").arg(&script).arg(cache).arg(agent).arg(&partial))
+    run_status(Command::new("bash").arg(&script).arg(cache).arg(agent).arg(&partial).args(vif_mote))
         .map_err(|e| format!("building the {name} initramfs: {e}"))?;
     if !partial.is_file() {
         return Err(format!("ci/build-{name}.sh succeeded but did not write {}", partial.display()));

@@ -270,7 +270,7 @@ pub fn xl_cfg(app: &str, kernel: &str, meta: &AppMeta, disk: bool) -> String {
     );
     if meta.network {
         cfg.push_str(
-            "# With host/vif-mote installed in dom0's /etc/xen/scripts, `xl create` takes seconds less:\n\
+            "# With host/vif-mote (`cargo xtask build vif-mote`) installed in dom0's /etc/xen/scripts, `xl create` takes seconds less:\n\
              # vif = [ \"bridge=xenbr0,script=vif-mote\" ]\n\
              vif = [ \"bridge=xenbr0\" ]\n",
         );

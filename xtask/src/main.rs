@@ -1,6 +1,7 @@
 //! `cargo xtask`: builds mote images and runs them under Xen in an emulated machine.
 //!
 //! ```text
+//! cargo xtask build vif-mote
 //! cargo xtask build <app> [--debug] [--gdb] [--disk-support] [--hosted] [--zone FILE…] [--site DIR]
 //!     [--disk IMAGE]
 //! cargo xtask run <app> [--debug] [--gdb] [--disk-support] [--hosted] [--timeout SECS] [--disk IMAGE]
@@ -46,6 +47,9 @@ use std::time::Duration;
 
 const USAGE: &str = "\
 usage:
+  cargo xtask build vif-mote
+      build host/vif-mote, the lean vif hotplug helper for dom0, into target/mote/vif-mote
+      (static: it runs in any x86-64 Linux dom0)
   cargo xtask build <app> [--debug] [--gdb] [--disk-support] [--zone FILE…] [--site DIR] [--disk IMAGE]
       build apps/<app> into target/mote/<app>.elf (stripped), <app>.debug.elf, <app>.cfg and
       <app>.xml (libvirt); --disk names IMAGE in both, attached read-only as xvda (dns and web:
@@ -114,6 +118,14 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
         return Ok(ExitCode::from(2));
     };
     match command.as_str() {
+        "build" if rest == ["vif-mote"] => {
+            let binary = assets::build_vif_mote()?;
+            eprintln!(
+                "mote: vif-mote: {} (install it in dom0 as /etc/xen/scripts/vif-mote)",
+                binary.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         "build" => {
             let (rest, zones) = zones::take(rest)?;
             let args = parse_app_args(&rest, "build")?;

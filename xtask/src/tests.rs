@@ -507,7 +507,7 @@ pub fn cases() -> Vec<Case> {
             driver: Some(drive_offloads_off),
         },
         Case {
-            name: "vif_mote_hotplug_script_serves_and_names_a_missing_bridge",
+            name: "vif_mote_hotplug_helper_serves_and_names_a_missing_bridge",
             app: "echo",
             args: &["ip=10.0.0.13/24"],
             gdb: false,
@@ -940,8 +940,9 @@ fn drive_offloads_off(d: &mut Driver) -> Result<(), String> {
     shut_down(d)
 }
 
-/// host/vif-mote put the guest's vif on the bridge at the bridge's MTU (echo answers), and a
-/// guest whose vif names a bridge dom0 lacks fails `xl create` at once with the script's reason.
+/// host/vif-mote put the guest's vif on the bridge at the bridge's MTU, up, without an IPv6
+/// address of dom0's (echo answers), and a guest whose vif names a bridge dom0 lacks fails
+/// `xl create` at once with the helper's reason.
 fn drive_vif_mote(d: &mut Driver) -> Result<(), String> {
     let ip = echo_address(d)?;
     dom0_check(d, &format!("/mote/agent udp-check {ip}:7 10"))?;
@@ -950,6 +951,10 @@ fn drive_vif_mote(d: &mut Driver) -> Result<(), String> {
     let link = d.dom0(&format!("ip -o link show dev {vif}"))?;
     if !(link.contains("master xenbr0") && link.contains("mtu 1500") && link.contains(",UP")) {
         return Err(format!("{vif} is not up on xenbr0 at MTU 1500: {link}"));
+    }
+    let ipv6 = d.dom0(&format!("cat /proc/sys/net/ipv6/conf/{vif}/disable_ipv6"))?;
+    if ipv6.trim() != "1" {
+        return Err(format!("{vif} keeps IPv6 on in dom0: disable_ipv6 is {ipv6:?}"));
     }
     let out = d.dom0(
         r#"xl create /mote/images/echo.cfg 'name="vifbad"' 'vif=["bridge=nobr0,script=vif-mote"]' 2>&1; echo "status=$?"; xl destroy vifbad 2>/dev/null; true"#,

@@ -12,6 +12,8 @@ pub enum TransportError {
     Corrupt(RingCorrupt),
     /// xenstored deactivated the connection and said why (`XENSTORE_ERROR_*`).
     Closed(u32),
+    /// A host's device or socket to xenstored failed with this `errno`.
+    Os(i32),
 }
 
 impl fmt::Display for TransportError {
@@ -19,6 +21,7 @@ impl fmt::Display for TransportError {
         match self {
             TransportError::Corrupt(e) => e.fmt(f),
             TransportError::Closed(code) => write!(f, "xenstored closed the connection (error {code})"),
+            TransportError::Os(errno) => write!(f, "the connection to xenstored failed (errno {errno})"),
         }
     }
 }

@@ -18,7 +18,7 @@ const FIRST_ANSWER_LIMIT: u32 = 300;
 const DENSITY: u32 = 100;
 /// Domain names of the density motes: this prefix and their index.
 const DENSITY_NAME: &str = "dens";
-/// A vif on the bridge through host/vif-mote, the hotplug script an operator packing many motes
+/// A vif on the bridge through host/vif-mote, the hotplug helper an operator packing many motes
 /// into a host would use (Xen's stock one costs seconds of dom0 per vif); the density motes'.
 const VIF_MOTE: &str = "vif=[\"bridge=xenbr0,script=vif-mote\"]";
 /// Motes one dom0 script of the density benchmark creates.
@@ -290,7 +290,7 @@ pub fn boot(ctx: &mut Ctx) -> Result<Section, String> {
              added, the vif's hotplug script run, domain unpaused); the guest runs from about then"
                 .into(),
             "vif-bridge is Xen's stock hotplug script (what the generated configs use); vif-mote is host/vif-mote, \
-             the lean one this repository ships (`script=vif-mote` in the vif setting)"
+             the lean static helper this repository ships (`script=vif-mote` in the vif setting)"
                 .into(),
             "first instruction to main / to serving: the runtime reads the TSC first thing and logs the PV-clock \
              time from then to calling the app's main (`boot: main N us after the first instruction`) and to the \
@@ -486,7 +486,7 @@ pub fn density(ctx: &mut Ctx) -> Result<Section, String> {
         notes: vec![
             format!(
                 "time: from the first `xl create` to the last mote's first answer to an A query (motes created \
-                 {DENSITY_BATCH} per dom0 script with the vif hotplug script host/vif-mote, then each asked by \
+                 {DENSITY_BATCH} per dom0 script with the vif hotplug helper host/vif-mote, then each asked by \
                  `mote-agent first-answer` for up to 1 s, one after another, again until each answered)"
             ),
             "host memory per mote: the drop of `xl info` free_memory over the creations, divided by the motes \
