@@ -132,7 +132,8 @@ impl Harness {
         // No XSAVE: with it, Linux processes in dom0 and in the Linux baseline guests were
         // corrupted now and then (segmentation faults, "malloc(): corrupted top size"), and the
         // guest kernel's view of XSAVE changed from boot to boot (docs/measurements.md, Boot).
-        // The motes use no FPU state.
+        // The motes use no FPU state. One CPU: with two, guests triple-faulted now and then and
+        // missed event-channel wake-ups (docs/measurements.md, "Two CPUs, tried in full").
         qemu.args([
             "-machine",
             "pc",
