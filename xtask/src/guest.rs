@@ -298,6 +298,11 @@ fn run_inner(
     // The last report counts: a reboot is followed by the next run's end.
     match reports.last() {
         Some(XlReport::Shutdown { reason, .. }) => Ok(*reason),
+        // A guest that printed nothing may never have been unpaused: xl's lines tell.
+        Some(XlReport::Destroyed { domid }) if console.bytes.is_empty() => Err(format!(
+            "domain {domid} was destroyed from outside before it printed anything; xl said:\n{}",
+            xl_output.trim_end()
+        )),
         Some(XlReport::Destroyed { domid }) => Err(format!("domain {domid} was destroyed from outside")),
         None => Err(format!(
             "`xl create` exited with status {xl_status} without reporting a shutdown:\n{}",
