@@ -3,7 +3,7 @@
 //! of everything that goes into it); for `cargo xtask bench`, the initramfs of a Linux guest
 //! (`ci/build-linux-guest.sh`, cached the same way).
 
-use crate::{mote_dir, run_status, target_dir, workspace_root};
+use crate::{cargo, mote_dir, run_status, target_dir, workspace_root};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -79,14 +79,8 @@ pub fn linux_guest_initrd(assets: &Assets) -> Result<PathBuf, String> {
 
 /// Builds `mote-agent` for the host and returns the binary.
 fn build_agent() -> Result<PathBuf, String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    run_status(Command::new(cargo).current_dir(workspace_root()).args([
-        "build",
-        "--release",
-        "-p",
-        "mote-agent",
-    ]))
-    .map_err(|e| format!("building mote-agent: {e}"))?;
+    run_status(cargo().args(["build", "--release", "-p", "mote-agent"]))
+        .map_err(|e| format!("building mote-agent: {e}"))?;
     let agent = target_dir().join("release").join("mote-agent");
     if !agent.is_file() {
         return Err(format!("cargo built mote-agent but {} is missing", agent.display()));
@@ -99,10 +93,9 @@ fn build_agent() -> Result<PathBuf, String> {
 /// dynamic loading or relocation, which under emulation took about 0.1 s of each `xl create`
 /// (docs/measurements.md, Boot).
 pub fn build_vif_mote() -> Result<PathBuf, String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     // `cargo rustc` gives the flags to the binary's own link only; naming the target keeps
     // them (and the static C runtime) away from build scripts and proc-macros.
-    run_status(Command::new(cargo).current_dir(workspace_root()).args([
+    run_status(cargo().args([
         "rustc",
         "--release",
         "-p",

@@ -435,8 +435,8 @@ pub fn build_with(app: &str, flavor: Flavor, env: &[(&str, OsString)]) -> Result
     if flavor.disk {
         check_disk_support(app, &meta)?;
     }
-    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cargo.current_dir(workspace_root()).args(cargo_args(app, flavor));
+    let mut cargo = crate::cargo();
+    cargo.args(cargo_args(app, flavor));
     if !flavor.gdb {
         let mut flags = std::env::var(TARGET_RUSTFLAGS).unwrap_or_default();
         for flag in remap_registry() {

@@ -7,7 +7,7 @@
 //! the TAP device in it, go when the run ends.
 
 use crate::build::{AppMeta, Flavor, Forward, SITE_ENV};
-use crate::{run_status, target_dir, workspace_root};
+use crate::{run_status, target_dir};
 use std::collections::hash_map::{Entry, HashMap};
 use std::ffi::OsString;
 use std::io::{self, Read};
@@ -43,16 +43,8 @@ pub fn build(app: &str, flavor: Flavor, env: &[(&str, OsString)]) -> Result<Path
     }
     let features =
         if crate::build::app_meta(app)?.content.is_some() { "mote/hosted,disk" } else { "mote/hosted" };
-    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cargo.current_dir(workspace_root()).args([
-        "build",
-        "--target",
-        TARGET,
-        "-p",
-        app,
-        "--features",
-        features,
-    ]);
+    let mut cargo = crate::cargo();
+    cargo.args(["build", "--target", TARGET, "-p", app, "--features", features]);
     if !flavor.debug {
         cargo.arg("--release");
     }

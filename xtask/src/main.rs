@@ -523,6 +523,13 @@ pub fn mote_dir() -> PathBuf {
     target_dir().join("mote")
 }
 
+/// The cargo that runs xtask (or `cargo`), in the workspace root.
+pub fn cargo() -> Command {
+    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cargo.current_dir(workspace_root());
+    cargo
+}
+
 /// Runs `command` with inherited stdio; an error unless it exits with status 0.
 pub fn run_status(command: &mut Command) -> Result<(), String> {
     let shown = format!(

@@ -2402,7 +2402,6 @@ pub fn run(opts: &TestOptions) -> Result<bool, String> {
 
 /// Host unit tests: every workspace package but the target-only ones.
 fn unit_tests() -> bool {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut args = vec!["test".to_owned(), "--workspace".into()];
     let excluded = match target_only_packages() {
         Ok(packages) => packages,
@@ -2419,7 +2418,7 @@ fn unit_tests() -> bool {
     let without_ipv6 = ["test", "-p", "mote", "--no-default-features"];
     let mut ok = true;
     for args in [args, without_ipv6.map(String::from).to_vec()] {
-        if let Err(e) = run_status(Command::new(&cargo).current_dir(workspace_root()).args(&args)) {
+        if let Err(e) = run_status(crate::cargo().args(&args)) {
             eprintln!("unit tests: {e}");
             ok = false;
         }

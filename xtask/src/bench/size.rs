@@ -216,15 +216,8 @@ pub fn repro(_: &mut Ctx) -> Result<Section, String> {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| format!("remove {}: {e}", dir.display()))?;
         }
-        let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-        cargo.current_dir(workspace_root()).env("CARGO_TARGET_DIR", &dir).args([
-            "build",
-            "--release",
-            "-p",
-            REPRO_APP,
-            "--target",
-            TARGET,
-        ]);
+        let mut cargo = crate::cargo();
+        cargo.env("CARGO_TARGET_DIR", &dir).args(["build", "--release", "-p", REPRO_APP, "--target", TARGET]);
         run_status(&mut cargo).map_err(|e| format!("build {n}: {e}"))?;
         let built = dir.join(TARGET).join("release").join(REPRO_APP);
         let stripped = dir.join(format!("{REPRO_APP}.elf"));
