@@ -28,9 +28,8 @@ use core::cell::{Cell, RefCell};
 use core::fmt;
 use core::future::Future;
 use core::pin::{pin, Pin};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::task::{Context, Poll, Waker};
-use litemap::LiteMap;
 
 /// What the executor needs from the machine: a clock, and a way to sleep.
 pub trait Platform {
@@ -75,6 +74,12 @@ impl ReadyQueue {
     fn is_empty(&self) -> bool {
         self.0.lock().is_empty()
     }
+
+    /// Makes room for `ids` more than are queued now (which may include a
+    /// finished task's last wake), so that a wake never allocates.
+    fn make_room(&self, ids: usize) -> Result<(), alloc::collections::TryReserveError> {
+        self.0.lock().try_reserve(ids)
+    }
 }
 
 /// A task's waker: queues the task once until it is polled again.
@@ -108,6 +113,12 @@ impl TaskWaker {
         self.queued.store(false, Ordering::Release);
         future.poll(&mut Context::from_waker(waker))
     }
+
+    /// Marks the task finished: its waker, still held by a socket or a
+    /// timer, queues nothing any more (the queue's room is only for live tasks).
+    fn retire(&self) {
+        self.queued.store(true, Ordering::Release);
+    }
 }
 
 struct Task {
@@ -120,7 +131,9 @@ struct Task {
 /// tasks and drivers.
 struct Shared {
     platform: RefCell<Box<dyn Platform>>,
-    timers: RefCell<LiteMap<(Instant, u64), Waker>>,
+    /// Sorted by deadline, then by registration: a plain `Vec`, so that its
+    /// growth can be refused when the heap is full (see [`TimerEntry::register`]).
+    timers: RefCell<Vec<(TimerKey, Waker)>>,
     next_timer: Cell<u64>,
     spawned: RefCell<Vec<BoxFuture>>,
     drivers: RefCell<Vec<Box<dyn Driver>>>,
@@ -135,21 +148,24 @@ impl Shared {
     /// deadline.
     fn fire_timers(&self, now: Instant) -> Option<Instant> {
         let mut timers = self.timers.borrow_mut();
-        while let Some((&key, _)) = timers.first() {
-            if key.0 > now {
-                return Some(key.0);
-            }
-            if let Some(waker) = timers.remove(&key) {
-                waker.wake();
-            }
+        let due = timers.partition_point(|((deadline, _), _)| *deadline <= now);
+        for (_, waker) in timers.drain(..due) {
+            waker.wake();
         }
-        None
+        timers.first().map(|((deadline, _), _)| *deadline)
     }
 }
 
+/// Tasks dropped unstarted because the heap had no room to run them.
+static UNSTARTED: AtomicU64 = AtomicU64::new(0);
+
+/// Timers the heap had no room to register (their tasks polled instead).
+static UNREGISTERED_TIMERS: AtomicU64 = AtomicU64::new(0);
+
 /// Runs futures to completion; see the module documentation.
 pub struct Executor {
-    tasks: LiteMap<TaskId, Task>,
+    /// By id, which only grows: new tasks are pushed at the end.
+    tasks: Vec<(TaskId, Task)>,
     next_task: TaskId,
     ready: Arc<ReadyQueue>,
     shared: Rc<Shared>,
@@ -158,7 +174,7 @@ pub struct Executor {
 impl Executor {
     pub fn new(platform: impl Platform + 'static) -> Executor {
         Executor {
-            tasks: LiteMap::new(),
+            tasks: Vec::new(),
             next_task: MAIN + 1,
             ready: Arc::default(),
             shared: Rc::new(Shared {
@@ -187,13 +203,16 @@ impl Executor {
                 match self.ready.pop() {
                     Some(MAIN) => {
                         if let Poll::Ready(output) = main.poll(future.as_mut(), &main_waker) {
+                            main.retire();
                             return output;
                         }
                     }
                     Some(id) => {
-                        let Some(task) = self.tasks.get_mut(&id) else { continue };
+                        let Ok(i) = self.tasks.binary_search_by_key(&id, |(id, _)| *id) else { continue };
+                        let task = &mut self.tasks[i].1;
                         if task.state.poll(task.future.as_mut(), &task.waker).is_ready() {
-                            self.tasks.remove(&id);
+                            task.state.retire();
+                            self.tasks.remove(i);
                         }
                     }
                     None => break,
@@ -204,15 +223,22 @@ impl Executor {
         }
     }
 
-    /// Takes the tasks spawned since the last look, ready to run.
+    /// Takes the tasks spawned since the last look, ready to run. A task the
+    /// heap has no room for (in the task list, or in the ready queue, which
+    /// keeps room for every live task and `main`) is dropped, and logged.
     fn adopt_spawned(&mut self) {
         let spawned = core::mem::take(&mut *self.shared.spawned.borrow_mut());
         for future in spawned {
+            if self.tasks.try_reserve(1).is_err() || self.ready.make_room(self.tasks.len() + 2).is_err() {
+                let n = UNSTARTED.fetch_add(1, Ordering::Relaxed) + 1;
+                log::warn!("executor: no memory to start a task: dropped ({n} so far)");
+                continue;
+            }
             let id = self.next_task;
             self.next_task += 1;
             let (state, waker) = TaskWaker::new(id, &self.ready);
             waker.wake_by_ref();
-            self.tasks.insert(id, Task { future, state, waker });
+            self.tasks.push((id, Task { future, state, waker }));
         }
     }
 
@@ -261,40 +287,59 @@ pub(crate) fn now() -> Instant {
     current().now()
 }
 
-/// A timer registered with the running executor; deregistered on drop.
+/// A timer's place in [`Shared::timers`]: its deadline, then a sequence
+/// number that keeps equal deadlines apart and in order.
+type TimerKey = (Instant, u64);
+
+/// A timer of the running executor; deregistered on drop.
 pub(crate) struct TimerEntry {
     shared: Weak<Shared>,
-    key: (Instant, u64),
+    key: TimerKey,
+    /// The heap had no room to register it once (logged then, not again).
+    refused: Cell<bool>,
 }
 
 impl TimerEntry {
-    pub(crate) fn new(deadline: Instant, waker: Waker) -> TimerEntry {
+    /// A timer for `deadline`, not yet registered.
+    pub(crate) fn new(deadline: Instant) -> TimerEntry {
         let shared = current();
         let seq = shared.next_timer.get();
         shared.next_timer.set(seq.wrapping_add(1));
-        let key = (deadline, seq);
-        shared.timers.borrow_mut().insert(key, waker);
-        TimerEntry { shared: Rc::downgrade(&shared), key }
+        TimerEntry { shared: Rc::downgrade(&shared), key: (deadline, seq), refused: Cell::new(false) }
     }
 
-    /// Makes `waker` the one woken at the deadline.
-    pub(crate) fn set_waker(&self, waker: &Waker) {
-        if let Some(shared) = self.shared.upgrade() {
-            let mut timers = shared.timers.borrow_mut();
-            match timers.get_mut(&self.key) {
-                Some(w) => w.clone_from(waker),
-                None => {
-                    timers.insert(self.key, waker.clone());
+    /// Makes `waker` the one woken at the deadline. False when the heap had
+    /// no room to add the timer: nothing wakes it then, so the caller must
+    /// poll again (it wakes its own task) rather than wait.
+    pub(crate) fn register(&self, waker: &Waker) -> bool {
+        let Some(shared) = self.shared.upgrade() else { return true };
+        let mut timers = shared.timers.borrow_mut();
+        match timers.binary_search_by_key(&self.key, |(key, _)| *key) {
+            Ok(i) => timers[i].1.clone_from(waker),
+            Err(i) => {
+                if timers.try_reserve(1).is_err() {
+                    if !self.refused.replace(true) {
+                        let n = UNREGISTERED_TIMERS.fetch_add(1, Ordering::Relaxed) + 1;
+                        log::warn!(
+                            "executor: no memory for a timer: its task polls until there is ({n} so far)"
+                        );
+                    }
+                    return false;
                 }
+                timers.insert(i, (self.key, waker.clone()));
             }
         }
+        true
     }
 }
 
 impl Drop for TimerEntry {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.upgrade() {
-            shared.timers.borrow_mut().remove(&self.key);
+            let mut timers = shared.timers.borrow_mut();
+            if let Ok(i) = timers.binary_search_by_key(&self.key, |(key, _)| *key) {
+                timers.remove(i);
+            }
         }
     }
 }

@@ -2,6 +2,11 @@
 //! with the bytes in use and their high-water mark counted, and published
 //! in xenstore (`data/heap-used`, `data/heap-hwm`) so that a soak test can
 //! watch a service's memory from dom0.
+//!
+//! Large allocations keep [`RESERVE`] free: a service that fills its heap
+//! with buffers sized to its clients (asked for with `try_reserve`) is
+//! refused the next one, instead of aborting later on one of the small
+//! allocations that have no way to fail (a task, its waker, a log line).
 
 use crate::memory::MemoryMap;
 use crate::time::Instant;
@@ -21,6 +26,22 @@ static COUNTED: Counted = Counted;
 static IN_USE: AtomicUsize = AtomicUsize::new(0);
 static HIGH_WATER: AtomicUsize = AtomicUsize::new(0);
 
+/// Bytes given to the allocator at boot.
+static CLAIMED: AtomicUsize = AtomicUsize::new(0);
+
+/// Allocations of this size or more are large: buffers sized to the input.
+const LARGE: usize = 4096;
+
+/// What a large allocation must leave free for the small ones.
+const RESERVE: usize = 32 * 1024;
+
+/// Whether an allocation of `size` bytes, `more` of them not yet in use
+/// (less than `size` when a realloc grows one), may be attempted: a small
+/// one always, a large one only if [`RESERVE`] stays free after it.
+fn may_take(size: usize, more: usize) -> bool {
+    size < LARGE || IN_USE.load(Ordering::Relaxed) + more + RESERVE <= CLAIMED.load(Ordering::Relaxed)
+}
+
 /// `talc` with the counts kept on the way (talc's own counters have no
 /// high-water mark).
 struct Counted;
@@ -30,9 +51,13 @@ fn grew(bytes: usize) {
     HIGH_WATER.fetch_max(now, Ordering::Relaxed);
 }
 
-// SAFETY: every call goes to talc unchanged; only counters are added.
+// SAFETY: every call goes to talc unchanged, or fails (null) before
+// reaching it; only counters are added.
 unsafe impl GlobalAlloc for Counted {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if !may_take(layout.size(), layout.size()) {
+            return core::ptr::null_mut();
+        }
         // SAFETY: the caller's contract is talc's.
         let ptr = unsafe { ALLOCATOR.alloc(layout) };
         if !ptr.is_null() {
@@ -42,6 +67,9 @@ unsafe impl GlobalAlloc for Counted {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if !may_take(layout.size(), layout.size()) {
+            return core::ptr::null_mut();
+        }
         // SAFETY: as above.
         let ptr = unsafe { ALLOCATOR.alloc_zeroed(layout) };
         if !ptr.is_null() {
@@ -57,6 +85,9 @@ unsafe impl GlobalAlloc for Counted {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if new_size > layout.size() && !may_take(new_size, new_size - layout.size()) {
+            return core::ptr::null_mut();
+        }
         // SAFETY: as above.
         let new = unsafe { ALLOCATOR.realloc(ptr, layout, new_size) };
         if !new.is_null() {
@@ -152,5 +183,6 @@ pub(crate) fn init(map: &MemoryMap, used_end: u64) -> (u64, usize) {
             spans += 1;
         }
     }
+    CLAIMED.store(bytes as usize, Ordering::Relaxed);
     (bytes, spans)
 }

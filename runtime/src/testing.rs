@@ -31,6 +31,11 @@ impl FakePlatform {
     pub(crate) fn sleeps(&self) -> Vec<Duration> {
         self.sleeps.borrow().clone()
     }
+
+    /// Moves the clock on by `d`, as time passing while the executor works.
+    pub(crate) fn advance(&self, d: Duration) {
+        self.now.set(self.now.get().saturating_add(d));
+    }
 }
 
 impl Platform for FakePlatform {

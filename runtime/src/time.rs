@@ -87,9 +87,12 @@ impl Future for Sleep {
             self.entry = None;
             return Poll::Ready(());
         }
-        match &self.entry {
-            Some(entry) => entry.set_waker(cx.waker()),
-            None => self.entry = Some(TimerEntry::new(self.deadline, cx.waker().clone())),
+        let deadline = self.deadline;
+        let entry = self.entry.get_or_insert_with(|| TimerEntry::new(deadline));
+        if !entry.register(cx.waker()) {
+            // No room for the timer: poll on every turn until there is, or
+            // until the deadline passes.
+            cx.waker().wake_by_ref();
         }
         Poll::Pending
     }

@@ -102,6 +102,78 @@ fn drivers_run_every_turn_and_bound_the_sleep() {
     assert_eq!(polls.get(), 4);
 }
 
+/// Time passing by 1 ms on every turn of the run loop.
+struct Clock(FakePlatform);
+
+impl Driver for Clock {
+    fn poll(&mut self, _: Instant) -> Option<Instant> {
+        self.0.advance(ms(1));
+        None
+    }
+}
+
+#[test]
+fn a_timer_the_heap_has_no_room_for_is_polled_until_its_deadline() {
+    let platform = FakePlatform::default();
+    let mut executor = Executor::new(platform.clone());
+    let refused = UNREGISTERED_TIMERS.load(Ordering::Relaxed);
+    let woke = executor.block_on({
+        let platform = platform.clone();
+        async move {
+            add_driver(Clock(platform));
+            // The timer list's first growth: four (key, waker) entries.
+            let heap_full = crate::testing::refuse_size(4 * size_of::<(TimerKey, Waker)>());
+            time::sleep(ms(10)).await;
+            drop(heap_full);
+            let woke = time::now();
+            // With room again, a timer is registered and the executor sleeps.
+            time::sleep(ms(10)).await;
+            woke
+        }
+    });
+    // Neither early nor lost, and no sleep while nothing would have woken it.
+    assert!(woke >= at_ms(10) && woke <= at_ms(11), "woke at {woke:?}");
+    assert_eq!(platform.sleeps().len(), 1);
+    assert_eq!(UNREGISTERED_TIMERS.load(Ordering::Relaxed), refused + 1, "logged once");
+}
+
+#[test]
+fn a_task_the_heap_has_no_room_for_is_dropped_and_the_rest_run() {
+    let mut executor = Executor::new(FakePlatform::default());
+    let done = Count::default();
+    let dropped = Count::default();
+    let unstarted = UNSTARTED.load(Ordering::Relaxed);
+    executor.block_on({
+        let done = done.clone();
+        let dropped = dropped.clone();
+        async move {
+            /// Counts its own drop.
+            struct Witness(Count);
+            impl Drop for Witness {
+                fn drop(&mut self) {
+                    self.0.add();
+                }
+            }
+            // The task list's first growth: four entries.
+            let heap_full = crate::testing::refuse_size(4 * size_of::<(TaskId, Task)>());
+            let witness = Witness(dropped.clone());
+            let unstarted = done.clone();
+            spawn(async move {
+                let _witness = witness;
+                unstarted.add();
+            });
+            time::sleep(ms(1)).await;
+            assert_eq!(dropped.get(), 1, "the task was dropped when it could not be listed");
+            drop(heap_full);
+            let started = done.clone();
+            spawn(async move { started.add() });
+            done.reach(1).await;
+        }
+    });
+    assert_eq!((done.get(), dropped.get()), (1, 1));
+    assert_eq!(UNSTARTED.load(Ordering::Relaxed), unstarted + 1);
+}
+
 #[test]
 fn pending_tasks_outlive_block_on_and_run_in_the_next() {
     let mut executor = Executor::new(FakePlatform::default());
