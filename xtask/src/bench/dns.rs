@@ -26,6 +26,10 @@ const TRIAL_SECONDS: u32 = 5;
 const TRIAL_OUTSTANDING: u32 = 1000;
 /// Seconds dnsperf waits for an answer before counting the query lost.
 const TIMEOUT_SECONDS: u32 = 2;
+/// Seconds past its run and its last answer's timeout after which dnsperf is interrupted
+/// (SIGINT: it stops and prints its report). It has been seen running on for minutes at a rate
+/// the server could not keep.
+const DNSPERF_GRACE: u32 = 30;
 /// Runs of the rate search, at most.
 const MAX_TRIALS: usize = 7;
 /// The search ends when the lowest rate with loss is within this fraction above the highest
@@ -60,12 +64,15 @@ pub struct Run {
     pub p90_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// dnsperf did not end on its own and was interrupted ([`DNSPERF_GRACE`]).
+    pub interrupted: bool,
 }
 
 impl Run {
-    /// Whether the server kept up with `rate`: no loss, and answers at nearly that rate.
+    /// Whether the server kept up with `rate`: no loss, answers at nearly that rate, and a
+    /// run that ended on time.
     fn held(&self, rate: u32) -> bool {
-        self.lost_percent == 0.0 && self.queries_per_second >= KEPT_UP * f64::from(rate)
+        !self.interrupted && self.lost_percent == 0.0 && self.queries_per_second >= KEPT_UP * f64::from(rate)
     }
 }
 
@@ -153,13 +160,17 @@ fn measure_one(agent: &Agent, subject: &Subject) -> Result<DnsFigures, String> {
             let run = dnsperf(agent, subject.ip, TRIAL_SECONDS, &options)?;
             let held = run.held(rate);
             eprintln!(
-                "bench dns:   {}: -Q {rate}: {:.0} q/s, {:.2}% lost, median {:.2} ms: {}",
+                "bench dns:   {}: -Q {rate}: {:.0} q/s, {:.2}% lost, median {:.2} ms: {}{}",
                 subject.label,
                 run.queries_per_second,
                 run.lost_percent,
                 run.p50_ms,
-                if held { "held" } else { "not held" }
+                if held { "held" } else { "not held" },
+                if run.interrupted { " (dnsperf did not end on its own: interrupted)" } else { "" }
             );
+            if run.interrupted {
+                still_answers(agent, subject)?;
+            }
             trials.push((rate, held));
             runs.push(run);
         }
@@ -204,13 +215,29 @@ pub fn zero_loss_rate(trials: &[(u32, bool)]) -> Option<u32> {
     trials.iter().filter(|(rate, held)| *held && *rate < failed).map(|(rate, _)| *rate).max()
 }
 
+/// After a dnsperf run that had to be interrupted: whether the server still answers, which
+/// tells a stuck load generator from a server that stopped.
+fn still_answers(agent: &Agent, subject: &Subject) -> Result<(), String> {
+    let ip = subject.ip;
+    let (status, out) =
+        agent.run(&format!("dig @{ip} +norec +time=2 +tries=3 +short www.example.com A"), STEP_LIMIT)?;
+    if status == 0 && out.trim() == "192.0.2.80" {
+        eprintln!("bench dns:   {}: still answers (www.example.com A: {})", subject.label, out.trim());
+        return Ok(());
+    }
+    Err(format!("{} stopped answering after an interrupted dnsperf run: dig said {out:?}", subject.label))
+}
+
 /// Runs dnsperf against `ip` for `seconds` with `options` and reads its report.
 fn dnsperf(agent: &Agent, ip: &str, seconds: u32, options: &str) -> Result<Run, String> {
     // dnsperf -v prints a line per answer, "> NOERROR www.example.com A 0.000123";
-    // only the latencies and the summary come back.
+    // only the latencies and the summary come back. A dnsperf that `timeout` interrupted says
+    // so in its report, whatever its exit status.
+    let limit = seconds + TIMEOUT_SECONDS + DNSPERF_GRACE;
     let command = format!(
-        "dnsperf -s {ip} -d {QUERY_FILE} -l {seconds} {options} -t {TIMEOUT_SECONDS} -v > /tmp/dnsperf.out 2>&1; \
-         status=$?; grep -v '^>' /tmp/dnsperf.out; echo LATENCIES; \
+        "timeout -s INT {limit} dnsperf -s {ip} -d {QUERY_FILE} -l {seconds} {options} -t {TIMEOUT_SECONDS} -v \
+         > /tmp/dnsperf.out 2>&1; status=$?; grep -q 'Testing complete (interruption)' /tmp/dnsperf.out && status=0; \
+         grep -v '^>' /tmp/dnsperf.out; echo LATENCIES; \
          awk '/^> / {{ print $NF }}' /tmp/dnsperf.out; rm -f /tmp/dnsperf.out; exit $status"
     );
     let out = agent.run_ok(&command, STEP_LIMIT + Duration::from_secs(u64::from(seconds)))?;
@@ -236,7 +263,15 @@ fn parse(out: &str) -> Result<Run, String> {
             Some(p90_ms),
             Some(p99_ms),
             Some(&max_ms),
-        ) => Ok(Run { queries_per_second, lost_percent, p50_ms, p90_ms, p99_ms, max_ms }),
+        ) => Ok(Run {
+            queries_per_second,
+            lost_percent,
+            p50_ms,
+            p90_ms,
+            p99_ms,
+            max_ms,
+            interrupted: summary.contains("Testing complete (interruption)"),
+        }),
         _ => Err(format!("unexpected dnsperf report:\n{summary}")),
     }
 }
@@ -302,7 +337,12 @@ mod tests {
         assert!((f.p50_ms - 0.2).abs() < 1e-9, "{f:?}");
         assert!((f.p90_ms - 0.4).abs() < 1e-9, "{f:?}");
         assert!((f.max_ms - 4.094).abs() < 1e-9, "{f:?}");
+        assert!(!f.interrupted);
         assert!(parse("Queries per second: 5\nLATENCIES\n").is_err());
+        let lossless = REPORT.replace("8 (0.23%)", "0 (0.00%)");
+        assert!(parse(&lossless).unwrap().held(3000));
+        let stopped = parse(&lossless.replace("(time limit)", "(interruption)")).unwrap();
+        assert!(stopped.interrupted && !stopped.held(3000), "{stopped:?}");
     }
 
     #[test]
