@@ -266,6 +266,7 @@ pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant
 
 /// Starts `future` as a task of the running executor; it runs on its own
 /// (nothing waits for it unless it says so, through a socket or a shared cell).
+/// When the heap has no room to list it, it is dropped unstarted, and logged.
 ///
 /// # Panics
 /// Outside [`Executor::block_on`].
