@@ -105,6 +105,11 @@ pub struct HeapUsage {
     pub high_water: usize,
 }
 
+/// The heap's size: the bytes given to the allocator at boot.
+pub fn size() -> usize {
+    CLAIMED.load(Ordering::Relaxed)
+}
+
 /// How much of the heap is in use, and its high-water mark.
 pub fn usage() -> HeapUsage {
     HeapUsage { in_use: IN_USE.load(Ordering::Relaxed), high_water: HIGH_WATER.load(Ordering::Relaxed) }

@@ -277,6 +277,22 @@ pub fn cases() -> Vec<Case> {
             driver: None,
         },
         Case {
+            name: "heap_full_of_large_buffers_keeps_room_for_small_allocations",
+            app: "selftest",
+            args: &["test=heap-full"],
+            gdb: false,
+            disk: false,
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Custom("large buffers were refused with the heap's reserve left free", check_heap_reserve),
+                Line("heap-full: 16 of 16 tasks allocated, timed out and slept with the heap full"),
+                Line("heap-full: freed; a 64 KiB buffer fits again: true"),
+                Custom("no panic", check_no_panic),
+            ],
+            driver: None,
+        },
+        Case {
             name: "xl_shutdown_powers_off",
             app: "selftest",
             args: &["test=wait"],
@@ -1668,6 +1684,35 @@ fn check_no_panic(console: &str, _: &Image) -> Result<(), String> {
     }
 }
 
+/// The heap's reserve for small allocations (runtime/src/heap.rs: `RESERVE`), and the size
+/// of the smallest buffer the selftest takes (`LARGE`).
+const HEAP_RESERVE: usize = 32 * 1024;
+const HEAP_LARGE: usize = 4096;
+
+/// `test=heap-full`'s first line: buffers of both sizes were taken, and the 4 KiB one refused
+/// left at least the reserve free and less than the reserve and one more buffer.
+fn check_heap_reserve(console: &str, _: &Image) -> Result<(), String> {
+    let line = console
+        .lines()
+        .find_map(|l| l.strip_prefix("heap-full: took "))
+        .ok_or("no `heap-full: took` line")?;
+    // "N x 64 KiB and M x 4 KiB, then one was refused with U of S bytes in use"
+    let numbers: Vec<usize> =
+        line.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
+    let [large, _, small, _, in_use, size] = numbers[..] else {
+        return Err(format!("unexpected line: {line:?}"));
+    };
+    let free = size.saturating_sub(in_use);
+    if large == 0 || small == 0 || !(HEAP_RESERVE..HEAP_RESERVE + HEAP_LARGE).contains(&free) {
+        return Err(format!(
+            "expected 64 KiB and 4 KiB buffers taken until {HEAP_RESERVE}..{} bytes were free; {free} were: {line:?}",
+            HEAP_RESERVE + HEAP_LARGE
+        ));
+    }
+    println!("    {large} x 64 KiB and {small} x 4 KiB taken, then refused with {free} bytes free of {size}");
+    Ok(())
+}
+
 /// The selftest's disk pattern (apps/selftest: `disk_pattern`).
 fn disk_pattern(offset: u64) -> u8 {
     ((offset as u32).wrapping_mul(2_654_435_761) >> 24) as u8
@@ -2799,6 +2844,20 @@ mod unit {
             debug_elf: "/x.debug.elf".into(),
             cfg: "/x.cfg".into(),
         }
+    }
+
+    #[test]
+    fn the_heap_reserve_check_wants_the_reserve_free_and_no_more() {
+        let line = |in_use: usize| {
+            format!("heap-full: took 25 x 64 KiB and 9 x 4 KiB, then one was refused with {in_use} of 1757184 bytes in use\n")
+        };
+        let image = image(4);
+        assert!(check_heap_reserve(&line(1757184 - 33000), &image).is_ok());
+        // Nearly full (no reserve) or refused early (a reserve larger than the buffer).
+        assert!(check_heap_reserve(&line(1757184 - 1500), &image).is_err());
+        assert!(check_heap_reserve(&line(1757184 - 40000), &image).is_err());
+        assert!(check_heap_reserve(&line(1757184 - 33000).replace("9 x", "0 x"), &image).is_err());
+        assert!(check_heap_reserve("heap-full: freed\n", &image).is_err());
     }
 
     #[test]

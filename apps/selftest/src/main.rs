@@ -51,6 +51,11 @@
 //!   prints `disk-bench: start` as it starts, then `disk-bench: seq-write W
 //!   MB/s, seq-read R MB/s, rand-read I IOPS in T s` (T: all three, by the
 //!   PV clock).
+//! - `test=heap-full`: takes 64 KiB buffers with `try_reserve` until one is
+//!   refused, then 4 KiB ones; prints how many and the bytes left free
+//!   (`mote::heap`'s reserve for small allocations); then, with the heap
+//!   that full, runs 16 tasks that each make small allocations and wait on
+//!   timers; frees the buffers and takes a 64 KiB one again.
 //! - `test=wait`: waits for `xl shutdown` or `xl reboot`, says which, and
 //!   returns (the runtime then ends the domain as asked).
 //! - `test=grant`: grants dom0 a page holding a text, read-write then
@@ -232,6 +237,10 @@ fn main() -> Result<(), Error> {
             );
             Ok(())
         }
+        "heap-full" => {
+            heap_full();
+            Ok(())
+        }
         "wait" => {
             mote::println!("wait: waiting for shutdown");
             let request = mote::wait_for_shutdown();
@@ -268,6 +277,66 @@ fn main() -> Result<(), Error> {
 
 /// Grants `page`, holding `text`, to dom0; once dom0 says it has mapped it,
 /// ending the grant must fail until dom0 unmaps it.
+/// `test=heap-full`: see the module documentation.
+fn heap_full() {
+    // Room for every buffer's handle, taken while the heap is empty.
+    let mut taken: Vec<Vec<u8>> = Vec::with_capacity(2048);
+    let mut counts = [0usize; 2];
+    for (count, size) in counts.iter_mut().zip([64 * 1024, 4096]) {
+        while taken.len() < taken.capacity() {
+            let mut buffer = Vec::new();
+            if buffer.try_reserve_exact(size).is_err() {
+                break;
+            }
+            taken.push(buffer);
+            *count += 1;
+        }
+    }
+    let in_use = mote::heap::usage().in_use;
+    mote::println!(
+        "heap-full: took {} x 64 KiB and {} x 4 KiB, then one was refused with {} of {} bytes in use",
+        counts[0],
+        counts[1],
+        in_use,
+        mote::heap::size()
+    );
+    const TASKS: u64 = 16;
+    let (ended, passed) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
+    mote::block_on({
+        let (ended, passed) = (ended.clone(), passed.clone());
+        async move {
+            for task in 0..TASKS {
+                let (ended, passed) = (ended.clone(), passed.clone());
+                mote::spawn(async move {
+                    let small: Vec<alloc::boxed::Box<[u64; 8]>> =
+                        (0..8).map(|i| alloc::boxed::Box::new([task * i; 8])).collect();
+                    let cut = mote::time::timeout(
+                        Duration::from_millis(20),
+                        mote::time::sleep(Duration::from_secs(10)),
+                    );
+                    let timed_out = cut.await.is_err();
+                    mote::time::sleep(Duration::from_millis(task)).await;
+                    if timed_out && small.iter().zip(0..).all(|(b, i)| b.iter().all(|&v| v == task * i)) {
+                        passed.set(passed.get() + 1);
+                    }
+                    ended.set(ended.get() + 1);
+                });
+            }
+            while ended.get() < TASKS {
+                mote::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    });
+    mote::println!(
+        "heap-full: {} of {TASKS} tasks allocated, timed out and slept with the heap full",
+        passed.get()
+    );
+    drop(taken);
+    let mut again: Vec<u8> = Vec::new();
+    let fits = again.try_reserve_exact(64 * 1024).is_ok();
+    mote::println!("heap-full: freed; a 64 KiB buffer fits again: {fits}");
+}
+
 fn share_with_dom0(xs: &mut Xenstore, page: &Page, access: Access, text: &str) -> Result<(), Error> {
     let label = match access {
         Access::ReadWrite => "rw",
