@@ -5,6 +5,7 @@
 
 use crate::agent::Agent;
 use crate::assets::Assets;
+use crate::monitor;
 use crate::mote_dir;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -50,7 +51,8 @@ pub fn log_file() -> PathBuf {
     mote_dir().join("harness.log")
 }
 
-/// Kills QEMU and removes the port file; safe to call from any thread, more than once.
+/// Kills QEMU and removes the port file and the monitor's socket; safe to call from any thread,
+/// more than once.
 fn teardown_global() {
     let pid = QEMU_PID.swap(0, Ordering::SeqCst);
     if pid > 0 {
@@ -62,6 +64,7 @@ fn teardown_global() {
     let entry = PORT_FILE.lock().map(|mut g| g.take()).unwrap_or(None);
     if let Some((path, port)) = entry {
         remove_port_file(&path, port);
+        let _ = fs::remove_file(monitor::socket_path(port));
     }
 }
 
@@ -128,6 +131,8 @@ impl Harness {
         let log = File::create(&log_path).map_err(|e| format!("create {}: {e}", log_path.display()))?;
         let log = Arc::new(Mutex::new(log));
 
+        let monitor_socket = monitor::socket_path(port);
+        let _ = fs::remove_file(&monitor_socket);
         let mut qemu = Command::new("qemu-system-x86_64");
         // No XSAVE: with it, Linux processes in dom0 and in the Linux baseline guests were
         // corrupted now and then (segmentation faults, "malloc(): corrupted top size"), and the
@@ -146,7 +151,10 @@ impl Harness {
             "-m",
             "1024",
         ])
-        .args(["-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"])
+        .args(["-display", "none", "-serial", "stdio", "-no-reboot"])
+        // The monitor, for the watch that wakes a CPU QEMU left asleep (crate::monitor).
+        .arg("-monitor")
+        .arg(format!("unix:{},server,nowait", monitor_socket.display()))
         .arg("-kernel")
         .arg(&assets.xen)
         // dom0 holds its initramfs twice while unpacking it (about 80 MB with dig's libraries,
@@ -193,7 +201,13 @@ impl Harness {
         let stderr = child.stderr.take().expect("piped stderr");
         let log2 = Arc::clone(&log);
         thread::spawn(move || read_serial(stdout, log2, tx));
+        let log3 = Arc::clone(&log);
         thread::spawn(move || copy_lines(stderr, log, "qemu: "));
+        monitor::watch(monitor_socket, started, move |line| {
+            if let Ok(mut f) = log3.lock() {
+                let _ = writeln!(f, "{line}");
+            }
+        });
 
         let mut harness = Harness { child, port, started, serial };
         harness.wait_ready()?;
@@ -274,6 +288,7 @@ impl Drop for Harness {
         QEMU_PID.store(0, Ordering::SeqCst);
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = fs::remove_file(monitor::socket_path(self.port));
         let entry = PORT_FILE.lock().map(|mut g| g.take()).unwrap_or(None);
         if let Some((path, port)) = entry {
             remove_port_file(&path, port);

@@ -35,6 +35,7 @@ mod fuzz;
 mod guest;
 mod harness;
 mod hosted;
+mod monitor;
 mod soak;
 mod symbolize;
 mod tests;
