@@ -92,14 +92,13 @@ pub fn watch(path: PathBuf, started: Instant, log: impl Fn(&str) + Send + 'stati
                 .command("info registers")
                 .and_then(|registers| Ok(halted_with_pending(&registers, &monitor.command("info lapic")?)));
             let Ok(now) = look else { return };
-            if now.is_some() && now == previous {
+            if let Some(vector) = now.filter(|_| now == previous) {
                 woken += 1;
                 let line = format!(
-                    "harness: at {:.1}s the emulated CPU had slept {}s with interrupt vector {} pending \
+                    "harness: at {:.1}s the emulated CPU had slept {}s with interrupt vector {vector} pending \
                      (a QEMU TCG fault): woken with a key press ({woken} so far)",
                     started.elapsed().as_secs_f64(),
                     LOOK_EVERY.as_secs(),
-                    now.unwrap_or_default()
                 );
                 eprintln!("{line}");
                 log(&line);

@@ -30,6 +30,8 @@ const TIMEOUT_SECONDS: u32 = 2;
 /// (SIGINT: it stops and prints its report). It has been seen running on for minutes at a rate
 /// the server could not keep.
 const DNSPERF_GRACE: u32 = 30;
+/// What dnsperf's report says when it was interrupted.
+const INTERRUPTED: &str = "Testing complete (interruption)";
 /// Runs of the rate search, at most.
 const MAX_TRIALS: usize = 7;
 /// The search ends when the lowest rate with loss is within this fraction above the highest
@@ -236,7 +238,7 @@ fn dnsperf(agent: &Agent, ip: &str, seconds: u32, options: &str) -> Result<Run, 
     let limit = seconds + TIMEOUT_SECONDS + DNSPERF_GRACE;
     let command = format!(
         "timeout -s INT {limit} dnsperf -s {ip} -d {QUERY_FILE} -l {seconds} {options} -t {TIMEOUT_SECONDS} -v \
-         > /tmp/dnsperf.out 2>&1; status=$?; grep -q 'Testing complete (interruption)' /tmp/dnsperf.out && status=0; \
+         > /tmp/dnsperf.out 2>&1; status=$?; grep -qF '{INTERRUPTED}' /tmp/dnsperf.out && status=0; \
          grep -v '^>' /tmp/dnsperf.out; echo LATENCIES; \
          awk '/^> / {{ print $NF }}' /tmp/dnsperf.out; rm -f /tmp/dnsperf.out; exit $status"
     );
@@ -270,7 +272,7 @@ fn parse(out: &str) -> Result<Run, String> {
             p90_ms,
             p99_ms,
             max_ms,
-            interrupted: summary.contains("Testing complete (interruption)"),
+            interrupted: summary.contains(INTERRUPTED),
         }),
         _ => Err(format!("unexpected dnsperf report:\n{summary}")),
     }
