@@ -164,9 +164,6 @@ pub fn libvirt_xml(app: &str, kernel: &str, meta: &AppMeta, disk: Option<&str>) 
              <type arch='x86_64' machine='xenpvh'>xenpvh</type>\n    \
              <kernel>{kernel}</kernel>\n  \
            </os>\n  \
-           <clock offset='utc'>\n    \
-             <timer name='tsc' mode='native'/>\n  \
-           </clock>\n  \
            <on_poweroff>destroy</on_poweroff>\n  \
            <on_reboot>restart</on_reboot>\n  \
            <on_crash>destroy</on_crash>\n  \
@@ -268,10 +265,7 @@ pub fn xl_cfg(app: &str, kernel: &str, meta: &AppMeta, disk: bool) -> String {
          name = \"{app}\"\n\
          type = \"pvh\"\n\
          kernel = \"{kernel}\"\n\
-         memory = {}\n\
-         # The guest reads the time through Xen's PV clock, made for the CPU's own TSC: Xen need\n\
-         # not trap its TSC reads, as it does by default on a host whose TSC it does not trust.\n\
-         tsc_mode = \"native\"\n",
+         memory = {}\n",
         meta.memory_mib
     );
     if meta.network {
@@ -601,7 +595,6 @@ mod tests {
                 "type = \"pvh\"",
                 "kernel = \"/w/target/mote/hello.elf\"",
                 "memory = 4",
-                "tsc_mode = \"native\"",
                 "shadow_memory = 1",
                 "on_poweroff = \"destroy\"",
                 "on_crash = \"destroy\"",
@@ -644,7 +637,6 @@ mod tests {
         assert!(xml.contains("<type arch='x86_64' machine='xenpvh'>xenpvh</type>"), "{xml}");
         assert!(xml.contains("<kernel>/w/t&amp;t/dns.elf</kernel>"), "{xml}");
         assert!(xml.contains("<memory unit='MiB'>2</memory>"), "{xml}");
-        assert!(xml.contains("<timer name='tsc' mode='native'/>"), "{xml}");
         assert!(xml.contains("<source bridge='xenbr0'/>"), "{xml}");
         let plain = libvirt_xml("hello", "/k.elf", &AppMeta::default(), None);
         assert!(!plain.contains("<interface"), "{plain}");
