@@ -14,11 +14,13 @@ use mote_netfront::rx::{
 };
 use mote_netfront::tx::{TxError, TxIds};
 use mote_netfront::wire::{RxResponse, TxResponse};
-use mote_netfront::wire::{NETRXF_CSUM_BLANK, NETRXF_MORE_DATA};
+use mote_netfront::wire::{NETRXF_CSUM_BLANK, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA};
 
 #[derive(Arbitrary, Debug)]
 enum Op {
     PostRx(u16),
+    /// An extra-info slot took the request of this buffer.
+    ReclaimRx(u16),
     Rx { id: u16, offset: u16, flags: u16, status: i16 },
     TakeTx,
     UntakeTx(u16),
@@ -39,11 +41,12 @@ struct Input {
     tx_ids: u8,
     sg: bool,
     csum_blank: bool,
+    gso: bool,
     ops: Vec<Op>,
 }
 
 fuzz_target!(|input: Input| {
-    let features = RxFeatures { sg: input.sg, csum_blank: input.csum_blank };
+    let features = RxFeatures { sg: input.sg, csum_blank: input.csum_blank, gso: input.gso };
     let mut rx = RxSlots::new(input.rx_slots.into(), features);
     let mut gather = Gather::default();
     // The packet being gathered: its length and pieces so far, and whether it was refused.
@@ -60,6 +63,10 @@ fuzz_target!(|input: Input| {
                     *p = true;
                 }
             }
+            Op::ReclaimRx(id) => {
+                let was = posted.get_mut(usize::from(id)).map(core::mem::take).unwrap_or(false);
+                assert_eq!(rx.reclaim(id), was, "reclaiming buffer {id}");
+            }
             Op::Rx { id, offset, flags, status } => {
                 let result = rx.complete(RxResponse { id, offset, flags, status });
                 match posted.get_mut(usize::from(id)).filter(|p| **p) {
@@ -71,6 +78,7 @@ fuzz_target!(|input: Input| {
                             assert!(frame.len > 0 && frame.offset + frame.len <= BUFFER_SIZE);
                             assert!(input.sg || flags & NETRXF_MORE_DATA == 0);
                             assert!(input.csum_blank || flags & NETRXF_CSUM_BLANK == 0);
+                            assert!(input.gso || flags & NETRXF_EXTRA_INFO == 0);
                         }
                     }
                 }

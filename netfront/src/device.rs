@@ -33,7 +33,9 @@ impl Netfront {
             queues,
             port,
             mac,
-            rx_frame: Vec::with_capacity(MAX_FRAME),
+            // Room for the longest packet taken (a GSO one, with scatter-gather), so that
+            // gathering one never grows it: there may be no heap left to grow into.
+            rx_frame: Vec::with_capacity(if features.rx.sg { crate::rx::MAX_RX_FRAME } else { MAX_FRAME }),
             shared,
             features,
             broken: None,

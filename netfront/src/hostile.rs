@@ -239,7 +239,7 @@ fn the_device_drops_frames_to_a_silent_backend() {
     assert!(dev.receive(Instant::from_millis(TX_STALL_MS)).is_none());
 }
 
-const SG: RxFeatures = RxFeatures { sg: true, csum_blank: true };
+const SG: RxFeatures = RxFeatures { sg: true, csum_blank: true, gso: false };
 
 fn piece(id: u16, offset: u16, flags: u16, len: i16) -> RxResponse {
     RxResponse { id, offset, flags, status: len }

@@ -8,7 +8,9 @@
 
 use crate::rx::{Gather, RxCsum, RxError, RxFeatures, RxSlots, Step, BUFFER_SIZE};
 use crate::tx::{TxError, TxIds, TxOutcome};
-use crate::wire::{RxRequest, RxResponse, TxRequest, TxResponse};
+use crate::wire::{
+    RxRequest, RxResponse, TxRequest, TxResponse, NETRXF_EXTRA_INFO, XEN_NETIF_EXTRA_FLAG_MORE,
+};
 use alloc::vec::Vec;
 use core::fmt;
 use mote_xen::gnttab::GrantRef;
@@ -63,6 +65,8 @@ pub struct Stats {
     pub rx_errors: u64,
     /// Received TCP or UDP segments with a wrong checksum, dropped (checksum offload).
     pub rx_bad_csum: u64,
+    /// Extra-info slots taken (one per GSO packet received, with `feature-gso-tcpv4`).
+    pub rx_extra_slots: u64,
 }
 
 /// Whether a frame can go out now (see [`Queues::tx_ready`]).
@@ -96,6 +100,11 @@ pub struct Queues {
     /// the drops since were logged.
     tx_stalled_since: Option<(i64, bool)>,
     rx_slots: RxSlots,
+    /// The buffer id of the request pushed at each rx ring index: the buffer to post again
+    /// when the backend puts an extra-info slot there instead of a response naming it.
+    rx_ring_ids: Vec<u16>,
+    /// The next rx response slot holds a `struct netif_extra_info`, not a response.
+    rx_extra_next: bool,
     /// The packet being received, which may span several buffers.
     rx_gather: Gather,
     rx_pages: Vec<GrantedPage>,
@@ -117,6 +126,7 @@ impl Queues {
     ) -> Self {
         let tx_slots = (tx_pages.len() * (BUFFER_SIZE / TX_SLOT_SIZE)).min(tx.size() as usize);
         let rx_count = rx_pages.len().min(rx.size() as usize);
+        let rx_ring_size = rx.size() as usize;
         let mut queues = Queues {
             tx,
             rx,
@@ -127,6 +137,8 @@ impl Queues {
             tx_unpublished: Vec::new(),
             rx_unpublished: Vec::new(),
             rx_slots: RxSlots::new(rx_count as u16, rx_features),
+            rx_ring_ids: alloc::vec![0; rx_ring_size],
+            rx_extra_next: false,
             rx_gather: Gather::default(),
             rx_pages,
             stats: Stats::default(),
@@ -139,7 +151,10 @@ impl Queues {
 
     fn post_rx(&mut self, id: u16) {
         let gref = self.rx_pages[usize::from(id)].gref;
+        let at = self.rx.next_request_index();
         if self.rx.push(RxRequest { id, pad: 0, gref: gref.0 }).is_ok() {
+            let slots = self.rx_ring_ids.len();
+            self.rx_ring_ids[at as usize % slots] = id;
             self.rx_unpublished.push(id);
         }
     }
@@ -239,7 +254,22 @@ impl Queues {
     /// again too.
     pub fn recv(&mut self, out: &mut Vec<u8>) -> Result<Option<RxCsum>, QueueError> {
         loop {
+            let at = self.rx.next_response_index();
             let Some(rsp) = self.rx.pop_response().map_err(QueueError::Ring)? else { return Ok(None) };
+            if core::mem::take(&mut self.rx_extra_next) {
+                // An extra-info slot (`io/netif.h`, "Guest receive"): nothing we use (the GSO
+                // packet goes up whole), but it took the request pushed here, whose buffer
+                // the backend left untouched: post it again.
+                self.rx_extra_next = crate::wire::extra_info_flags(&rsp) & XEN_NETIF_EXTRA_FLAG_MORE != 0;
+                self.stats.rx_extra_slots += 1;
+                let id = self.rx_ring_ids[at as usize % self.rx_ring_ids.len()];
+                if self.rx_slots.reclaim(id) {
+                    self.post_rx(id);
+                }
+                continue;
+            }
+            // Whatever we negotiated, the flag says what the next slot holds.
+            self.rx_extra_next = rsp.flags & NETRXF_EXTRA_INFO != 0;
             let more = rsp.flags & crate::wire::NETRXF_MORE_DATA != 0;
             let piece = self.rx_slots.complete(rsp);
             let id = match piece {
@@ -297,7 +327,7 @@ mod tests {
     use super::*;
     use crate::rx::RxCsum;
     use crate::testing::queues;
-    use crate::wire::NETIF_RSP_OKAY;
+    use crate::wire::{NETIF_RSP_OKAY, NETRXF_CSUM_BLANK, NETRXF_MORE_DATA};
 
     #[test]
     fn frames_are_sent_from_granted_slots_and_slots_come_back() {
@@ -322,6 +352,70 @@ mod tests {
         // A second response for an id already answered is refused.
         back.respond(12, TxResponse { id: reqs[0].id, status: NETIF_RSP_OKAY });
         assert!(matches!(q.reap_tx(), Err(QueueError::Tx(TxError::UnknownId(_)))));
+    }
+
+    /// The bytes of a `struct netif_extra_info` for GSO (`io/netif.h`), as the backend
+    /// writes it into an rx response slot.
+    fn gso_extra(more: bool) -> RxResponse {
+        let flags = if more { XEN_NETIF_EXTRA_FLAG_MORE } else { 0 };
+        // type GSO (1), flags; size 1448; GSO type TCPv4 (1), pad; features 0.
+        RxResponse {
+            id: u16::from_le_bytes([1, flags]),
+            offset: 1448,
+            flags: u16::from_le_bytes([1, 0]),
+            status: 0,
+        }
+    }
+
+    #[test]
+    fn a_gso_packets_extra_info_slots_are_skipped_and_their_buffers_posted_again() {
+        let gso = RxFeatures { sg: true, csum_blank: true, gso: true };
+        let (mut q, _, mut back, _, rxb) = crate::testing::queues_with(1, 6, gso);
+        q.publish();
+        let posted: Vec<RxRequest> = back.requests(8);
+        assert_eq!(posted.len(), 6);
+        let page = |id: u16| crate::testing::bytes(&rxb[usize::from(id)]);
+        page(posted[0].id).fill(0xaa);
+        page(posted[3].id)[..100].fill(0xbb);
+        let first = NETRXF_CSUM_BLANK | NETRXF_MORE_DATA | NETRXF_EXTRA_INFO;
+        back.respond(8, RxResponse { id: posted[0].id, offset: 0, flags: first, status: 4096 });
+        // Two extra-info slots (the first says another follows), in the slots of requests 1 and 2.
+        back.respond(8, gso_extra(true));
+        back.respond(8, gso_extra(false));
+        back.respond(8, RxResponse { id: posted[3].id, offset: 0, flags: 0, status: 100 });
+        let mut out = Vec::new();
+        assert_eq!(q.recv(&mut out), Ok(Some(RxCsum::Blank)));
+        assert_eq!(out.len(), 4196);
+        assert!(out[..4096].iter().all(|&b| b == 0xaa) && out[4096..].iter().all(|&b| b == 0xbb));
+        assert_eq!((q.stats.rx_frames, q.stats.rx_multi_slot, q.stats.rx_extra_slots), (1, 1, 2));
+        q.publish();
+        let mut again: Vec<u16> = back.requests::<RxRequest>(8).iter().map(|r| r.id).collect();
+        again.sort_unstable();
+        let mut used: Vec<u16> = posted[..4].iter().map(|r| r.id).collect();
+        used.sort_unstable();
+        assert_eq!(again, used, "every buffer of the packet, the extra slots' included, is posted again");
+    }
+
+    #[test]
+    fn an_extra_info_slot_we_did_not_negotiate_drops_its_packet_not_the_next() {
+        let (mut q, _, mut back, _, rxb) =
+            crate::testing::queues_with(1, 4, RxFeatures { sg: true, csum_blank: true, gso: false });
+        q.publish();
+        let posted: Vec<RxRequest> = back.requests(8);
+        crate::testing::bytes(&rxb[usize::from(posted[2].id)])[..5].copy_from_slice(b"later");
+        back.respond(8, RxResponse { id: posted[0].id, offset: 0, flags: NETRXF_EXTRA_INFO, status: 60 });
+        back.respond(8, gso_extra(false));
+        back.respond(8, RxResponse { id: posted[2].id, offset: 0, flags: 0, status: 5 });
+        let mut out = Vec::new();
+        assert!(matches!(q.recv(&mut out), Err(QueueError::Rx(RxError::Unnegotiated { .. }))));
+        assert_eq!(q.recv(&mut out), Ok(Some(RxCsum::Unchecked)));
+        assert_eq!(out, b"later");
+        q.publish();
+        assert_eq!(
+            back.requests::<RxRequest>(8).len(),
+            3,
+            "the refused packet's buffer and the extra slot's too"
+        );
     }
 
     #[test]

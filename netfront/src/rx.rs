@@ -26,6 +26,10 @@ pub struct RxFeatures {
     pub sg: bool,
     /// Packets with blank checksums (`feature-no-csum-offload` = 0).
     pub csum_blank: bool,
+    /// TCP/IPv4 packets of up to 64 KiB, which the sender's stack would otherwise have cut
+    /// into segments of one MSS each (`feature-gso-tcpv4`; needs both of the above): one
+    /// extra-info slot follows the packet's first response.
+    pub gso: bool,
 }
 
 /// What the backend says of a packet's TCP or UDP checksum.
@@ -114,7 +118,16 @@ impl RxSlots {
         if features.csum_blank {
             allowed |= NETRXF_CSUM_BLANK;
         }
+        if features.gso {
+            allowed |= NETRXF_EXTRA_INFO;
+        }
         RxSlots { posted: alloc::vec![false; usize::from(n)], allowed }
+    }
+
+    /// Takes back buffer `id` if it is posted (the backend consumed its request without
+    /// answering for it: an extra-info slot took its place); true if it was.
+    pub fn reclaim(&mut self, id: u16) -> bool {
+        self.posted.get_mut(usize::from(id)).is_some_and(|posted| core::mem::replace(posted, false))
     }
 
     /// Records buffer `id` as handed to the backend.
@@ -225,7 +238,7 @@ mod tests {
         RxResponse { id, offset, flags, status }
     }
 
-    const ALL: RxFeatures = RxFeatures { sg: true, csum_blank: true };
+    const ALL: RxFeatures = RxFeatures { sg: true, csum_blank: true, gso: true };
 
     #[test]
     fn good_frames_come_out_and_free_their_buffer() {
@@ -278,9 +291,14 @@ mod tests {
             Ok(RxCsum::Blank)
         );
         assert_eq!(slots.complete(rsp(1, 0, 0, 60)).map(|f| f.csum), Ok(RxCsum::Unchecked));
-        for (id, flags) in [(2, NETRXF_EXTRA_INFO), (3, NETRXF_GSO_PREFIX), (4, 0x8000 | NETRXF_GSO_PREFIX)] {
+        assert!(slots.complete(rsp(2, 0, NETRXF_EXTRA_INFO, 60)).is_ok(), "GSO's extra-info slot");
+        for (id, flags) in [(3, NETRXF_GSO_PREFIX), (4, 0x8000 | NETRXF_GSO_PREFIX)] {
             assert_eq!(slots.complete(rsp(id, 0, flags, 60)), Err(RxError::Unnegotiated { id, flags }));
         }
+        let mut no_gso = RxSlots::new(1, RxFeatures { gso: false, ..ALL });
+        no_gso.post(0);
+        let flags = NETRXF_EXTRA_INFO;
+        assert_eq!(no_gso.complete(rsp(0, 0, flags, 60)), Err(RxError::Unnegotiated { id: 0, flags }));
     }
 
     fn piece(id: u16, len: usize, csum: RxCsum) -> Result<RxFrame, RxError> {

@@ -64,6 +64,18 @@ pub const NETRXF_MORE_DATA: u16 = 1 << 2;
 pub const NETRXF_EXTRA_INFO: u16 = 1 << 3;
 pub const NETRXF_GSO_PREFIX: u16 = 1 << 4;
 
+/// `struct netif_extra_info`'s `flags`: another extra-info slot follows
+/// (`XEN_NETIF_EXTRA_FLAG_MORE`).
+pub const XEN_NETIF_EXTRA_FLAG_MORE: u8 = 1 << 0;
+
+/// The `flags` byte of a `struct netif_extra_info` that the backend wrote into an rx response
+/// slot (after a response with [`NETRXF_EXTRA_INFO`]): the second byte of the slot, whose
+/// first two bytes [`RxResponse::id`] holds in little-endian order (x86). The rest (the GSO
+/// type and segment size) the mote does not need: the packet goes up whole.
+pub fn extra_info_flags(slot: &RxResponse) -> u8 {
+    slot.id.to_le_bytes()[1]
+}
+
 /// `NETIF_RSP_*`.
 pub const NETIF_RSP_DROPPED: i16 = -2;
 pub const NETIF_RSP_ERROR: i16 = -1;

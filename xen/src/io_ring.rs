@@ -176,6 +176,17 @@ impl<'a, Req: RingEntry, Rsp: RingEntry> FrontRing<'a, Req, Rsp> {
         unsafe { self.entries.add(offset) }
     }
 
+    /// The ring index the next pushed request takes (the slot its response, or whatever the
+    /// protocol puts in that slot, comes back in).
+    pub fn next_request_index(&self) -> u32 {
+        self.req_prod_pvt
+    }
+
+    /// The ring index of the next response [`FrontRing::pop_response`] takes.
+    pub fn next_response_index(&self) -> u32 {
+        self.rsp_cons
+    }
+
     /// Writes a request into the next slot; the backend sees it after
     /// [`FrontRing::publish`].
     pub fn push(&mut self, req: Req) -> Result<(), Full> {

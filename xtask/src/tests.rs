@@ -504,7 +504,7 @@ pub fn cases() -> Vec<Case> {
                 Contains("net: fd00::2/64 (static)"),
                 // What Linux's netback offers, taken: checksums left to it both ways.
                 Contains(
-                    "; rx checksum offload on, tx checksum offload on (IPv4) on (IPv6), rx scatter-gather on",
+                    "; rx checksum offload on, tx checksum offload on (IPv4) on (IPv6), rx scatter-gather on, rx GSO (TCP/IPv4) on",
                 ),
             ],
             driver: Some(drive_static_echo),
@@ -518,7 +518,7 @@ pub fn cases() -> Vec<Case> {
             xl: &[],
             reason: Reason::Poweroff,
             checks: vec![Contains(
-                "; rx checksum offload off, tx checksum offload off (IPv4) off (IPv6), rx scatter-gather off",
+                "; rx checksum offload off, tx checksum offload off (IPv4) off (IPv6), rx scatter-gather off, rx GSO (TCP/IPv4) off",
             )],
             driver: Some(drive_offloads_off),
         },
