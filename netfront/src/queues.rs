@@ -65,8 +65,8 @@ pub struct Stats {
     pub rx_errors: u64,
     /// Received TCP or UDP segments with a wrong checksum, dropped (checksum offload).
     pub rx_bad_csum: u64,
-    /// Extra-info slots taken (one per GSO packet received, with `feature-gso-tcpv4`).
-    pub rx_extra_slots: u64,
+    /// Received packets with extra-info slots: GSO packets (`feature-gso-tcpv4`).
+    pub rx_gso: u64,
 }
 
 /// Whether a frame can go out now (see [`Queues::tx_ready`]).
@@ -261,7 +261,6 @@ impl Queues {
                 // packet goes up whole), but it took the request pushed here, whose buffer
                 // the backend left untouched: post it again.
                 self.rx_extra_next = crate::wire::extra_info_flags(&rsp) & XEN_NETIF_EXTRA_FLAG_MORE != 0;
-                self.stats.rx_extra_slots += 1;
                 let id = self.rx_ring_ids[at as usize % self.rx_ring_ids.len()];
                 if self.rx_slots.reclaim(id) {
                     self.post_rx(id);
@@ -270,6 +269,7 @@ impl Queues {
             }
             // Whatever we negotiated, the flag says what the next slot holds.
             self.rx_extra_next = rsp.flags & NETRXF_EXTRA_INFO != 0;
+            self.stats.rx_gso += u64::from(self.rx_extra_next);
             let more = rsp.flags & crate::wire::NETRXF_MORE_DATA != 0;
             let piece = self.rx_slots.complete(rsp);
             let id = match piece {
@@ -387,7 +387,7 @@ mod tests {
         assert_eq!(q.recv(&mut out), Ok(Some(RxCsum::Blank)));
         assert_eq!(out.len(), 4196);
         assert!(out[..4096].iter().all(|&b| b == 0xaa) && out[4096..].iter().all(|&b| b == 0xbb));
-        assert_eq!((q.stats.rx_frames, q.stats.rx_multi_slot, q.stats.rx_extra_slots), (1, 1, 2));
+        assert_eq!((q.stats.rx_frames, q.stats.rx_multi_slot, q.stats.rx_gso), (1, 1, 1));
         q.publish();
         let mut again: Vec<u16> = back.requests::<RxRequest>(8).iter().map(|r| r.id).collect();
         again.sort_unstable();

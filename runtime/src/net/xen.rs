@@ -129,7 +129,7 @@ impl Vif {
             stats.tx_frames,
             stats.rx_frames,
             stats.rx_multi_slot,
-            stats.rx_extra_slots,
+            stats.rx_gso,
             stats.rx_errors,
             stats.rx_bad_csum,
             stats.tx_dropped,
