@@ -360,9 +360,9 @@ mod tests {
         let flags = if more { XEN_NETIF_EXTRA_FLAG_MORE } else { 0 };
         // type GSO (1), flags; size 1448; GSO type TCPv4 (1), pad; features 0.
         RxResponse {
-            id: u16::from_le_bytes([1, flags]),
+            id: u16::from_ne_bytes([1, flags]),
             offset: 1448,
-            flags: u16::from_le_bytes([1, 0]),
+            flags: u16::from_ne_bytes([1, 0]),
             status: 0,
         }
     }

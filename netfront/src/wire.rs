@@ -69,11 +69,11 @@ pub const NETRXF_GSO_PREFIX: u16 = 1 << 4;
 pub const XEN_NETIF_EXTRA_FLAG_MORE: u8 = 1 << 0;
 
 /// The `flags` byte of a `struct netif_extra_info` that the backend wrote into an rx response
-/// slot (after a response with [`NETRXF_EXTRA_INFO`]): the second byte of the slot, whose
-/// first two bytes [`RxResponse::id`] holds in little-endian order (x86). The rest (the GSO
-/// type and segment size) the mote does not need: the packet goes up whole.
+/// slot (after a response with [`NETRXF_EXTRA_INFO`]): the slot's second byte, which
+/// [`RxResponse::id`] holds with the first (`type`) in memory order. The rest (the GSO type
+/// and segment size) the mote does not need: the packet goes up whole.
 pub fn extra_info_flags(slot: &RxResponse) -> u8 {
-    slot.id.to_le_bytes()[1]
+    slot.id.to_ne_bytes()[1]
 }
 
 /// `NETIF_RSP_*`.
