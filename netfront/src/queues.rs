@@ -153,10 +153,15 @@ impl Queues {
         let gref = self.rx_pages[usize::from(id)].gref;
         let at = self.rx.next_request_index();
         if self.rx.push(RxRequest { id, pad: 0, gref: gref.0 }).is_ok() {
-            let slots = self.rx_ring_ids.len();
-            self.rx_ring_ids[at as usize % slots] = id;
+            *self.rx_ring_id(at) = id;
             self.rx_unpublished.push(id);
         }
+    }
+
+    /// The buffer id recorded for rx ring index `index`.
+    fn rx_ring_id(&mut self, index: u32) -> &mut u16 {
+        let slots = self.rx_ring_ids.len();
+        &mut self.rx_ring_ids[index as usize % slots]
     }
 
     /// Publishes posted requests on both rings; true if the backend must
@@ -261,7 +266,7 @@ impl Queues {
                 // packet goes up whole), but it took the request pushed here, whose buffer
                 // the backend left untouched: post it again.
                 self.rx_extra_next = crate::wire::extra_info_flags(&rsp) & XEN_NETIF_EXTRA_FLAG_MORE != 0;
-                let id = self.rx_ring_ids[at as usize % self.rx_ring_ids.len()];
+                let id = *self.rx_ring_id(at);
                 if self.rx_slots.reclaim(id) {
                     self.post_rx(id);
                 }
