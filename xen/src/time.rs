@@ -43,9 +43,21 @@ impl TimeSnapshot {
     }
 
     /// System time in ns at TSC value `tsc`.
+    ///
+    /// The difference is signed and taken modulo 2^64, as Xen's own
+    /// `get_s_time_fixed` does: for an HVM or PVH guest whose TSC Xen
+    /// emulates, a timestamp from a calibration older than the vCPU's TSC
+    /// reset is "negative" (near 2^64) while the guest's TSC is small. An
+    /// unsigned, saturating difference would then stop the clock at
+    /// `system_time` until Xen next publishes, up to a second behind.
     pub fn ns_at(&self, tsc: u64) -> u64 {
-        let delta = tsc.saturating_sub(self.tsc_timestamp);
-        self.system_time.wrapping_add(scale_delta(delta, self.tsc_to_system_mul, self.tsc_shift))
+        let delta = tsc.wrapping_sub(self.tsc_timestamp) as i64;
+        let scaled = scale_delta(delta.unsigned_abs(), self.tsc_to_system_mul, self.tsc_shift);
+        if delta >= 0 {
+            self.system_time.wrapping_add(scaled)
+        } else {
+            self.system_time.wrapping_sub(scaled)
+        }
     }
 }
 
@@ -170,8 +182,23 @@ mod tests {
         t.tsc_to_system_mul.store(1 << 31, Ordering::Relaxed);
         let snap = TimeSnapshot::read(t);
         assert_eq!(snap.ns_at(3_000), 5_001_000);
-        // A TSC behind the timestamp never yields time before system_time.
-        assert_eq!(snap.ns_at(10), 5_000_000);
+        // A TSC behind the timestamp gives a time before system_time.
+        assert_eq!(snap.ns_at(10), 4_999_505);
+    }
+
+    #[test]
+    fn timestamp_before_the_tsc_reset_counts_from_below_zero() {
+        // Xen's calibration stamp predates the vCPU's TSC reset: the
+        // timestamp is -1000 ticks modulo 2^64 and the guest's TSC reads 3000,
+        // 4000 ticks later (figures seen under real Xen, scaled down).
+        let snap = TimeSnapshot {
+            tsc_timestamp: 1000u64.wrapping_neg(),
+            system_time: 9_000_000,
+            tsc_to_system_mul: 1 << 31,
+            tsc_shift: 0,
+        };
+        assert_eq!(snap.ns_at(3_000), 9_002_000);
+        assert_eq!(snap.ns_at(0), 9_000_500);
     }
 
     #[test]
