@@ -128,6 +128,7 @@ fn add_ns((sec, nsec): (u64, u32), ns: u64) -> (u64, u32) {
     (sec + ns / 1_000_000_000 + total / 1_000_000_000, (total % 1_000_000_000) as u32)
 }
 
+const VCPUOP_GET_RUNSTATE_INFO: u64 = 4;
 const VCPUOP_SET_SINGLESHOT_TIMER: u64 = 8;
 
 /// `struct vcpu_set_singleshot_timer`.
@@ -152,6 +153,34 @@ pub fn set_singleshot_timer(deadline_ns: u64) -> Result<(), XenError> {
         )
     };
     XenError::check(ret).map(drop)
+}
+
+/// `struct vcpu_runstate_info` (`vcpu.h`).
+#[repr(C)]
+#[derive(Default)]
+struct RunstateInfo {
+    state: i32,
+    state_entry_time: u64,
+    time: [u64; 4],
+}
+const _: () = assert!(core::mem::size_of::<RunstateInfo>() == 48);
+
+/// Xen's system time (ns) when vCPU 0 entered its current state: for a
+/// running vCPU, when Xen last scheduled it, so never later than now.
+pub fn running_since_ns() -> Result<u64, XenError> {
+    let mut info = RunstateInfo::default();
+    // SAFETY: VCPUOP_get_runstate_info takes the vCPU id and writes a
+    // `struct vcpu_runstate_info` to the pointer, which is ours.
+    let ret = unsafe {
+        hypercall_3(
+            xen_sys::__HYPERVISOR_vcpu_op,
+            VCPUOP_GET_RUNSTATE_INFO,
+            0,
+            &mut info as *mut RunstateInfo as u64,
+        )
+    };
+    XenError::check(ret)?;
+    Ok(info.state_entry_time)
 }
 
 #[cfg(test)]

@@ -263,6 +263,17 @@ pub fn cases() -> Vec<Case> {
             driver: Some(drive_timer),
         },
         Case {
+            name: "pv_clock_agrees_with_xen_from_boot",
+            app: "selftest",
+            args: &["test=clock"],
+            gdb: false,
+            disk: false,
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Custom("every PV clock reading was within 100 ms of Xen's clock", check_clock)],
+            driver: None,
+        },
+        Case {
             name: "async_tasks_wake_on_timers_in_order",
             app: "selftest",
             args: &["test=async"],
@@ -2038,6 +2049,26 @@ fn check_guest_sleep(console: &str, _: &Image) -> Result<(), String> {
     Ok(())
 }
 
+/// `test=clock` took enough readings over its 2 s, none astray.
+fn check_clock(console: &str, _: &Image) -> Result<(), String> {
+    let line = console.lines().find(|l| l.starts_with("clock: ") && l.contains(" readings in "));
+    let line = line.ok_or("no `clock: N readings` line")?;
+    let numbers: Vec<u64> =
+        line.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
+    let [readings, ms, behind, ahead, _margin, _, _] = numbers[..] else {
+        return Err(format!("cannot read {line:?}"));
+    };
+    if behind + ahead > 0 {
+        let first = console.lines().find(|l| l.starts_with("clock: first stray")).unwrap_or_default();
+        return Err(format!("{behind} readings behind and {ahead} ahead of Xen's clock; {first}"));
+    }
+    // A reading every millisecond or so; far fewer means the loop did not run as meant.
+    if readings < 200 || ms < 2000 {
+        return Err(format!("only {readings} readings in {ms} ms"));
+    }
+    Ok(())
+}
+
 /// `xl shutdown` ends the waiting guest, as poweroff, within [`SHUTDOWN_LIMIT`].
 fn drive_shutdown(d: &mut Driver) -> Result<(), String> {
     d.wait_line("wait: waiting for shutdown")?;
@@ -2887,6 +2918,25 @@ mod unit {
         assert!(check_heap_reserve(&line(1757184 - 40000), &image).is_err());
         assert!(check_heap_reserve(&line(1757184 - 33000).replace("9 x", "0 x"), &image).is_err());
         assert!(check_heap_reserve("heap-full: freed\n", &image).is_err());
+    }
+
+    #[test]
+    fn the_clock_check_wants_no_stray_reading_and_enough_of_them() {
+        let line = |readings: u32, behind: u32, ahead: u32| {
+            format!(
+                "clock: {readings} readings in 2001 ms: {behind} behind and {ahead} ahead of Xen's clock \
+                 by more than 100 ms (at most 0 us behind, 3 us ahead)\n"
+            )
+        };
+        let image = image(4);
+        assert_eq!(check_clock(&line(2164, 0, 0), &image), Ok(()));
+        let stray =
+            line(2164, 3, 0) + "clock: first stray: read 5 ns after being scheduled at 900000000 ns\n";
+        let err = check_clock(&stray, &image).unwrap_err();
+        assert!(err.contains("3 readings behind") && err.contains("scheduled at 900000000"), "{err}");
+        assert!(check_clock(&line(2164, 0, 1), &image).is_err());
+        assert!(check_clock(&line(150, 0, 0), &image).is_err());
+        assert!(check_clock("clock: garbled\n", &image).is_err());
     }
 
     #[test]

@@ -10,6 +10,12 @@
 //!   wall clock before and after.
 //! - `test=idle secs=N`: sleeps N s (default 15) so the host can check that
 //!   an idle mote uses no CPU time.
+//! - `test=clock secs=N`: for N s (default 2) from boot, reads the PV clock
+//!   before and after 1 ms sleeps and checks each reading against the time,
+//!   by Xen's own clock, that Xen scheduled the vCPU in after the sleep: a
+//!   reading after it may not be earlier, one before it not later. Prints how
+//!   many readings were more than [`CLOCK_MARGIN`] behind or ahead, and the
+//!   first such.
 //! - `test=xenstore`: prints its domid and name from xenstore, writes
 //!   `data/from-guest`, then waits on a watch until dom0 writes
 //!   `data/from-dom0`, and prints that value.
@@ -83,6 +89,7 @@ use mote::grants::{Access, DomId, GrantError, GrantRef, Page};
 use mote::xenbus::{Frontend, XenbusError, XenbusState};
 use mote::xenstore::{Errno, Store, Xenstore, XsError};
 use mote::Instant;
+use mote_xen::XenError;
 
 impl From<XsError> for Error {
     fn from(e: XsError) -> Self {
@@ -96,6 +103,11 @@ mote::main!(main);
 const UNMAPPED: u64 = 0x40_0000_0000;
 
 const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// How far `test=clock` lets the PV clock stray from Xen's: more than a
+/// scheduling time slice (the vCPU may be descheduled between the reading
+/// and the hypercall that checks it), well below the error it catches.
+const CLOCK_MARGIN: Duration = Duration::from_millis(100);
 
 /// How long `test=grant` waits for dom0 to unmap a page.
 const UNMAP_WAIT: Duration = Duration::from_secs(20);
@@ -119,6 +131,7 @@ enum Error {
     NoGrantTable,
     Grant(GrantError),
     EndedWhileMapped(GrantRef),
+    Clock(XenError),
 }
 
 impl From<GrantError> for Error {
@@ -140,6 +153,7 @@ impl fmt::Display for Error {
             Error::NoGrantTable => f.write_str("this domain has no grant table"),
             Error::Grant(e) => write!(f, "grant table: {e}"),
             Error::EndedWhileMapped(r) => write!(f, "{r} was ended while dom0 had it mapped"),
+            Error::Clock(e) => write!(f, "checking the clock against Xen's: {e}"),
         }
     }
 }
@@ -179,6 +193,7 @@ fn main() -> Result<(), Error> {
             mote::println!("sleep: slept {max} ns (shortest {min} ns), wallclock {sec}.{nsec:09}");
             Ok(())
         }
+        "clock" => check_clock(Duration::from_secs(number("secs", 2)?)),
         "idle" => {
             let secs = number("secs", 15)?;
             mote::println!("idle: sleeping {secs} s");
@@ -273,6 +288,52 @@ fn main() -> Result<(), Error> {
         "disk-bench" => disk_bench(number("bytes", 32 << 20)?, number("reads", 2000)?),
         other => Err(Error::UnknownTest(other)),
     }
+}
+
+/// `test=clock`: see the module documentation.
+fn check_clock(run: Duration) -> Result<(), Error> {
+    let margin = CLOCK_MARGIN.as_nanos() as u64;
+    let start = Instant::now();
+    let (mut readings, mut behind, mut ahead) = (0u32, 0u32, 0u32);
+    let mut first = None;
+    let mut last_since = 0;
+    // The largest differences seen either way, in ns.
+    let (mut most_behind, mut most_ahead) = (0, 0);
+    while start.elapsed() < run {
+        let before = Instant::now().as_nanos();
+        // Blocks: Xen schedules the vCPU in again when the timer fires.
+        mote::sleep(Duration::from_millis(1));
+        let since = mote_xen::time::running_since_ns().map_err(Error::Clock)?;
+        let after = Instant::now().as_nanos();
+        // Xen's clock read `since` at or before `after`.
+        most_behind = most_behind.max(since.saturating_sub(after));
+        if after + margin < since {
+            behind += 1;
+            first.get_or_insert(format!("read {after} ns after being scheduled at {since} ns"));
+        }
+        // A new scheduling came after the previous iteration's, so after `before`.
+        if since != last_since {
+            most_ahead = most_ahead.max(before.saturating_sub(since));
+        }
+        if since != last_since && before > since + margin {
+            ahead += 1;
+            first.get_or_insert(format!("read {before} ns before being scheduled at {since} ns"));
+        }
+        last_since = since;
+        readings += 2;
+    }
+    mote::println!(
+        "clock: {readings} readings in {} ms: {behind} behind and {ahead} ahead of Xen's clock by more than {} ms \
+         (at most {} us behind, {} us ahead)",
+        start.elapsed().as_millis(),
+        CLOCK_MARGIN.as_millis(),
+        most_behind / 1000,
+        most_ahead / 1000
+    );
+    if let Some(first) = first {
+        mote::println!("clock: first stray: {first}");
+    }
+    Ok(())
 }
 
 /// Grants `page`, holding `text`, to dom0; once dom0 says it has mapped it,
