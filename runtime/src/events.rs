@@ -9,7 +9,7 @@ pub use crate::time::Instant;
 use core::time::Duration;
 use mote_xen::event::{self, Demux, Port, Virq};
 use mote_xen::shared_info::{self, SharedInfo};
-use mote_xen::time::{self, Clock};
+use mote_xen::time::{self, Clock, OneShot};
 use mote_xen::XenError;
 use spin::Once;
 
@@ -17,6 +17,7 @@ static SHARED: Once<&'static SharedInfo> = Once::new();
 static CLOCK: Once<Clock> = Once::new();
 static TIMER_PORT: Once<Port> = Once::new();
 static DEMUX: Demux = Demux::new();
+static TIMER: OneShot = OneShot::new();
 
 fn upcall(frame: &mut mote_arch::exception::ExceptionFrame) {
     if let Some(shared) = SHARED.get() {
@@ -102,8 +103,8 @@ pub fn block_any(ports: &[Port], deadline: Option<Instant>) -> Wake {
     let timer = TIMER_PORT.get().copied();
     let store = crate::xenstore::port().filter(|s| !ports.contains(s));
     loop {
-        if let Some(t) = timer {
-            DEMUX.take(t);
+        if timer.is_some_and(|t| DEMUX.take(t)) {
+            TIMER.fired();
         }
         let store_fired = store.is_some_and(|s| DEMUX.take(s));
         if crate::lifecycle::poll() {
@@ -123,7 +124,7 @@ pub fn block_any(ports: &[Port], deadline: Option<Instant>) -> Wake {
             (a, b) => a.or(b),
         };
         if let Some(at) = wake_at {
-            if let Err(e) = time::set_singleshot_timer(at.as_nanos()) {
+            if let Err(e) = TIMER.arm(at.as_nanos(), time::set_singleshot_timer) {
                 log::error!("arming the one-shot timer failed: {e}");
             }
         }

@@ -183,9 +183,94 @@ pub fn running_since_ns() -> Result<u64, XenError> {
     Ok(info.state_entry_time)
 }
 
+/// The one-shot timer as armed: its deadline until it fires. A wait whose deadline is no
+/// earlier than the armed one leaves it be (it wakes the waiter early at worst, who then arms
+/// the later one): arming is a hypercall, and in Xen a reprogramming of the CPU's timer, while
+/// a busy mote waits thousands of times a second, each time until a deadline (a
+/// retransmission timer) a little later than the last.
+pub struct OneShot {
+    /// The armed deadline in ns; 0 when none is armed.
+    armed: AtomicU64,
+}
+
+impl OneShot {
+    pub const fn new() -> Self {
+        OneShot { armed: AtomicU64::new(0) }
+    }
+
+    /// Makes sure the timer fires at `deadline_ns` or earlier, calling `set` (which arms the
+    /// timer for its argument, replacing any earlier) only when it would fire later or not at
+    /// all. A failed `set` arms nothing.
+    pub fn arm(
+        &self,
+        deadline_ns: u64,
+        set: impl FnOnce(u64) -> Result<(), XenError>,
+    ) -> Result<(), XenError> {
+        let armed = self.armed.load(Ordering::Relaxed);
+        if armed != 0 && armed <= deadline_ns {
+            return Ok(());
+        }
+        set(deadline_ns)?;
+        // 0 means none: a deadline of 0 (long past) is kept as 1, as soon.
+        self.armed.store(deadline_ns.max(1), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The timer fired (its event was taken): nothing is armed any more.
+    pub fn fired(&self) {
+        self.armed.store(0, Ordering::Relaxed);
+    }
+}
+
+impl Default for OneShot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::cell::RefCell;
+
+    #[test]
+    fn a_timer_is_armed_again_only_for_an_earlier_deadline_or_after_it_fired() {
+        let timer = OneShot::new();
+        let set = RefCell::new(Vec::new());
+        let arm = |ns| {
+            timer.arm(ns, |ns| {
+                set.borrow_mut().push(ns);
+                Ok(())
+            })
+        };
+        arm(1_000).unwrap();
+        arm(1_000).unwrap();
+        arm(5_000).unwrap();
+        assert_eq!(*set.borrow(), [1_000], "armed at 1000: fires in time for 5000 too");
+        arm(600).unwrap();
+        assert_eq!(*set.borrow(), [1_000, 600], "an earlier deadline replaces it");
+        timer.fired();
+        arm(5_000).unwrap();
+        assert_eq!(*set.borrow(), [1_000, 600, 5_000], "fired: the next deadline is armed");
+        timer.fired();
+        arm(0).unwrap();
+        arm(7).unwrap();
+        assert_eq!(*set.borrow(), [1_000, 600, 5_000, 0], "a past deadline counts as armed");
+    }
+
+    #[test]
+    fn a_failed_arming_leaves_nothing_armed() {
+        let timer = OneShot::new();
+        assert_eq!(timer.arm(1_000, |_| Err(XenError::EINVAL)), Err(XenError::EINVAL));
+        let mut set = None;
+        timer
+            .arm(2_000, |ns| {
+                set = Some(ns);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(set, Some(2_000));
+    }
 
     #[test]
     fn scaling_follows_the_fixed_point_formula() {
