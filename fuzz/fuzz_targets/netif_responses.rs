@@ -1,5 +1,6 @@
 //! A hostile netback: a sequence of rx and tx responses, interleaved with the frontend
-//! posting rx buffers and taking, publishing and returning tx ids, checked against the trackers
+//! posting rx buffers and taking, publishing and returning tx ids (and publishing GSO
+//! extra-info slots, which NULL responses answer), checked against the trackers
 //! ([`RxSlots`], [`TxIds`]) and a model of which ids are with the backend. A response is
 //! accepted only for an id that is out, an accepted rx frame lies within its page, every
 //! named id comes back exactly once, and the counts always match the model. Accepted rx
@@ -12,8 +13,8 @@ use libfuzzer_sys::fuzz_target;
 use mote_netfront::rx::{
     Gather, RxError, RxFeatures, RxSlots, Step, BUFFER_SIZE, MAX_RX_FRAME, MAX_RX_SLOTS,
 };
-use mote_netfront::tx::{TxError, TxIds};
-use mote_netfront::wire::{RxResponse, TxResponse};
+use mote_netfront::tx::{TxError, TxIds, TxOutcome};
+use mote_netfront::wire::{RxResponse, TxResponse, NETIF_RSP_NULL};
 use mote_netfront::wire::{NETRXF_CSUM_BLANK, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA};
 
 #[derive(Arbitrary, Debug)]
@@ -25,6 +26,8 @@ enum Op {
     TakeTx,
     UntakeTx(u16),
     PublishTx(u16),
+    /// Extra-info slots (of GSO packets) published, each answered by a NULL response.
+    PublishExtras(u8),
     Tx { id: u16, status: i16 },
 }
 
@@ -55,6 +58,8 @@ fuzz_target!(|input: Input| {
     let mut tx = TxIds::new(input.tx_ids.into());
     // Each tx id: free, taken (not yet published), or out with the backend.
     let mut out = vec![Tx::Free; input.tx_ids.into()];
+    // Extra-info slots published and not yet answered.
+    let mut extras = 0u32;
     for op in input.ops {
         match op {
             Op::PostRx(id) => {
@@ -121,6 +126,20 @@ fuzz_target!(|input: Input| {
                 tx.published(id);
                 if let Some(o @ Tx::Taken) = out.get_mut(usize::from(id)) {
                     *o = Tx::Out;
+                }
+            }
+            Op::PublishExtras(n) => {
+                tx.extras_published(n.into());
+                extras += u32::from(n);
+            }
+            Op::Tx { id, status } if status == NETIF_RSP_NULL => {
+                // A NULL response names no id: it answers an extra slot, or nothing of ours.
+                let result = tx.complete(TxResponse { id, status });
+                if extras > 0 {
+                    assert_eq!(result, Ok(TxOutcome::Null));
+                    extras -= 1;
+                } else {
+                    assert_eq!(result, Err(TxError::BadStatus { id, status }));
                 }
             }
             Op::Tx { id, status } => {

@@ -4,7 +4,9 @@
 //!
 //! We ask for rx by copy (`request-rx-copy`), one queue, and by default (see
 //! [`Offload`]) checksum offload both ways, rx scatter-gather and, with both,
-//! rx GSO for TCP over IPv4; each can be turned off. We send no GSO.
+//! GSO for TCP over IPv4 both ways (sending it, with the `tx-gso` feature, when
+//! the backend offers `feature-gso-tcpv4` and `feature-sg`); each can be
+//! turned off.
 
 use crate::device::Netfront;
 use crate::queues::{GrantedPage, Queues};
@@ -66,8 +68,10 @@ pub struct Offload {
     /// buffers, as one above 4 KiB does; with checksum offload also rx GSO
     /// (`feature-gso-tcpv4`): dom0's stack hands over TCP/IPv4 packets of up
     /// to 64 KiB instead of cutting them into one packet per MSS, which in a
-    /// dom0 short of CPU is most of the cost of receiving. Sending never
-    /// spans buffers (smoltcp's frames fit one tx slot).
+    /// dom0 short of CPU is most of the cost of receiving. With both, and a
+    /// backend that offers them, also tx GSO (the `tx-gso` feature):
+    /// consecutive TCP/IPv4 segments of a connection go out as one packet
+    /// over several tx slots (`crate::gso`).
     pub sg: bool,
 }
 
@@ -92,6 +96,10 @@ pub struct Features {
     /// (`feature-ipv6-csum-offload` = 1).
     pub tx_csum_v4: bool,
     pub tx_csum_v6: bool,
+    /// We send TCP/IPv4 packets of several segments for the backend to cut
+    /// (its `feature-gso-tcpv4` and `feature-sg` = 1, with IPv4 tx checksum
+    /// offload, our [`Offload::sg`] and the `tx-gso` feature).
+    pub tx_gso: bool,
 }
 
 impl fmt::Display for Features {
@@ -99,32 +107,43 @@ impl fmt::Display for Features {
         let on = |b: bool| if b { "on" } else { "off" };
         write!(
             f,
-            "rx checksum offload {}, tx checksum offload {} (IPv4) {} (IPv6), rx scatter-gather {}, rx GSO (TCP/IPv4) {}",
+            "rx checksum offload {}, tx checksum offload {} (IPv4) {} (IPv6), rx scatter-gather {}, GSO (TCP/IPv4) rx {} tx {}",
             on(self.rx.csum_blank),
             on(self.tx_csum_v4),
             on(self.tx_csum_v6),
             on(self.rx.sg),
-            on(self.rx.gso)
+            on(self.rx.gso),
+            on(self.tx_gso)
         )
     }
 }
 
-/// Settles the offloads from our [`Offload`] and the values of the backend's
-/// `feature-no-csum-offload` and `feature-ipv6-csum-offload` (`None` when
-/// absent).
-pub fn negotiate(
-    offload: Offload,
-    no_csum_offload: Option<&str>,
-    ipv6_csum_offload: Option<&str>,
-) -> Features {
+/// The backend's feature keys that the offloads depend on, as read (`None` when absent).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BackendKeys<'a> {
+    pub no_csum_offload: Option<&'a str>,
+    pub ipv6_csum_offload: Option<&'a str>,
+    pub sg: Option<&'a str>,
+    pub gso_tcpv4: Option<&'a str>,
+}
+
+/// Settles the offloads from our [`Offload`] and the backend's keys.
+pub fn negotiate(offload: Offload, backend: BackendKeys<'_>) -> Features {
     let flag = |value: Option<&str>| value.map(|v| v.trim() == "1");
+    // io/netif.h: "If it is missing then the feature is assumed to be on."
+    let tx_csum_v4 = offload.csum && flag(backend.no_csum_offload) != Some(true);
     Features {
         csum: offload.csum,
         rx: RxFeatures { sg: offload.sg, csum_blank: offload.csum, gso: offload.sg && offload.csum },
-        // io/netif.h: "If it is missing then the feature is assumed to be on."
-        tx_csum_v4: offload.csum && flag(no_csum_offload) != Some(true),
+        tx_csum_v4,
         // "If it is missing then the feature is assumed to be off."
-        tx_csum_v6: offload.csum && flag(ipv6_csum_offload) == Some(true),
+        tx_csum_v6: offload.csum && flag(backend.ipv6_csum_offload) == Some(true),
+        // A GSO packet goes out with a blank checksum over several slots.
+        tx_gso: cfg!(feature = "tx-gso")
+            && offload.sg
+            && tx_csum_v4
+            && flag(backend.sg) == Some(true)
+            && flag(backend.gso_tcpv4) == Some(true),
     }
 }
 
@@ -228,6 +247,8 @@ pub fn connect_opened<T: Transport>(
         format!("{be}/feature-rx-copy"),
         format!("{be}/feature-no-csum-offload"),
         format!("{be}/feature-ipv6-csum-offload"),
+        format!("{be}/feature-sg"),
+        format!("{be}/feature-gso-tcpv4"),
     ];
     let mut values = xs.call_all(&nodes.each_ref().map(|n| Request::Read(n)));
     let mut next = || values.next_reply()?.into_string();
@@ -236,8 +257,14 @@ pub fn connect_opened<T: Transport>(
     if next().ok().as_deref() != Some("1") {
         return Err(ConnectError::NoRxCopy);
     }
-    let (no_csum, ipv6_csum) = (next().ok(), next().ok());
-    let features = negotiate(config.offload, no_csum.as_deref(), ipv6_csum.as_deref());
+    let [no_csum, ipv6_csum, sg, gso] = [(); 4].map(|()| next().ok());
+    let keys = BackendKeys {
+        no_csum_offload: no_csum.as_deref(),
+        ipv6_csum_offload: ipv6_csum.as_deref(),
+        sg: sg.as_deref(),
+        gso_tcpv4: gso.as_deref(),
+    };
+    let features = negotiate(config.offload, keys);
     let backend = vif.backend_id();
 
     let count = config.pages();
@@ -344,27 +371,50 @@ mod tests {
 
     #[test]
     fn offloads_follow_our_choice_and_the_backends_keys() {
-        // Linux's netback writes no feature-no-csum-offload (on) and ipv6 offload 1.
-        let linux = negotiate(Offload::default(), None, Some("1"));
+        // Linux's netback writes no feature-no-csum-offload (on), ipv6 offload, sg and
+        // gso-tcpv4 1.
+        let linux_keys = BackendKeys {
+            no_csum_offload: None,
+            ipv6_csum_offload: Some("1"),
+            sg: Some("1"),
+            gso_tcpv4: Some("1"),
+        };
+        let linux = negotiate(Offload::default(), linux_keys);
         assert_eq!(
             linux,
             Features {
                 csum: true,
                 rx: RxFeatures { sg: true, csum_blank: true, gso: true },
                 tx_csum_v4: true,
-                tx_csum_v6: true
+                tx_csum_v6: true,
+                tx_gso: cfg!(feature = "tx-gso"),
             }
         );
-        let refusing = negotiate(Offload::default(), Some("1"), None);
+        let refusing = negotiate(
+            Offload::default(),
+            BackendKeys { no_csum_offload: Some("1"), ipv6_csum_offload: None, ..linux_keys },
+        );
         assert!(refusing.csum && !refusing.tx_csum_v4 && !refusing.tx_csum_v6 && refusing.rx.csum_blank);
+        assert!(!refusing.tx_gso, "no GSO without the backend completing checksums");
         // Anything but 1 is not a refusal; anything but 1 is no IPv6 offload.
-        let odd = negotiate(Offload::default(), Some("yes"), Some(""));
-        assert!(odd.tx_csum_v4 && !odd.tx_csum_v6);
-        let off = negotiate(Offload { csum: false, sg: false }, None, Some("1"));
+        let odd = negotiate(
+            Offload::default(),
+            BackendKeys { no_csum_offload: Some("yes"), ipv6_csum_offload: Some(""), ..Default::default() },
+        );
+        assert!(odd.tx_csum_v4 && !odd.tx_csum_v6 && !odd.tx_gso);
+        let off = negotiate(Offload { csum: false, sg: false }, linux_keys);
         assert_eq!(off, Features::default());
         // GSO packets come with blank checksums over several buffers: it needs both.
-        assert!(!negotiate(Offload { csum: true, sg: false }, None, None).rx.gso);
-        assert!(!negotiate(Offload { csum: false, sg: true }, None, None).rx.gso);
+        for ours in [Offload { csum: true, sg: false }, Offload { csum: false, sg: true }] {
+            let f = negotiate(ours, linux_keys);
+            assert!(!f.rx.gso && !f.tx_gso, "{ours:?}");
+        }
+        // Sending GSO also needs the backend's keys.
+        for keys in
+            [BackendKeys { sg: None, ..linux_keys }, BackendKeys { gso_tcpv4: Some("0"), ..linux_keys }]
+        {
+            assert!(!negotiate(Offload::default(), keys).tx_gso, "{keys:?}");
+        }
     }
 
     #[test]

@@ -353,7 +353,7 @@ fn offloads_not_negotiated_are_refused() {
 }
 
 fn offloading(tx_v4: bool) -> Features {
-    Features { csum: true, rx: SG, tx_csum_v4: tx_v4, tx_csum_v6: false }
+    Features { csum: true, rx: SG, tx_csum_v4: tx_v4, tx_csum_v6: false, tx_gso: false }
 }
 
 #[test]

@@ -14,6 +14,8 @@ extern crate alloc;
 pub mod connect;
 pub mod csum;
 pub mod device;
+#[cfg(feature = "tx-gso")]
+pub mod gso;
 pub mod queues;
 pub mod rx;
 pub mod tx;

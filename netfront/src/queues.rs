@@ -9,7 +9,8 @@
 use crate::rx::{Gather, RxCsum, RxError, RxFeatures, RxSlots, Step, BUFFER_SIZE};
 use crate::tx::{TxError, TxIds, TxOutcome};
 use crate::wire::{
-    RxRequest, RxResponse, TxRequest, TxResponse, NETRXF_EXTRA_INFO, XEN_NETIF_EXTRA_FLAG_MORE,
+    RxRequest, RxResponse, TxRequest, TxResponse, NETRXF_EXTRA_INFO, NETTXF_EXTRA_INFO, NETTXF_MORE_DATA,
+    XEN_NETIF_EXTRA_FLAG_MORE,
 };
 use alloc::vec::Vec;
 use core::fmt;
@@ -18,9 +19,14 @@ use mote_xen::io_ring::{FrontRing, RingError};
 
 /// Bytes of one tx slot: room for a full Ethernet frame (1514 bytes).
 pub const TX_SLOT_SIZE: usize = 2048;
-/// Largest frame we send: one slot (no tx scatter-gather: with a 1500-byte MTU every frame
-/// fits a slot).
+/// Largest frame smoltcp sends: one slot (a 1500-byte MTU).
 pub const MAX_FRAME: usize = 1514;
+/// Most tx slots one packet may take: Linux's netback drops a packet of more than 18 and
+/// takes a frontend that sends 20 for hostile (`XEN_NETBK_LEGACY_SLOTS_MAX`,
+/// `fatal_skb_slots`).
+pub const MAX_TX_SLOTS_PER_PACKET: usize = 16;
+/// Largest packet we send: a GSO one of [`MAX_TX_SLOTS_PER_PACKET`] slots.
+pub const MAX_TX_PACKET: usize = MAX_TX_SLOTS_PER_PACKET * TX_SLOT_SIZE;
 
 /// A page shared with the backend: where it is, and its grant.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +73,10 @@ pub struct Stats {
     pub rx_bad_csum: u64,
     /// Received packets with extra-info slots: GSO packets (`feature-gso-tcpv4`).
     pub rx_gso: u64,
+    /// Packets sent as GSO (`feature-gso-tcpv4`): several TCP segments joined, cut again by
+    /// the backend; and how many segments they held.
+    pub tx_gso: u64,
+    pub tx_gso_segments: u64,
 }
 
 /// Whether a frame can go out now (see [`Queues::tx_ready`]).
@@ -92,9 +102,14 @@ pub struct Queues {
     /// Bytes of each tx slot that may hold an earlier frame: zeroed past a
     /// shorter frame, so the backend sees nothing but the frame.
     tx_used: Vec<u16>,
+    /// Whether each tx slot holds the first fragment of its packet (the one whose response
+    /// counts the packet as sent or dropped).
+    tx_head: Vec<bool>,
     /// Ids pushed on the rings since the last publish: the backend may
     /// answer them only once published.
     tx_unpublished: Vec<u16>,
+    /// Extra-info slots pushed on the tx ring since the last publish.
+    tx_extras_unpublished: u32,
     rx_unpublished: Vec<u16>,
     /// When every tx slot became busy (ms, the caller's clock), and whether
     /// the drops since were logged.
@@ -133,6 +148,8 @@ impl Queues {
             tx_ids: TxIds::new(tx_slots as u16),
             tx_pages,
             tx_used: alloc::vec![0; tx_slots],
+            tx_head: alloc::vec![false; tx_slots],
+            tx_extras_unpublished: 0,
             tx_stalled_since: None,
             tx_unpublished: Vec::new(),
             rx_unpublished: Vec::new(),
@@ -170,6 +187,7 @@ impl Queues {
         let tx = self.tx.publish();
         let rx = self.rx.publish();
         self.tx_unpublished.drain(..).for_each(|id| self.tx_ids.published(id));
+        self.tx_ids.extras_published(core::mem::take(&mut self.tx_extras_unpublished));
         self.rx_unpublished.drain(..).for_each(|id| self.rx_slots.post(id));
         tx || rx
     }
@@ -205,38 +223,73 @@ impl Queues {
     /// [`Queues::publish`]) with `flags` (`NETTXF_*`). `false` if it is too long, or no slot is
     /// free (the frame is dropped and counted in [`Stats::tx_no_slot`]).
     pub fn send(&mut self, frame: &[u8], flags: u16) -> bool {
-        if frame.len() > MAX_FRAME {
+        frame.len() <= MAX_FRAME && self.send_packet(frame, flags, None)
+    }
+
+    /// Slots a packet of `len` bytes takes: in buffers, and in the ring (with a GSO one's
+    /// extra-info slot).
+    pub fn tx_slots_for(len: usize, gso: bool) -> (usize, usize) {
+        let buffers = len.div_ceil(TX_SLOT_SIZE).max(1);
+        (buffers, buffers + usize::from(gso))
+    }
+
+    /// Whether a packet of `len` bytes could be queued now, and one more frame after it.
+    pub fn has_room_for(&self, len: usize, gso: bool) -> bool {
+        let (buffers, ring) = Self::tx_slots_for(len, gso);
+        self.has_room(buffers, ring)
+    }
+
+    /// Whether packets taking `buffers` tx buffers and `ring` ring slots could be queued now,
+    /// and one more frame after them.
+    pub fn has_room(&self, buffers: usize, ring: usize) -> bool {
+        self.tx_ids.free_count() > buffers && self.tx.free_requests() as usize > ring
+    }
+
+    /// Queues a packet of up to [`MAX_TX_PACKET`] bytes across as many slots as it needs
+    /// (`NETTXF_more_data`), with `flags` on the first; with `seg_size`, as a GSO TCP/IPv4
+    /// packet for the backend to cut into segments of that many payload bytes (an extra-info
+    /// slot after the first). `false` if it is too long or the slots are not free (the packet
+    /// is dropped and counted in [`Stats::tx_no_slot`]).
+    pub fn send_packet(&mut self, packet: &[u8], flags: u16, seg_size: Option<u16>) -> bool {
+        if packet.len() > MAX_TX_PACKET {
             return false;
         }
-        let id = match self.tx_ids.take() {
-            Some(id) if self.tx.free_requests() > 0 => id,
-            taken => {
-                if let Some(id) = taken {
-                    self.tx_ids.untake(id);
+        let (buffers, ring) = Self::tx_slots_for(packet.len(), seg_size.is_some());
+        if self.tx_ids.free_count() < buffers || (self.tx.free_requests() as usize) < ring {
+            self.stats.tx_no_slot += 1;
+            return false;
+        }
+        for (i, chunk) in packet.chunks(TX_SLOT_SIZE).enumerate() {
+            let id = self.tx_ids.take().expect("free ids counted above");
+            let page = self.tx_pages[usize::from(id) / 2];
+            let offset = (usize::from(id) % 2) * TX_SLOT_SIZE;
+            let used = core::mem::replace(&mut self.tx_used[usize::from(id)], chunk.len() as u16);
+            // SAFETY: the slot lies within its page, is not with the backend
+            // (its id was free), and the page stays allocated while we live.
+            unsafe {
+                let slot = page.addr.add(offset);
+                core::ptr::copy_nonoverlapping(chunk.as_ptr(), slot, chunk.len());
+                // The tail of a longer earlier frame: not this frame's to show.
+                if usize::from(used) > chunk.len() {
+                    core::ptr::write_bytes(slot.add(chunk.len()), 0, usize::from(used) - chunk.len());
                 }
-                self.stats.tx_no_slot += 1;
-                return false;
             }
-        };
-        let page = self.tx_pages[usize::from(id) / 2];
-        let offset = (usize::from(id) % 2) * TX_SLOT_SIZE;
-        let used = core::mem::replace(&mut self.tx_used[usize::from(id)], frame.len() as u16);
-        // SAFETY: the slot lies within its page, is not with the backend
-        // (its id was free), and the page stays allocated while we live.
-        unsafe {
-            let slot = page.addr.add(offset);
-            core::ptr::copy_nonoverlapping(frame.as_ptr(), slot, frame.len());
-            // The tail of a longer earlier frame: not this frame's to show.
-            if usize::from(used) > frame.len() {
-                core::ptr::write_bytes(slot.add(frame.len()), 0, usize::from(used) - frame.len());
+            let first = i == 0;
+            let more = if i + 1 < buffers { NETTXF_MORE_DATA } else { 0 };
+            let (flags, size) = match (first, seg_size) {
+                (true, Some(_)) => (flags | more | NETTXF_EXTRA_INFO, packet.len()),
+                (true, None) => (flags | more, packet.len()),
+                (false, _) => (more, chunk.len()),
+            };
+            let req = TxRequest { gref: page.gref.0, offset: offset as u16, flags, id, size: size as u16 };
+            self.tx.push(req).expect("ring room counted above");
+            self.tx_head[usize::from(id)] = first;
+            self.tx_unpublished.push(id);
+            if let (true, Some(seg_size)) = (first, seg_size) {
+                self.tx.push(crate::wire::gso_extra_info(seg_size)).expect("ring room counted above");
+                self.tx_extras_unpublished += 1;
             }
         }
-        let req = TxRequest { gref: page.gref.0, offset: offset as u16, flags, id, size: frame.len() as u16 };
-        if self.tx.push(req).is_err() {
-            self.tx_ids.untake(id);
-            return false;
-        }
-        self.tx_unpublished.push(id);
         self.stats.tx_frames += 1;
         true
     }
@@ -245,8 +298,11 @@ impl Queues {
     pub fn reap_tx(&mut self) -> Result<(), QueueError> {
         while let Some(rsp) = self.tx.pop_response().map_err(QueueError::Ring)? {
             match self.tx_ids.complete(rsp).map_err(QueueError::Tx)? {
-                TxOutcome::Sent => {}
-                TxOutcome::Dropped | TxOutcome::Error => self.stats.tx_dropped += 1,
+                TxOutcome::Sent | TxOutcome::Null => {}
+                // A packet's every fragment is answered with its status: count the first.
+                TxOutcome::Dropped | TxOutcome::Error => {
+                    self.stats.tx_dropped += u64::from(self.tx_head[usize::from(rsp.id)])
+                }
             }
         }
         Ok(())
@@ -332,7 +388,7 @@ mod tests {
     use super::*;
     use crate::rx::RxCsum;
     use crate::testing::queues;
-    use crate::wire::{NETIF_RSP_OKAY, NETRXF_CSUM_BLANK, NETRXF_MORE_DATA};
+    use crate::wire::{NETIF_RSP_OKAY, NETRXF_CSUM_BLANK, NETRXF_MORE_DATA, NETTXF_CSUM_BLANK};
 
     #[test]
     fn frames_are_sent_from_granted_slots_and_slots_come_back() {
@@ -357,6 +413,60 @@ mod tests {
         // A second response for an id already answered is refused.
         back.respond(12, TxResponse { id: reqs[0].id, status: NETIF_RSP_OKAY });
         assert!(matches!(q.reap_tx(), Err(QueueError::Tx(TxError::UnknownId(_)))));
+    }
+
+    #[test]
+    fn a_gso_packet_spans_slots_after_its_extra_info_and_nulls_answer_that() {
+        let (mut q, mut back, _, txb, _) = queues(4, 1);
+        let packet: Vec<u8> = (0..5000u32).map(|i| (i % 253) as u8).collect();
+        assert!(!q.has_room_for(packet.len() * 3, true), "eight slots hold no 15000 bytes and a frame");
+        assert!(q.has_room_for(packet.len(), true));
+        assert!(q.send_packet(&packet, NETTXF_CSUM_BLANK, Some(1448)));
+        q.publish();
+        let reqs: Vec<TxRequest> = back.requests(12);
+        assert_eq!(reqs.len(), 4, "three fragments and the extra-info slot after the first");
+        assert_eq!(reqs[0].flags, NETTXF_CSUM_BLANK | NETTXF_MORE_DATA | NETTXF_EXTRA_INFO);
+        assert_eq!(usize::from(reqs[0].size), packet.len(), "the first names the whole packet");
+        assert_eq!(reqs[1], crate::wire::gso_extra_info(1448));
+        assert_eq!((reqs[2].flags, reqs[3].flags), (NETTXF_MORE_DATA, 0));
+        let mut gathered = Vec::new();
+        for (i, req) in [reqs[0], reqs[2], reqs[3]].iter().enumerate() {
+            let page = txb.iter().find(|p| p.gref.0 == req.gref).unwrap();
+            let len = if i == 0 { TX_SLOT_SIZE } else { usize::from(req.size) };
+            gathered.extend_from_slice(unsafe {
+                core::slice::from_raw_parts(page.addr.add(usize::from(req.offset)), len)
+            });
+        }
+        assert_eq!(gathered, packet);
+        // As netback answers: the first, a NULL for the extra slot, then the others.
+        back.respond(12, TxResponse { id: reqs[0].id, status: NETIF_RSP_OKAY });
+        back.respond(12, TxResponse { id: 0xffff, status: crate::wire::NETIF_RSP_NULL });
+        for req in &reqs[2..] {
+            back.respond(12, TxResponse { id: req.id, status: NETIF_RSP_OKAY });
+        }
+        q.reap_tx().unwrap();
+        assert_eq!(q.tx_ids.free_count(), 8);
+        // A NULL for a packet sent without an extra slot answers nothing of ours.
+        assert!(q.send(&[1; 60], 0));
+        q.publish();
+        let req = back.requests::<TxRequest>(12)[0];
+        back.respond(12, TxResponse { id: req.id, status: crate::wire::NETIF_RSP_NULL });
+        assert!(matches!(q.reap_tx(), Err(QueueError::Tx(TxError::BadStatus { .. }))));
+        // Longer than a packet may be: refused, nothing taken.
+        assert!(!q.send_packet(&vec![0; MAX_TX_PACKET + 1], 0, Some(1448)));
+        assert_eq!(q.tx_ids.free_count(), 7);
+    }
+
+    #[test]
+    fn a_dropped_packet_is_counted_once_for_all_its_fragments() {
+        let (mut q, mut back, _, _, _) = queues(2, 1);
+        assert!(q.send_packet(&vec![7; 3000], 0, None));
+        q.publish();
+        for req in back.requests::<TxRequest>(12) {
+            back.respond(12, TxResponse { id: req.id, status: crate::wire::NETIF_RSP_DROPPED });
+        }
+        q.reap_tx().unwrap();
+        assert_eq!(q.stats.tx_dropped, 1);
     }
 
     /// The bytes of a `struct netif_extra_info` for GSO (`io/netif.h`), as the backend

@@ -139,11 +139,16 @@ pub fn caps(fill: bool) -> ChecksumCapabilities {
 
 /// An IPv4 TCP frame with `payload`, its checksum filled in or left zero.
 pub fn tcp_v4(payload: &[u8], fill: bool) -> Vec<u8> {
+    tcp_v4_segment(7, 1234, payload, true, fill)
+}
+
+/// An IPv4 TCP frame from port `port`, at sequence number `seq`, with ACK and PSH if `push`.
+pub fn tcp_v4_segment(port: u16, seq: i32, payload: &[u8], push: bool, fill: bool) -> Vec<u8> {
     let tcp = TcpRepr {
-        src_port: 7,
+        src_port: port,
         dst_port: 40000,
-        control: TcpControl::Psh,
-        seq_number: TcpSeqNumber(1234),
+        control: if push { TcpControl::Psh } else { TcpControl::None },
+        seq_number: TcpSeqNumber(seq),
         ack_number: Some(TcpSeqNumber(99)),
         window_len: 1000,
         window_scale: None,

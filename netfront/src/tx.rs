@@ -1,7 +1,7 @@
 //! Transmit bookkeeping: which tx ids (each naming one pre-granted buffer)
 //! are with the backend, and checking its responses against them.
 
-use crate::wire::{TxResponse, NETIF_RSP_DROPPED, NETIF_RSP_ERROR, NETIF_RSP_OKAY};
+use crate::wire::{TxResponse, NETIF_RSP_DROPPED, NETIF_RSP_ERROR, NETIF_RSP_NULL, NETIF_RSP_OKAY};
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -31,6 +31,8 @@ pub enum TxOutcome {
     Dropped,
     /// The backend found the request malformed.
     Error,
+    /// The answer to an extra-info slot (`NETIF_RSP_NULL`), which names no id.
+    Null,
 }
 
 /// Where a tx id is.
@@ -43,15 +45,17 @@ enum Slot {
     Outstanding,
 }
 
-/// Ids `0..n`, each free, taken or outstanding.
+/// Ids `0..n`, each free, taken or outstanding; and the extra-info slots published and not
+/// yet answered.
 pub struct TxIds {
     free: Vec<u16>,
     slots: Vec<Slot>,
+    extras_due: u32,
 }
 
 impl TxIds {
     pub fn new(n: u16) -> Self {
-        TxIds { free: (0..n).rev().collect(), slots: alloc::vec![Slot::Free; usize::from(n)] }
+        TxIds { free: (0..n).rev().collect(), slots: alloc::vec![Slot::Free; usize::from(n)], extras_due: 0 }
     }
 
     /// Takes a free id for a frame about to be posted.
@@ -77,12 +81,26 @@ impl TxIds {
         }
     }
 
+    /// Records `n` extra-info slots as published: the backend answers each with a
+    /// `NETIF_RSP_NULL` response.
+    pub fn extras_published(&mut self, n: u32) {
+        self.extras_due += n;
+    }
+
     pub fn free_count(&self) -> usize {
         self.free.len()
     }
 
     /// Checks a response and frees its id.
     pub fn complete(&mut self, rsp: TxResponse) -> Result<TxOutcome, TxError> {
+        if rsp.status == NETIF_RSP_NULL {
+            // Netback leaves the id of a NULL response as the ring slot held it.
+            if self.extras_due == 0 {
+                return Err(TxError::BadStatus { id: rsp.id, status: rsp.status });
+            }
+            self.extras_due -= 1;
+            return Ok(TxOutcome::Null);
+        }
         let slot = self
             .slots
             .get_mut(usize::from(rsp.id))
@@ -92,7 +110,6 @@ impl TxIds {
             NETIF_RSP_OKAY => TxOutcome::Sent,
             NETIF_RSP_DROPPED => TxOutcome::Dropped,
             NETIF_RSP_ERROR => TxOutcome::Error,
-            // NETIF_RSP_NULL answers an extra-info slot, which we never post.
             _ => return Err(TxError::BadStatus { id: rsp.id, status: rsp.status }),
         };
         *slot = Slot::Free;
@@ -104,7 +121,6 @@ impl TxIds {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::NETIF_RSP_NULL;
 
     #[test]
     fn ids_cycle_through_the_backend() {
@@ -137,6 +153,20 @@ mod tests {
         assert_eq!(ids.free_count(), 3);
         assert_eq!(ids.complete(TxResponse { id, status: 0 }), Ok(TxOutcome::Sent));
         assert_eq!(ids.complete(TxResponse { id, status: 0 }), Err(TxError::UnknownId(id)));
+    }
+
+    #[test]
+    fn each_published_extra_info_slot_takes_one_null_response() {
+        let mut ids = TxIds::new(4);
+        let id = ids.take().unwrap();
+        ids.published(id);
+        ids.extras_published(1);
+        // Its id is whatever the ring slot held: not checked, and no id is freed.
+        let null = TxResponse { id: 999, status: NETIF_RSP_NULL };
+        assert_eq!(ids.complete(null), Ok(TxOutcome::Null));
+        assert_eq!(ids.complete(null), Err(TxError::BadStatus { id: 999, status: NETIF_RSP_NULL }));
+        assert_eq!(ids.free_count(), 3);
+        assert_eq!(ids.complete(TxResponse { id, status: 0 }), Ok(TxOutcome::Sent));
     }
 
     #[test]

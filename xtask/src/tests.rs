@@ -2682,6 +2682,15 @@ fn gso_packets(counts: &str) -> Option<u64> {
     before.rsplit(", ").next()?.parse().ok()
 }
 
+/// The GSO packets sent in a vif's counts line (`… packets sent (N GSO of S segments) …`):
+/// (N, S).
+fn tx_gso_packets(counts: &str) -> Option<(u64, u64)> {
+    let (before, after) = counts.split_once(" GSO of ")?;
+    let packets = before.rsplit('(').next()?.parse().ok()?;
+    let segments = after.split(' ').next()?.parse().ok()?;
+    Some((packets, segments))
+}
+
 /// Echo works on a static address; twice `xl network-detach` then `xl network-attach` of
 /// vif 0; echo works again each time on the same address (the stack and its sockets stay).
 fn drive_vif_reattach(d: &mut Driver) -> Result<(), String> {
@@ -2696,6 +2705,13 @@ fn drive_vif_reattach(d: &mut Driver) -> Result<(), String> {
             match gso_packets(&counts) {
                 Some(n) if n > 0 => println!("    vif 0 received {n} GSO packets before the detach"),
                 _ => return Err(format!("no GSO packet received from dom0's TCP stream: {counts}")),
+            }
+            // The echo answers each GSO packet with several segments in one turn: joined.
+            match tx_gso_packets(&counts) {
+                Some((n, segments)) if n > 0 && segments > n => {
+                    println!("    vif 0 sent {n} GSO packets of {segments} segments before the detach")
+                }
+                _ => return Err(format!("no GSO packet sent with the echoed TCP stream: {counts}")),
             }
         }
         dom0_check(d, &format!("ping -c 2 -W 5 {ip}"))?;
@@ -2886,8 +2902,11 @@ mod unit {
 
     #[test]
     fn gso_packets_are_read_from_the_vifs_counts_line() {
-        let line = "[INFO  mote::net::xen] net: vif 0: 7585 frames sent, 1327 received (1076 over several buffers, 1109 GSO), 0 rx errors, 0 bad checksums, 0 tx dropped by the backend, 0 for want of a slot";
+        let line = "[INFO  mote::net::xen] net: vif 0: 7585 packets sent (230 GSO of 2944 segments), 1327 received (1076 over several buffers, 1109 GSO), 0 rx errors, 0 bad checksums, 0 tx dropped by the backend, 0 for want of a slot";
         assert_eq!(gso_packets(line), Some(1109));
+        assert_eq!(tx_gso_packets(line), Some((230, 2944)));
+        assert_eq!(tx_gso_packets(&line.replace("230 GSO of 2944", "0 GSO of 0")), Some((0, 0)));
+        assert_eq!(tx_gso_packets("net: vif 0: 3 frames sent, 4 received"), None);
         assert_eq!(gso_packets(&line.replace("1109 GSO", "0 GSO")), Some(0));
         assert_eq!(
             gso_packets("net: vif 0: 3 frames sent, 4 received (0 over several buffers), 0 rx errors"),

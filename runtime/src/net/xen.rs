@@ -125,8 +125,10 @@ impl Vif {
         let stats = device.stats();
         crate::grants::with(|gt| device.release(gt));
         log::info!(
-            "net: vif {index}: {} frames sent, {} received ({} over several buffers, {} GSO), {} rx errors, {} bad checksums, {} tx dropped by the backend, {} for want of a slot",
+            "net: vif {index}: {} packets sent ({} GSO of {} segments), {} received ({} over several buffers, {} GSO), {} rx errors, {} bad checksums, {} tx dropped by the backend, {} for want of a slot",
             stats.tx_frames,
+            stats.tx_gso,
+            stats.tx_gso_segments,
             stats.rx_frames,
             stats.rx_multi_slot,
             stats.rx_gso,
@@ -352,10 +354,12 @@ fn up_indexes(indexes: &[u32]) -> Result<alloc::vec::Vec<Stack>, UpError> {
         .collect()
 }
 
-/// Heap bytes a vif holds once up: netfront's rings and frame buffers (384 KiB of buffers)
-/// and the buffer a packet over several rx buffers is gathered in (64 KiB), for apps that
-/// size their work from the heap.
-pub const VIF_HEAP_BYTES: usize = connect::Config::DEFAULT.heap_bytes() + mote_netfront::rx::MAX_RX_FRAME;
+/// Heap bytes a vif holds once up: netfront's rings and frame buffers (384 KiB of buffers),
+/// the buffer a packet over several rx buffers is gathered in (64 KiB) and the one TCP
+/// segments are joined in for tx GSO (64 KiB), for apps that size their work from the heap.
+pub const VIF_HEAP_BYTES: usize = connect::Config::DEFAULT.heap_bytes()
+    + mote_netfront::rx::MAX_RX_FRAME
+    + mote_netfront::device::JOINER_HEAP_BYTES;
 
 /// Brings up vif `index` (`device/vif/<index>`) with `config`.
 pub fn up_vif(index: u32, config: &Config) -> Result<Stack, UpError> {
