@@ -247,7 +247,10 @@ pub fn connect_opened<T: Transport>(
         format!("{be}/feature-rx-copy"),
         format!("{be}/feature-no-csum-offload"),
         format!("{be}/feature-ipv6-csum-offload"),
+        // Needed only to send GSO.
+        #[cfg(feature = "tx-gso")]
         format!("{be}/feature-sg"),
+        #[cfg(feature = "tx-gso")]
         format!("{be}/feature-gso-tcpv4"),
     ];
     let mut values = xs.call_all(&nodes.each_ref().map(|n| Request::Read(n)));
@@ -257,7 +260,11 @@ pub fn connect_opened<T: Transport>(
     if next().ok().as_deref() != Some("1") {
         return Err(ConnectError::NoRxCopy);
     }
-    let [no_csum, ipv6_csum, sg, gso] = [(); 4].map(|()| next().ok());
+    let (no_csum, ipv6_csum) = (next().ok(), next().ok());
+    #[cfg(feature = "tx-gso")]
+    let (sg, gso) = (next().ok(), next().ok());
+    #[cfg(not(feature = "tx-gso"))]
+    let (sg, gso): (Option<String>, Option<String>) = (None, None);
     let keys = BackendKeys {
         no_csum_offload: no_csum.as_deref(),
         ipv6_csum_offload: ipv6_csum.as_deref(),
