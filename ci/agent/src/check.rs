@@ -61,8 +61,7 @@ impl Fnv {
 
 /// One connection: writes `bytes` from seed `seed` while a reader checks the
 /// echo; returns the digest of what was sent (= what came back).
-fn tcp_one(addr: SocketAddr, bytes: u64, seed: u64) -> io::Result<u64> {
-    let stream = TcpStream::connect_timeout(&addr, STALL)?;
+fn tcp_one(stream: TcpStream, bytes: u64, seed: u64) -> io::Result<u64> {
     stream.set_read_timeout(Some(STALL))?;
     stream.set_write_timeout(Some(STALL))?;
     let mut writer = stream.try_clone()?;
@@ -111,8 +110,19 @@ fn tcp_one(addr: SocketAddr, bytes: u64, seed: u64) -> io::Result<u64> {
 
 fn tcp(addr: SocketAddr, bytes: u64, conns: u64) -> Result<String, String> {
     let started = Instant::now();
-    let workers: Vec<_> =
-        (0..conns).map(|i| thread::spawn(move || tcp_one(addr, bytes, 0x5eed + i))).collect();
+    // Every connection is made first, one after another, and all are open at once before
+    // any sends: as many connections as asked for, not a burst of SYNs, which a server
+    // answers within its listen backlog only.
+    let mut streams = Vec::new();
+    for i in 0..conns {
+        let stream = TcpStream::connect_timeout(&addr, STALL);
+        streams.push(stream.map_err(|e| format!("{i} of {conns} connections made, then: {e}"))?);
+    }
+    let workers: Vec<_> = streams
+        .into_iter()
+        .zip(0..)
+        .map(|(stream, i)| thread::spawn(move || tcp_one(stream, bytes, 0x5eed + i)))
+        .collect();
     let mut digests = Vec::new();
     let mut errors = Vec::new();
     for (i, w) in workers.into_iter().enumerate() {
