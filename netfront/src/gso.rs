@@ -125,13 +125,11 @@ impl Joiner {
         }
         let (held, payload) = (&self.held, self.payload);
         let continues = !self.closed
-            && held[..ETH_HEADER] == frame[..ETH_HEADER]
-            // Type of service; TTL and protocol; addresses.
+            && self.same_flow(frame)
+            // Type of service; fragment bits, TTL and protocol.
             && held[ETH_HEADER + 1] == frame[ETH_HEADER + 1]
             && held[ETH_HEADER + 6..ETH_HEADER + 10] == frame[ETH_HEADER + 6..ETH_HEADER + 10]
-            && held[ETH_HEADER + 12..TCP_START] == frame[ETH_HEADER + 12..TCP_START]
-            // Ports; then acknowledgement, header length, window, urgent pointer, options.
-            && held[TCP_START..TCP_START + 4] == frame[TCP_START..TCP_START + 4]
+            // Acknowledgement, header length, window, urgent pointer, options.
             && payload == l.payload
             && held[TCP_START + 8..TCP_START + 13] == frame[TCP_START + 8..TCP_START + 13]
             && held[TCP_START + 14..TCP_START + 16] == frame[TCP_START + 14..TCP_START + 16]
