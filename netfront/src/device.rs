@@ -103,12 +103,7 @@ impl Netfront {
             return false;
         }
         #[cfg(feature = "tx-gso")]
-        if let Some(joiners) = &mut self.joiner {
-            for joiner in joiners.iter_mut() {
-                send_joined(&mut self.queues, joiner, self.features);
-            }
-            Self::flush(&mut self.queues, self.port);
-        }
+        self.send_held();
         if let Err(e) = self.queues.reap_tx() {
             self.fault(e);
         }
@@ -128,13 +123,10 @@ impl Netfront {
         // The packets held for joining keep their slots free, with one for a frame more
         // ([`fits`]); a frame sent on its own may have taken that one: then they go first.
         #[cfg(feature = "tx-gso")]
-        if let Some(joiners) = &mut self.joiner {
+        if let Some(joiners) = &self.joiner {
             let (buffers, ring) = held_slots(joiners, None);
             if !self.queues.has_room(buffers, ring) {
-                for joiner in joiners.iter_mut() {
-                    send_joined(&mut self.queues, joiner, self.features);
-                }
-                Self::flush(&mut self.queues, self.port);
+                self.send_held();
             }
         }
         if !self.queues.can_send() {
@@ -144,6 +136,17 @@ impl Netfront {
             }
         }
         self.queues.tx_ready(now.total_millis()) != TxReady::Wait
+    }
+
+    /// Sends every packet held for joining, and notifies the backend if it asked.
+    #[cfg(feature = "tx-gso")]
+    fn send_held(&mut self) {
+        if let Some(joiners) = &mut self.joiner {
+            for joiner in joiners.iter_mut() {
+                send_joined(&mut self.queues, joiner, self.features);
+            }
+            Self::flush(&mut self.queues, self.port);
+        }
     }
 
     fn flush(queues: &mut Queues, port: Port) {

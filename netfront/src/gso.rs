@@ -250,53 +250,16 @@ fn internet_sum(bytes: &[u8]) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smoltcp::phy::ChecksumCapabilities;
-    use smoltcp::wire::{
-        EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol, Ipv4Address,
-        Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
-    };
+    use crate::testing::tcp_v4_segment;
+    use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpPacket, TcpSeqNumber};
 
-    const SRC: Ipv4Address = Ipv4Address::new(10, 0, 0, 2);
-    const DST: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
-
-    /// A frame as smoltcp builds it: `payload` at sequence number `seq`, PSH if `push`.
+    /// A frame as smoltcp builds it: `payload` at sequence number `seq`, PSH if `push`, IP id
+    /// `id`.
     fn segment(seq: i32, payload: &[u8], push: bool, id: u16) -> Vec<u8> {
-        let tcp = TcpRepr {
-            src_port: 80,
-            dst_port: 40000,
-            control: if push { TcpControl::Psh } else { TcpControl::None },
-            seq_number: TcpSeqNumber(seq),
-            ack_number: Some(TcpSeqNumber(777)),
-            window_len: 64000,
-            window_scale: None,
-            max_seg_size: None,
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: None,
-            payload,
-        };
-        let ip = Ipv4Repr {
-            src_addr: SRC,
-            dst_addr: DST,
-            next_header: IpProtocol::Tcp,
-            payload_len: tcp.buffer_len(),
-            hop_limit: 64,
-        };
-        let eth = EthernetRepr {
-            src_addr: EthernetAddress([0, 0x16, 0x3e, 0, 0, 2]),
-            dst_addr: EthernetAddress([0, 0x16, 0x3e, 0, 0, 1]),
-            ethertype: EthernetProtocol::Ipv4,
-        };
-        let mut frame = alloc::vec![0; eth.buffer_len() + ip.buffer_len() + tcp.buffer_len()];
-        let caps = ChecksumCapabilities::default();
-        let mut f = EthernetFrame::new_unchecked(&mut frame[..]);
-        eth.emit(&mut f);
-        let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
-        ip.emit(&mut p, &caps);
-        p.set_ident(id);
-        p.fill_checksum();
-        let mut t = TcpPacket::new_unchecked(p.payload_mut());
-        tcp.emit(&mut t, &IpAddress::Ipv4(SRC), &IpAddress::Ipv4(DST), &caps);
+        let mut frame = tcp_v4_segment(80, seq, payload, push, true);
+        let mut ip = Ipv4Packet::new_unchecked(&mut frame[ETH_HEADER..]);
+        ip.set_ident(id);
+        ip.fill_checksum();
         frame
     }
 

@@ -314,10 +314,10 @@ fn check_clock(run: Duration) -> Result<(), Error> {
         // A new scheduling came after the previous iteration's, so after `before`.
         if since != last_since {
             most_ahead = most_ahead.max(before.saturating_sub(since));
-        }
-        if since != last_since && before > since + margin {
-            ahead += 1;
-            first.get_or_insert(format!("read {before} ns before being scheduled at {since} ns"));
+            if before > since + margin {
+                ahead += 1;
+                first.get_or_insert(format!("read {before} ns before being scheduled at {since} ns"));
+            }
         }
         last_since = since;
         readings += 2;

@@ -355,8 +355,9 @@ fn up_indexes(indexes: &[u32]) -> Result<alloc::vec::Vec<Stack>, UpError> {
 }
 
 /// Heap bytes a vif holds once up: netfront's rings and frame buffers (384 KiB of buffers),
-/// the buffer a packet over several rx buffers is gathered in (64 KiB) and the one TCP
-/// segments are joined in for tx GSO (64 KiB), for apps that size their work from the heap.
+/// the buffer a packet over several rx buffers is gathered in (64 KiB) and, with the
+/// `tx-gso` feature, those TCP segments are joined in (64 KiB), for apps that size their work
+/// from the heap.
 pub const VIF_HEAP_BYTES: usize = connect::Config::DEFAULT.heap_bytes()
     + mote_netfront::rx::MAX_RX_FRAME
     + mote_netfront::device::JOINER_HEAP_BYTES;
