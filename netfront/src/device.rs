@@ -149,6 +149,27 @@ impl Netfront {
         }
     }
 
+    /// Takes the next frame that may go up into `rx_frame`; false if none has come. Frames
+    /// dropped on the way (a bad checksum, a refused response) are counted and passed over.
+    fn next_frame(&mut self) -> bool {
+        while self.broken.is_none() {
+            match self.queues.recv(&mut self.rx_frame) {
+                // With checksum offload smoltcp verifies no TCP/UDP checksum: what the backend
+                // did not vouch for is verified here.
+                Ok(Some(RxCsum::Unchecked)) if self.features.csum && !csum::verify_rx(&self.rx_frame) => {
+                    self.queues.stats.rx_bad_csum += 1;
+                    log::debug!("netfront: dropped a received segment with a bad checksum");
+                }
+                Ok(Some(_)) => return true,
+                Ok(None) => return false,
+                // A bad response is dropped (and counted); look at the next
+                // one. At most a ring's worth: each takes one of our requests.
+                Err(e) => self.fault(e),
+            }
+        }
+        false
+    }
+
     fn flush(queues: &mut Queues, port: Port) {
         if queues.publish() {
             if let Err(e) = event::send(port) {
@@ -169,26 +190,19 @@ impl phy::Device for Netfront {
         if !self.tx_room(now) {
             return None;
         }
-        loop {
-            if self.broken.is_some() {
-                return None;
-            }
-            match self.queues.recv(&mut self.rx_frame) {
-                // With checksum offload smoltcp verifies no TCP/UDP checksum: what the backend
-                // did not vouch for is verified here.
-                Ok(Some(RxCsum::Unchecked)) if self.features.csum && !csum::verify_rx(&self.rx_frame) => {
-                    self.queues.stats.rx_bad_csum += 1;
-                    log::debug!("netfront: dropped a received segment with a bad checksum");
-                }
-                Ok(Some(_)) => break,
-                Ok(None) => return None,
-                // A bad response is dropped (and counted); look at the next
-                // one. At most a ring's worth: each takes one of our requests.
-                Err(e) => self.fault(e),
-            }
+        let got = self.next_frame();
+        // Every buffer taken goes back to the backend now, whether a frame came of it or not:
+        // after a ring's worth of dropped packets the backend would otherwise hold no buffer to
+        // deliver the next one into, and a vif that sends nothing of its own (no tx GSO, a
+        // static address) would never publish them again (issue #29, item 1). A broken ring
+        // is left alone.
+        if self.broken.is_some() {
+            return None;
         }
-        // The reposted rx buffer goes back to the backend at once.
         Self::flush(&mut self.queues, self.port);
+        if !got {
+            return None;
+        }
         let tx = TxToken {
             queues: &mut self.queues,
             port: self.port,

@@ -415,3 +415,33 @@ fn with_checksum_offload_sent_segments_go_blank_only_to_a_backend_that_completes
         }
     }
 }
+
+#[test]
+fn a_ring_of_dropped_packets_leaves_every_buffer_posted_for_the_next() {
+    // dns's vif: checksum offload, no tx GSO (nothing sent at the end of a turn of the stack).
+    let (mut q, _, mut back, _, rxb) = queues_with(1, 4, SG);
+    q.publish();
+    let mut dev = Netfront::new(q, Port(0), [0; 6], Shared::none(), offloading(true));
+    let good = tcp_v4(b"payload", true);
+    let mut bad = good.clone();
+    *bad.last_mut().unwrap() ^= 0xff;
+    // Rounds of a ring's worth of packets dropped here: bad checksums, and responses refused.
+    for round in 0..3 {
+        let posted: Vec<RxRequest> = back.requests(RX);
+        assert_eq!(posted.len(), 4, "round {round}: the backend has every buffer");
+        for (i, req) in posted.iter().enumerate() {
+            bytes(&rxb[usize::from(req.id)])[..bad.len()].copy_from_slice(&bad);
+            let len = if i % 2 == 0 { bad.len() as i16 } else { -1 };
+            back.respond(RX, piece(req.id, 0, 0, len));
+        }
+        assert!(dev.receive(Instant::from_millis(round)).is_none());
+    }
+    assert_eq!((dev.stats().rx_bad_csum, dev.stats().rx_errors), (6, 6));
+    // A good packet still has a buffer to come in.
+    let posted: Vec<RxRequest> = back.requests(RX);
+    assert_eq!(posted.len(), 4);
+    bytes(&rxb[usize::from(posted[0].id)])[..good.len()].copy_from_slice(&good);
+    back.respond(RX, piece(posted[0].id, 0, 0, good.len() as i16));
+    let (rx, _) = dev.receive(Instant::from_millis(9)).expect("the good packet");
+    assert_eq!(smoltcp::phy::RxToken::consume(rx, |f| f.to_vec()), good);
+}
