@@ -43,9 +43,10 @@ impl Netfront {
             queues,
             port,
             mac,
-            // Room for the longest packet taken (a GSO one, with scatter-gather), so that
-            // gathering one never grows it: there may be no heap left to grow into.
-            rx_frame: Vec::with_capacity(if features.rx.sg { crate::rx::MAX_RX_FRAME } else { MAX_FRAME }),
+            // Room for the longest packet taken (a GSO one with scatter-gather, a page's worth
+            // without), so that gathering one never grows it: there may be no heap left to
+            // grow into.
+            rx_frame: Vec::with_capacity(features.rx.max_frame()),
             shared,
             features,
             // Allocated now, at its full size, for the reason rx_frame is.
@@ -375,8 +376,36 @@ impl phy::TxToken for TxToken<'_> {
     }
 }
 
-#[cfg(all(test, feature = "tx-gso"))]
+#[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::connect::Shared;
+    use crate::rx::{RxFeatures, BUFFER_SIZE};
+    use crate::testing::{bytes, queues_with};
+    use crate::wire::{RxRequest, RxResponse};
+    use mote_xen::event::Port;
+    use smoltcp::phy::{Device, RxToken as _};
+
+    #[test]
+    fn the_longest_frame_one_buffer_holds_is_received_without_growing_the_buffer() {
+        // No scatter-gather: a piece fills at most its page, longer than an Ethernet frame
+        // (VLAN-tagged, or from a hostile backend).
+        let (mut q, _, mut back, _, rxb) = queues_with(1, 2, RxFeatures::default());
+        q.publish();
+        let mut dev = Netfront::new(q, Port(0), [0; 6], Shared::none(), Features::default());
+        let capacity = dev.rx_frame.capacity();
+        let req: RxRequest = back.requests(8)[0];
+        let frame: Vec<u8> = (0..BUFFER_SIZE).map(|i| i as u8).collect();
+        bytes(&rxb[usize::from(req.id)]).copy_from_slice(&frame);
+        back.respond(8, RxResponse { id: req.id, offset: 0, flags: 0, status: BUFFER_SIZE as i16 });
+        let (rx, _) = dev.receive(Instant::from_millis(0)).expect("the frame");
+        assert_eq!(rx.consume(|f| f.to_vec()), frame);
+        assert_eq!(dev.rx_frame.capacity(), capacity, "no allocation on the data path");
+    }
+}
+
+#[cfg(all(test, feature = "tx-gso"))]
+mod gso_tests {
     use super::*;
     use crate::connect::Shared;
     use crate::rx::RxFeatures;

@@ -12,6 +12,7 @@ use crate::wire::{
     RxRequest, RxResponse, TxRequest, TxResponse, NETRXF_EXTRA_INFO, NETTXF_EXTRA_INFO, NETTXF_MORE_DATA,
     XEN_NETIF_EXTRA_FLAG_MORE,
 };
+use alloc::collections::TryReserveError;
 use alloc::vec::Vec;
 use core::fmt;
 use mote_xen::gnttab::GrantRef;
@@ -336,19 +337,22 @@ impl Queues {
                     | RxError::OutOfBounds { id, .. }
                     | RxError::Unnegotiated { id, .. },
                 ) => Some(id),
-                Err(RxError::UnknownId(_) | RxError::TooManySlots | RxError::TooLong) => None,
+                Err(
+                    RxError::UnknownId(_) | RxError::TooManySlots | RxError::TooLong | RxError::NoMemory(_),
+                ) => None,
             };
-            let step = self.rx_gather.step(piece, more);
+            let mut step = self.rx_gather.step(piece, more);
             if let Step::Append { frame, first, .. } = step {
                 let page = self.rx_pages[usize::from(frame.id)];
                 if first {
                     out.clear();
                 }
-                // SAFETY: `complete` checked offset + len <= the page size; the
-                // page is ours until we post it again below.
-                out.extend_from_slice(unsafe {
-                    core::slice::from_raw_parts(page.addr.add(frame.offset), frame.len)
-                });
+                // SAFETY: `complete` checked offset + len <= the page size, so the piece lies
+                // within buffer `frame.id`'s page, which stays allocated while we live.
+                let piece = unsafe { page.addr.add(frame.offset) };
+                if append_shared(out, piece, frame.len).is_err() {
+                    step = self.rx_gather.refuse(RxError::NoMemory(out.len() + frame.len));
+                }
             }
             if let Some(id) = id {
                 self.post_rx(id);
@@ -377,6 +381,22 @@ impl Queues {
         let tx = self.tx.final_check_for_responses().map_err(QueueError::Ring)?;
         Ok(rx || tx)
     }
+}
+
+/// Appends the `len` bytes at `src`, in a page granted to the backend, to `out`: copied
+/// through the raw pointer, never made a reference, since a hostile backend may write the page
+/// while we read it. `Err` when the heap has no room for them (nothing appended): the packet is
+/// dropped, never the domain.
+fn append_shared(out: &mut Vec<u8>, src: *const u8, len: usize) -> Result<(), TryReserveError> {
+    out.try_reserve(len)?;
+    // SAFETY: `src..src + len` is readable (the caller's word), `out` has room for `len` more
+    // bytes (reserved above), and the two cannot overlap: `out` is our own heap memory, never
+    // granted. The bytes are initialised once copied.
+    unsafe {
+        core::ptr::copy_nonoverlapping(src, out.as_mut_ptr().add(out.len()), len);
+        out.set_len(out.len() + len);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

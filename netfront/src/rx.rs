@@ -32,6 +32,18 @@ pub struct RxFeatures {
     pub gso: bool,
 }
 
+impl RxFeatures {
+    /// The longest packet taken: over several buffers with `sg`, else what one buffer holds
+    /// ([`RxSlots::complete`] refuses a piece past its page).
+    pub fn max_frame(self) -> usize {
+        if self.sg {
+            MAX_RX_FRAME
+        } else {
+            BUFFER_SIZE
+        }
+    }
+}
+
 /// What the backend says of a packet's TCP or UDP checksum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RxCsum {
@@ -83,6 +95,8 @@ pub enum RxError {
     TooManySlots,
     /// A packet longer than [`MAX_RX_FRAME`] bytes.
     TooLong,
+    /// The heap had no room for a packet of this many bytes (so far).
+    NoMemory(usize),
 }
 
 impl fmt::Display for RxError {
@@ -98,6 +112,7 @@ impl fmt::Display for RxError {
             }
             RxError::TooManySlots => write!(f, "rx packet over more than {MAX_RX_SLOTS} buffers"),
             RxError::TooLong => write!(f, "rx packet longer than {MAX_RX_FRAME} bytes"),
+            RxError::NoMemory(len) => write!(f, "no memory to receive a packet of {len} bytes; dropped"),
         }
     }
 }
@@ -222,6 +237,15 @@ impl Gather {
             self.packet = None;
         }
         step
+    }
+
+    /// Refuses the packet of the piece last stepped (it could not be taken after all): its
+    /// pieces left are skipped.
+    pub fn refuse(&mut self, e: RxError) -> Step {
+        if let Some(packet) = &mut self.packet {
+            packet.refused = true;
+        }
+        Step::Refuse(e)
     }
 
     /// Whether a packet is part way through.
