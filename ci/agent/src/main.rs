@@ -24,6 +24,7 @@
 //! is the Linux benchmark guest's service, `mote-agent disk-bench …` ([`disk_bench`]) its disk
 //! measurement.
 
+mod burst;
 mod check;
 mod disk_bench;
 mod echo;
@@ -88,13 +89,16 @@ fn main() {
     if args.first().is_some_and(|cmd| cmd == "first-answer") {
         std::process::exit(first::main(&args[1..]));
     }
+    if args.first().is_some_and(|cmd| cmd == "bad-udp-burst") {
+        std::process::exit(burst::main(&args[1..]));
+    }
     if args.first().is_some_and(|cmd| cmd == "disk-bench") {
         std::process::exit(disk_bench::main(&args[1..]));
     }
     let port = match args.first() {
         None => DEFAULT_PORT,
         Some(arg) => arg.parse().unwrap_or_else(|_| {
-            eprintln!("mote-agent: bad port {arg:?}; usage: mote-agent [PORT] | mote-agent follow FILE | mote-agent gnt-map … | mote-agent forward … | mote-agent tcp-check|udp-check|discard-check … | mote-agent http-check … | mote-agent echo-server ECHO_PORT DISCARD_PORT | mote-agent disk-bench DEVICE BYTES READS | mote-agent first-answer KIND IP:PORT [ARG] SECONDS");
+            eprintln!("mote-agent: bad port {arg:?}; usage: mote-agent [PORT] | mote-agent follow FILE | mote-agent gnt-map … | mote-agent forward … | mote-agent tcp-check|udp-check|discard-check … | mote-agent http-check … | mote-agent echo-server ECHO_PORT DISCARD_PORT | mote-agent disk-bench DEVICE BYTES READS | mote-agent bad-udp-burst IP:PORT COUNT | mote-agent first-answer KIND IP:PORT [ARG] SECONDS");
             std::process::exit(2);
         }),
     };
