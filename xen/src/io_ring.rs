@@ -10,7 +10,7 @@
 
 use core::fmt;
 use core::marker::PhantomData;
-use core::mem::size_of;
+use core::mem::{align_of, size_of};
 use core::sync::atomic::{fence, AtomicU32, Ordering};
 
 /// Size of the shared page.
@@ -119,14 +119,50 @@ impl core::fmt::Display for Indices {
 impl<'a, Req: RingEntry, Rsp: RingEntry> FrontRing<'a, Req, Rsp> {
     const ENTRY_SIZE: usize =
         if size_of::<Req>() > size_of::<Rsp>() { size_of::<Req>() } else { size_of::<Rsp>() };
+    /// The stricter of the two entries' alignments, which every slot keeps:
+    /// the header and the slot size are multiples of it (checked when a ring
+    /// of these entries is built), so in-place volatile accesses are aligned.
+    const ALIGN: usize = {
+        let align = if align_of::<Req>() > align_of::<Rsp>() { align_of::<Req>() } else { align_of::<Rsp>() };
+        assert!(
+            Self::ENTRY_SIZE.is_multiple_of(align) && HEADER_SIZE.is_multiple_of(align),
+            "ring slots would not keep the entries' alignment"
+        );
+        align
+    };
 
     /// Initialises a fresh ring in `page` (`SHARED_RING_INIT` +
     /// `FRONT_RING_INIT`), before it is granted to the backend.
     ///
+    /// Entries are read and written in place, aligned: a slot size that is
+    /// not a multiple of both entries' alignment fails to compile. Twelve-byte
+    /// requests with eight-byte-aligned responses would put every other
+    /// response off its alignment:
+    ///
+    /// ```compile_fail,E0080
+    /// # use mote_xen::io_ring::{FrontRing, RingEntry};
+    /// #[derive(Clone, Copy)]
+    /// #[repr(C)]
+    /// struct Req([u32; 3]);
+    /// #[derive(Clone, Copy)]
+    /// #[repr(C)]
+    /// struct Rsp(u64);
+    /// // SAFETY: integers only.
+    /// unsafe impl RingEntry for Req {}
+    /// // SAFETY: integers only.
+    /// unsafe impl RingEntry for Rsp {}
+    /// #[repr(C, align(4096))]
+    /// struct Page([u8; 4096]);
+    /// let mut page = Box::new(Page([0; 4096]));
+    /// // SAFETY: a fresh page, used only through the ring.
+    /// let ring: FrontRing<Req, Rsp> = unsafe { FrontRing::init(page.0.as_mut_ptr()) };
+    /// ```
+    ///
     /// # Safety
     /// `page` must be valid for reads and writes of [`PAGE_SIZE`] bytes,
-    /// 4-byte aligned, and used only through this ring (and the backend) for
-    /// as long as the ring lives.
+    /// aligned for the header and both entries (a page boundary is), and
+    /// used only through this ring (and the backend) for as long as the ring
+    /// lives.
     pub unsafe fn init(page: *mut u8) -> Self {
         // SAFETY: the caller's guarantee, for one page.
         unsafe { Self::init_pages(page, 1) }
@@ -139,11 +175,15 @@ impl<'a, Req: RingEntry, Rsp: RingEntry> FrontRing<'a, Req, Rsp> {
     /// As for [`FrontRing::init`], for `pages * PAGE_SIZE` bytes.
     pub unsafe fn init_pages(page: *mut u8, pages: usize) -> Self {
         assert!(pages.is_power_of_two(), "a ring spans a power of two of pages");
+        assert!(
+            (page as usize).is_multiple_of(Self::ALIGN.max(align_of::<Header>())),
+            "a ring page is aligned for its entries"
+        );
         // SAFETY: the caller guarantees the pages; zeroing them before the
         // backend sees them is what SHARED_RING_INIT does.
         unsafe { core::ptr::write_bytes(page, 0, PAGE_SIZE * pages) };
         // SAFETY: the header is the page's first 16 bytes, aligned (checked
-        // by the caller's contract), and only accessed atomically.
+        // above), and only accessed atomically.
         let header = unsafe { &*(page as *const Header) };
         header.req_event.store(1, Ordering::Relaxed);
         header.rsp_event.store(1, Ordering::Relaxed);
@@ -194,8 +234,8 @@ impl<'a, Req: RingEntry, Rsp: RingEntry> FrontRing<'a, Req, Rsp> {
             return Err(Full);
         }
         // SAFETY: the slot is ours (between rsp_cons + size and
-        // req_prod_pvt); unaligned because entries are packed like C's.
-        unsafe { self.slot(self.req_prod_pvt).cast::<Req>().write_unaligned(req) };
+        // req_prod_pvt), and aligned for `Req` (`ALIGN`).
+        unsafe { self.slot(self.req_prod_pvt).cast::<Req>().write_volatile(req) };
         self.req_prod_pvt = self.req_prod_pvt.wrapping_add(1);
         Ok(())
     }
@@ -216,7 +256,8 @@ impl<'a, Req: RingEntry, Rsp: RingEntry> FrontRing<'a, Req, Rsp> {
     /// Publishes pushed requests (`RING_PUSH_REQUESTS_AND_CHECK_NOTIFY`);
     /// true when the backend asked to be notified of them.
     pub fn publish(&mut self) -> bool {
-        let old = self.header.req_prod.load(Ordering::Relaxed);
+        // Our own copy: the shared index is the backend's to scribble on.
+        let old = self.req_published;
         let new = self.req_prod_pvt;
         // Release: the backend sees the requests before the index.
         self.header.req_prod.store(new, Ordering::Release);
@@ -248,7 +289,8 @@ impl<'a, Req: RingEntry, Rsp: RingEntry> FrontRing<'a, Req, Rsp> {
             return Ok(None);
         }
         // SAFETY: the backend published this slot (rsp_prod, read with
-        // Acquire, is past it); `Rsp: RingEntry` accepts any bytes.
+        // Acquire, is past it); it is aligned for `Rsp` (`ALIGN`), and
+        // `Rsp: RingEntry` accepts any bytes.
         let rsp = unsafe { self.slot(self.rsp_cons).cast::<Rsp>().read_volatile() };
         self.rsp_cons = self.rsp_cons.wrapping_add(1);
         Ok(Some(rsp))
@@ -384,6 +426,23 @@ mod tests {
         assert_eq!(ring.pop_response(), Err(RingError::RunAhead { rsp_prod: 2, rsp_cons: 0, req_prod: 1 }));
         ring.publish();
         assert!(ring.pop_response().unwrap().is_some());
+    }
+
+    #[test]
+    fn publish_asks_for_a_notification_from_the_index_we_published() {
+        let mut page = Box::new(Page([0; PAGE_SIZE]));
+        let base = page.0.as_mut_ptr();
+        let mut ring: FrontRing<Req, Rsp> = unsafe { FrontRing::init(base) };
+        let header = unsafe { &*(base as *const Header) };
+        ring.push(Req { id: 1, pad: 0, gref: 7 }).unwrap();
+        assert!(ring.publish());
+        // The backend wants an event for the second request, and scribbles
+        // over the shared req_prod as if it had seen that one already.
+        header.req_event.store(2, Ordering::SeqCst);
+        header.req_prod.store(2, Ordering::SeqCst);
+        ring.push(Req { id: 2, pad: 0, gref: 8 }).unwrap();
+        assert!(ring.publish(), "request 2 crosses req_event: the backend must be told");
+        assert_eq!(header.req_prod.load(Ordering::SeqCst), 2);
     }
 
     #[test]
