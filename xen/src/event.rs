@@ -27,7 +27,7 @@ impl Port {
     }
 
     /// A port number Xen returned, checked against the 2-level ABI's range.
-    fn checked(port: u32) -> Result<Port, XenError> {
+    pub(crate) fn checked(port: u32) -> Result<Port, XenError> {
         if port < MAX_PORTS {
             Ok(Port(port))
         } else {
@@ -133,10 +133,13 @@ pub fn close(port: Port) -> Result<(), XenError> {
     evtchn_op(EVTCHNOP_CLOSE, &mut PortArg { port: port.0 }).map(drop)
 }
 
-/// Stops delivery of `port`'s events (they stay pending).
+/// Stops delivery of `port`'s events (they stay pending). A port beyond
+/// the 2-level ABI has no mask bit, and no events to stop.
 pub fn mask(shared: &SharedInfo, port: Port) {
     let (word, bit) = port.word_bit();
-    shared.evtchn_mask[word].fetch_or(bit, Ordering::SeqCst);
+    if let Some(w) = shared.evtchn_mask.get(word) {
+        w.fetch_or(bit, Ordering::SeqCst);
+    }
 }
 
 /// Takes `port`'s pending bit straight from shared info: true if it was
@@ -271,6 +274,14 @@ mod tests {
         assert_eq!(shared.vcpu_info[0].evtchn_upcall_pending.load(Ordering::SeqCst), 1);
         demux.scan(&shared);
         assert!(demux.take(Port(5)));
+    }
+
+    #[test]
+    fn masking_a_port_beyond_the_abi_changes_nothing() {
+        let shared = SharedInfo::zeroed();
+        mask(&shared, Port(MAX_PORTS));
+        mask(&shared, Port(u32::MAX));
+        assert!(shared.evtchn_mask.iter().all(|w| w.load(Ordering::SeqCst) == 0));
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub enum RingPageError {
     Param(Param, XenError),
     /// The page's frame lies outside the identity-mapped first 4 GiB.
     Unmapped(Param, u64),
+    /// The event channel is not a port of the 2-level ABI.
+    BadPort(Param, u64),
 }
 
 impl fmt::Display for RingPageError {
@@ -76,6 +78,7 @@ impl fmt::Display for RingPageError {
         match self {
             RingPageError::Param(p, e) => write!(f, "reading HVM param {p:?}: {e}"),
             RingPageError::Unmapped(p, pfn) => write!(f, "{p:?} {pfn:#x} is not mapped"),
+            RingPageError::BadPort(p, port) => write!(f, "{p:?} {port:#x} is not an event channel"),
         }
     }
 }
@@ -84,8 +87,46 @@ impl fmt::Display for RingPageError {
 pub fn ring_page(pfn: Param, port: Param) -> Result<RingPage, RingPageError> {
     let frame = get(pfn).map_err(|e| RingPageError::Param(pfn, e))?;
     let evtchn = get(port).map_err(|e| RingPageError::Param(port, e))?;
+    ring_page_from((pfn, frame), (port, evtchn))
+}
+
+/// The ring page the two parameters' values describe, checked.
+fn ring_page_from(
+    (pfn, frame): (Param, u64),
+    (port, evtchn): (Param, u64),
+) -> Result<RingPage, RingPageError> {
     if frame == 0 || frame >= 1 << 20 {
         return Err(RingPageError::Unmapped(pfn, frame));
     }
-    Ok(RingPage { addr: (frame << 12) as usize, port: Port(evtchn as u32) })
+    let checked = u32::try_from(evtchn).ok().and_then(|p| Port::checked(p).ok());
+    let Some(evtchn_port) = checked else { return Err(RingPageError::BadPort(port, evtchn)) };
+    Ok(RingPage { addr: (frame << 12) as usize, port: evtchn_port })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::MAX_PORTS;
+
+    fn console(frame: u64, evtchn: u64) -> Result<RingPage, RingPageError> {
+        ring_page_from((Param::ConsolePfn, frame), (Param::ConsoleEvtchn, evtchn))
+    }
+
+    #[test]
+    fn a_ring_page_comes_with_its_port() {
+        let page = console(0xfeffc, 3).unwrap();
+        assert_eq!((page.addr, page.port), (0xfeff_c000, Port(3)));
+        assert!(matches!(console(1 << 20, 3), Err(RingPageError::Unmapped(Param::ConsolePfn, _))));
+    }
+
+    #[test]
+    fn a_port_beyond_the_abi_is_refused_not_truncated() {
+        for evtchn in [u64::from(MAX_PORTS), 1 << 32 | 3] {
+            let got = console(0xfeffc, evtchn).map(|page| page.port);
+            assert!(
+                matches!(got, Err(RingPageError::BadPort(Param::ConsoleEvtchn, e)) if e == evtchn),
+                "{evtchn:#x}: {got:?}"
+            );
+        }
+    }
 }
