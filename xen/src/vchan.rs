@@ -49,8 +49,9 @@ pub struct Interface {
     cli_notify: AtomicU8,
     /// Bits the client sets to ask the server for notifications.
     srv_notify: AtomicU8,
-    /// The grant list of out-of-page rings; unused with in-page rings.
-    _grants: [u8; 1000],
+    /// The grant list of out-of-page rings; unused with in-page rings, but
+    /// the client may still write it, so it is shared bytes like the rings.
+    _grants: SharedBytes<1000>,
     left_buf: SharedBytes<LEFT_SIZE>,
     right_buf: SharedBytes<RIGHT_SIZE>,
 }
@@ -69,7 +70,7 @@ impl Interface {
             srv_live: AtomicU8::new(0),
             cli_notify: AtomicU8::new(0),
             srv_notify: AtomicU8::new(0),
-            _grants: [0; 1000],
+            _grants: SharedBytes::new(),
             left_buf: SharedBytes::new(),
             right_buf: SharedBytes::new(),
         }
@@ -186,6 +187,39 @@ mod tests {
                 rx: Consumer::new(&intf.right_buf, &intf.right.cons, &intf.right.prod),
             }
         }
+    }
+
+    /// What may sit in a page the client writes: atomics and [`SharedBytes`],
+    /// never plain bytes behind a shared reference.
+    trait SharedCell {}
+    impl SharedCell for AtomicU8 {}
+    impl SharedCell for AtomicU16 {}
+    impl SharedCell for AtomicU32 {}
+    impl<const N: usize> SharedCell for SharedBytes<N> {}
+
+    fn size<T: SharedCell>(_: &T) -> usize {
+        core::mem::size_of::<T>()
+    }
+
+    #[test]
+    fn every_byte_of_the_page_is_an_atomic_or_shared_bytes() {
+        let i = Interface::new();
+        let fields = [
+            size(&i.left.cons),
+            size(&i.left.prod),
+            size(&i.right.cons),
+            size(&i.right.prod),
+            size(&i.left_order),
+            size(&i.right_order),
+            size(&i.cli_live),
+            size(&i.srv_live),
+            size(&i.cli_notify),
+            size(&i.srv_notify),
+            size(&i._grants),
+            size(&i.left_buf),
+            size(&i.right_buf),
+        ];
+        assert_eq!(fields.iter().sum::<usize>(), core::mem::size_of::<Interface>());
     }
 
     #[test]
