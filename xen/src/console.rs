@@ -3,12 +3,18 @@
 //!
 //! We own `out_prod` and the output bytes; the backend owns `out_cons`. The
 //! backend's index is read once per step and checked before use, so a
-//! corrupt or hostile value is reported instead of trusted. Writes never drop
-//! bytes: when the ring is full the writer waits for the backend.
+//! corrupt or hostile value is reported instead of trusted. When the ring is
+//! full the writer waits for the backend, but not forever: a xenconsoled
+//! that takes nothing for [`MAX_IDLE_WAITS`] waits in a row is taken to be
+//! stuck (a hung dom0 console must not hang the guest). What cannot be
+//! written then is dropped and counted, later writes are dropped at once
+//! while the ring stays full, and once it has room again a line says how
+//! many bytes were lost.
 
 use crate::event::{self, Port};
 use crate::hvm::{self, RingPageError};
 use crate::ring::{Producer, RingCorrupt, SharedBytes};
+use core::fmt::{self, Write};
 use core::sync::atomic::AtomicU32;
 
 const IN_SIZE: usize = 1024;
@@ -45,15 +51,23 @@ impl Default for Interface {
     }
 }
 
+/// Waits in a row with no byte taken after which a write gives up on
+/// xenconsoled. Each wait of [`Console::write`] is an event and a yield;
+/// a busy xenconsoled that takes anything starts the count again.
+pub const MAX_IDLE_WAITS: u32 = 100_000;
+
 /// The producer side of the output ring.
 pub struct OutputRing<'a> {
     ring: Producer<'a, OUT_SIZE>,
+    /// Bytes given up on and not yet reported; while non-zero the backend
+    /// is taken to be stuck and writes do not wait.
+    dropped: u64,
 }
 
 impl<'a> OutputRing<'a> {
     /// Takes over the output ring, continuing after what is already there.
     pub fn new(intf: &'a Interface) -> Self {
-        OutputRing { ring: Producer::new(&intf.output, &intf.out_cons, &intf.out_prod) }
+        OutputRing { ring: Producer::new(&intf.output, &intf.out_cons, &intf.out_prod), dropped: 0 }
     }
 
     /// Bytes written but not yet consumed by the backend.
@@ -66,26 +80,86 @@ impl<'a> OutputRing<'a> {
         self.ring.write_some(bytes)
     }
 
-    /// Writes all of `bytes`, translating "\n" to "\r\n" for terminals,
-    /// calling `wait` whenever the ring is full.
+    /// Writes `bytes`, translating "\n" to "\r\n" for terminals, calling
+    /// `wait` whenever the ring is full; drops and counts the rest after
+    /// [`MAX_IDLE_WAITS`] waits without progress. Bytes dropped before are
+    /// reported first, or, while the ring has no room for that line, these
+    /// are dropped too.
     pub fn write_all(&mut self, bytes: &[u8], mut wait: impl FnMut()) -> Result<(), RingCorrupt> {
+        if self.dropped > 0 && !self.report_dropped()? {
+            self.dropped += bytes.len() as u64;
+            return Ok(());
+        }
+        let mut start = 0;
         for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
-            if i > 0 {
-                self.write_fully(b"\r\n", &mut wait)?;
+            // The "\n" before this line, and all after it.
+            if i > 0 && self.write_fully(b"\r\n", &mut wait)? < 2 {
+                self.dropped += (bytes.len() - start + 1) as u64;
+                return Ok(());
             }
-            self.write_fully(line, &mut wait)?;
+            let written = self.write_fully(line, &mut wait)?;
+            if written < line.len() {
+                self.dropped += (bytes.len() - start - written) as u64;
+                return Ok(());
+            }
+            start += line.len() + 1;
         }
         Ok(())
     }
 
-    fn write_fully(&mut self, mut bytes: &[u8], wait: &mut impl FnMut()) -> Result<(), RingCorrupt> {
-        while !bytes.is_empty() {
-            let n = self.write_some(bytes)?;
-            bytes = &bytes[n..];
-            if !bytes.is_empty() {
-                wait();
+    /// Bytes dropped since the backend was last seen taking any, and not yet
+    /// reported on the console.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Writes as much of `bytes` as the backend takes before it is stuck;
+    /// returns how much.
+    fn write_fully(&mut self, bytes: &[u8], wait: &mut impl FnMut()) -> Result<usize, RingCorrupt> {
+        let mut written = 0;
+        let mut idle = 0;
+        while written < bytes.len() {
+            let n = self.write_some(&bytes[written..])?;
+            written += n;
+            if n > 0 {
+                idle = 0;
             }
+            if written == bytes.len() || idle == MAX_IDLE_WAITS {
+                break;
+            }
+            idle += 1;
+            wait();
         }
+        Ok(written)
+    }
+
+    /// Writes the line that says how many bytes were dropped, when it fits
+    /// whole; true if it did.
+    fn report_dropped(&mut self) -> Result<bool, RingCorrupt> {
+        let mut line = Line { bytes: [0; 64], len: 0 };
+        // Cannot fail: the longest line (a 20-digit count) is 49 bytes.
+        let _ = write!(line, "\r\n[console: {} bytes dropped]\r\n", self.dropped);
+        let line = &line.bytes[..line.len];
+        if OUT_SIZE - (self.pending()? as usize) < line.len() {
+            return Ok(false);
+        }
+        self.write_some(line)?;
+        self.dropped = 0;
+        Ok(true)
+    }
+}
+
+/// A line formatted on the stack.
+struct Line {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl Write for Line {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?.copy_from_slice(s.as_bytes());
+        self.len = end;
         Ok(())
     }
 }
@@ -110,7 +184,8 @@ impl Console {
         Ok(Console { ring: OutputRing::new(intf), port: page.port })
     }
 
-    /// Writes all of `bytes`, waiting for xenconsoled when the ring is full.
+    /// Writes `bytes`, waiting for xenconsoled when the ring is full, for
+    /// a bounded time ([`OutputRing::write_all`]).
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), RingCorrupt> {
         let port = self.port;
         self.ring.write_all(bytes, || {
@@ -166,6 +241,50 @@ mod tests {
         assert_eq!(got, text);
         // Full after each 2048 bytes but the last batch.
         assert_eq!(waits, 10_240 / OUT_SIZE - 1);
+    }
+
+    #[test]
+    fn a_console_that_never_drains_costs_one_bounded_wait_and_the_loss_is_told() {
+        let intf = Box::new(Interface::new());
+        let mut ring = OutputRing::new(&intf);
+        let text = [b'x'; OUT_SIZE + 100];
+        let mut waits = 0;
+        ring.write_all(&text, || {
+            waits += 1;
+            assert!(waits <= MAX_IDLE_WAITS, "waited past the bound");
+        })
+        .unwrap();
+        assert_eq!(waits, MAX_IDLE_WAITS);
+        // Still stuck: later writes are dropped without waiting again.
+        ring.write_all(b"more\n", || panic!("waited again on a console known to be stuck")).unwrap();
+        assert_eq!(ring.dropped(), 105);
+        // xenconsoled takes what was in the ring; the next write says what was lost.
+        let mut got = Vec::new();
+        drain(&intf, &mut got);
+        assert_eq!(got, text[..OUT_SIZE]);
+        ring.write_all(b"back\n", || panic!("the ring has room")).unwrap();
+        got.clear();
+        drain(&intf, &mut got);
+        assert_eq!(got, b"\r\n[console: 105 bytes dropped]\r\nback\r\n");
+    }
+
+    #[test]
+    fn a_slow_console_loses_nothing() {
+        let intf = Box::new(Interface::new());
+        let mut ring = OutputRing::new(&intf);
+        let text: Vec<u8> = (0..3 * OUT_SIZE).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut got = Vec::new();
+        let mut waits = 0;
+        // xenconsoled takes its bytes just before the writer would give up on it.
+        ring.write_all(&text, || {
+            waits += 1;
+            if waits % MAX_IDLE_WAITS == 0 {
+                drain(&intf, &mut got);
+            }
+        })
+        .unwrap();
+        drain(&intf, &mut got);
+        assert_eq!(got, text);
     }
 
     #[test]
