@@ -1,6 +1,6 @@
 //! Answering a query (RFC 1034 §4.3.2) from a [`Catalog`]: validation of
 //! the request, EDNS(0) (RFC 6891), resolution in [`resolve`], and the
-//! reply's size limit with TC (RFC 1035 §4.2.1, RFC 2181 §9).
+//! reply's size limit with TC (RFC 1035 §4.2.1, RFC 2181 §9, RFC 9471 §3).
 
 mod edns;
 mod resolve;
@@ -189,7 +189,8 @@ impl Reply {
         let mut truncated = false;
         let mut counts = [0u16; 3];
         // RRsets go in whole or not at all; one missing from the answer or
-        // authority section sets TC, one missing from the additional does not.
+        // authority section sets TC, one missing from the additional does
+        // not unless it is a referral's in-domain glue (RFC 9471 §3).
         let sections = [&answer.answer, &answer.authority, &answer.additional];
         'sections: for (i, section) in sections.into_iter().enumerate() {
             for rr in section {
@@ -200,8 +201,8 @@ impl Reply {
                     continue;
                 }
                 w.truncate(before);
+                truncated |= i < 2 || rr.in_domain_glue;
                 if i < 2 {
-                    truncated = true;
                     break 'sections;
                 }
             }

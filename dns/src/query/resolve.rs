@@ -19,11 +19,14 @@ pub struct Rr<'z> {
     pub rtype: u16,
     pub ttl: u32,
     pub rdatas: &'z [RData],
+    /// Addresses of a referral's name server at or below the cut: a reply
+    /// without them is incomplete (RFC 9471 §3).
+    pub in_domain_glue: bool,
 }
 
 impl<'z> Rr<'z> {
     fn new(owner: &'z Name, set: &'z RRset) -> Rr<'z> {
-        Rr { owner, rtype: set.rtype, ttl: set.ttl, rdatas: &set.rdatas }
+        Rr { owner, rtype: set.rtype, ttl: set.ttl, rdatas: &set.rdatas, in_domain_glue: false }
     }
 }
 
@@ -79,7 +82,7 @@ pub fn resolve<'z>(zone: &'z Zone, qname: &'z Name, qtype: u16) -> Result<Answer
             // addresses of name servers (of an NS answer, or a referral).
             try_push(&mut answer.answer, Rr::new(name, set))?;
             if set.rtype == types::NS {
-                glue(zone, set, &mut answer)?;
+                glue(zone, set, None, &mut answer)?;
             }
             return Ok(answer);
         }
@@ -131,7 +134,7 @@ fn referral<'z>(zone: &'z Zone, cut: &'z Node, answer: &mut Answer<'z>) -> Resul
     let Some(ns) = cut.rrset(types::NS) else { return Ok(()) };
     answer.authoritative = !answer.answer.is_empty();
     try_push(&mut answer.authority, Rr::new(&cut.name, ns))?;
-    glue(zone, ns, answer)
+    glue(zone, ns, Some(&cut.name), answer)
 }
 
 /// NXDOMAIN or NODATA: the SOA in the authority section, its TTL the
@@ -149,14 +152,21 @@ fn negative<'z>(zone: &'z Zone, answer: &mut Answer<'z>) -> Result<(), OutOfMemo
 
 /// Addresses of the name servers of an NS RRset, when the zone has them
 /// (RFC 1034 §4.3.2 step 3b for referrals; glue below a cut included).
-fn glue<'z>(zone: &'z Zone, set: &'z RRset, answer: &mut Answer<'z>) -> Result<(), OutOfMemory> {
+/// Those at or below `cut`, a referral's, are marked in-domain glue.
+fn glue<'z>(
+    zone: &'z Zone,
+    set: &'z RRset,
+    cut: Option<&Name>,
+    answer: &mut Answer<'z>,
+) -> Result<(), OutOfMemory> {
     for target in set.rdatas.iter().filter_map(|r| r.additional_target(set.rtype)) {
         let Some(node) = zone.node(target) else { continue };
+        let in_domain_glue = cut.is_some_and(|cut| target.is_subdomain_of(cut));
         for rtype in [types::A, types::AAAA] {
             let Some(addresses) = node.rrset(rtype) else { continue };
             let present = |rr: &Rr<'_>| rr.rtype == rtype && rr.owner == target;
             if !answer.additional.iter().any(present) && !answer.answer.iter().any(present) {
-                try_push(&mut answer.additional, Rr::new(&node.name, addresses))?;
+                try_push(&mut answer.additional, Rr { in_domain_glue, ..Rr::new(&node.name, addresses) })?;
             }
         }
     }

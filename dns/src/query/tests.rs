@@ -308,6 +308,32 @@ fn truncation_sets_tc() {
 }
 
 #[test]
+fn a_referral_whose_in_domain_glue_does_not_fit_sets_tc() {
+    let mut text = String::from(ZONE);
+    // Twenty name servers with both addresses, below the cut (glue) and,
+    // for `near`, beside it in our own data (not glue).
+    for i in 0..20 {
+        for (cut, hosts) in [("many", "many"), ("near", "near-hosts")] {
+            text.push_str(&format!(
+                "{cut} NS ns{i}.{hosts}\nns{i}.{hosts} A 192.0.2.{i}\nns{i}.{hosts} AAAA 2001:db8::{i}\n"
+            ));
+        }
+    }
+    let cat = Catalog::new(alloc::vec![master::parse("test.zone", &text).unwrap()]).unwrap();
+    let referral =
+        |name: &str, transport| decode(&respond(&cat, &query(name, types::A, None), transport).unwrap());
+    let udp = referral("host.many.example.com", Transport::Udp);
+    assert_eq!(udp.authority.len(), 20);
+    assert!(udp.additional.len() < 40, "the test needs glue that does not fit in 512 bytes");
+    assert_eq!(udp.flags & flags::TC, flags::TC, "RFC 9471 §3: missing in-domain glue sets TC");
+    let tcp = referral("host.many.example.com", Transport::Tcp);
+    assert_eq!((tcp.flags & flags::TC, tcp.additional.len()), (0, 40));
+    let beside = referral("host.near.example.com", Transport::Udp);
+    assert!(beside.additional.len() < 40);
+    assert_eq!(beside.flags & flags::TC, 0, "addresses outside the cut are not glue");
+}
+
+#[test]
 fn malformed_queries() {
     let cat = catalog();
     let mut status = query("www.example.com", types::A, None);
