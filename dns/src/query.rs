@@ -58,7 +58,9 @@ pub fn try_respond(
     }
     let reply = Reply::new(&packet);
     if packet.opcode() != 0 {
-        return reply.bare(rcode::NOTIMP).map(Some);
+        // RFC 6891 §7: a valid OPT in the request gets one in the reply, whatever the opcode.
+        let edns = other_opcode_opt(&packet).ok().flatten();
+        return Reply { edns, ..reply }.bare(rcode::NOTIMP).map(Some);
     }
     let mut name = [0u8; MAX_NAME];
     let Ok((name_len, qtype, qclass, edns)) = parse(&packet, &mut name) else {
@@ -123,22 +125,41 @@ fn parse(
     let mut r = Reader::new(packet.bytes(), HEADER_LEN);
     let name_len = r.name_into(name)?;
     let (qtype, qclass) = (r.u16()?, r.u16()?);
+    Ok((name_len, qtype, qclass, opt_record(packet, &mut r)?))
+}
+
+/// The OPT record of a message with an opcode we do not implement, whose
+/// sections we read only as far as their shape.
+fn other_opcode_opt(packet: &Packet<&[u8]>) -> Result<Option<Edns>, WireError> {
+    let mut r = Reader::new(packet.bytes(), HEADER_LEN);
+    let mut name = [0u8; MAX_NAME];
+    for _ in 0..packet.qdcount() {
+        r.name_into(&mut name)?;
+        r.bytes(4)?;
+    }
+    opt_record(packet, &mut r)
+}
+
+/// The OPT record among the records after the question section, which `r`
+/// has just read; a misplaced or second OPT, or one that does not parse,
+/// is malformed.
+fn opt_record(packet: &Packet<&[u8]>, r: &mut Reader<'_>) -> Result<Option<Edns>, WireError> {
+    let before_additional = u32::from(packet.ancount()) + u32::from(packet.nscount());
     let mut edns = None;
     let mut owner = [0u8; MAX_NAME];
-    for i in 0..u32::from(packet.nscount()) + u32::from(packet.arcount()) {
+    for i in 0..before_additional + u32::from(packet.arcount()) {
         let owner_len = r.name_into(&mut owner)?;
         let (rtype, class, ttl, len) = (r.u16()?, r.u16()?, r.u32()?, usize::from(r.u16()?));
         let rdata = r.bytes(len)?;
         if rtype == types::OPT {
-            let additional = i >= u32::from(packet.nscount());
             // The root name is one zero octet.
-            if !additional || edns.is_some() || owner_len != 1 {
+            if i < before_additional || edns.is_some() || owner_len != 1 {
                 return Err(WireError::Malformed);
             }
             edns = Some(Edns::parse(class, ttl, rdata)?);
         }
     }
-    Ok((name_len, qtype, qclass, edns))
+    Ok(edns)
 }
 
 /// The parts of the reply known before resolution.
@@ -162,10 +183,15 @@ impl Reply {
         w.bytes(&[0; 8]);
     }
 
-    /// A header alone, for a query whose question cannot be trusted.
+    /// A header alone, for a query whose question cannot be trusted, and
+    /// our OPT when the query's was read.
     fn bare(&self, rcode: u16) -> Result<Vec<u8>, OutOfMemory> {
         let mut w = Writer::new();
         self.header(&mut w, rcode);
+        if let Some(edns) = &self.edns {
+            edns.emit(&mut w, rcode, None);
+            w.set_u16(10, 1);
+        }
         w.finish()
     }
 

@@ -334,6 +334,20 @@ fn a_referral_whose_in_domain_glue_does_not_fit_sets_tc() {
 }
 
 #[test]
+fn notimp_for_another_opcode_carries_opt_when_the_query_had_one() {
+    let cat = catalog();
+    let mut with_opt = query("www.example.com", types::A, Some((1232, 0)));
+    with_opt[2] |= 2 << 3; // opcode 2 (STATUS)
+    let d = decode(&respond(&cat, &with_opt, Transport::Udp).unwrap());
+    assert_eq!(d.rcode, rcode::NOTIMP);
+    assert_eq!(d.additional, ["OPT 1232 0x0"], "RFC 6891 §7: an OPT in the query gets one back");
+    let mut without = query("www.example.com", types::A, None);
+    without[2] |= 2 << 3;
+    let d = decode(&respond(&cat, &without, Transport::Udp).unwrap());
+    assert_eq!((d.rcode, d.additional.len()), (rcode::NOTIMP, 0));
+}
+
+#[test]
 fn malformed_queries() {
     let cat = catalog();
     let mut status = query("www.example.com", types::A, None);
