@@ -195,9 +195,9 @@ impl Shared {
         let still_mapped = self.grants.iter().filter(|&&r| grants.end_access(r).is_err()).count();
         if still_mapped == 0 {
             // SAFETY: the pages are one allocation of `alloc_shared_pages`,
-            // no longer granted, and nothing uses them afterwards: a retired
-            // disk never touches its ring or pool again (every call checks
-            // its failure first), an abandoned handshake made no disk.
+            // no longer granted, and nothing uses them afterwards: the disk
+            // that had them no longer holds its ring or pool
+            // (`Disk::detach` took them), an abandoned handshake made no disk.
             unsafe { free_shared_pages(self.pages) };
         }
         Released { grants: self.grants.len(), still_mapped }
@@ -207,11 +207,11 @@ impl Shared {
 /// Gives back what `disk` shared with its backend, once its frontend is
 /// closed (the backend went away, or the disk is done with): closes the
 /// event channel and ends every grant; the pages go back to the heap only
-/// if the backend maps none of them any more. Retires the disk first, so
-/// nothing uses the pages afterwards. Nothing the second time.
+/// if the backend maps none of them any more. Takes the ring and pool out
+/// of the disk first ([`Disk::detach`]), so nothing uses the pages
+/// afterwards. Nothing the second time.
 pub fn release(disk: &mut Disk, grants: &mut GrantTable<'_>) -> Option<Released> {
-    disk.retire();
-    Some(disk.shared.take()?.give_back(grants))
+    Some(disk.detach()?.give_back(grants))
 }
 
 /// Brings up `device/vbd/<id>` and returns it Connected, with its xenbus
@@ -325,9 +325,7 @@ impl Handshake {
         match self.read_backend(xs, vbd) {
             Ok((info, features)) => {
                 let Handshake { id, ring, buffers, shared, .. } = self;
-                let mut disk = Disk::new(ring, buffers, shared.port, id as u16, info, features);
-                disk.shared = Some(shared);
-                Ok(disk)
+                Ok(Disk::new(ring, buffers, shared.port, id as u16, info, features).sharing(shared))
             }
             Err(e) => {
                 self.abandon(grants);

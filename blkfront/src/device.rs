@@ -247,12 +247,25 @@ enum Buf<'a> {
     None,
 }
 
+/// What a disk shares with its backend. [`Disk::detach`] takes it out of
+/// the disk, so that a released disk has no way left to pages that may be
+/// someone else's by then.
+struct Link {
+    ring: FrontRing<'static, RequestSlot, Response>,
+    pool: Vec<GrantedPage>,
+    /// What [`crate::connect::release`] gives back: the ring and pool pages,
+    /// their grants and the event channel (none for the host's peer).
+    shared: Option<crate::connect::Shared>,
+}
+
 /// A connected disk.
 pub struct Disk {
-    ring: FrontRing<'static, RequestSlot, Response>,
+    /// `None` once detached.
+    link: Option<Link>,
     inflight: InFlight<Held>,
-    pool: Vec<GrantedPage>,
     free: Vec<u16>,
+    /// Largest read or write one request carries, in pages.
+    max_pages: usize,
     port: Port,
     handle: u16,
     info: DiskInfo,
@@ -262,9 +275,6 @@ pub struct Disk {
     /// away.
     failed: Option<DiskError>,
     stats: Stats,
-    /// What [`crate::connect::release`] gives back: the ring and pool pages,
-    /// their grants and the event channel (none for the host's peer).
-    pub(crate) shared: Option<crate::connect::Shared>,
 }
 
 // SAFETY: the pages behind the raw pointers belong to the disk alone (and
@@ -292,11 +302,16 @@ impl Disk {
             features.indirect_segments = 0;
         }
         let free = (0..pool.len() as u16).rev().collect();
+        let max_pages = if features.indirect_segments > 0 {
+            features.indirect_segments
+        } else {
+            MAX_SEGMENTS.min(pool.len())
+        };
         Disk {
             inflight: InFlight::new(ring.size()),
-            ring,
-            pool,
+            link: Some(Link { ring, pool, shared: None }),
             free,
+            max_pages,
             port,
             handle,
             info,
@@ -304,8 +319,21 @@ impl Disk {
             timeout: DEFAULT_TIMEOUT,
             failed: None,
             stats: Stats::default(),
-            shared: None,
         }
+    }
+
+    /// The disk, with what [`crate::connect::release`] gives back.
+    pub(crate) fn sharing(mut self, shared: crate::connect::Shared) -> Self {
+        if let Some(link) = self.link.as_mut() {
+            link.shared = Some(shared);
+        }
+        self
+    }
+
+    /// The ring and pool. Only a detached disk has none, and it is retired:
+    /// every call checks the disk's failure before it comes here.
+    fn link(&mut self) -> Result<&mut Link, DiskError> {
+        self.link.as_mut().ok_or(DiskError::Closed)
     }
 
     pub fn info(&self) -> DiskInfo {
@@ -406,20 +434,29 @@ impl Disk {
 
     /// Posts the request for `buf[offset..offset + len]` (`len` 0 for a
     /// flush or discard), if an id and enough pool pages are free.
-    fn post(&mut self, op: u8, sector: u64, buf: &Buf<'_>, offset: usize, len: usize, discard: u64) -> bool {
+    fn post(
+        &mut self,
+        op: u8,
+        sector: u64,
+        buf: &Buf<'_>,
+        offset: usize,
+        len: usize,
+        discard: u64,
+    ) -> Result<bool, DiskError> {
+        let link = self.link.as_mut().ok_or(DiskError::Closed)?;
         let data_pages = len.div_ceil(PAGE_SIZE);
         let indirect_pages =
             if data_pages > MAX_SEGMENTS { data_pages.div_ceil(SEGMENTS_PER_INDIRECT_PAGE) } else { 0 };
         if !self.inflight.has_free() || self.free.len() < data_pages + indirect_pages {
-            return false;
+            return Ok(false);
         }
         let pages: Vec<u16> = (0..data_pages + indirect_pages).filter_map(|_| self.free.pop()).collect();
         if let Buf::Write(data) = buf {
-            copy_to_pages(&self.pool, &pages[..data_pages], &data[offset..offset + len]);
+            copy_to_pages(&link.pool, &pages[..data_pages], &data[offset..offset + len]);
         }
         let segment = |i: usize| {
             let in_page = (len - i * PAGE_SIZE).min(PAGE_SIZE) / SECTOR;
-            Segment::new(self.pool[usize::from(pages[i])].gref, 0, (in_page - 1) as u8)
+            Segment::new(link.pool[usize::from(pages[i])].gref, 0, (in_page - 1) as u8)
         };
         let held = Held { pages: pages.clone(), data_pages, offset, len };
         let id = self.inflight.take(op, held).expect("an id is free");
@@ -444,7 +481,7 @@ impl Disk {
                 ..Default::default()
             };
             for (n, &ind) in pages[data_pages..].iter().enumerate() {
-                let page = self.pool[usize::from(ind)];
+                let page = link.pool[usize::from(ind)];
                 req.indirect_grefs[n] = page.gref;
                 let first = n * SEGMENTS_PER_INDIRECT_PAGE;
                 let segs: Vec<Segment> =
@@ -467,17 +504,17 @@ impl Disk {
             req.into()
         };
         // Ids never outnumber ring slots, so the ring has room.
-        let _ = self.ring.push(slot);
+        let _ = link.ring.push(slot);
         self.stats.requests += 1;
         self.stats.indirect += u64::from(indirect_pages > 0);
         self.stats.peak_in_flight = self.stats.peak_in_flight.max(self.inflight.in_flight());
-        true
+        Ok(true)
     }
 
     /// Takes one response, if there is one: its id, its outcome and what
     /// its request held. A protocol violation fails the disk for good.
     fn reap(&mut self) -> Result<Option<(u64, Outcome, Held)>, DiskError> {
-        let rsp = match self.ring.pop_response() {
+        let rsp = match self.link()?.ring.pop_response() {
             Ok(Some(rsp)) => rsp,
             Ok(None) => return Ok(None),
             Err(e) => return Err(self.fail(DiskError::Ring(e))),
@@ -521,13 +558,13 @@ impl Disk {
             // Post as much as the free ids and pages allow.
             while !posted_all && failure.is_none() {
                 let chunk = (len - next).min(chunk_max);
-                if !self.post(op, sector + (next / SECTOR) as u64, &buf, next, chunk, discard) {
+                if !self.post(op, sector + (next / SECTOR) as u64, &buf, next, chunk, discard)? {
                     break;
                 }
                 next += chunk;
                 posted_all = next >= len;
             }
-            if self.ring.publish() {
+            if self.link()?.ring.publish() {
                 io.notify(self.port);
             }
             if self.inflight.in_flight() == 0 {
@@ -543,7 +580,7 @@ impl Disk {
                         failure = Some(DiskError::Backend(outcome));
                     } else if let Buf::Read(b) = &mut buf {
                         copy_from_pages(
-                            &self.pool,
+                            &self.link()?.pool,
                             &held.pages[..held.data_pages],
                             &mut b[held.offset..held.offset + held.len],
                         );
@@ -551,7 +588,7 @@ impl Disk {
                     self.free.extend_from_slice(&held.pages);
                 }
                 None => {
-                    let more = match self.ring.final_check_for_responses() {
+                    let more = match self.link()?.ring.final_check_for_responses() {
                         Ok(more) => more,
                         Err(e) => return Err(self.fail(DiskError::Ring(e))),
                     };
@@ -595,13 +632,7 @@ pub struct Completion {
 impl Disk {
     /// Largest read or write one request carries.
     pub fn max_request(&self) -> usize {
-        let pages = if self.features.indirect_segments > 0 {
-            // Disk::new keeps a page of the pool for the indirect segments.
-            self.features.indirect_segments
-        } else {
-            MAX_SEGMENTS.min(self.pool.len())
-        };
-        pages * PAGE_SIZE
+        self.max_pages * PAGE_SIZE
     }
 
     /// Requests with the backend or answered and not finished.
@@ -654,12 +685,15 @@ impl Disk {
             _ => Buf::None,
         };
         let (sector, discard) = (self.ring_sector(sector), self.ring_sector(discard));
-        Ok(self.post(op, sector, &buf, 0, len, discard).then_some(id).flatten())
+        Ok(self.post(op, sector, &buf, 0, len, discard)?.then_some(id).flatten())
     }
 
     /// Makes the posted requests visible to the backend, and tells it.
+    /// Nothing once the disk is detached: its ring pages and event channel
+    /// may be someone else's by then.
     pub fn push(&mut self, io: &mut dyn Signal) {
-        if self.ring.publish() {
+        let Some(link) = self.link.as_mut() else { return };
+        if link.ring.publish() {
             io.notify(self.port);
         }
     }
@@ -674,7 +708,7 @@ impl Disk {
             if let Some((id, outcome, held)) = self.reap()? {
                 return Ok(Some(Completion { id, outcome, held }));
             }
-            match self.ring.final_check_for_responses() {
+            match self.link()?.ring.final_check_for_responses() {
                 Ok(true) => {}
                 Ok(false) => return Ok(None),
                 Err(e) => return Err(self.fail(DiskError::Ring(e))),
@@ -693,7 +727,7 @@ impl Disk {
         }
         if outcome == Outcome::Okay {
             let len = held.len.min(buf.len());
-            copy_from_pages(&self.pool, &held.pages[..held.data_pages], &mut buf[..len]);
+            copy_from_pages(&self.link()?.pool, &held.pages[..held.data_pages], &mut buf[..len]);
         }
         self.free.extend_from_slice(&held.pages);
         match outcome {
@@ -705,7 +739,9 @@ impl Disk {
     /// Gives up on a backend that has not answered for `self.timeout()`
     /// with requests out: the disk fails for good.
     pub fn time_out(&mut self) -> DiskError {
-        log::warn!("blkfront: {} requests out, ring: {}", self.inflight.in_flight(), self.ring.indices());
+        if let Some(link) = &self.link {
+            log::warn!("blkfront: {} requests out, ring: {}", self.inflight.in_flight(), link.ring.indices());
+        }
         self.fail(DiskError::Timeout(self.timeout))
     }
 
@@ -724,6 +760,15 @@ impl Disk {
     /// failure the disk already had).
     pub fn retire(&mut self) {
         self.failed.get_or_insert(DiskError::Closed);
+    }
+
+    /// Retires the disk and takes its ring and buffer pages out of it, so
+    /// that nothing reaches them any more; returns what
+    /// [`crate::connect::release`] gives back: `None` for a disk that shares
+    /// nothing (the host's peer), and the second time.
+    pub fn detach(&mut self) -> Option<crate::connect::Shared> {
+        self.retire();
+        self.link.take()?.shared
     }
 
     /// The backend went to Closing or Closed (`state`): fails the disk for

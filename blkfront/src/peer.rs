@@ -55,6 +55,8 @@ pub struct Peer {
     /// pages that a request still in the ring names, and blkback answers
     /// such a request with an error.
     pub strict: bool,
+    /// Events the frontend sent.
+    pub notifications: usize,
 }
 
 /// Page blocks of finished peers, by size in pages: never given back to the
@@ -114,6 +116,7 @@ impl Peer {
             peak_outstanding: 0,
             leaked_bytes: 0,
             strict: true,
+            notifications: 0,
         };
         (Disk::new(ring, buffers, Port(1), 51712, info, features), peer)
     }
@@ -303,6 +306,21 @@ impl Peer {
         self.index(2).store(value, Ordering::Release);
     }
 
+    /// Fills the ring pages with `byte`, as the heap may reuse them once a
+    /// released disk gave them back.
+    pub fn poison_ring(&mut self, byte: u8) {
+        // SAFETY: the ring's pages, only ever accessed through raw pointers.
+        unsafe { core::ptr::write_bytes(self.ring, byte, self.ring_pages * PAGE_SIZE) };
+    }
+
+    /// Whether every byte of the ring pages is still `byte`.
+    pub fn ring_poisoned(&self, byte: u8) -> bool {
+        let mut copy = alloc::vec![0u8; self.ring_pages * PAGE_SIZE];
+        // SAFETY: the ring's pages, into a local copy.
+        unsafe { core::ptr::copy(self.ring, copy.as_mut_ptr(), copy.len()) };
+        copy.iter().all(|&b| b == byte)
+    }
+
     /// Serves every published request, answering a batch in reverse order
     /// (blkback may complete out of order).
     pub fn serve(&mut self) {
@@ -321,7 +339,9 @@ impl Peer {
 }
 
 impl Signal for Peer {
-    fn notify(&mut self, _: Port) {}
+    fn notify(&mut self, _: Port) {
+        self.notifications += 1;
+    }
 
     fn wait(&mut self, _: Port, _: Duration) -> bool {
         self.serve();

@@ -457,3 +457,22 @@ fn discards_reach_the_backend_as_whole_extents_only() {
     assert_eq!(d.start(3, Start::Discard(20)), Err(DiskError::DiscardUnaligned { sector: 3, count: 20 }));
     assert!(d.start(10, Start::Discard(8)).unwrap().is_some());
 }
+
+#[test]
+fn a_released_disk_never_writes_its_ring_pages_or_signals() {
+    // Two reads posted and not pushed yet when the backend closes; the disk is then
+    // released, and its ring pages may be someone else's.
+    let (mut d, mut be) = Peer::connect(info(MIB), indirect(32), 33);
+    d.start(0, Start::Read(4096)).unwrap().unwrap();
+    d.start(8, Start::Read(4096)).unwrap().unwrap();
+    let gone = d.backend_gone(XenbusState::Closed);
+    assert!(d.detach().is_none(), "the peer shares nothing to give back");
+    be.poison_ring(0xA5);
+    d.push(&mut be);
+    assert!(be.ring_poisoned(0xA5), "a released disk wrote its ring pages");
+    assert_eq!(be.notifications, 0, "a released disk signalled its event channel");
+    // Every later call fails without a look at the ring.
+    assert_eq!(d.poll_completion().map(|c| c.is_some()), Err(gone));
+    assert_eq!(d.read(0, &mut [0; 512], &mut be), Err(gone));
+    assert!(be.ring_poisoned(0xA5));
+}

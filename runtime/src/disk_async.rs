@@ -304,22 +304,46 @@ mod tests {
         }
     }
 
-    /// A backend that never answers and goes to Closing once `closing` is set.
+    /// A backend that never answers and goes to Closing once `closing` is set. Closing
+    /// releases the disk as the runtime's does, and poisons the ring pages, which the heap
+    /// may hand out again from then on; `late` counts the events sent after that.
     struct Detaching {
+        peer: StdRc<RefCell<Peer>>,
         closing: StdRc<Cell<bool>>,
         closed: StdRc<Cell<bool>>,
+        late: StdRc<Cell<usize>>,
     }
 
+    impl Detaching {
+        fn new(peer: Peer) -> Detaching {
+            Detaching {
+                peer: StdRc::new(RefCell::new(peer)),
+                closing: StdRc::default(),
+                closed: StdRc::default(),
+                late: StdRc::default(),
+            }
+        }
+    }
+
+    const POISON: u8 = 0xA5;
+
     impl Signal for Detaching {
-        fn notify(&mut self, _: Port) {}
+        fn notify(&mut self, _: Port) {
+            if self.closed.get() {
+                self.late.set(self.late.get() + 1);
+            }
+        }
         fn wait(&mut self, _: Port, _: Duration) -> bool {
             unreachable!("the async path never blocks")
         }
         fn gone(&mut self) -> Option<XenbusState> {
             self.closing.get().then_some(XenbusState::Closing)
         }
-        fn close(&mut self, _: &mut Disk) {
-            self.closed.set(true);
+        fn close(&mut self, disk: &mut Disk) {
+            if !self.closed.replace(true) {
+                disk.detach();
+                self.peer.borrow_mut().poison_ring(POISON);
+            }
         }
     }
 
@@ -435,9 +459,9 @@ mod tests {
 
     #[test]
     fn a_detached_backend_fails_every_waiting_call_and_the_disk_is_closed() {
-        let (disk, _peer) = disk_and_peer();
-        let (closing, closed) = (StdRc::new(Cell::new(false)), StdRc::new(Cell::new(false)));
-        let signal = Detaching { closing: closing.clone(), closed: closed.clone() };
+        let (disk, peer) = disk_and_peer();
+        let signal = Detaching::new(peer);
+        let (closing, closed) = (signal.closing.clone(), signal.closed.clone());
         let (disk, driver) = AsyncDisk::new(disk, Box::new(signal), Box::new(executor::now));
         let platform = FakePlatform::default();
         let mut executor = Executor::new(platform.clone());
@@ -465,6 +489,42 @@ mod tests {
         assert_eq!(results, (vec![Err(gone); 4], Err(gone)));
         assert!(closed.get(), "the disk's end was closed");
         assert!(platform.sleeps().iter().all(|&s| s < Duration::from_secs(1)), "no wait for the timeout");
+    }
+
+    #[test]
+    fn tasks_woken_by_a_detach_never_touch_the_released_ring() {
+        // 12 pages of pool: three reads of 4 pages go out, a fourth waits for room, when the
+        // backend closes. The tasks wake after the disk was released.
+        let info = DiskInfo { sectors: 2048, sector_size: 512, read_only: false, flush: true };
+        let (disk, peer) = Peer::connect(info, Features::BASIC, 12);
+        let signal = Detaching::new(peer);
+        let (closing, late, peer) = (signal.closing.clone(), signal.late.clone(), signal.peer.clone());
+        let (disk, driver) = AsyncDisk::new(disk, Box::new(signal), Box::new(executor::now));
+        let mut executor = Executor::new(FakePlatform::default());
+        let gone = DiskError::Gone(XenbusState::Closing);
+        let results = executor.block_on(async {
+            executor::add_driver(driver);
+            let results = StdRc::new(RefCell::new(Vec::new()));
+            for n in 0..4u64 {
+                let (disk, results) = (disk.clone(), results.clone());
+                executor::spawn(async move {
+                    let r = disk.read(n * 64, &mut [0u8; 16 * 1024]).await;
+                    results.borrow_mut().push(r);
+                });
+            }
+            crate::time::sleep(Duration::from_millis(1)).await;
+            assert_eq!(disk.stats().requests, 3, "three reads out, one waiting for room");
+            closing.set(true);
+            while results.borrow().len() < 4 {
+                crate::time::sleep(Duration::from_millis(1)).await;
+            }
+            let later = disk.write(0, &[0u8; 512]).await;
+            let all = results.borrow().clone();
+            (all, later)
+        });
+        assert_eq!(results, (vec![Err(gone); 4], Err(gone)));
+        assert!(peer.borrow().ring_poisoned(POISON), "a task wrote the released ring pages");
+        assert_eq!(late.get(), 0, "a task signalled the released event channel");
     }
 
     #[test]
