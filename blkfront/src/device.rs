@@ -171,6 +171,13 @@ pub enum DiskError {
         len: usize,
         max: usize,
     },
+    /// A request needs `pages` buffer pages (its indirect pages included),
+    /// and no more than `free` can ever be free for it: it would wait for
+    /// good.
+    NoRoom {
+        pages: usize,
+        free: usize,
+    },
 }
 
 impl fmt::Display for DiskError {
@@ -193,6 +200,9 @@ impl fmt::Display for DiskError {
                 write!(f, "a discard of {count} sectors at {sector} is not whole discard extents")
             }
             DiskError::TooLarge { len, max } => write!(f, "{len} bytes is more than one request's {max}"),
+            DiskError::NoRoom { pages, free } => {
+                write!(f, "a request of {pages} buffer pages cannot go out: at most {free} can be free")
+            }
         }
     }
 }
@@ -283,7 +293,7 @@ unsafe impl Send for Disk {}
 
 impl Disk {
     /// `pool` are the granted buffer pages; a request takes up to
-    /// `features.segments()` of them (plus its indirect page), fewer when
+    /// `features.segments()` of them (plus its indirect pages), fewer when
     /// the pool is smaller than that.
     pub fn new(
         ring: FrontRing<'static, RequestSlot, Response>,
@@ -295,7 +305,7 @@ impl Disk {
     ) -> Self {
         assert!(pool.len() >= 2 && pool.len() <= usize::from(u16::MAX), "a pool of 2 to 65535 pages");
         if features.indirect_segments > MAX_SEGMENTS {
-            let cap = (pool.len() - 1).min(MAX_INDIRECT_PAGES * SEGMENTS_PER_INDIRECT_PAGE);
+            let cap = most_segments(pool.len()).min(MAX_INDIRECT_PAGES * SEGMENTS_PER_INDIRECT_PAGE);
             features.indirect_segments = features.indirect_segments.min(cap);
         }
         if features.indirect_segments <= MAX_SEGMENTS {
@@ -433,7 +443,8 @@ impl Disk {
     }
 
     /// Posts the request for `buf[offset..offset + len]` (`len` 0 for a
-    /// flush or discard), if an id and enough pool pages are free.
+    /// flush or discard), if an id and enough pool pages are free: false
+    /// when they are not, an error when the pool could never carry it.
     fn post(
         &mut self,
         op: u8,
@@ -445,12 +456,15 @@ impl Disk {
     ) -> Result<bool, DiskError> {
         let link = self.link.as_mut().ok_or(DiskError::Closed)?;
         let data_pages = len.div_ceil(PAGE_SIZE);
-        let indirect_pages =
-            if data_pages > MAX_SEGMENTS { data_pages.div_ceil(SEGMENTS_PER_INDIRECT_PAGE) } else { 0 };
-        if !self.inflight.has_free() || self.free.len() < data_pages + indirect_pages {
+        let needed = request_pages(data_pages);
+        let indirect_pages = needed - data_pages;
+        if needed > link.pool.len() {
+            return Err(DiskError::NoRoom { pages: needed, free: link.pool.len() });
+        }
+        if !self.inflight.has_free() || self.free.len() < needed {
             return Ok(false);
         }
-        let pages: Vec<u16> = (0..data_pages + indirect_pages).filter_map(|_| self.free.pop()).collect();
+        let pages: Vec<u16> = (0..needed).filter_map(|_| self.free.pop()).collect();
         if let Buf::Write(data) = buf {
             copy_to_pages(&link.pool, &pages[..data_pages], &data[offset..offset + len]);
         }
@@ -568,9 +582,12 @@ impl Disk {
                 io.notify(self.port);
             }
             if self.inflight.in_flight() == 0 {
-                // Every chunk fits the pool when all of it is free, so
-                // nothing out means everything was posted (or it failed).
-                debug_assert!(posted_all || failure.is_some());
+                if !posted_all && failure.is_none() {
+                    // Nothing out to wait for, and too few pages free: pages
+                    // kept by a completion never finished.
+                    let pages = request_pages((len - next).min(chunk_max).div_ceil(PAGE_SIZE));
+                    return Err(DiskError::NoRoom { pages, free: self.free.len() });
+                }
                 return failure.map_or(Ok(()), Err);
             }
             // Take what has come back; sleep when nothing has.
@@ -642,7 +659,8 @@ impl Disk {
 
     /// Posts one request for `sector` on (the disk's sectors); `Ok(None)`
     /// when every id or too many buffer pages are taken (finish completions
-    /// first). The backend sees it after [`Disk::push`].
+    /// first), never for a request the whole pool could not carry
+    /// ([`DiskError::NoRoom`]). The backend sees it after [`Disk::push`].
     pub fn start(&mut self, sector: u64, what: Start<'_>) -> Result<Option<u64>, DiskError> {
         if let Some(e) = self.failed {
             return Err(e);
@@ -785,6 +803,25 @@ impl Disk {
         self.failed = Some(e);
         e
     }
+}
+
+/// Pool pages a request of `segments` data pages takes: beyond the
+/// [`MAX_SEGMENTS`] a ring slot holds, one indirect page per
+/// [`SEGMENTS_PER_INDIRECT_PAGE`] segments too (`io/blkif.h`,
+/// `BLKIF_OP_INDIRECT`).
+pub(crate) fn request_pages(segments: usize) -> usize {
+    if segments > MAX_SEGMENTS {
+        segments + segments.div_ceil(SEGMENTS_PER_INDIRECT_PAGE)
+    } else {
+        segments
+    }
+}
+
+/// Most segments of an indirect request that `pool` pages carry with its
+/// indirect pages: n + ceil(n / 512) <= pool holds exactly while
+/// ceil(pool / 513) indirect pages are left over.
+pub(crate) fn most_segments(pool: usize) -> usize {
+    pool - pool.div_ceil(SEGMENTS_PER_INDIRECT_PAGE + 1)
 }
 
 /// Writes `segs` at the start of indirect page `page` and clears the rest.

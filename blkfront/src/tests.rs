@@ -1,7 +1,7 @@
 //! The data path against the in-memory [`Peer`]: request splitting, rings
 //! kept full, indirect requests, discard, and hostile backends.
 
-use crate::device::{Discard, Disk, DiskError, DiskInfo, Features, Start};
+use crate::device::{most_segments, request_pages, Discard, Disk, DiskError, DiskInfo, Features, Start};
 use crate::inflight::{Outcome, ResponseError};
 use crate::peer::{Peer, Scripted};
 use crate::wire::{Response, OP_DISCARD, OP_READ, OP_WRITE, RSP_ERROR};
@@ -475,4 +475,46 @@ fn a_released_disk_never_writes_its_ring_pages_or_signals() {
     assert_eq!(d.poll_completion().map(|c| c.is_some()), Err(gone));
     assert_eq!(d.read(0, &mut [0; 512], &mut be), Err(gone));
     assert!(be.ring_poisoned(0xA5));
+}
+
+#[test]
+fn requests_of_more_than_512_segments_leave_room_for_every_indirect_page() {
+    // `buffer_pages = 600`, `indirect_segments = 1024`, a backend offering 1024: a request
+    // of n pages takes ceil(n / 512) indirect pages more, so 598 and 2 fill the pool.
+    let (mut d, mut be) = Peer::connect(info(8 * MIB), indirect(1024), 600);
+    let data = pattern(d.max_request() + 4096, 9);
+    d.write(8, &data, &mut be).unwrap();
+    assert!(be.disk[8 * 512..8 * 512 + data.len()] == data[..], "the write did not reach the disk");
+    let shapes: Vec<(bool, usize)> = be.seen.iter().map(|s| (s.indirect, s.segments)).collect();
+    assert_eq!(shapes, [(true, 598), (false, 1)]);
+    assert_eq!(d.features().indirect_segments, 598);
+    // The non-blocking interface posts a request of the largest size at once.
+    assert!(d.start(0, Start::Read(d.max_request())).unwrap().is_some());
+}
+
+#[test]
+fn the_segment_cap_is_the_most_a_pool_carries_with_its_indirect_pages() {
+    for pool in 12..=5000 {
+        let n = most_segments(pool);
+        assert!(request_pages(n) <= pool && request_pages(n + 1) > pool, "a pool of {pool}: {n}");
+    }
+    assert_eq!((most_segments(513), most_segments(514), most_segments(600)), (512, 512, 598));
+}
+
+#[test]
+fn a_transfer_that_can_never_be_posted_is_an_error_not_a_success() {
+    // A completion taken and never finished keeps 11 of the 12 pages: a read of two pages
+    // finds nothing in flight to wait for and too few pages free.
+    let (mut d, mut be) = Peer::connect(info(MIB), Features::BASIC, 12);
+    d.start(0, Start::Read(11 * 4096)).unwrap().unwrap();
+    d.push(&mut be);
+    be.serve();
+    let kept = d.poll_completion().unwrap().expect("an answer");
+    let requests = be.seen.len();
+    let mut buf = [0u8; 8192];
+    assert_eq!(d.read(0, &mut buf, &mut be), Err(DiskError::NoRoom { pages: 2, free: 1 }));
+    assert_eq!(be.seen.len(), requests);
+    // Once the pages are back, the same read goes out.
+    d.finish(kept, &mut []).unwrap();
+    d.read(0, &mut buf, &mut be).unwrap();
 }

@@ -528,6 +528,41 @@ mod tests {
     }
 
     #[test]
+    fn the_largest_request_goes_out_when_it_needs_several_indirect_pages() {
+        // `buffer_pages = 600`, `indirect_segments = 1024`, a backend offering 1024: the
+        // largest request is as many pages as leave room for its indirect pages.
+        let info = DiskInfo { sectors: 16 * 1024, sector_size: 512, read_only: false, flush: true };
+        let (disk, mut peer) =
+            Peer::connect(info, Features { indirect_segments: 1024, ..Features::BASIC }, 600);
+        for (i, b) in peer.disk.iter_mut().enumerate() {
+            *b = (i / 4096) as u8;
+        }
+        let peer = StdRc::new(RefCell::new(peer));
+        let (disk, driver) = AsyncDisk::new(disk, Box::new(Silent), Box::new(executor::now));
+        let mut executor = Executor::new(FakePlatform::default());
+        let result = StdRc::new(RefCell::new(None));
+        let turns = executor.block_on(async {
+            executor::add_driver(Serve(peer.clone()));
+            executor::add_driver(driver);
+            let (reader, out) = (disk.clone(), result.clone());
+            executor::spawn(async move {
+                let mut buf = vec![0u8; 4 * 1024 * 1024];
+                let read = reader.read(0, &mut buf).await;
+                let right = buf.iter().enumerate().all(|(i, &b)| b == (i / 4096) as u8);
+                *out.borrow_mut() = Some(read.map(|()| right));
+            });
+            let mut turns = 0;
+            while result.borrow().is_none() && turns < 100 {
+                crate::time::sleep(Duration::from_millis(1)).await;
+                turns += 1;
+            }
+            turns
+        });
+        assert_eq!(*result.borrow(), Some(Ok(true)), "the read never went out ({turns} turns)");
+        assert!(peer.borrow().seen.iter().any(|s| s.segments > 512), "{:?}", peer.borrow().seen);
+    }
+
+    #[test]
     fn discards_go_out_as_whole_extents() {
         let info = DiskInfo { sectors: 2048, sector_size: 512, read_only: false, flush: true };
         let discard = mote_blkfront::device::Discard { granularity: 4096, alignment: 0, secure: false };
