@@ -92,7 +92,7 @@ pub fn parse_info(
     flush: Option<&str>,
 ) -> Result<DiskInfo, ConnectError> {
     let bad = |key: &'static str, v: &str| ConnectError::BadInfo(key, v.into());
-    let sectors = sectors.trim().parse().map_err(|_| bad("sectors", sectors))?;
+    let count: u64 = sectors.trim().parse().map_err(|_| bad("sectors", sectors))?;
     let sector_size: u32 = match sector_size {
         None => 512,
         Some(v) => v
@@ -103,8 +103,12 @@ pub fn parse_info(
             .ok_or_else(|| bad("sector-size", v))?,
     };
     let info: u32 = info.trim().parse().map_err(|_| bad("info", info))?;
+    // A size in bytes that no u64 holds is no disk we can address.
+    if count.checked_mul(u64::from(sector_size)).is_none() {
+        return Err(bad("sectors", sectors));
+    }
     Ok(DiskInfo {
-        sectors,
+        sectors: count,
         sector_size,
         read_only: info & VDISK_READONLY != 0,
         flush: flush.map(str::trim) == Some("1"),
@@ -382,6 +386,18 @@ mod tests {
         assert!(parse_info("8", Some("1000"), "0", None).is_err());
         assert!(parse_info("8", Some("8192"), "0", None).is_err());
         assert!(parse_info("8", None, "-1", None).is_err());
+    }
+
+    #[test]
+    fn a_sector_count_too_large_to_size_in_bytes_is_refused() {
+        // 2^52 sectors of 4 KiB is 2^64 bytes: one more than a u64 holds.
+        let sectors = (1u64 << 52).to_string();
+        assert!(parse_info(&sectors, Some("4096"), "0", None).is_err());
+        let largest = ((1u64 << 52) - 1).to_string();
+        assert_eq!(parse_info(&largest, Some("4096"), "0", None).unwrap().bytes(), u64::MAX - 4095);
+        // Built by hand, such a disk's size stops at the largest u64 rather than wrapping.
+        let huge = DiskInfo { sectors: u64::MAX, sector_size: 4096, read_only: false, flush: false };
+        assert_eq!(huge.bytes(), u64::MAX);
     }
 
     #[test]

@@ -43,8 +43,11 @@ pub struct DiskInfo {
 }
 
 impl DiskInfo {
+    /// The disk's size. [`crate::connect::parse_info`] refuses a backend's
+    /// sector count that would overflow it; one built otherwise stops at
+    /// `u64::MAX` rather than wrapping.
     pub fn bytes(&self) -> u64 {
-        self.sectors * u64::from(self.sector_size)
+        self.sectors.saturating_mul(u64::from(self.sector_size))
     }
 }
 
