@@ -457,27 +457,30 @@ mod tests {
         assert_eq!(executor.block_on(disk.flush()), Err(timeout));
     }
 
-    #[test]
-    fn a_detached_backend_fails_every_waiting_call_and_the_disk_is_closed() {
-        let (disk, peer) = disk_and_peer();
-        let signal = Detaching::new(peer);
-        let (closing, closed) = (signal.closing.clone(), signal.closed.clone());
+    /// Four tasks read `len` bytes each, one after the other on the disk; once `out` of the
+    /// reads are with the backend, it goes to Closing. The four results, and that of a
+    /// write made afterwards.
+    fn reads_when_detached(
+        disk: Disk,
+        signal: Detaching,
+        len: usize,
+        out: u64,
+        platform: FakePlatform,
+    ) -> (Vec<Result<(), DiskError>>, Result<(), DiskError>) {
+        let closing = signal.closing.clone();
         let (disk, driver) = AsyncDisk::new(disk, Box::new(signal), Box::new(executor::now));
-        let platform = FakePlatform::default();
-        let mut executor = Executor::new(platform.clone());
-        let gone = DiskError::Gone(XenbusState::Closing);
-        let results = executor.block_on(async {
+        Executor::new(platform).block_on(async {
             executor::add_driver(driver);
             let results = StdRc::new(RefCell::new(Vec::new()));
             for n in 0..4u64 {
                 let (disk, results) = (disk.clone(), results.clone());
                 executor::spawn(async move {
-                    let r = disk.read(n * 8, &mut [0u8; 4096]).await;
+                    let r = disk.read(n * (len / 512) as u64, &mut vec![0u8; len]).await;
                     results.borrow_mut().push(r);
                 });
             }
             crate::time::sleep(Duration::from_millis(1)).await;
-            assert_eq!(disk.stats().requests, 4, "the reads are with the backend");
+            assert_eq!(disk.stats().requests, out, "the reads with the backend");
             closing.set(true);
             while results.borrow().len() < 4 {
                 crate::time::sleep(Duration::from_millis(1)).await;
@@ -485,7 +488,17 @@ mod tests {
             let later = disk.write(0, &[0u8; 512]).await;
             let all = results.borrow().clone();
             (all, later)
-        });
+        })
+    }
+
+    #[test]
+    fn a_detached_backend_fails_every_waiting_call_and_the_disk_is_closed() {
+        let (disk, peer) = disk_and_peer();
+        let signal = Detaching::new(peer);
+        let closed = signal.closed.clone();
+        let platform = FakePlatform::default();
+        let results = reads_when_detached(disk, signal, 4096, 4, platform.clone());
+        let gone = DiskError::Gone(XenbusState::Closing);
         assert_eq!(results, (vec![Err(gone); 4], Err(gone)));
         assert!(closed.get(), "the disk's end was closed");
         assert!(platform.sleeps().iter().all(|&s| s < Duration::from_secs(1)), "no wait for the timeout");
@@ -498,30 +511,9 @@ mod tests {
         let info = DiskInfo { sectors: 2048, sector_size: 512, read_only: false, flush: true };
         let (disk, peer) = Peer::connect(info, Features::BASIC, 12);
         let signal = Detaching::new(peer);
-        let (closing, late, peer) = (signal.closing.clone(), signal.late.clone(), signal.peer.clone());
-        let (disk, driver) = AsyncDisk::new(disk, Box::new(signal), Box::new(executor::now));
-        let mut executor = Executor::new(FakePlatform::default());
+        let (late, peer) = (signal.late.clone(), signal.peer.clone());
+        let results = reads_when_detached(disk, signal, 16 * 1024, 3, FakePlatform::default());
         let gone = DiskError::Gone(XenbusState::Closing);
-        let results = executor.block_on(async {
-            executor::add_driver(driver);
-            let results = StdRc::new(RefCell::new(Vec::new()));
-            for n in 0..4u64 {
-                let (disk, results) = (disk.clone(), results.clone());
-                executor::spawn(async move {
-                    let r = disk.read(n * 64, &mut [0u8; 16 * 1024]).await;
-                    results.borrow_mut().push(r);
-                });
-            }
-            crate::time::sleep(Duration::from_millis(1)).await;
-            assert_eq!(disk.stats().requests, 3, "three reads out, one waiting for room");
-            closing.set(true);
-            while results.borrow().len() < 4 {
-                crate::time::sleep(Duration::from_millis(1)).await;
-            }
-            let later = disk.write(0, &[0u8; 512]).await;
-            let all = results.borrow().clone();
-            (all, later)
-        });
         assert_eq!(results, (vec![Err(gone); 4], Err(gone)));
         assert!(peer.borrow().ring_poisoned(POISON), "a task wrote the released ring pages");
         assert_eq!(late.get(), 0, "a task signalled the released event channel");
