@@ -33,7 +33,7 @@ pub enum PathError {
 /// Resolves a request target (origin-form `/a/b?q`, or absolute-form `http://host/a/b?q`).
 pub fn resolve(target: &str) -> Result<Target<'_>, PathError> {
     let target = strip_authority(target).ok_or(PathError::Form)?;
-    if !target.starts_with('/') || target.contains('#') {
+    if target.contains('#') {
         return Err(PathError::Form);
     }
     let (raw, query) = match target.split_once('?') {
@@ -42,7 +42,8 @@ pub fn resolve(target: &str) -> Result<Target<'_>, PathError> {
     };
     let mut segments: Vec<String> = Vec::new();
     let mut trailing_slash = false;
-    for raw_segment in raw[1..].split('/') {
+    // An empty path (absolute-form only) is the root's.
+    for raw_segment in raw.strip_prefix('/').unwrap_or(raw).split('/') {
         let segment = decode(raw_segment)?;
         trailing_slash = matches!(segment.as_str(), "" | "." | "..");
         match segment.as_str() {
@@ -64,20 +65,39 @@ pub fn resolve(target: &str) -> Result<Target<'_>, PathError> {
     Ok(Target { path, trailing_slash, query })
 }
 
-/// The path part of an absolute-form target (`http://host:port/p` → `/p`); origin-form as is.
+/// The path and query of a target: origin-form (`/p?q`) as it is; absolute-form
+/// (`http://host:port/p?q`) without its scheme and authority, which leaves the path empty when
+/// none follows the authority (RFC 9112 §3.2.2). `None` for any other form, or another scheme.
 fn strip_authority(target: &str) -> Option<&str> {
-    let Some(scheme_end) = target.find("://") else {
+    if target.starts_with('/') {
         return Some(target);
-    };
-    if !target[..scheme_end].eq_ignore_ascii_case("http")
-        && !target[..scheme_end].eq_ignore_ascii_case("https")
-    {
+    }
+    let (scheme, rest) = target.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
         return None;
     }
-    let rest = &target[scheme_end + 3..];
-    match rest.find(['/', '?']) {
-        Some(i) if rest.as_bytes()[i] == b'/' => Some(&rest[i..]),
-        _ => None,
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    // An empty host is invalid (RFC 9110 §4.2.1), and so is userinfo (§4.2.4).
+    let (authority, path) = rest.split_at(end);
+    (!authority.is_empty() && valid_host(authority.as_bytes())).then_some(path)
+}
+
+/// A `Host` field value or a target's authority: `uri-host [ ":" port ]` (RFC 9110 §7.2), the
+/// host a reg-name (RFC 3986 §3.2.2: unreserved, sub-delimiters, percent-escapes), an IPv4
+/// address or a bracketed IP literal. Empty is valid: a `Host` may be empty.
+pub fn valid_host(value: &[u8]) -> bool {
+    let (host, port) = match value.iter().rposition(|&b| b == b':') {
+        Some(i) if !value[i..].contains(&b']') => (&value[..i], &value[i + 1..]),
+        _ => (value, &b""[..]),
+    };
+    if !port.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    match host {
+        [b'[', literal @ .., b']'] => {
+            !literal.is_empty() && literal.iter().all(|&b| b.is_ascii_hexdigit() || b":.vV".contains(&b))
+        }
+        _ => host.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b)),
     }
 }
 
@@ -171,10 +191,23 @@ mod tests {
         assert_eq!(path("http://example.com/a/b"), Ok(("/a/b".into(), false)));
         assert_eq!(path("HTTP://example.com:80/"), Ok(("/".into(), true)));
         assert_eq!(path("ftp://example.com/a"), Err(PathError::Form));
-        assert_eq!(path("http://example.com"), Err(PathError::Form));
+        assert_eq!(path("http://example.com"), Ok(("/".into(), true)));
+        assert_eq!(path("http://example.com?q"), Ok(("/".into(), true)));
+        assert_eq!(path("http:///a"), Err(PathError::Form));
+        assert_eq!(path("http://user@example.com/a"), Err(PathError::Form));
         assert_eq!(path("*"), Err(PathError::Form));
         assert_eq!(path("a/b"), Err(PathError::Form));
         assert_eq!(path("/a#frag"), Err(PathError::Form));
+    }
+
+    #[test]
+    fn hosts() {
+        for host in ["", "example.com", "a-b.example:8080", "10.0.0.2:80", "[::1]:80", "[fe80::1]", "x%41"] {
+            assert!(valid_host(host.as_bytes()), "{host:?}");
+        }
+        for host in ["a b/c@@", "a b", "a/b", "user@a", "a:8x", "[::1", "[]", "a\tb"] {
+            assert!(!valid_host(host.as_bytes()), "{host:?}");
+        }
     }
 
     #[test]

@@ -131,6 +131,21 @@ fn missing_and_outside_root() {
 }
 
 #[test]
+fn a_query_may_hold_a_url() {
+    assert_eq!(get("/?next=https://example.org/", "").body, INDEX);
+    assert_eq!(get("/docs/index.html?ref=https://news.example/item?id=1", "").body, DOCS_INDEX);
+    let redirect = get("/docs?url=http://a/b", "");
+    assert_eq!((redirect.code, redirect.field("Location")), (301, Some("/docs/?url=http://a/b")));
+}
+
+#[test]
+fn an_absolute_form_target_without_a_path_names_the_root() {
+    assert_eq!(get("http://example.com", "").body, INDEX);
+    assert_eq!(get("http://example.com:8080?x=1", "").body, INDEX);
+    assert_eq!(get("ftp://example.com/", "").code, 400);
+}
+
+#[test]
 fn keep_alive_and_pipelining() {
     let (seen, closed) = exchange(
         "GET /style.css HTTP/1.1\r\nHost: x\r\n\r\nHEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /data.bin HTTP/1.1\r\nHost: x\r\n\r\n",
