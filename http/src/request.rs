@@ -64,8 +64,12 @@ pub fn respond<'s, S: Site>(parsed: &httparse::Request<'_, '_>, site: &'s S, now
         request.list("Connection").any(|t| t.eq_ignore_ascii_case(b"close"))
     };
 
+    // One valid Host, or none from an HTTP/1.0 client (RFC 9112 §3.2).
     let hosts = request.values("Host").count();
-    if hosts > 1 || (hosts == 0 && !version_1_0) {
+    if hosts > 1
+        || (hosts == 0 && !version_1_0)
+        || !request.values("Host").all(|h| path::valid_host(h.trim_ascii()))
+    {
         return request.error(Status::BadRequest, now, true);
     }
     let Some(body) = body_framing(&request) else {

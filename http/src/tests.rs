@@ -262,6 +262,16 @@ fn malformed_requests_get_400_and_close() {
 }
 
 #[test]
+fn an_invalid_host_gets_400() {
+    for host in ["a b/c@@", "user@x", "x:port", "[::1"] {
+        let (seen, closed) = exchange(&format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+        assert_eq!((seen[0].code, closed), (400, true), "{host:?}");
+    }
+    assert_eq!(one("GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n").code, 200);
+    assert_eq!(one("GET / HTTP/1.1\r\nHost:\r\n\r\n").code, 200);
+}
+
+#[test]
 fn other_versions_get_505() {
     for input in ["GET / HTTP/2.0\r\nHost: x\r\n\r\n", "GET / HTTP/1.2\r\n"] {
         let (seen, closed) = exchange(input);
