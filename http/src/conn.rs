@@ -75,6 +75,7 @@ impl Connection {
             self.closed = true;
             return Some(refuse(Status::ServiceUnavailable, now));
         }
+        self.read_minor_version_as_1_1();
         let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
         let mut request = httparse::Request::new(&mut fields);
         let response = match request.parse(&self.input) {
@@ -103,14 +104,38 @@ impl Connection {
         self.input.iter().position(|&b| b == b'\n').unwrap_or(self.input.len())
     }
 
-    /// The request line ends in a well-formed `HTTP/x.y` other than 1.0 and 1.1.
-    fn names_other_version(&self) -> bool {
-        let line = self.input[..self.request_line_len()].trim_ascii_end();
-        match line.rsplit(|&b| b == b' ').next() {
-            Some([b'H', b'T', b'T', b'P', b'/', major, b'.', minor]) => {
-                major.is_ascii_digit() && minor.is_ascii_digit()
+    /// The version at the end of the (first) request line, complete or not: `HTTP/x.y`'s
+    /// major and minor digits, where the line holds one.
+    fn version_at(&self) -> Option<(usize, u8, u8)> {
+        let end = self.request_line_len();
+        let line = self.input[..end].trim_ascii_end();
+        let start = line.len().checked_sub(8)?;
+        match line[start..] {
+            [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+                if major.is_ascii_digit()
+                    && minor.is_ascii_digit()
+                    && start > 0
+                    && line[start - 1] == b' ' =>
+            {
+                Some((start + 7, major, minor))
             }
-            _ => false,
+            _ => None,
+        }
+    }
+
+    /// The request line ends in a well-formed `HTTP/x.y` other than 1.x.
+    fn names_other_version(&self) -> bool {
+        self.version_at().is_some_and(|(_, major, _)| major != b'1')
+    }
+
+    /// A complete request line naming HTTP/1.2 to 1.9 is read as HTTP/1.1, the highest minor
+    /// version implemented (RFC 9110 §6.2); `httparse` takes only 1.0 and 1.1.
+    fn read_minor_version_as_1_1(&mut self) {
+        if self.request_line_len() == self.input.len() {
+            return;
+        }
+        if let Some((at, b'1', b'2'..=b'9')) = self.version_at() {
+            self.input[at] = b'1';
         }
     }
 }

@@ -272,11 +272,23 @@ fn an_invalid_host_gets_400() {
 }
 
 #[test]
-fn other_versions_get_505() {
-    for input in ["GET / HTTP/2.0\r\nHost: x\r\n\r\n", "GET / HTTP/1.2\r\n"] {
+fn other_major_versions_get_505() {
+    for input in ["GET / HTTP/2.0\r\nHost: x\r\n\r\n", "GET / HTTP/3.0\r\n"] {
         let (seen, closed) = exchange(input);
         assert_eq!((seen[0].code, closed), (505, true), "{input:?}");
     }
+}
+
+/// RFC 9110 §6.2: a higher minor version of a major version implemented is read as the
+/// highest one implemented.
+#[test]
+fn a_higher_minor_version_is_served_as_http_1_1() {
+    let (seen, closed) =
+        exchange("GET /style.css HTTP/1.2\r\nHost: x\r\n\r\nGET / HTTP/1.9\r\nHost: x\r\n\r\n");
+    assert_eq!(seen.iter().map(|s| s.code).collect::<Vec<_>>(), [200, 200]);
+    assert_eq!((seen[0].body.as_slice(), closed), (&b"p{}"[..], false));
+    // Still HTTP/1.1's rules: Host is required.
+    assert_eq!(one("GET / HTTP/1.2\r\n\r\n").code, 400);
 }
 
 #[test]
