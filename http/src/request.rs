@@ -72,8 +72,9 @@ pub fn respond<'s, S: Site>(parsed: &httparse::Request<'_, '_>, site: &'s S, now
     {
         return request.error(Status::BadRequest, now, true);
     }
-    let Some(body) = body_framing(&request) else {
-        return request.error(Status::BadRequest, now, true);
+    let body = match body_framing(&request) {
+        Ok(body) => body,
+        Err(status) => return request.error(status, now, true),
     };
     if method != "GET" && method != "HEAD" {
         let status =
@@ -115,20 +116,27 @@ enum Body {
     Length,
 }
 
-/// `None` when the framing is invalid: both fields, or disagreeing or malformed lengths.
-fn body_framing(request: &Request<'_>) -> Option<Body> {
+/// 400 when the framing is invalid: both fields, or disagreeing or malformed lengths; 501
+/// for a transfer coding other than chunked, which this server does not implement (RFC 9112
+/// §6.1), even before chunked.
+fn body_framing(request: &Request<'_>) -> Result<Body, Status> {
     let mut length: Option<&[u8]> = None;
     for value in request.list("Content-Length") {
         if value.is_empty() || !value.iter().all(u8::is_ascii_digit) || length.is_some_and(|l| l != value) {
-            return None;
+            return Err(Status::BadRequest);
         }
         length = Some(value);
     }
+    let mut codings = request.list("Transfer-Encoding").filter(|c| !c.is_empty()).peekable();
+    let coded = codings.peek().is_some();
+    let chunked_only = codings.all(|c| c.eq_ignore_ascii_case(b"chunked"));
     match (request.value("Transfer-Encoding").is_some(), length) {
-        (true, Some(_)) => None,
-        (true, None) => Some(Body::Chunked),
-        (false, Some(length)) if length.iter().any(|&b| b != b'0') => Some(Body::Length),
-        (false, _) => Some(Body::None),
+        (true, Some(_)) => Err(Status::BadRequest),
+        (true, None) if !coded => Err(Status::BadRequest),
+        (true, None) if !chunked_only => Err(Status::NotImplemented),
+        (true, None) => Ok(Body::Chunked),
+        (false, Some(length)) if length.iter().any(|&b| b != b'0') => Ok(Body::Length),
+        (false, _) => Ok(Body::None),
     }
 }
 

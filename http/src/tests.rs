@@ -248,6 +248,17 @@ fn request_bodies_are_refused() {
 }
 
 #[test]
+fn a_transfer_coding_other_than_chunked_gets_501() {
+    for coding in ["identity", "gzip, chunked", "chunked, identity"] {
+        let (seen, closed) =
+            exchange(&format!("GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {coding}\r\n\r\n"));
+        assert_eq!((seen.len(), seen[0].code, closed), (1, 501, true), "{coding:?}");
+    }
+    let (seen, _) = exchange("GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n0\r\n\r\n");
+    assert_eq!(seen[0].code, 411);
+}
+
+#[test]
 fn malformed_requests_get_400_and_close() {
     for input in [
         "GET / HTTP/1.1\r\n\r\n",
