@@ -168,12 +168,12 @@ fn serve<'s>(request: &Request<'_>, path: &str, file: File<'s>, now: u64) -> Res
     } else {
         request
             .value("If-Modified-Since")
-            .and_then(HttpDate::parse)
+            .and_then(|v| HttpDate::parse(v, now))
             .is_some_and(|since| file.modified <= since.0)
     };
     let ranged = match request.value("Range") {
         _ if not_modified || request.head_only => Ranged::Whole,
-        Some(value) if if_range_holds(request, etag, file.modified) => range::evaluate(value, len),
+        Some(value) if if_range_holds(request, etag, file.modified, now) => range::evaluate(value, len),
         _ => Ranged::Whole,
     };
     let status = match (&ranged, not_modified) {
@@ -220,11 +220,11 @@ fn serve<'s>(request: &Request<'_>, path: &str, file: File<'s>, now: u64) -> Res
 
 /// `If-Range` (RFC 9110 §13.1.5): absent, or the representation's strong ETag, or its exact
 /// date.
-fn if_range_holds(request: &Request<'_>, etag: &str, modified: u64) -> bool {
+fn if_range_holds(request: &Request<'_>, etag: &str, modified: u64, now: u64) -> bool {
     match request.value("If-Range") {
         None => true,
         Some(value) if value.starts_with(b"\"") => value == etag.as_bytes(),
-        Some(value) => HttpDate::parse(value).is_some_and(|date| date.0 == modified),
+        Some(value) => HttpDate::parse(value, now).is_some_and(|date| date.0 == modified),
     }
 }
 

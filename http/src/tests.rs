@@ -204,6 +204,9 @@ fn last_modified_and_if_modified_since() {
     assert_eq!(get("/style.css", &format!("If-Modified-Since: {}\r\n", HttpDate(MODIFIED))).code, 304);
     assert_eq!(get("/style.css", &format!("If-Modified-Since: {}\r\n", HttpDate(MODIFIED - 1))).code, 200);
     assert_eq!(get("/style.css", "If-Modified-Since: yesterday\r\n").code, 200);
+    for obsolete in ["Sunday, 13-Sep-20 12:26:40 GMT", "Sun Sep 13 12:26:40 2020"] {
+        assert_eq!(get("/style.css", &format!("If-Modified-Since: {obsolete}\r\n")).code, 304, "{obsolete}");
+    }
 }
 
 #[test]
