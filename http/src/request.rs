@@ -157,11 +157,24 @@ fn redirect(request: &Request<'_>, target: &Target<'_>, now: u64) -> Response<'s
 }
 
 /// A file, in the representation the client accepts (gzip when it takes it and the site has
-/// it), after `If-None-Match`/`If-Modified-Since` (RFC 9110 §13.2.2) and `Range`, both
+/// it), after the preconditions in the order of RFC 9110 §13.2.2 (`If-Match` or else
+/// `If-Unmodified-Since`, then `If-None-Match` or else `If-Modified-Since`) and `Range`, all
 /// applied to that representation.
 fn serve<'s>(request: &Request<'_>, path: &str, file: File<'s>, now: u64) -> Response<'s> {
     let gzip = file.gzip.filter(|_| accepts_gzip(request.list("Accept-Encoding")));
     let (content, etag) = gzip.map_or((file.body, file.etag), |g| (g.body, g.etag));
+    // Strong comparison (§13.1.1): our tags are strong, so a weak one never matches.
+    let unchanged = if request.value("If-Match").is_some() {
+        request.list("If-Match").any(|tag| tag == b"*" || tag == etag.as_bytes())
+    } else {
+        request
+            .value("If-Unmodified-Since")
+            .and_then(|value| HttpDate::parse(value, now))
+            .is_none_or(|since| file.modified <= since.0)
+    };
+    if !unchanged {
+        return request.error(Status::PreconditionFailed, now, false);
+    }
     let len = content.len() as u64;
     let not_modified = if request.value("If-None-Match").is_some() {
         request.list("If-None-Match").any(|tag| tag == b"*" || weak_eq(tag, etag.as_bytes()))

@@ -209,6 +209,28 @@ fn last_modified_and_if_modified_since() {
     }
 }
 
+/// RFC 9110 §13.1.1, §13.1.4, §13.2.2: a failed If-Match or If-Unmodified-Since is 412, before
+/// anything else is looked at; a resumed download never gets bytes of another version.
+#[test]
+fn if_match_and_if_unmodified_since_fail_with_412() {
+    let seen = get("/data.bin", "If-Match: \"stale\"\r\nRange: bytes=5-\r\n");
+    assert_eq!((seen.code, seen.body.as_slice()), (412, &b"412 Precondition Failed\n"[..]));
+    assert_eq!(get("/data.bin", "If-Match: W/\"data\"\r\n").code, 412, "weak tags never match strongly");
+    assert_eq!(get("/data.bin", "If-Match: \"x\", \"data\"\r\nRange: bytes=5-\r\n").code, 206);
+    assert_eq!(get("/data.bin", "If-Match: *\r\n").code, 200);
+    let old = HttpDate(MODIFIED - 1);
+    assert_eq!(get("/data.bin", &format!("If-Unmodified-Since: {old}\r\n")).code, 412);
+    assert_eq!(get("/data.bin", &format!("If-Unmodified-Since: {}\r\n", HttpDate(MODIFIED))).code, 200);
+    assert_eq!(get("/data.bin", "If-Unmodified-Since: never\r\n").code, 200);
+    // If-Match, when present, decides instead of If-Unmodified-Since.
+    assert_eq!(get("/data.bin", &format!("If-Match: \"data\"\r\nIf-Unmodified-Since: {old}\r\n")).code, 200);
+    // The tag is the chosen representation's.
+    assert_eq!(get("/page.html", "Accept-Encoding: gzip\r\nIf-Match: \"page\"\r\n").code, 412);
+    assert_eq!(get("/page.html", "Accept-Encoding: gzip\r\nIf-Match: \"page-gz\"\r\n").code, 200);
+    let (seen, closed) = exchange("HEAD /data.bin HTTP/1.1\r\nHost: x\r\nIf-Match: \"stale\"\r\n\r\n");
+    assert_eq!((seen[0].code, seen[0].body.len(), closed), (412, 0, false));
+}
+
 #[test]
 fn single_range() {
     let seen = get("/data.bin", "Range: bytes=2-5\r\n");
