@@ -6,6 +6,8 @@ use super::{case_build_env, content, dns_from_host, echo_from_host, excerpt, web
 use crate::build::{self, Flavor};
 use crate::hosted::{self, Netns};
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -47,6 +49,24 @@ fn cases() -> Vec<Case> {
             serving: "web: serving ",
             check: web_from_host,
             expect: &["on http://10.0.0.2/"],
+        },
+        Case {
+            name: "hosted_web_serves_requests_past_silent_and_half_sent_connections",
+            app: "web",
+            args: &[],
+            disk: None,
+            serving: "web: serving ",
+            check: web_past_slow_connections,
+            expect: &[],
+        },
+        Case {
+            name: "hosted_web_serves_a_pipelining_client_past_the_header_timeout",
+            app: "web",
+            args: &[],
+            disk: None,
+            serving: "web: serving ",
+            check: web_pipelining_past_header_timeout,
+            expect: &[],
         },
         Case {
             name: "hosted_dns_answers_dig_on_host_loopback",
@@ -308,5 +328,107 @@ fn gdb_case(exe: &std::path::Path, console: &mut Vec<String>) -> Result<(), Stri
     println!(
         "    gdb: stopped at apps/web/src/main.rs:{line} in web::serve, n = 40, stepped, app exited normally"
     );
+    Ok(())
+}
+
+/// The web app through its forward.
+const WEB: &str = "127.0.0.1:8080";
+/// A request for a small file of the site.
+const ROBOTS: &[u8] = b"GET /robots.txt HTTP/1.1\r\nHost: mote\r\n\r\n";
+
+/// Reads one response; its status and body (a `Content-Length` one).
+fn read_response(reader: &mut impl BufRead) -> Result<(u16, Vec<u8>), String> {
+    let mut line = String::new();
+    reader.read_line(&mut line).map_err(|e| format!("reading a status line: {e}"))?;
+    let status =
+        line.get(9..12).and_then(|c| c.parse().ok()).ok_or_else(|| format!("status line {line:?}"))?;
+    let mut length = 0;
+    loop {
+        line.clear();
+        reader.read_line(&mut line).map_err(|e| format!("reading a response head: {e}"))?;
+        match line.trim_end().split_once(':') {
+            Some((name, value)) if name.eq_ignore_ascii_case("content-length") => {
+                length = value.trim().parse().map_err(|_| format!("length {value:?}"))?;
+            }
+            Some(_) => {}
+            None if line.trim_end().is_empty() => break,
+            None => return Err(format!("field {line:?}")),
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).map_err(|e| format!("reading a body of {length} bytes: {e}"))?;
+    Ok((status, body))
+}
+
+/// Connections that send nothing and connections that send half a request head, many more
+/// than web's pool holds (45 at `memory = 4`), then ordinary requests, each on a new
+/// connection: every one is answered 200 (the newest takes the place of the slowest, which is
+/// closed; the client closes what the server closed, as a kernel's client would soon). Before,
+/// the first 45 held the pool for 30 s and the requests got 503.
+fn web_past_slow_connections() -> Result<(), String> {
+    const SLOW: usize = 150;
+    const REQUESTS: usize = 20;
+    let connect = || TcpStream::connect(WEB).map_err(|e| format!("connecting to {WEB}: {e}"));
+    let mut slow = Vec::new();
+    for i in 0..2 * SLOW {
+        let mut stream = connect()?;
+        if i >= SLOW {
+            stream.write_all(b"GET / HTTP/1.1\r\nHost: mo").map_err(|e| format!("half a head: {e}"))?;
+        }
+        stream.set_nonblocking(true).map_err(|e| e.to_string())?;
+        slow.push(stream);
+    }
+    let expected = super::site_file("robots.txt")?;
+    let mut statuses = BTreeMap::new();
+    for _ in 0..REQUESTS {
+        // Closes what the server closed (a 503, then the end).
+        slow.retain_mut(
+            |s| matches!(s.read(&mut [0; 512]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        );
+        let stream = connect()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+        (&stream).write_all(ROBOTS).map_err(|e| format!("writing a request: {e}"))?;
+        let (status, body) = read_response(&mut BufReader::new(&stream))?;
+        if status == 200 && body != expected {
+            return Err("a 200 that is not robots.txt".into());
+        }
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    println!(
+        "    host: {SLOW} silent and {SLOW} half-sent connections, then {REQUESTS} requests: {statuses:?}; {} slow ones still open",
+        slow.len()
+    );
+    if statuses.get(&200) != Some(&REQUESTS) {
+        return Err(format!("expected {REQUESTS} x 200, got {statuses:?}"));
+    }
+    Ok(())
+}
+
+/// One connection whose every write ends one request and begins the next, once a second for
+/// 13 s: each answered, past the 10 s the header timeout gives one request head. Before, the
+/// timer ran from the first byte while the input never ran dry, and the client was cut off.
+fn web_pipelining_past_header_timeout() -> Result<(), String> {
+    const WRITES: usize = 13;
+    let stream = TcpStream::connect(WEB).map_err(|e| format!("connecting to {WEB}: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(&stream);
+    let (first, rest) = ROBOTS.split_at(20);
+    let expected = super::site_file("robots.txt")?;
+    let started = Instant::now();
+    (&stream).write_all(first).map_err(|e| format!("writing: {e}"))?;
+    for i in 0..WRITES {
+        std::thread::sleep(Duration::from_secs(1));
+        let last = i + 1 == WRITES;
+        let write = [rest, if last { &b""[..] } else { first }].concat();
+        (&stream)
+            .write_all(&write)
+            .map_err(|e| format!("write {} after {:?}: {e}", i + 1, started.elapsed()))?;
+        let (status, body) = read_response(&mut reader)
+            .map_err(|e| format!("response {} after {:.1?}: {e}", i + 1, started.elapsed()))?;
+        if status != 200 || body != expected {
+            return Err(format!("response {} was {status}, not robots.txt", i + 1));
+        }
+    }
+    println!("    host: {WRITES} pipelined requests over {:.1?}, each write ending one and starting the next: all 200", started.elapsed());
     Ok(())
 }
