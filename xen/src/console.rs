@@ -14,7 +14,6 @@
 use crate::event::{self, Port};
 use crate::hvm::{self, RingPageError};
 use crate::ring::{Producer, RingCorrupt, SharedBytes};
-use core::fmt::{self, Write};
 use core::sync::atomic::AtomicU32;
 
 const IN_SIZE: usize = 1024;
@@ -136,31 +135,30 @@ impl<'a> OutputRing<'a> {
     /// Writes the line that says how many bytes were dropped, when it fits
     /// whole; true if it did.
     fn report_dropped(&mut self) -> Result<bool, RingCorrupt> {
-        let mut line = Line { bytes: [0; 64], len: 0 };
-        // Cannot fail: the longest line (a 20-digit count) is 49 bytes.
-        let _ = write!(line, "\r\n[console: {} bytes dropped]\r\n", self.dropped);
-        let line = &line.bytes[..line.len];
+        const HEAD: &[u8] = b"\r\n[console: ";
+        const TAIL: &[u8] = b" bytes dropped]\r\n";
+        // The count in decimal, written from the end (u64::MAX has 20 digits); no
+        // formatting machinery, which the kernel's smallest images do without here.
+        let mut line = [0u8; HEAD.len() + 20 + TAIL.len()];
+        let mut at = HEAD.len() + 20;
+        let mut n = self.dropped;
+        loop {
+            at -= 1;
+            line[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        line[at - HEAD.len()..at].copy_from_slice(HEAD);
+        line[HEAD.len() + 20..].copy_from_slice(TAIL);
+        let line = &line[at - HEAD.len()..];
         if OUT_SIZE - (self.pending()? as usize) < line.len() {
             return Ok(false);
         }
         self.write_some(line)?;
         self.dropped = 0;
         Ok(true)
-    }
-}
-
-/// A line formatted on the stack.
-struct Line {
-    bytes: [u8; 64],
-    len: usize,
-}
-
-impl Write for Line {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
     }
 }
 
@@ -266,6 +264,19 @@ mod tests {
         got.clear();
         drain(&intf, &mut got);
         assert_eq!(got, b"\r\n[console: 105 bytes dropped]\r\nback\r\n");
+    }
+
+    #[test]
+    fn the_loss_report_holds_any_count() {
+        let intf = Box::new(Interface::new());
+        let mut ring = OutputRing::new(&intf);
+        for (count, text) in [(0, "0"), (7, "7"), (u64::MAX, "18446744073709551615")] {
+            ring.dropped = count;
+            assert!(ring.report_dropped().unwrap());
+            let mut got = Vec::new();
+            drain(&intf, &mut got);
+            assert_eq!(got, format!("\r\n[console: {text} bytes dropped]\r\n").as_bytes());
+        }
     }
 
     #[test]
