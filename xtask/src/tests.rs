@@ -241,6 +241,20 @@ pub fn cases() -> Vec<Case> {
             driver: None,
         },
         Case {
+            name: "console_bounds_its_wait_for_a_stopped_xenconsoled",
+            app: "selftest",
+            args: &["test=console-stall"],
+            gdb: false,
+            disk: false,
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Custom("the loss reported", check_console_loss),
+                Contains("console-stall: 200 lines written in "),
+            ],
+            driver: Some(drive_console_stall),
+        },
+        Case {
             name: "xenstore_identity_write_and_watch",
             app: "selftest",
             args: &["test=xenstore"],
@@ -2352,6 +2366,51 @@ fn check_heap(console: &str, _: &Image) -> Result<(), String> {
         .ok_or_else(|| format!("{line:?} is not `heap: <N> bytes`"))?;
     if n == 0 {
         return Err("heap is 0 bytes".into());
+    }
+    Ok(())
+}
+
+/// xenconsoled stopped (SIGSTOP) while the selftest writes 20 000 bytes into its 2 KiB console
+/// ring: the writes must give up within a bounded time (the guest says so through xenstore,
+/// which xenconsoled does not serve); then xenconsoled goes on, and the console shows how many
+/// bytes were dropped. Before issue #29's fix the guest waited for ever.
+fn drive_console_stall(d: &mut Driver) -> Result<(), String> {
+    d.wait_first_line("console-stall: waiting for dom0")?;
+    d.wait_line("xenstore: watching data/go")?;
+    let home = format!("/local/domain/{}", d.domid()?);
+    d.dom0("kill -STOP $(pidof xenconsoled)")?;
+    let flooded = (|| {
+        d.dom0(&format!("xenstore-write {home}/data/go 1"))?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(ms) = d.dom0(&format!("xenstore-read {home}/data/flooded")) {
+                return Ok(ms.trim().to_owned());
+            }
+            if Instant::now() > deadline {
+                return Err("the guest did not finish writing within 60 s of xenconsoled stopping".to_owned());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    })();
+    // xenconsoled goes on whatever happened: later cases need it.
+    d.dom0("kill -CONT $(pidof xenconsoled)")?;
+    let ms = flooded?;
+    println!("    20 000 bytes written in {ms} ms with xenconsoled stopped");
+    d.dom0(&format!("xenstore-write {home}/data/resumed 1"))?;
+    Ok(())
+}
+
+/// The console of [`drive_console_stall`]: the ring's worth written before xenconsoled
+/// stopped, then `[console: N bytes dropped]` with N the rest, then the guest's last line.
+fn check_console_loss(console: &str, _: &Image) -> Result<(), String> {
+    let dropped: u64 = console
+        .lines()
+        .find_map(|l| l.strip_prefix("[console: ")?.strip_suffix(" bytes dropped]")?.parse().ok())
+        .ok_or("no `[console: N bytes dropped]` line")?;
+    let written = console.lines().filter(|l| l.starts_with("console-stall: line ")).count();
+    // 200 lines of 105 bytes (with "\r\n"), of which the 2 KiB ring holds about 20.
+    if written >= 200 || dropped < 10_000 {
+        return Err(format!("{written} of 200 lines shown and {dropped} bytes reported dropped"));
     }
     Ok(())
 }

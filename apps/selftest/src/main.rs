@@ -22,6 +22,11 @@
 //! - `test=timer`: waits until dom0 writes `data/go`, then writes
 //!   `data/timer` = `start`, sleeps 1 s, writes `end`; dom0 times the two
 //!   writes with its own clock, and writes `data/timer-read` when done.
+//! - `test=console-stall`: waits until dom0 writes `data/go` (after stopping
+//!   xenconsoled), writes 200 lines of about 100 bytes to the console, writes
+//!   the milliseconds that took to `data/flooded`, waits for
+//!   `data/resumed` and prints them: a console nobody drains costs a bounded
+//!   wait, and the loss is reported once it drains again.
 //! - `test=async`: on the executor, three tasks sleep 300, 100 and 200 ms
 //!   while a 50 ms timeout cuts a 10 s sleep short; prints whether the
 //!   timeout fired and the order the tasks woke in.
@@ -252,6 +257,21 @@ fn main() -> Result<(), Error> {
             );
             Ok(())
         }
+        "console-stall" => xenstore(|xs| {
+            // dom0 stops xenconsoled, then says go: 20 000 bytes into a 2 KiB ring nobody
+            // drains must cost a bounded wait, not hang the domain.
+            mote::println!("console-stall: waiting for dom0");
+            wait_for_value(xs, "data/go")?;
+            let start = Instant::now();
+            for i in 0..200 {
+                mote::println!("console-stall: line {i:3} {:>80}", "x");
+            }
+            let took = start.elapsed().as_millis();
+            xs.write("data/flooded", format!("{took}").as_bytes())?;
+            wait_for_value(xs, "data/resumed")?;
+            mote::println!("console-stall: 200 lines written in {took} ms with xenconsoled stopped");
+            Ok(())
+        }),
         "heap-full" => {
             heap_full();
             Ok(())
