@@ -356,16 +356,28 @@ fn offloading(tx_v4: bool) -> Features {
     Features { csum: true, rx: SG, tx_csum_v4: tx_v4, tx_csum_v6: false, tx_gso: false }
 }
 
-#[test]
-fn with_checksum_offload_unvouched_frames_are_verified_and_blank_ones_taken() {
-    let (mut q, _, mut back, _, rxb) = queues_with(1, 4, SG);
+/// A device with checksum offload but no tx GSO over four rx buffers, the backend's rx side
+/// and the buffers.
+fn checking_device() -> (Netfront, crate::testing::Back, Vec<crate::queues::GrantedPage>) {
+    let (mut q, _, back, _, rxb) = queues_with(1, 4, SG);
     // Published here: the device's first publish would notify through a hypercall (later
     // ones do not cross the simulated backend's event index).
     q.publish();
-    let mut dev = Netfront::new(q, Port(0), [0; 6], Shared::none(), offloading(true));
+    (Netfront::new(q, Port(0), [0; 6], Shared::none(), offloading(true)), back, rxb)
+}
+
+/// A TCP segment with its checksum, and the same with a byte changed.
+fn good_and_bad() -> (Vec<u8>, Vec<u8>) {
     let good = tcp_v4(b"payload", true);
     let mut bad = good.clone();
     *bad.last_mut().unwrap() ^= 0xff;
+    (good, bad)
+}
+
+#[test]
+fn with_checksum_offload_unvouched_frames_are_verified_and_blank_ones_taken() {
+    let (mut dev, mut back, rxb) = checking_device();
+    let (good, bad) = good_and_bad();
     let blank = tcp_v4(b"payload", false);
     let frames = [
         (&bad, 0),
@@ -419,12 +431,8 @@ fn with_checksum_offload_sent_segments_go_blank_only_to_a_backend_that_completes
 #[test]
 fn a_ring_of_dropped_packets_leaves_every_buffer_posted_for_the_next() {
     // dns's vif: checksum offload, no tx GSO (nothing sent at the end of a turn of the stack).
-    let (mut q, _, mut back, _, rxb) = queues_with(1, 4, SG);
-    q.publish();
-    let mut dev = Netfront::new(q, Port(0), [0; 6], Shared::none(), offloading(true));
-    let good = tcp_v4(b"payload", true);
-    let mut bad = good.clone();
-    *bad.last_mut().unwrap() ^= 0xff;
+    let (mut dev, mut back, rxb) = checking_device();
+    let (good, bad) = good_and_bad();
     // Rounds of a ring's worth of packets dropped here: bad checksums, and responses refused.
     for round in 0..3 {
         let posted: Vec<RxRequest> = back.requests(RX);
