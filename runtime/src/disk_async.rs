@@ -10,11 +10,15 @@
 //! [`DiskError::Timeout`]. And it watches the backend: once it goes away
 //! (`xl block-detach`), every waiting and later call returns
 //! [`DiskError::Gone`] and the disk's end is closed.
+//!
+//! A call dropped with requests out (its task dropped, or a
+//! [`crate::time::timeout`] around it fired) gives back their buffer pages
+//! as they are answered, so that it costs later calls no room.
 
 use crate::executor::Driver;
 use crate::time::Instant;
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
@@ -31,6 +35,9 @@ struct Shared {
     next_ticket: Cell<u64>,
     /// Answered requests not collected yet, by ticket.
     done: RefCell<BTreeMap<u64, Completion>>,
+    /// Tickets of requests whose call was dropped: nobody collects their
+    /// answers, which are finished as they come.
+    abandoned: RefCell<BTreeSet<u64>>,
     /// Tasks waiting for an answer or for room.
     waiting: RefCell<Vec<Waker>>,
     /// When the backend last answered, or requests went out to an idle one.
@@ -56,8 +63,13 @@ impl Shared {
             match disk.poll_completion() {
                 Ok(Some(done)) => {
                     // Validated: only ids we posted come back.
-                    if let Some(ticket) = self.tickets.borrow_mut().remove(&done.id) {
-                        self.done.borrow_mut().insert(ticket, done);
+                    let ticket = self.tickets.borrow_mut().remove(&done.id);
+                    if let Some(ticket) = ticket {
+                        if self.abandoned.borrow_mut().remove(&ticket) {
+                            give_back(&mut disk, done);
+                        } else {
+                            self.done.borrow_mut().insert(ticket, done);
+                        }
                     }
                     woke = true;
                 }
@@ -77,6 +89,53 @@ impl Shared {
     /// Requests with the backend.
     fn outstanding(&self) -> usize {
         self.disk.borrow().in_flight()
+    }
+}
+
+/// Gives back the pages of an answer nobody collects; its call is gone, so
+/// a failure of its own (a failed write, say) is only logged.
+fn give_back(disk: &mut Disk, done: Completion) {
+    if let Err(e @ DiskError::Backend(_)) = disk.finish(done, &mut []) {
+        log::warn!("disk: a dropped call's request failed: {e}");
+    }
+}
+
+/// The requests a call has out: (ticket, offset, len). A call that returns
+/// normally has none left; one dropped before that (or ended by the disk's
+/// failure) gives back the pages of those answered already, and leaves the
+/// others to [`Shared::drain`] to finish as they come.
+struct Out<'a> {
+    shared: &'a Shared,
+    requests: Vec<(u64, usize, usize)>,
+}
+
+impl Drop for Out<'_> {
+    fn drop(&mut self) {
+        if self.requests.is_empty() {
+            return;
+        }
+        let shared = self.shared;
+        // No borrow of `shared` is live: a call's future is dropped between its polls, and
+        // none of `Shared`'s borrows reaches out to drop a task.
+        let mut disk = shared.disk.borrow_mut();
+        let mut freed = false;
+        for (ticket, _, _) in self.requests.drain(..) {
+            let done = shared.done.borrow_mut().remove(&ticket);
+            match done {
+                Some(done) => {
+                    give_back(&mut disk, done);
+                    freed = true;
+                }
+                None => {
+                    shared.abandoned.borrow_mut().insert(ticket);
+                }
+            }
+        }
+        drop(disk);
+        if freed {
+            // As for collected answers: a task may wait for these pages.
+            shared.waiting.borrow_mut().drain(..).for_each(Waker::wake);
+        }
     }
 }
 
@@ -141,6 +200,7 @@ impl AsyncDisk {
             tickets: RefCell::new(BTreeMap::new()),
             next_ticket: Cell::new(0),
             done: RefCell::new(BTreeMap::new()),
+            abandoned: RefCell::new(BTreeSet::new()),
             waiting: RefCell::new(Vec::new()),
             progress: Cell::new(Instant::default()),
             now,
@@ -205,16 +265,15 @@ impl AsyncDisk {
         if len % size != 0 {
             return Err(DiskError::Unaligned { len });
         }
-        // (ticket, offset, len) of the requests out.
-        let mut out: Vec<(u64, usize, usize)> = Vec::new();
+        let mut out = Out { shared, requests: Vec::new() };
         let mut next = 0;
         let mut posted_all = false;
         let mut failure = None;
         poll_fn(|cx| {
             shared.drain();
             let mut disk = shared.disk.borrow_mut();
-            let outstanding = out.len();
-            out.retain(|&(ticket, offset, n)| {
+            let outstanding = out.requests.len();
+            out.requests.retain(|&(ticket, offset, n)| {
                 let Some(done) = shared.done.borrow_mut().remove(&ticket) else { return true };
                 let result = match &mut io {
                     Io::Read(b) => disk.finish(done, &mut b[offset..offset + n]),
@@ -225,7 +284,7 @@ impl AsyncDisk {
                 }
                 false
             });
-            let collected = out.len() < outstanding;
+            let collected = out.requests.len() < outstanding;
             while !posted_all && failure.is_none() {
                 let n = (len - next).min(max);
                 let at = sector + (next / size) as u64;
@@ -244,7 +303,7 @@ impl AsyncDisk {
                         let ticket = shared.next_ticket.get();
                         shared.next_ticket.set(ticket + 1);
                         shared.tickets.borrow_mut().insert(id, ticket);
-                        out.push((ticket, next, n));
+                        out.requests.push((ticket, next, n));
                         next += n;
                         posted_all = next >= len;
                     }
@@ -262,7 +321,7 @@ impl AsyncDisk {
                 // Requests still out stay with the backend; their pages are never reused.
                 return Poll::Ready(Err(e));
             }
-            if out.is_empty() && (posted_all || failure.is_some()) {
+            if out.requests.is_empty() && (posted_all || failure.is_some()) {
                 return Poll::Ready(failure.map_or(Ok(()), Err));
             }
             shared.waiting.borrow_mut().push(cx.waker().clone());
@@ -277,6 +336,7 @@ mod tests {
     use super::*;
     use crate::executor::{self, Executor};
     use crate::testing::FakePlatform;
+    use core::future::Future;
     use core::time::Duration;
     use mote_blkfront::peer::Peer;
     use mote_xen::event::Port;
@@ -428,6 +488,54 @@ mod tests {
         let results = results.borrow();
         assert_eq!(results.len(), 4, "a task waiting for room was never woken ({turns} turns): {results:?}");
         assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
+    }
+
+    #[test]
+    fn dropped_calls_give_their_pages_back_answered_or_not() {
+        // 12 pages of pool, taken by three reads of 4 pages: one is dropped once its answer is
+        // parked, one collects its own, one is dropped by a timeout before the backend answers.
+        // Then a read of 11 pages (one request) needs all but one of them back.
+        let info = DiskInfo { sectors: 2048, sector_size: 512, read_only: false, flush: true };
+        let (disk, peer) = Peer::connect(info, Features::BASIC, 12);
+        let peer = StdRc::new(RefCell::new(peer));
+        let (disk, driver) = AsyncDisk::new(disk, Box::new(Silent), Box::new(executor::now));
+        let mut executor = Executor::new(FakePlatform::default());
+        let result = StdRc::new(RefCell::new(None));
+        let turns = executor.block_on(async {
+            executor::add_driver(driver);
+            let (mut a, mut b, mut c) = ([0u8; 16 * 1024], [0u8; 16 * 1024], [0u8; 16 * 1024]);
+            let mut parked = Box::pin(disk.read(0, &mut a));
+            let mut collected = Box::pin(disk.read(32, &mut b));
+            poll_fn(|cx| {
+                assert!(parked.as_mut().poll(cx).is_pending() && collected.as_mut().poll(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+            let abandoned = crate::time::timeout(Duration::from_millis(1), disk.read(64, &mut c));
+            assert_eq!(abandoned.await, Err(crate::time::Elapsed), "the backend has not answered yet");
+            assert_eq!(disk.stats().requests, 3, "the pool is taken");
+            peer.borrow_mut().serve();
+            crate::time::sleep(Duration::from_millis(1)).await;
+            assert!(disk.shared.done.borrow().contains_key(&0), "the driver parked the first read's answer");
+            drop(parked);
+            collected.await.unwrap();
+            executor::add_driver(Serve(peer.clone()));
+            let (reader, out) = (disk.clone(), result.clone());
+            executor::spawn(async move {
+                *out.borrow_mut() = Some(reader.read(0, &mut [0u8; 44 * 1024]).await);
+            });
+            let mut turns = 0;
+            while result.borrow().is_none() && turns < 100 {
+                crate::time::sleep(Duration::from_millis(1)).await;
+                turns += 1;
+            }
+            turns
+        });
+        assert_eq!(
+            *result.borrow(),
+            Some(Ok(())),
+            "the pages of the dropped calls never came back ({turns} turns)"
+        );
     }
 
     #[test]
