@@ -413,6 +413,14 @@ mod tests {
         Peer::connect(info, features, 4 * 33)
     }
 
+    /// A disk of 1 MiB with 12 pages of buffer pool (three reads of 16 KiB), over the peer.
+    fn twelve_pages(features: Features) -> (AsyncDisk, DiskDriver, StdRc<RefCell<Peer>>) {
+        let info = DiskInfo { sectors: 2048, sector_size: 512, read_only: false, flush: true };
+        let (disk, peer) = Peer::connect(info, features, 12);
+        let (disk, driver) = AsyncDisk::new(disk, Box::new(Silent), Box::new(executor::now));
+        (disk, driver, StdRc::new(RefCell::new(peer)))
+    }
+
     #[test]
     fn many_tasks_keep_the_ring_full_and_each_gets_its_data() {
         let (disk, peer) = disk_and_peer();
@@ -459,10 +467,7 @@ mod tests {
         // the driver looked (the driver is added before the peer), so the late reader is the
         // one that takes the answers in, finds no room yet (the owners have not collected
         // them) and waits: it must be woken when the owners give their pages back.
-        let info = DiskInfo { sectors: 2048, sector_size: 512, read_only: false, flush: true };
-        let (disk, peer) = Peer::connect(info, Features::BASIC, 12);
-        let peer = StdRc::new(RefCell::new(peer));
-        let (disk, driver) = AsyncDisk::new(disk, Box::new(Silent), Box::new(executor::now));
+        let (disk, driver, peer) = twelve_pages(Features::BASIC);
         let mut executor = Executor::new(FakePlatform::default());
         let results = StdRc::new(RefCell::new(Vec::new()));
         let turns = executor.block_on(async {
@@ -495,10 +500,7 @@ mod tests {
         // 12 pages of pool, taken by three reads of 4 pages: one is dropped once its answer is
         // parked, one collects its own, one is dropped by a timeout before the backend answers.
         // Then a read of 11 pages (one request) needs all but one of them back.
-        let info = DiskInfo { sectors: 2048, sector_size: 512, read_only: false, flush: true };
-        let (disk, peer) = Peer::connect(info, Features::BASIC, 12);
-        let peer = StdRc::new(RefCell::new(peer));
-        let (disk, driver) = AsyncDisk::new(disk, Box::new(Silent), Box::new(executor::now));
+        let (disk, driver, peer) = twelve_pages(Features::BASIC);
         let mut executor = Executor::new(FakePlatform::default());
         let result = StdRc::new(RefCell::new(None));
         let turns = executor.block_on(async {
@@ -664,12 +666,9 @@ mod tests {
 
     #[test]
     fn discards_go_out_as_whole_extents() {
-        let info = DiskInfo { sectors: 2048, sector_size: 512, read_only: false, flush: true };
         let discard = mote_blkfront::device::Discard { granularity: 4096, alignment: 0, secure: false };
         let features = Features { discard: Some(discard), ..Features::BASIC };
-        let (disk, peer) = Peer::connect(info, features, 12);
-        let peer = StdRc::new(RefCell::new(peer));
-        let (disk, driver) = AsyncDisk::new(disk, Box::new(Silent), Box::new(executor::now));
+        let (disk, driver, peer) = twelve_pages(features);
         let mut executor = Executor::new(FakePlatform::default());
         let (partial, none) = executor.block_on(async {
             executor::add_driver(Serve(peer.clone()));
