@@ -57,13 +57,16 @@ pub fn try_respond(
         return Ok(None);
     }
     let reply = Reply::new(&packet);
+    let mut name = [0u8; MAX_NAME];
+    let sections = read_sections(&packet, &mut name);
     if packet.opcode() != 0 {
         // RFC 6891 §7: a valid OPT in the request gets one in the reply, whatever the opcode.
-        let edns = other_opcode_opt(&packet).ok().flatten();
+        let edns = sections.ok().and_then(|(_, edns)| edns);
         return Reply { edns, ..reply }.bare(rcode::NOTIMP).map(Some);
     }
-    let mut name = [0u8; MAX_NAME];
-    let Ok((name_len, qtype, qclass, edns)) = parse(&packet, &mut name) else {
+    // A query has exactly one question and no answer records.
+    let (Ok((Some((name_len, qtype, qclass)), edns)), 1, 0) = (sections, packet.qdcount(), packet.ancount())
+    else {
         return reply.bare(rcode::FORMERR).map(Some);
     };
     let question = Question { name: Name::try_from_wire(&name[..name_len])?, qtype, qclass };
@@ -111,39 +114,22 @@ fn is_identity_query(name: &Name) -> bool {
     KNOWN.iter().any(|known| name.wire().eq_ignore_ascii_case(known))
 }
 
-/// The one question (its name into `name`: its length, then type and class)
-/// and the OPT record of a query, or why it is malformed (FORMERR): not
-/// exactly one question, answer records in a query, or a record or OPT that
-/// does not parse (RFC 6891 §6.1.1: one OPT, owned by the root).
-fn parse(
+/// What a message's sections hold for us: its first question (the name into `name`: its
+/// length, then type and class) and its OPT record; or why it is malformed (FORMERR): a
+/// question or record that does not parse, or an OPT out of the additional section, owned by
+/// another name than the root or not the only one (RFC 6891 §6.1.1). Later questions, which a
+/// query must not have, are read over `name`.
+fn read_sections(
     packet: &Packet<&[u8]>,
     name: &mut [u8; MAX_NAME],
-) -> Result<(usize, u16, u16, Option<Edns>), WireError> {
-    if packet.qdcount() != 1 || packet.ancount() != 0 {
-        return Err(WireError::Malformed);
-    }
+) -> Result<(Option<(usize, u16, u16)>, Option<Edns>), WireError> {
     let mut r = Reader::new(packet.bytes(), HEADER_LEN);
-    let name_len = r.name_into(name)?;
-    let (qtype, qclass) = (r.u16()?, r.u16()?);
-    Ok((name_len, qtype, qclass, opt_record(packet, &mut r)?))
-}
-
-/// The OPT record of a message with an opcode we do not implement, whose
-/// sections we read only as far as their shape.
-fn other_opcode_opt(packet: &Packet<&[u8]>) -> Result<Option<Edns>, WireError> {
-    let mut r = Reader::new(packet.bytes(), HEADER_LEN);
-    let mut name = [0u8; MAX_NAME];
+    let mut first = None;
     for _ in 0..packet.qdcount() {
-        r.name_into(&mut name)?;
-        r.bytes(4)?;
+        let name_len = r.name_into(name)?;
+        let question = (name_len, r.u16()?, r.u16()?);
+        first.get_or_insert(question);
     }
-    opt_record(packet, &mut r)
-}
-
-/// The OPT record among the records after the question section, which `r`
-/// has just read; a misplaced or second OPT, or one that does not parse,
-/// is malformed.
-fn opt_record(packet: &Packet<&[u8]>, r: &mut Reader<'_>) -> Result<Option<Edns>, WireError> {
     let before_additional = u32::from(packet.ancount()) + u32::from(packet.nscount());
     let mut edns = None;
     let mut owner = [0u8; MAX_NAME];
@@ -159,7 +145,7 @@ fn opt_record(packet: &Packet<&[u8]>, r: &mut Reader<'_>) -> Result<Option<Edns>
             edns = Some(Edns::parse(class, ttl, rdata)?);
         }
     }
-    Ok(edns)
+    Ok((first, edns))
 }
 
 /// The parts of the reply known before resolution.
