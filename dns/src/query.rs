@@ -114,6 +114,9 @@ fn is_identity_query(name: &Name) -> bool {
     KNOWN.iter().any(|known| name.wire().eq_ignore_ascii_case(known))
 }
 
+/// A question read into a name buffer: the name's length, then type and class.
+type QuestionAt = (usize, u16, u16);
+
 /// What a message's sections hold for us: its first question (the name into `name`: its
 /// length, then type and class) and its OPT record; or why it is malformed (FORMERR): a
 /// question or record that does not parse, or an OPT out of the additional section, owned by
@@ -122,7 +125,7 @@ fn is_identity_query(name: &Name) -> bool {
 fn read_sections(
     packet: &Packet<&[u8]>,
     name: &mut [u8; MAX_NAME],
-) -> Result<(Option<(usize, u16, u16)>, Option<Edns>), WireError> {
+) -> Result<(Option<QuestionAt>, Option<Edns>), WireError> {
     let mut r = Reader::new(packet.bytes(), HEADER_LEN);
     let mut first = None;
     for _ in 0..packet.qdcount() {
