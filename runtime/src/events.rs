@@ -54,10 +54,15 @@ pub(crate) fn init() -> Result<(), XenError> {
     Ok(())
 }
 
+/// Nanoseconds of the PV clock (0 before [`init`]).
+pub(crate) fn now_ns() -> u64 {
+    CLOCK.get().map_or(0, Clock::now_ns)
+}
+
 impl Instant {
     /// Now, from the PV clock.
     pub fn now() -> Instant {
-        Instant::from_nanos(CLOCK.get().map_or(0, Clock::now_ns))
+        Instant::from_nanos(now_ns())
     }
 
     pub fn elapsed(self) -> Duration {

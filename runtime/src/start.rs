@@ -74,7 +74,7 @@ extern "C" fn mote_start(start_info_paddr: u32) -> ! {
     if let Err(e) = crate::events::init() {
         early_fatal(format_args!("event channels and clock: {e}"));
     }
-    match Console::from_hvm_params() {
+    match Console::from_hvm_params(crate::events::now_ns) {
         Ok(console) => crate::console::install(console),
         Err(e) => {
             let _ = writeln!(DebugCon, "mote: no PV console ({e}); using port 0xE9");

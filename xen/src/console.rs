@@ -5,8 +5,8 @@
 //! backend's index is read once per step and checked before use, so a
 //! corrupt or hostile value is reported instead of trusted. When the ring is
 //! full the writer waits for the backend, but not forever: a xenconsoled
-//! that takes nothing for [`MAX_IDLE_WAITS`] waits in a row is taken to be
-//! stuck (a hung dom0 console must not hang the guest). What cannot be
+//! that takes nothing for [`STALL_LIMIT_NS`] is taken to be stuck (a hung
+//! dom0 console must not hang the guest). What cannot be
 //! written then is dropped and counted, later writes are dropped at once
 //! while the ring stays full, and once it has room again a line says how
 //! many bytes were lost.
@@ -50,10 +50,26 @@ impl Default for Interface {
     }
 }
 
-/// Waits in a row with no byte taken after which a write gives up on
-/// xenconsoled. Each wait of [`Console::write`] is an event and a yield;
-/// a busy xenconsoled that takes anything starts the count again.
-pub const MAX_IDLE_WAITS: u32 = 100_000;
+/// How long [`Console::write`] waits for a xenconsoled that takes nothing
+/// before it gives up on it; one that takes anything starts the time again.
+/// Long enough for a dom0 busy booting guests, short enough that a stopped
+/// one costs the guest one pause rather than its life.
+pub const STALL_LIMIT_NS: u64 = 5_000_000_000;
+
+/// How long the backend has taken nothing, for one write's waits.
+#[derive(Default)]
+struct Stall {
+    since: Option<u64>,
+}
+
+impl Stall {
+    /// At `now` (ns), after a try that wrote something (`took`) or nothing: whether to wait
+    /// on, that is whether the backend took anything within [`STALL_LIMIT_NS`].
+    fn keep_waiting(&mut self, took: bool, now: u64) -> bool {
+        let since = if took { *self.since.insert(now) } else { *self.since.get_or_insert(now) };
+        now.saturating_sub(since) < STALL_LIMIT_NS
+    }
+}
 
 /// The producer side of the output ring.
 pub struct OutputRing<'a> {
@@ -80,11 +96,11 @@ impl<'a> OutputRing<'a> {
     }
 
     /// Writes `bytes`, translating "\n" to "\r\n" for terminals, calling
-    /// `wait` whenever the ring is full; drops and counts the rest after
-    /// [`MAX_IDLE_WAITS`] waits without progress. Bytes dropped before are
-    /// reported first, or, while the ring has no room for that line, these
-    /// are dropped too.
-    pub fn write_all(&mut self, bytes: &[u8], mut wait: impl FnMut()) -> Result<(), RingCorrupt> {
+    /// `wait(took)` whenever the ring is full, with `took` true if the last
+    /// try wrote anything; drops and counts the rest once `wait` says to give
+    /// up (false). Bytes dropped before are reported first, or, while the
+    /// ring has no room for that line, these are dropped too.
+    pub fn write_all(&mut self, bytes: &[u8], mut wait: impl FnMut(bool) -> bool) -> Result<(), RingCorrupt> {
         if self.dropped > 0 && !self.report_dropped()? {
             self.dropped += bytes.len() as u64;
             return Ok(());
@@ -114,20 +130,18 @@ impl<'a> OutputRing<'a> {
 
     /// Writes as much of `bytes` as the backend takes before it is stuck;
     /// returns how much.
-    fn write_fully(&mut self, bytes: &[u8], wait: &mut impl FnMut()) -> Result<usize, RingCorrupt> {
+    fn write_fully(
+        &mut self,
+        bytes: &[u8],
+        wait: &mut impl FnMut(bool) -> bool,
+    ) -> Result<usize, RingCorrupt> {
         let mut written = 0;
-        let mut idle = 0;
         while written < bytes.len() {
             let n = self.write_some(&bytes[written..])?;
             written += n;
-            if n > 0 {
-                idle = 0;
-            }
-            if written == bytes.len() || idle == MAX_IDLE_WAITS {
+            if written == bytes.len() || !wait(n > 0) {
                 break;
             }
-            idle += 1;
-            wait();
         }
         Ok(written)
     }
@@ -166,29 +180,37 @@ impl<'a> OutputRing<'a> {
 pub struct Console {
     ring: OutputRing<'static>,
     port: Port,
+    /// Monotonic nanoseconds, for [`STALL_LIMIT_NS`].
+    now_ns: fn() -> u64,
 }
 
 /// Yields while waiting for the backend; bounds [`Console::flush`].
 const FLUSH_MAX_YIELDS: u32 = 1_000_000;
 
 impl Console {
-    /// Finds the console Xen set up for this domain (`HVM_PARAM_CONSOLE_*`).
-    pub fn from_hvm_params() -> Result<Console, RingPageError> {
+    /// Finds the console Xen set up for this domain (`HVM_PARAM_CONSOLE_*`);
+    /// `now_ns` is the clock its writes' waits are bounded by.
+    pub fn from_hvm_params(now_ns: fn() -> u64) -> Result<Console, RingPageError> {
         let page = hvm::ring_page(hvm::Param::ConsolePfn, hvm::Param::ConsoleEvtchn)?;
         // SAFETY: Xen gave us this mapped frame as the console page; it is
         // never freed and only accessed through `Interface`'s atomics and
         // volatile accesses.
         let intf: &'static Interface = unsafe { &*(page.addr as *const Interface) };
-        Ok(Console { ring: OutputRing::new(intf), port: page.port })
+        Ok(Console { ring: OutputRing::new(intf), port: page.port, now_ns })
     }
 
     /// Writes `bytes`, waiting for xenconsoled when the ring is full, for
     /// a bounded time ([`OutputRing::write_all`]).
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), RingCorrupt> {
-        let port = self.port;
-        self.ring.write_all(bytes, || {
+        let (port, now_ns) = (self.port, self.now_ns);
+        let mut stall = Stall::default();
+        self.ring.write_all(bytes, |took| {
+            if !stall.keep_waiting(took, now_ns()) {
+                return false;
+            }
             let _ = event::send(port);
             crate::sched::yield_now();
+            true
         })?;
         let _ = event::send(port);
         Ok(())
@@ -230,9 +252,10 @@ mod tests {
         let text: Vec<u8> = (0..10_240).map(|i| b'a' + (i % 26) as u8).collect();
         let mut got = Vec::new();
         let mut waits = 0;
-        ring.write_all(&text, || {
+        ring.write_all(&text, |_| {
             waits += 1;
             drain(&intf, &mut got);
+            true
         })
         .unwrap();
         drain(&intf, &mut got);
@@ -246,24 +269,41 @@ mod tests {
         let intf = Box::new(Interface::new());
         let mut ring = OutputRing::new(&intf);
         let text = [b'x'; OUT_SIZE + 100];
-        let mut waits = 0;
-        ring.write_all(&text, || {
-            waits += 1;
-            assert!(waits <= MAX_IDLE_WAITS, "waited past the bound");
+        // The first wait follows the ring's worth written; the writer gives up at the third
+        // without progress.
+        let mut took_at = Vec::new();
+        ring.write_all(&text, |took| {
+            took_at.push(took);
+            took_at.len() < 4
         })
         .unwrap();
-        assert_eq!(waits, MAX_IDLE_WAITS);
+        assert_eq!(took_at, [true, false, false, false]);
         // Still stuck: later writes are dropped without waiting again.
-        ring.write_all(b"more\n", || panic!("waited again on a console known to be stuck")).unwrap();
+        ring.write_all(b"more\n", |_| panic!("waited again on a console known to be stuck")).unwrap();
         assert_eq!(ring.dropped(), 105);
         // xenconsoled takes what was in the ring; the next write says what was lost.
         let mut got = Vec::new();
         drain(&intf, &mut got);
         assert_eq!(got, text[..OUT_SIZE]);
-        ring.write_all(b"back\n", || panic!("the ring has room")).unwrap();
+        ring.write_all(b"back\n", |_| panic!("the ring has room")).unwrap();
         got.clear();
         drain(&intf, &mut got);
         assert_eq!(got, b"\r\n[console: 105 bytes dropped]\r\nback\r\n");
+    }
+
+    #[test]
+    fn a_write_waits_until_the_backend_has_taken_nothing_for_the_limit() {
+        let mut stall = Stall::default();
+        assert!(stall.keep_waiting(true, 1_000));
+        assert!(stall.keep_waiting(false, 1_000 + STALL_LIMIT_NS - 1));
+        // Progress starts the time again.
+        assert!(stall.keep_waiting(true, 2 * STALL_LIMIT_NS));
+        assert!(stall.keep_waiting(false, 3 * STALL_LIMIT_NS - 1));
+        assert!(!stall.keep_waiting(false, 3 * STALL_LIMIT_NS));
+        // A first wait without progress starts it too.
+        let mut stall = Stall::default();
+        assert!(stall.keep_waiting(false, 7));
+        assert!(!stall.keep_waiting(false, 7 + STALL_LIMIT_NS));
     }
 
     #[test]
@@ -285,13 +325,16 @@ mod tests {
         let mut ring = OutputRing::new(&intf);
         let text: Vec<u8> = (0..3 * OUT_SIZE).map(|i| b'a' + (i % 26) as u8).collect();
         let mut got = Vec::new();
-        let mut waits = 0;
-        // xenconsoled takes its bytes just before the writer would give up on it.
-        ring.write_all(&text, || {
+        // The writer gives up after three waits in a row without progress; xenconsoled takes
+        // its bytes at every third, just before.
+        let (mut waits, mut idle) = (0, 0);
+        ring.write_all(&text, |took| {
             waits += 1;
-            if waits % MAX_IDLE_WAITS == 0 {
+            idle = if took { 1 } else { idle + 1 };
+            if waits % 3 == 0 {
                 drain(&intf, &mut got);
             }
+            idle <= 3
         })
         .unwrap();
         drain(&intf, &mut got);
@@ -302,7 +345,7 @@ mod tests {
     fn newlines_become_crlf() {
         let intf = Box::new(Interface::new());
         let mut ring = OutputRing::new(&intf);
-        ring.write_all(b"a\nb\n", || panic!("ring is not full")).unwrap();
+        ring.write_all(b"a\nb\n", |_| panic!("ring is not full")).unwrap();
         let mut got = Vec::new();
         drain(&intf, &mut got);
         assert_eq!(got, b"a\r\nb\r\n");
@@ -315,7 +358,7 @@ mod tests {
         intf.out_cons.store(u32::MAX - 5, Ordering::Relaxed);
         let mut ring = OutputRing::new(&intf);
         let mut got = Vec::new();
-        ring.write_all(b"0123456789", || unreachable!()).unwrap();
+        ring.write_all(b"0123456789", |_| unreachable!()).unwrap();
         drain(&intf, &mut got);
         assert_eq!(got, b"0123456789");
         assert_eq!(ring.pending(), Ok(0));
