@@ -4,7 +4,7 @@
 //! requests with the backend and validates every response against them;
 //! [`device`] is the data path (requests split over a pool of pre-granted
 //! pages, directly or through indirect pages, as many in flight as the ring
-//! holds), [`connect`] the xenbus handshake with blkback. [`peer`] (feature
+//! holds), [`connect`] the xenbus handshake with blkback. `peer` (feature
 //! `peer`) is an in-memory blkback for tests and fuzzing.
 //! The backend is untrusted: a response naming an unknown id or the wrong
 //! operation is refused, never followed.

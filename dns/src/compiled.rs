@@ -64,7 +64,7 @@ pub fn write(zone: &Zone) -> Result<Vec<u8>, OutOfMemory> {
     w.finish()
 }
 
-/// The zone `bytes` hold, as [`write`] wrote it.
+/// The zone `bytes` hold, as [`write()`] wrote it.
 pub fn read(bytes: &[u8]) -> Result<Zone, CompiledError> {
     let mut r = Reader::new(bytes, 0);
     read_from(&mut r).map_err(|problem| CompiledError { at: r.at, problem })

@@ -1,5 +1,5 @@
 //! Answering a query (RFC 1034 §4.3.2) from a [`Catalog`]: validation of
-//! the request, EDNS(0) (RFC 6891), resolution in [`resolve`], and the
+//! the request, EDNS(0) (RFC 6891), resolution in `resolve`, and the
 //! reply's size limit with TC (RFC 1035 §4.2.1, RFC 2181 §9, RFC 9471 §3).
 
 mod edns;
