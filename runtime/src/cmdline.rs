@@ -12,6 +12,7 @@ pub struct Cmdline<'a> {
 }
 
 impl<'a> Cmdline<'a> {
+    /// A view of `raw`; nothing is parsed until asked, so a bad argument costs only its own lookup.
     pub const fn new(raw: &'a str) -> Self {
         Cmdline { raw }
     }

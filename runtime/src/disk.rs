@@ -251,8 +251,11 @@ impl Disk {
 /// Why the disks could not be opened.
 #[derive(Debug)]
 pub enum OpenError {
+    /// The domain has no xenstore connection or no grant table (what is missing).
     NoXen(&'static str),
+    /// Listing the domain's disks (`device/vbd`) failed.
     Xenstore(XsError),
+    /// The handshake with disk `.0`'s backend failed.
     Disk(u32, ConnectError),
 }
 

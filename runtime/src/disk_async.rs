@@ -208,14 +208,17 @@ impl AsyncDisk {
         (AsyncDisk { shared: shared.clone() }, DiskDriver { shared })
     }
 
+    /// The disk's geometry, as its backend announced it.
     pub fn info(&self) -> DiskInfo {
         self.shared.disk.borrow().info()
     }
 
+    /// What the backend offers (flush, barriers, indirect requests, …).
     pub fn features(&self) -> Features {
         self.shared.disk.borrow().features()
     }
 
+    /// The requests made so far, for measuring.
     pub fn stats(&self) -> Stats {
         self.shared.disk.borrow().stats()
     }

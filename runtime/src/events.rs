@@ -65,6 +65,7 @@ impl Instant {
         Instant::from_nanos(now_ns())
     }
 
+    /// Time since `self`, on the PV clock.
     pub fn elapsed(self) -> Duration {
         Instant::now().duration_since(self)
     }
@@ -84,7 +85,9 @@ pub fn wallclock() -> (u64, u32) {
 /// Why [`block`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wake {
+    /// One of the ports waited on fired.
     Event,
+    /// The deadline passed first.
     Deadline,
     /// A shutdown request arrived (and woke whoever awaits it).
     Shutdown,

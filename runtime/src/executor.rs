@@ -33,6 +33,7 @@ use core::task::{Context, Poll, Waker};
 
 /// What the executor needs from the machine: a clock, and a way to sleep.
 pub trait Platform {
+    /// The time timers and deadlines are measured against.
     fn now(&self) -> Instant;
 
     /// Sleeps until `deadline` passes or an external event arrives (with no
@@ -172,6 +173,8 @@ pub struct Executor {
 }
 
 impl Executor {
+    /// An executor with no tasks on `platform`: apps get one from `mote::block_on`; tests
+    /// bring a fake clock.
     pub fn new(platform: impl Platform + 'static) -> Executor {
         Executor {
             tasks: Vec::new(),

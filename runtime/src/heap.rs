@@ -101,7 +101,9 @@ unsafe impl GlobalAlloc for Counted {
 /// The heap's use in bytes: now, and the most at any time since boot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeapUsage {
+    /// Allocated now.
     pub in_use: usize,
+    /// The most ever allocated at once: what sizing a guest's memory needs.
     pub high_water: usize,
 }
 

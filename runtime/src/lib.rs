@@ -27,6 +27,7 @@
 //! }
 //! ```
 #![cfg_attr(target_os = "none", no_std)]
+#![deny(missing_docs)]
 
 #[cfg(all(target_os = "none", feature = "hosted"))]
 compile_error!("the `hosted` feature runs an app as a Linux process: build it for a Linux target");

@@ -23,7 +23,9 @@ pub const GRACE: Duration = Duration::from_secs(5);
 /// What the toolstack asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {
+    /// `xl shutdown`: end the domain.
     Poweroff,
+    /// `xl reboot`: end the domain, which the toolstack then starts again.
     Reboot,
 }
 

@@ -32,6 +32,8 @@ impl Default for LogSpec {
 }
 
 impl LogSpec {
+    /// Parses `log=`'s value; an error names the first entry that is not a level or
+    /// `module=level`, so that a typo is reported rather than silently logging less.
     pub fn parse(value: &str) -> Result<LogSpec, BadEntry> {
         let mut spec = LogSpec::default();
         for entry in value.split(',').filter(|e| !e.is_empty()) {

@@ -6,11 +6,17 @@ use core::fmt;
 /// Memory map entry types (`XEN_HVM_MEMMAP_TYPE_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// Usable RAM: the only kind the heap takes.
     Ram,
+    /// Firmware's or Xen's own.
     Reserved,
+    /// ACPI tables, reclaimable once read.
     Acpi,
+    /// ACPI non-volatile storage.
     Nvs,
+    /// Memory found faulty.
     Unusable,
+    /// A type this runtime does not know, kept so that it can be reported.
     Other(u32),
 }
 
@@ -43,8 +49,11 @@ impl fmt::Display for Kind {
 /// One region of guest-physical memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Region {
+    /// Guest-physical address of the first byte.
     pub start: u64,
+    /// Bytes, as Xen reports them (not trusted to stay in range: see [`Region::end`]).
     pub size: u64,
+    /// What the region is for.
     pub kind: Kind,
 }
 
@@ -95,6 +104,7 @@ impl MemoryMap {
         map
     }
 
+    /// The regions kept, in Xen's order.
     pub fn regions(&self) -> &[Region] {
         &self.regions
     }

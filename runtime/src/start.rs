@@ -13,14 +13,17 @@ use spin::Once;
 /// What the runtime learned while booting.
 #[derive(Debug)]
 pub struct BootInfo {
+    /// The hypervisor's version and CPUID base, as it reported them.
     pub xen: Xen,
     /// The command line, truncated to [`cmdline::MAX_LEN`] bytes.
     pub cmdline: heapless::String<{ cmdline::MAX_LEN }>,
+    /// The memory map Xen handed over, which the heap was carved from.
     pub memory: MemoryMap,
     /// Physical `[start, end)` of the loaded image.
     pub image: (u64, u64),
     /// Bytes given to the heap, and in how many spans.
     pub heap_bytes: u64,
+    /// How many separate spans of RAM those bytes came in.
     pub heap_spans: usize,
     /// When the runtime's first instruction ran (PV clock), for the boot time.
     pub first_instruction: crate::Instant,

@@ -22,10 +22,12 @@ impl Instant {
     /// The last representable instant, some 584 years after boot.
     pub const MAX: Instant = Instant(u64::MAX);
 
+    /// The instant `ns` nanoseconds after boot: for clocks and tests that count in nanoseconds.
     pub const fn from_nanos(ns: u64) -> Instant {
         Instant(ns)
     }
 
+    /// Nanoseconds since boot.
     pub fn as_nanos(self) -> u64 {
         self.0
     }
@@ -35,6 +37,7 @@ impl Instant {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
 
+    /// `self + d`, or `None` if that is beyond the clock's range.
     pub fn checked_add(self, d: Duration) -> Option<Instant> {
         u64::try_from(d.as_nanos()).ok().and_then(|ns| self.0.checked_add(ns)).map(Instant)
     }
@@ -74,6 +77,7 @@ pub struct Sleep {
 }
 
 impl Sleep {
+    /// When the sleep ends, e.g. to sleep again from there without drift.
     pub fn deadline(&self) -> Instant {
         self.deadline
     }

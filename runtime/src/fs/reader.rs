@@ -49,10 +49,12 @@ pub struct SectorReader<D> {
 pub struct Stats {
     /// Device reads (one blkfront request each, at most the disk's request size).
     pub reads: u64,
+    /// Bytes those reads brought in, whole sectors included.
     pub bytes: u64,
 }
 
 impl<D: Sectors> SectorReader<D> {
+    /// A reader of `device`, with its one-sector buffer for the ragged ends of a range.
     pub fn new(device: D) -> SectorReader<D> {
         let bounce = vec![0; device.sector_size()];
         SectorReader { device, bounce, stats: Rc::default() }
@@ -125,9 +127,19 @@ impl<D: Sectors> Ext4Read for SectorReader<D> {
 pub enum FsError {
     /// The disk holds no filesystem this reader takes (not ext2/3/4, corrupt, or a feature
     /// it does not support).
-    Mount { disk: String, problem: String },
+    Mount {
+        /// The disk, as [`Fs::load`] was told to name it.
+        disk: String,
+        /// What was wrong with it.
+        problem: String,
+    },
     /// A path that could not be read.
-    Path { path: String, problem: String },
+    Path {
+        /// The path asked for.
+        path: String,
+        /// Why it could not be read ([`FsError::is_not_found`] tells the usual case).
+        problem: String,
+    },
 }
 
 impl fmt::Display for FsError {
@@ -153,7 +165,9 @@ const NOT_FOUND: &str = "no such file or directory";
 /// What a path names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A regular file: content.
     File,
+    /// A directory, listed by [`Fs::read_dir`].
     Directory,
     /// A symbolic link, device, FIFO or socket: never read as content.
     Other,
@@ -162,6 +176,7 @@ pub enum Kind {
 /// A file's or directory's metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Metadata {
+    /// What the path names.
     pub kind: Kind,
     /// Bytes, for a file.
     pub len: u64,
@@ -172,7 +187,9 @@ pub struct Metadata {
 /// One entry of a directory (`.` and `..` left out).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirEntry {
+    /// The entry's name within its directory.
     pub name: String,
+    /// What it names (symbolic links not followed).
     pub kind: Kind,
 }
 

@@ -47,6 +47,7 @@ impl Instant {
         Instant::from_nanos(u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
 
+    /// Time since `self`, on Linux's monotonic clock.
     pub fn elapsed(self) -> Duration {
         Instant::now().duration_since(self)
     }

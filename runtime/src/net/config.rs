@@ -42,28 +42,37 @@ impl Default for Offload {
 /// How the stack gets its addresses, and what its vif asks of the backend.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Config {
+    /// DHCP unless `ip=` gives a static address.
     pub ipv4: Ipv4Config,
     /// A static IPv6 address, if any.
     #[cfg(feature = "ipv6")]
     pub ipv6: Option<Ipv6Config>,
+    /// The offloads to ask the backend for.
     pub offload: Offload,
 }
 
+/// Where the IPv4 address comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Ipv4Config {
     /// Ask a DHCP server (the address, gateway and their changes).
     #[default]
     Dhcp,
+    /// `ip=ADDRESS/PREFIX`, and `gw=` if given: no DHCP traffic at all.
     Static {
+        /// The address and its subnet.
         address: Ipv4Cidr,
+        /// The default route, if any; without one only the subnet is reached.
         gateway: Option<Ipv4Addr>,
     },
 }
 
+/// A static IPv6 address (`ip6=`), and its gateway (`gw6=`).
 #[cfg(feature = "ipv6")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ipv6Config {
+    /// The address and its subnet.
     pub address: Ipv6Cidr,
+    /// The default route, if any.
     pub gateway: Option<Ipv6Addr>,
 }
 
@@ -71,14 +80,36 @@ pub struct Ipv6Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
     /// `key=value` does not parse as what `key` takes.
-    Malformed { key: &'static str, value: String, expected: &'static str },
+    Malformed {
+        /// The argument's key.
+        key: &'static str,
+        /// Its value, as given.
+        value: String,
+        /// What the key takes, for the message.
+        expected: &'static str,
+    },
     /// A gateway without the static address it belongs with.
-    GatewayWithoutAddress { key: &'static str, needs: &'static str },
+    GatewayWithoutAddress {
+        /// The gateway's key (`gw` or `gw6`).
+        key: &'static str,
+        /// The address key it needs (`ip` or `ip6`).
+        needs: &'static str,
+    },
     /// A gateway that is not on the address's link.
-    GatewayOffLink { key: &'static str, gateway: IpAddress, subnet: IpCidr },
+    GatewayOffLink {
+        /// The gateway's key.
+        key: &'static str,
+        /// The gateway given.
+        gateway: IpAddress,
+        /// The subnet of the address, which it is not on.
+        subnet: IpCidr,
+    },
     /// `ip6=` or `gw6=` given to an image built without the `ipv6` feature.
     #[cfg(not(feature = "ipv6"))]
-    NoIpv6 { key: &'static str },
+    NoIpv6 {
+        /// `ip6` or `gw6`.
+        key: &'static str,
+    },
 }
 
 impl fmt::Display for ConfigError {

@@ -216,6 +216,9 @@ impl TcpListener {
         TcpListener::bind_with(stack, port, TcpOptions::default())
     }
 
+    /// Listens on `port` with `options`: larger windows for bulk transfers, a backlog for
+    /// bursts of connections. Port 0 is refused ([`Error::Unaddressable`]): a listener's
+    /// port must be known to its clients.
     pub fn bind_with(stack: &Stack, port: u16, options: TcpOptions) -> Result<TcpListener, Error> {
         if port == 0 {
             return Err(Error::Unaddressable);
@@ -235,6 +238,7 @@ impl TcpListener {
         Ok(TcpListener { stack: stack.clone(), id, port })
     }
 
+    /// The port listened on.
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -325,6 +329,7 @@ impl TcpStream {
         self.stack.with(|inner| f(inner.sockets.get_mut(self.handle)))
     }
 
+    /// The remote end; `None` once the connection is over.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.with(|socket| socket.remote_endpoint().map(SocketAddr::from))
     }

@@ -46,6 +46,7 @@ impl UdpSocket {
         Ok(UdpSocket { stack: stack.clone(), handle, port })
     }
 
+    /// The bound port: the one picked, after binding port 0.
     pub fn port(&self) -> u16 {
         self.port
     }

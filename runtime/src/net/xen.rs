@@ -236,6 +236,7 @@ pub enum UpError {
     Config(u32, ConfigError),
     /// The domain has no xenstore connection or no grant table.
     NoXen(&'static str),
+    /// The handshake with vif `.0`'s backend failed.
     Vif(u32, ConnectError),
     /// The domain has no vif (`vif = [...]` in the xl config).
     NoVif,
