@@ -1,7 +1,7 @@
 //! Read-only files from a content disk: a disk holding an ext2/3/4 filesystem (what `cargo
 //! xtask disk DIR -o IMG` makes, and what an operator can mount and edit with Linux's own
-//! tools). The reader ([`mount_first`], [`Fs`]) is the runtime's `disk` feature, with
-//! blkfront ([`crate::disk`]): about 100 KiB of image that an app serving only what is built
+//! tools). The reader (`mount_first`, `Fs`) is the runtime's `disk` feature, with
+//! blkfront (`mote::disk`): about 100 KiB of image that an app serving only what is built
 //! into it leaves out. [`attached`] is there either way, so such an app can refuse a disk it
 //! would not read rather than ignore it.
 

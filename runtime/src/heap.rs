@@ -3,7 +3,7 @@
 //! in xenstore (`data/heap-used`, `data/heap-hwm`) so that a soak test can
 //! watch a service's memory from dom0.
 //!
-//! Large allocations keep [`RESERVE`] free: a service that fills its heap
+//! Large allocations keep 32 KiB free: a service that fills its heap
 //! with buffers sized to its clients (asked for with `try_reserve`) is
 //! refused the next one, instead of aborting later on one of the small
 //! allocations that have no way to fail (a task, its waker, a log line).

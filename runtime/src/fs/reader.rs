@@ -194,6 +194,21 @@ pub struct DirEntry {
 }
 
 /// A read-only filesystem on a disk.
+///
+/// An app mounts its content disk once at start, and serves from memory or reads per request:
+///
+/// ```no_run
+/// # fn main() -> Result<(), mote::fs::FsError> {
+/// if let Some(fs) = mote::fs::mount_first()? {
+///     for entry in fs.read_dir("/")? {
+///         mote::println!("{} ({:?})", entry.name, entry.kind);
+///     }
+///     let index = fs.read("/index.html")?;
+///     mote::println!("{} bytes read in {} device reads", index.len(), fs.stats().reads);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub struct Fs {
     ext4: Ext4,
     disk: String,

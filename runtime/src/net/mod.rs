@@ -8,13 +8,37 @@
 //! the stack; their futures register smoltcp's wakers and are woken when the
 //! interface moves data or changes a connection's state.
 //!
-//! ```ignore
-//! let stack = Stack::new(device, mac, &Config::from_cmdline(&mote::cmdline())?);
-//! let listener = TcpListener::bind(&stack, 7)?;
-//! loop {
-//!     let stream = listener.accept().await;
-//!     mote::spawn(async move { /* stream.read(..).await, stream.write_all(..).await */ });
-//! }
+//! In an app, [`up`] makes the stack from the command line's configuration; a test or a
+//! device of one's own goes through [`Stack::new`] with a [`Config`] of its choosing.
+//!
+//! ```no_run
+//! use mote::net::{TcpListener, UdpSocket};
+//!
+//! # fn main() -> Result<(), mote::net::UpError> {
+//! mote::block_on(async {
+//!     let stack = mote::net::up()?;
+//!     let address = stack.wait_ipv4().await;
+//!     mote::println!("serving on {}", address.address());
+//!     let udp = UdpSocket::bind(&stack, 7).expect("port 7 is free on a new stack");
+//!     mote::spawn(async move {
+//!         let mut buf = [0; 1500];
+//!         loop {
+//!             let (n, from) = udp.recv_from(&mut buf).await;
+//!             if let Err(e) = udp.send_to(&buf[..n], from).await {
+//!                 mote::log::warn!("udp echo to {from}: {e}");
+//!             }
+//!         }
+//!     });
+//!     let listener = TcpListener::bind(&stack, 7).expect("port 7 is free on a new stack");
+//!     loop {
+//!         let stream = listener.accept().await;
+//!         mote::spawn(async move {
+//!             let _ = stream.write_all(b"hello\r\n").await;
+//!             // Dropping the stream closes it gracefully, in the background.
+//!         });
+//!     }
+//! })
+//! # }
 //! ```
 
 mod config;
