@@ -271,6 +271,23 @@ pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant
 /// (nothing waits for it unless it says so, through a socket or a shared cell).
 /// When the heap has no room to list it, it is dropped unstarted, and logged.
 ///
+/// ```
+/// use core::cell::Cell;
+/// use core::time::Duration;
+/// use std::rc::Rc;
+///
+/// let done = Rc::new(Cell::new(false));
+/// mote::block_on({
+///     let done = done.clone();
+///     async move {
+///         mote::spawn(async move { done.set(true) });
+///         // The task runs once this one waits.
+///         mote::time::sleep(Duration::from_millis(1)).await;
+///     }
+/// });
+/// assert!(done.get());
+/// ```
+///
 /// # Panics
 /// Outside [`Executor::block_on`].
 pub fn spawn(future: impl Future<Output = ()> + 'static) {

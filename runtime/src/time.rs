@@ -58,6 +58,16 @@ pub fn now() -> Instant {
 
 /// Waits for `duration`.
 ///
+/// ```
+/// use core::time::Duration;
+///
+/// mote::block_on(async {
+///     let start = mote::time::now();
+///     mote::time::sleep(Duration::from_millis(20)).await;
+///     assert!(start.elapsed() >= Duration::from_millis(20));
+/// });
+/// ```
+///
 /// # Panics
 /// Outside [`crate::executor::Executor::block_on`].
 pub fn sleep(duration: Duration) -> Sleep {
@@ -114,6 +124,18 @@ impl fmt::Display for Elapsed {
 
 /// Runs `future` for at most `duration` (counted from the first poll);
 /// `Err(Elapsed)` if it did not finish in time (it is then dropped).
+///
+/// ```
+/// use core::future::pending;
+/// use core::time::Duration;
+/// use mote::time::{timeout, Elapsed};
+///
+/// mote::block_on(async {
+///     assert_eq!(timeout(Duration::from_millis(10), async { 7 }).await, Ok(7));
+///     let never = pending::<()>();
+///     assert_eq!(timeout(Duration::from_millis(10), never).await, Err(Elapsed));
+/// });
+/// ```
 pub async fn timeout<F: Future>(duration: Duration, future: F) -> Result<F::Output, Elapsed> {
     let mut future = pin!(future);
     let mut sleep = sleep(duration);

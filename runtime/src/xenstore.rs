@@ -43,6 +43,19 @@ pub(crate) fn port() -> Option<Port> {
 
 /// Runs `f` with the xenstore client; `None` when the domain has no
 /// xenstore connection. Calls from inside `f` to `with` would deadlock.
+///
+/// Paths without a leading `/` are the domain's own (`/local/domain/<id>/…`); a guest may
+/// write under `data/`, which dom0 reads with `xenstore-read`:
+///
+/// ```no_run
+/// use mote::xenstore::Store;
+///
+/// let name = mote::xenstore::with(|xs| xs.read_string("name"));
+/// if let Some(Ok(name)) = name {
+///     mote::println!("domain {name}");
+/// }
+/// mote::xenstore::with(|xs| xs.write("data/status", b"serving"));
+/// ```
 pub fn with<R>(f: impl FnOnce(&mut Xenstore) -> R) -> Option<R> {
     STORE.lock().as_mut().map(f)
 }

@@ -54,7 +54,14 @@ impl Platform for Hosted {
     }
 }
 
-/// Runs `future`, and the tasks it spawns, on the hosted platform until `future` completes.
+/// Runs `future`, and the tasks it spawns, on the hosted platform until `future` completes;
+/// tasks still pending then are dropped. An app calls it once, from `main`, and serves
+/// inside it.
+///
+/// ```
+/// let answer = mote::block_on(async { 6 * 7 });
+/// assert_eq!(answer, 42);
+/// ```
 pub fn block_on<F: Future>(future: F) -> F::Output {
     Executor::new(Hosted).block_on(future)
 }

@@ -52,7 +52,8 @@ impl Platform for Xen {
 }
 
 /// Runs `future`, and the tasks it spawns, on the Xen platform until
-/// `future` completes; tasks still pending then are dropped.
+/// `future` completes; tasks still pending then are dropped. An app calls it once, from
+/// `main`, and serves inside it (see the crate's example).
 pub fn block_on<F: Future>(future: F) -> F::Output {
     Executor::new(Xen).block_on(future)
 }

@@ -8,8 +8,9 @@
 //! the stack; their futures register smoltcp's wakers and are woken when the
 //! interface moves data or changes a connection's state.
 //!
-//! In an app, [`up`] makes the stack from the command line's configuration; a test or a
-//! device of one's own goes through [`Stack::new`] with a [`Config`] of its choosing.
+//! In an app, `up` (on Xen, or `hosted`) makes the stack from the command line's
+//! configuration; a test or a device of one's own goes through [`Stack::new`] with a
+//! [`Config`] of its choosing.
 //!
 //! ```no_run
 //! use mote::net::{TcpListener, UdpSocket};
