@@ -14,6 +14,7 @@
 //! cargo xtask bench [NAME…]
 //! cargo xtask fuzz [TARGET] [--time S]
 //! cargo xtask soak [--minutes N]
+//! cargo xtask docs [--serve]
 //! ```
 //!
 //! Modules: `build` (image + xl config), `assets` (Xen, dom0 kernel and initramfs), `harness`
@@ -22,7 +23,7 @@
 //! `tests` (the test command and its integration cases), `bench` (benchmarks and their
 //! report), `fuzz` (the `cargo fuzz` targets), `soak` (sustained load and heap high-water
 //! marks), `disk` (content disk images), `hosted` (`--hosted`: the app as a Linux process in a
-//! network namespace).
+//! network namespace), `docs` (the book in docs/ and the API docs).
 
 mod agent;
 mod assets;
@@ -30,6 +31,7 @@ mod bench;
 mod build;
 mod debug;
 mod disk;
+mod docs;
 mod forward;
 mod fuzz;
 mod guest;
@@ -100,7 +102,11 @@ usage:
       the echo, dns and web motes under sustained load from dom0 for N minutes (default 10):
       mote-agent checks on echo, dnsperf on dns, wrk on web, and each guest's heap high-water
       mark over time; fails on a failed answer, dnsperf losing more than 1 query in 1000, or
-      a high-water mark that grows";
+      a high-water mark that grows
+  cargo xtask docs [--serve]
+      check every relative link and #anchor of README.md and docs/, build the book (docs/,
+      mdBook, installed when missing) into target/book, and the API docs with cargo doc,
+      warnings as errors; --serve serves the book on 127.0.0.1 instead (mdbook serve)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -216,6 +222,14 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
                 _ => return Err(format!("usage: cargo xtask soak [--minutes N]\n{USAGE}")),
             };
             Ok(if soak::run(minutes)? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        "docs" => {
+            match rest {
+                [] => docs::run(false)?,
+                [flag] if flag == "--serve" => docs::run(true)?,
+                _ => return Err(format!("usage: cargo xtask docs [--serve]\n{USAGE}")),
+            }
+            Ok(ExitCode::SUCCESS)
         }
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

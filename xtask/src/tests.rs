@@ -2598,7 +2598,7 @@ fn unit_tests() -> bool {
 }
 
 /// [`TARGET_ONLY_PACKAGES`] and the package names of apps/*.
-fn target_only_packages() -> Result<Vec<String>, String> {
+pub(crate) fn target_only_packages() -> Result<Vec<String>, String> {
     let mut packages: Vec<String> = TARGET_ONLY_PACKAGES.iter().map(|p| p.to_string()).collect();
     let apps = workspace_root().join("apps");
     let entries = std::fs::read_dir(&apps).map_err(|e| format!("read {}: {e}", apps.display()))?;
