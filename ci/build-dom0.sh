@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the harness's dom0 initramfs (newc cpio, uncompressed: see ci/README.md).
+# Builds the harness's dom0 initramfs (newc cpio, uncompressed: see docs/harness.md).
 #
 #   ci/build-dom0.sh <cache-dir> <agent-binary> <out.cpio> <vif-mote-binary>
 #

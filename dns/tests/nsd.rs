@@ -565,7 +565,7 @@ fn view(reply: Option<&[u8]>) -> View {
 }
 
 /// Differences an RFC allows, with the reason; `None` when the replies must be equal. Each
-/// is listed in the README.
+/// is listed in docs/apps.md.
 fn allowed(
     case: &Case,
     nsd: &View,
