@@ -2539,7 +2539,7 @@ fn excerpt(console: &str) -> String {
 pub struct TestOptions {
     /// Skip the host packages and unit tests (steps a and b).
     pub integration_only: bool,
-    /// Run only the hosted cases ([`hosted::cases`]).
+    /// Run only the hosted cases (`tests::hosted::cases`).
     pub hosted_only: bool,
     /// Run only the cases whose name contains this.
     pub filter: Option<String>,
