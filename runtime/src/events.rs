@@ -20,6 +20,7 @@ static DEMUX: Demux = Demux::new();
 static TIMER: OneShot = OneShot::new();
 
 fn upcall(frame: &mut mote_arch::exception::ExceptionFrame) {
+    crate::random::stir();
     if let Some(shared) = SHARED.get() {
         DEMUX.scan(shared);
     }

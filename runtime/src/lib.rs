@@ -139,6 +139,7 @@ pub mod fs;
 pub mod logspec;
 pub mod memory;
 pub mod net;
+pub mod random;
 pub mod time;
 
 #[cfg(test)]

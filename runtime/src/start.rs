@@ -114,6 +114,7 @@ extern "C" fn mote_start(start_info_paddr: u32) -> ! {
         first_instruction,
     });
     crate::logger::init(cmdline().get("log"));
+    crate::random::init();
     if truncated {
         log::warn!("command line longer than {} bytes was truncated", cmdline::MAX_LEN);
     }
