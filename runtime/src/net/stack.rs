@@ -32,6 +32,7 @@ pub(super) const INGRESS_BUDGET: usize = 64;
 
 /// Dynamic ports (RFC 6335), for connections and sockets bound to port 0.
 const EPHEMERAL_FIRST: u16 = 49152;
+const EPHEMERAL_COUNT: u32 = u16::MAX as u32 - EPHEMERAL_FIRST as u32 + 1;
 
 /// A network device as the stack needs it: a smoltcp device that can ask
 /// for a wake-up before the executor sleeps.
@@ -108,7 +109,6 @@ pub(super) struct Inner {
     pub(super) closing: Vec<(SocketHandle, Option<Instant>)>,
     /// TCP streams not dropped yet.
     pub(super) streams: usize,
-    next_port: u16,
     dhcp: Option<SocketHandle>,
     /// Tasks waiting for an IPv4 address.
     ipv4_waiters: Vec<Waker>,
@@ -126,11 +126,12 @@ impl Stack {
     /// Outside [`executor::Executor::block_on`].
     pub fn new<D: Nic + 'static>(mut device: D, mac: [u8; 6], config: &Config) -> Stack {
         let now = executor::now();
-        let random_seed = seed(now, mac);
         let mut iface_config = iface::Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
-        iface_config.random_seed = random_seed;
+        // smoltcp's own generator (sPCG32) draws DHCP transaction ids, the first IPv4
+        // identification and the sequence numbers `SeqOffsets` then hides: seeded per
+        // stack from the CSPRNG, not from the MAC and the time an observer can guess.
+        iface_config.random_seed = crate::random::u64();
         let iface = Interface::new(iface_config, &mut device, smoltcp_instant(now));
-        let range = u64::from(u16::MAX - EPHEMERAL_FIRST) + 1;
         let mut inner = Inner {
             iface,
             sockets: SocketTable { set: SocketSet::new(Vec::new()), slots: 0 },
@@ -138,7 +139,6 @@ impl Stack {
             next_listener: 0,
             closing: Vec::new(),
             streams: 0,
-            next_port: EPHEMERAL_FIRST + (random_seed % range) as u16,
             dhcp: None,
             ipv4_waiters: Vec::new(),
             announce: false,
@@ -326,16 +326,15 @@ impl Inner {
         true
     }
 
-    /// A free port from the dynamic range, if any is left.
+    /// A free port from the dynamic range, if any is left: RFC 6056 §3.3.1's algorithm 1,
+    /// a random port and, if it is taken, the ones after it, so that an off-path attacker
+    /// cannot guess the port of the next connection (one half of what a blind injection
+    /// needs; the other is the sequence number, see `SeqOffsets`).
     pub(super) fn ephemeral_port(&mut self) -> Option<u16> {
-        for _ in EPHEMERAL_FIRST..=u16::MAX {
-            let port = self.next_port;
-            self.next_port = self.next_port.checked_add(1).unwrap_or(EPHEMERAL_FIRST);
-            if !self.port_in_use(port) {
-                return Some(port);
-            }
-        }
-        None
+        let start = (crate::random::u64() % u64::from(EPHEMERAL_COUNT)) as u32;
+        (0..EPHEMERAL_COUNT)
+            .map(|i| EPHEMERAL_FIRST + ((start + i) % EPHEMERAL_COUNT) as u16)
+            .find(|&port| !self.port_in_use(port))
     }
 
     /// Whether a UDP socket is bound to `port`.
@@ -383,17 +382,4 @@ impl<D: Nic> Driver for StackDriver<D> {
 
 pub(super) fn smoltcp_instant(now: Instant) -> smoltcp::time::Instant {
     smoltcp::time::Instant::from_micros(i64::try_from(now.as_nanos() / 1000).unwrap_or(i64::MAX))
-}
-
-/// Seeds smoltcp's generator (initial sequence numbers, DHCP transaction
-/// ids) from the hardware address and the boot-relative time: distinct per
-/// interface and per boot, though not secret.
-fn seed(now: Instant, mac: [u8; 6]) -> u64 {
-    let mut bytes = [0; 8];
-    bytes[2..].copy_from_slice(&mac);
-    let x = u64::from_be_bytes(bytes) ^ now.as_nanos().rotate_left(24);
-    // splitmix64's finaliser.
-    let x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    let x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }

@@ -394,3 +394,17 @@ fn a_stream_closes_gracefully_when_the_heap_has_no_room_left() {
         assert_eq!(b.inner.borrow().streams, 0);
     });
 }
+
+#[test]
+fn ephemeral_ports_are_spread_over_the_dynamic_range() {
+    // RFC 6056 §3.3.1: each port drawn at random, so that the next one is not the last plus one.
+    let ports: Vec<u16> = on_wire(|a, _b| async move {
+        let sockets: Vec<UdpSocket> = (0..64).map(|_| UdpSocket::bind(&a, 0).unwrap()).collect();
+        sockets.iter().map(UdpSocket::port).collect()
+    });
+    assert!(ports.iter().all(|&p| p >= 49152));
+    let successors = ports.windows(2).filter(|w| w[1] == w[0].wrapping_add(1)).count();
+    assert!(successors < 4, "{successors} of 63 ports were the one before plus one: {ports:?}");
+    let (min, max) = (ports.iter().min().unwrap(), ports.iter().max().unwrap());
+    assert!(max - min > 8192, "64 ports within {min}..={max}");
+}

@@ -201,17 +201,17 @@ mod tests {
     use super::*;
 
     /// A source that returns its script, `None` standing for a cleared carry flag.
-    struct Scripted(std::vec::IntoIter<Option<u64>>);
+    struct Scripted(std::collections::VecDeque<Option<u64>>);
 
     impl Source for Scripted {
         const RETRIES: u32 = 10;
         fn try_next(&mut self) -> Option<u64> {
-            self.0.next().flatten()
+            self.0.pop_front().flatten()
         }
     }
 
     fn checked(script: &[Option<u64>]) -> Checked<Scripted> {
-        Checked::new(Scripted(script.to_vec().into_iter()))
+        Checked::new(Scripted(script.iter().copied().collect()))
     }
 
     #[test]
