@@ -45,6 +45,7 @@
 mod config;
 #[cfg(feature = "hosted")]
 mod hosted;
+mod isn;
 mod stack;
 mod tcp;
 mod udp;

@@ -4,6 +4,7 @@
 #[cfg(feature = "ipv6")]
 use super::config::Ipv6Config;
 use super::config::{Config, Ipv4Config};
+use super::isn::Modulated;
 use super::tcp::Backlog;
 use crate::executor::{self, Driver};
 use crate::time::Instant;
@@ -124,7 +125,8 @@ impl Stack {
     ///
     /// # Panics
     /// Outside [`executor::Executor::block_on`].
-    pub fn new<D: Nic + 'static>(mut device: D, mac: [u8; 6], config: &Config) -> Stack {
+    pub fn new<D: Nic + 'static>(device: D, mac: [u8; 6], config: &Config) -> Stack {
+        let mut device = Modulated::new(device);
         let now = executor::now();
         let mut iface_config = iface::Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         // smoltcp's own generator (sPCG32) draws DHCP transaction ids, the first IPv4
