@@ -9,7 +9,9 @@ use sha2::{Digest, Sha256};
 /// What the seed came from, strongest first; shown in the boot log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// The CPU's RDSEED (conditioned entropy), with timing jitter.
     Rdseed,
+    /// The CPU's RDRAND (a DRBG the CPU reseeds), with timing jitter.
     Rdrand,
     /// Timing jitter alone: the CPU has neither instruction, or both failed their checks.
     Jitter,

@@ -4,7 +4,7 @@
 //! CPU's RDSEED, else RDRAND, plus timing jitter, all conditioned by SHA-256 (`entropy`); the
 //! boot log names the strongest source that passed its health checks (`random: entropy from
 //! RDSEED`). It is reseeded with the timing of event-channel upcalls, which the upcall folds
-//! into a pool ([`stir`]). Hosted, and in the host tests, the bytes are the OS's
+//! into a pool (`stir`). Hosted, and in the host tests, the bytes are the OS's
 //! (`/dev/urandom`). docs/random.md has the design.
 //!
 //! With the `getrandom` feature the runtime is also the `getrandom` backend (0.2, 0.3 and
