@@ -1,4 +1,4 @@
-//! Random bytes for the runtime and apps: [`fill`] and [`u64`], from a ChaCha20 generator.
+//! Random bytes for the runtime and apps: [`fill`] and [`u64()`](fn@u64), from a ChaCha20 generator.
 //!
 //! In a mote the generator is seeded once per boot (at start, or by the first call) from the
 //! CPU's RDSEED, else RDRAND, plus timing jitter, all conditioned by SHA-256 (`entropy`); the
