@@ -5,10 +5,14 @@
 //! flat 32-bit segments and `ebx` holding the physical address of
 //! `hvm_start_info`. The code below checks its magic, identity-maps the first
 //! 4 GiB with 2 MiB pages, enables long mode and calls `mote_start(ebx)`,
-//! which the runtime defines.
+//! which the runtime defines. That map is writable and executable throughout;
+//! the runtime replaces it with [`crate::paging`]'s as soon as it has read the
+//! memory map, giving the image's sections what [`push_image`] says.
 
 pub use pvh::start_info::reader::StartInfoReader;
 pub use pvh::start_info::{MemmapTableEntry, MemmapType, StartInfo};
+
+use crate::paging::{Access, Layout, MapError};
 
 extern "C" {
     /// The 32-bit entry point, in the assembly below.
@@ -110,8 +114,10 @@ mote_boot_bad_magic:
 mote_boot_pml4: .skip 4096
 mote_boot_pdpt: .skip 4096
 mote_boot_pd:   .skip 4096 * 4
-    .balign 16
-    .globl mote_boot_stack_bottom
+    /* Never mapped (see `push_image`): an overflow faults here. */
+    .balign 4096
+mote_boot_stack_guard:
+    .skip 4096
 mote_boot_stack_bottom:
     .skip {stack_size}
 mote_boot_stack_top:
@@ -124,6 +130,38 @@ mote_boot_stack_top:
 extern "C" {
     static __image_start: u8;
     static __image_end: u8;
+    static __text_start: u8;
+    static __text_end: u8;
+    static __rodata_start: u8;
+    static __rodata_end: u8;
+    static __data_start: u8;
+    static __data_end: u8;
+    static mote_boot_stack_guard: u8;
+    static mote_boot_stack_bottom: u8;
+}
+
+/// The boot stack's guard page, below its lowest address.
+pub fn stack_guard() -> u64 {
+    core::ptr::addr_of!(mote_boot_stack_guard) as u64
+}
+
+/// Adds the image to `layout`: nothing mapped but its sections (arch/mote.ld
+/// starts each on a page of its own), `.text` R+X, `.rodata` R, `.data` and
+/// `.bss` RW, the stacks named and their guard pages unmapped.
+pub fn push_image(layout: &mut Layout) -> Result<(), MapError> {
+    use core::ptr::addr_of;
+    let image = (addr_of!(__image_start) as u64, addr_of!(__image_end) as u64);
+    let text = (addr_of!(__text_start) as u64, addr_of!(__text_end) as u64);
+    let rodata = (addr_of!(__rodata_start) as u64, addr_of!(__rodata_end) as u64);
+    let data = (addr_of!(__data_start) as u64, addr_of!(__data_end) as u64);
+    let (guard, stack) = (addr_of!(mote_boot_stack_guard) as u64, addr_of!(mote_boot_stack_bottom) as u64);
+    layout.push(image.0, image.1, None, "image")?;
+    layout.push(text.0, text.1, Some(Access::ReadExecute), ".text")?;
+    layout.push(rodata.0, rodata.1, Some(Access::ReadOnly), ".rodata")?;
+    layout.push(data.0, data.1, Some(Access::ReadWrite), ".data/.bss")?;
+    layout.push(stack, stack + STACK_SIZE as u64, Some(Access::ReadWrite), "the boot stack")?;
+    layout.push(guard, stack, None, "the boot stack's guard page")?;
+    crate::gdt::push_stacks(layout)
 }
 
 /// The physical range `[start, end)` the loaded image occupies, `.bss`, page

@@ -38,12 +38,14 @@ pub fn idle_unless(ready: impl FnOnce() -> bool) {
 /// of faulting, and after `max` frames.
 pub fn backtrace(mut rbp: u64, max: usize, mut each: impl FnMut(u64)) {
     for _ in 0..max {
-        if !rbp.is_multiple_of(8) || !(0x1000..1 << 32).contains(&rbp) {
+        let mapped = |addr: u64| crate::paging::access(addr).is_some() || !crate::paging::installed();
+        if !rbp.is_multiple_of(8) || !(0x1000..1 << 32).contains(&rbp) || !mapped(rbp) || !mapped(rbp + 8) {
             return;
         }
-        // SAFETY: rbp is non-null, aligned and inside the identity-mapped
-        // first 4 GiB, so reading two words from it cannot fault; a bogus
-        // chain yields bogus addresses, never memory unsafety.
+        // SAFETY: rbp is non-null, aligned and both words are mapped (or,
+        // before the page tables are installed, inside the identity-mapped
+        // first 4 GiB), so reading them cannot fault; a bogus chain yields
+        // bogus addresses, never memory unsafety.
         let (next, ret) = unsafe {
             let p = rbp as *const u64;
             (p.read_volatile(), p.add(1).read_volatile())

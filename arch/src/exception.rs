@@ -7,6 +7,7 @@
 //! prints the report on the console and crashes the domain), or, before one
 //! is installed, prints it on the debug port and halts.
 
+use crate::paging;
 use core::fmt;
 use spin::Once;
 use x86_64::registers::control::Cr2;
@@ -87,6 +88,9 @@ impl fmt::Display for Report<'_> {
         if r.vector == 14 {
             writeln!(f, "  page fault: {}", PageFaultCause(r.error_code))?;
         }
+        if let Some(violation) = Violation::of(r.vector, r.error_code, self.cr2) {
+            writeln!(f, "  violation: {violation}")?;
+        }
         writeln!(f, "  RIP={:#018x} CS={:#06x} RFLAGS={:#018x}", r.rip, r.cs, r.rflags)?;
         writeln!(f, "  RSP={:#018x} SS={:#06x} CR2={:#018x}", r.rsp, r.ss, self.cr2)?;
         let rows = [
@@ -127,6 +131,59 @@ impl fmt::Display for PageFaultCause {
             write!(f, ", reserved bit set")?;
         }
         Ok(())
+    }
+}
+
+/// Which protection a page fault (or a double fault it caused) ran into,
+/// named from the page tables' layout.
+enum Violation {
+    Null(u64),
+    Guard(&'static str, bool),
+    ReadOnly(&'static str),
+    NotExecutable(&'static str),
+}
+
+impl Violation {
+    fn of(vector: u64, error_code: u64, cr2: u64) -> Option<Violation> {
+        let span = paging::span_at(cr2);
+        let guard = span.filter(|s| s.access.is_none() && s.name.ends_with("guard page")).map(|s| s.name);
+        match vector {
+            // A push onto a guard page cannot deliver its own page fault: the
+            // CPU raises a double fault, which runs on the IST stack.
+            8 => guard.map(|name| Violation::Guard(name, true)),
+            14 => {
+                let present = error_code & 1 != 0;
+                if !present && cr2 < paging::PAGE_SIZE {
+                    Some(Violation::Null(cr2))
+                } else if let Some(name) = guard {
+                    Some(Violation::Guard(name, false))
+                } else if present && error_code & 0x10 != 0 {
+                    Some(Violation::NotExecutable(span?.name))
+                } else if present && error_code & 2 != 0 {
+                    Some(Violation::ReadOnly(span?.name))
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::Null(addr) => write!(f, "null pointer dereference (address {addr:#x}, in page 0)"),
+            Violation::Guard(name, double) => {
+                write!(f, "{name} hit: stack overflow")?;
+                if *double {
+                    f.write_str(" (the page fault could not be pushed on the full stack)")?;
+                }
+                Ok(())
+            }
+            Violation::ReadOnly(name) => write!(f, "write to read-only memory ({name})"),
+            Violation::NotExecutable(name) => write!(f, "execution of non-executable memory ({name})"),
+        }
     }
 }
 

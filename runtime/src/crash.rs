@@ -7,6 +7,7 @@ use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicBool, Ordering};
 use mote_arch::cpu;
 use mote_arch::exception::Report;
+use mote_arch::paging;
 use mote_xen::sched::{shutdown, ShutdownReason};
 
 /// Frames printed at most.
@@ -23,9 +24,15 @@ fn enter() {
     }
 }
 
-fn print_backtrace(rbp: u64) {
+/// Prints `first` (a return address not in the frame-pointer chain), then
+/// the chain's from `rbp`.
+fn print_backtrace(first: Option<u64>, rbp: u64) {
     print_fatal(format_args!("backtrace:\n"));
     let mut n = 0;
+    if let Some(ret) = first {
+        print_fatal(format_args!("  #{n:<2} {ret:#018x}\n"));
+        n += 1;
+    }
     cpu::backtrace(rbp, MAX_FRAMES, |ret| {
         print_fatal(format_args!("  #{n:<2} {ret:#018x}\n"));
         n += 1;
@@ -65,8 +72,22 @@ fn panic(info: &PanicInfo<'_>) -> ! {
     }
     // Under a debugger, stop where the panic happened first.
     crate::gdb::stop_on_panic();
-    print_backtrace(cpu::frame_pointer());
+    print_backtrace(None, cpu::frame_pointer());
     finish()
+}
+
+/// For a fetch from a page that may not be run (a call into data), the
+/// return address the call left on the stack: the frame-pointer chain starts
+/// at the caller's caller, and the faulting address names no function.
+fn jumped_from(report: &Report<'_>) -> Option<u64> {
+    let frame = report.frame;
+    let fetch = frame.vector == 14 && frame.error_code & 0x10 != 0 && frame.rip == report.cr2;
+    let rsp = frame.rsp;
+    if !fetch || !rsp.is_multiple_of(8) || paging::access(rsp).is_none() {
+        return None;
+    }
+    // SAFETY: aligned and mapped (just checked): reading a word cannot fault.
+    Some(unsafe { (rsp as *const u64).read_volatile() })
 }
 
 /// Installed as the CPU exception handler.
@@ -75,6 +96,6 @@ pub(crate) fn exception(report: &Report<'_>) -> ! {
     print_fatal(format_args!("{report}"));
     // The faulting instruction first, then its callers.
     print_fatal(format_args!("  at {:#018x}\n", report.frame.rip));
-    print_backtrace(report.frame.rbp);
+    print_backtrace(jumped_from(report), report.frame.rbp);
     finish()
 }

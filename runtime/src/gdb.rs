@@ -38,6 +38,7 @@ use gdbstub::target::{Target, TargetError, TargetResult};
 use gdbstub_arch::x86::reg::X86_64CoreRegs;
 use gdbstub_arch::x86::X86_64_SSE;
 use mote_arch::exception::{ExceptionFrame, RFLAGS_TF, VECTOR_BREAKPOINT, VECTOR_DEBUG};
+use mote_arch::paging;
 use mote_xen::event::{self, Port};
 use mote_xen::gnttab::{alloc_shared_pages, Access};
 use mote_xen::sched::{self, ShutdownReason};
@@ -427,43 +428,41 @@ impl Cpu {
 
     fn remove_all_breakpoints(&mut self) {
         for (addr, byte) in core::mem::take(&mut self.breakpoints) {
-            poke(addr, byte);
+            if !poke(addr, byte) {
+                log::error!("gdb: could not remove the breakpoint at {addr:#x}");
+            }
         }
     }
 }
 
-/// Whether `[addr, addr + len)` is RAM the kernel maps: inside one RAM
-/// region of the memory map (the image is in one too) and below 4 GiB, the
-/// identity-mapped range. Anything else (holes, pages Xen maps for us,
-/// beyond RAM) is refused rather than risking a fault inside the stub.
+/// Whether every byte of `[addr, addr + len)` is mapped, as the page tables
+/// say. Anything else (holes, guard pages, beyond RAM) is refused rather
+/// than risking a fault inside the stub.
 fn accessible(addr: u64, len: usize) -> bool {
     let Some(end) = addr.checked_add(len as u64) else { return false };
-    if end > 1 << 32 {
-        return false;
-    }
-    let (image_start, image_end) = crate::boot_info().image;
-    if addr >= image_start && end <= image_end {
-        return true;
-    }
-    crate::boot_info()
-        .memory
-        .regions()
-        .iter()
-        .any(|r| r.kind == crate::memory::Kind::Ram && addr >= r.start && end <= r.end())
+    let first = addr & !(paging::PAGE_SIZE - 1);
+    (first..end).step_by(paging::PAGE_SIZE as usize).all(|page| paging::access(page).is_some())
 }
 
 fn peek(addr: u64) -> u8 {
-    // SAFETY: callers checked `accessible`: the byte is mapped RAM. The
+    // SAFETY: callers checked `accessible`: the byte is mapped. The
     // interrupted code may be using it, which is why a debugger looks; a
     // volatile byte read cannot tear.
     unsafe { (addr as *const u8).read_volatile() }
 }
 
-fn poke(addr: u64, byte: u8) {
-    // SAFETY: callers checked `accessible`; the CPU is stopped in the stub,
-    // and writing the interrupted program's memory is what gdb asked for.
-    // The identity map is writable everywhere, code included.
-    unsafe { (addr as *mut u8).write_volatile(byte) }
+/// Writes a byte of the interrupted program's memory (`accessible` checked):
+/// directly where it is writable, else (code, read-only data) through a
+/// temporary alias, so code is never mapped writable. False if the page
+/// tables were busy.
+fn poke(addr: u64, byte: u8) -> bool {
+    if paging::access(addr) == Some(paging::Access::ReadWrite) {
+        // SAFETY: the byte is mapped writable; the CPU is stopped in the
+        // stub, and writing the program's memory is what gdb asked for.
+        unsafe { (addr as *mut u8).write_volatile(byte) };
+        return true;
+    }
+    paging::write_alias(addr, byte).is_ok()
 }
 
 impl Target for Cpu {
@@ -526,7 +525,8 @@ impl SingleThreadBase for Cpu {
             let addr = start + i as u64;
             match self.breakpoint(addr) {
                 Some(saved) => *saved = b,
-                None => poke(addr, b),
+                None if poke(addr, b) => {}
+                None => return Err(TargetError::Errno(14)),
             }
         }
         Ok(())
@@ -567,10 +567,14 @@ impl SwBreakpoint for Cpu {
             return Ok(false);
         }
         if self.breakpoint(addr).is_none() {
-            if self.breakpoints.push((addr, peek(addr))).is_err() {
+            let saved = peek(addr);
+            if self.breakpoints.push((addr, saved)).is_err() {
                 return Ok(false);
             }
-            poke(addr, INT3);
+            if !poke(addr, INT3) {
+                self.breakpoints.pop();
+                return Ok(false);
+            }
         }
         Ok(true)
     }
@@ -578,8 +582,11 @@ impl SwBreakpoint for Cpu {
     fn remove_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
         match self.breakpoints.iter().position(|(a, _)| *a == addr) {
             Some(i) => {
-                let (_, byte) = self.breakpoints.swap_remove(i);
-                poke(addr, byte);
+                let (_, byte) = self.breakpoints[i];
+                if !poke(addr, byte) {
+                    return Ok(false);
+                }
+                self.breakpoints.swap_remove(i);
                 Ok(true)
             }
             None => Ok(false),

@@ -175,6 +175,8 @@ pub mod lifecycle;
 #[cfg(any(target_os = "none", feature = "hosted"))]
 mod logger;
 #[cfg(target_os = "none")]
+mod security;
+#[cfg(target_os = "none")]
 mod start;
 #[cfg(target_os = "none")]
 pub mod xenstore;

@@ -21,6 +21,8 @@ pub struct BootInfo {
     pub memory: MemoryMap,
     /// Physical `[start, end)` of the loaded image.
     pub image: (u64, u64),
+    /// The boot stack's guard page (never mapped: an overflow faults there).
+    pub stack_guard: u64,
     /// Bytes given to the heap, and in how many spans.
     pub heap_bytes: u64,
     /// How many separate spans of RAM those bytes came in.
@@ -102,6 +104,10 @@ extern "C" fn mote_start(start_info_paddr: u32) -> ! {
     }
 
     let image = image_range();
+    let page_tables = match crate::security::protect(&memory, image.1) {
+        Ok(tables) => tables,
+        Err(e) => early_fatal(format_args!("page tables: {e}")),
+    };
     let (heap_bytes, heap_spans) = crate::heap::init(&memory, image.1);
     let first_instruction = crate::events::instant_at_tsc(first_tsc);
     let info = BOOT.call_once(|| BootInfo {
@@ -109,6 +115,7 @@ extern "C" fn mote_start(start_info_paddr: u32) -> ! {
         cmdline: line,
         memory,
         image,
+        stack_guard: mote_arch::boot::stack_guard(),
         heap_bytes,
         heap_spans,
         first_instruction,
@@ -128,7 +135,14 @@ extern "C" fn mote_start(start_info_paddr: u32) -> ! {
     if heap_bytes == 0 {
         log::warn!("no free RAM for the heap: allocations will fail");
     }
-    log::debug!("{}; image {:#x}-{:#x}; heap {} KiB", info.xen, image.0, image.1, heap_bytes / 1024);
+    log::debug!(
+        "{}; image {:#x}-{:#x}; heap {} KiB; {page_tables} page-table pages",
+        info.xen,
+        image.0,
+        image.1,
+        heap_bytes / 1024
+    );
+    crate::security::report();
     match crate::grants::init() {
         Ok(frames) => log::debug!("grant table: {frames} frames"),
         Err(e) => log::error!("no grant table ({e}): pages cannot be shared with other domains"),

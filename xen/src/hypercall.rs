@@ -87,6 +87,12 @@ pub fn init() -> Result<Xen, InitError> {
     Ok(Xen { cpuid_base: base, major: (version >> 16) as u16, minor: version as u16 })
 }
 
+/// The hypercall page's address. Xen writes it; the guest only runs it, so
+/// it is mapped read and execute.
+pub fn page_addr() -> u64 {
+    core::ptr::addr_of!(HYPERCALL_PAGE) as u64
+}
+
 /// Issues a two-argument hypercall whose second argument points at `arg`.
 ///
 /// # Safety

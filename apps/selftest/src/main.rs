@@ -4,6 +4,11 @@
 //! - `test=panic`: panics (the report and a crash are expected).
 //! - `test=pagefault`: reads an unmapped address (an exception report naming
 //!   CR2 and a crash are expected).
+//! - `test=write-text`, `write-rodata`, `exec-heap`, `exec-stack`, `null`,
+//!   `stack-overflow`, `guard-read`: each commits one memory-protection
+//!   violation in a function of its own ([`violate`]); a report naming the
+//!   violation and that function, and a crash, are expected. A line ending
+//!   in "survived" means the protection is missing.
 //! - `test=longline len=N`: prints one line of N characters, then powers off.
 //! - `test=sleep ms=N count=C`: sleeps N ms (default 1000) C times (default 1)
 //!   and prints the longest and shortest sleep the PV clock measured, and the
@@ -306,8 +311,92 @@ fn main() -> Result<(), Error> {
         "disk-detach-blocking" => disk_detach(true),
         "disk-reattach" => disk_reattach(number("count", 2)?),
         "disk-bench" => disk_bench(number("bytes", 32 << 20)?, number("reads", 2000)?),
+        mode @ ("write-text" | "write-rodata" | "exec-heap" | "exec-stack" | "null" | "stack-overflow"
+        | "guard-read") => {
+            violate(mode);
+            mote::println!("{mode}: survived");
+            Ok(())
+        }
         other => Err(Error::UnknownTest(other)),
     }
+}
+
+/// Read-only data for `test=write-rodata` to write.
+static RODATA: u64 = 0x005E_A1ED;
+
+/// Commits the memory-protection violation `mode` names (see the module
+/// documentation), each in a function the crash report's backtrace names.
+fn violate(mode: &str) {
+    match mode {
+        "write-text" => write_text(),
+        "write-rodata" => write_rodata(),
+        "exec-heap" => exec_heap(),
+        "exec-stack" => exec_stack(),
+        "null" => null(),
+        "stack-overflow" => mote::println!("stack-overflow: depth {}", stack_overflow(0)),
+        "guard-read" => guard_read(),
+        _ => {}
+    }
+}
+
+#[inline(never)]
+fn write_text() {
+    let code = write_text as *const () as *mut u8;
+    // SAFETY: deliberately unsound: .text is read-only, the write must fault.
+    unsafe { code.write_volatile(0xCC) };
+}
+
+#[inline(never)]
+fn write_rodata() {
+    // SAFETY: deliberately unsound: .rodata is read-only, the write must fault.
+    unsafe { core::ptr::addr_of!(RODATA).cast_mut().write_volatile(0) };
+}
+
+/// Calls `ret` instructions at `code`, which must not be executable; inlined,
+/// so that the call is made from the function that names the case.
+#[inline(always)]
+fn call_data(code: *const u8) {
+    // SAFETY: deliberately unsound: the bytes are data; the fetch must fault.
+    let f: extern "C" fn() = unsafe { core::mem::transmute(code) };
+    f();
+}
+
+#[inline(never)]
+fn exec_heap() {
+    let code = alloc::vec![0xC3u8; 16]; // ret
+    call_data(core::hint::black_box(code.as_ptr()));
+}
+
+#[inline(never)]
+fn exec_stack() {
+    let code = [0xC3u8; 16]; // ret
+    call_data(core::hint::black_box(code.as_ptr()));
+}
+
+#[inline(never)]
+fn null() {
+    // SAFETY: deliberately unsound: a field 8 bytes into a null pointer's
+    // target; page 0 is never mapped, the read must fault.
+    let value = unsafe { core::ptr::without_provenance::<u64>(8).read_volatile() };
+    mote::println!("null: read {value:#x}");
+}
+
+/// Recurses until the boot stack's guard page stops it.
+#[inline(never)]
+fn stack_overflow(depth: u64) -> u64 {
+    if depth == u64::MAX {
+        return 0;
+    }
+    let frame = core::hint::black_box([depth; 64]);
+    stack_overflow(depth + 1) + frame[(depth % 64) as usize]
+}
+
+#[inline(never)]
+fn guard_read() {
+    let guard = mote::boot_info().stack_guard;
+    // SAFETY: deliberately unsound: the guard page is never mapped.
+    let value = unsafe { (guard as *const u64).read_volatile() };
+    mote::println!("guard-read: read {value:#x}");
 }
 
 /// `test=clock`: see the module documentation.
