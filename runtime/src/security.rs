@@ -56,5 +56,5 @@ pub(crate) fn protect(memory: &MemoryMap, image_end: u64) -> Result<usize, MapEr
 /// Logs, once per boot at info level, what protects this boot: operators
 /// and tests read it. Later protections add their part here.
 pub(crate) fn report() {
-    log::info!("security: W^X on, guard pages on");
+    log::info!("security: W^X on, guard pages on, KASLR off, entropy from {}", crate::random::source());
 }

@@ -144,7 +144,7 @@ impl Driver {
 /// A selftest case that commits a memory-protection violation: the domain crashes with
 /// `checks` in its report, and the boot said what protects it.
 fn violation_case(name: &'static str, args: &'static [&'static str], mut checks: Vec<Check>) -> Case {
-    checks.push(Check::Contains("security: W^X on, guard pages on"));
+    checks.push(Check::Contains("security: W^X on, guard pages on, KASLR off, entropy from "));
     checks.push(Check::Custom("the violation is not survived", check_not_survived));
     Case {
         name,
