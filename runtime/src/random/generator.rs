@@ -18,10 +18,18 @@ impl Generator {
     /// 2017), so that the state a memory leak shows later does not give away what was drawn
     /// before.
     pub fn fill(&mut self, dest: &mut [u8]) {
-        self.rng.fill_bytes(dest);
+        self.keystream(dest);
         let mut key = [0; 32];
-        self.rng.fill_bytes(&mut key);
+        self.keystream(&mut key);
         self.rng = ChaCha20Rng::from_seed(key);
+    }
+
+    /// The next bytes of the keystream, a word at a time: `Rng::fill_bytes` carries an
+    /// assertion whose failure path brought core's Debug formatting into every image (1.7 KiB).
+    fn keystream(&mut self, dest: &mut [u8]) {
+        for chunk in dest.chunks_mut(8) {
+            chunk.copy_from_slice(&self.rng.next_u64().to_le_bytes()[..chunk.len()]);
+        }
     }
 
     /// Mixes `material` (event timings, hardware words) into the key: the new key is
@@ -29,7 +37,7 @@ impl Generator {
     /// than either.
     pub fn reseed(&mut self, material: &[u8]) {
         let mut key = [0; 32];
-        self.rng.fill_bytes(&mut key);
+        self.keystream(&mut key);
         self.rng =
             ChaCha20Rng::from_seed(Sha256::new().chain_update(key).chain_update(material).finalize().into());
     }
