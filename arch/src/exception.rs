@@ -1,7 +1,7 @@
 //! CPU exception reports.
 //!
 //! Every CPU exception is fatal for a mote unless a debugger takes it:
-//! [`dispatch`] first offers the saved state to the [`DebugHandler`], if one
+//! `dispatch` first offers the saved state to the [`DebugHandler`], if one
 //! is installed (the gdb stub: breakpoints, single steps, and stopping on a
 //! crash), then hands it to the [`FatalHandler`] the kernel installed (which
 //! prints the report on the console and crashes the domain), or, before one

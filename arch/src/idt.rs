@@ -3,7 +3,7 @@
 //!
 //! Every stub pushes a uniform frame (error code, vector, the 15 general
 //! registers; see [`ExceptionFrame`]) and calls `mote_arch_exception`.
-//! Exceptions go to [`crate::exception::dispatch`]; [`EXTERNAL_VECTOR`] goes
+//! Exceptions go to `exception::dispatch`; [`EXTERNAL_VECTOR`] goes
 //! to the handler set with [`set_external_handler`] and returns. Double
 //! faults, NMIs and machine checks run on the IST stack, so a kernel stack
 //! overflow is still reported.
