@@ -74,6 +74,9 @@
 //!   timers; frees the buffers and takes a 64 KiB one again.
 //! - `test=wait`: waits for `xl shutdown` or `xl reboot`, says which, and
 //!   returns (the runtime then ends the domain as asked).
+//! - `test=random`: prints 32 bytes from `mote::random::fill` in hex and the
+//!   seed's source (`random bytes: <hex> from RDSEED`), then waits as `test=wait`
+//!   does: dom0 reboots it to compare two boots of one image.
 //! - `test=grant`: grants dom0 a page holding a text, read-write then
 //!   read-only. For each it prints `grant: rw ref=N` (or `ro`), waits until
 //!   dom0 has mapped the page and writes `data/grant-rw-mapped` (or `-ro-`),
@@ -282,9 +285,15 @@ fn main() -> Result<(), Error> {
             Ok(())
         }
         "wait" => {
-            mote::println!("wait: waiting for shutdown");
-            let request = mote::wait_for_shutdown();
-            mote::println!("wait: {request:?} requested");
+            wait();
+            Ok(())
+        }
+        "random" => {
+            let mut bytes = [0u8; 32];
+            mote::random::fill(&mut bytes);
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            mote::println!("random bytes: {hex} from {}", mote::random::source());
+            wait();
             Ok(())
         }
         "grant" => xenstore(|xs| {
@@ -397,6 +406,13 @@ fn guard_read() {
     // SAFETY: deliberately unsound: the guard page is never mapped.
     let value = unsafe { (guard as *const u64).read_volatile() };
     mote::println!("guard-read: read {value:#x}");
+}
+
+/// `test=wait`: see the module documentation.
+fn wait() {
+    mote::println!("wait: waiting for shutdown");
+    let request = mote::wait_for_shutdown();
+    mote::println!("wait: {request:?} requested");
 }
 
 /// `test=clock`: see the module documentation.
