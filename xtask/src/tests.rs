@@ -430,6 +430,17 @@ pub fn cases() -> Vec<Case> {
             driver: Some(drive_reboot),
         },
         Case {
+            name: "two_boots_draw_different_random_bytes",
+            app: "selftest",
+            args: &["test=random"],
+            gdb: false,
+            disk: false,
+            xl: &[],
+            reason: Reason::Poweroff,
+            checks: vec![Line("wait: Reboot requested"), Line("wait: Poweroff requested")],
+            driver: Some(drive_random_reboot),
+        },
+        Case {
             name: "grant_mapped_by_dom0_cannot_be_ended",
             app: "selftest",
             args: &["test=grant"],
@@ -2234,6 +2245,36 @@ fn drive_reboot(d: &mut Driver) -> Result<(), String> {
     }
     d.dom0(&format!("xl shutdown -w {}", d.name))?;
     Ok(())
+}
+
+/// Two boots of one image (`xl reboot` between) print 32 bytes from `mote::random::fill`
+/// each: both not all zeros, and different (the Unikraft bug X41 found: the same every boot).
+fn drive_random_reboot(d: &mut Driver) -> Result<(), String> {
+    let first = random_bytes(d)?;
+    d.dom0(&format!("xl reboot {}", d.name))?;
+    d.wait_line("wait: Reboot requested")?;
+    let second = random_bytes(d)?;
+    if first == second {
+        return Err(format!("both boots drew {first}"));
+    }
+    d.dom0(&format!("xl shutdown -w {}", d.name))?;
+    Ok(())
+}
+
+/// The hex bytes of the next `random bytes: <hex> from <source>` line, checked to be 32 and
+/// not all zeros; printed with their source.
+fn random_bytes(d: &mut Driver) -> Result<String, String> {
+    let line = d.wait_line("random bytes: ")?;
+    println!("    guest: {line}");
+    let hex = line.split("random bytes: ").nth(1).and_then(|rest| rest.split(' ').next()).unwrap_or_default();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("no 32 bytes in hex in {line:?}"));
+    }
+    if hex.bytes().all(|b| b == b'0') {
+        return Err(format!("32 zero bytes: {line:?}"));
+    }
+    d.wait_line("wait: waiting for shutdown")?;
+    Ok(hex.to_owned())
 }
 
 /// The guest names netback's directory for its vif; dom0 reads both ends' states
