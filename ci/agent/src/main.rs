@@ -20,8 +20,8 @@
 //! Usage: `mote-agent [PORT]` (default 7000, listening on 0.0.0.0). Two subcommands serve
 //! tests in dom0: `mote-agent follow FILE` (below), `mote-agent gnt-map …` ([`gnt`]) and
 //! `mote-agent forward …` ([`forward`]), `mote-agent tcp-check|udp-check|discard-check …`
-//! ([`check`]), `mote-agent http-check …` ([`http`]); and `mote-agent echo-server …` ([`echo`])
-//! is the Linux benchmark guest's service, `mote-agent disk-bench …` ([`disk_bench`]) its disk
+//! ([`check`]), `mote-agent http-check …` ([`http`]), `mote-agent isn-sample …` ([`isn`]);
+//! and `mote-agent echo-server …` ([`echo`]) is the Linux benchmark guest's service, `mote-agent disk-bench …` ([`disk_bench`]) its disk
 //! measurement.
 
 mod burst;
@@ -32,6 +32,7 @@ mod first;
 mod forward;
 mod gnt;
 mod http;
+mod isn;
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Seek, Write};
@@ -91,6 +92,9 @@ fn main() {
     }
     if args.first().is_some_and(|cmd| cmd == "bad-udp-burst") {
         std::process::exit(burst::main(&args[1..]));
+    }
+    if args.first().is_some_and(|cmd| cmd == "isn-sample") {
+        std::process::exit(isn::main(&args[1..]));
     }
     if args.first().is_some_and(|cmd| cmd == "disk-bench") {
         std::process::exit(disk_bench::main(&args[1..]));
