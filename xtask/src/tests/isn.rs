@@ -4,21 +4,24 @@
 //! does predict ISNs made the old way, so that its failing on a mote means something.
 //!
 //! The attacker it models knows the MAC (it is on the wire, and in the console line
-//! `net: vif 0 connected, mac …`) and that the stack was made within [`WINDOW_NS`] of boot,
-//! and searches every nanosecond of that window (the PV clock counts nanoseconds). For each
-//! candidate seed, the first ISN seen may be any of the generator's first [`FIRST_DRAWS`]
-//! outputs (smoltcp's `Interface::new` draws the first IPv4 identification before any
-//! ISN); each later ISN any of the [`SKIP`] outputs after the last one matched, in case
-//! something else drew in between (a connection we did not record, a retry for a zero
-//! IPv4 identification, an MLD report's delay).
+//! `net: vif 0 connected, mac …`) and roughly when the stack was made on the PV clock, which
+//! counts nanoseconds since Xen booted (not the domain): [`window`] is every nanosecond of
+//! 2 s around an estimate (2·10⁹ seeds, some seconds on two cores). For each candidate seed,
+//! the first ISN seen may be any of the generator's first [`FIRST_DRAWS`] outputs (smoltcp's
+//! `Interface::new` draws the first IPv4 identification before any ISN); each later ISN any
+//! of the [`SKIP`] outputs after the last one matched, in case something else drew in
+//! between (a connection we did not record, a retry for a zero IPv4 identification, an MLD
+//! report's delay).
 
 use std::ops::Range;
 use std::thread;
 
-/// The boot-relative times searched, in ns: the first 500 ms of the domain's life, every
-/// nanosecond (5·10⁸ seeds, a few seconds on two cores). The echo mote makes its stack once
-/// netfront has connected, within that.
-pub const WINDOW_NS: Range<u64> = 0..500_000_000;
+/// The PV clock times searched for a stack made at about `estimate` ns: from 1.5 s before
+/// to 0.5 s after (an estimate taken once the stack's console line arrived is late, if
+/// anything).
+pub fn window(estimate: u64) -> Range<u64> {
+    estimate.saturating_sub(1_500_000_000)..estimate.saturating_add(500_000_000)
+}
 /// How many of the generator's first outputs the first ISN seen is looked for among.
 pub const FIRST_DRAWS: usize = 4;
 /// How many outputs after the last ISN matched each next ISN is looked for among.
@@ -54,8 +57,8 @@ pub fn old_seed(ns: u64, mac: [u8; 6]) -> u64 {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Prediction {
     /// Seeds in the window with the first ISN among their first outputs: the states the
-    /// attacker holds after one ISN (of 5·10⁸ seeds, each with [`FIRST_DRAWS`] outputs,
-    /// about one in two runs has one match by chance alone).
+    /// attacker holds after one ISN (of 2·10⁹ seeds, each with [`FIRST_DRAWS`] outputs,
+    /// about two match by chance alone).
     pub candidates: usize,
     /// The indices of the ISNs predicted from those before them.
     pub predicted: Vec<usize>,
@@ -161,10 +164,14 @@ mod tests {
     }
 
     #[test]
-    fn isns_seeded_the_old_way_are_predicted_anywhere_in_the_window() {
-        // The whole window, as the Xen case searches it, near its far end.
-        let isns = old_isns(WINDOW_NS.end - 12_345, 3, 99);
-        assert_eq!(predict(&isns, MAC, WINDOW_NS).predicted, [1, 2]);
+    fn isns_seeded_the_old_way_are_predicted_at_either_end_of_the_window() {
+        let estimate = 16_717_702_773;
+        let searched = window(estimate);
+        assert_eq!(searched.end - searched.start, 2_000_000_000);
+        for ns in [searched.start, searched.end - 1] {
+            let isns = old_isns(ns, 3, 99);
+            assert_eq!(predict(&isns, MAC, ns - 1_000..ns + 1).predicted, [1, 2]);
+        }
     }
 
     #[test]
