@@ -1,12 +1,116 @@
 //! The content-disk cases: the web and DNS apps reading their site and zones from an ext4
 //! image `cargo xtask disk` made on the host, attached read-only; and a damaged image.
 
-use super::{dig, shut_down, web_address, DigCheck, Driver, DRIVER_WAIT};
+use super::dns::{dig, DigCheck};
+use super::web::web_address;
+use super::{check_no_panic, shut_down, Case, Check, Driver, DRIVER_WAIT};
 use crate::agent::Agent;
 use crate::disk;
+use crate::guest::Reason;
 use crate::mote_dir;
 use std::fs;
 use std::path::Path;
+
+/// The web and DNS apps with content disks.
+pub(super) fn cases() -> Vec<Case> {
+    use Check::*;
+    vec![
+        Case {
+            name: "damaged_content_disk_stops_web_at_start",
+            app: "web",
+            args: &[],
+            gdb: false,
+            disk: true,
+            xl: &[DAMAGED],
+            reason: Reason::Crash,
+            checks: vec![Contains(
+                "main returned an error: web: disk xvda (vbd 51712): no readable ext2/3/4 filesystem: corrupt filesystem:",
+            )],
+            driver: None,
+        },
+        Case {
+            name: "site_larger_than_memory_stops_web_with_a_clear_error",
+            app: "web",
+            args: &[],
+            gdb: false,
+            disk: true,
+            xl: &[TOO_BIG],
+            reason: Reason::Crash,
+            checks: vec![
+                Contains(
+                    "main returned an error: web: disk xvda (vbd 51712): /files/large.bin: 5242880 bytes do not fit in memory: the heap has ",
+                ),
+                Custom("no panic", check_no_panic),
+            ],
+            driver: Some(drive_too_big),
+        },
+        Case {
+            name: "web_serves_a_site_from_disk",
+            app: "web",
+            args: &[],
+            gdb: false,
+            disk: true,
+            xl: &[WEB_SITE],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("web: site from disk xvda (vbd 51712): 2 files, 1048638 bytes"),
+                // The disk, dropped once the site is in memory, is closed and its pages freed.
+                Contains("disk: vbd 51712: closed (backend Closed)"),
+                Contains("disk: vbd 51712: gave back 136 granted pages and the event channel"),
+                Line("web: Poweroff requested, stopping"),
+            ],
+            driver: Some(drive_web),
+        },
+        Case {
+            name: "web_says_a_content_disk_attached_again_is_not_read",
+            app: "web",
+            args: &[],
+            gdb: false,
+            disk: true,
+            xl: &[WEB_SITE],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("disk: xvda (vbd 51712) attached"),
+                Contains(
+                    "web: disk xvda (vbd 51712) attached while serving: not read (the site is read at start); restart the domain to use it",
+                ),
+                Line("web: Poweroff requested, stopping"),
+            ],
+            driver: Some(drive_web_reattach),
+        },
+        Case {
+            name: "dns_answers_zones_from_disk",
+            app: "dns",
+            args: &[],
+            gdb: false,
+            disk: true,
+            xl: &[DNS_ZONES],
+            reason: Reason::Poweroff,
+            checks: vec![
+                Contains("(udp/53 tcp/53): example.net. example.org."),
+                Line("dns: Poweroff requested, stopping"),
+            ],
+            driver: Some(drive_dns),
+        },
+        Case {
+            name: "content_disk_stops_dns_built_without_the_reader",
+            app: "dns",
+            args: &[],
+            gdb: false,
+            disk: false,
+            xl: &[DNS_ZONES],
+            reason: Reason::Crash,
+            checks: vec![
+                Contains(
+                    "main returned an error: dns: the domain has a disk (device/vbd/51712), but this image reads no content disk",
+                ),
+                Contains("`cargo xtask build dns --disk-support`: dns-disk.elf"),
+                Custom("no panic", check_no_panic),
+            ],
+            driver: None,
+        },
+    ]
+}
 
 /// The xl settings of the cases' disks: loop devices [`setup`] binds to its images (the
 /// `/dev/loop7` of `cargo xtask run --disk` stays free).

@@ -2,7 +2,10 @@
 //! namespace, answering the same checks from the host's 127.0.0.1 as under Xen, then shut
 //! down by SIGTERM as `xl shutdown` shuts a guest down.
 
-use super::{case_build_env, content, dns_from_host, echo_from_host, excerpt, web_from_host, DRIVER_WAIT};
+use super::dns::dns_from_host;
+use super::net::echo_from_host;
+use super::web::{site_file, web_from_host};
+use super::{case_build_env, content, excerpt, DRIVER_WAIT};
 use crate::build::{self, Flavor};
 use crate::hosted::{self, Netns};
 use std::collections::BTreeMap;
@@ -304,7 +307,7 @@ fn gdb_case(exe: &std::path::Path, console: &mut Vec<String>) -> Result<(), Stri
             .output()
     });
     let answer = curl.join().map_err(|_| "the curl thread panicked")?.map_err(|e| format!("curl: {e}"))?;
-    let expected = super::site_file("robots.txt")?;
+    let expected = site_file("robots.txt")?;
     if answer.stdout != expected {
         return Err(format!("curl got {:?}, expected robots.txt", String::from_utf8_lossy(&answer.stdout)));
     }
@@ -378,7 +381,7 @@ fn web_past_slow_connections() -> Result<(), String> {
         stream.set_nonblocking(true).map_err(|e| e.to_string())?;
         slow.push(stream);
     }
-    let expected = super::site_file("robots.txt")?;
+    let expected = site_file("robots.txt")?;
     let mut statuses = BTreeMap::new();
     for _ in 0..REQUESTS {
         // Closes what the server closed (a 503, then the end).
@@ -413,7 +416,7 @@ fn web_pipelining_past_header_timeout() -> Result<(), String> {
     stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
     let mut reader = BufReader::new(&stream);
     let (first, rest) = ROBOTS.split_at(20);
-    let expected = super::site_file("robots.txt")?;
+    let expected = site_file("robots.txt")?;
     let started = Instant::now();
     (&stream).write_all(first).map_err(|e| format!("writing: {e}"))?;
     for i in 0..WRITES {
