@@ -7,6 +7,11 @@ use crate::guest::Reason;
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// The memory of the cases that write, read and verify the whole disk in 1 MiB steps: their two
+/// 1 MiB buffers, beside the disk's pool, no longer fit the 2.6 MiB heap of a 4 MiB domain since
+/// the page tables of W^X took 80 KiB of `.bss` (docs/memory-protection.md).
+const DISK_MEMORY: &str = "memory=6";
+
 /// The disk cases: blkfront against a dom0 image, detached and attached again.
 pub(super) fn cases() -> Vec<Case> {
     use Check::*;
@@ -18,7 +23,7 @@ pub(super) fn cases() -> Vec<Case> {
             args: &["test=disk", "disk_timeout_s=15"],
             gdb: false,
             disk: false,
-            xl: &[DISK_RW],
+            xl: &[DISK_RW, DISK_MEMORY],
             reason: Reason::Poweroff,
             checks: vec![
                 Contains("disk: wrote and flushed 67108864 bytes"),
@@ -33,7 +38,7 @@ pub(super) fn cases() -> Vec<Case> {
             args: &["test=disk-verify"],
             gdb: false,
             disk: false,
-            xl: &[DISK_RW],
+            xl: &[DISK_RW, DISK_MEMORY],
             reason: Reason::Poweroff,
             checks: vec![Contains("disk: read and verified 67108864 bytes")],
             driver: None,
@@ -44,7 +49,7 @@ pub(super) fn cases() -> Vec<Case> {
             args: &["test=disk-discard"],
             gdb: false,
             disk: false,
-            xl: &[DISK_DISCARD],
+            xl: &[DISK_DISCARD, DISK_MEMORY],
             reason: Reason::Poweroff,
             checks: vec![
                 Contains("disk: vbd 51712: ring 4 pages, indirect 32 segments, persistent grants, discard"),
