@@ -94,11 +94,7 @@ fn burst(dst: SocketAddrV4, count: u32) -> Result<u32, String> {
 }
 
 pub fn main(args: &[String]) -> i32 {
-    let parsed = match args {
-        [addr, count] => addr.parse::<SocketAddrV4>().ok().zip(count.parse::<u32>().ok()),
-        _ => None,
-    };
-    let Some((dst, count)) = parsed else {
+    let Some((dst, count)) = crate::address_and_count(args) else {
         eprintln!("usage: mote-agent bad-udp-burst IP:PORT COUNT");
         return 2;
     };

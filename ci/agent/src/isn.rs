@@ -93,11 +93,7 @@ fn sample(server: SocketAddrV4, count: u32) -> Result<Vec<(u16, u32)>, String> {
 }
 
 pub fn main(args: &[String]) -> i32 {
-    let parsed = match args {
-        [addr, count] => addr.parse::<SocketAddrV4>().ok().zip(count.parse::<u32>().ok()),
-        _ => None,
-    };
-    let Some((server, count)) = parsed else {
+    let Some((server, count)) = crate::address_and_count(args) else {
         eprintln!("usage: mote-agent isn-sample IP:PORT COUNT");
         return 2;
     };

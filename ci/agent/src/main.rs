@@ -64,6 +64,14 @@ pub const TAG_EXIT: u8 = b'x';
 /// Frame tag: the agent failed; the payload is the message.
 pub const TAG_ERROR: u8 = b'e';
 
+/// The `IP:PORT COUNT` arguments of the raw-socket commands (`bad-udp-burst`, `isn-sample`).
+fn address_and_count(args: &[String]) -> Option<(std::net::SocketAddrV4, u32)> {
+    match args {
+        [addr, count] => addr.parse().ok().zip(count.parse().ok()),
+        _ => None,
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let [cmd, path] = args.as_slice() {
