@@ -324,6 +324,19 @@ pub fn write_configs(image: &Image, disk: Option<&str>) -> Result<PathBuf, Strin
     Ok(xml)
 }
 
+/// Every app under `apps/`, sorted.
+pub fn apps() -> Result<Vec<String>, String> {
+    let dir = workspace_root().join("apps");
+    let mut apps: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("read {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("Cargo.toml").is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    apps.sort();
+    Ok(apps)
+}
+
 /// Reads the app's metadata; fails with a clear message when `apps/<app>` is not an app.
 pub fn app_meta(app: &str) -> Result<AppMeta, String> {
     let valid = !app.is_empty() && app.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');

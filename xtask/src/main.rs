@@ -11,6 +11,7 @@
 //! cargo xtask symbolize <app> [--gdb] [--disk-support] [FILE]
 //! cargo xtask xl <xl arguments>…
 //! cargo xtask test [--integration-only|--hosted] [CASE-FILTER]
+//! cargo xtask checksec [<app>]
 //! cargo xtask bench [NAME…]
 //! cargo xtask fuzz [TARGET] [--time S]
 //! cargo xtask soak [--minutes N]
@@ -21,14 +22,15 @@
 //! (the QEMU machine), `agent` (client of dom0's agent), `guest` (one guest run in dom0),
 //! `debug` (gdb attached to a guest),
 //! `tests` (the test command and its integration cases), `bench` (benchmarks and their
-//! report), `fuzz` (the `cargo fuzz` targets), `soak` (sustained load and heap high-water
-//! marks), `disk` (content disk images), `hosted` (`--hosted`: the app as a Linux process in a
-//! network namespace), `docs` (the book in docs/ and the API docs).
+//! report), `checksec` (an image's hardening, from its ELF file), `fuzz` (the `cargo fuzz`
+//! targets), `soak` (sustained load and heap high-water marks), `disk` (content disk images),
+//! `hosted` (`--hosted`: the app as a Linux process in a network namespace), `docs` (the book in docs/ and the API docs).
 
 mod agent;
 mod assets;
 mod bench;
 mod build;
+mod checksec;
 mod debug;
 mod disk;
 mod docs;
@@ -89,6 +91,10 @@ usage:
   cargo xtask test [--integration-only|--hosted] [FILTER]
       host packages, host unit tests, then the integration cases (whose name contains FILTER)
       under Xen, then the hosted cases; --hosted: only the hosted cases
+  cargo xtask checksec [<app>]
+      the hardening of target/mote/<app>.elf (of every app without one; built when missing):
+      each LOAD segment's rights and size, W^X, PIE/KASLR, the stacks' guard pages and the
+      entropy source, read from its ELF headers and <app>.debug.elf's symbols
   cargo xtask bench [NAME…]
       run every benchmark (or those named: size, repro, echo, offload, dns, web, disk, boot,
       memory, density), print each figure with its baseline and ratio, write
@@ -207,6 +213,14 @@ fn dispatch(args: &[String]) -> Result<ExitCode, String> {
                 }
             }
             Ok(if tests::run(&opts)? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        "checksec" => {
+            let apps = match rest {
+                [] => build::apps()?,
+                [app] if !app.starts_with('-') => vec![app.clone()],
+                _ => return Err(format!("usage: cargo xtask checksec [<app>]\n{USAGE}")),
+            };
+            Ok(if checksec::run(&apps) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         "bench" => Ok(if bench::run(rest)? { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
         "fuzz" => {

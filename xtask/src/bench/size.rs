@@ -3,7 +3,7 @@
 
 use super::{Better, Ctx, Row, Section};
 use crate::build::{self, TARGET};
-use crate::{run_status, workspace_root};
+use crate::run_status;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -15,19 +15,6 @@ const TOP: usize = 6;
 /// The app built twice by `repro`.
 const REPRO_APP: &str = "dns";
 
-/// Every app under `apps/`, sorted.
-fn apps() -> Result<Vec<String>, String> {
-    let dir = workspace_root().join("apps");
-    let mut apps: Vec<String> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("read {}: {e}", dir.display()))?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("Cargo.toml").is_file())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    apps.sort();
-    Ok(apps)
-}
-
 fn file_len(path: &Path) -> Result<u64, String> {
     std::fs::metadata(path).map(|m| m.len()).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -38,9 +25,10 @@ pub fn size(_: &mut Ctx) -> Result<Section, String> {
     let mut rows = Vec::new();
     let mut breakdown = Vec::new();
     let mut failures = Vec::new();
+    let mut checksec = Vec::new();
     let empty_site = super::report::dir().join("empty-site");
     std::fs::create_dir_all(&empty_site).map_err(|e| format!("create {}: {e}", empty_site.display()))?;
-    for app in apps()? {
+    for app in build::apps()? {
         let meta = build::app_meta(&app)?;
         let target = TARGETS_KIB.iter().find(|(a, _)| *a == app).map(|(_, kib)| *kib);
         let kib = |image: &build::Image| Ok::<f64, String>(file_len(&image.elf)? as f64 / 1024.0);
@@ -82,6 +70,11 @@ pub fn size(_: &mut Ctx) -> Result<Section, String> {
             }
         };
         let bytes = file_len(&image.elf)?;
+        match crate::checksec::image(&image.elf, &image.debug_elf) {
+            Ok(findings) => checksec
+                .extend(crate::checksec::lines(&findings).iter().map(|l| format!("checksec {app}: {l}"))),
+            Err(e) => failures.push(format!("checksec {app}: {e}")),
+        }
         let name = if meta.site {
             format!("{app} image with its sample site, stripped")
         } else {
@@ -116,7 +109,7 @@ pub fn size(_: &mut Ctx) -> Result<Section, String> {
     rows.extend(breakdown);
     Ok(Section {
         title: "stripped image size of every app (target/mote/<app>.elf; <app>-disk.elf with the content-disk \
-                reader), then each app's largest crates"
+                reader), then each app's largest crates, then checksec's findings on each"
             .into(),
         baseline: "issue #8's target (dns 200 KiB, web 256 KiB) for the images without the reader".into(),
         notes: vec![
@@ -125,7 +118,10 @@ pub fn size(_: &mut Ctx) -> Result<Section, String> {
                  generic code counts for the crate whose path the instance carries, code inlined into another function \
                  for that function's crate, `main` for what is inlined into the app's entry"
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(checksec)
+        .collect(),
         rows,
         failures,
         ..Section::default()
