@@ -130,7 +130,7 @@ impl Stack {
         let now = executor::now();
         let mut iface_config = iface::Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         // smoltcp's own generator (sPCG32) draws DHCP transaction ids, the first IPv4
-        // identification and the sequence numbers `SeqOffsets` then hides: seeded per
+        // identification and the sequence numbers `isn::Modulated` then hides: seeded per
         // stack from the CSPRNG, not from the MAC and the time an observer can guess.
         iface_config.random_seed = crate::random::u64();
         let iface = Interface::new(iface_config, &mut device, smoltcp_instant(now));
@@ -331,7 +331,7 @@ impl Inner {
     /// A free port from the dynamic range, if any is left: RFC 6056 §3.3.1's algorithm 1,
     /// a random port and, if it is taken, the ones after it, so that an off-path attacker
     /// cannot guess the port of the next connection (one half of what a blind injection
-    /// needs; the other is the sequence number, see `SeqOffsets`).
+    /// needs; the other is the sequence number, see `isn::Modulated`).
     pub(super) fn ephemeral_port(&mut self) -> Option<u16> {
         let start = (crate::random::u64() % u64::from(EPHEMERAL_COUNT)) as u32;
         (0..EPHEMERAL_COUNT)
